@@ -1,0 +1,1 @@
+"""Run artifacts: resolved config, metrics, checkpoints, model cards, hashes."""

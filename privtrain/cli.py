@@ -1,0 +1,126 @@
+"""The ``privtrain`` command.
+
+    privtrain run RECIPE [overrides...] [-m] [--cfg job] [--dry-run]
+    privtrain ls
+    privtrain ledger show|runs|budget|verify|export|plot ...
+
+Start-up stays fast: ``--help``, ``ls`` and ``ledger`` import no torch, flwr or
+sdv. Bad input prints one line and exits 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from privtrain import __version__
+from privtrain.errors import UserError
+
+_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privtrain",
+        description="Train models on private data with differential privacy, federated learning or "
+        "synthetic data; every run is charged to a privacy ledger.",
+    )
+    parser.add_argument("--version", action="version", version=f"privtrain {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a recipe with Hydra overrides",
+        description="Run a recipe. Overrides use Hydra's grammar (key=value, group=option, +new.key=value). "
+        "-m/--multirun sweeps comma-separated values; --cfg job prints the composed config; "
+        "--dry-run prints the privacy plan and touches nothing.",
+        epilog="example: privtrain run dp_sgd privacy.target_epsilon=1 model=mlp",
+    )
+    run.add_argument("recipe", help="dp_sgd, federated or synthetic (see `privtrain ls`)")
+    run.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides and flags")
+    run.set_defaults(func=_cmd_run)
+
+    ls = sub.add_parser("ls", help="list recipes and config groups with their options")
+    ls.set_defaults(func=_cmd_ls)
+
+    from privtrain.ledger import cli as ledger_cli
+
+    ledger_cli.register(sub)
+    return parser
+
+
+def _cmd_ls(args) -> int:
+    from privtrain import config
+
+    print("recipes:")
+    for name in config.recipes():
+        print(f"  {name:<14} privtrain run {name}")
+    print("config groups (override with group=option):")
+    for group, options in config.groups().items():
+        print(f"  {group:<14} {', '.join(options) if options else '(none yet)'}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from privtrain import config
+
+    config.check_recipe(args.recipe)
+    rest = list(args.overrides)
+    if "--dry-run" in rest:
+        rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true"]
+    overrides = _overrides_only(rest)
+    config.validate_overrides(args.recipe, overrides)
+    return _hydra_main(args.recipe, rest)
+
+
+def _overrides_only(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def _hydra_main(recipe: str, argv: list[str]) -> int:
+    """Hand over to ``@hydra.main``: run dirs, sweeps (-m) and --cfg come from Hydra."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from privtrain import config
+
+    def task(cfg) -> None:
+        from privtrain.api import execute
+
+        try:
+            result = execute(recipe, cfg, HydraConfig.get().runtime.output_dir)
+        except UserError as exc:
+            _print_error(exc)
+            raise SystemExit(exc.exit_code) from None
+        print(result.summary(), flush=True)
+
+    sys.argv = [f"privtrain run {recipe}", *argv, f"hydra.job.name={recipe}"]
+    hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()
+    return 0
+
+
+def _print_error(exc: UserError) -> None:
+    print(f"privtrain: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        _print_error(exc)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

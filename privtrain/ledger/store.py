@@ -1,0 +1,241 @@
+"""The ledger file: SQLite schema, versioning, and the append-only hash chain.
+
+Every privacy-relevant fact (reservations, commits, failures, budgets, lineage)
+is one row of ``entries``. Row ``i`` stores ``prev_hash`` (row ``i-1``'s hash)
+and ``hash = sha256(prev_hash + canonical JSON of the row)``, so an edited,
+deleted, inserted or reordered row breaks the chain at that row. ``meta``
+remembers the head, which catches a deleted tail. The ``cache`` table is derived
+data: never chained, never read by :func:`verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from privtrain.errors import UserError
+from privtrain.ledger.model import Entry, VerifyReport
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x50525654  # "PRVT": marks the file as a privtrain ledger
+GENESIS = "0" * 64
+# A writer may hold the lock while it composes a plan (seconds), so wait long.
+BUSY_TIMEOUT_S = 600.0
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+COLUMNS = (
+    "id", "ref", "status", "run_id", "time", "user", "version", "git_commit", "recipe",
+    "config_hash", "dataset_fingerprint", "dataset_name", "unit", "parent_fingerprint",
+    "events", "epsilon", "delta", "artifacts", "prev_hash",
+)
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    ref INTEGER,
+    status TEXT NOT NULL,
+    run_id TEXT, time TEXT NOT NULL, user TEXT, version TEXT, git_commit TEXT,
+    recipe TEXT, config_hash TEXT,
+    dataset_fingerprint TEXT NOT NULL, dataset_name TEXT, unit TEXT NOT NULL,
+    parent_fingerprint TEXT,
+    events TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL,
+    artifacts TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE
+);
+CREATE INDEX entries_by_dataset ON entries (dataset_fingerprint, unit, id);
+CREATE TABLE cache (
+    key TEXT PRIMARY KEY, fingerprint TEXT, unit TEXT, delta REAL, accountant TEXT,
+    value REAL NOT NULL, created TEXT NOT NULL
+);
+-- Append-only: stops accidents. A deliberate edit is caught by the hash chain.
+CREATE TRIGGER entries_append_only_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
+CREATE TRIGGER entries_append_only_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
+"""
+
+# MIGRATIONS[v] upgrades a ledger from schema v to v + 1, in one transaction.
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+
+
+def _not_a_ledger(path: Path, why: str) -> UserError:
+    return UserError(
+        f"{path} is not a usable privtrain ledger ({why}); nothing was changed: move it aside "
+        "or point PRIVTRAIN_LEDGER / ledger.path= at another file.")
+
+
+def connect(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """Open (creating if new) the ledger at ``path``; returns (connection, read_only).
+
+    Raises:
+        UserError: the path cannot be created, is not an SQLite file, is a foreign
+            or newer database, or is corrupt.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"ledger path {path} is a directory; give a file such as {path / 'ledger.db'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
+                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise UserError(f"cannot read the ledger {path}: {exc.strerror}.") from None
+        if head and head != SQLITE_MAGIC:
+            raise _not_a_ledger(path, "not an SQLite database: corrupt or foreign file")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        read_only = _prepare(conn, path)
+    except sqlite3.DatabaseError as exc:
+        if _is_readonly_error(exc):
+            raise UserError(f"the ledger {path} is read-only and must be created or upgraded first "
+                            f"({exc}); fix its permissions or point PRIVTRAIN_LEDGER elsewhere.") from None
+        raise _not_a_ledger(path, str(exc)) from None
+    return conn, read_only
+
+
+def _is_readonly_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
+    conn.row_factory = sqlite3.Row
+    _check_identity(conn, path, write=False)  # before anything writes to a file that may be foreign
+    read_only = False
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        read_only = mode.lower() != "wal" and not os.access(path, os.W_OK)
+    except sqlite3.OperationalError as exc:
+        if not _is_readonly_error(exc):
+            raise
+        read_only = True
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _check_identity(conn, path, write=True)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return read_only
+
+
+def _check_identity(conn: sqlite3.Connection, path: Path, *, write: bool) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    if app_id == 0 and version == 0 and not tables:
+        if write:  # a new, empty file: create the schema
+            _migrate(conn, 0)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute("INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', '0'), "
+                         "('head_hash', ?)", (GENESIS,))
+        return
+    if app_id != APPLICATION_ID:
+        raise _not_a_ledger(path, f"a foreign SQLite database with tables {', '.join(tables[:5]) or 'none'}")
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"the ledger {path} has schema version {version}, newer than this privtrain supports "
+            f"({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
+    if write and version < SCHEMA_VERSION:
+        _migrate(conn, version)
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    for v in range(version, SCHEMA_VERSION):
+        for statement in _split(MIGRATIONS[v]):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={v + 1}")
+
+
+def _split(script: str) -> list[str]:
+    """Split a schema script into statements (triggers keep their inner ``;``)."""
+    out, buf = [], ""
+    for line in script.splitlines():
+        if line.strip().startswith("--") or not line.strip():
+            continue
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+# --- the hash chain ------------------------------------------------------------
+
+
+def canonical(row: dict[str, Any]) -> str:
+    return json.dumps({k: row[k] for k in COLUMNS}, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def entry_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256((row["prev_hash"] + canonical(row)).encode()).hexdigest()
+
+
+def append(conn: sqlite3.Connection, fields: dict[str, Any]) -> Entry:
+    """Append one chained row. Call inside a write transaction (BEGIN IMMEDIATE)."""
+    head = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
+    row = {k: fields.get(k) for k in COLUMNS}
+    row["id"] = 1 if head is None else head["id"] + 1
+    row["prev_hash"] = GENESIS if head is None else head["hash"]
+    row["hash"] = entry_hash(row)
+    names = COLUMNS + ("hash",)
+    conn.execute(f"INSERT INTO entries ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                 [row[k] for k in names])
+    conn.execute("UPDATE meta SET value=? WHERE key='head_id'", (str(row["id"]),))
+    conn.execute("UPDATE meta SET value=? WHERE key='head_hash'", (row["hash"],))
+    return to_entry(row)
+
+
+def to_entry(row: Any) -> Entry:
+    r = dict(row)
+    return Entry(
+        id=r["id"], ref=r["ref"], status=r["status"], run_id=r["run_id"], time=r["time"],
+        user=r["user"], version=r["version"], git_commit=r["git_commit"], recipe=r["recipe"],
+        config_hash=r["config_hash"], dataset_fingerprint=r["dataset_fingerprint"],
+        dataset_name=r["dataset_name"], unit=r["unit"], parent_fingerprint=r["parent_fingerprint"],
+        events_json=r["events"], epsilon=r["epsilon"], delta=r["delta"],
+        artifacts_json=r["artifacts"], prev_hash=r["prev_hash"], hash=r["hash"])
+
+
+def verify(conn: sqlite3.Connection) -> VerifyReport:
+    """Walk the chain from the first entry; report the first row that does not check out."""
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            return VerifyReport(False, 0, None, f"SQLite integrity check failed: {check}")
+        rows = conn.execute(f"SELECT {', '.join(COLUMNS)}, hash FROM entries ORDER BY id").fetchall()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        return VerifyReport(False, 0, None, f"the ledger cannot be read: {exc}")
+    prev, expected_id = GENESIS, 1
+    for r in rows:
+        row = dict(r)
+        where = f"entry {expected_id}"
+        if row["id"] != expected_id:
+            return VerifyReport(False, len(rows), expected_id,
+                                f"{where} is missing (next row has id {row['id']}): deleted or moved")
+        where = f"entry {row['id']} ({row['status']}, run {row['run_id']}, {row['time']})"
+        if row["prev_hash"] != prev:
+            return VerifyReport(False, len(rows), row["id"],
+                                f"{where} does not follow entry {row['id'] - 1}: an entry was deleted, "
+                                "inserted or reordered here")
+        if entry_hash(row) != row["hash"]:
+            return VerifyReport(False, len(rows), row["id"],
+                                f"{where} does not match its hash: its content was edited")
+        prev, expected_id = row["hash"], expected_id + 1
+    head_id = int(meta.get("head_id", -1))
+    if head_id != len(rows) or meta.get("head_hash") != prev:
+        return VerifyReport(False, len(rows), len(rows) + 1 if head_id > len(rows) else None,
+                            f"the chain ends at entry {len(rows)} but the ledger's head records entry "
+                            f"{head_id}: entries were deleted from the end or the head was edited")
+    return VerifyReport(True, len(rows))

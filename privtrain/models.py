@@ -1,0 +1,83 @@
+"""Models that Opacus can train: logistic regression, an MLP and a small CNN.
+
+Every model takes flat feature vectors; the CNN reshapes them to its image
+shape itself. The CNN uses GroupNorm, since BatchNorm mixes examples in a batch
+and breaks per-example gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from privtrain.errors import UserError
+
+MODELS = ("logreg", "mlp", "cnn")
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What ``model.*`` in the config says."""
+
+    name: str
+    hidden: tuple[int, ...] = (128,)
+    activation: str = "tanh"
+    channels: tuple[int, ...] = (16, 32)
+    groups: int = 4
+
+
+def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[int, ...] | None) -> nn.Module:
+    """Instantiate the model named by ``spec`` for the given data shape.
+
+    Raises:
+        UserError: unknown model or activation, or a CNN on non-image data.
+    """
+    if spec.name not in MODELS:
+        raise UserError(f"model={spec.name!r} is unknown; choose one of {', '.join(MODELS)}.")
+    if spec.activation not in _ACTIVATIONS:
+        raise UserError(f"model.activation={spec.activation!r} is unknown; choose one of {', '.join(_ACTIVATIONS)}.")
+    act = _ACTIVATIONS[spec.activation]
+    if spec.name == "logreg":
+        return nn.Sequential(nn.Linear(n_inputs, n_classes))
+    if spec.name == "mlp":
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in spec.hidden:
+            layers += [nn.Linear(width, int(h)), act()]
+            width = int(h)
+        return nn.Sequential(*layers, nn.Linear(width, n_classes))
+    if image_shape is None:
+        raise UserError("model=cnn needs image data (dataset=digits); use model=mlp or model=logreg for tables.")
+    return _cnn(spec, image_shape, n_classes, act)
+
+
+def _cnn(spec: ModelSpec, image_shape: tuple[int, ...], n_classes: int, act: type[nn.Module]) -> nn.Module:
+    channels_in, height, width = image_shape
+    layers: list[nn.Module] = [nn.Unflatten(1, tuple(image_shape))]
+    for c in spec.channels:
+        if c % spec.groups:
+            raise UserError(f"model.channels={list(spec.channels)} must be multiples of model.groups={spec.groups}.")
+        layers += [nn.Conv2d(channels_in, int(c), 3, padding=1), nn.GroupNorm(spec.groups, int(c)), act(), nn.AvgPool2d(2)]
+        channels_in, height, width = int(c), height // 2, width // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels_in * height * width, n_classes))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def validate_for_dp(model: nn.Module) -> None:
+    """Raise :class:`UserError` if Opacus cannot train ``model`` privately."""
+    from opacus.validators import ModuleValidator
+
+    errors = ModuleValidator.validate(model, strict=False)
+    if errors:
+        raise UserError(f"model is not trainable with DP-SGD: {errors[0]}")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,1 @@
+"""Privacy mechanisms as dp-accounting events, and the accountants that compose them."""

@@ -1,0 +1,139 @@
+"""Planning DP-SGD: delta, sampling rate, steps, noise, and the events they imply.
+
+Everything here is computed from the config and public facts (the number of
+training rows), before any training data is read, so the ledger can refuse a
+run that does not fit.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+from privtrain.errors import UserError
+from privtrain.privacy.events import DpEvent, dp_sgd_event
+
+ACCOUNTANTS = ("prv", "rdp", "gdp")
+GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
+CLIPPING = ("flat", "per_layer")
+GDP_NOTE = ("the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
+            "the ledger composes the same events with a tight PLD accountant")
+
+
+@dataclass(frozen=True)
+class DpSgdPlan:
+    """A DP-SGD run as planned: enough to account for it and to reproduce its noise."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    delta: float
+    max_grad_norm: float
+    accountant: str
+    epsilon: float  # planned epsilon of these steps alone, by ``accountant``
+
+    @property
+    def events(self) -> tuple[DpEvent, ...]:
+        return (dp_sgd_event(sample_rate=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=self.steps),)
+
+
+def default_delta(n: int) -> float:
+    """1e-5, or a power of ten at most 1/(10 n) for larger datasets: well below 1/n."""
+    return min(1e-5, 10.0 ** math.floor(math.log10(0.1 / n)))
+
+
+def resolve_delta(delta: float | None, n: int) -> float:
+    """The run's delta. Raises :class:`UserError` unless 0 < delta < 1/n."""
+    if delta is None:
+        return default_delta(n)
+    delta = float(delta)
+    if not 0.0 < delta < 1.0 / n:
+        raise UserError(
+            f"privacy.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for n={n} training rows; "
+            f"use e.g. privacy.delta={default_delta(n):.0e}."
+        )
+    return delta
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    if batch_size < 1:
+        raise UserError(f"recipe.batch_size={batch_size} must be at least 1.")
+    if batch_size > n_train:
+        raise UserError(
+            f"recipe.batch_size={batch_size} is larger than the {n_train} training rows; use recipe.batch_size<={n_train}."
+        )
+    return math.ceil(n_train / batch_size)
+
+
+def plan(
+    *,
+    n_train: int,
+    batch_size: int,
+    epochs: int,
+    target_epsilon: float | None,
+    noise_multiplier: float | None,
+    delta: float | None,
+    max_grad_norm: float,
+    accountant: str,
+) -> DpSgdPlan:
+    """Plan DP-SGD with Poisson sampling at rate 1/ceil(n/batch) (as Opacus' DPDataLoader).
+
+    Exactly one of ``target_epsilon`` (noise calibrated to reach it) and
+    ``noise_multiplier`` must be set.
+
+    Raises:
+        UserError: a field is out of range or both/neither noise settings are given.
+    """
+    if accountant not in ACCOUNTANTS:
+        raise UserError(f"privacy.accountant={accountant!r} is unknown; choose one of {', '.join(ACCOUNTANTS)}.")
+    if epochs < 1:
+        raise UserError(f"recipe.epochs={epochs} must be at least 1.")
+    if max_grad_norm is None or max_grad_norm <= 0:
+        raise UserError(f"privacy.max_grad_norm={max_grad_norm} must be > 0.")
+    per_epoch = batches_per_epoch(n_train, batch_size)
+    sample_rate, steps = 1.0 / per_epoch, per_epoch * epochs
+    delta = resolve_delta(delta, n_train)
+    if (target_epsilon is None) == (noise_multiplier is None):
+        raise UserError(
+            "privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
+            "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1)."
+        )
+    if target_epsilon is not None:
+        if not target_epsilon > 0:
+            raise UserError(f"privacy.target_epsilon={target_epsilon} must be > 0; use e.g. privacy.target_epsilon=3.")
+        sigma = calibrate(target_epsilon, delta, sample_rate, steps, accountant)
+    else:
+        if not noise_multiplier > 0:
+            raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
+        sigma = float(noise_multiplier)
+    eps = epsilon_of(sigma, sample_rate, steps, delta, accountant)
+    return DpSgdPlan(sigma, sample_rate, steps, delta, float(max_grad_norm), accountant, eps)
+
+
+def calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    """The smallest noise multiplier whose epsilon is within 1% below ``target_epsilon``."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus' notes on alpha ranges and GDP; see GDP_NOTE
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
+                steps=steps, accountant=accountant, epsilon_tolerance=0.005,
+            )
+        )
+
+
+def make_accountant(accountant: str):
+    from opacus.accountants import create_accountant
+
+    return create_accountant(mechanism=accountant)
+
+
+def epsilon_of(sigma: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
+    acc = make_accountant(accountant)
+    acc.history = [(sigma, sample_rate, steps)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(acc.get_epsilon(delta=delta))

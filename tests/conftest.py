@@ -1,0 +1,51 @@
+"""Shared fixtures. ``pytest`` runs the fast tests; ``pytest --slow`` adds the end-to-end ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (CI does)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def ledger_path(tmp_path, monkeypatch) -> Path:
+    """A fresh ledger file for the test; PRIVTRAIN_LEDGER points at it."""
+    path = tmp_path / "ledger.db"
+    monkeypatch.setenv("PRIVTRAIN_LEDGER", str(path))
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path, ledger_path):
+    """Run ``privtrain ...`` in a subprocess inside ``tmp_path``; returns CompletedProcess."""
+
+    def run(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path), **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "privtrain.cli", *args], cwd=tmp_path, capture_output=True,
+            text=True, timeout=timeout, env=full_env,
+        )
+
+    return run
+
+
+# Tiny settings that keep an end-to-end dp_sgd run to a few seconds.
+TINY = ["recipe.epochs=1", "recipe.progress=false", "recipe.batch_size=256", "recipe.max_physical_batch_size=256"]

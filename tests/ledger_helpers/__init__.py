@@ -1,0 +1,77 @@
+"""Shared pieces for the ledger tests: charges, fresh dp-accounting results, subprocess runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dp_accounting
+
+from privtrain import ledger
+from privtrain.privacy import events as ev
+
+ROOT = Path(__file__).resolve().parents[2]
+FP = "d1" * 32  # a fake 64-hex dataset fingerprint
+FP2 = "e2" * 32
+
+
+def gaussian(sigma: float, steps: int = 1) -> tuple:
+    """Cheap events (closed-form Gaussian PLD) for tests where only the bookkeeping matters."""
+    g = dp_accounting.GaussianDpEvent(float(sigma))
+    return (g if steps == 1 else dp_accounting.SelfComposedDpEvent(g, steps),)
+
+
+def sgd(q: float, sigma: float, steps: int) -> tuple:
+    return (ev.dp_sgd_event(sample_rate=q, noise_multiplier=sigma, steps=steps),)
+
+
+def charge(run_id: str = "run-1", events: tuple | None = None, *, fp: str = FP, name: str = "digits",
+           unit: str = "example", delta: float = 1e-5, epsilon: float | None = None, **kw) -> ledger.Charge:
+    events = events if events is not None else gaussian(4.0)
+    eps = epsilon if epsilon is not None else fresh_pld(list(events), delta)
+    return ledger.Charge(run_id=run_id, recipe="dp_sgd", dataset_fingerprint=fp, dataset_name=name, unit=unit,
+                         events=tuple(events), delta=delta, epsilon=eps, config_hash="cfg-" + run_id, **kw)
+
+
+def run(led: ledger.Ledger, c: ledger.Charge, artifacts: dict | None = None):
+    with led.charging(c) as r:
+        return r.commit(c.events, artifacts=artifacts or {"model.pt": "00" * 32})
+
+
+def fresh_pld(events: list, delta: float) -> float:
+    """A fresh dp-accounting PLD result, bypassing privtrain's grouping and the ledger's cache."""
+    acc = dp_accounting.pld.PLDAccountant()
+    acc.compose(dp_accounting.ComposedDpEvent(list(events)))
+    return float(acc.get_epsilon(delta))
+
+
+def fresh_rdp(events: list, delta: float) -> float:
+    acc = dp_accounting.rdp.RdpAccountant()
+    acc.compose(dp_accounting.ComposedDpEvent(list(events)))
+    return float(acc.get_epsilon(delta))
+
+
+def env() -> dict:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
+    return out
+
+
+def cli(*args: str, path: Path) -> subprocess.CompletedProcess:
+    """``python -m privtrain.ledger ARGS --path PATH`` in a real process."""
+    return subprocess.run([sys.executable, "-m", "privtrain.ledger", *args, "--path", str(path)],
+                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+
+
+def worker(*args: str, **popen) -> subprocess.Popen:
+    """Start tests/ledger_helpers/worker.py in a separate process."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py")), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
+                            **popen)
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj)

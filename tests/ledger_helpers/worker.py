@@ -1,0 +1,47 @@
+"""A separate process that charges the ledger, for the concurrency and crash tests.
+
+usage: worker.py LEDGER RUN_ID SIGMA [--start-at UNIX_TIME] [--hang]
+
+Prints one JSON line: {"status": "committed"|"refused"|"reserved", "message": ...}.
+With --hang it reserves, prints "reserved", and sleeps until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ledger_helpers import charge, gaussian  # noqa: E402  (tests/ on sys.path, see below)
+
+from privtrain import ledger
+from privtrain.errors import BudgetExceeded
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("path")
+    p.add_argument("run_id")
+    p.add_argument("sigma", type=float)
+    p.add_argument("--start-at", type=float, default=0.0)
+    p.add_argument("--hang", action="store_true")
+    args = p.parse_args()
+    c = charge(args.run_id, gaussian(args.sigma), epsilon=1.0)
+    led = ledger.open(args.path)
+    time.sleep(max(0.0, args.start_at - time.time()))  # line the processes up to race
+    try:
+        with led.charging(c) as run:
+            if args.hang:
+                print(json.dumps({"status": "reserved", "entry": run.entry_id}), flush=True)
+                time.sleep(600)
+            run.commit(c.events, artifacts={"model.pt": "ab" * 32})
+    except BudgetExceeded as exc:
+        print(json.dumps({"status": "refused", "message": str(exc)}), flush=True)
+        return 3
+    print(json.dumps({"status": "committed", "entry": run.entry_id}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
