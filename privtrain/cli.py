@@ -11,10 +11,14 @@ sdv. Bad input prints one line and exits 2; a traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from privtrain import __version__
 from privtrain.errors import UserError
+
+# Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
+_SUBCOMMAND_MODULES = ("privtrain.ledger.cli",)
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}
@@ -44,9 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list recipes and config groups with their options")
     ls.set_defaults(func=_cmd_ls)
 
-    from privtrain.ledger import cli as ledger_cli
-
-    ledger_cli.register(sub)
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -140,7 +140,9 @@ def _eps_postfix(engine, dp, bar) -> dict:
 def _make_private(model, optimizer, criterion, loader, dp, settings, resume):
     from opacus import PrivacyEngine
 
-    engine = PrivacyEngine(accountant=dp.accountant)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Secure RNG turned off": stated in the model card instead
+        engine = PrivacyEngine(accountant=dp.accountant)
     if resume is not None and resume.get("accountant") is not None:
         engine.accountant.load_state_dict(resume["accountant"])
     n_params = len([p for p in model.parameters() if p.requires_grad])

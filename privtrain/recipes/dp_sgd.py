@@ -19,6 +19,7 @@ reservation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from pathlib import Path
@@ -55,6 +56,9 @@ def run(cfg, output_dir: Path) -> RunResult:
         default_budget=config.default_budget(cfg.ledger.default_budget),
     )
     book = ledger.open(cfg.ledger.path)
+    lineage = book.lineage(dataset.fingerprint)  # synthetic data: training on it is post-processing
+    if lineage is not None:
+        charge = dataclasses.replace(charge, parent_fingerprint=lineage.parent_fingerprint)
     dataset_info = {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_rows": dataset.n_rows}
     if cfg.ledger.plan_only:
         plan = book.plan(charge)
@@ -76,14 +80,21 @@ def run(cfg, output_dir: Path) -> RunResult:
         metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
         run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                    steps=outcome.steps),) if private else (non_private_event(),)
-        guarantee = _guarantee(dp, outcome, resume, run_events, delta, unit, dataset)
+        guarantees = [_guarantee(dp, outcome, resume, run_events, delta, unit, dataset)]
+        if lineage is not None:
+            guarantees.insert(0, inherited_guarantee(lineage))
         dataset_info.update(n_train=splits.n_train, n_test=len(splits.y_test), schema=dataset.schema.source)
         ledger_info = ledger_summary(book, entry, unit)
         metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
-        files = _write_artifacts(output_dir, cfg, dataset_info, guarantee, metrics, outcome, dp, dataset,
-                                 ledger_info, config.model_spec(cfg.model), resume)
+        files = _write_artifacts(output_dir, cfg, dataset_info, guarantees, metrics, outcome, dp, dataset,
+                                 ledger_info, config.model_spec(cfg.model), resume, lineage)
         entry.commit(run_events, artifacts=hash_artifacts(files, output_dir), epsilon=epsilon)
-    return RunResult("dp_sgd", output_dir, metrics, [guarantee], dataset_info, ledger_info)
+    result = RunResult("dp_sgd", output_dir, metrics, guarantees, dataset_info, ledger_info)
+    if cfg.audit.enabled:
+        from privtrain.audit import audit_run
+
+        result.metrics["audit"] = audit_run(output_dir)
+    return result
 
 
 def ledger_summary(book, entry, unit: str) -> dict:
@@ -133,6 +144,13 @@ def _guarantee(dp, outcome, resume, run_events, delta, unit, dataset) -> Guarant
     return Guarantee(float(outcome.epsilon), delta, unit, dp.accountant, events, tuple(notes))
 
 
+def inherited_guarantee(lineage) -> Guarantee:
+    """The guarantee, toward the real rows of the parent dataset, of anything trained on derived data."""
+    note = (f"trained on data derived from {lineage.parent_name} ({lineage.parent_fingerprint[:12]}) by run "
+            f"{lineage.run_id}; toward the parent's real rows, this model inherits the synthesizer's guarantee")
+    return Guarantee(lineage.epsilon, lineage.delta, lineage.unit, "lineage", tuple(lineage.events), (note,))
+
+
 def _load_resume(path, fingerprint: str) -> dict | None:
     if not path:
         return None
@@ -147,8 +165,8 @@ def _load_resume(path, fingerprint: str) -> dict | None:
     return ckpt
 
 
-def _write_artifacts(out: Path, cfg, dataset_info, guarantee, metrics, outcome, dp, dataset, ledger_info,
-                     model_spec, resume) -> list[Path]:
+def _write_artifacts(out: Path, cfg, dataset_info, guarantees, metrics, outcome, dp, dataset, ledger_info,
+                     model_spec, resume, lineage) -> list[Path]:
     import torch
 
     from privtrain.models import count_parameters
@@ -156,6 +174,7 @@ def _write_artifacts(out: Path, cfg, dataset_info, guarantee, metrics, outcome, 
 
     out.mkdir(parents=True, exist_ok=True)
     prior_steps = resume["meta"]["steps"] if resume else 0
+    guarantee = guarantees[-1]  # this training run's own guarantee
     ckpt = out / "checkpoint.pt"
     torch.save({
         "model": outcome.model.state_dict(), "optimizer": outcome.optimizer_state, "accountant": outcome.accountant_state,
@@ -165,13 +184,15 @@ def _write_artifacts(out: Path, cfg, dataset_info, guarantee, metrics, outcome, 
     }, ckpt)
     files = [write_config(out / "config.yaml", cfg), ckpt]
     files.append(write_json(out / "metrics.json", {
-        "recipe": "dp_sgd", "metrics": metrics, "guarantee": guarantee.to_dict(), "dataset": dataset_info,
+        "recipe": "dp_sgd", "metrics": metrics, "guarantee": guarantees[0].to_dict(),
+        "guarantees": [g.to_dict() for g in guarantees], "dataset": dataset_info,
         "ledger": ledger_info,
         "dp": {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm} if dp else None,
     }))
     card = model_card.render(
-        recipe="dp_sgd", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=[guarantee], metrics=metrics,
+        recipe="dp_sgd", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=guarantees, metrics=metrics,
+        lineage=lineage.describe() if lineage else None,
         model=f"`{model_spec.name}` ({count_parameters(outcome.model)} parameters); weights are the EMA of the DP iterates"
         if dp else f"`{model_spec.name}` ({count_parameters(outcome.model)} parameters), trained without DP",
         ledger=ledger_info,

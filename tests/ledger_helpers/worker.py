@@ -12,8 +12,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from ledger_helpers import charge, gaussian  # noqa: E402  (tests/ on sys.path, see below)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ledger_helpers
+from ledger_helpers import charge, gaussian  # noqa: E402
 
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded
