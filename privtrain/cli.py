@@ -72,24 +72,27 @@ def _cmd_run(args) -> int:
     rest = list(args.overrides)
     if "--dry-run" in rest:
         rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true"]
-    overrides = _overrides_only(rest)
+    overrides, flags = _split_flags(rest)
     config.validate_overrides(args.recipe, overrides)
-    return _hydra_main(args.recipe, rest)
+    return _hydra_main(args.recipe, overrides, flags)
 
 
-def _overrides_only(argv: list[str]) -> list[str]:
-    out, skip = [], False
+def _split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, Hydra flags with their values), keeping each list's order."""
+    overrides, flags, takes_value = [], [], False
     for arg in argv:
-        if skip:
-            skip = False
-        elif arg in _HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-        elif not arg.startswith("-"):
-            out.append(arg)
-    return out
+        if takes_value:
+            flags.append(arg)
+            takes_value = False
+        elif arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in _HYDRA_FLAGS_WITH_VALUE
+        else:
+            overrides.append(arg)
+    return overrides, flags
 
 
-def _hydra_main(recipe: str, argv: list[str]) -> int:
+def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
     """Hand over to ``@hydra.main``: run dirs, sweeps (-m) and --cfg come from Hydra."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -106,7 +109,8 @@ def _hydra_main(recipe: str, argv: list[str]) -> int:
             raise SystemExit(exc.exit_code) from None
         print(result.summary(), flush=True)
 
-    sys.argv = [f"privtrain run {recipe}", *argv, f"hydra.job.name={recipe}"]
+    # Hydra's parser takes the overrides as one positional list, so they go before the flags.
+    sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]
     hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()
     return 0
 

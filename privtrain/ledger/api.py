@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sqlite3
@@ -26,6 +27,21 @@ from privtrain.ledger.model import (
 DEFAULT_PATH = Path(".privtrain") / "ledger.db"
 EPS_TOLERANCE = 1e-9
 OVER_BUDGET = "over budget"
+
+
+def _guarded(method):
+    """A damaged file surfaces as one clear UserError, not a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+                raise
+            raise UserError(f"the ledger {self.path} is damaged ({exc}); nothing was changed: run "
+                            "`privtrain ledger verify`, and restore it from a backup.") from None
+    return wrapper
 
 
 def default_path() -> Path:
@@ -55,6 +71,7 @@ class Ledger:
 
     # --- reading ----------------------------------------------------------------
 
+    @_guarded
     def entries(self, dataset: str | None = None, unit: str | None = None) -> list[Entry]:
         """All entries in chain order, optionally for one dataset (fingerprint, prefix or name) and unit."""
         sql, args = "SELECT * FROM entries", []
@@ -69,6 +86,7 @@ class Ledger:
             sql += " WHERE " + " AND ".join(where)
         return [store.to_entry(r) for r in self._conn.execute(sql + " ORDER BY id", args)]
 
+    @_guarded
     def resolve(self, dataset: str) -> str:
         """A dataset's fingerprint from its fingerprint, a unique prefix of it, or its human name.
 
@@ -97,6 +115,7 @@ class Ledger:
                         + (f"; known: {', '.join(names)}" if names else " (it is empty)")
                         + "; give a name, a fingerprint prefix, or a full 64-hex fingerprint.")
 
+    @_guarded
     def budget(self, dataset: str, unit: str = "example") -> Budget | None:
         return self._budget(self.resolve(dataset), check_unit(unit))
 
@@ -125,11 +144,13 @@ class Ledger:
         counts = compose.event_counts(r.events_json for r in runs)
         return self._composer.epsilon(counts, delta, accountant, fingerprint=fp, unit=unit), delta
 
+    @_guarded
     def spent(self, dataset: str, unit: str = "example") -> float:
         """Tight (PLD) ε spent on a dataset at its budget's δ (without a budget: its runs' largest δ)."""
         fp, unit = self.resolve(dataset), check_unit(unit)
         return self._spent(fp, unit, self._budget(fp, unit))[0]
 
+    @_guarded
     def remaining(self, dataset: str, unit: str = "example") -> float | None:
         """ε left in the budget (never negative); None when the dataset has no budget."""
         fp, unit = self.resolve(dataset), check_unit(unit)
@@ -138,6 +159,7 @@ class Ledger:
             return None
         return max(0.0, budget.epsilon - self._spent(fp, unit, budget)[0])
 
+    @_guarded
     def lineage(self, fingerprint: str) -> Lineage | None:
         """How a derived (synthetic) dataset inherits its guarantee, or None for an original dataset."""
         row = self._conn.execute("SELECT * FROM entries WHERE dataset_fingerprint=? AND status='derived' "
@@ -148,6 +170,7 @@ class Ledger:
         return Lineage(e.dataset_fingerprint, e.dataset_name, e.parent_fingerprint, self._name(e.parent_fingerprint),
                        e.run_id, e.events_json, e.epsilon, e.delta, e.unit, e.id)
 
+    @_guarded
     def datasets(self) -> list[DatasetSummary]:
         """One summary per (dataset, unit) the ledger has seen."""
         keys = self._conn.execute("SELECT dataset_fingerprint, unit, MIN(id) FROM entries "
@@ -169,6 +192,7 @@ class Ledger:
 
     # --- planning and charging -------------------------------------------------------
 
+    @_guarded
     def plan(self, charge: Charge) -> Plan:
         """The pre-flight for ``charge``: read-only, touches nothing."""
         return self._plan(charge)
@@ -288,6 +312,7 @@ class Ledger:
 
     # --- administration --------------------------------------------------------------
 
+    @_guarded
     def set_budget(self, dataset: str, unit: str, epsilon: float, delta: float) -> Budget:
         """Set (or change) the budget of (dataset, unit). Recorded as a chained entry."""
         epsilon, delta = check_budget(epsilon, delta)
@@ -296,6 +321,7 @@ class Ledger:
                                  epsilon=epsilon, delta=delta)
         return Budget(epsilon, delta, entry.id)
 
+    @_guarded
     def register_derived(self, child_fingerprint: str, child_name: str, parent_fingerprint: str, run_id: str,
                          events, epsilon: float, delta: float, unit: str) -> Lineage:
         """Record that ``child`` (synthetic data) was produced from ``parent`` by run ``run_id``.

@@ -1,0 +1,84 @@
+"""The dp_sgd recipe through the Python API, end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import privtrain
+from conftest import TINY
+from privtrain import ledger
+from privtrain.privacy.events import epsilon_pld
+
+
+def test_api_returns_metrics_guarantee_events_and_output_dir(tmp_path, ledger_path):
+    result = privtrain.run("dp_sgd", [*TINY, "privacy.target_epsilon=1"], output_dir=tmp_path / "run")
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    g = result.guarantee
+    assert g.unit == "example" and g.accountant == "prv" and g.delta == 1e-5
+    assert g.epsilon == pytest.approx(1.0, rel=0.01)
+    assert type(g.events[0]).__name__ == "SelfComposedDpEvent"
+    assert epsilon_pld(list(g.events), g.delta) == pytest.approx(g.epsilon, rel=0.02)
+    assert (result.output_dir / "metrics.json").is_file()
+    assert len(result.metrics["per_class_accuracy"]) == 10
+    book = ledger.open(ledger_path)
+    assert book.spent("digits") == pytest.approx(epsilon_pld(list(g.events), g.delta), rel=1e-3)
+
+
+def test_non_private_baseline_same_data_and_evaluation(tmp_path, ledger_path):
+    result = privtrain.run("dp_sgd", [*TINY, "privacy=none"], output_dir=tmp_path / "run")
+    assert math.isinf(result.guarantee.epsilon) and not result.guarantee.private
+    assert result.metrics["n_test"] == 360
+    assert "No differential privacy guarantee" in (result.output_dir / "model_card.md").read_text()
+    assert math.isinf(ledger.open(ledger_path).spent("digits"))
+
+
+@pytest.mark.parametrize("mode", ["ghost", "functorch"])
+def test_grad_sample_modes_train(mode, tmp_path, ledger_path):
+    result = privtrain.run("dp_sgd", [*TINY, f"recipe.grad_sample_mode={mode}", "model=mlp"], output_dir=tmp_path / "r")
+    assert result.metrics["accuracy"] > 0.3 and result.metrics["steps"] == 6
+
+
+def test_logical_batch_larger_than_physical_uses_batch_memory_manager(tmp_path, ledger_path):
+    result = privtrain.run("dp_sgd", [*TINY, "recipe.max_physical_batch_size=32"], output_dir=tmp_path / "r")
+    assert result.metrics["steps"] == 6  # logical steps, not physical ones
+    assert result.guarantee.epsilon == pytest.approx(3.0, rel=0.01)
+
+
+def test_cnn_and_tables_train(tmp_path, ledger_path):
+    cnn = privtrain.run("dp_sgd", [*TINY, "model=cnn"], output_dir=tmp_path / "cnn")
+    bc = privtrain.run("dp_sgd", [*TINY, "dataset=breast_cancer", "model=mlp"], output_dir=tmp_path / "bc")
+    assert cnn.metrics["accuracy"] > 0.1 and bc.metrics["accuracy"] > 0.5
+    assert bc.dataset["fingerprint"] != cnn.dataset["fingerprint"]
+
+
+def test_resume_accumulates_epsilon_and_charges_only_new_steps(tmp_path, ledger_path):
+    first = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "a")
+    book = ledger.open(ledger_path)
+    spent_one = book.spent("digits")
+    second = privtrain.run("dp_sgd", [*TINY, f"resume={first.output_dir / 'checkpoint.pt'}"], output_dir=tmp_path / "b")
+    assert second.guarantee.epsilon > first.guarantee.epsilon * 1.2  # never resets
+    assert len(second.guarantee.events) == 2
+    ckpt = torch.load(second.output_dir / "checkpoint.pt", weights_only=False)
+    assert ckpt["meta"]["steps"] == 12
+    spent_two = ledger.open(ledger_path).spent("digits")
+    # the ledger composes first run + the new steps: equals the resumed model's own guarantee
+    assert spent_two == pytest.approx(epsilon_pld(list(second.guarantee.events), 1e-5), rel=1e-3)
+    assert spent_two > spent_one
+
+
+def test_csv_with_inferred_schema_says_so_in_the_guarantee(tmp_path, ledger_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(int)}).to_csv(tmp_path / "d.csv", index=False)
+    result = privtrain.run("dp_sgd", [*TINY, "recipe.batch_size=64", "dataset=csv", f"dataset.path={tmp_path / 'd.csv'}",
+                                      "dataset.target=label", "dataset.infer_schema=true"], output_dir=tmp_path / "r")
+    assert any("inferred from the private data" in n for n in result.guarantee.notes)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    assert metrics["dataset"]["schema"] == "inferred"

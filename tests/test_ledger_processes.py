@@ -1,0 +1,63 @@
+"""Real processes: racing reservations never overspend; a killed run stays charged."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from ledger_helpers import FP, charge, cli, fresh_pld, gaussian, run, worker
+
+from privtrain import ledger
+
+SIGMA = 3.0  # each racer's events: one Gaussian, σ=3
+N_PROCS = 8
+
+
+@pytest.mark.slow
+def test_racing_processes_never_overspend(tmp_path):
+    path = tmp_path / "l.db"
+    led = ledger.open(path)
+    led.set_budget(FP, "example", 3.0, 1e-5)
+    fits = max(k for k in range(1, 20) if fresh_pld(list(gaussian(SIGMA) * k), 1e-5) <= 3.0)
+    assert 2 <= fits < 10
+    start = time.time() + 8  # every process imports first, then they race at once
+    procs = [worker(str(path), f"racer-{i}", str(SIGMA), "--start-at", str(start)) for i in range(N_PROCS)]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode in (0, 3), stderr
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    admitted = [r for r in results if r["status"] == "committed"]
+    refused = [r for r in results if r["status"] == "refused"]
+    assert len(admitted) == fits and len(refused) == N_PROCS - fits
+    for r in refused:
+        assert r["message"].startswith("over budget:") and "remaining ε=" in r["message"]
+        assert "largest this run could still use" in r["message"]
+    led = ledger.open(path)
+    assert led.spent(FP) <= 3.0
+    assert led.spent(FP) == pytest.approx(fresh_pld(list(gaussian(SIGMA) * fits), 1e-5), rel=1e-6)
+    assert led.verify().ok and len(led.entries()) == 1 + 2 * fits
+
+
+@pytest.mark.slow
+def test_killed_run_stays_charged_and_ledger_verifies(tmp_path):
+    path = tmp_path / "l.db"
+    led = ledger.open(path)
+    led.set_budget(FP, "example", 5.0, 1e-5)
+    run(led, charge("before", gaussian(5.0)))
+    p = worker(str(path), "victim", str(SIGMA), "--hang")
+    line = p.stdout.readline()  # wait until it holds its reservation, mid-"training"
+    assert json.loads(line)["status"] == "reserved"
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    assert p.returncode == -signal.SIGKILL
+    led = ledger.open(path)
+    assert led.verify().ok
+    assert [(e.run_id, e.status) for e in led.entries()][-1] == ("victim", "reserved")
+    expected = fresh_pld(list(gaussian(5.0) + gaussian(SIGMA)), 1e-5)
+    assert led.spent(FP) == pytest.approx(expected, rel=1e-6)  # charged at its reservation
+    run(led, charge("after", gaussian(20.0)))  # the ledger is still usable
+    out = cli("verify", path=path)
+    assert out.returncode == 0 and "10 entries" not in out.stdout and "hash chain intact" in out.stdout
