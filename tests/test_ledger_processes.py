@@ -60,4 +60,4 @@ def test_killed_run_stays_charged_and_ledger_verifies(tmp_path):
     assert led.spent(FP) == pytest.approx(expected, rel=1e-6)  # charged at its reservation
     run(led, charge("after", gaussian(20.0)))  # the ledger is still usable
     out = cli("verify", path=path)
-    assert out.returncode == 0 and "10 entries" not in out.stdout and "hash chain intact" in out.stdout
+    assert out.returncode == 0 and "ledger ok: 6 entries, hash chain intact" in out.stdout

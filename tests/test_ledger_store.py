@@ -81,6 +81,7 @@ def test_damaged_sqlite_file_is_refused(tmp_path):
 def test_damaged_data_page_is_a_clear_error(tmp_path):
     p = tmp_path / "l.db"
     led = ledger.open(p)
+    led.warm_cache = False
     for i in range(40):
         run(led, charge(f"r{i}", gaussian(30.0)))
     led.close()

@@ -15,6 +15,7 @@ from privtrain import ledger
 def path(tmp_path):
     p = tmp_path / "ledger.db"
     led = ledger.open(p)
+    led.warm_cache = False
     led.set_budget(FP, "example", 10.0, 1e-5)  # entry 1
     for i in range(3):  # entries 2..7: reserved + committed per run
         run(led, charge(f"r{i}", gaussian(4.0 + i)))

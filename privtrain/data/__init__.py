@@ -76,6 +76,11 @@ def load(spec: DatasetSpec) -> Dataset:
     if spec.name in BUILTIN:
         frame, schema, image_shape = load_builtin(spec.name)
         target = TARGET
+    elif spec.name == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
+        from privtrain.data.synthetic import load_synthetic
+
+        frame, schema, target = load_synthetic(spec)
+        image_shape = None
     else:
         frame = read_table(spec.path, "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv")
         target, image_shape = spec.target, None

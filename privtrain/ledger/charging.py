@@ -74,6 +74,7 @@ class Run:
         fields = _charge_fields(self.charge, events, epsilon)
         self.committed = self._ledger._append_one(status="committed", ref=self.entry_id,
                                                   artifacts=_artifacts(artifacts), **fields)
+        self._ledger._warm(self.charge.dataset_fingerprint, self.charge.unit)
         return self.committed
 
     def _fail(self) -> None:

@@ -17,3 +17,14 @@ Importing this package imports neither SDV nor torch; the modules that need them
 SDV_MODELS = ("gaussian_copula", "ctgan", "tvae", "copulagan")
 DP_MODELS = ("dp_gaussian_copula",)
 MODELS = (*SDV_MODELS, *DP_MODELS)
+
+_CHATTY_LOGGERS = ("SingleTableSynthesizer", "MultiTableSynthesizer", "Metadata", "SingleTableMetadata",
+                   "MultiTableMetadata", "sdv", "copulas", "rdt", "sdmetrics", "ctgan", "faker")
+
+
+def quiet_logs() -> None:
+    """SDV and its libraries log every fit at INFO; under Hydra that floods the console and run log."""
+    import logging
+
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,96 @@
+"""Empirical privacy audit: membership-inference attacks on a finished run.
+
+A DP guarantee is a proof about an algorithm; the audit is evidence about the
+model actually shipped. It attacks the run's own training rows (members) against
+its held-out rows (non-members), turns the attack's error rates into an
+empirical lower bound on ε, and raises a red flag when that bound exceeds the
+claimed ε.
+
+    >>> from privtrain.audit import audit_run
+    >>> report = audit_run("outputs/dp_sgd/2024-01-01_00-00-00", shadow_data="charged")  # doctest: +SKIP
+    >>> report["epsilon_lower_bound"], report["red_flag"]                                  # doctest: +SKIP
+
+Features and the keys that turn them on (``configs/audit/default.yaml``):
+
+- loss and confidence attacks:   always
+- LiRA with K shadow models:     ``audit.shadow_models=K`` (0 turns it off)
+- where shadows get their data:  ``audit.shadow_data=charged|pool``, ``audit.pool_path``
+- confidence of the bound:       ``audit.confidence``
+- after every training run:      ``audit.enabled=true``
+
+Importing this package is cheap: torch loads only when an audit runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from privtrain.errors import UserError
+
+__all__ = ["RED_FLAG_EXIT", "audit_run"]
+
+RED_FLAG_EXIT = 3  # `privtrain audit` exit status when the empirical bound exceeds the claimed epsilon
+
+
+def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_data: str | None = None,
+              pool_path: str | None = None, confidence: float | None = None, seed: int | None = None,
+              update_card: bool | None = None, ledger_path: str | None = None) -> dict:
+    """Audit a run directory and write its report.
+
+    Settings left as None come from the run's own ``audit`` config section, then
+    from ``configs/audit/default.yaml``.
+
+    Args:
+        run_dir: the output directory of a finished ``dp_sgd`` (or ``synthetic``) run.
+        shadow_models: K shadow models for LiRA (0: only the cheap attacks).
+        shadow_data: ``"charged"`` or ``"pool"``; required when ``shadow_models > 0``.
+        pool_path: the declared audit data for ``shadow_data="pool"``.
+        confidence: confidence level of the ε lower bound.
+        seed: randomness of the shadow models.
+        update_card: append the audit section to the run's model card.
+        ledger_path: the ledger that shadow training is charged to (default: the run's).
+
+    Returns:
+        The content of ``audit.json``: per-attack metrics, ``epsilon_lower_bound``,
+        ``claimed``, ``red_flag`` and what the shadows cost.
+
+    Raises:
+        UserError: not a run directory, bad settings, shadows without a chosen data
+            source, or a shadow charge over the dataset's budget (nothing is charged).
+    """
+    import json
+
+    from privtrain.audit import settings as audit_settings
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {str(run_dir)!r} does not exist; pass the output directory of a run.")
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        raise UserError(f"{run_dir}: no metrics.json; pass the output directory of a finished run.")
+    recipe = json.loads(metrics_file.read_text()).get("recipe")
+    overrides = dict(shadow_models=shadow_models, shadow_data=shadow_data, pool_path=pool_path,
+                     confidence=confidence, seed=seed, update_card=update_card)
+    if recipe == "synthetic":
+        from privtrain.audit import synthetic
+
+        audit = synthetic.audit_synthetic(run_dir, audit_settings.resolve(synthetic.run_audit_section(run_dir),
+                                                                          **overrides))
+    elif recipe == "dp_sgd":
+        from privtrain.audit import runner
+
+        run = runner.read_run(run_dir)
+        run_audit = run.cfg.get("audit")
+        from privtrain.config import plain
+
+        audit = runner.audit_dp_sgd(run, audit_settings.resolve(plain(run_audit) if run_audit else None,
+                                                                **overrides), ledger_path)
+    else:
+        raise UserError(f"{run_dir}: recipe {recipe!r} cannot be audited yet; privtrain audit supports dp_sgd "
+                        "and synthetic runs.")
+    if audit.get("red_flag"):
+        print(f"privtrain: RED FLAG: the audit of {run_dir} proved epsilon >= {audit['epsilon_lower_bound']:.3g}, "
+              f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
+              file=sys.stderr, flush=True)
+    return audit

@@ -1,0 +1,58 @@
+"""``privtrain audit RUN_DIR``: membership-inference audit of a finished run.
+
+Exit status: 0 when the audit is consistent with the claim (or there is no
+claim), 3 on a red flag (the empirical ε lower bound exceeds the claimed ε),
+2 on bad input. Importing this module loads no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "audit",
+        help="membership-inference audit of a run: empirical epsilon lower bound vs the claim",
+        description="Attack a run's model with membership inference (loss, confidence and LiRA shadow models), "
+        "compute an empirical lower bound on epsilon, and write audit.json, audit_roc.png and a model card "
+        "section. Settings default to the run's audit.* config, then configs/audit/default.yaml. "
+        "Exits 3 if the lower bound exceeds the claimed epsilon.",
+        epilog="examples: privtrain audit outputs/dp_sgd/RUN --shadow-models 0 | "
+        "privtrain audit outputs/dp_sgd/RUN --shadow-data charged | "
+        "privtrain audit outputs/dp_sgd/RUN --shadow-data pool --pool public.csv",
+    )
+    p.add_argument("run_dir", help="output directory of a dp_sgd or synthetic run")
+    p.add_argument("--shadow-models", type=int, default=None, metavar="K",
+                   help="LiRA shadow models (0 = only the loss and confidence attacks; default: audit.shadow_models)")
+    p.add_argument("--shadow-data", choices=("charged", "pool"), default=None,
+                   help="charged: shadows train on the private data and are charged to the ledger; "
+                   "pool: shadows train only on --pool")
+    p.add_argument("--pool", dest="pool_path", default=None, metavar="FILE",
+                   help="CSV/Parquet audit data for --shadow-data pool (same columns, disjoint from the private rows)")
+    p.add_argument("--confidence", type=float, default=None, help="confidence of the epsilon lower bound (0.95)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the shadow models (default: the run's seed)")
+    p.add_argument("--no-card", dest="update_card", action="store_false", default=None,
+                   help="do not append the audit section to model_card.md")
+    p.add_argument("--ledger", dest="ledger_path", default=None, metavar="PATH",
+                   help="ledger charged for shadow training (default: the run's, or $PRIVTRAIN_LEDGER)")
+    p.add_argument("--json", action="store_true", help="print audit.json instead of the summary")
+    p.set_defaults(func=_cmd_audit)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from privtrain.audit import RED_FLAG_EXIT, audit_run
+    from privtrain.audit.report import summary
+
+    audit = audit_run(args.run_dir, shadow_models=args.shadow_models, shadow_data=args.shadow_data,
+                      pool_path=args.pool_path, confidence=args.confidence, seed=args.seed,
+                      update_card=args.update_card, ledger_path=args.ledger_path)
+    if args.json:
+        from privtrain.artifacts.run_dir import _jsonable
+
+        print(json.dumps(_jsonable(audit), indent=2, sort_keys=True))
+    else:
+        print(summary(audit))
+    return RED_FLAG_EXIT if audit.get("red_flag") else 0

@@ -1,0 +1,216 @@
+"""The audit's report: ``audit.json``, a log-log ROC curve, and a section in ``model_card.md``."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from privtrain.audit.bounds import max_provable_epsilon
+
+AUDIT_JSON = "audit.json"
+ROC_PNG = "audit_roc.png"
+CARD = "model_card.md"
+_SECTION = ("<!-- privtrain-audit:start -->", "<!-- privtrain-audit:end -->")
+_BANNER = ("<!-- privtrain-audit-flag:start -->", "<!-- privtrain-audit-flag:end -->")
+ATTACK_NAMES = {"loss": "loss threshold", "confidence": "confidence (max probability)", "lira": "LiRA (shadow models)"}
+NOT_DP_NOTE = ("The audit's figures are computed from the training rows and are not covered by the DP "
+               "guarantee; they are aggregates (rates over hundreds of rows), but treat them as the data "
+               "owner's information.")
+
+
+def _fmt_eps(x: float) -> str:
+    return "∞" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def assemble(run, settings, dataset, results: dict, shadow: dict | None, *, n_members: int, n_nonmembers: int,
+             n_attacks: int) -> dict:
+    """The audit.json content for a model audit."""
+    best = max(results, key=lambda a: (results[a]["epsilon_lower_bound"], results[a]["auc"]))
+    eps_lb = results[best]["epsilon_lower_bound"]
+    claimed = run.claimed_epsilon
+    red_flag = math.isfinite(claimed) and eps_lb > claimed
+    return {
+        "kind": "model",
+        "run_dir": str(run.run_dir),
+        "recipe": run.metrics.get("recipe"),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint},
+        "claimed": {"epsilon": claimed, "delta": run.delta, "unit": run.unit},
+        "confidence": settings.confidence,
+        "n_members": n_members,
+        "n_nonmembers": n_nonmembers,
+        "attacks": results,
+        "best_attack": best,
+        "epsilon_lower_bound": eps_lb,
+        "max_provable_epsilon": max_provable_epsilon(n_members, n_nonmembers, delta=run.delta,
+                                                     confidence=settings.confidence, n_attacks=n_attacks),
+        "red_flag": red_flag,
+        "verdict": "red_flag" if red_flag else ("consistent" if math.isfinite(claimed) else "no_guarantee"),
+        "shadow": shadow or {"models": 0, "data": None},
+        "notes": [NOT_DP_NOTE],
+    }
+
+
+def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True) -> list[Path]:
+    """Write audit.json, the ROC plot and (optionally) the model card section; return the files."""
+    from privtrain.artifacts.run_dir import sha256_file, write_json
+
+    files = [plot_roc(run_dir / ROC_PNG, scores, audit)]
+    card = run_dir / CARD
+    if update_card and card.is_file():
+        audit["model_card_sha256_before_audit"] = sha256_file(card)
+        text = update_card_text(card.read_text(), card_section(audit), red_flag_banner(audit))
+        card.write_text(text)
+        files.append(card)
+    files.insert(0, write_json(run_dir / AUDIT_JSON, audit))
+    return files
+
+
+def plot_roc(path: Path, scores: dict, audit: dict) -> Path:
+    """ROC curves of every attack on log-log axes: what matters is the low-FPR corner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from privtrain.audit.attacks import roc
+
+    floor = 1.0 / max(2 * audit["n_nonmembers"], 1)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (members, nonmembers) in scores.items():
+        fpr, tpr = roc(np.nan_to_num(members, nan=-np.inf), np.nan_to_num(nonmembers, nan=-np.inf))
+        auc = audit["attacks"][name]["auc"]
+        ax.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=f"{ATTACK_NAMES.get(name, name)} (AUC {auc:.3f})")
+    grid = np.logspace(np.log10(floor), 0, 100)
+    ax.plot(grid, grid, "k:", label="chance")
+    claimed = audit["claimed"]["epsilon"]
+    if math.isfinite(claimed) and claimed < 20:
+        # The region a claimed (ε, δ)-DP model must stay under: TPR <= e^ε FPR + δ.
+        ax.plot(grid, np.minimum(1.0, math.exp(claimed) * grid + audit["claimed"]["delta"]), "r--",
+                label=f"limit of claimed ε = {claimed:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1.05)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"Membership inference on {audit['dataset']['name']}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def card_section(audit: dict) -> str:
+    """The model card's audit section, in words a reviewer understands."""
+    claimed, lb = audit["claimed"]["epsilon"], audit["epsilon_lower_bound"]
+    conf = f"{audit['confidence']:.0%}"
+    best = audit["attacks"][audit["best_attack"]]
+    lines = [_SECTION[0], "## Empirical privacy audit (membership inference)", "",
+             f"_Audited at {audit['created']}; details in `{AUDIT_JSON}`, ROC curve in `{ROC_PNG}`._", ""]
+    if audit["red_flag"]:
+        lines.append(f"**RED FLAG: the audit contradicts the guarantee.** An attack proved ε ≥ {lb:.3g} with "
+                     f"{conf} confidence, but the model claims ε = {claimed:.3g}. A correct DP implementation "
+                     "cannot leak this much: look for a DP bug (noise disabled, a preprocessing statistic "
+                     "computed from the private rows, a wrong accountant). Do not release the model.")
+    elif math.isfinite(claimed):
+        lines.append(f"**Consistent with the guarantee.** The strongest attack shows ε ≥ {lb:.3g} "
+                     f"({conf} confidence), below the claimed ε = {claimed:.3g}.")
+    else:
+        lines.append(f"**No guarantee to check: this model was trained without DP.** The attacks measure how "
+                     f"much it leaks about its training rows: ε ≥ {lb:.3g} ({conf} confidence).")
+    lines += ["", f"- claimed: ε = {_fmt_eps(claimed)}, δ = {audit['claimed']['delta']:.1e}, per {audit['claimed']['unit']}",
+              f"- empirical lower bound: ε ≥ {lb:.3g} at the same δ, {conf} confidence (Clopper–Pearson, "
+              f"holding for all thresholds and attacks together); strongest attack: "
+              f"{ATTACK_NAMES.get(audit['best_attack'], audit['best_attack'])}",
+              f"- members attacked: {audit['n_members']} training rows vs {audit['n_nonmembers']} held-out rows; "
+              f"with these counts even a perfect attack could show at most ε ≥ {audit['max_provable_epsilon']:.3g}",
+              "", "| attack | AUC | TPR at 1% FPR | TPR at 0.1% FPR | advantage | ε lower bound |",
+              "|---|---|---|---|---|---|"]
+    for name, r in audit["attacks"].items():
+        lines.append(f"| {ATTACK_NAMES.get(name, name)} | {r['auc']:.3f} | {r['tpr_at_0.01_fpr']:.3f} | "
+                     f"{r['tpr_at_0.001_fpr']:.3f} | {r['advantage']:.3f} | {r['epsilon_lower_bound']:.3g} |")
+    lines += ["", "In plain words: an attacker who holds a record and this model tries to tell whether the "
+              f"record was in the training data. AUC 0.5 is a coin flip, 1.0 is always right. The best attack "
+              f"has AUC {best['auc']:.3f}; when it may wrongly accuse only 1 in 100 outsiders, it recognises "
+              f"{best['tpr_at_0.01_fpr']:.1%} of the training rows. Its advantage over guessing is "
+              f"{best['advantage']:.1%} (0% = no better than chance)."]
+    lines += ["", "An audit gives a lower bound: it can show that a model leaks, never that it is private. A bound "
+              "below the claim means these attacks found nothing that contradicts it; the guarantee itself "
+              "rests on the proof.", ""]
+    lines.append(f"- privacy cost of the audit: {_cost(audit['shadow'])}")
+    lines.extend(f"- note: {n}" for n in audit["notes"])
+    lines.append(_SECTION[1])
+    return "\n".join(lines)
+
+
+def _cost(shadow: dict) -> str:
+    k = shadow.get("models", 0)
+    if not k:
+        return "none (no shadow models: only the loss and confidence attacks ran)."
+    if shadow.get("data") == "pool":
+        return (f"none: {k} shadow models ({shadow.get('variant')} LiRA) trained only on the declared audit pool "
+                f"`{shadow.get('pool_path')}`.")
+    return (f"{k} shadow models ({shadow.get('variant')} LiRA) trained on halves of the private dataset; "
+            f"charged ε = {_fmt_eps(shadow.get('charged_epsilon', math.inf))} to the ledger as entry "
+            f"`{shadow.get('ledger_entry')}` (each row is in {k // 2} shadows).")
+
+
+def red_flag_banner(audit: dict) -> str | None:
+    if not audit["red_flag"]:
+        return None
+    return "\n".join([
+        _BANNER[0],
+        f"> **⚠ RED FLAG — PRIVACY AUDIT FAILED.** A membership-inference attack proved ε ≥ "
+        f"{audit['epsilon_lower_bound']:.3g} ({audit['confidence']:.0%} confidence), more than the claimed "
+        f"ε = {audit['claimed']['epsilon']:.3g}. The guarantee below is not true of this model. Do not release it; "
+        "see \"Empirical privacy audit\".",
+        _BANNER[1],
+    ])
+
+
+def _strip(text: str, markers: tuple[str, str]) -> str:
+    while markers[0] in text and markers[1] in text:
+        start, end = text.index(markers[0]), text.index(markers[1]) + len(markers[1])
+        text = text[:start].rstrip("\n") + "\n" + text[end:].lstrip("\n")
+    return text
+
+
+def update_card_text(card: str, section: str, banner: str | None) -> str:
+    """Replace any earlier audit section and banner; the banner goes under the title, the section
+    before Provenance (or at the end)."""
+    text = _strip(_strip(card, _SECTION), _BANNER)
+    if banner:
+        lines = text.split("\n")
+        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
+        text = "\n".join(lines[:at] + ["", banner] + lines[at:])
+    marker = "\n## Provenance"
+    if marker in text:
+        head, tail = text.split(marker, 1)
+        return head.rstrip("\n") + "\n\n" + section + "\n" + marker + tail
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def summary(audit: dict) -> str:
+    """Lines for the terminal."""
+    claimed = audit["claimed"]["epsilon"]
+    lines = [f"privtrain audit of {audit['run_dir']} ({audit['dataset']['name']}, "
+             f"{audit.get('n_members', '?')} members vs {audit.get('n_nonmembers', '?')} non-members)"]
+    for name, r in audit["attacks"].items():
+        lines.append(f"  {name:<11} AUC {r['auc']:.3f}  TPR@1%FPR {r['tpr_at_0.01_fpr']:.3f}  "
+                     f"TPR@0.1%FPR {r['tpr_at_0.001_fpr']:.3f}  adv {r['advantage']:.3f}  "
+                     f"eps_lb {r['epsilon_lower_bound']:.3g}")
+    lines.append(f"  epsilon     claimed {_fmt_eps(claimed)}, empirical lower bound {audit['epsilon_lower_bound']:.3g} "
+                 f"({audit['confidence']:.0%} confidence; at most {audit['max_provable_epsilon']:.3g} provable here)")
+    if audit.get("shadow", {}).get("models"):
+        lines.append(f"  shadows     {_cost(audit['shadow'])}")
+    lines.append(f"  report      {Path(audit['run_dir']) / AUDIT_JSON}, {ROC_PNG}"
+                 + (", model_card.md" if "model_card_sha256_before_audit" in audit else ""))
+    if audit["red_flag"]:
+        lines.append(f"  RED FLAG    the empirical lower bound exceeds the claimed epsilon: a DP bug is likely; "
+                     "do not release this model")
+    return "\n".join(lines)

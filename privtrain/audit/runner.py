@@ -1,0 +1,241 @@
+"""Audit a ``dp_sgd`` run directory: rebuild members and non-members, attack, report.
+
+Order: read the run -> settings -> (shadows: plan their charge, refuse or reserve)
+-> rebuild the split and the model -> cheap attacks -> LiRA -> report -> commit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from privtrain.audit.settings import AuditSettings
+from privtrain.errors import UserError
+
+SHADOW_RECIPE = "audit-shadow"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the audit needs from a run directory."""
+
+    run_dir: Path
+    cfg: object  # the run's composed config (OmegaConf)
+    metrics: dict
+    claimed_epsilon: float
+    delta: float
+    unit: str
+
+
+def read_run(run_dir: Path) -> RunInfo:
+    """Read config.yaml and metrics.json; UserError if the directory is not an auditable run."""
+    from omegaconf import OmegaConf
+
+    for name in ("config.yaml", "metrics.json", "checkpoint.pt"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: no {name}; pass the output directory of a finished dp_sgd run.")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    own = metrics["guarantees"][-1]  # the run's own guarantee on its training rows (not an inherited one)
+    eps = math.inf if own["epsilon"] == "inf" else float(own["epsilon"])
+    return RunInfo(run_dir, OmegaConf.load(run_dir / "config.yaml"), metrics, eps, float(own["delta"]), own["unit"])
+
+
+def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None) -> dict:
+    from contextlib import nullcontext
+
+    from privtrain import config, data
+    from privtrain.artifacts.run_dir import hash_artifacts
+    from privtrain.audit import attacks, report
+
+    started = time.perf_counter()
+    cfg = run.cfg
+    dataset = data.load(config.dataset_spec(cfg.dataset))
+    seed = int(cfg.seed) if settings.seed is None else settings.seed
+    shadow = _shadow_plan(run, settings, dataset, ledger_path) if settings.shadow_models else None
+    charged = shadow is not None and shadow["data"] == "charged"
+    # Shadows on the private rows are reserved before anything reads them; a crash stays charged.
+    with _reserve(run, shadow, dataset, ledger_path) if charged else nullcontext() as entry:
+        splits = data.split(dataset, seed=int(cfg.seed), test_size=float(cfg.dataset.test_size))
+        model = _load_target(run, splits, dataset)
+        target_in = attacks.model_outputs(model, splits.x_train, splits.y_train)
+        target_out = attacks.model_outputs(model, splits.x_test, splits.y_test)
+        scores = {name: (target_in.scores()[name], target_out.scores()[name]) for name in ("loss", "confidence")}
+        shadow_info = None
+        if shadow is not None:
+            rng = np.random.default_rng([seed, 0xA0D17])
+            scores["lira"], shadow_info = _run_lira(run, shadow, splits, dataset, target_in, target_out, rng, seed)
+            if entry is not None:
+                shadow_info["ledger_entry"] = entry.run_id
+        results = {name: attacks.attack_metrics(m, nm, delta=run.delta, confidence=settings.confidence,
+                                                n_attacks=len(scores)) for name, (m, nm) in scores.items()}
+        audit = report.assemble(run, settings, dataset, results, shadow_info, n_members=len(splits.y_train),
+                                n_nonmembers=len(splits.y_test), n_attacks=len(scores))
+        audit["seconds"] = round(time.perf_counter() - started, 2)
+        files = report.write(run.run_dir, audit, scores, update_card=settings.update_card)
+        if entry is not None:
+            entry.commit(shadow["events"], artifacts=hash_artifacts(files, run.run_dir), epsilon=shadow["epsilon"])
+    return audit
+
+
+# --- the target model ---------------------------------------------------------
+
+
+def _load_target(run: RunInfo, splits, dataset):
+    import torch
+
+    from privtrain import config, models
+
+    model = models.build(config.model_spec(run.cfg.model), n_inputs=splits.x_train.shape[1],
+                         n_classes=len(splits.classes), image_shape=dataset.image_shape)
+    ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if ckpt.get("meta", {}).get("fingerprint") != dataset.fingerprint:
+        raise UserError(f"{run.run_dir}/checkpoint.pt was not trained on the dataset its config.yaml names "
+                        "(fingerprints differ); audit an unmodified run directory.")
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+# --- shadows: plan, charge, train ----------------------------------------------
+
+
+def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: str | None) -> dict:
+    """Shadow sizes and DP settings, the events they apply, and the refusal when no data source is chosen."""
+    from privtrain import config
+    from privtrain.privacy import dp_sgd as dp_plan
+    from privtrain.privacy.events import epsilon_pld, non_private_event
+
+    k = settings.shadow_models
+    train_settings = config.train_settings(run.cfg.recipe)
+    pool = _load_pool(settings.pool_path, dataset, run, ledger_path) if settings.shadow_data == "pool" else None
+    n_pool = dataset.n_rows if pool is None else len(pool[1])
+    half = n_pool // 2
+    if half < train_settings.batch_size:
+        raise UserError(f"audit: each shadow model trains on {half} rows (half of {n_pool}), fewer than "
+                        f"recipe.batch_size={train_settings.batch_size}; audit with audit.shadow_models=0, "
+                        "or use a larger audit pool.")
+    dp_meta = run.metrics.get("dp")
+    if dp_meta is not None:
+        # Same mechanism as the target (noise multiplier, clipping, batch size, epochs) on half the rows.
+        dp = dp_plan.plan(n_train=half, batch_size=train_settings.batch_size, epochs=train_settings.epochs,
+                          target_epsilon=None, noise_multiplier=float(dp_meta["noise_multiplier"]), delta=run.delta,
+                          max_grad_norm=float(dp_meta["max_grad_norm"]), accountant=str(run.cfg.privacy.accountant))
+        # Each row is in K/2 shadows (complementary halves), so its privacy loss composes K/2 trainings.
+        events = tuple(dp.events) * (k // 2)
+        epsilon = epsilon_pld(list(events), run.delta)
+    else:
+        dp, events, epsilon = None, (non_private_event(),), math.inf
+    plan = {"k": k, "data": settings.shadow_data, "pool": pool, "pool_path": settings.pool_path, "half": half, "dp": dp, "events": events,
+            "epsilon": epsilon, "settings": train_settings}
+    if settings.shadow_data is None:
+        cost = "epsilon=inf (non-private shadows)" if dp is None else f"epsilon={epsilon:.3g} at delta={run.delta:g}"
+        raise UserError(
+            f"audit.shadow_data is not set: LiRA trains {k} shadow models on halves of the private dataset "
+            f"{dataset.name!r}, which would charge {cost} to the ledger. Choose audit.shadow_data=charged "
+            "(privtrain audit --shadow-data charged) to accept the charge, audit.shadow_data=pool with "
+            "audit.pool_path=FILE to use declared audit data, or audit.shadow_models=0 for the free attacks only.")
+    return plan
+
+
+def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
+    """The ledger's ``charging`` context for the shadows (raises BudgetExceeded before anything trains)."""
+    import dataclasses
+
+    from privtrain import config, ledger
+
+    cfg = run.cfg
+    path = ledger_path if ledger_path is not None else cfg.ledger.path
+    charge = ledger.Charge(
+        run_id=f"{SHADOW_RECIPE}-{secrets.token_hex(6)}", recipe=SHADOW_RECIPE,
+        dataset_fingerprint=dataset.fingerprint, dataset_name=dataset.name, unit=run.unit,
+        events=shadow["events"], delta=run.delta, epsilon=shadow["epsilon"], config_hash=config.config_hash(cfg),
+        allow_non_private=bool(cfg.ledger.allow_non_private),
+        default_budget=config.default_budget(cfg.ledger.default_budget),
+    )
+    book = ledger.open(path)
+    lineage = book.lineage(dataset.fingerprint)
+    if lineage is not None:
+        charge = dataclasses.replace(charge, parent_fingerprint=lineage.parent_fingerprint)
+    return book.charging(charge)
+
+
+def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The declared audit pool as arrays, after checking it is not (part of) the private dataset."""
+    from privtrain import ledger
+    from privtrain.data.files import read_table
+    from privtrain.data.fingerprint import canonical_order, canonical_rows, fingerprint_frame
+
+    kind = "parquet" if str(path).endswith(".parquet") else "csv"
+    try:
+        frame = read_table(path, kind)
+    except UserError as exc:
+        raise UserError(str(exc).replace("dataset.path", "audit.pool_path")) from None
+    columns = [*dataset.features, dataset.target]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(f"audit.pool_path: {path} lacks column(s) {missing[:5]} of dataset {dataset.name!r}; "
+                        "the pool needs the same columns as the private data.")
+    frame = frame[columns]
+    private_rows = set(canonical_rows(dataset.frame[columns]))
+    shared = sum(row in private_rows for row in canonical_rows(frame))
+    if shared:
+        raise UserError(f"audit.pool_path: {shared} row(s) of {path} are rows of the private dataset "
+                        f"{dataset.name!r}; the pool must be separate data, or use audit.shadow_data=charged.")
+    fp = fingerprint_frame(frame.iloc[canonical_order(frame)].reset_index(drop=True))
+    book = ledger.open(ledger_path if ledger_path is not None else run.cfg.ledger.path)
+    if book.budget(fp, run.unit) is not None:
+        raise UserError(f"audit.pool_path: {path} has a privacy budget in the ledger {book.path}, so it is private "
+                        "data; declare public audit data, or use audit.shadow_data=charged.")
+    x = dataset.schema.transform(frame)
+    y = dataset.schema.encode_target(frame[dataset.target])
+    return x, y
+
+
+def _run_lira(run, shadow, splits, dataset, target_in, target_out, rng, seed):
+    from privtrain.audit import attacks, lira
+
+    target_phi = np.r_[target_in.logit_confidence, target_out.logit_confidence]
+    x_all = np.concatenate([splits.x_train, splits.x_test])
+    y_all = np.concatenate([splits.y_train, splits.y_test])
+    x_pool, y_pool = (x_all, y_all) if shadow["pool"] is None else shadow["pool"]
+    inside = lira.shadow_halves(len(y_pool), shadow["k"], rng)
+    started = time.perf_counter()
+    shadow_phi = np.stack([
+        attacks.model_outputs(_train_shadow(run, shadow, splits, dataset, x_pool[mask], y_pool[mask], seed * 1000 + j),
+                              x_all, y_all).logit_confidence
+        for j, mask in enumerate(inside)
+    ])
+    seconds = time.perf_counter() - started
+    if shadow["pool"] is None:
+        scores, variant = lira.online_scores(target_phi, shadow_phi, inside), "online"
+    else:
+        scores, variant = lira.offline_scores(target_phi, shadow_phi), "offline"
+    n_in = len(splits.y_train)
+    info = {"models": shadow["k"], "data": shadow["data"], "variant": variant, "train_rows_each": shadow["half"],
+            "train_seconds": round(seconds, 2), "charged_epsilon": shadow["epsilon"] if shadow["data"] == "charged" else 0.0,
+            "events": [_event_json(e) for e in shadow["events"]] if shadow["data"] == "charged" else [],
+            "noise_multiplier": None if shadow["dp"] is None else shadow["dp"].noise_multiplier,
+            "pool_path": shadow["pool_path"] if shadow["pool"] is not None else None}
+    return (scores[:n_in], scores[n_in:]), info
+
+
+def _event_json(event) -> dict:
+    from privtrain.privacy.events import to_json
+
+    return to_json(event)
+
+
+def _train_shadow(run, shadow, splits, dataset, x, y, seed):
+    from dataclasses import replace
+
+    from privtrain import config, models, training
+
+    model = models.build(config.model_spec(run.cfg.model), n_inputs=x.shape[1], n_classes=len(splits.classes),
+                         image_shape=dataset.image_shape)
+    settings = replace(shadow["settings"], progress=False)
+    return training.train(model, x, y, settings, dp=shadow["dp"], seed=seed, desc="audit shadow").model

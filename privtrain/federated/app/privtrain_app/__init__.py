@@ -1,0 +1,1 @@
+"""privtrain's federated recipe as a Flower App: thin wrappers around ``privtrain.federated``."""

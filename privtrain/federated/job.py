@@ -1,0 +1,86 @@
+"""A planned federated run as plain values: what the ServerApp and ClientApps are handed.
+
+The recipe builds a :class:`Job` after the ledger reservation. In simulation it
+goes to the apps in memory, through their factories; in a deployment it goes
+to them as ``job.json`` named by the Flower run config, and each process loads
+its own rows (a SuperNode its partition, the SuperLink's ServerApp the held-out
+split).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from privtrain.federated import settings as fl_settings
+from privtrain.federated.accounting import CentralPlan, LocalPlan
+from privtrain.federated.task import ClientData, Population, build_population, load_dataset
+
+
+@dataclass(frozen=True)
+class Job:
+    cfg: dict  # the composed config, resolved to plain values
+    shape: dict  # n_inputs, n_classes, image_shape
+    num_clients: int
+    central: CentralPlan | None
+    local: LocalPlan | None
+    output_dir: str  # where the ServerApp writes history.json and final_model.pt
+    clients: tuple[ClientData, ...] | None = field(default=None, repr=False)  # in memory (simulation)
+    test: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _rows: list | None = field(default=None, repr=False, compare=False)  # this process's loaded population
+
+    @property
+    def settings(self) -> fl_settings.FlSettings:
+        return fl_settings.from_config(self.cfg)
+
+    def client(self, k: int) -> ClientData:
+        """Client ``k``'s rows: from memory, or loaded by this process from the configured data."""
+        if self.clients is not None:
+            return self.clients[k]
+        return self._population().client(k)
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.test is not None:
+            return self.test
+        pop = self._population()
+        return pop.x_test, pop.y_test
+
+    def _population(self) -> Population:
+        if self._rows is not None:
+            if not self._rows:
+                self._rows.append(self._load())
+            return self._rows[0]
+        return self._load()
+
+    def _load(self) -> Population:
+        s = self.settings
+        return build_population(load_dataset(self.cfg, s), s)
+
+    def to_json(self) -> dict:
+        return {"cfg": self.cfg, "shape": self.shape, "num_clients": self.num_clients,
+                "central": asdict(self.central) if self.central else None,
+                "local": asdict(self.local) if self.local else None, "output_dir": self.output_dir}
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_text(cls, text: str, *, cache_rows: bool = False) -> "Job":
+        """Inverse of :meth:`to_text`; ``cache_rows`` keeps the loaded rows for later messages."""
+        d = json.loads(text)
+        local = d["local"]
+        if local is not None:
+            local = LocalPlan(**{**local, "sizes": tuple(local["sizes"])})
+        return cls(d["cfg"], d["shape"], d["num_clients"], CentralPlan(**d["central"]) if d["central"] else None,
+                   local, d["output_dir"], _rows=[] if cache_rows else None)
+
+
+def in_memory(cfg: dict, population: Population, central, local, output_dir: Path) -> Job:
+    from privtrain.federated.task import shape_of
+
+    clients = tuple(population.client(k) for k in range(population.num_clients))
+    return Job(cfg, shape_of(population), population.num_clients, central, local, str(output_dir), clients,
+               (population.x_test, population.y_test))

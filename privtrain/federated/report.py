@@ -1,0 +1,108 @@
+"""What a federated run leaves behind: metrics.json, partition.{json,png}, accuracy.png, model_card.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from privtrain.artifacts import model_card
+from privtrain.artifacts.run_dir import write_config, write_json
+from privtrain.federated import partition as part
+from privtrain.federated.task import Population
+
+INTENDED_USE = (
+    "A classifier trained with privtrain's `federated` recipe (Flower): the clients' rows never left them; "
+    "only model updates did. Intended for research, benchmarking and as a template for private federated "
+    "training. Check each guarantee below, and its unit, before releasing the model."
+)
+
+
+def dataset_info(population: Population) -> dict:
+    return {"name": population.dataset.name, "fingerprint": population.fingerprint,
+            "content_fingerprint": population.dataset.fingerprint, "n_rows": population.dataset.n_rows,
+            "n_train": int(len(population.y_pool)), "n_test": int(len(population.y_test)),
+            "clients": population.num_clients, "partition": population.spec.identity(),
+            "schema": population.dataset.schema.source}
+
+
+def ledger_summary(book, entry, unit: str) -> dict:
+    from privtrain.recipes.dp_sgd import ledger_summary as summary
+
+    return summary(book, entry, unit)
+
+
+def final_metrics(cfg: dict, population: Population, output_dir: Path, history: dict, wall: float) -> dict:
+    """Held-out metrics of the final global model, plus the last round's federated evaluation."""
+    import torch
+
+    from privtrain import training
+    from privtrain.federated.task import build_model, shape_of
+
+    model = build_model(cfg, shape_of(population))
+    model.load_state_dict(torch.load(output_dir / "final_model.pt", weights_only=True))
+    metrics = training.evaluate(model, population.x_test, population.y_test, population.n_classes)
+    last = history["rounds"][-1] if history["rounds"] else {}
+    for key in ("federated_accuracy", "federated_loss", "train_loss"):
+        if key in last:
+            metrics[key] = last[key]
+    metrics.update(rounds=len(history["rounds"]) - 1, wall_time_s=round(wall, 2))
+    return metrics
+
+
+def write_artifacts(out: Path, cfg, plain: dict, s, population: Population, dataset_info: dict, guarantees,
+                    metrics: dict, history: dict, central, local, ledger_info: list[dict]) -> list[Path]:
+    from privtrain.federated import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    classes = [str(c) for c in population.dataset.schema.classes]
+    summary = part.summary(population.parts, population.y_pool, population.n_classes)
+    summary.update(kind=population.spec.kind, spec=population.spec.identity(), classes=classes,
+                   train_sizes=population.train_sizes())
+    files = [write_config(out / "config.yaml", cfg), out / "final_model.pt"]
+    files.append(write_json(out / "partition.json", summary))
+    files.append(plots.partition_png(summary, classes, out / "partition.png",
+                                     f"{population.dataset.name}: {population.spec.kind} partition"))
+    eps = ", ".join(f"ε={g.epsilon:.3g} per {g.unit}" if g.private else f"ε=inf per {g.unit}" for g in guarantees)
+    files.append(plots.accuracy_png(history["rounds"], out / "accuracy.png",
+                                    f"{population.dataset.name}, {s.strategy}, privacy={s.privacy} ({eps})"))
+    files.append(write_json(out / "metrics.json", {
+        "recipe": "federated", "metrics": metrics, "history": history["rounds"],
+        "guarantee": guarantees[0].to_dict(), "guarantees": [g.to_dict() for g in guarantees],
+        "dataset": dataset_info, "ledger": ledger_info,
+        "federated": {"engine": s.engine, "strategy": s.strategy, "rounds": s.rounds,
+                      "clients": population.num_clients, "clients_per_round": s.sample_size(population.num_clients),
+                      "local_epochs": s.local_epochs, "client_steps": history.get("client_steps"),
+                      "client_epsilon": history.get("client_epsilon"),
+                      "flower_rdp_epsilon": history.get("flower_rdp_epsilon")},
+        "central_dp": _plain(central), "local_dp": _plain(local),
+    }))
+    files.append(model_card.write(out / "model_card.md", model_card.render(
+        recipe="federated", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=guarantees,
+        metrics=metrics, ledger={f"{i['unit']} level": json.dumps(i) for i in ledger_info},
+        model=f"`{plain['model']['name']}`, the final global model after {s.rounds} rounds of {s.strategy} "
+              f"over {population.num_clients} clients",
+        extra_sections=[("Federated setup", _setup_text(s, population, summary))],
+    )))
+    return files
+
+
+def _setup_text(s, population: Population, summary: dict) -> str:
+    return "\n".join([
+        f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; clients per round: "
+        f"{s.sample_size(population.num_clients)} of {population.num_clients}",
+        f"- partition: {population.spec.kind} {population.spec.identity()}; training rows per client: "
+        f"{summary['sizes']}; label skew (mean TV distance): {summary['label_skew_tv']:.3f}",
+        f"- local training: {s.local_epochs} epoch(s), batch {s.batch_size}, {s.optimizer} lr {s.lr}",
+        "- federated evaluation uses each client's local split; the held-out split is the evaluator's data.",
+    ])
+
+
+def _plain(plan) -> dict | None:
+    if plan is None:
+        return None
+    from dataclasses import asdict
+
+    d = asdict(plan)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
+            if not (isinstance(v, float) and math.isnan(v))}

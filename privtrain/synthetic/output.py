@@ -1,0 +1,69 @@
+"""Writing synthetic rows, and the public schema that lets ``dataset=synthetic`` train on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from privtrain.data.schema import Column
+from privtrain.data.synthetic import schema_path
+from privtrain.errors import UserError
+
+FORMATS = ("csv", "parquet")
+_MAX_CATEGORIES = 50
+
+
+def write_rows(frame: pd.DataFrame, out: Path, fmt: str) -> Path:
+    """``synthetic.csv`` or ``synthetic.parquet`` in ``out``."""
+    if fmt not in FORMATS:
+        raise UserError(f"synth.format={fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
+    path = out / f"synthetic.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def _decl(col: Column) -> dict:
+    return {"categories": list(col.categories)} if col.is_categorical else {"min": col.low, "max": col.high}
+
+
+def declared_columns(domain: list[Column], frame: pd.DataFrame) -> dict:
+    """Public bounds for the columns of ``domain`` present in the synthetic ``frame``."""
+    return {c.name: _decl(c) for c in domain if c.name in frame.columns}
+
+
+def columns_from_rows(frame: pd.DataFrame, skip, target: str | None) -> dict:
+    """Bounds read off the *synthetic* rows (post-processing: free toward the parent dataset)."""
+    out = {}
+    for name in frame.columns:
+        if name in skip:
+            continue
+        values = frame[name]
+        if name == target:
+            out[name] = {"categories": sorted(values.dropna().unique().tolist(), key=str)}
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            low, high = float(values.min()), float(values.max())
+            if pd.notna(low):
+                out[name] = {"min": low, "max": high if high > low else low + 1.0}
+        elif values.nunique(dropna=True) <= _MAX_CATEGORIES:
+            out[name] = {"categories": sorted(values.dropna().unique().tolist(), key=str)}
+    return out
+
+
+def write_schema(rows: Path, *, columns: dict, target: str | None, note: str, parent: dict) -> Path:
+    """``<rows>.schema.json``: column bounds/categories, target and features, for ``dataset=synthetic``."""
+    features = [c for c in columns if c != target]
+    path = schema_path(rows)
+    path.write_text(json.dumps({"target": target, "features": features, "columns": columns, "note": note,
+                                "parent": parent}, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
