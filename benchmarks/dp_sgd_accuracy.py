@@ -7,7 +7,7 @@ Rows, all on the same stratified splits (privtrain's split, seed s):
 - the same recipe with privacy=none (the non-private baseline);
 - plain Opacus, tutorial-style: MLP 64-128-10 ReLU, SGD lr 1.0, batch 128, 30 epochs,
   clip 1.0, pixels scaled to [0, 1], PRV accountant, make_private_with_epsilon;
-- a non-private MLP with the tutorial's settings (no clipping, no noise).
+- a non-private MLP of the same architecture (Adam lr 1e-2, batch 128, 30 epochs; no clipping, no noise).
 Writes out/dp_sgd_accuracy/{trials.csv, table.md, accuracy.png}. Uses its own ledger.
 """
 
@@ -34,7 +34,7 @@ def plain_opacus(splits, eps: float | None, seed: int) -> float:
 
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=1.0 if eps else 0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0) if eps else torch.optim.Adam(model.parameters(), lr=1e-2)
     ds = torch.utils.data.TensorDataset(torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train))
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
     if eps:

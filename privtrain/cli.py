@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         _print_error(exc)
         return exc.exit_code
+    except BrokenPipeError:  # e.g. `privtrain ledger export | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

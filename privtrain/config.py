@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 from privtrain.errors import UserError
@@ -19,14 +18,14 @@ GROUPS = ("recipe", "dataset", "model", "privacy", "ledger", "fl", "synth", "aud
 
 
 def config_dir() -> Path:
-    """The shipped ``configs/`` folder (installed as the ``privtrain.configs`` package)."""
-    try:
-        path = Path(str(resources.files("privtrain.configs")))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "configs"  # a source checkout without install
+    """The shipped ``configs/`` folder.
+
+    An installed wheel holds it as ``privtrain/configs`` (setup.py maps it there);
+    a source checkout or editable install has it beside the package.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
 
 
 def recipes() -> list[str]:

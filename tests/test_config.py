@@ -56,3 +56,18 @@ def test_config_hash_is_stable_and_sensitive():
     a, b = config.compose("dp_sgd"), config.compose("dp_sgd")
     c = config.compose("dp_sgd", ["seed=1"])
     assert config.config_hash(a) == config.config_hash(b) != config.config_hash(c)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = config.config_dir().parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(repo),
+                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    wheel = next(tmp_path.glob("privtrain-*.whl"))
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("privtrain/configs/")}
+    expected = {f"privtrain/configs/{p.relative_to(config.config_dir())}" for p in ALL_YAML}
+    assert expected <= shipped

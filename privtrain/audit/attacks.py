@@ -8,6 +8,12 @@ member". The cheap attacks need only the model:
 - ``confidence``: the largest softmax probability, without the label (Salem et
   al. 2019).
 
+Both are scored on the logit scale, log(p / (1 - p)): the loss is
+softplus(-φ) with φ the true class's logit-scaled confidence, so ranking by φ
+is ranking by the loss. In floating point a confident model's loss rounds to
+exactly 0 and its top probability to exactly 1 for most rows, and those ties
+would hide the attack; the logit scale keeps every row distinct.
+
 The LiRA attack (:mod:`privtrain.audit.lira`) uses the logit-scaled confidence
 :func:`logit_confidence` of the true class.
 """
@@ -29,11 +35,12 @@ class Outputs:
 
     loss: np.ndarray
     max_prob: np.ndarray
-    logit_confidence: np.ndarray  # log(p_y / (1 - p_y)), computed stably
+    logit_confidence: np.ndarray  # log(p_y / (1 - p_y)) of the true class y, computed stably
+    logit_max_prob: np.ndarray  # log(p_max / (1 - p_max)), computed stably
 
     def scores(self) -> dict[str, np.ndarray]:
-        """The cheap attacks' scores (higher = member)."""
-        return {"loss": -self.loss, "confidence": self.max_prob}
+        """The cheap attacks' scores (higher = member), on the logit scale (same ranking, no ties)."""
+        return {"loss": self.logit_confidence, "confidence": self.logit_max_prob}
 
 
 def model_outputs(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 4096) -> Outputs:
@@ -57,12 +64,20 @@ def outputs_from_logits(logits: np.ndarray, y: np.ndarray) -> Outputs:
     log_norm = logsumexp(logits, axis=1)
     true = logits[np.arange(len(y)), y]
     loss = log_norm - true
-    others = logits.copy()
-    others[np.arange(len(y)), y] = -np.inf
     # log p_y - log(1 - p_y) = z_y - logsumexp(z_other): exact, no cancellation near p_y = 1.
-    logit_conf = true - logsumexp(others, axis=1)
+    logit_conf = true - _logsumexp_without(logits, y)
+    top = logits.argmax(axis=1)
+    logit_max = logits[np.arange(len(y)), top] - _logsumexp_without(logits, top)
     max_prob = np.exp(logits.max(axis=1) - log_norm)
-    return Outputs(loss, max_prob, logit_conf)
+    return Outputs(loss, max_prob, logit_conf, logit_max)
+
+
+def _logsumexp_without(logits: np.ndarray, column: np.ndarray) -> np.ndarray:
+    from scipy.special import logsumexp
+
+    others = logits.copy()
+    others[np.arange(len(column)), column] = -np.inf
+    return logsumexp(others, axis=1)
 
 
 def roc(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

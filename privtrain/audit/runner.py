@@ -10,6 +10,7 @@ import json
 import math
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,11 +206,12 @@ def _run_lira(run, shadow, splits, dataset, target_in, target_out, rng, seed):
     x_pool, y_pool = (x_all, y_all) if shadow["pool"] is None else shadow["pool"]
     inside = lira.shadow_halves(len(y_pool), shadow["k"], rng)
     started = time.perf_counter()
-    shadow_phi = np.stack([
-        attacks.model_outputs(_train_shadow(run, shadow, splits, dataset, x_pool[mask], y_pool[mask], seed * 1000 + j),
-                              x_all, y_all).logit_confidence
-        for j, mask in enumerate(inside)
-    ])
+    with _one_thread():
+        shadow_phi = np.stack([
+            attacks.model_outputs(_train_shadow(run, shadow, splits, dataset, x_pool[mask], y_pool[mask],
+                                                seed * 1000 + j), x_all, y_all).logit_confidence
+            for j, mask in enumerate(inside)
+        ])
     seconds = time.perf_counter() - started
     if shadow["pool"] is None:
         scores, variant = lira.online_scores(target_phi, shadow_phi, inside), "online"
@@ -222,6 +224,20 @@ def _run_lira(run, shadow, splits, dataset, target_in, target_out, rng, seed):
             "noise_multiplier": None if shadow["dp"] is None else shadow["dp"].noise_multiplier,
             "pool_path": shadow["pool_path"] if shadow["pool"] is not None else None}
     return (scores[:n_in], scores[n_in:]), info
+
+
+@contextmanager
+def _one_thread():
+    """Train shadows with one intra-op thread: these models are small, so threads only add overhead,
+    and on a busy machine oversubscribed threads made training over 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _event_json(event) -> dict:

@@ -93,6 +93,7 @@ def run(cfg, output_dir: Path) -> RunResult:
         events, epsilon = dp.events, dp.epsilon
     else:
         delta, events, epsilon = default_delta(n_train), (non_private_event(),), math.inf
+    _check_settings(s)
     reviewed = _reviewed_metadata(s, source) if not private else None  # a mismatch is an error before any charge
     run_id = f"synthetic-{secrets.token_hex(6)}"
     book = ledger.open(cfg.ledger.path)
@@ -302,6 +303,21 @@ def _dp_delta(delta, n: int) -> float:
     return delta
 
 
+def _check_settings(s: Settings) -> None:
+    """Every setting a user can get wrong fails here, before the ledger is touched."""
+    from privtrain.synthetic import output, utility
+
+    if s.fmt not in output.FORMATS:
+        raise UserError(f"synth.format={s.fmt!r} is unknown; choose one of {', '.join(output.FORMATS)}.")
+    if s.utility and s.classifier not in utility.CLASSIFIERS:
+        raise UserError(f"synth.utility.classifier={s.classifier!r} is unknown; choose one of "
+                        f"{', '.join(utility.CLASSIFIERS)}.")
+    if s.model not in DP_MODELS:
+        from privtrain.synthetic import sdv_models
+
+        sdv_models.check_params(s.model, s.params)
+
+
 def _reviewed_metadata(s: Settings, source: Source):
     if not s.metadata:
         return None
@@ -316,7 +332,8 @@ def _reviewed_metadata(s: Settings, source: Source):
 def _fit_sdv(s: Settings, source: Source, train: pd.DataFrame, table: str, reviewed, num_rows: int, seed: int):
     from privtrain.synthetic import metadata, pii, sdv_models
 
-    meta = reviewed if reviewed is not None else metadata.detect(train, table)
+    # Detected on the whole table, so the saved metadata.json validates against this dataset for any split seed.
+    meta = reviewed if reviewed is not None else metadata.detect(source.frame, table)
     skip = {source.target} if source.target in train.columns else set()
     meta, findings = metadata.mark_pii(meta, train, table, check=s.pii_check, skip=skip)
     synthesizer = sdv_models.build(s.model, meta, params=s.params, common=s.common)

@@ -43,6 +43,15 @@ def hyperparameters(model: str) -> list[str]:
     return [p for p in params if p not in ("self", "metadata")]
 
 
+def check_params(model: str, params: dict) -> None:
+    """Raise :class:`UserError` for a hyperparameter SDV's synthesizer does not take."""
+    allowed = hyperparameters(model)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise UserError(f"synth.{model}.{unknown[0]} is not a {CLASSES[model]} hyperparameter; choose from "
+                        f"{', '.join(allowed)}.")
+
+
 def build(model: str, metadata, *, params: dict | None = None, common: dict | None = None):
     """An unfitted SDV synthesizer.
 
@@ -59,10 +68,7 @@ def build(model: str, metadata, *, params: dict | None = None, common: dict | No
     cls = synthesizer_class(model)
     allowed = hyperparameters(model)
     params = dict(params or {})
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise UserError(f"synth.{model}.{unknown[0]} is not a {cls.__name__} hyperparameter; choose from "
-                        f"{', '.join(allowed)}.")
+    check_params(model, params)
     kwargs = {k: v for k, v in (common or {}).items() if k in allowed}
     kwargs.update({k: tuple(v) if k in _TUPLES and v is not None else v for k, v in params.items()})
     if "locales" in kwargs and kwargs["locales"] is not None:
