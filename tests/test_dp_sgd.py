@@ -28,6 +28,7 @@ def test_api_returns_metrics_guarantee_events_and_output_dir(tmp_path, ledger_pa
     assert book.spent("digits") == pytest.approx(epsilon_pld(list(g.events), g.delta), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_non_private_baseline_same_data_and_evaluation(tmp_path, ledger_path):
     result = privtrain.run("dp_sgd", [*TINY, "privacy=none"], output_dir=tmp_path / "run")
     assert math.isinf(result.guarantee.epsilon) and not result.guarantee.private
@@ -37,17 +38,20 @@ def test_non_private_baseline_same_data_and_evaluation(tmp_path, ledger_path):
 
 
 @pytest.mark.parametrize("mode", ["ghost", "functorch"])
+@pytest.mark.slow
 def test_grad_sample_modes_train(mode, tmp_path, ledger_path):
     result = privtrain.run("dp_sgd", [*TINY, f"recipe.grad_sample_mode={mode}", "model=mlp"], output_dir=tmp_path / "r")
     assert result.metrics["accuracy"] > 0.3 and result.metrics["steps"] == 6
 
 
+@pytest.mark.slow
 def test_logical_batch_larger_than_physical_uses_batch_memory_manager(tmp_path, ledger_path):
     result = privtrain.run("dp_sgd", [*TINY, "recipe.max_physical_batch_size=32"], output_dir=tmp_path / "r")
     assert result.metrics["steps"] == 6  # logical steps, not physical ones
     assert result.guarantee.epsilon == pytest.approx(3.0, rel=0.01)
 
 
+@pytest.mark.slow
 def test_cnn_and_tables_train(tmp_path, ledger_path):
     cnn = privtrain.run("dp_sgd", [*TINY, "model=cnn"], output_dir=tmp_path / "cnn")
     bc = privtrain.run("dp_sgd", [*TINY, "dataset=breast_cancer", "model=mlp"], output_dir=tmp_path / "bc")
@@ -55,6 +59,7 @@ def test_cnn_and_tables_train(tmp_path, ledger_path):
     assert bc.dataset["fingerprint"] != cnn.dataset["fingerprint"]
 
 
+@pytest.mark.slow
 def test_resume_accumulates_epsilon_and_charges_only_new_steps(tmp_path, ledger_path):
     first = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "a")
     book = ledger.open(ledger_path)
@@ -70,6 +75,7 @@ def test_resume_accumulates_epsilon_and_charges_only_new_steps(tmp_path, ledger_
     assert spent_two > spent_one
 
 
+@pytest.mark.slow
 def test_csv_with_inferred_schema_says_so_in_the_guarantee(tmp_path, ledger_path):
     import numpy as np
     import pandas as pd

@@ -234,7 +234,7 @@ def test_unknown_hyperparameter(tmp_path, ledger_path):
 def test_non_dp_synthesizer_refused_on_a_budgeted_dataset(customers, tmp_path, ledger_path):
     path, _ = customers
     budget = ["ledger.default_budget.epsilon=5", "ledger.default_budget.delta=1e-5"]
-    _refused(csv_args(path, *budget, *FAST), tmp_path, ledger_path, "non-private run .* allow_non_private=true")
+    _refused(csv_args(path, *budget, *FAST), tmp_path, ledger_path, "non-private run .*ledger.allow_non_private=true")
     result = _run(csv_args(path, *budget, "ledger.allow_non_private=true", *FAST), tmp_path / "ok", ledger_path)
     assert result.guarantee.epsilon == math.inf
 

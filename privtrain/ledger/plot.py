@@ -57,6 +57,9 @@ def plot(summary: DatasetSummary, runs: list[compose.RunCharge], output: Path) -
     if summary.budget:
         ax.axhline(summary.budget.epsilon, color="red", label=f"budget ε={summary.budget.epsilon:g}")
     ax.set_xlabel("runs charged (in ledger order)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("ε")
     title = f"{summary.name or '?'} ({summary.fingerprint[:12]}), unit={summary.unit}"
     if not summary.budget:
