@@ -108,6 +108,13 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
             _print_error(exc)
             raise SystemExit(exc.exit_code) from None
         print(result.summary(), flush=True)
+        audit = result.metrics.get("audit") or {}
+        if audit.get("red_flag"):
+            from privtrain.audit import RED_FLAG_EXIT
+
+            print("privtrain: RED FLAG: the empirical privacy audit contradicts the claimed epsilon; "
+                  f"see {result.output_dir / 'model_card.md'}", file=sys.stderr, flush=True)
+            raise SystemExit(RED_FLAG_EXIT)
 
     # Hydra's parser takes the overrides as one positional list, so they go before the flags.
     sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]

@@ -156,6 +156,7 @@ def train_settings(node):
         max_physical_batch_size=int(r["max_physical_batch_size"]), optimizer=r["optimizer"],
         lr=float(r["lr"]), momentum=float(r["momentum"]), ema=float(r["ema"]),
         grad_sample_mode=r["grad_sample_mode"], clipping=r["clipping"], progress=bool(r["progress"]),
+        threads=int(r.get("threads", 1)),  # run configs written before this key existed
     )
 
 

@@ -35,7 +35,7 @@ class Guarantee:
     def describe(self) -> str:
         if not self.private:
             return f"none: non-private (epsilon = inf) at the {self.unit} level"
-        return f"({self.epsilon:.3g}, {self.delta:.1e})-DP per {self.unit} [{self.accountant} accountant]"
+        return f"({self.epsilon:.4g}, {self.delta:.1e})-DP per {self.unit} [{self.accountant} accountant]"
 
     def to_dict(self) -> dict:
         return {

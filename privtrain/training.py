@@ -31,6 +31,7 @@ class TrainSettings:
     grad_sample_mode: str = "hooks"
     clipping: str = "flat"
     progress: bool = True
+    threads: int = 1
 
 
 @dataclass
@@ -70,6 +71,15 @@ def train(
         dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training.
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.
     """
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(max(1, settings.threads))
+    try:
+        return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)

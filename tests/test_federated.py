@@ -73,7 +73,7 @@ def test_population_fingerprint_includes_the_partitioning():
     (["fl.partition=dirichlet", "fl.alpha=0"], r"fl.alpha=0.0 must be > 0"),
     (["fl.partition=dirichlet", "fl.alpha=-1"], r"fl.alpha=-1.0 must be > 0"),
     (["fl.partition=dirichlet", "fl.alpha=0.001", "fl.num_clients=300"], r"client \d+ holds \d training row"),
-    (["fl.num_clients=2000"], r"client \d+ holds 0 training row"),
+    (["fl.num_clients=2000"], r"client \d+ holds [01] training row"),
     (["fl.strategy=fedadam"], r"fedadam cannot be used with central DP"),
     (["fl.engine=deployment", "fl.deployment.superlink=127.0.0.1:9"], r"superlink=127.0.0.1:9 is unreachable"),
 ])

@@ -154,7 +154,6 @@ def test_reviewed_metadata_file_is_used(customers, tmp_path, ledger_path):
 # --- reports -----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_report_files_and_numbers_in_range(tmp_path, ledger_path):
     out = tmp_path / "run"
     result = _run(["dataset=wine"], out, ledger_path)

@@ -155,7 +155,7 @@ def test_dp_delta_must_be_below_one_over_n(tmp_path, ledger_path):
 
 
 def test_training_on_dp_synthetic_rows_charges_nothing_to_the_parent(tmp_path, ledger_path):
-    synth = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=2", *FAST],
+    synth = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=2", "synth.num_rows=400", *FAST],
                  tmp_path / "synth", ledger_path)
     led = ledger.open(ledger_path)
     parent = synth.dataset["fingerprint"]
@@ -172,7 +172,7 @@ def test_training_on_dp_synthetic_rows_charges_nothing_to_the_parent(tmp_path, l
 
 
 def test_training_on_non_dp_synthetic_rows_carries_infinite_epsilon(tmp_path, ledger_path):
-    synth = _run("synthetic", ["dataset=wine", *FAST], tmp_path / "synth", ledger_path)
+    synth = _run("synthetic", ["dataset=wine", "synth.num_rows=400", *FAST], tmp_path / "synth", ledger_path)
     output = synth.dataset["output"]
     assert ledger.open(ledger_path).lineage(output["fingerprint"]).epsilon == math.inf
     trained = _run("dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path)

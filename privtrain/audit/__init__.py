@@ -28,9 +28,28 @@ from pathlib import Path
 
 from privtrain.errors import UserError
 
-__all__ = ["RED_FLAG_EXIT", "audit_run"]
+__all__ = ["RED_FLAG_EXIT", "audit_run", "preflight"]
 
 RED_FLAG_EXIT = 3  # `privtrain audit` exit status when the empirical bound exceeds the claimed epsilon
+
+
+def preflight(audit_node, recipe: str = "dp_sgd") -> None:
+    """Check ``audit.*`` before a run trains, so a bad audit setting fails before anything is charged.
+
+    Raises:
+        UserError: invalid settings, or shadow models on a dp_sgd run without ``audit.shadow_data``.
+    """
+    from privtrain.audit import settings as audit_settings
+    from privtrain.config import plain
+
+    values = plain(audit_node) if audit_node is not None else {}
+    if not values or not values.get("enabled"):
+        return
+    s = audit_settings.resolve(values)
+    if recipe == "dp_sgd" and s.shadow_models and s.shadow_data is None:
+        raise UserError(f"audit.enabled=true with audit.shadow_models={s.shadow_models} needs audit.shadow_data: "
+                        "charged (shadows train on the private data and are charged to the ledger) or pool "
+                        "(with audit.pool_path=FILE); or audit.shadow_models=0 for the free attacks only.")
 
 
 def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_data: str | None = None,
@@ -90,7 +109,7 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
         raise UserError(f"{run_dir}: recipe {recipe!r} cannot be audited yet; privtrain audit supports dp_sgd "
                         "and synthetic runs.")
     if audit.get("red_flag"):
-        print(f"privtrain: RED FLAG: the audit of {run_dir} proved epsilon >= {audit['epsilon_lower_bound']:.3g}, "
+        print(f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
               f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
               file=sys.stderr, flush=True)
     return audit

@@ -12,8 +12,13 @@ more likely it is under "in" than under "out".
 - **offline** (the pool is separate, declared audit data, so no shadow ever saw
   a target example): the one-sided z-score (φ - μ_out) / σ_out.
 
-With few shadows (K < 16) the variances are pooled over all examples ("global
-variance"), as the paper recommends; the per-example means stay per example.
+With few shadows (K < 16) one variance is pooled over all examples and over
+"in" and "out" ("global variance", as the paper recommends for few shadows);
+the per-example means stay per example. A single variance also keeps the score
+monotone in φ for every example, which matters because shadows train on half
+the rows while the target trained on more: with separate "in" and "out"
+variances, that shift alone pushed the attack below chance on models that do
+not leak.
 
 Shadows come in complementary pairs: shadow 2i trains on a random half H_i of
 the pool and shadow 2i+1 on the other half. Every shadow then has the same
@@ -85,8 +90,13 @@ def online_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, inside: np.nda
     shift = np.nanmean(mu_in - mu_out) if np.isfinite(mu_in - mu_out).any() else 0.0
     mu_in = np.where(np.isnan(mu_in), mu_out + shift, mu_in)
     mu_out = np.where(np.isnan(mu_out), mu_in - shift, mu_out)
-    sd_in = _spread(shadow_phi, inside, mu_in, per_example)
-    sd_out = _spread(shadow_phi, ~inside, mu_out, per_example)
+    if per_example:
+        sd_in = _spread(shadow_phi, inside, mu_in, True)
+        sd_out = _spread(shadow_phi, ~inside, mu_out, True)
+    else:
+        resid = np.where(inside, shadow_phi - mu_in, shadow_phi - mu_out)
+        dof = max(resid.size - 2 * shadow_phi.shape[1], 1)
+        sd_in = sd_out = float(np.sqrt((resid ** 2).sum() / dof)) + 1e-6
     return _gauss_logpdf(target_phi, mu_in, sd_in) - _gauss_logpdf(target_phi, mu_out, sd_out)
 
 

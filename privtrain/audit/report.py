@@ -15,7 +15,8 @@ ROC_PNG = "audit_roc.png"
 CARD = "model_card.md"
 _SECTION = ("<!-- privtrain-audit:start -->", "<!-- privtrain-audit:end -->")
 _BANNER = ("<!-- privtrain-audit-flag:start -->", "<!-- privtrain-audit-flag:end -->")
-ATTACK_NAMES = {"loss": "loss threshold", "confidence": "confidence (max probability)", "lira": "LiRA (shadow models)"}
+ATTACK_NAMES = {"loss": "loss threshold", "confidence": "confidence (max probability)", "lira": "LiRA (shadow models)",
+                "distance": "distance to closest synthetic row"}
 NOT_DP_NOTE = ("The audit's figures are computed from the training rows and are not covered by the DP "
                "guarantee; they are aggregates (rates over hundreds of rows), but treat them as the data "
                "owner's information.")
@@ -25,9 +26,15 @@ def _fmt_eps(x: float) -> str:
     return "∞" if not math.isfinite(x) else f"{x:.3g}"
 
 
-def assemble(run, settings, dataset, results: dict, shadow: dict | None, *, n_members: int, n_nonmembers: int,
-             n_attacks: int) -> dict:
-    """The audit.json content for a model audit."""
+def assemble(run, settings, dataset: dict, results: dict, shadow: dict | None, *, n_members: int,
+             n_nonmembers: int, n_attacks: int) -> dict:
+    """The audit.json content.
+
+    Args:
+        run: a :class:`privtrain.audit.runner.RunInfo` (the claim and where the run lives).
+        dataset: ``{"name", "fingerprint"}`` of the audited (real) dataset.
+        results: per-attack metrics from :func:`privtrain.audit.attacks.attack_metrics`.
+    """
     best = max(results, key=lambda a: (results[a]["epsilon_lower_bound"], results[a]["auc"]))
     eps_lb = results[best]["epsilon_lower_bound"]
     claimed = run.claimed_epsilon
@@ -37,7 +44,7 @@ def assemble(run, settings, dataset, results: dict, shadow: dict | None, *, n_me
         "run_dir": str(run.run_dir),
         "recipe": run.metrics.get("recipe"),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint},
+        "dataset": dict(dataset),
         "claimed": {"epsilon": claimed, "delta": run.delta, "unit": run.unit},
         "confidence": settings.confidence,
         "n_members": n_members,
@@ -54,14 +61,18 @@ def assemble(run, settings, dataset, results: dict, shadow: dict | None, *, n_me
     }
 
 
-def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True) -> list[Path]:
-    """Write audit.json, the ROC plot and (optionally) the model card section; return the files."""
+def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True, card: str = CARD) -> list[Path]:
+    """Write audit.json, the ROC plot and (optionally) the card's audit section; return the files.
+
+    The card's hash before the audit goes into audit.json: the ledger recorded that one.
+    """
     from privtrain.artifacts.run_dir import sha256_file, write_json
 
     files = [plot_roc(run_dir / ROC_PNG, scores, audit)]
-    card = run_dir / CARD
+    card = run_dir / card
     if update_card and card.is_file():
-        audit["model_card_sha256_before_audit"] = sha256_file(card)
+        audit["card"] = card.name
+        audit["card_sha256_before_audit"] = sha256_file(card)
         text = update_card_text(card.read_text(), card_section(audit), red_flag_banner(audit))
         card.write_text(text)
         files.append(card)
@@ -113,10 +124,13 @@ def card_section(audit: dict) -> str:
     lines = [_SECTION[0], "## Empirical privacy audit (membership inference)", "",
              f"_Audited at {audit['created']}; details in `{AUDIT_JSON}`, ROC curve in `{ROC_PNG}`._", ""]
     if audit["red_flag"]:
-        lines.append(f"**RED FLAG: the audit contradicts the guarantee.** An attack proved ε ≥ {lb:.3g} with "
+        lines.append(f"**RED FLAG: the audit contradicts the guarantee.** An attack shows ε ≥ {lb:.3g} with "
                      f"{conf} confidence, but the model claims ε = {claimed:.3g}. A correct DP implementation "
                      "cannot leak this much: look for a DP bug (noise disabled, a preprocessing statistic "
                      "computed from the private rows, a wrong accountant). Do not release the model.")
+    elif math.isfinite(claimed) and lb == 0:
+        lines.append(f"**Consistent with the guarantee.** No attack found evidence of leakage: the empirical "
+                     f"lower bound is ε ≥ 0, below the claimed ε = {claimed:.3g}.")
     elif math.isfinite(claimed):
         lines.append(f"**Consistent with the guarantee.** The strongest attack shows ε ≥ {lb:.3g} "
                      f"({conf} confidence), below the claimed ε = {claimed:.3g}.")
@@ -134,18 +148,33 @@ def card_section(audit: dict) -> str:
     for name, r in audit["attacks"].items():
         lines.append(f"| {ATTACK_NAMES.get(name, name)} | {r['auc']:.3f} | {r['tpr_at_0.01_fpr']:.3f} | "
                      f"{r['tpr_at_0.001_fpr']:.3f} | {r['advantage']:.3f} | {r['epsilon_lower_bound']:.3g} |")
-    lines += ["", "In plain words: an attacker who holds a record and this model tries to tell whether the "
+    released = "these synthetic rows" if audit.get("kind") == "synthetic" else "this model"
+    lines += ["", f"In plain words: an attacker who holds a record and {released} tries to tell whether the "
               f"record was in the training data. AUC 0.5 is a coin flip, 1.0 is always right. The best attack "
               f"has AUC {best['auc']:.3f}; when it may wrongly accuse only 1 in 100 outsiders, it recognises "
               f"{best['tpr_at_0.01_fpr']:.1%} of the training rows. Its advantage over guessing is "
               f"{best['advantage']:.1%} (0% = no better than chance)."]
     lines += ["", "An audit gives a lower bound: it can show that a model leaks, never that it is private. A bound "
               "below the claim means these attacks found nothing that contradicts it; the guarantee itself "
-              "rests on the proof.", ""]
-    lines.append(f"- privacy cost of the audit: {_cost(audit['shadow'])}")
+              "rests on the proof. The bound treats each row's guess as an independent trial, as is usual for "
+              "audits of one trained model: strong evidence, not a proof.", ""]
+    if audit.get("kind") == "synthetic":
+        lines.append(f"- SDMetrics (1 = best protection): {_sdm(audit.get('sdmetrics', {}))}")
+        d = audit.get("distance", {})
+        lines.append(f"- median distance to the closest synthetic row: training rows {d.get('median_member', 0):.3g}, "
+                     f"held-out rows {d.get('median_nonmember', 0):.3g}; synthetic rows that copy a training row "
+                     f"exactly: {d.get('exact_copies_of_members', 0)}")
+    else:
+        lines.append(f"- privacy cost of the audit: {_cost(audit['shadow'])}")
     lines.extend(f"- note: {n}" for n in audit["notes"])
     lines.append(_SECTION[1])
     return "\n".join(lines)
+
+
+def _sdm(scores: dict) -> str:
+    keys = ("dcr_baseline_protection", "dcr_overfitting_protection", "disclosure_protection")
+    shown = [f"{k.replace('_', ' ')} {scores[k]:.3f}" for k in keys if isinstance(scores.get(k), (int, float))]
+    return ", ".join(shown) if shown else "not available"
 
 
 def _cost(shadow: dict) -> str:
@@ -165,7 +194,7 @@ def red_flag_banner(audit: dict) -> str | None:
         return None
     return "\n".join([
         _BANNER[0],
-        f"> **⚠ RED FLAG — PRIVACY AUDIT FAILED.** A membership-inference attack proved ε ≥ "
+        f"> **⚠ RED FLAG — PRIVACY AUDIT FAILED.** A membership-inference attack shows ε ≥ "
         f"{audit['epsilon_lower_bound']:.3g} ({audit['confidence']:.0%} confidence), more than the claimed "
         f"ε = {audit['claimed']['epsilon']:.3g}. The guarantee below is not true of this model. Do not release it; "
         "see \"Empirical privacy audit\".",
@@ -176,7 +205,7 @@ def red_flag_banner(audit: dict) -> str | None:
 def _strip(text: str, markers: tuple[str, str]) -> str:
     while markers[0] in text and markers[1] in text:
         start, end = text.index(markers[0]), text.index(markers[1]) + len(markers[1])
-        text = text[:start].rstrip("\n") + "\n" + text[end:].lstrip("\n")
+        text = text[:start].rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
     return text
 
 
@@ -209,7 +238,7 @@ def summary(audit: dict) -> str:
     if audit.get("shadow", {}).get("models"):
         lines.append(f"  shadows     {_cost(audit['shadow'])}")
     lines.append(f"  report      {Path(audit['run_dir']) / AUDIT_JSON}, {ROC_PNG}"
-                 + (", model_card.md" if "model_card_sha256_before_audit" in audit else ""))
+                 + (f", {audit['card']}" if "card" in audit else ""))
     if audit["red_flag"]:
         lines.append(f"  RED FLAG    the empirical lower bound exceeds the claimed epsilon: a DP bug is likely; "
                      "do not release this model")

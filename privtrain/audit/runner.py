@@ -75,7 +75,7 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
                 shadow_info["ledger_entry"] = entry.run_id
         results = {name: attacks.attack_metrics(m, nm, delta=run.delta, confidence=settings.confidence,
                                                 n_attacks=len(scores)) for name, (m, nm) in scores.items()}
-        audit = report.assemble(run, settings, dataset, results, shadow_info, n_members=len(splits.y_train),
+        audit = report.assemble(run, settings, {"name": dataset.name, "fingerprint": dataset.fingerprint}, results, shadow_info, n_members=len(splits.y_train),
                                 n_nonmembers=len(splits.y_test), n_attacks=len(scores))
         audit["seconds"] = round(time.perf_counter() - started, 2)
         files = report.write(run.run_dir, audit, scores, update_card=settings.update_card)

@@ -44,12 +44,13 @@ def load_synthetic(spec) -> tuple[pd.DataFrame, Schema, str]:
         raise UserError(f"dataset.path: {file} is not a privtrain synthetic schema ({exc}); re-run the synthetic "
                         "recipe to rewrite it.") from None
     target = spec.target or recorded_target
+    columns_found = list(frame.columns)[:20]
     if target not in frame.columns:
-        raise UserError(f"dataset.target={target!r} is not a column of {spec.path}; columns are {list(frame.columns)[:20]}.")
+        raise UserError(f"dataset.target={target!r} is not a column of {spec.path}; columns are {columns_found}.")
     features = list(spec.features) if spec.features else [f for f in features if f != target]
     missing = [f for f in features if f not in frame.columns]
     if missing:
-        raise UserError(f"dataset.features: column(s) {missing} are not in {spec.path}; columns are {list(frame.columns)[:20]}.")
+        raise UserError(f"dataset.features: column(s) {missing} are not in {spec.path}; columns are {columns_found}.")
     decl = dict(spec.schema) if spec.schema else columns
     schema = declared_schema(decl, features, target)
     note = recorded.get("note")

@@ -21,11 +21,10 @@ import math
 import warnings
 from dataclasses import dataclass
 
-import dp_accounting
-
 from privtrain.errors import UserError
-from privtrain.privacy import dp_sgd as dp_plan
-from privtrain.privacy.events import DpEvent, dp_sgd_event, epsilon_pld
+
+# dp-accounting (and the scipy it pulls in) load on first use: ClientApp processes that only
+# unpickle a plan, under central DP or none, never pay for them.
 
 CLIPPING_SIDES = ("server", "client")
 
@@ -33,8 +32,10 @@ CLIPPING_SIDES = ("server", "client")
 # --- central, client-level ----------------------------------------------------
 
 
-def central_event(noise_multiplier: float, releases: int) -> DpEvent:
+def central_event(noise_multiplier: float, releases: int):
     """``releases`` noisy aggregates, each a Gaussian mechanism without sampling amplification."""
+    import dp_accounting
+
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(float(noise_multiplier)), int(releases))
 
 
@@ -88,7 +89,7 @@ class CentralPlan:
     epsilon: float  # planned, tight (PLD) over all rounds
 
     @property
-    def events(self) -> tuple[DpEvent, ...]:
+    def events(self) -> tuple:
         return (central_event(self.noise_multiplier, self.rounds),)
 
 
@@ -116,6 +117,8 @@ def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None
         if not noise_multiplier > 0:
             raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
         sigma = float(noise_multiplier)
+    from privtrain.privacy.events import epsilon_pld
+
     eps = epsilon_pld([central_event(sigma, rounds)], delta)
     return CentralPlan(sigma, float(clipping_norm), clipping_side, int(rounds), int(clients_per_round),
                        int(num_clients), delta, eps)
@@ -123,6 +126,8 @@ def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None
 
 def client_delta(delta: float | None, num_clients: int) -> float:
     """Client-level delta: given, or 1e-5 (lower for large federations); always below 1/num_clients."""
+    from privtrain.privacy import dp_sgd as dp_plan
+
     if delta is None:
         return dp_plan.default_delta(num_clients)
     delta = float(delta)
@@ -158,15 +163,21 @@ class LocalPlan:
     def steps_per_round(self, k: int) -> int:
         return self.batches(k) * self.local_epochs
 
-    def client_dp(self, k: int) -> dp_plan.DpSgdPlan:
-        """What :func:`privtrain.training.train` needs for one round of client ``k``."""
+    def client_dp(self, k: int):
+        """What :func:`privtrain.training.train` needs for one round of client ``k`` (a ``DpSgdPlan``)."""
+        from privtrain.privacy import dp_sgd as dp_plan
+
         return dp_plan.DpSgdPlan(self.noise_multiplier, self.sample_rate(k), self.steps_per_round(k), self.delta,
                                  self.max_grad_norm, self.accountant, math.nan)
 
     def client_epsilon(self, k: int, steps: int) -> float:
+        from privtrain.privacy import dp_sgd as dp_plan
+
         return dp_plan.epsilon_of(self.noise_multiplier, self.sample_rate(k), steps, self.delta, self.accountant)
 
-    def client_event(self, k: int, steps: int) -> DpEvent:
+    def client_event(self, k: int, steps: int):
+        from privtrain.privacy.events import dp_sgd_event
+
         return dp_sgd_event(sample_rate=self.sample_rate(k), noise_multiplier=self.noise_multiplier, steps=steps)
 
     def worst(self, steps: dict[int, int]) -> tuple[int, float]:
@@ -189,7 +200,7 @@ class LocalPlan:
         return {k: self.steps_per_round(k) * self.rounds for k in range(len(self.sizes))}
 
     @property
-    def events(self) -> tuple[DpEvent, ...]:
+    def events(self) -> tuple:
         k, _ = self.worst(self.planned_steps)
         return (self.client_event(k, self.planned_steps[k]),)
 
@@ -202,6 +213,8 @@ def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: 
     Raises:
         UserError: a field is out of range.
     """
+    from privtrain.privacy import dp_sgd as dp_plan
+
     if accountant not in dp_plan.ACCOUNTANTS:
         raise UserError(f"{field}.accountant={accountant!r} is unknown; choose one of {', '.join(dp_plan.ACCOUNTANTS)}.")
     if max_grad_norm is None or not max_grad_norm > 0:

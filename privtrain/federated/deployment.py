@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError
@@ -250,8 +249,3 @@ def _signal(proc: subprocess.Popen, sig) -> None:
         os.killpg(proc.pid, sig)  # the group this Popen created (start_new_session), not anyone else's
     except (ProcessLookupError, PermissionError):
         pass
-
-
-@contextmanager
-def _noop():
-    yield

@@ -27,7 +27,7 @@ def partition_png(summary: dict, classes: list, path: Path, title: str) -> Path:
         ax.bar(range(len(hist)), hist[:, c], bottom=bottom, color=cmap(c % cmap.N), label=str(classes[c]))
         bottom += hist[:, c]
     ax.set_xlabel("client")
-    ax.set_ylabel("training rows")
+    ax.set_ylabel("rows held (local train + eval)")
     ax.set_title(f"{title} (label skew, mean TV distance: {summary['label_skew_tv']:.2f})", fontsize=9)
     ax.legend(title="label", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()

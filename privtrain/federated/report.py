@@ -91,7 +91,7 @@ def _setup_text(s, population: Population, summary: dict) -> str:
     return "\n".join([
         f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; clients per round: "
         f"{s.sample_size(population.num_clients)} of {population.num_clients}",
-        f"- partition: {population.spec.kind} {population.spec.identity()}; training rows per client: "
+        f"- partition: {population.spec.kind} {population.spec.identity()}; rows per client (local train + eval): "
         f"{summary['sizes']}; label skew (mean TV distance): {summary['label_skew_tv']:.3f}",
         f"- local training: {s.local_epochs} epoch(s), batch {s.batch_size}, {s.optimizer} lr {s.lr}",
         "- federated evaluation uses each client's local split; the held-out split is the evaluator's data.",

@@ -7,12 +7,10 @@ the simulation's Ray actors as in a SuperNode's ClientApp process.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from privtrain import config, data
 from privtrain.errors import UserError
 from privtrain.federated import partition as part
 from privtrain.federated.settings import FlSettings
@@ -30,7 +28,7 @@ class ClientData:
 class Population:
     """A dataset split into the evaluator's held-out rows and disjoint client partitions."""
 
-    dataset: data.Dataset
+    dataset: "data.Dataset"  # noqa: F821 - privtrain.data loads lazily (pandas) outside ClientApp processes
     spec: part.PartitionSpec
     fingerprint: str  # content + partitioning: the ledger's key for this federated population
     x_pool: np.ndarray  # the clients' rows (training pool), in pool order
@@ -64,8 +62,10 @@ class Population:
         return [len(self.client_split(k)[0]) for k in range(self.num_clients)]
 
 
-def load_dataset(cfg: dict, settings: FlSettings) -> data.Dataset:
+def load_dataset(cfg: dict, settings: FlSettings):
     """Load the configured dataset; with ``fl.partition=column`` the client column is not a feature."""
+    from privtrain import config, data
+
     spec = config.dataset_spec(cfg["dataset"])
     column = settings.partition.client_column if settings.partition.kind == "column" else None
     if column is None:
@@ -87,12 +87,14 @@ def load_dataset(cfg: dict, settings: FlSettings) -> data.Dataset:
     return dataset
 
 
-def build_population(dataset: data.Dataset, settings: FlSettings) -> Population:
+def build_population(dataset, settings: FlSettings) -> Population:
     """Held-out split and client partitions, both by ``fl.partition_seed``; deterministic.
 
     Reads the labels (and client ids); partition sizes are treated as public, like the row count.
     """
     from sklearn.model_selection import train_test_split
+
+    from privtrain import data
 
     spec = settings.partition
     part.validate(spec)
@@ -117,7 +119,7 @@ def build_population(dataset: data.Dataset, settings: FlSettings) -> Population:
 
 
 def build_model(cfg: dict, population_shape: dict):
-    from privtrain import models
+    from privtrain import config, models
 
     return models.build(config.model_spec(cfg["model"]), n_inputs=population_shape["n_inputs"],
                         n_classes=population_shape["n_classes"], image_shape=population_shape["image_shape"])
@@ -136,8 +138,6 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
     Under local DP the client's accountant state from earlier rounds is restored first, so
     epsilon keeps accumulating over rounds. The optimizer starts fresh every round.
     """
-    import torch
-
     from privtrain import training
 
     train_settings = training.TrainSettings(

@@ -55,6 +55,9 @@ def run(cfg, output_dir: Path) -> RunResult:
         config_hash=config.config_hash(cfg), allow_non_private=bool(cfg.ledger.allow_non_private),
         default_budget=config.default_budget(cfg.ledger.default_budget),
     )
+    from privtrain.audit import preflight as audit_preflight
+
+    audit_preflight(cfg.audit)  # a bad audit setting fails now, not after training
     book = ledger.open(cfg.ledger.path)
     lineage = book.lineage(dataset.fingerprint)  # synthetic data: training on it is post-processing
     if lineage is not None:

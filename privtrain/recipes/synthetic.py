@@ -26,20 +26,22 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from privtrain import config, data, ledger
 from privtrain.artifacts.run_dir import hash_artifacts, write_config, write_json
-from privtrain.data.builtin import BUILTIN
 from privtrain.data.schema import Column
 from privtrain.errors import UserError
 from privtrain.privacy.dp_sgd import default_delta
 from privtrain.privacy.events import non_private_event
 from privtrain.result import Guarantee, RunResult
 from privtrain.synthetic import DP_MODELS, MODELS, quiet_logs
+from privtrain.synthetic import source as source_mod
+from privtrain.synthetic.source import Source
 
 UNIT = "example"
+# privtrain.audit.synthetic reuses the recipe's loader and split, so members/non-members match the run exactly.
+_load, _split = source_mod.load_source, source_mod.split
 
 
 @dataclass(frozen=True)
@@ -58,24 +60,14 @@ class Settings:
     classifier: str
 
 
-@dataclass(frozen=True)
-class Source:
-    """The real table: raw, canonically ordered, fingerprinted; its public schema when one is declared."""
-
-    name: str
-    frame: pd.DataFrame
-    fingerprint: str
-    target: str
-    schema: object | None  # privtrain.data.schema.Schema
-
-
 def run(cfg, output_dir: Path) -> RunResult:
     output_dir = Path(output_dir)
     quiet_logs()
     _refuse_other_recipes_groups(cfg)
     s = _settings(cfg.synth)
+    _check_settings(s)
     spec = config.dataset_spec(cfg.dataset)
-    source = _load(spec, need_target=s.utility)
+    source = source_mod.load_source(spec, need_target=s.utility)
     n_train = len(source.frame) - math.ceil(spec.test_size * len(source.frame))
     num_rows = n_train if s.num_rows is None else s.num_rows
     if num_rows <= 0:
@@ -85,15 +77,14 @@ def run(cfg, output_dir: Path) -> RunResult:
     if private:
         from privtrain.synthetic import dp_copula
 
-        domain, notes = _dp_domain(source, s)
-        delta = _dp_delta(s.params.get("delta"), n_train)
+        domain, notes = source_mod.dp_domain(source, s.model, s.metadata)
+        delta = source_mod.dp_delta(s.params.get("delta"), n_train)
         dp = dp_copula.plan(epsilon=float(s.params["epsilon"]), delta=delta, n_columns=len(domain),
                             bins=int(s.params["bins"]), marginal_share=float(s.params["marginal_share"]),
                             row_clip=float(s.params["row_clip"]))
         events, epsilon = dp.events, dp.epsilon
     else:
         delta, events, epsilon = default_delta(n_train), (non_private_event(),), math.inf
-    _check_settings(s)
     reviewed = _reviewed_metadata(s, source) if not private else None  # a mismatch is an error before any charge
     run_id = f"synthetic-{secrets.token_hex(6)}"
     book = ledger.open(cfg.ledger.path)
@@ -101,7 +92,8 @@ def run(cfg, output_dir: Path) -> RunResult:
     charge = ledger.Charge(
         run_id=run_id, recipe="synthetic", dataset_fingerprint=source.fingerprint, dataset_name=source.name,
         unit=UNIT, events=tuple(events), delta=delta, epsilon=epsilon, config_hash=config.config_hash(cfg),
-        allow_non_private=bool(cfg.ledger.allow_non_private), default_budget=config.default_budget(cfg.ledger.default_budget),
+        allow_non_private=bool(cfg.ledger.allow_non_private),
+        default_budget=config.default_budget(cfg.ledger.default_budget),
         parent_fingerprint=lineage.parent_fingerprint if lineage else None,
     )
     dataset_info = {"name": source.name, "fingerprint": source.fingerprint, "n_rows": len(source.frame)}
@@ -111,9 +103,9 @@ def run(cfg, output_dir: Path) -> RunResult:
 
     with book.charging(charge) as entry:
         # Only now, with the budget reserved, are the rows read for fitting.
-        train, test = _split(source, seed=int(cfg.seed), test_size=spec.test_size)
+        train, test = source_mod.split(source, seed=int(cfg.seed), test_size=spec.test_size)
         output_dir.mkdir(parents=True, exist_ok=True)
-        table = _table_name(source.name)
+        table = source_mod.table_name(source.name)
         if private:
             from privtrain.synthetic import dp_copula, metadata
 
@@ -145,6 +137,7 @@ def run(cfg, output_dir: Path) -> RunResult:
         dataset_info.update(n_train=len(train), n_test=len(test),
                             schema=source.schema.source if source.schema is not None else "sdv-detected")
         output_info = {"path": str(files[0]), "fingerprint": child.fingerprint, "n_rows": len(rows),
+                       "target": child.target,
                        "metadata": str(files[1]), "schema": str(files[2]), "lineage": derived.describe()}
         files += _write_report(output_dir, s, source, guarantee, output_info, findings, leaks, replaced, metrics,
                                len(train), len(test))
@@ -192,117 +185,6 @@ def _settings(node) -> Settings:
                     classifier=str(d["utility"]["classifier"]))
 
 
-# --- data ------------------------------------------------------------------------------
-
-
-def _load(spec, *, need_target: bool) -> Source:
-    """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV."""
-    from privtrain.data.files import read_table
-    from privtrain.data.fingerprint import canonical_order, fingerprint_frame
-
-    if not 0.0 < spec.test_size < 1.0:
-        raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
-    if spec.name in BUILTIN or spec.name == "synthetic" or spec.schema or spec.infer_schema:
-        if spec.name not in BUILTIN and spec.name != "synthetic":
-            _check_target(read_table(spec.path, _kind(spec)), spec, need_target)
-        ds = data.load(spec)
-        return Source(ds.name, ds.frame, ds.fingerprint, ds.target, ds.schema)
-    if spec.name not in data.DATASETS:
-        raise UserError(f"dataset={spec.name!r} is unknown; choose one of {', '.join(data.DATASETS)}.")
-    frame = read_table(spec.path, _kind(spec))
-    _check_target(frame, spec, need_target)
-    frame = frame.iloc[canonical_order(frame)].reset_index(drop=True)
-    return Source(spec.name, frame, fingerprint_frame(frame), spec.target, None)
-
-
-def _kind(spec) -> str:
-    return "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv"
-
-
-def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
-    if need_target and spec.target not in frame.columns:
-        raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; utility (TSTR) needs the "
-                        f"label column: set dataset.target to one of {list(frame.columns)[:20]}, or "
-                        "synth.utility.enabled=false.")
-
-
-def _split(source: Source, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The same stratified split as ``data.split``: the synthesizer never sees the held-out rows."""
-    from sklearn.model_selection import train_test_split
-
-    frame = source.frame
-    y = frame[source.target].astype(str).to_numpy() if source.target in frame.columns else None
-    stratify = None
-    if y is not None:
-        _, counts = np.unique(y, return_counts=True)
-        stratify = y if counts.min() >= 2 else None
-    try:
-        tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, stratify=stratify, random_state=seed)
-    except ValueError as exc:
-        raise UserError(f"dataset.test_size={test_size}: cannot split {len(frame)} rows ({exc}).") from None
-    return frame.iloc[np.sort(tr)].reset_index(drop=True), frame.iloc[np.sort(te)].reset_index(drop=True)
-
-
-def _table_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name) or "table"
-
-
-# --- planning ----------------------------------------------------------------------------
-
-
-def _dp_domain(source: Source, s: Settings):
-    """(columns, notes) of the DP synthesizer's public domain (target included)."""
-    schema = source.schema
-    if schema is not None and schema.source in ("builtin", "declared"):
-        target = Column(source.target, categories=tuple(schema.classes))
-        origin = {"builtin": "the dataset's published ranges", "declared": "dataset.schema"}[schema.source]
-        return [*schema.features, target], [f"domain (bounds, categories) from {origin}: public, not read from the rows"]
-    if s.metadata:
-        return _domain_from_metadata(s.metadata), [
-            f"domain (bounds, categories) from synth.metadata={s.metadata}, declared public by the user"]
-    how = ("dataset.infer_schema=true reads it off the private rows" if schema is not None
-           else "none was declared")
-    raise UserError(f"synth.model={s.model} needs a declared domain ({how}): declare per-column min/max or "
-                    "categories in dataset.schema, or pass a reviewed synth.metadata JSON with range_min/range_max "
-                    "and range_values for every column.")
-
-
-def _domain_from_metadata(path: str) -> list[Column]:
-    import json
-
-    file = Path(str(path)).expanduser()
-    try:
-        tables = json.loads(file.read_text())["tables"]
-        (spec,) = tables.values()
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"synth.metadata: {str(file)!r} is not a one-table SDV metadata JSON; fix the path.") from None
-    out = []
-    for name, col in spec["columns"].items():
-        sdtype = col.get("sdtype")
-        if sdtype == "numerical":
-            if "range_min" not in col or "range_max" not in col or not col["range_max"] > col["range_min"]:
-                raise UserError(f"synth.metadata: column {name!r} needs range_min < range_max for the DP synthesizer.")
-            out.append(Column(name, low=float(col["range_min"]), high=float(col["range_max"])))
-        elif sdtype in ("categorical", "ordinal", "boolean"):
-            values = [True, False] if sdtype == "boolean" else col.get("range_values")
-            if not values:
-                raise UserError(f"synth.metadata: column {name!r} needs range_values for the DP synthesizer.")
-            out.append(Column(name, categories=tuple(values)))
-    if not out:
-        raise UserError(f"synth.metadata: {str(file)!r} declares no numerical or categorical column to synthesize.")
-    return out
-
-
-def _dp_delta(delta, n: int) -> float:
-    if delta is None:
-        return default_delta(n)
-    delta = float(delta)
-    if not 0.0 < delta < 1.0 / n:
-        raise UserError(f"synth.dp_gaussian_copula.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
-                        f"n={n} training rows; use e.g. {default_delta(n):.0e}.")
-    return delta
-
-
 def _check_settings(s: Settings) -> None:
     """Every setting a user can get wrong fails here, before the ledger is touched."""
     from privtrain.synthetic import output, utility
@@ -323,7 +205,7 @@ def _reviewed_metadata(s: Settings, source: Source):
         return None
     from privtrain.synthetic import metadata
 
-    return metadata.load(s.metadata, source.frame, _table_name(source.name))
+    return metadata.load(s.metadata, source.frame, source_mod.table_name(source.name))
 
 
 # --- fitting -------------------------------------------------------------------------------
@@ -417,10 +299,14 @@ def _write_report(out: Path, s: Settings, source: Source, guarantee, output_info
     pngs = reports.plots(out, q) if q is not None else []
     text = reports.render(
         title=f"Synthetic data report: {s.model} on {source.name}", guarantee=guarantee.describe(),
-        rows={"real training rows": n_train, "real held-out rows": n_test, "synthetic rows": output_info["n_rows"], "lineage": output_info["lineage"]},
+        rows={"real training rows": n_train, "real held-out rows": n_test, "synthetic rows": output_info["n_rows"],
+              "lineage": output_info["lineage"]},
         files=[Path(output_info["path"]).name, "metadata.json", Path(output_info["schema"]).name],
         findings=[f.to_dict() for f in findings], leaks=leaks, replaced=replaced, q=q,
-        privacy=metrics.get("privacy"), utility=metrics.get("utility"), notes=list(guarantee.notes), pngs=pngs)
+        privacy=metrics.get("privacy"), utility=metrics.get("utility"), notes=list(guarantee.notes), pngs=pngs,
+        pii_note=("The DP synthesizer emits only the columns of its declared domain, with values drawn from the "
+                  "declared bounds and categories; any other column (PII included) is left out."
+                  if s.model in DP_MODELS else None))
     path = out / "report.md"
     path.write_text(text)
     return [path, *pngs]

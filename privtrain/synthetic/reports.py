@@ -109,13 +109,13 @@ def _f(x) -> str:
     if x is None:
         return "n/a"
     if isinstance(x, float):
-        return "inf" if math.isinf(x) else f"{x:.3f}"
+        return "n/a" if math.isnan(x) else "inf" if math.isinf(x) else f"{x:.3f}"
     return str(x)
 
 
 def render(*, title: str, guarantee: str, rows: dict, files: list[str], findings: list[dict], leaks: dict,
            replaced: dict, q: dict | None, privacy: dict | None, utility: dict | None, notes: list[str],
-           pngs: list[Path]) -> str:
+           pngs: list[Path], pii_note: str | None = None) -> str:
     """Markdown of ``report.md`` from plain values."""
     lines = [f"# {title}", "", f"**Guarantee of the synthetic rows:** {guarantee}", ""]
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in rows.items()]
@@ -128,7 +128,7 @@ def render(*, title: str, guarantee: str, rows: dict, files: list[str], findings
         lines.append(f"Verbatim real values in the output's PII columns: {sum(leaks.values())}"
                      + (f" (after replacing {sum(replaced.values())} chance collisions)" if replaced else "") + ".")
     else:
-        lines.append("No PII column found by SDV's or privtrain's checks.")
+        lines.append(pii_note or "No PII column found by SDV's or privtrain's checks.")
     if q is not None:
         lines += ["", "## Quality (SDV QualityReport and DiagnosticReport)", "",
                   "| property | score |", "|---|---|",
@@ -136,6 +136,9 @@ def render(*, title: str, guarantee: str, rows: dict, files: list[str], findings
                   f"| Column Pair Trends | {_f(q['column_pair_trends'])} |",
                   f"| diagnostic (overall) | {_f(q['diagnostic_score'])} |"]
         lines += [f"| diagnostic: {k} | {_f(v)} |" for k, v in q["diagnostic"].items()]
+        if math.isnan(q["column_pair_trends"]):
+            lines += ["", "Column Pair Trends is n/a: no column pair of the real rows is associated strongly enough "
+                      "for SDMetrics to score it (the overall score is then Column Shapes alone)."]
         shapes = q["_shapes"]
         if len(shapes):
             worst = shapes.sort_values("Score").head(5)

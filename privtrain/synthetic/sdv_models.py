@@ -83,8 +83,8 @@ def build(model: str, metadata, *, params: dict | None = None, common: dict | No
         raise UserError(f"synth.{model}: {' '.join(str(exc).split())[:300]}") from None
 
 
-def fit_sample(synthesizer, frame: pd.DataFrame, table: str, *, num_rows: int, seed: int) -> pd.DataFrame:
-    """Fit on ``frame`` and sample ``num_rows`` rows; training and sampling are seeded."""
+def fit(synthesizer, frame: pd.DataFrame, table: str, *, seed: int):
+    """Fit on ``frame`` (SDV takes a dict of tables); training is seeded. Returns the synthesizer."""
     import numpy as np
 
     np.random.seed(seed)
@@ -95,6 +95,19 @@ def fit_sample(synthesizer, frame: pd.DataFrame, table: str, *, num_rows: int, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         synthesizer.fit({table: frame})
-        if hasattr(synthesizer, "_set_random_state"):  # SDV samples with a fixed seed unless told otherwise
+    return synthesizer
+
+
+def sample(synthesizer, table: str, *, num_rows: int, seed: int) -> pd.DataFrame:
+    """``num_rows`` rows from a fitted synthesizer, seeded (SDV otherwise uses one fixed seed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if hasattr(synthesizer, "_set_random_state"):
             synthesizer._set_random_state(seed)
         return synthesizer.sample(num_rows)[table]
+
+
+def fit_sample(synthesizer, frame: pd.DataFrame, table: str, *, num_rows: int, seed: int) -> pd.DataFrame:
+    """Fit on ``frame`` and sample ``num_rows`` rows."""
+    fit(synthesizer, frame, table, seed=seed)
+    return sample(synthesizer, table, num_rows=num_rows, seed=seed)

@@ -63,7 +63,7 @@ def _score(pipe, train: pd.DataFrame, test: pd.DataFrame, target: str, cols: lis
 
 
 def tstr_trtr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFrame, *, target: str,
-              exclude=(), classifier: str = "logreg", seed: int = 0) -> dict:
+              exclude=(), classifier: str = "random_forest", seed: int = 0) -> dict:
     """TSTR and TRTR scores with one classifier on the real held-out split.
 
     Raises:

@@ -1,0 +1,135 @@
+"""The real table a synthetic run starts from, its split, and the DP synthesizer's public domain.
+
+Loading reads the rows only to fingerprint them (and to check the target column, so a bad
+``dataset.target`` fails before any charge); fitting happens after the ledger reservation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from privtrain import data
+from privtrain.data.builtin import BUILTIN
+from privtrain.data.schema import Column
+from privtrain.errors import UserError
+from privtrain.privacy.dp_sgd import default_delta
+
+
+@dataclass(frozen=True)
+class Source:
+    """The real table: raw, canonically ordered, fingerprinted; its public schema when one is declared."""
+
+    name: str
+    frame: pd.DataFrame
+    fingerprint: str
+    target: str
+    schema: object | None  # privtrain.data.schema.Schema
+
+
+def load_source(spec, *, need_target: bool) -> Source:
+    """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV."""
+    from privtrain.data.files import read_table
+    from privtrain.data.fingerprint import canonical_order, fingerprint_frame
+
+    if not 0.0 < spec.test_size < 1.0:
+        raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
+    if spec.name in BUILTIN or spec.name == "synthetic" or spec.schema or spec.infer_schema:
+        if spec.name not in BUILTIN and spec.name != "synthetic":
+            _check_target(read_table(spec.path, _kind(spec)), spec, need_target)
+        ds = data.load(spec)
+        return Source(ds.name, ds.frame, ds.fingerprint, ds.target, ds.schema)
+    if spec.name not in data.DATASETS:
+        raise UserError(f"dataset={spec.name!r} is unknown; choose one of {', '.join(data.DATASETS)}.")
+    frame = read_table(spec.path, _kind(spec))
+    _check_target(frame, spec, need_target)
+    frame = frame.iloc[canonical_order(frame)].reset_index(drop=True)
+    return Source(spec.name, frame, fingerprint_frame(frame), spec.target, None)
+
+
+def _kind(spec) -> str:
+    return "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv"
+
+
+def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
+    if need_target and spec.target not in frame.columns:
+        raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; utility (TSTR) needs the "
+                        f"label column: set dataset.target to one of {list(frame.columns)[:20]}, or "
+                        "synth.utility.enabled=false.")
+
+
+def split(source: Source, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same stratified split as ``data.split``: the synthesizer never sees the held-out rows."""
+    from sklearn.model_selection import train_test_split
+
+    frame = source.frame
+    y = frame[source.target].astype(str).to_numpy() if source.target in frame.columns else None
+    stratify = None
+    if y is not None:
+        _, counts = np.unique(y, return_counts=True)
+        stratify = y if counts.min() >= 2 else None
+    try:
+        tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, stratify=stratify, random_state=seed)
+    except ValueError as exc:
+        raise UserError(f"dataset.test_size={test_size}: cannot split {len(frame)} rows ({exc}).") from None
+    return frame.iloc[np.sort(tr)].reset_index(drop=True), frame.iloc[np.sort(te)].reset_index(drop=True)
+
+
+def table_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name) or "table"
+
+
+def dp_domain(source: Source, model: str, metadata: str | None) -> tuple[list[Column], list[str]]:
+    """(columns, notes) of the DP synthesizer's public domain (target included)."""
+    schema = source.schema
+    if schema is not None and schema.source in ("builtin", "declared"):
+        target = Column(source.target, categories=tuple(schema.classes))
+        origin = {"builtin": "the dataset's published ranges", "declared": "dataset.schema"}[schema.source]
+        return [*schema.features, target], [f"domain (bounds, categories) from {origin}: public, not read from the rows"]
+    if metadata:
+        return domain_from_metadata(metadata), [
+            f"domain (bounds, categories) from synth.metadata={metadata}, declared public by the user"]
+    how = ("dataset.infer_schema=true reads it off the private rows" if schema is not None
+           else "none was declared")
+    raise UserError(f"synth.model={model} needs a declared domain ({how}): declare per-column min/max or "
+                    "categories in dataset.schema, or pass a reviewed synth.metadata JSON with range_min/range_max "
+                    "and range_values for every column.")
+
+
+def domain_from_metadata(path: str) -> list[Column]:
+    import json
+
+    file = Path(str(path)).expanduser()
+    try:
+        tables = json.loads(file.read_text())["tables"]
+        (spec,) = tables.values()
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"synth.metadata: {str(file)!r} is not a one-table SDV metadata JSON; fix the path.") from None
+    out = []
+    for name, col in spec["columns"].items():
+        sdtype = col.get("sdtype")
+        if sdtype == "numerical":
+            if "range_min" not in col or "range_max" not in col or not col["range_max"] > col["range_min"]:
+                raise UserError(f"synth.metadata: column {name!r} needs range_min < range_max for the DP synthesizer.")
+            out.append(Column(name, low=float(col["range_min"]), high=float(col["range_max"])))
+        elif sdtype in ("categorical", "ordinal", "boolean"):
+            values = [True, False] if sdtype == "boolean" else col.get("range_values")
+            if not values:
+                raise UserError(f"synth.metadata: column {name!r} needs range_values for the DP synthesizer.")
+            out.append(Column(name, categories=tuple(values)))
+    if not out:
+        raise UserError(f"synth.metadata: {str(file)!r} declares no numerical or categorical column to synthesize.")
+    return out
+
+
+def dp_delta(delta, n: int) -> float:
+    if delta is None:
+        return default_delta(n)
+    delta = float(delta)
+    if not 0.0 < delta < 1.0 / n:
+        raise UserError(f"synth.dp_gaussian_copula.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
+                        f"n={n} training rows; use e.g. {default_delta(n):.0e}.")
+    return delta

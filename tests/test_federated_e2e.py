@@ -1,0 +1,114 @@
+"""The federated recipe end to end: Flower simulation (Ray) and a loopback deployment. Slow: `pytest --slow`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import privtrain
+from privtrain import ledger
+from privtrain.privacy.events import epsilon_pld
+
+pytestmark = pytest.mark.slow
+
+# Small and quick: 3 clients, 2 rounds, one CPU for Ray.
+TINY = ["fl.num_clients=3", "fl.rounds=2", "fl.local_epochs=1", "recipe.progress=false",
+        "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+
+
+def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_path):
+    first = privtrain.run("federated", TINY, output_dir=tmp_path / "a")
+    second = privtrain.run("federated", [*TINY, "seed=1"], output_dir=tmp_path / "b")
+    g = first.guarantee
+    assert g.unit == "client" and g.accountant == "pld" and g.epsilon == pytest.approx(3.0, rel=0.01)
+    assert first.dataset["fingerprint"] == second.dataset["fingerprint"]  # same population
+    book = ledger.open(ledger_path)
+    fp = first.dataset["fingerprint"]
+    both = epsilon_pld([*first.guarantee.events, *second.guarantee.events], g.delta)
+    assert book.spent(fp, "client") == pytest.approx(both, rel=1e-3) and both > 4.0  # composed, not reset
+    assert book.spent(fp, "example") == 0.0  # central DP is a client-level charge only
+    committed = [e for e in book.entries(fp) if e.status == "committed"]
+    assert [e.unit for e in committed] == ["client", "client"]
+    metrics = json.loads((first.output_dir / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["history"]] == [0, 1, 2]
+    assert metrics["history"][-1]["releases"] == 2 and "federated_accuracy" in metrics["history"][-1]
+    for name in ("partition.json", "partition.png", "accuracy.png", "model_card.md", "final_model.pt"):
+        assert (first.output_dir / name).is_file(), name
+    assert "per **client**" in (first.output_dir / "model_card.md").read_text()
+
+
+def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledger_path):
+    result = privtrain.run("federated", [*TINY, "privacy=central_local", "fl.partition=dirichlet", "fl.alpha=1.0",
+                                         "privacy.clipping_side=client"],  # Flower's fixedclipping_mod
+                           output_dir=tmp_path / "r")
+    units = {g.unit: g for g in result.guarantees}
+    assert set(units) == {"client", "example"}
+    assert units["example"].epsilon <= 3.0 * 1.01 and units["client"].epsilon == pytest.approx(8.0, rel=0.01)
+    book = ledger.open(ledger_path)
+    fp = result.dataset["fingerprint"]
+    assert book.spent(fp, "client") == pytest.approx(epsilon_pld(list(units["client"].events), 1e-5), rel=1e-3)
+    assert book.spent(fp, "example") > 0
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    steps = metrics["federated"]["client_steps"]
+    assert len(steps) == 3 and all(v > 0 for v in steps.values())
+    assert max(metrics["federated"]["client_epsilon"].values()) == pytest.approx(units["example"].epsilon, rel=1e-6)
+
+
+def test_non_private_fedprox_learns(tmp_path, ledger_path):
+    result = privtrain.run("federated", [*TINY, "privacy=none", "fl.strategy=fedprox", "fl.rounds=3"],
+                           output_dir=tmp_path / "r")
+    assert result.metrics["accuracy"] > 0.8
+    assert all(not g.private for g in result.guarantees)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_loopback_deployment_runs_two_rounds_and_is_charged(tmp_path, ledger_path):
+    from privtrain.federated import deployment
+
+    started: list[int] = []
+    real_spawn = deployment.Deployment._spawn
+
+    def spy(self, name, args):
+        proc = real_spawn(self, name, args)
+        started.append(proc.pid)
+        return proc
+
+    deployment.Deployment._spawn = spy
+    try:
+        result = privtrain.run("federated", ["fl.engine=deployment", "fl.num_clients=2", "fl.rounds=2",
+                                             "recipe.progress=false", "fl.local_epochs=1"], output_dir=tmp_path / "d")
+    finally:
+        deployment.Deployment._spawn = real_spawn
+    assert len(started) == 3  # one SuperLink, two SuperNodes
+    assert not any(_alive(p) for p in started)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["history"]] == [0, 1, 2] and metrics["federated"]["engine"] == "deployment"
+    assert metrics["history"][-1]["releases"] == 2
+    book = ledger.open(ledger_path)
+    committed = [e for e in book.entries(result.dataset["fingerprint"]) if e.status == "committed"]
+    assert len(committed) == 1 and committed[0].unit == "client"
+    assert committed[0].epsilon == pytest.approx(result.guarantee.epsilon)
+    assert "metrics.json" in committed[0].artifacts
+
+
+def test_deployment_processes_stop_even_when_the_run_fails():
+    from privtrain.federated import deployment, settings
+    from privtrain import config
+
+    s = settings.from_config(config.to_container(config.compose("federated", ["fl.engine=deployment"])))
+    pids = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with deployment.Deployment(s, num_clients=2) as dep:
+            pids = [p.pid for p in dep.procs]
+            assert len(pids) == 3 and all(_alive(p) for p in pids)
+            raise RuntimeError("boom")
+    assert not any(_alive(p) for p in pids)
