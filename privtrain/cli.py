@@ -61,7 +61,10 @@ def _cmd_ls(args) -> int:
         print(f"  {name:<14} privtrain run {name}")
     print("config groups (override with group=option):")
     for group, options in config.groups().items():
-        print(f"  {group:<14} {', '.join(options) if options else '(none yet)'}")
+        if options:
+            print(f"  {group:<14} {', '.join(options)}")
+    print("recipe-specific settings live in the recipe's own file (configs/<recipe>.yaml: fl.*, synth.*);")
+    print("see them with: privtrain run RECIPE --cfg job")
     return 0
 
 

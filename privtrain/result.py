@@ -70,6 +70,9 @@ class RunResult:
         if self.dry_run:
             lines.append(self.ledger.get("plan", "dry run: nothing was trained or charged"))
             return "\n".join(lines)
+        for key, label in (("quality_score", "quality"), ("tstr_accuracy", "TSTR"), ("trtr_accuracy", "TRTR")):
+            if isinstance(self.metrics.get(key), float):
+                lines.append(f"  {label:<11} {self.metrics[key]:.4f}")
         if "accuracy" in self.metrics:
             lines.append(f"  accuracy    {self.metrics['accuracy']:.4f}   (held-out split: the evaluator's data, not covered by the guarantee)")
         for g in self.guarantees:
