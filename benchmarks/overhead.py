@@ -117,8 +117,52 @@ def measure(model_name: str, batch: int, mode: str, steps: int, device: str) -> 
             "plain_peak_mb": mem["plain"], "dp_peak_mb": mem["dp"]}
 
 
+def accounting_speed() -> list[dict]:
+    """Seconds to get epsilon from Opacus' PRV and RDP accountants over 1e4 and 1e5 steps, and
+    for the ledger to compose 10, 100 and 1,000 runs (10 distinct noise levels, as in a sweep;
+    cache emptied first, so this is the cold cost)."""
+    import tempfile
+    from pathlib import Path
+
+    from opacus.accountants import create_accountant
+
+    from privtrain import ledger
+    from privtrain.privacy.events import dp_sgd_event
+
+    rows = []
+    for mechanism in ("prv", "rdp"):
+        for steps in (10_000, 100_000):
+            acc = create_accountant(mechanism)
+            acc.history = [(1.0, 0.001, steps)]
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                eps = acc.get_epsilon(delta=1e-5)
+            rows.append({"what": f"opacus {mechanism}", "size": f"{steps:,} steps", "seconds": time.perf_counter() - t,
+                         "epsilon": eps})
+    for n_runs in (10, 100, 1000):
+        path = Path(tempfile.mkdtemp()) / "ledger.db"
+        book = ledger.open(path)
+        book.warm_cache = False
+        for i in range(n_runs):
+            sigma = 4.0 + 0.25 * (i % 10)
+            charge = ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", dataset_fingerprint="ab" * 32, dataset_name="bench",
+                                   unit="example", events=(dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=300),),
+                                   delta=1e-5, epsilon=1.0, config_hash="c")
+            with book.charging(charge) as run:
+                run.commit(charge.events)
+        book._conn.execute("DELETE FROM cache")
+        book._conn.commit()
+        t = time.perf_counter()
+        eps = book.spent("bench")
+        rows.append({"what": "ledger composition (PLD)", "size": f"{n_runs:,} runs", "seconds": time.perf_counter() - t,
+                     "epsilon": eps})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounting", action="store_true", help="also time the accountants and the ledger")
     parser.add_argument("--models", nargs="+", default=["logreg"])
     parser.add_argument("--batches", type=int, nargs="+", default=[128])
     parser.add_argument("--modes", nargs="+", default=list(MODES))
@@ -150,6 +194,11 @@ def main() -> None:
             f"Command: `python benchmarks/overhead.py {' '.join(sys.argv[1:])}`\n\n"
             + frame.to_markdown(index=False, floatfmt=".2f") + "\n")
     (out / f"overhead_{args.device}.md").write_text(text)
+    if args.accounting:
+        acc = pd.DataFrame(accounting_speed())
+        acc.to_csv(out / "accounting.csv", index=False)
+        text += "\n## Accounting speed\n\n" + acc.to_markdown(index=False, floatfmt=".3f") + "\n"
+        (out / f"overhead_{args.device}.md").write_text(text)
     print(text)
     _plot(frame, out / f"overhead_{args.device}.png")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from importlib import metadata
-from pathlib import Path
+
+from privtrain.ledger.provenance import git_commit  # one definition for ledger entries and model cards
+
+__all__ = ["git_commit", "versions"]
 
 PACKAGES = ("privtrain", "torch", "opacus", "dp-accounting", "hydra-core", "flwr", "sdv", "scikit-learn", "numpy")
 
@@ -17,13 +19,3 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def git_commit() -> str | None:
-    """The commit of the privtrain source checkout, or None for an installed copy outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
