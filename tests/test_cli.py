@@ -62,6 +62,7 @@ ERROR_CASES = [
     (["run", "dp_sgd", "recipe.batch_size=100000"], "recipe.batch_size=100000 is larger than"),
     (["run", "dp_sgd", "dataset=csv"], "dataset.path is required"),
     (["run", "dp_sgd", "recipe.grad_sample_mode=magic"], "recipe.grad_sample_mode='magic' is unknown"),
+    (["run", "dp_sgd", "privacy=central"], "privacy=central is for the federated recipe"),
 ]
 
 

@@ -45,6 +45,8 @@ def run(cfg, output_dir: Path) -> RunResult:
     n_train = dataset.n_rows - math.ceil(test_size * dataset.n_rows)
     settings = config.train_settings(cfg.recipe)
     resume = _load_resume(cfg.resume, dataset.fingerprint)
+    if cfg.privacy.name not in ("dp", "none"):
+        raise UserError(f"privacy={cfg.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
     private = cfg.privacy.name != "none"
     dp, events, delta, epsilon = _plan(cfg.privacy, settings, n_train, resume, private)
     unit = str(cfg.privacy.unit)
