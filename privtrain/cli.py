@@ -103,7 +103,12 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
     from privtrain import config
 
     def task(cfg) -> None:
+        import logging
+
         from privtrain.api import execute
+
+        # Hydra sets the root logger to INFO; libraries' INFO chatter (Ray, alembic, SDV) drowns the summary.
+        logging.getLogger().setLevel(logging.WARNING)
 
         try:
             result = execute(recipe, cfg, HydraConfig.get().runtime.output_dir)
