@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/tradeoff)")
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--resume", action="store_true", help="keep the trials already in --out/trials.csv, run the rest")
     parser.add_argument("--report-only", action="store_true",
                         help="re-render tables, plots and README.md from an existing trials.csv in --out")
     args = parser.parse_args(argv)
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> Path:
         datasets = list(dict.fromkeys(frame.dataset))
         wall = frame.seconds.sum()
     else:
-        frame, wall = run_trials(jobs, args.quick, out)
+        done = pd.read_csv(out / "trials.csv") if args.resume and (out / "trials.csv").is_file() else None
+        frame, wall = run_trials(jobs, args.quick, out, done)
     composed = _ledger_totals(out / "ledger.db")
     (out / "ledger.json").write_text(json.dumps(composed, indent=2) + "\n")
     cmd = "python benchmarks/tradeoff.py" + (" --quick" if args.quick else "")
@@ -167,17 +169,20 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-def run_trials(jobs, quick: bool, out: Path) -> tuple[pd.DataFrame, float]:
+def run_trials(jobs, quick: bool, out: Path, done: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    rows = []
+    rows = [] if done is None else [tuple(r) for r in done[COLUMNS].itertuples(index=False)]
+    finished = {(r[1], r[0], float(r[3]), int(r[4])) for r in rows}
+    previous = 0.0 if done is None else float(done.seconds.sum())
+    jobs = [j for j in jobs if (j[0], j[1], float(j[2]), int(j[3])) not in finished]
     for method, dataset, eps, seed in tqdm(jobs, desc="trade-off", unit="trial"):
         t = time.perf_counter()
         acc = trial(method, dataset, eps, seed, quick, out / "runs")
         rows.append((dataset, method, unit_of(method), eps, seed, acc, time.perf_counter() - t))
         pd.DataFrame(rows, columns=COLUMNS).to_csv(out / "trials.csv", index=False)  # survive interruptions
-    return pd.DataFrame(rows, columns=COLUMNS), time.perf_counter() - started
+    return pd.DataFrame(rows, columns=COLUMNS), previous + time.perf_counter() - started
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
