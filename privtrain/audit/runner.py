@@ -169,7 +169,7 @@ def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tup
     """The declared audit pool as arrays, after checking it is not (part of) the private dataset."""
     from privtrain import ledger
     from privtrain.data.files import read_table
-    from privtrain.data.fingerprint import canonical_order, canonical_rows, fingerprint_frame
+    from privtrain.data.fingerprint import canonical_rows, fingerprint_frame
 
     kind = "parquet" if str(path).endswith(".parquet") else "csv"
     try:
@@ -187,7 +187,7 @@ def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tup
     if shared:
         raise UserError(f"audit.pool_path: {shared} row(s) of {path} are rows of the private dataset "
                         f"{dataset.name!r}; the pool must be separate data, or use audit.shadow_data=charged.")
-    fp = fingerprint_frame(frame.iloc[canonical_order(frame)].reset_index(drop=True))
+    fp = fingerprint_frame(frame)  # order-independent
     book = ledger.open(ledger_path if ledger_path is not None else run.cfg.ledger.path)
     if book.budget(fp, run.unit) is not None:
         raise UserError(f"audit.pool_path: {path} has a privacy budget in the ledger {book.path}, so it is private "

@@ -14,7 +14,7 @@ import pandas as pd
 
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
 from privtrain.data.files import read_table
-from privtrain.data.fingerprint import canonical_order, fingerprint_frame
+from privtrain.data.fingerprint import canonicalize
 from privtrain.data.schema import Schema, declared_schema, inferred_schema
 from privtrain.errors import UserError
 
@@ -87,8 +87,8 @@ def load(spec: DatasetSpec) -> Dataset:
         schema = _file_schema(frame, spec)
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
-    frame = frame.iloc[canonical_order(frame)].reset_index(drop=True)
-    return Dataset(spec.name, frame, target, schema, fingerprint_frame(frame), image_shape, spec.path)
+    frame, fingerprint = canonicalize(frame)
+    return Dataset(spec.name, frame, target, schema, fingerprint, image_shape, spec.path)
 
 
 def _file_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:

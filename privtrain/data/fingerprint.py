@@ -36,10 +36,11 @@ def canonical_rows(frame: pd.DataFrame) -> list[str]:
     return ["[" + ",".join(row) + "]" for row in zip(*cells)] if len(frame) else []
 
 
-def canonical_order(frame: pd.DataFrame) -> np.ndarray:
-    """Row positions that sort ``frame`` canonically (so splits ignore file row order)."""
+def canonicalize(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``frame`` in canonical row order, and its fingerprint (the rows are serialized once)."""
     rows = canonical_rows(frame)
-    return np.array(sorted(range(len(rows)), key=rows.__getitem__), dtype=np.int64)
+    order = sorted(range(len(rows)), key=rows.__getitem__)
+    return frame.iloc[order].reset_index(drop=True), _digest(frame.columns, [rows[i] for i in order], None)
 
 
 def fingerprint_frame(frame: pd.DataFrame, *, extra: dict | None = None) -> str:
@@ -50,9 +51,13 @@ def fingerprint_frame(frame: pd.DataFrame, *, extra: dict | None = None) -> str:
         extra: public facts that make this a different dataset, e.g. a federated
             partitioning; folded into the hash as canonical JSON.
     """
+    return _digest(frame.columns, sorted(canonical_rows(frame)), extra)
+
+
+def _digest(columns, sorted_rows: list[str], extra: dict | None) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps(sorted(map(str, frame.columns))).encode())
-    for row in sorted(canonical_rows(frame)):
+    digest.update(json.dumps(sorted(map(str, columns))).encode())
+    for row in sorted_rows:
         digest.update(b"\n")
         digest.update(row.encode())
     if extra:

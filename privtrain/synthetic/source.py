@@ -33,7 +33,7 @@ class Source:
 def load_source(spec, *, need_target: bool) -> Source:
     """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV."""
     from privtrain.data.files import read_table
-    from privtrain.data.fingerprint import canonical_order, fingerprint_frame
+    from privtrain.data.fingerprint import canonicalize
 
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
@@ -46,8 +46,8 @@ def load_source(spec, *, need_target: bool) -> Source:
         raise UserError(f"dataset={spec.name!r} is unknown; choose one of {', '.join(data.DATASETS)}.")
     frame = read_table(spec.path, _kind(spec))
     _check_target(frame, spec, need_target)
-    frame = frame.iloc[canonical_order(frame)].reset_index(drop=True)
-    return Source(spec.name, frame, fingerprint_frame(frame), spec.target, None)
+    frame, fingerprint = canonicalize(frame)
+    return Source(spec.name, frame, fingerprint, spec.target, None)
 
 
 def _kind(spec) -> str:
