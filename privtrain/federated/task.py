@@ -111,7 +111,9 @@ def build_population(dataset, settings: FlSettings) -> Population:
     parts = part.partition(y[pool], spec, ids)
     identity = {"federated": {**spec.identity(), "test_size": settings.test_size,
                               "client_test_size": settings.client_test_size}}
-    fingerprint = data.fingerprint_frame(dataset.frame, extra=identity)
+    from privtrain.data.fingerprint import fingerprint_frame
+
+    fingerprint = fingerprint_frame(dataset.frame, extra=identity)
     return Population(dataset, spec, fingerprint, x[pool], y[pool], x[test], y[test], parts, settings.client_test_size)
 
 
