@@ -29,3 +29,35 @@ def mean_std_table(frame: pd.DataFrame, rows: str, cols: str, value: str, fmt: s
     agg = frame.groupby([rows, cols])[value].agg(["mean", "std"]).reset_index()
     agg["cell"] = [f"{fmt.format(m)} ± {fmt.format(0.0 if pd.isna(s) else s)}" for m, s in zip(agg["mean"], agg["std"])]
     return agg.pivot(index=rows, columns=cols, values="cell")
+
+
+def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: float = 1e-5) -> float:
+    """The Opacus tutorial recipe on privtrain's split: MLP n-128-C (ReLU), SGD lr 1.0, batch 128,
+    clip 1.0, PRV accountant, make_private_with_epsilon. ``eps=None`` trains the same MLP without DP
+    (Adam lr 1e-2). Returns test accuracy."""
+    import warnings
+
+    import torch
+    from opacus import PrivacyEngine
+    from torch import nn
+
+    torch.manual_seed(seed)
+    n_in, n_out = splits.x_train.shape[1], len(splits.classes)
+    model = nn.Sequential(nn.Linear(n_in, 128), nn.ReLU(), nn.Linear(128, n_out))
+    opt = torch.optim.SGD(model.parameters(), lr=1.0) if eps else torch.optim.Adam(model.parameters(), lr=1e-2)
+    ds = torch.utils.data.TensorDataset(torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train))
+    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus' secure-RNG and backward-hook notices
+        if eps:
+            model, opt, loader = PrivacyEngine(accountant="prv").make_private_with_epsilon(
+                module=model, optimizer=opt, data_loader=loader, target_epsilon=eps, target_delta=delta,
+                epochs=epochs, max_grad_norm=1.0)
+        for _ in range(epochs):
+            for xb, yb in loader:
+                if len(xb):
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(xb), yb).backward()
+                    opt.step()
+    with torch.no_grad():
+        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())

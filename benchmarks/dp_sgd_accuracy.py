@@ -16,42 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from common import mean_std_table, out_dir, machine
+from common import machine, mean_std_table, out_dir, plain_opacus
 
 DELTA = 1e-5
-
-
-def plain_opacus(splits, eps: float | None, seed: int) -> float:
-    """The Opacus tutorial recipe; eps=None trains the same MLP without DP."""
-    from opacus import PrivacyEngine
-
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=1.0) if eps else torch.optim.Adam(model.parameters(), lr=1e-2)
-    ds = torch.utils.data.TensorDataset(torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train))
-    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
-    if eps:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, opt, loader = PrivacyEngine(accountant="prv").make_private_with_epsilon(
-                module=model, optimizer=opt, data_loader=loader, target_epsilon=eps, target_delta=DELTA,
-                epochs=30, max_grad_norm=1.0)
-    for _ in range(30):
-        for xb, yb in loader:
-            if len(xb) == 0:
-                continue
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xb), yb).backward()
-            opt.step()
-    with torch.no_grad():
-        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
 
 
 def main() -> None:

@@ -25,14 +25,13 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, out_dir  # noqa: E402
+from common import machine, out_dir, plain_opacus  # noqa: E402
 
 INF = math.inf
 COLUMNS = ["dataset", "method", "unit", "epsilon", "seed", "accuracy", "seconds"]
@@ -76,33 +75,6 @@ def trial(method: str, dataset: str, eps: float, seed: int, quick: bool, runs: P
         clf = LogisticRegression(max_iter=2000).fit(splits.x_train, splits.y_train)
         return float(clf.score(splits.x_test, splits.y_test))
     raise ValueError(method)
-
-
-def plain_opacus(splits, eps: float, seed: int, epochs: int = 30) -> float:
-    """Opacus tutorial settings on privtrain's split (no EMA, SGD lr 1.0, clip 1.0, PRV)."""
-    import torch
-    from opacus import PrivacyEngine
-    from torch import nn
-
-    torch.manual_seed(seed)
-    n_in, n_out = splits.x_train.shape[1], len(splits.classes)
-    model = nn.Sequential(nn.Linear(n_in, 128), nn.ReLU(), nn.Linear(128, n_out))
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    ds = torch.utils.data.TensorDataset(torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train))
-    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model, opt, loader = PrivacyEngine(accountant="prv").make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=eps, target_delta=1e-5,
-            epochs=epochs, max_grad_norm=1.0)
-        for _ in range(epochs):
-            for xb, yb in loader:
-                if len(xb):
-                    opt.zero_grad()
-                    nn.functional.cross_entropy(model(xb), yb).backward()
-                    opt.step()
-    with torch.no_grad():
-        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
 
 
 def plan(quick: bool, datasets, seeds, epsilons) -> list[tuple[str, str, float, int]]:
