@@ -39,7 +39,7 @@ class TrainOutcome:
     model: nn.Module  # unwrapped, holding the EMA weights when ema > 0
     optimizer_state: dict
     accountant_state: dict | None
-    epsilon: float | None  # by the run's accountant, over all steps (resumed ones included)
+    epsilon: float | None  # by the run's accountant, over all steps (resumed ones included); None if not asked
     steps: int  # optimizer steps taken in this call
     losses: list[float] = field(default_factory=list)
 
@@ -64,22 +64,27 @@ def train(
     seed: int = 0,
     resume: dict | None = None,
     desc: str = "train",
+    report_epsilon: bool = True,
 ) -> TrainOutcome:
     """Train ``model`` on ``(x, y)``.
 
     Args:
         dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training.
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.
+        report_epsilon: compute the outcome's epsilon (one accountant call, up to ~1 s for PRV at a
+            high sampling rate). Federated clients skip it: the server accounts from their step counts.
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.threads))
     try:
-        return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc)
+        return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc,
+                      report_epsilon=report_epsilon)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str) -> TrainOutcome:
+def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str,
+           report_epsilon: bool) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
@@ -126,7 +131,7 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
             for avg, p in zip(averaged, model.parameters()):
                 p.copy_(avg)
     accountant_state = engine.accountant.state_dict() if engine else None
-    epsilon = _epsilon(engine, dp.delta) if engine else None
+    epsilon = _epsilon(engine, dp.delta) if engine and report_epsilon else None
     return TrainOutcome(plain, optimizer.state_dict(), accountant_state, epsilon, steps, losses)
 
 

@@ -163,12 +163,12 @@ def flower_identity():
         setattr(TaskIdentity, f"_{k}", v)
 
 
-def test_local_dp_client_epsilon_equals_an_accountant_fed_all_rounds(flower_identity, tmp_path):
+def test_local_dp_client_accountant_persists_and_matches_the_servers_epsilon(flower_identity, tmp_path):
     import torch
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
     from opacus.accountants import create_accountant
 
-    from privtrain.federated.client_app import make_client_app
+    from privtrain.federated.client_app import _state, make_client_app
     from privtrain.federated.job import in_memory
 
     cfg, s, pop = _population("privacy=dp", "fl.rounds=3", "fl.local_epochs=1")
@@ -186,7 +186,10 @@ def test_local_dp_client_epsilon_equals_an_accountant_fed_all_rounds(flower_iden
                       dst_node_id=7, message_type=MessageType.TRAIN)
         reply = app(msg, context)
         metrics = reply.content["metrics"]
-        reported.append(float(metrics["epsilon"]))
+        assert "epsilon" not in metrics  # the server accounts from "dp-steps"; a client's PRV call costs ~1 s
+        kept = create_accountant("prv")
+        kept.load_state_dict(_state(context)["accountant"])  # what the next round will resume from
+        reported.append(kept.get_epsilon(delta=local.delta))
         model.load_state_dict(reply.content["arrays"].to_torch_state_dict())
     steps = 3 * local.steps_per_round(k)
     assert int(metrics["dp-steps"]) == steps
@@ -197,5 +200,6 @@ def test_local_dp_client_epsilon_equals_an_accountant_fed_all_rounds(flower_iden
     one_round.history = [(local.noise_multiplier, local.sample_rate(k), local.steps_per_round(k))]
     assert reported[0] == pytest.approx(one_round.get_epsilon(delta=local.delta), rel=1e-6)
     assert reported[0] < reported[1] < reported[2]  # never reset to a fresh accountant
+    assert local.client_epsilon(k, steps) == pytest.approx(reported[-1], rel=1e-6)  # the server's figure
     assert reported[-1] <= 3.0 * 1.01 and float(metrics["weight"]) == len(job.client(k).y_train)
     assert isinstance(next(iter(model.state_dict().values())), torch.Tensor)

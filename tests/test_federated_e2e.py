@@ -85,7 +85,9 @@ def test_loopback_deployment_runs_two_rounds_and_is_charged(tmp_path, ledger_pat
     deployment.Deployment._spawn = spy
     try:
         result = privtrain.run("federated", ["fl.engine=deployment", "fl.num_clients=2", "fl.rounds=2",
-                                             "recipe.progress=false", "fl.local_epochs=1"], output_dir=tmp_path / "d")
+                                             "recipe.progress=false", "fl.local_epochs=1",
+                                             "fl.federated_evaluation=false"],  # half the ClientApp processes
+                                  output_dir=tmp_path / "d")
     finally:
         deployment.Deployment._spawn = real_spawn
     assert len(started) == 3  # one SuperLink, two SuperNodes

@@ -17,6 +17,7 @@ population's epsilon is the maximum over clients.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -171,25 +172,20 @@ class LocalPlan:
                                  self.max_grad_norm, self.accountant, math.nan)
 
     def client_epsilon(self, k: int, steps: int) -> float:
-        from privtrain.privacy import dp_sgd as dp_plan
-
-        return dp_plan.epsilon_of(self.noise_multiplier, self.sample_rate(k), steps, self.delta, self.accountant)
+        return _epsilon_of(self.noise_multiplier, self.sample_rate(k), steps, self.delta, self.accountant)
 
     def client_event(self, k: int, steps: int):
         from privtrain.privacy.events import dp_sgd_event
 
         return dp_sgd_event(sample_rate=self.sample_rate(k), noise_multiplier=self.noise_multiplier, steps=steps)
 
+    def epsilons(self, steps: dict[int, int]) -> dict[int, float]:
+        """Each client's epsilon, given its total steps (clients of equal size share one accountant call)."""
+        return {k: self.client_epsilon(k, s) for k, s in steps.items() if s > 0}
+
     def worst(self, steps: dict[int, int]) -> tuple[int, float]:
         """(client, epsilon) of the client with the largest epsilon, given each client's total steps."""
-        memo: dict[tuple[float, int], float] = {}  # clients of equal size share one accountant call
-        eps = {}
-        for k, s in steps.items():
-            if s > 0:
-                key = (self.sample_rate(k), s)
-                if key not in memo:
-                    memo[key] = self.client_epsilon(k, s)
-                eps[k] = memo[key]
+        eps = self.epsilons(steps)
         if not eps:
             return -1, 0.0
         k = max(eps, key=eps.__getitem__)
@@ -240,3 +236,11 @@ def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: 
     _, eps = plan.worst(plan.planned_steps)
     return LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds,
                      tuple(int(s) for s in sizes), eps)
+
+
+@functools.lru_cache(maxsize=4096)
+def _epsilon_of(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
+    """One accountant call per distinct (sigma, q, steps, delta): the server asks every round for every client."""
+    from privtrain.privacy import dp_sgd as dp_plan
+
+    return dp_plan.epsilon_of(noise_multiplier, sample_rate, steps, delta, accountant)

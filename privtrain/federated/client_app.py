@@ -58,8 +58,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     metrics: dict = {"partition-id": k, "dp-steps": steps,
                      # equal weights under central DP: the DP wrappers' sensitivity assumes a plain mean
                      "weight": 1.0 if job.central is not None else float(len(client.y_train))}
-    if dp is not None:
-        metrics["epsilon"] = float(outcome.epsilon)
+    if dp is not None:  # the server turns "dp-steps" into epsilon; the accountant state stays here
         _save_state(context, {"accountant": _jsonable(outcome.accountant_state), "steps": steps})
     else:
         _save_state(context, {"steps": steps})

@@ -35,7 +35,6 @@ class RoundTracker:
     """Collects what clients report each round; its methods are the strategy's metric aggregators."""
 
     def __init__(self) -> None:
-        self.epsilon: dict[int, float] = {}  # latest local-DP epsilon per client
         self.steps: dict[int, int] = {}  # DP-SGD / optimizer steps per client, over all rounds
         self.train: dict = {}
         self.evaluate: dict = {}
@@ -46,8 +45,6 @@ class RoundTracker:
             m = next(iter(record.metric_records.values()))
             k = int(m["partition-id"])
             self.steps[k] = int(m["dp-steps"])
-            if "epsilon" in m:
-                self.epsilon[k] = float(m["epsilon"])
             if "train-loss" in m:
                 losses.append(float(m["train-loss"]))
                 weights.append(float(m[key]))
@@ -138,7 +135,7 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
             record["releases"] = releases
             record["epsilon_client"] = gaussian_epsilon(job.central.noise_multiplier, releases, job.central.delta)
         if job.local is not None:
-            record["epsilon_example"] = max(tracker.epsilon.values(), default=0.0)
+            record["epsilon_example"] = job.local.worst(tracker.steps)[1]  # from the steps clients report
         rounds.append(record)
         with log.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -153,7 +150,8 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
                        evaluate_fn=on_round)
     finally:
         bar.close()
-    history = {"rounds": rounds, "client_steps": tracker.steps, "client_epsilon": tracker.epsilon}
+    history = {"rounds": rounds, "client_steps": tracker.steps,
+               "client_epsilon": job.local.epsilons(tracker.steps) if job.local is not None else {}}
     if job.central is not None:
         spent = strategy.privacy_spent()
         history["releases"] = strategy.accountant.num_releases

@@ -7,6 +7,7 @@ what the recipe planned with.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from privtrain.errors import UserError
@@ -86,7 +87,8 @@ def from_config(cfg: dict) -> FlSettings:
     if fl["optimizer"] not in ("sgd", "adam"):
         raise UserError(f"fl.optimizer={fl['optimizer']!r} is unknown; choose sgd or adam.")
     sim, dep = fl["simulation"], fl["deployment"]
-    _positive("fl.simulation.num_cpus", sim["num_cpus"])
+    num_cpus = sim["num_cpus"] if sim["num_cpus"] is not None else (os.cpu_count() or 1)  # null: every core
+    _positive("fl.simulation.num_cpus", num_cpus)
     _positive("fl.simulation.cpus_per_client", sim["cpus_per_client"])
     spec = PartitionSpec(str(fl["partition"]), int(fl["num_clients"]),
                          None if fl["alpha"] is None else float(fl["alpha"]),
@@ -101,7 +103,7 @@ def from_config(cfg: dict) -> FlSettings:
         server_tau=float(fl["server_tau"]), local_epochs=int(fl["local_epochs"]), batch_size=int(fl["batch_size"]),
         optimizer=fl["optimizer"], lr=float(fl["lr"]), momentum=float(fl["momentum"]),
         grad_sample_mode=fl["grad_sample_mode"], privacy=cfg["privacy"]["name"], seed=int(cfg["seed"]),
-        progress=bool(cfg["recipe"]["progress"]), num_cpus=float(sim["num_cpus"]),
+        progress=bool(cfg["recipe"]["progress"]), num_cpus=float(num_cpus),
         cpus_per_client=float(sim["cpus_per_client"]), superlink=dep["superlink"],
         startup_timeout=float(dep["startup_timeout"]),
     )

@@ -138,7 +138,9 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
     """One round of local training; returns :class:`privtrain.training.TrainOutcome`.
 
     Under local DP the client's accountant state from earlier rounds is restored first, so
-    epsilon keeps accumulating over rounds. The optimizer starts fresh every round.
+    epsilon keeps accumulating over rounds. The client does not evaluate its epsilon (a PRV call
+    costs up to a second per client and round); the server accounts for every client from the step
+    counts they report. The optimizer starts fresh every round.
     """
     from privtrain import training
 
@@ -158,7 +160,7 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
             handles.append(p.register_hook(lambda g, p=p, a=anchor: g + proximal_mu * (p.detach() - a)))
     try:
         return training.train(model, client.x_train, client.y_train, train_settings, dp=dp, seed=seed,
-                              resume=resume, desc="client")
+                              resume=resume, desc="client", report_epsilon=False)
     finally:
         for h in handles:
             h.remove()
