@@ -1,7 +1,7 @@
 """Choose dp_sgd training settings on a validation split, never on the test split.
 
     python benchmarks/tune_validation.py --dataset breast_cancer --epsilons 1 3 inf \
-        --grid "recipe.epochs=15,40,80" "recipe.lr=0.05,0.1"
+        --grid "recipe.steps=90,180,360" "recipe.lr=0.05,0.1"
 
 The dataset's training split (the one every recipe and benchmark uses, seed s) is split
 again: 80 % to train, 20 % to validate. Each setting of the grid is trained on the first
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DEFAULTS = {"recipe.epochs": 15, "recipe.batch_size": 128, "recipe.lr": 0.05, "recipe.optimizer": "adam",
+DEFAULTS = {"recipe.steps": 180, "recipe.epochs": 0, "recipe.batch_size": 128, "recipe.lr": 0.05, "recipe.optimizer": "adam",
             "recipe.ema": 0.95, "privacy.max_grad_norm": 0.5, "model.name": "logreg"}
 
 
@@ -39,8 +39,9 @@ def score(dataset: str, setting: dict, eps: float, seed: int) -> float:
     spec = models.ModelSpec(name=setting["model.name"])
     model = models.build(spec, n_inputs=x_tr.shape[1], n_classes=n_classes, image_shape=None)
     batch = min(int(setting["recipe.batch_size"]), len(y_tr))
+    epochs = int(setting["recipe.epochs"]) or math.ceil(int(setting["recipe.steps"]) / math.ceil(len(y_tr) / batch))
     settings = training.TrainSettings(
-        epochs=int(setting["recipe.epochs"]), batch_size=batch, max_physical_batch_size=batch,
+        epochs=epochs, batch_size=batch, max_physical_batch_size=batch,
         optimizer=setting["recipe.optimizer"], lr=float(setting["recipe.lr"]), ema=float(setting["recipe.ema"]),
         progress=False)
     plan = None
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0, math.inf])
     parser.add_argument("--seeds", nargs="+", type=int, default=[100, 101])
-    parser.add_argument("--grid", nargs="*", default=[], help='e.g. "recipe.epochs=15,40" "recipe.lr=0.05,0.1"')
+    parser.add_argument("--grid", nargs="*", default=[],
+                        help='e.g. "recipe.steps=90,180" "recipe.lr=0.05,0.1" (recipe.epochs=0: from recipe.steps)')
     args = parser.parse_args(argv)
     grid = parse_grid(args.grid)
     changed = sorted({k for s in grid for k in s if s[k] != DEFAULTS[k]} | {a.split("=")[0] for a in args.grid})

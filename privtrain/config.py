@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -147,12 +148,26 @@ def model_spec(node):
                      channels=tuple(m["channels"] or ()), groups=int(m["groups"]))
 
 
-def train_settings(node):
+def train_settings(node, n_train: int):
+    """The recipe's training settings for ``n_train`` training rows.
+
+    ``recipe.epochs: null`` (the default) trains ``recipe.steps`` optimizer steps, rounded up to whole
+    epochs: a fixed number of epochs would give a 455-row table a quarter of the steps of a
+    1,437-row one at the same batch size. An explicit ``recipe.epochs`` wins.
+    """
     from privtrain.training import TrainSettings
 
     r = plain(node)
+    batch_size = int(r["batch_size"])
+    epochs = r.get("epochs")
+    if epochs is None:
+        steps = r.get("steps")
+        if steps is None or int(steps) < 1:
+            raise UserError(f"recipe.steps={steps} must be at least 1 (or set recipe.epochs).")
+        per_epoch = max(1, math.ceil(n_train / max(1, batch_size)))
+        epochs = math.ceil(int(steps) / per_epoch)
     return TrainSettings(
-        epochs=int(r["epochs"]), batch_size=int(r["batch_size"]),
+        epochs=int(epochs), batch_size=batch_size,
         max_physical_batch_size=int(r["max_physical_batch_size"]), optimizer=r["optimizer"],
         lr=float(r["lr"]), momentum=float(r["momentum"]), ema=float(r["ema"]),
         grad_sample_mode=r["grad_sample_mode"], clipping=r["clipping"], progress=bool(r["progress"]),

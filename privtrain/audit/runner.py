@@ -112,7 +112,9 @@ def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: st
     from privtrain.privacy.events import epsilon_pld, non_private_event
 
     k = settings.shadow_models
-    train_settings = config.train_settings(run.cfg.recipe)
+    # The target's epochs (resolved from recipe.steps for the target's training rows, as the recipe did).
+    n_target = dataset.n_rows - math.ceil(float(run.cfg.dataset.test_size) * dataset.n_rows)
+    train_settings = config.train_settings(run.cfg.recipe, n_target)
     pool = _load_pool(settings.pool_path, dataset, run, ledger_path) if settings.shadow_data == "pool" else None
     n_pool = dataset.n_rows if pool is None else len(pool[1])
     half = n_pool // 2

@@ -43,7 +43,7 @@ def run(cfg, output_dir: Path) -> RunResult:
     dataset = data.load(config.dataset_spec(cfg.dataset))
     test_size = float(cfg.dataset.test_size)
     n_train = dataset.n_rows - math.ceil(test_size * dataset.n_rows)
-    settings = config.train_settings(cfg.recipe)
+    settings = config.train_settings(cfg.recipe, n_train)
     resume = _load_resume(cfg.resume, dataset.fingerprint)
     if cfg.privacy.name not in ("dp", "none"):
         raise UserError(f"privacy={cfg.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
