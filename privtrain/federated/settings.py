@@ -38,6 +38,7 @@ class FlSettings:
     batch_size: int
     optimizer: str
     lr: float
+    local_dp_lr: float  # the client optimizer's learning rate under local DP-SGD
     momentum: float
     grad_sample_mode: str
     privacy: str
@@ -81,6 +82,7 @@ def from_config(cfg: dict) -> FlSettings:
     _positive("fl.local_epochs", fl["local_epochs"], integer=True)
     _positive("fl.batch_size", fl["batch_size"], integer=True)
     _positive("fl.lr", fl["lr"])
+    _positive("fl.local_dp_lr", fl["local_dp_lr"])
     _positive("fl.round_timeout", fl["round_timeout"])
     if not 0.0 < float(fl["client_test_size"]) < 1.0:
         raise UserError(f"fl.client_test_size={fl['client_test_size']} must lie in (0, 1).")
@@ -101,7 +103,7 @@ def from_config(cfg: dict) -> FlSettings:
         proximal_mu=float(fl["proximal_mu"]), server_lr=float(fl["server_lr"]),
         server_beta_1=float(fl["server_beta_1"]), server_beta_2=float(fl["server_beta_2"]),
         server_tau=float(fl["server_tau"]), local_epochs=int(fl["local_epochs"]), batch_size=int(fl["batch_size"]),
-        optimizer=fl["optimizer"], lr=float(fl["lr"]), momentum=float(fl["momentum"]),
+        optimizer=fl["optimizer"], lr=float(fl["lr"]), local_dp_lr=float(fl["local_dp_lr"]), momentum=float(fl["momentum"]),
         grad_sample_mode=fl["grad_sample_mode"], privacy=cfg["privacy"]["name"], seed=int(cfg["seed"]),
         progress=bool(cfg["recipe"]["progress"]), num_cpus=float(num_cpus),
         cpus_per_client=float(sim["cpus_per_client"]), superlink=dep["superlink"],

@@ -144,14 +144,15 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
     """
     from privtrain import training
 
+    lr = settings.local_dp_lr if dp is not None else settings.lr
     train_settings = training.TrainSettings(
         epochs=settings.local_epochs, batch_size=settings.batch_size, max_physical_batch_size=settings.batch_size,
-        optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum, ema=0.0,
+        optimizer=settings.optimizer, lr=lr, momentum=settings.momentum, ema=0.0,
         grad_sample_mode=settings.grad_sample_mode, clipping="flat", progress=False,
     )
     resume = None
     if accountant_state is not None:
-        fresh = training.make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.momentum)
+        fresh = training.make_optimizer(settings.optimizer, model.parameters(), lr, settings.momentum)
         resume = {"optimizer": fresh.state_dict(), "accountant": accountant_state}
     handles = []
     if proximal_mu > 0 and dp is None:  # FedProx: grad += mu * (w - w_global), added to every step's gradient
