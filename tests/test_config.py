@@ -73,3 +73,14 @@ def test_the_wheel_ships_every_config(tmp_path):
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("privtrain/configs/")}
     expected = {f"privtrain/configs/{p.relative_to(config.config_dir())}" for p in ALL_YAML}
     assert expected <= shipped
+
+
+def test_training_length_is_steps_rounded_up_to_whole_epochs_unless_epochs_is_set():
+    recipe = config.compose("dp_sgd", []).recipe
+    assert recipe.epochs is None and recipe.steps == 360
+    assert config.train_settings(recipe, 1437).epochs == 30  # digits: 12 batches of 128 per epoch
+    assert config.train_settings(recipe, 455).epochs == 90  # breast_cancer: 4 per epoch
+    assert config.train_settings(recipe, 100_000).epochs == 1  # never zero epochs
+    assert config.train_settings(config.compose("dp_sgd", ["recipe.epochs=7"]).recipe, 455).epochs == 7
+    with pytest.raises(UserError, match=r"recipe\.steps=0 must be at least 1"):
+        config.train_settings(config.compose("dp_sgd", ["recipe.steps=0"]).recipe, 455)
