@@ -1,7 +1,19 @@
-"""The Python API: ``privtrain.run("dp_sgd", ["privacy.target_epsilon=1"])``.
+"""The Python API and the one run protocol every recipe goes through.
 
-Notebooks and benchmarks use this path; the CLI uses Hydra's own launcher, and
-both end in :func:`execute`.
+    privtrain.run("dp_sgd", ["privacy.target_epsilon=1"])
+
+Notebooks and benchmarks use :func:`run`; the CLI uses Hydra's own launcher; both end in
+:func:`execute`, which owns the protocol, so no recipe can get the accounting wrong on its own:
+
+1. typed settings from the config (the config border);
+2. the audit preflight (a run that cannot be audited is refused before anything happens);
+3. the recipe's plan: it identifies the data (fingerprint, source) and describes its mechanisms,
+   computed from the config and public facts, before reading any row for training;
+4. the ledger builds every charge (each source whose people the rows belong to, each unit) and
+   reserves them all in one transaction, or refuses with one line;
+5. the recipe trains and writes its artifacts and run record; the ledger commits what it did
+   (a crash stays charged at the reservation);
+6. the audit, when asked for, reads the run record.
 """
 
 from __future__ import annotations
@@ -11,8 +23,7 @@ import time
 from pathlib import Path
 
 from privtrain import config, recipes
-from privtrain.errors import UserError
-from privtrain.result import RunResult
+from privtrain.result import Reserved, RunResult
 
 
 def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None) -> RunResult:
@@ -36,8 +47,30 @@ def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir:
 
 
 def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
-    """Run a composed config. Shared by the API and the CLI."""
-    missing = config.missing_keys(cfg)
-    if missing:
-        raise UserError(f"{missing[0]} is required; pass {missing[0]}=VALUE.")
-    return recipes.get(recipe)(cfg, Path(output_dir))
+    """Run a composed config through the run protocol. Shared by the API and the CLI."""
+    return execute_settings(config.settings(recipe, cfg), Path(output_dir))
+
+
+def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResult:
+    """The run protocol on typed settings (see the module docstring)."""
+    from privtrain import audit, ledger
+    from privtrain.artifacts.run_dir import hash_artifacts
+
+    module = recipes.get(settings.recipe)
+    audit.preflight(settings.audit, settings.recipe)
+    planned = module.plan(settings)
+    book = ledger.open(settings.ledger.path)
+    charges = book.charges(planned.request)
+    if settings.ledger.plan_only:
+        return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
+                         {"plan": book.plan(*charges).render(), "path": str(book.path)}, dry_run=True)
+    with book.charging(*charges) as run:
+        # Only now, with every budget the run touches reserved, does the recipe read rows for training.
+        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary)
+        outcome = module.train(planned, reserved, output_dir)
+        run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
+                   derived=outcome.derived)
+    result = outcome.result
+    if settings.audit.enabled:
+        result.metrics["audit"] = audit.audit_run(output_dir)
+    return result

@@ -1,10 +1,17 @@
-"""What a run returns: metrics, its privacy guarantee(s), and where its artifacts went."""
+"""What a run returns: metrics, its privacy guarantee(s), and where its artifacts went.
+
+Also the two values that pass between the run protocol (:mod:`privtrain.api`) and a recipe:
+:class:`Reserved` (what the ledger reserved, handed to the recipe) and :class:`Outcome` (what the
+recipe did, which the ledger commits).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from privtrain.privacy.events import DpEvent, to_json
 
@@ -66,9 +73,11 @@ class RunResult:
         return self.guarantees[0]
 
     def summary(self) -> str:
-        lines = [f"privtrain {self.recipe} on {self.dataset.get('name')} ({str(self.dataset.get('fingerprint', ''))[:12]})"]
+        lines = [f"privtrain {self.recipe} on source {self.dataset.get('name')} "
+                 f"(table {str(self.dataset.get('fingerprint', ''))[:12]})"]
         if self.dry_run:
             lines.append(self.ledger.get("plan", "dry run: nothing was trained or charged"))
+            lines.append(f"  ledger      {self.ledger.get('path')} (dry run: nothing was trained or charged)")
             return "\n".join(lines)
         for key, label in (("quality_score", "quality"), ("tstr_accuracy", "TSTR"), ("trtr_accuracy", "TRTR")):
             if isinstance(self.metrics.get(key), float):
@@ -78,9 +87,38 @@ class RunResult:
         for g in self.guarantees:
             lines.append(f"  guarantee   {g.describe()}")
             lines.extend(f"  note        {n}" for n in g.notes)
-        if self.ledger.get("remaining") is not None:
-            lines.append(f"  budget      {self.ledger['remaining']:.3g} epsilon left for this dataset ({self.ledger.get('unit', 'example')} level)")
+        for c in self.ledger.get("charges", []):
+            where = f"source {c['name']}" + (f", population {c['population']}" if c.get("population") else "")
+            if c.get("remaining") is not None:
+                lines.append(f"  budget      {c['remaining']:.3g} epsilon left for {where} ({c['unit']} level; "
+                             f"admission filter)")
+            else:
+                lines.append(f"  budget      none for {where} ({c['unit']} level): tracked, not enforced")
+            if c.get("link"):
+                lines.append(f"  linked      {c['link']}")
         if self.ledger.get("entry"):
             lines.append(f"  ledger      entry {self.ledger['entry']} in {self.ledger.get('path')}")
         lines.append(f"  artifacts   {self.output_dir}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """What the ledger reserved for a run, as the recipe sees it (it cannot commit or change it)."""
+
+    run_id: str
+    source: str  # the key of the source the run is charged to (after the ledger recognised its rows)
+    source_name: str
+    lineage: Any  # privtrain.ledger.Lineage when the run's table is derived (synthetic) data, else None
+    summary: Callable[[], dict]  # the ledger's summary of every charge after this run
+
+
+@dataclass
+class Outcome:
+    """What a recipe did: the API commits ``events`` (per unit) with the hashes of ``files``."""
+
+    result: RunResult
+    events: dict  # {"example": (DpEvent, ...), "client": (...)}
+    files: list[Path]
+    epsilon: dict | None = None  # the run's own ε per unit, by its accountant
+    derived: Any = None  # a privtrain.ledger.Lineage for synthetic rows the run wrote

@@ -34,6 +34,49 @@ class TrainSettings:
     threads: int = 1
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """``recipe.*`` of the dp_sgd recipe: training settings before the data's size is known.
+
+    ``epochs=None`` (the default) trains ``steps`` optimizer steps, rounded up to whole epochs: a fixed
+    number of epochs would give a 455-row table a quarter of the steps of a 1,437-row one at the same
+    batch size. An explicit ``epochs`` wins.
+    """
+
+    steps: int | None
+    epochs: int | None
+    batch_size: int
+    max_physical_batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float = 0.0
+    ema: float = 0.0
+    grad_sample_mode: str = "hooks"
+    clipping: str = "flat"
+    progress: bool = True
+    threads: int = 1
+
+    def for_rows(self, n_train: int) -> TrainSettings:
+        """The settings for ``n_train`` training rows.
+
+        Raises:
+            UserError: neither a positive ``steps`` nor ``epochs``.
+        """
+        from privtrain.errors import UserError
+
+        epochs = self.epochs
+        if epochs is None:
+            if self.steps is None or self.steps < 1:
+                raise UserError(f"recipe.steps={self.steps} must be at least 1 (or set recipe.epochs).")
+            per_epoch = max(1, math.ceil(n_train / max(1, self.batch_size)))
+            epochs = math.ceil(self.steps / per_epoch)
+        return TrainSettings(
+            epochs=int(epochs), batch_size=self.batch_size, max_physical_batch_size=self.max_physical_batch_size,
+            optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, ema=self.ema,
+            grad_sample_mode=self.grad_sample_mode, clipping=self.clipping, progress=self.progress,
+            threads=self.threads)
+
+
 @dataclass
 class TrainOutcome:
     model: nn.Module  # unwrapped, holding the EMA weights when ema > 0

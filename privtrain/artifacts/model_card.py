@@ -55,7 +55,7 @@ def render(
         lines += ["", "### Inherited through lineage", "", lineage]
     if ledger:
         lines += ["", "## Privacy ledger", ""]
-        lines += [f"- {k}: {v}" for k, v in ledger.items() if k != "plan"]
+        lines += ledger_lines(ledger)
     lines += ["", "## Metrics (held-out split)", ""]
     for key, value in metrics.items():
         if isinstance(value, float):
@@ -70,6 +70,30 @@ def render(
     lines += ["", "## Provenance", "", f"- git commit: `{git_commit() or 'unknown (not a git checkout)'}`"]
     lines += [f"- {name}: {version}" for name, version in versions().items()]
     return "\n".join(lines) + "\n"
+
+
+def ledger_lines(ledger: dict) -> list[str]:
+    """The ledger section: which budgets this run was charged to, and what each has left."""
+    lines = [f"- ledger: `{ledger.get('path')}`, run `{ledger.get('entry')}`"]
+    for c in ledger.get("charges", []):
+        where = f"source `{c['name']}`" + (f", population {c['population']}" if c.get("population") else "")
+        budget = c.get("budget")
+        if budget is None:
+            state = "no budget (tracked, not enforced)"
+        else:
+            state = (f"budget ε={budget['epsilon']:g} at δ={budget['delta']:g}; after this run the admission filter "
+                     f"certifies ε={_fmt(c.get('filter_after_run'))} (remaining ε={_fmt(c.get('remaining'))})")
+        lines.append(f"- {where}, {c['unit']} level: spent ε={_fmt(c.get('spent_after_run'))} after this run "
+                     f"(tight PLD estimate); {state}")
+        if c.get("link"):
+            lines.append(f"  - charged because {c['link']}")
+    return lines
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "n/a"
+    return "inf" if isinstance(x, float) and x == float("inf") else f"{x:.3g}"
 
 
 def write(path: Path, text: str) -> Path:

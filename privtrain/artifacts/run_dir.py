@@ -28,11 +28,9 @@ def write_json(path: Path, data: dict) -> Path:
     return path
 
 
-def write_config(path: Path, cfg) -> Path:
-    from omegaconf import OmegaConf
-
+def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    path.write_text(text)
     return path
 
 

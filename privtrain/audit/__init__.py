@@ -33,21 +33,22 @@ __all__ = ["RED_FLAG_EXIT", "audit_run", "preflight"]
 RED_FLAG_EXIT = 3  # `privtrain audit` exit status when the empirical bound exceeds the claimed epsilon
 
 
-def preflight(audit_node, recipe: str = "dp_sgd") -> None:
-    """Check ``audit.*`` before a run trains, so a bad audit setting fails before anything is charged.
+def preflight(settings, recipe: str) -> None:
+    """Check ``audit.*`` before a run does anything, so a bad audit setting is refused before any charge.
 
     Raises:
-        UserError: invalid settings, or shadow models on a dp_sgd run without ``audit.shadow_data``.
+        UserError: the recipe cannot be audited, or shadow models on a dp_sgd run without
+            ``audit.shadow_data``.
     """
-    from privtrain.audit import settings as audit_settings
-    from privtrain.config import plain
+    from privtrain.audit.settings import AUDITABLE
 
-    values = plain(audit_node) if audit_node is not None else {}
-    if not values or not values.get("enabled"):
+    if not settings.enabled:
         return
-    s = audit_settings.resolve(values)
-    if recipe == "dp_sgd" and s.shadow_models and s.shadow_data is None:
-        raise UserError(f"audit.enabled=true with audit.shadow_models={s.shadow_models} needs audit.shadow_data: "
+    if recipe not in AUDITABLE:
+        raise UserError(f"audit.enabled=true: the {recipe} recipe cannot be audited yet (privtrain audits "
+                        f"{' and '.join(AUDITABLE)} runs); drop audit.enabled. Nothing was run or charged.")
+    if recipe == "dp_sgd" and settings.shadow_models and settings.shadow_data is None:
+        raise UserError(f"audit.enabled=true with audit.shadow_models={settings.shadow_models} needs audit.shadow_data: "
                         "charged (shadows train on the private data and are charged to the ledger) or pool "
                         "(with audit.pool_path=FILE); or audit.shadow_models=0 for the free attacks only.")
 
@@ -57,8 +58,7 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
               update_card: bool | None = None, ledger_path: str | None = None) -> dict:
     """Audit a run directory and write its report.
 
-    Settings left as None come from the run's own ``audit`` config section, then
-    from ``configs/audit/default.yaml``.
+    Settings left as None come from the run's own ``audit`` settings, in its run record (``run.json``).
 
     Args:
         run_dir: the output directory of a finished ``dp_sgd`` (or ``synthetic``) run.
@@ -76,38 +76,29 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
 
     Raises:
         UserError: not a run directory, bad settings, shadows without a chosen data
-            source, or a shadow charge over the dataset's budget (nothing is charged).
+            source, or a shadow charge over the source's budget (nothing is charged).
     """
-    import json
-
-    from privtrain.audit import settings as audit_settings
+    from privtrain.artifacts.record import RunRecord
+    from privtrain.audit.settings import AUDITABLE, AuditSettings
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {str(run_dir)!r} does not exist; pass the output directory of a run.")
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
-        raise UserError(f"{run_dir}: no metrics.json; pass the output directory of a finished run.")
-    recipe = json.loads(metrics_file.read_text()).get("recipe")
-    overrides = dict(shadow_models=shadow_models, shadow_data=shadow_data, pool_path=pool_path,
-                     confidence=confidence, seed=seed, update_card=update_card)
-    if recipe == "synthetic":
+    record = RunRecord.read(run_dir)
+    if record.recipe not in AUDITABLE:
+        raise UserError(f"{run_dir}: recipe {record.recipe!r} cannot be audited yet; privtrain audit supports "
+                        f"{' and '.join(AUDITABLE)} runs.")
+    settings = AuditSettings.from_dict(record.audit).with_overrides(
+        shadow_models=shadow_models, shadow_data=shadow_data, pool_path=pool_path, confidence=confidence,
+        seed=seed, update_card=update_card)
+    if record.recipe == "synthetic":
         from privtrain.audit import synthetic
 
-        audit = synthetic.audit_synthetic(run_dir, audit_settings.resolve(synthetic.run_audit_section(run_dir),
-                                                                          **overrides))
-    elif recipe == "dp_sgd":
+        audit = synthetic.audit_synthetic(run_dir, record, settings)
+    else:
         from privtrain.audit import runner
 
-        run = runner.read_run(run_dir)
-        run_audit = run.cfg.get("audit")
-        from privtrain.config import plain
-
-        audit = runner.audit_dp_sgd(run, audit_settings.resolve(plain(run_audit) if run_audit else None,
-                                                                **overrides), ledger_path)
-    else:
-        raise UserError(f"{run_dir}: recipe {recipe!r} cannot be audited yet; privtrain audit supports dp_sgd "
-                        "and synthetic runs.")
+        audit = runner.audit_dp_sgd(runner.read_run(run_dir, record), settings, ledger_path)
     if audit.get("red_flag"):
         print(f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
               f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",

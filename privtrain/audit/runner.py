@@ -24,45 +24,59 @@ SHADOW_RECIPE = "audit-shadow"
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What the audit needs from a run directory."""
+    """What the audit needs from a run directory: its record and its own claim."""
 
     run_dir: Path
-    cfg: object  # the run's composed config (OmegaConf)
+    record: object  # privtrain.artifacts.record.RunRecord
     metrics: dict
     claimed_epsilon: float
     delta: float
     unit: str
 
 
-def read_run(run_dir: Path) -> RunInfo:
-    """Read config.yaml and metrics.json; UserError if the directory is not an auditable run."""
-    from omegaconf import OmegaConf
-
-    for name in ("config.yaml", "metrics.json", "checkpoint.pt"):
+def read_run(run_dir: Path, record) -> RunInfo:
+    """The run's claim and metrics; UserError if the directory is not an auditable run."""
+    for name in ("metrics.json", record.outputs.get("checkpoint") or "checkpoint.pt"):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: no {name}; pass the output directory of a finished dp_sgd run.")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    own = metrics["guarantees"][-1]  # the run's own guarantee on its training rows (not an inherited one)
+    own = record.own_guarantee  # the run's own guarantee on its training rows (not an inherited one)
     eps = math.inf if own["epsilon"] == "inf" else float(own["epsilon"])
-    return RunInfo(run_dir, OmegaConf.load(run_dir / "config.yaml"), metrics, eps, float(own["delta"]), own["unit"])
+    return RunInfo(run_dir, record, metrics, eps, float(own["delta"]), own["unit"])
+
+
+def _dataset(run: RunInfo):
+    from privtrain import data
+
+    return data.load(data.DatasetSpec.from_dict(run.record.dataset))
+
+
+def _model_spec(run: RunInfo):
+    from privtrain.models import ModelSpec
+
+    m = dict(run.record.model)
+    return ModelSpec(**{**m, "hidden": tuple(m["hidden"]), "channels": tuple(m["channels"])})
 
 
 def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None) -> dict:
     from contextlib import nullcontext
 
-    from privtrain import config, data
+    from privtrain import data
     from privtrain.artifacts.run_dir import hash_artifacts
     from privtrain.audit import attacks, report
 
     started = time.perf_counter()
-    cfg = run.cfg
-    dataset = data.load(config.dataset_spec(cfg.dataset))
-    seed = int(cfg.seed) if settings.seed is None else settings.seed
+    record = run.record
+    dataset = _dataset(run)
+    if dataset.fingerprint != record.fingerprint:
+        raise UserError(f"{run.run_dir}: the dataset its run record names has changed since the run "
+                        "(fingerprints differ); audit with the original data.")
+    seed = record.seed if settings.seed is None else settings.seed
     shadow = _shadow_plan(run, settings, dataset, ledger_path) if settings.shadow_models else None
     charged = shadow is not None and shadow["data"] == "charged"
     # Shadows on the private rows are reserved before anything reads them; a crash stays charged.
     with _reserve(run, shadow, dataset, ledger_path) if charged else nullcontext() as entry:
-        splits = data.split(dataset, seed=int(cfg.seed), test_size=float(cfg.dataset.test_size))
+        splits = data.split(dataset, seed=record.seed, test_size=float(record.dataset["test_size"]))
         model = _load_target(run, splits, dataset)
         target_in = attacks.model_outputs(model, splits.x_train, splits.y_train)
         target_out = attacks.model_outputs(model, splits.x_test, splits.y_test)
@@ -75,12 +89,14 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
                 shadow_info["ledger_entry"] = entry.run_id
         results = {name: attacks.attack_metrics(m, nm, delta=run.delta, confidence=settings.confidence,
                                                 n_attacks=len(scores)) for name, (m, nm) in scores.items()}
-        audit = report.assemble(run, settings, {"name": dataset.name, "fingerprint": dataset.fingerprint}, results, shadow_info, n_members=len(splits.y_train),
-                                n_nonmembers=len(splits.y_test), n_attacks=len(scores))
+        audit = report.assemble(run, settings, {"name": dataset.name, "fingerprint": dataset.fingerprint}, results,
+                                shadow_info, n_members=len(splits.y_train), n_nonmembers=len(splits.y_test),
+                                n_attacks=len(scores))
         audit["seconds"] = round(time.perf_counter() - started, 2)
         files = report.write(run.run_dir, audit, scores, update_card=settings.update_card)
         if entry is not None:
-            entry.commit(shadow["events"], artifacts=hash_artifacts(files, run.run_dir), epsilon=shadow["epsilon"])
+            entry.commit({run.unit: shadow["events"]}, artifacts=hash_artifacts(files, run.run_dir),
+                         epsilon=shadow["epsilon"])
     return audit
 
 
@@ -90,13 +106,13 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
 def _load_target(run: RunInfo, splits, dataset):
     import torch
 
-    from privtrain import config, models
+    from privtrain import models
 
-    model = models.build(config.model_spec(run.cfg.model), n_inputs=splits.x_train.shape[1],
+    model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
     ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     if ckpt.get("meta", {}).get("fingerprint") != dataset.fingerprint:
-        raise UserError(f"{run.run_dir}/checkpoint.pt was not trained on the dataset its config.yaml names "
+        raise UserError(f"{run.run_dir}/checkpoint.pt was not trained on the dataset its run record names "
                         "(fingerprints differ); audit an unmodified run directory.")
     model.load_state_dict(ckpt["model"])
     return model
@@ -107,14 +123,12 @@ def _load_target(run: RunInfo, splits, dataset):
 
 def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: str | None) -> dict:
     """Shadow sizes and DP settings, the events they apply, and the refusal when no data source is chosen."""
-    from privtrain import config
     from privtrain.privacy import dp_sgd as dp_plan
     from privtrain.privacy.events import epsilon_pld, non_private_event
+    from privtrain.training import TrainSettings
 
     k = settings.shadow_models
-    # The target's epochs (resolved from recipe.steps for the target's training rows, as the recipe did).
-    n_target = dataset.n_rows - math.ceil(float(run.cfg.dataset.test_size) * dataset.n_rows)
-    train_settings = config.train_settings(run.cfg.recipe, n_target)
+    train_settings = TrainSettings(**run.record.train)  # the target's resolved settings, as it trained
     pool = _load_pool(settings.pool_path, dataset, run, ledger_path) if settings.shadow_data == "pool" else None
     n_pool = dataset.n_rows if pool is None else len(pool[1])
     half = n_pool // 2
@@ -122,12 +136,12 @@ def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: st
         raise UserError(f"audit: each shadow model trains on {half} rows (half of {n_pool}), fewer than "
                         f"recipe.batch_size={train_settings.batch_size}; audit with audit.shadow_models=0, "
                         "or use a larger audit pool.")
-    dp_meta = run.metrics.get("dp")
+    dp_meta = run.record.dp
     if dp_meta is not None:
         # Same mechanism as the target (noise multiplier, clipping, batch size, epochs) on half the rows.
         dp = dp_plan.plan(n_train=half, batch_size=train_settings.batch_size, epochs=train_settings.epochs,
                           target_epsilon=None, noise_multiplier=float(dp_meta["noise_multiplier"]), delta=run.delta,
-                          max_grad_norm=float(dp_meta["max_grad_norm"]), accountant=str(run.cfg.privacy.accountant))
+                          max_grad_norm=float(dp_meta["max_grad_norm"]), accountant=str(dp_meta["accountant"]))
         # Each row is in K/2 shadows (complementary halves), so its privacy loss composes K/2 trainings.
         events = tuple(dp.events) * (k // 2)
         epsilon = epsilon_pld(list(events), run.delta)
@@ -147,24 +161,19 @@ def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: st
 
 def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
     """The ledger's ``charging`` context for the shadows (raises BudgetExceeded before anything trains)."""
-    import dataclasses
+    from privtrain import ledger
 
-    from privtrain import config, ledger
-
-    cfg = run.cfg
-    path = ledger_path if ledger_path is not None else cfg.ledger.path
-    charge = ledger.Charge(
-        run_id=f"{SHADOW_RECIPE}-{secrets.token_hex(6)}", recipe=SHADOW_RECIPE,
-        dataset_fingerprint=dataset.fingerprint, dataset_name=dataset.name, unit=run.unit,
-        events=shadow["events"], delta=run.delta, epsilon=shadow["epsilon"], config_hash=config.config_hash(cfg),
-        allow_non_private=bool(cfg.ledger.allow_non_private),
-        default_budget=config.default_budget(cfg.ledger.default_budget),
-    )
-    book = ledger.open(path)
-    lineage = book.lineage(dataset.fingerprint)
-    if lineage is not None:
-        charge = dataclasses.replace(charge, parent_fingerprint=lineage.parent_fingerprint)
-    return book.charging(charge)
+    record = run.record
+    book = ledger.open(ledger_path if ledger_path is not None else record.ledger["path"])
+    default = record.ledger.get("default_budget")
+    request = ledger.RunRequest(
+        run_id=f"{SHADOW_RECIPE}-{secrets.token_hex(6)}", recipe=SHADOW_RECIPE, config_hash=record.config_hash,
+        source=dataset.source, fingerprint=dataset.fingerprint,
+        mechanisms=(ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
+        table=dataset.frame, id_column=dataset.id_column,
+        allow_non_private=bool(record.ledger.get("allow_non_private")),
+        default_budget=tuple(default) if default else None)
+    return book.charging(*book.charges(request))
 
 
 def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -189,11 +198,16 @@ def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tup
     if shared:
         raise UserError(f"audit.pool_path: {shared} row(s) of {path} are rows of the private dataset "
                         f"{dataset.name!r}; the pool must be separate data, or use audit.shadow_data=charged.")
+    from privtrain.ledger import rows
+
     fp = fingerprint_frame(frame)  # order-independent
-    book = ledger.open(ledger_path if ledger_path is not None else run.cfg.ledger.path)
-    if book.budget(fp, run.unit) is not None:
-        raise UserError(f"audit.pool_path: {path} has a privacy budget in the ledger {book.path}, so it is private "
-                        "data; declare public audit data, or use audit.shadow_data=charged.")
+    book = ledger.open(ledger_path if ledger_path is not None else run.record.ledger["path"])
+    known = rows.links(book, rows.of_table(book, frame, fp), exclude=set())
+    budgeted = any(s.source == fp and s.budget is not None for s in book.sources())
+    if known or budgeted:
+        why = known[0].reason if known else "it has a privacy budget"
+        raise UserError(f"audit.pool_path: {path} is private data known to the ledger {book.path} ({why}); "
+                        "declare public audit data, or use audit.shadow_data=charged.")
     x = dataset.schema.transform(frame)
     y = dataset.schema.encode_target(frame[dataset.target])
     return x, y
@@ -251,9 +265,9 @@ def _event_json(event) -> dict:
 def _train_shadow(run, shadow, splits, dataset, x, y, seed):
     from dataclasses import replace
 
-    from privtrain import config, models, training
+    from privtrain import models, training
 
-    model = models.build(config.model_spec(run.cfg.model), n_inputs=x.shape[1], n_classes=len(splits.classes),
+    model = models.build(_model_spec(run), n_inputs=x.shape[1], n_classes=len(splits.classes),
                          image_shape=dataset.image_shape)
     settings = replace(shadow["settings"], progress=False)
     return training.train(model, x, y, settings, dp=shadow["dp"], seed=seed, desc="audit shadow").model

@@ -1,13 +1,13 @@
-"""The audit's settings: ``configs/audit/default.yaml``, then the run's ``audit`` section, then arguments."""
+"""The audit's settings: the run's ``audit.*`` (from its run record), then explicit arguments."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from privtrain.errors import UserError
 
 SHADOW_DATA = ("charged", "pool")
+AUDITABLE = ("dp_sgd", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,7 @@ class AuditSettings:
     """Plain values of ``audit.*``.
 
     Attributes:
+        enabled: audit right after the run (``privtrain run ... audit.enabled=true``).
         shadow_models: K shadow models for LiRA; 0 runs only the cheap attacks.
         shadow_data: "charged" (shadows train on the private dataset and are charged to the
             ledger), "pool" (shadows train only on the declared ``pool_path``), or None (not
@@ -25,6 +26,7 @@ class AuditSettings:
         update_card: append the audit section to the run's ``model_card.md``.
     """
 
+    enabled: bool = False
     shadow_models: int = 4
     shadow_data: str | None = None
     pool_path: str | None = None
@@ -46,29 +48,16 @@ class AuditSettings:
             raise UserError(f"audit.confidence={self.confidence} must lie in [0.5, 1), e.g. audit.confidence=0.95.")
         return self
 
+    def with_overrides(self, **overrides) -> "AuditSettings":
+        """These settings with every non-None override applied; validated."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "shadow_models" in values:
+            values["shadow_models"] = int(values["shadow_models"])
+        if "confidence" in values:
+            values["confidence"] = float(values["confidence"])
+        return replace(self, **values).validate()
 
-_FIELDS = {"shadow_models", "shadow_data", "pool_path", "confidence", "seed", "update_card"}
-
-
-def default_node() -> dict:
-    """``configs/audit/default.yaml`` as a plain dict."""
-    from omegaconf import OmegaConf
-
-    from privtrain.config import config_dir
-
-    return OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "audit" / "default.yaml"), resolve=True)
-
-
-def resolve(run_audit: dict | None, **overrides) -> AuditSettings:
-    """Defaults, then the run's own ``audit`` section, then non-None ``overrides``; validated."""
-    values = {k: v for k, v in default_node().items() if k in _FIELDS}
-    values.update({k: v for k, v in (run_audit or {}).items() if k in _FIELDS})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        values["shadow_models"] = int(values["shadow_models"])
-        values["confidence"] = float(values["confidence"])
-    except (TypeError, ValueError):
-        raise UserError("audit.shadow_models must be an integer and audit.confidence a number.") from None
-    if values.get("seed") is not None:
-        values["seed"] = int(values["seed"])
-    return replace(AuditSettings(), **values).validate()
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "AuditSettings":
+        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known).validate()

@@ -25,23 +25,9 @@ REPORT_MD = "report.md"  # a synthetic run's card
 KNOWN_COLUMNS = 3  # the CAP attacker knows this many feature columns and guesses the target
 
 
-def run_audit_section(run_dir: Path) -> dict | None:
-    from omegaconf import OmegaConf
-
-    from privtrain.config import plain
-
-    file = Path(run_dir) / "config.yaml"
-    if not file.is_file():
-        raise UserError(f"{run_dir}: no config.yaml; pass the output directory of a finished synthetic run.")
-    node = OmegaConf.load(file).get("audit")
-    return plain(node) if node is not None else None
-
-
-def audit_synthetic(run_dir: Path, settings: AuditSettings) -> dict:
+def audit_synthetic(run_dir: Path, record, settings: AuditSettings) -> dict:
     """Distance-based membership test and SDMetrics scores; writes audit.json, the ROC and a report section."""
-    from omegaconf import OmegaConf
-
-    from privtrain import config, data
+    from privtrain import data
     from privtrain.audit import attacks, report
     # The synthetic recipe's own loader and split, so members and non-members are exactly its train/test rows.
     from privtrain.synthetic.source import load_source, split
@@ -49,7 +35,6 @@ def audit_synthetic(run_dir: Path, settings: AuditSettings) -> dict:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = OmegaConf.load(run_dir / "config.yaml")
     if settings.shadow_models and settings.shadow_data is not None:
         raise UserError("audit.shadow_models: shadow models are for trained models; a synthetic run is audited "
                         "by its distance test alone; pass audit.shadow_models=0.")
@@ -58,13 +43,13 @@ def audit_synthetic(run_dir: Path, settings: AuditSettings) -> dict:
         rows_path = run_dir / rows_path.name  # the run directory was moved
     if not rows_path.is_file():
         raise UserError(f"{run_dir}: the synthetic rows {rows_path.name} are missing; audit an unmodified run directory.")
-    spec = config.dataset_spec(cfg.dataset)
+    spec = data.DatasetSpec.from_dict(record.dataset)
     source = load_source(spec, need_target=False)
     if source.fingerprint != metrics["dataset"]["fingerprint"]:
         raise UserError(f"{run_dir}: the dataset its config.yaml names has changed since the run "
                         "(fingerprints differ); audit with the original data.")
-    train, test = split(source, seed=int(cfg.seed), test_size=spec.test_size)
-    child = data.load(data.DatasetSpec(name="synthetic", path=str(rows_path), target=metrics["output"].get("target")
+    train, test = split(source, seed=record.seed, test_size=spec.test_size)
+    child = data.load(data.DatasetSpec(loader="synthetic", path=str(rows_path), target=metrics["output"].get("target")
                                        or source.target))
     synth = child.frame
     encode = _encoder(child)
@@ -74,13 +59,13 @@ def audit_synthetic(run_dir: Path, settings: AuditSettings) -> dict:
     d_in = index.kneighbors(encode(train))[0][:, 0]
     d_out = index.kneighbors(encode(test))[0][:, 0]
     scores = {"distance": (-d_in, -d_out)}
-    own = metrics["guarantees"][-1]
+    own = record.own_guarantee
     claimed = math.inf if own["epsilon"] == "inf" else float(own["epsilon"])
     delta = float(own["delta"])
     results = {"distance": attacks.attack_metrics(-d_in, -d_out, delta=delta, confidence=settings.confidence,
                                                   n_attacks=1)}
 
-    run = RunInfo(run_dir, cfg, metrics, claimed, delta, own["unit"])
+    run = RunInfo(run_dir, record, metrics, claimed, delta, own["unit"])
     audit = report.assemble(run, settings, {"name": source.name, "fingerprint": source.fingerprint}, results, None,
                             n_members=len(train), n_nonmembers=len(test), n_attacks=1)
     audit.update(kind="synthetic", sdmetrics=_sdmetrics(metrics, train, synth, source),

@@ -1,8 +1,8 @@
-"""Data: load a table, identify it, and prepare public-bounded train/test arrays.
+"""Data: load a table, identify its source, and prepare public-bounded train/test arrays.
 
-Flow: :func:`load` reads the raw table and fingerprints it (the ledger key and
-the row count are all a pre-flight needs), then :func:`split` turns it into
-arrays after the ledger has reserved the run's budget.
+Flow: :func:`load` reads the raw table, fingerprints it and names its source (the ledger
+key, the rows the ledger hashes to recognise overlap, and the row count are all a pre-flight
+needs), then :func:`split` turns it into arrays after the ledger has reserved the run's budget.
 """
 
 from __future__ import annotations
@@ -17,35 +17,64 @@ from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
 from privtrain.data.schema import Schema, declared_schema, inferred_schema
 from privtrain.errors import UserError
+from privtrain.sources import Source
 
-FILE_KINDS = ("csv", "parquet", "synthetic")
-DATASETS = (*BUILTIN, *FILE_KINDS)
+FILE_LOADERS = ("csv", "parquet", "synthetic")
+LOADERS = (*BUILTIN, *FILE_LOADERS)
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What ``dataset.*`` in the config says, as plain values."""
+    """What ``dataset.*`` in the config says, as plain values.
 
-    name: str
+    Attributes:
+        loader: how to read the rows: a built-in name, ``csv``, ``parquet`` or ``synthetic``.
+        source: the declared data source (the people a budget protects), for files; None: the
+            built-in's name, or else the content fingerprint (shown under the file's stem).
+        id_column: a column identifying a person; never a feature; lets the ledger recognise
+            tables that share people even when their other columns differ.
+    """
+
+    loader: str
+    source: str | None = None
     path: str | None = None
-    target: str = TARGET
+    target: str | None = TARGET
+    id_column: str | None = None
     features: tuple[str, ...] | None = None
     schema: dict | None = None
     infer_schema: bool = False
     test_size: float = 0.2
 
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetSpec":
+        d = dict(d)
+        if d.get("features") is not None:
+            d["features"] = tuple(d["features"])
+        return cls(**d)
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded raw table, canonically ordered, with its public schema and fingerprint."""
+    """A loaded raw table, canonically ordered, with its source, public schema and fingerprint."""
 
-    name: str
+    source: Source
     frame: pd.DataFrame
     target: str
     schema: Schema
     fingerprint: str
     image_shape: tuple[int, ...] | None
     path: str | None = None
+    id_column: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The source's readable name (what the ledger shows)."""
+        return self.source.name
 
     @property
     def n_rows(self) -> int:
@@ -70,32 +99,62 @@ class Splits:
 
 
 def load(spec: DatasetSpec) -> Dataset:
-    """Load and fingerprint a dataset. Raises :class:`UserError` on bad input."""
-    if spec.name not in DATASETS:
-        raise UserError(f"dataset={spec.name!r} is unknown; choose one of {', '.join(DATASETS)}.")
-    if spec.name in BUILTIN:
-        frame, schema, image_shape = load_builtin(spec.name)
+    """Load and fingerprint a dataset and name its source. Raises :class:`UserError` on bad input."""
+    if spec.loader not in LOADERS:
+        raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(LOADERS)}.")
+    if not 0.0 < spec.test_size < 1.0:
+        raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
+    if spec.source is not None and spec.loader not in ("csv", "parquet"):
+        raise UserError(f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
+                        "dataset.source for csv or parquet files only.")
+    if spec.loader in BUILTIN:
+        frame, schema, image_shape = load_builtin(spec.loader)
         target = TARGET
-    elif spec.name == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
+    elif spec.loader == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
         from privtrain.data.synthetic import load_synthetic
 
         frame, schema, target = load_synthetic(spec)
         image_shape = None
     else:
-        frame = read_table(spec.path, "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv")
+        frame = read_table(spec.path, file_kind(spec))
         target, image_shape = spec.target, None
         schema = _file_schema(frame, spec)
-    if not 0.0 < spec.test_size < 1.0:
-        raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
     frame, fingerprint = canonicalize(frame)
-    return Dataset(spec.name, frame, target, schema, fingerprint, image_shape, spec.path)
+    return Dataset(source_of(spec, fingerprint), frame, target, schema, fingerprint, image_shape, spec.path,
+                   spec.id_column)
+
+
+def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
+    """The source a table of this spec and content belongs to, before the ledger looks for overlap."""
+    from pathlib import Path
+
+    if spec.loader in BUILTIN:
+        return Source(spec.loader, spec.loader, "builtin")
+    if spec.source is not None:
+        return Source(spec.source, spec.source, "declared")
+    stem = Path(str(spec.path)).stem if spec.path else spec.loader
+    return Source(fingerprint, stem, "derived" if spec.loader == "synthetic" else "content")
+
+
+def file_kind(spec: DatasetSpec) -> str:
+    """``csv`` or ``parquet``: the loader's, or the file's suffix for ``synthetic``."""
+    if spec.loader in ("csv", "parquet"):
+        return spec.loader
+    return "parquet" if str(spec.path).endswith(".parquet") else "csv"
 
 
 def _file_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
     columns = list(frame.columns)
     if spec.target not in columns:
         raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; columns are {columns[:20]}.")
-    features = list(spec.features) if spec.features else [c for c in columns if c != spec.target]
+    if spec.id_column is not None:
+        if spec.id_column not in columns:
+            raise UserError(f"dataset.id_column={spec.id_column!r} is not a column of {spec.path}; "
+                            f"columns are {columns[:20]}.")
+        if spec.id_column == spec.target or (spec.features and spec.id_column in spec.features):
+            raise UserError(f"dataset.id_column={spec.id_column!r} identifies people: it cannot be the target "
+                            "or a feature; drop it from dataset.features.")
+    features = list(spec.features) if spec.features else [c for c in columns if c not in (spec.target, spec.id_column)]
     missing = [f for f in features if f not in columns]
     if missing:
         raise UserError(f"dataset.features: column(s) {missing} are not in {spec.path}; columns are {columns[:20]}.")

@@ -46,7 +46,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     settings = job.settings
     k = int(context.node_config["partition-id"])
     client = job.client(k)
-    model = build_model(job.cfg, job.shape)
+    model = build_model(job.model, job.shape)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     cfg = msg.content["config"]
     server_round = int(cfg["server-round"])
@@ -76,7 +76,7 @@ def handle_evaluate(msg: Message, context: Context, job: Job) -> Message:
     torch.set_num_threads(1)
     k = int(context.node_config["partition-id"])
     client = job.client(k)
-    model = build_model(job.cfg, job.shape)
+    model = build_model(job.model, job.shape)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     out = evaluate(model, client.x_eval, client.y_eval, job.shape["n_classes"])
     metrics = MetricRecord({"weight": float(out["n"]), "accuracy": out["accuracy"], "loss": out["loss"]})

@@ -1,10 +1,9 @@
-"""A planned federated run as plain values: what the ServerApp and ClientApps are handed.
+"""A planned federated run as typed settings: what the ServerApp and ClientApps are handed.
 
-The recipe builds a :class:`Job` after the ledger reservation. In simulation it
-goes to the apps in memory, through their factories; in a deployment it goes
-to them as ``job.json`` named by the Flower run config, and each process loads
-its own rows (a SuperNode its partition, the SuperLink's ServerApp the held-out
-split).
+The recipe builds a :class:`Job` after the ledger reservation. It carries typed settings (never
+a config object). In simulation it goes to the apps in memory, through their factories; in a
+deployment it goes to them as JSON in the Flower run config, and each process loads its own rows
+(a SuperNode its partition, the SuperLink's ServerApp the held-out split).
 """
 
 from __future__ import annotations
@@ -15,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from privtrain.federated import settings as fl_settings
 from privtrain.federated.accounting import CentralPlan, LocalPlan
+from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import ClientData, Population, build_population, load_dataset
 
 
 @dataclass(frozen=True)
 class Job:
-    cfg: dict  # the composed config, resolved to plain values
+    settings: FlSettings
+    dataset: object  # privtrain.data.DatasetSpec
+    model: object  # privtrain.models.ModelSpec
     shape: dict  # n_inputs, n_classes, image_shape
     num_clients: int
     central: CentralPlan | None
@@ -31,10 +32,6 @@ class Job:
     clients: tuple[ClientData, ...] | None = field(default=None, repr=False)  # in memory (simulation)
     test: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _rows: list | None = field(default=None, repr=False, compare=False)  # this process's loaded population
-
-    @property
-    def settings(self) -> fl_settings.FlSettings:
-        return fl_settings.from_config(self.cfg)
 
     def client(self, k: int) -> ClientData:
         """Client ``k``'s rows: from memory, or loaded by this process from the configured data."""
@@ -56,11 +53,11 @@ class Job:
         return self._load()
 
     def _load(self) -> Population:
-        s = self.settings
-        return build_population(load_dataset(self.cfg, s), s)
+        return build_population(load_dataset(self.dataset, self.settings), self.settings)
 
     def to_json(self) -> dict:
-        return {"cfg": self.cfg, "shape": self.shape, "num_clients": self.num_clients,
+        return {"settings": self.settings.to_dict(), "dataset": self.dataset.to_dict(), "model": asdict(self.model),
+                "shape": self.shape, "num_clients": self.num_clients,
                 "central": asdict(self.central) if self.central else None,
                 "local": asdict(self.local) if self.local else None, "output_dir": self.output_dir}
 
@@ -70,17 +67,23 @@ class Job:
     @classmethod
     def from_text(cls, text: str, *, cache_rows: bool = False) -> "Job":
         """Inverse of :meth:`to_text`; ``cache_rows`` keeps the loaded rows for later messages."""
+        from privtrain.data import DatasetSpec
+        from privtrain.models import ModelSpec
+
         d = json.loads(text)
         local = d["local"]
         if local is not None:
             local = LocalPlan(**{**local, "sizes": tuple(local["sizes"])})
-        return cls(d["cfg"], d["shape"], d["num_clients"], CentralPlan(**d["central"]) if d["central"] else None,
-                   local, d["output_dir"], _rows=[] if cache_rows else None)
+        m = d["model"]
+        model = ModelSpec(**{**m, "hidden": tuple(m["hidden"]), "channels": tuple(m["channels"])})
+        return cls(FlSettings.from_dict(d["settings"]), DatasetSpec.from_dict(d["dataset"]), model, d["shape"],
+                   d["num_clients"], CentralPlan(**d["central"]) if d["central"] else None, local, d["output_dir"],
+                   _rows=[] if cache_rows else None)
 
 
-def in_memory(cfg: dict, population: Population, central, local, output_dir: Path) -> Job:
+def in_memory(settings: FlSettings, dataset, model, population: Population, central, local, output_dir: Path) -> Job:
     from privtrain.federated.task import shape_of
 
     clients = tuple(population.client(k) for k in range(population.num_clients))
-    return Job(cfg, shape_of(population), population.num_clients, central, local, str(output_dir), clients,
-               (population.x_test, population.y_test))
+    return Job(settings, dataset, model, shape_of(population), population.num_clients, central, local,
+               str(output_dir), clients, (population.x_test, population.y_test))

@@ -1,25 +1,39 @@
 """From settings to privacy: refuse unsound combinations, plan the mechanisms, and state the outcome.
 
-Everything before :func:`charges` runs before the ledger reservation and reads
-only public facts: the config, the number of clients, and the partition sizes
-(treated as public, like a dataset's row count).
+Everything before the ledger reservation reads only public facts: the settings, the number of
+clients, and the partition sizes (treated as public, like a dataset's row count).
+
+Every federated run charges its source's **example-level** budget, whatever its privacy:
+
+- local DP-SGD (``privacy=dp``): the largest client's DP-SGD events (partitions are disjoint, so an
+  example's loss is its own client's);
+- central DP-FedAvg (``privacy=central``): a change of one example changes only its client's update,
+  and both versions of that update are clipped to norm C, so the noisy sum moves by at most 2C.
+  Each release is therefore a Gaussian mechanism with multiplier σ/2 toward one example (σ is the
+  client-level multiplier, calibrated for sensitivity C), with no amplification claimed; composed
+  over the releases. See docs/federated.md ("Units and adjacency");
+- both (``central_local``): the tighter of the two bounds above (both hold; the planned ε decides);
+- non-private: ε = ∞, under the same ``allow_non_private`` rule as every recipe.
+
+Client-level budgets belong to the federated population (the source and its partitioning).
 """
 
 from __future__ import annotations
 
 import math
 
-from privtrain import config, ledger
 from privtrain.errors import UserError
 from privtrain.federated import accounting
 from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import Population
+from privtrain.ledger import Mechanism
+from privtrain.ledger import Population as LedgerPopulation
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import epsilon_pld, non_private_event
 from privtrain.result import Guarantee
 
 
-def check_combination(s: FlSettings, cfg: dict) -> None:
+def check_combination(s: FlSettings) -> None:
     """Refuse settings whose guarantee or algorithm would silently not hold."""
     if s.central and s.strategy == "fedadam":
         raise UserError("fl.strategy=fedadam cannot be used with central DP (privacy=central/central_local): Flower's "
@@ -33,69 +47,94 @@ def check_combination(s: FlSettings, cfg: dict) -> None:
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
 
 
-def local_settings(cfg: dict) -> tuple[dict, str]:
+def local_spec(privacy) -> tuple[object, str]:
     """The local DP-SGD block and its config path: ``privacy`` itself for privacy=dp, else ``privacy.local``."""
-    p = cfg["privacy"]
-    return (p, "privacy") if p["name"] == "dp" else (p["local"], "privacy.local")
+    return (privacy, "privacy") if privacy.name == "dp" else (privacy.local, "privacy.local")
 
 
-def plan(cfg: dict, s: FlSettings, population: Population):
+def plan(privacy, model_spec, s: FlSettings, population: Population):
     """(central plan or None, local plan or None)."""
     k = population.num_clients
     m = s.sample_size(k)
     if k < 2 and s.central:
         raise UserError(f"fl.num_clients={k}: client-level DP needs at least 2 clients.")
     central = local = None
-    p = cfg["privacy"]
     if s.central:
         central = accounting.plan_central(
-            target_epsilon=p["target_epsilon"], noise_multiplier=p["noise_multiplier"], delta=p["delta"],
-            clipping_norm=p["clipping_norm"], clipping_side=p["clipping_side"], rounds=s.rounds,
+            target_epsilon=privacy.target_epsilon, noise_multiplier=privacy.noise_multiplier, delta=privacy.delta,
+            clipping_norm=privacy.clipping_norm, clipping_side=privacy.clipping_side, rounds=s.rounds,
             clients_per_round=m, num_clients=k)
     if s.local:
-        lp, field = local_settings(cfg)
+        lp, field = local_spec(privacy)
         local = accounting.plan_local(
             sizes=population.train_sizes(), batch_size=s.batch_size, local_epochs=s.local_epochs, rounds=s.rounds,
-            target_epsilon=lp["target_epsilon"], noise_multiplier=lp["noise_multiplier"], delta=lp["delta"],
-            max_grad_norm=lp["max_grad_norm"], accountant=str(lp["accountant"]), field=field)
-    if not s.local:  # the model must still be buildable; Opacus validity only matters under local DP
-        return central, local
+            target_epsilon=lp.target_epsilon, noise_multiplier=lp.noise_multiplier, delta=lp.delta,
+            max_grad_norm=lp.max_grad_norm, accountant=str(lp.accountant), field=field)
     from privtrain import models
     from privtrain.federated.task import build_model, shape_of
 
-    models.validate_for_dp(build_model(cfg, shape_of(population)))
+    built = build_model(model_spec, shape_of(population))  # a model that cannot be built fails before any charge
+    if s.local:
+        models.validate_for_dp(built)
     return central, local
 
 
-def charges(cfg, plain: dict, s: FlSettings, population: Population, central, local, *, run_id: str) -> list:
-    """One ledger charge per unit this run spends privacy at."""
-    common = dict(run_id=run_id, recipe="federated", dataset_fingerprint=population.fingerprint,
-                  dataset_name=f"{population.dataset.name} (federated)", config_hash=config.config_hash(cfg),
-                  allow_non_private=bool(plain["ledger"]["allow_non_private"]),
-                  default_budget=config.default_budget(plain["ledger"]["default_budget"]))
+def example_delta(privacy, population: Population) -> float:
+    """δ of the example-level guarantee: the local DP-SGD block's; for central DP a default below 1/n
+    (``privacy.delta`` is its client-level δ); for a non-private run, ``privacy.delta`` if set."""
+    n = int(sum(population.train_sizes()))
+    if privacy.name in ("dp", "central_local"):
+        return dp_plan.resolve_delta(local_spec(privacy)[0].delta, n)
+    return dp_plan.resolve_delta(privacy.delta if privacy.name == "none" else None, n)
+
+
+def central_example_events(central, releases: int) -> tuple:
+    """What central DP-FedAvg's releases bound toward one example: sensitivity 2C, so multiplier σ/2."""
+    return (accounting.central_event(central.noise_multiplier / 2.0, releases),)
+
+
+def mechanisms(privacy, s: FlSettings, population: Population, central, local) -> tuple[Mechanism, ...]:
+    """What the run asks the ledger for: the example level always, the client level under central DP."""
+    delta = local.delta if local is not None else example_delta(privacy, population)
+    scope = LedgerPopulation(population.key, population.label)
     out = []
     if central is not None:
-        out.append(ledger.Charge(unit="client", events=central.events, delta=central.delta,
-                                 epsilon=central.epsilon, **common))
+        out.append(Mechanism("client", central.events, central.delta, central.epsilon, scope))
+    events, eps, _ = example_bound(central, local, central.rounds if central else 0, delta,
+                                   local.planned_steps if local else {})
+    if events is None:  # non-private
+        out.append(Mechanism("example", (non_private_event(),), delta, math.inf))
+        out.insert(0, Mechanism("client", (non_private_event(),), accounting.client_delta(privacy.delta,
+                                population.num_clients), math.inf, scope))
+    else:
+        out.append(Mechanism("example", events, delta, eps))
+    return tuple(out)
+
+
+def example_bound(central, local, releases: int, delta: float, steps: dict[int, int]):
+    """(events, ε, "local" | "central") of the example-level bound: local DP-SGD's (its accountant's ε),
+    central's σ/2 releases (PLD), or the tighter of the two; (None, inf, "none") when nothing is private."""
+    options = []
     if local is not None:
-        out.append(ledger.Charge(unit="example", events=local.events, delta=local.delta,
-                                 epsilon=local.epsilon, **common))
-    if not out:  # non-private: epsilon = inf at both units
-        delta = dp_plan.resolve_delta(plain["privacy"]["delta"], int(sum(population.train_sizes())))
-        for unit in ("client", "example"):
-            out.append(ledger.Charge(unit=unit, events=(non_private_event(),), delta=delta, epsilon=math.inf,
-                                     **common))
-    return out
-
-
-def outcome(s: FlSettings, population: Population, central, local, history: dict):
-    """(guarantees, {unit: events actually applied}) from what the run reports."""
-    notes = list(population.dataset.schema.notes)
-    notes.append("the population is identified in the ledger by its content and its partitioning "
-                 f"({population.spec.kind}, {population.num_clients} clients, partition seed {population.spec.seed})")
-    guarantees, events = [], {}
+        worst, eps = local.worst(steps)
+        options.append(((local.client_event(worst, steps[worst]),) if worst >= 0 else (), eps, "local"))
     if central is not None:
-        releases = int(history.get("releases", 0))
+        ev = central_example_events(central, releases)
+        options.append((ev, epsilon_pld(list(ev), delta), "central"))
+    if not options:
+        return None, math.inf, "none"
+    return min(options, key=lambda o: o[1])
+
+
+def outcome(s: FlSettings, population: Population, central, local, history: dict, example_delta_: float):
+    """(guarantees, {unit: events actually applied}) from what the server counted."""
+    notes = list(population.dataset.schema.notes)
+    notes.append(f"charged to source {population.dataset.name}; client-level budgets belong to its population "
+                 f"{population.label} [{population.key[:8]}]")
+    guarantees, events = [], {}
+    releases = int(history.get("releases", 0))
+    steps = {int(k): int(v) for k, v in history.get("client_steps", {}).items()}
+    if central is not None:
         ev = (accounting.central_event(central.noise_multiplier, releases),)
         eps = epsilon_pld(list(ev), central.delta)
         guarantees.append(Guarantee(eps, central.delta, "client", "pld", ev, tuple(notes + [
@@ -108,22 +147,27 @@ def outcome(s: FlSettings, population: Population, central, local, history: dict
             "federated evaluation metrics are computed on the clients' local splits and are not covered",
         ])))
         events["client"] = ev
-    if local is not None:
-        steps = {int(k): int(v) for k, v in history.get("client_steps", {}).items()}
-        worst, eps = local.worst(steps)
-        ev = (local.client_event(worst, steps[worst]),) if worst >= 0 else ()
-        guarantees.append(Guarantee(eps, local.delta, "example", local.accountant, ev, tuple(notes + [
-            f"local DP-SGD in every client (noise multiplier {local.noise_multiplier:.4g}, clipping "
-            f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
-            f"partitions are disjoint, so the population's epsilon is the largest client's (client {worst}, "
-            f"{steps.get(worst, 0)} steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else
-            "no client trained",
-            "client partition sizes are treated as public: they set each client's sampling rate",
-        ])))
-        events["example"] = ev
     if central is None and local is None:
-        delta = dp_plan.default_delta(int(sum(population.train_sizes())))
-        for unit in ("client", "example"):
+        for unit, delta in (("client", accounting.client_delta(None, population.num_clients)),
+                            ("example", example_delta_)):
             guarantees.append(Guarantee(math.inf, delta, unit, "none", (non_private_event(),), tuple(notes)))
             events[unit] = (non_private_event(),)
+        return guarantees, events
+    ev, eps, kind = example_bound(central, local, releases, example_delta_, steps)
+    if kind == "local":
+        worst = local.worst(steps)[0]
+        how = [f"local DP-SGD in every client (noise multiplier {local.noise_multiplier:.4g}, clipping "
+               f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
+               f"partitions are disjoint, so the population's epsilon is the largest client's (client {worst}, "
+               f"{steps.get(worst, 0)} steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else
+               "no client trained",
+               "client partition sizes are treated as public: they set each client's sampling rate"]
+        accountant = local.accountant
+    else:
+        how = ["from central DP: one example changes only its client's clipped update, by at most twice the "
+               f"clipping norm, so each of the {releases} releases is a Gaussian mechanism with multiplier "
+               f"{central.noise_multiplier / 2:.4g} toward one example (no amplification claimed)"]
+        accountant = "pld"
+    guarantees.append(Guarantee(eps, example_delta_, "example", accountant, tuple(ev), tuple(notes + how)))
+    events["example"] = tuple(ev)
     return guarantees, events

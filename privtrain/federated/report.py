@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 from privtrain.artifacts import model_card
-from privtrain.artifacts.run_dir import write_config, write_json
+from privtrain.artifacts.record import RunRecord
+from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.federated import partition as part
 from privtrain.federated.task import Population
 
@@ -19,27 +20,21 @@ INTENDED_USE = (
 
 
 def dataset_info(population: Population) -> dict:
-    return {"name": population.dataset.name, "fingerprint": population.fingerprint,
-            "content_fingerprint": population.dataset.fingerprint, "n_rows": population.dataset.n_rows,
+    ds = population.dataset
+    return {"name": ds.name, "source": ds.source.key, "fingerprint": ds.fingerprint, "n_rows": ds.n_rows,
             "n_train": int(len(population.y_pool)), "n_test": int(len(population.y_test)),
             "clients": population.num_clients, "partition": population.spec.identity(),
-            "schema": population.dataset.schema.source}
+            "population": {"key": population.key, "label": population.label}, "schema": ds.schema.source}
 
 
-def ledger_summary(book, entry, unit: str) -> dict:
-    from privtrain.recipes.dp_sgd import ledger_summary as summary
-
-    return summary(book, entry, unit)
-
-
-def final_metrics(cfg: dict, population: Population, output_dir: Path, history: dict, wall: float) -> dict:
+def final_metrics(model_spec, population: Population, output_dir: Path, history: dict, wall: float) -> dict:
     """Held-out metrics of the final global model, plus the last round's federated evaluation."""
     import torch
 
     from privtrain import training
     from privtrain.federated.task import build_model, shape_of
 
-    model = build_model(cfg, shape_of(population))
+    model = build_model(model_spec, shape_of(population))
     model.load_state_dict(torch.load(output_dir / "final_model.pt", weights_only=True))
     metrics = training.evaluate(model, population.x_test, population.y_test, population.n_classes)
     last = history["rounds"][-1] if history["rounds"] else {}
@@ -50,16 +45,29 @@ def final_metrics(cfg: dict, population: Population, output_dir: Path, history: 
     return metrics
 
 
-def write_artifacts(out: Path, cfg, plain: dict, s, population: Population, dataset_info: dict, guarantees,
-                    metrics: dict, history: dict, central, local, ledger_info: list[dict]) -> list[Path]:
+def write_artifacts(out: Path, settings, population: Population, dataset_info: dict, guarantees, metrics: dict,
+                    history: dict, central, local, ledger_info: dict, run_id: str) -> list[Path]:
+    from dataclasses import asdict
+
     from privtrain.federated import plots
+
+    s = settings.fl
 
     out.mkdir(parents=True, exist_ok=True)
     classes = [str(c) for c in population.dataset.schema.classes]
     summary = part.summary(population.parts, population.y_pool, population.n_classes)
     summary.update(kind=population.spec.kind, spec=population.spec.identity(), classes=classes,
                    train_sizes=population.train_sizes())
-    files = [write_config(out / "config.yaml", cfg), out / "final_model.pt"]
+    ds = population.dataset
+    record = RunRecord(
+        recipe="federated", run_id=run_id, seed=settings.seed, config_hash=settings.config_hash,
+        fingerprint=ds.fingerprint, source={"key": ds.source.key, "name": ds.name, "kind": ds.source.kind},
+        dataset=settings.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees],
+        audit=asdict(settings.audit), ledger={"path": ledger_info["path"], "allow_non_private":
+                                              settings.ledger.allow_non_private,
+                                              "default_budget": settings.ledger.default_budget},
+        model=asdict(settings.model), outputs={"model": "final_model.pt"})
+    files = [write_text(out / "config.yaml", settings.config_yaml), out / "final_model.pt", record.write(out)]
     files.append(write_json(out / "partition.json", summary))
     files.append(plots.partition_png(summary, classes, out / "partition.png",
                                      f"{population.dataset.name}: {population.spec.kind} partition"))
@@ -79,8 +87,8 @@ def write_artifacts(out: Path, cfg, plain: dict, s, population: Population, data
     }))
     files.append(model_card.write(out / "model_card.md", model_card.render(
         recipe="federated", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=guarantees,
-        metrics=metrics, ledger={f"{i['unit']} level": json.dumps(i) for i in ledger_info},
-        model=f"`{plain['model']['name']}`, the final global model after {s.rounds} rounds of {s.strategy} "
+        metrics=metrics, ledger=ledger_info,
+        model=f"`{settings.model.name}`, the final global model after {s.rounds} rounds of {s.strategy} "
               f"over {population.num_clients} clients",
         extra_sections=[("Federated setup", _setup_text(s, population, summary))],
     )))

@@ -74,7 +74,7 @@ def make_strategy(job: Job, tracker: RoundTracker):
     m = s.sample_size(k)
     common = dict(
         fraction_train=m / k, min_train_nodes=m, min_available_nodes=k, weighted_by_key="weight",
-        fraction_evaluate=1.0 if job.cfg["fl"]["federated_evaluation"] else 0.0, min_evaluate_nodes=k,
+        fraction_evaluate=1.0 if s.federated_evaluation else 0.0, min_evaluate_nodes=k,
         train_metrics_aggr_fn=tracker.aggregate_train, evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
     )
     if s.strategy == "fedprox":
@@ -113,14 +113,14 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
     random.seed(s.seed)  # Flower samples nodes with the random module: reproducible client selection
-    model = build_model(job.cfg, job.shape)
+    model = build_model(job.model, job.shape)
     x_test, y_test = job.held_out()
     tracker = RoundTracker()
     strategy = make_strategy(job, tracker)
     rounds: list[dict] = []
     log = out / "rounds.jsonl"
     log.write_text("")
-    bar = tqdm(total=s.rounds, desc=f"federated {job.cfg['dataset']['name']}", unit="round", disable=not progress,
+    bar = tqdm(total=s.rounds, desc=f"federated {job.dataset.loader}", unit="round", disable=not progress,
                leave=False)
 
     def on_round(server_round: int, arrays: ArrayRecord) -> MetricRecord:

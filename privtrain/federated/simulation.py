@@ -81,13 +81,13 @@ def _shutdown_ray() -> None:
         ray.shutdown()
 
 
-def run_job(cfg: dict, population, central, local, output_dir) -> dict:
+def run_job(settings, dataset, model, population, central, local, output_dir) -> dict:
     """The recipe's entry point: run in memory, return the ServerApp's history."""
     import json
     from pathlib import Path
 
     from privtrain.federated.job import in_memory
 
-    job = in_memory(cfg, population, central, local, Path(output_dir))
+    job = in_memory(settings, dataset, model, population, central, local, Path(output_dir))
     run(job)
     return json.loads((Path(output_dir) / "history.json").read_text())

@@ -7,6 +7,8 @@ the simulation's Ray actors as in a SuperNode's ClientApp process.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,8 @@ class Population:
 
     dataset: "data.Dataset"  # noqa: F821 - privtrain.data loads lazily (pandas) outside ClientApp processes
     spec: part.PartitionSpec
-    fingerprint: str  # content + partitioning: the ledger's key for this federated population
+    key: str  # the table's content + its partitioning: the ledger's scope for client-level budgets
+    label: str  # e.g. "iid, 10 clients, partition seed 0"
     x_pool: np.ndarray  # the clients' rows (training pool), in pool order
     y_pool: np.ndarray
     x_test: np.ndarray  # the server's held-out split (the evaluator's data)
@@ -62,23 +65,23 @@ class Population:
         return [len(self.client_split(k)[0]) for k in range(self.num_clients)]
 
 
-def load_dataset(cfg: dict, settings: FlSettings):
-    """Load the configured dataset; with ``fl.partition=column`` the client column is not a feature."""
-    from privtrain import config, data
+def load_dataset(spec, settings: FlSettings):
+    """Load the configured dataset (a :class:`privtrain.data.DatasetSpec`); with ``fl.partition=column``
+    the client column is not a feature."""
+    from privtrain import data
 
-    spec = config.dataset_spec(cfg["dataset"])
     column = settings.partition.client_column if settings.partition.kind == "column" else None
     if column is None:
         return data.load(spec)
-    if spec.name not in ("csv", "parquet"):
+    if spec.loader not in ("csv", "parquet"):
         raise UserError(f"fl.partition=column needs dataset=csv or dataset=parquet with a client column; "
-                        f"dataset={spec.name} has none. Use fl.partition=iid or dirichlet.")
+                        f"dataset={spec.loader} has none. Use fl.partition=iid or dirichlet.")
     if spec.features is None:
         from privtrain.data.files import read_table
 
-        kind = "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv"
-        columns = list(read_table(spec.path, kind).columns)
-        spec = dataclasses.replace(spec, features=tuple(c for c in columns if c not in (spec.target, column)))
+        columns = list(read_table(spec.path, data.file_kind(spec)).columns)
+        spec = dataclasses.replace(spec, features=tuple(c for c in columns if c not in (spec.target, column,
+                                                                                          spec.id_column)))
     elif column in spec.features:
         raise UserError(f"fl.client_column={column!r} is in dataset.features; a client id is not a feature, drop it.")
     dataset = data.load(spec)
@@ -109,21 +112,28 @@ def build_population(dataset, settings: FlSettings) -> Population:
         raise UserError(f"dataset.test_size={settings.test_size}: cannot split {len(y)} rows ({exc}).") from None
     ids = dataset.frame[spec.client_column].to_numpy()[pool] if spec.kind == "column" else None
     parts = part.partition(y[pool], spec, ids)
-    identity = {"federated": {**spec.identity(), "test_size": settings.test_size,
-                              "client_test_size": settings.client_test_size}}
-    from privtrain.data.fingerprint import fingerprint_frame
+    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size}
+    key = hashlib.sha256(json.dumps({"table": dataset.fingerprint, "population": identity},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], parts,
+                      settings.client_test_size)
 
-    fingerprint = fingerprint_frame(dataset.frame, extra=identity)
-    return Population(dataset, spec, fingerprint, x[pool], y[pool], x[test], y[test], parts, settings.client_test_size)
+
+def population_label(spec: part.PartitionSpec) -> str:
+    """What people read for a population: how its rows were split, by public settings only."""
+    if spec.kind == "column":
+        return f"by column {spec.client_column}, partition seed {spec.seed}"
+    kind = f"dirichlet(alpha={spec.alpha:g})" if spec.kind == "dirichlet" else spec.kind
+    return f"{kind}, {spec.num_clients} clients, partition seed {spec.seed}"
 
 
 # --- model, training, evaluation ------------------------------------------------
 
 
-def build_model(cfg: dict, population_shape: dict):
-    from privtrain import config, models
+def build_model(model_spec, population_shape: dict):
+    from privtrain import models
 
-    return models.build(config.model_spec(cfg["model"]), n_inputs=population_shape["n_inputs"],
+    return models.build(model_spec, n_inputs=population_shape["n_inputs"],
                         n_classes=population_shape["n_classes"], image_shape=population_shape["image_shape"])
 
 

@@ -1,26 +1,32 @@
-"""The privacy ledger: every run's privacy loss, per dataset and unit, composed tightly.
+"""The privacy ledger: every run's privacy loss, per data source and unit, composed tightly.
 
-Recipes plan, reserve and commit through it; people read it with ``privtrain ledger``.
+A budget protects people, so it belongs to a data source (see :mod:`privtrain.sources`). Runs
+describe what they do (a :class:`RunRequest`); the ledger builds their charges (every source whose
+rows they touch), admits them with an RDP filter that stays valid under adaptive choice, reserves
+them in one transaction, and records what they committed. People read it with ``privtrain ledger``.
 
 Example:
     >>> from privtrain import ledger
-    >>> led = ledger.open()                          # doctest: +SKIP
-    >>> plan = led.plan(charge); print(plan.render()) # doctest: +SKIP
-    >>> with led.charging(charge) as run:             # doctest: +SKIP
-    ...     run.commit(actual_events, artifacts={"model.pt": sha256})
-    >>> led.spent("digits"), led.remaining("digits")  # doctest: +SKIP
+    >>> book = ledger.open()                                  # doctest: +SKIP
+    >>> charges = book.charges(request)                       # doctest: +SKIP
+    >>> print(book.plan(*charges).render())                   # doctest: +SKIP
+    >>> with book.charging(*charges) as run:                  # doctest: +SKIP
+    ...     run.commit({"example": actual_events}, artifacts={"model.pt": sha256})
+    >>> book.spent("digits"), book.remaining("digits")        # doctest: +SKIP
 
-This package never imports torch, flwr or sdv, and imports dp-accounting only
-when it has to compose events.
+This package never imports torch, flwr or sdv, and imports dp-accounting (and pandas, to hash a
+table's rows) only when it has to.
 """
 
+from privtrain.ledger.admission import RunPlan
 from privtrain.ledger.api import Ledger, default_path, open
-from privtrain.ledger.charging import Run
 from privtrain.ledger.model import (
-    UNITS, Budget, Charge, DatasetSummary, Entry, Lineage, Plan, VerifyReport,
+    UNITS, Budget, Charge, Entry, LedgerSettings, Lineage, Link, Mechanism, Plan, Population, RunRequest,
+    SourceSummary, VerifyReport,
 )
+from privtrain.ledger.run import Run
 
 __all__ = [
-    "UNITS", "Budget", "Charge", "DatasetSummary", "Entry", "Ledger", "Lineage", "Plan", "Run",
-    "VerifyReport", "default_path", "open",
+    "UNITS", "Budget", "Charge", "Entry", "Ledger", "LedgerSettings", "Lineage", "Link", "Mechanism", "Plan",
+    "Population", "Run", "RunPlan", "RunRequest", "SourceSummary", "VerifyReport", "default_path", "open",
 ]

@@ -1,15 +1,17 @@
-"""The Ledger: plan, reserve and commit runs; read budgets and spending.
+"""The Ledger: budgets per data source, what each has spent, and the one run protocol.
 
 Example:
-    >>> led = ledger.open()                       # doctest: +SKIP
-    >>> with led.charging(charge) as run:         # doctest: +SKIP
+    >>> book = ledger.open()                                  # doctest: +SKIP
+    >>> charges = book.charges(request)                       # doctest: +SKIP
+    >>> with book.charging(*charges) as run:                  # doctest: +SKIP
     ...     train()
-    ...     run.commit(actual_events, artifacts={"model.pt": sha})
+    ...     run.commit({"example": events}, artifacts={"model.pt": sha})
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sqlite3
@@ -17,16 +19,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from privtrain.errors import BudgetExceeded, UserError, require
-from privtrain.ledger import compose, provenance, store
-from privtrain.ledger.charging import Run, budget_exceeded_message, non_private_message
+from privtrain.errors import UserError, require
+from privtrain.ledger import admission, compose, provenance, rows, store
+from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import (
-    Budget, Charge, DatasetSummary, Entry, Lineage, Plan, VerifyReport, check_budget, check_unit,
+    Budget, Charge, Entry, Lineage, Plan, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
 )
+from privtrain.ledger.run import Run
+from privtrain.sources import Source, check_name
 
 DEFAULT_PATH = Path(".privtrain") / "ledger.db"
-EPS_TOLERANCE = 1e-9
-OVER_BUDGET = "over budget"
+BUILTIN_SOURCES = ("digits", "breast_cancer", "wine")
 
 
 def _guarded(method):
@@ -53,7 +56,7 @@ def open(path: str | os.PathLike | None = None) -> "Ledger":  # noqa: A001 - the
     """Open the ledger at ``path``; None means ``$PRIVTRAIN_LEDGER``, else ``./.privtrain/ledger.db``.
 
     Raises:
-        UserError: the file is corrupt, foreign, newer than this privtrain, or cannot be created.
+        UserError: the file is corrupt, foreign, older or newer than this privtrain, or cannot be created.
     """
     return Ledger(Path(path) if path is not None else default_path())
 
@@ -61,7 +64,7 @@ def open(path: str | os.PathLike | None = None) -> "Ledger":  # noqa: A001 - the
 class Ledger:
     """A privacy ledger file. Cheap to open; every method reads the current state."""
 
-    #: After each commit, compose the dataset's spent budget so `ledger show` stays fast (~1 s per commit).
+    #: After each commit, compose the source's spend so `ledger show` stays fast.
     warm_cache = True
 
     def __init__(self, path: Path) -> None:
@@ -75,220 +78,203 @@ class Ledger:
     # --- reading ----------------------------------------------------------------
 
     @_guarded
-    def entries(self, dataset: str | None = None, unit: str | None = None) -> list[Entry]:
-        """All entries in chain order, optionally for one dataset (fingerprint, prefix or name) and unit."""
-        sql, args = "SELECT * FROM entries", []
-        where = []
-        if dataset is not None:
-            where.append("dataset_fingerprint=?")
-            args.append(self.resolve(dataset))
+    def entries(self, source: str | None = None, unit: str | None = None, scope: str | None = None) -> list[Entry]:
+        """All entries in chain order, optionally for one source (key, name or prefix), unit and scope."""
+        where, args = [], []
+        if source is not None:
+            where.append("source=?")
+            args.append(self.resolve(source))
         if unit is not None:
             where.append("unit=?")
             args.append(check_unit(unit))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [store.to_entry(r) for r in self._conn.execute(sql + " ORDER BY id", args)]
+        if scope is not None:
+            where.append("scope=?")
+            args.append(scope)
+        return store.select_entries(self._conn, " AND ".join(where), tuple(args))
 
     @_guarded
-    def resolve(self, dataset: str) -> str:
-        """A dataset's fingerprint from its fingerprint, a unique prefix of it, or its human name.
+    def resolve(self, source: str) -> str:
+        """A source's key from its key, its name, a fingerprint (prefix) of a table charged to it.
+
+        A built-in name resolves before first use; so does any full 64-hex fingerprint.
 
         Raises:
             UserError: unknown or ambiguous.
         """
-        require(bool(dataset), "Expected a dataset name or fingerprint, got an empty string.")
-        rows = self._conn.execute(
-            "SELECT dataset_fingerprint, dataset_name FROM entries GROUP BY dataset_fingerprint, dataset_name"
-        ).fetchall()
-        fps = {r[0] for r in rows}
-        if dataset in fps:
-            return dataset
-        by_name = sorted({r[0] for r in rows if r[1] == dataset})
-        by_prefix = sorted({fp for fp in fps if fp.startswith(dataset.lower())})
-        matches = by_name or by_prefix
+        require(bool(source), "Expected a source name or fingerprint, got an empty string.")
+        rows_ = self._conn.execute("SELECT DISTINCT source, source_name, dataset_fingerprint FROM entries").fetchall()
+        keys = {r[0] for r in rows_}
+        if source in keys or source in BUILTIN_SOURCES:
+            return source
+        text = source.lower()
+        by_name = {r[0] for r in rows_ if r[1] == source}
+        by_table = {r[0] for r in rows_ if r[2] and r[2] == text}
+        matches = by_name or by_table
+        if not matches and len(text) >= 6:
+            matches = {k for k in keys if k.startswith(text)} or {r[0] for r in rows_ if r[2] and r[2].startswith(text)}
         if len(matches) == 1:
-            return matches[0]
+            return next(iter(matches))
         if len(matches) > 1:
-            raise UserError(f"dataset {dataset!r} is ambiguous: it matches {', '.join(m[:12] for m in matches)}; "
+            raise UserError(f"source {source!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}; "
                             "give a longer fingerprint prefix.")
-        if len(dataset) == 64 and all(c in "0123456789abcdef" for c in dataset.lower()):
-            return dataset.lower()  # a full fingerprint not seen yet: fine for a budget set before first use
-        names = sorted({f"{r[1]} ({r[0][:12]})" for r in rows})
-        raise UserError(f"unknown dataset {dataset!r}: not in the ledger {self.path}"
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return text  # a content fingerprint not seen yet: fine for a budget set before first use
+        names = sorted({r[1] or r[0][:12] for r in rows_})
+        raise UserError(f"unknown source {source!r}: not in the ledger {self.path}"
                         + (f"; known: {', '.join(names)}" if names else " (it is empty)")
-                        + "; give a name, a fingerprint prefix, or a full 64-hex fingerprint.")
+                        + "; give a built-in or declared source name, a fingerprint, or a file path.")
 
-    @_guarded
-    def budget(self, dataset: str, unit: str = "example") -> Budget | None:
-        return self._budget(self.resolve(dataset), check_unit(unit))
+    def name(self, source: str) -> str | None:
+        row = self._conn.execute("SELECT source_name FROM entries WHERE source=? AND source_name IS NOT NULL "
+                                 "ORDER BY id DESC LIMIT 1", (source,)).fetchone()
+        return row[0] if row is not None else (source if source in BUILTIN_SOURCES else None)
 
-    def _budget(self, fp: str, unit: str) -> Budget | None:
-        row = self._conn.execute(
-            "SELECT id, epsilon, delta FROM entries WHERE dataset_fingerprint=? AND unit=? AND status='budget' "
-            "ORDER BY id DESC LIMIT 1", (fp, unit)).fetchone()
-        return None if row is None else Budget(row["epsilon"], row["delta"], row["id"])
-
-    def _runs(self, fp: str, unit: str) -> list[compose.RunCharge]:
-        rows = self._conn.execute(
-            "SELECT * FROM entries WHERE dataset_fingerprint=? AND unit=? "
-            "AND status IN ('reserved', 'committed', 'failed') ORDER BY id", (fp, unit))
-        return compose.charged_runs(store.to_entry(r) for r in rows)
-
-    def _name(self, fp: str) -> str | None:
-        row = self._conn.execute("SELECT dataset_name FROM entries WHERE dataset_fingerprint=? "
-                                 "AND dataset_name IS NOT NULL ORDER BY id DESC LIMIT 1", (fp,)).fetchone()
+    def _scope_label(self, source: str, scope: str) -> str | None:
+        row = self._conn.execute("SELECT scope_label FROM entries WHERE source=? AND scope=? "
+                                 "AND scope_label IS NOT NULL ORDER BY id DESC LIMIT 1", (source, scope)).fetchone()
         return None if row is None else row[0]
 
-    def _spent(self, fp: str, unit: str, budget: Budget | None, accountant: str = "pld") -> tuple[float, float | None]:
-        runs = self._runs(fp, unit)
+    @_guarded
+    def budget(self, source: str, unit: str = "example", scope: str = "") -> Budget | None:
+        return self._budget(self.resolve(source), check_unit(unit), scope)
+
+    def _budget(self, source: str, unit: str, scope: str = "") -> Budget | None:
+        row = self._conn.execute(
+            "SELECT id, status, epsilon, delta, detail FROM entries WHERE source=? AND unit=? AND scope=? "
+            "AND status IN ('budget', 'unbudget') ORDER BY id DESC LIMIT 1", (source, unit, scope)).fetchone()
+        if row is None or row["status"] == "unbudget":
+            return None
+        orders = tuple(json.loads(row["detail"]).get("orders") or rdp_filter.ORDERS)
+        return Budget(row["epsilon"], row["delta"], row["id"], orders)
+
+    def _runs(self, source: str, unit: str, scope: str = "") -> list[compose.RunCharge]:
+        entries = store.select_entries(self._conn, "source=? AND unit=? AND scope=? AND status IN "
+                                       "('reserved', 'committed', 'failed')", (source, unit, scope))
+        return compose.charged_runs(entries)
+
+    def _spent(self, source: str, unit: str, scope: str, budget: Budget | None,
+               accountant: str = "pld") -> tuple[float, float | None]:
+        runs = self._runs(source, unit, scope)
         delta = compose.reporting_delta(budget.delta if budget else None, runs)
         if delta is None:
             return 0.0, None
         counts = compose.event_counts(r.events_json for r in runs)
-        return self._composer.epsilon(counts, delta, accountant, fingerprint=fp, unit=unit), delta
+        return self._composer.epsilon(counts, delta, accountant, fingerprint=source, unit=unit), delta
+
+    def _rdp_spent(self, runs: list[compose.RunCharge], orders) -> tuple[float, ...]:
+        """The filter's running sum: each charged run's stored RDP curve (recomputed on another grid)."""
+        total = tuple(0.0 for _ in orders)
+        for r in runs:
+            curve = r.rdp if r.rdp is not None and tuple(orders) == rdp_filter.ORDERS else None
+            total = rdp_filter.add(total, curve if curve is not None else rdp_filter.rdp_curve(r.events_json, orders))
+        return total
 
     @_guarded
-    def spent(self, dataset: str, unit: str = "example") -> float:
-        """Tight (PLD) ε spent on a dataset at its budget's δ (without a budget: its runs' largest δ)."""
-        fp, unit = self.resolve(dataset), check_unit(unit)
-        return self._spent(fp, unit, self._budget(fp, unit))[0]
+    def spent(self, source: str, unit: str = "example", scope: str = "") -> float:
+        """Tight (PLD) ε spent on a source at its budget's δ (without a budget: its runs' largest δ)."""
+        key, unit = self.resolve(source), check_unit(unit)
+        return self._spent(key, unit, scope, self._budget(key, unit, scope))[0]
 
     @_guarded
-    def remaining(self, dataset: str, unit: str = "example") -> float | None:
-        """ε left in the budget (never negative); None when the dataset has no budget."""
-        fp, unit = self.resolve(dataset), check_unit(unit)
-        budget = self._budget(fp, unit)
+    def filter_epsilon(self, source: str, unit: str = "example", scope: str = "") -> float | None:
+        """What the admission filter certifies at the budget's δ; None without a budget."""
+        key, unit = self.resolve(source), check_unit(unit)
+        budget = self._budget(key, unit, scope)
         if budget is None:
             return None
-        return max(0.0, budget.epsilon - self._spent(fp, unit, budget)[0])
+        spent = self._rdp_spent(self._runs(key, unit, scope), budget.orders)
+        return rdp_filter.certified_epsilon(spent, budget_delta=budget.delta, orders=budget.orders)
+
+    @_guarded
+    def remaining(self, source: str, unit: str = "example", scope: str = "") -> float | None:
+        """ε the filter still admits (budget minus its certified ε, never negative); None without a budget."""
+        key = self.resolve(source)
+        budget = self._budget(key, check_unit(unit), scope)
+        if budget is None:
+            return None
+        return max(0.0, budget.epsilon - self.filter_epsilon(key, unit, scope))
 
     @_guarded
     def lineage(self, fingerprint: str) -> Lineage | None:
-        """How a derived (synthetic) dataset inherits its guarantee, or None for an original dataset."""
+        """How a derived (synthetic) table inherits its guarantee, or None for original data."""
+        if not fingerprint:
+            return None
         row = self._conn.execute("SELECT * FROM entries WHERE dataset_fingerprint=? AND status='derived' "
                                  "ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
         if row is None:
             return None
         e = store.to_entry(row)
-        return Lineage(e.dataset_fingerprint, e.dataset_name, e.parent_fingerprint, self._name(e.parent_fingerprint),
-                       e.run_id, e.events_json, e.epsilon, e.delta, e.unit, e.id)
+        return Lineage(e.dataset_fingerprint, e.source_name, e.parent, self.name(e.parent), e.run_id,
+                       e.events_json, e.epsilon, e.delta, e.unit, e.id)
 
     @_guarded
-    def datasets(self) -> list[DatasetSummary]:
-        """One summary per (dataset, unit) the ledger has seen."""
-        keys = self._conn.execute("SELECT dataset_fingerprint, unit, MIN(id) FROM entries "
-                                  "GROUP BY dataset_fingerprint, unit ORDER BY MIN(id)").fetchall()
-        out = []
-        for fp, unit, _ in keys:
-            budget = self._budget(fp, unit)
-            runs = self._runs(fp, unit)
-            spent, delta = self._spent(fp, unit, budget)
-            rdp = self._spent(fp, unit, budget, "rdp")[0]
-            remaining = None if budget is None else max(0.0, budget.epsilon - spent)
-            out.append(DatasetSummary(fp, self._name(fp), unit, budget, delta, spent, rdp,
-                                      compose.naive_sum(runs), remaining, len(runs), self.lineage(fp)))
-        return out
+    def sources(self) -> list[SourceSummary]:
+        """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
+        keys = self._conn.execute("SELECT source, unit, scope, MIN(id) FROM entries WHERE status NOT IN ('rows', 'migrated') "
+                                  "GROUP BY source, unit, scope").fetchall()
+        first = {}
+        for source, unit, scope, at in keys:
+            first[source] = min(first.get(source, at), at)
+        keys = sorted(keys, key=lambda k: (first[k[0]], k[0], k[2] != "", k[3]))
+        return [self._summary(source, unit, scope) for source, unit, scope, _ in keys]
 
-    def _warm(self, fp: str, unit: str) -> None:
-        """Compose (fp, unit) now, so the next `ledger show` is served from the cache."""
+    def _summary(self, source: str, unit: str, scope: str) -> SourceSummary:
+        budget = self._budget(source, unit, scope)
+        runs = self._runs(source, unit, scope)
+        spent, delta = self._spent(source, unit, scope, budget)
+        filt = remaining = None
+        if budget is not None:
+            filt = rdp_filter.certified_epsilon(self._rdp_spent(runs, budget.orders), budget_delta=budget.delta,
+                                                orders=budget.orders)
+            remaining = max(0.0, budget.epsilon - filt)
+        lineage = self.lineage(source) if len(source) == 64 else None
+        return SourceSummary(source, self.name(source), unit, scope, self._scope_label(source, scope) if scope else None,
+                             budget, delta, spent, filt, compose.naive_sum(runs), remaining, len(runs), lineage)
+
+    def _warm(self, source: str, unit: str, scope: str) -> None:
+        """Compose the key's PLD spend now, so the next `ledger show` is served from the cache."""
         if not self.warm_cache:
             return
         try:
-            budget = self._budget(fp, unit)
-            self._spent(fp, unit, budget)
-            self._spent(fp, unit, budget, "rdp")
+            self._spent(source, unit, scope, self._budget(source, unit, scope))
         except Exception:  # only a speed-up: never fail a commit over it
             pass
 
     def verify(self) -> VerifyReport:
-        """Check the hash chain; never raises on tampering."""
-        return store.verify(self._conn)
+        """Check the hash chain and the source rows it anchors; never raises on tampering."""
+        return store.verify(self._conn, rows.digest_of)
 
     # --- planning and charging -------------------------------------------------------
 
     @_guarded
-    def plan(self, charge: Charge) -> Plan:
-        """The pre-flight for ``charge``: read-only, touches nothing."""
-        return self._plan(charge)
+    def charges(self, request: RunRequest) -> tuple[Charge, ...]:
+        """The one constructor of a run's charges: every budget its mechanisms touch.
 
-    def _plan(self, charge: Charge) -> Plan:
-        from privtrain.privacy import events as ev
+        Example-level mechanisms charge the run's source and every known source that shares its rows;
+        client-level ones charge the source's federated population. Derived (synthetic) data is
+        post-processing: its runs are tracked under the derived table and charge nothing to the parent.
+        """
+        from privtrain.ledger import charges
 
-        fp, unit = charge.dataset_fingerprint, charge.unit
-        lineage = self.lineage(fp)
-        if charge.parent_fingerprint is not None:
-            require(lineage is not None and lineage.parent_fingerprint == charge.parent_fingerprint,
-                    f"dataset {charge.dataset_name!r} ({fp[:12]}) is not registered as derived from "
-                    f"{charge.parent_fingerprint[:12]}; register_derived() it when the synthetic data is written.")
-        budget = self._budget(fp, unit)
-        is_default = False
-        if budget is None and charge.default_budget is not None and lineage is None:
-            budget, is_default = Budget(*charge.default_budget), True
-        runs = self._runs(fp, unit)
-        planned_json = ev.dumps(charge.events)
-        delta = compose.reporting_delta(budget.delta if budget else None, runs, charge.delta or None)
-        delta = delta if delta is not None else 1e-5
-        spent_counts = compose.event_counts(r.events_json for r in runs)
-        all_counts = spent_counts + compose.event_counts([planned_json])
-        plan = Plan(charge, budget, delta, lineage, is_default, len(runs))
-        plan._spent = lambda: self._composer.epsilon(spent_counts, delta, fingerprint=fp, unit=unit)
-        plan._after = lambda: self._composer.epsilon(all_counts, delta, fingerprint=fp, unit=unit)
-        plan._planned = lambda: self._composer.epsilon(compose.event_counts([planned_json]), delta,
-                                                       fingerprint=fp, unit=unit)
+        return charges.build(self, request)
 
-        def max_eps() -> float | None:
-            if budget is None:
-                return math.inf
-            from privtrain.ledger import capacity
-
-            return capacity.max_epsilon(spent_counts, planned_json, budget_epsilon=budget.epsilon,
-                                        budget_delta=budget.delta, run_delta=charge.delta, spent=plan.spent)
-
-        plan._max_epsilon = max_eps
-        non_private = '"NonPrivateDpEvent"' in planned_json
-        if budget is not None and non_private and not charge.allow_non_private:
-            plan.refusal = non_private_message(charge, budget)
-        elif budget is not None and not non_private and plan.after > budget.epsilon + EPS_TOLERANCE:
-            plan.refusal = OVER_BUDGET  # the full message needs max_epsilon: built when raised
-        return plan
-
-    def _state(self, fp: str) -> str | None:
-        """Hash of the newest entry touching ``fp``: a plan computed at this state is still valid."""
-        row = self._conn.execute("SELECT hash FROM entries WHERE dataset_fingerprint=? ORDER BY id DESC LIMIT 1",
-                                 (fp,)).fetchone()
-        return None if row is None else row[0]
+    @_guarded
+    def plan(self, *charges: Charge) -> admission.RunPlan:
+        """The pre-flight for every charge of a run: read-only, touches nothing."""
+        return admission.RunPlan(tuple(admission.plan_charge(self, c) for c in charges))
 
     @contextmanager
-    def charging(self, charge: Charge) -> Iterator[Run]:
-        """Pre-flight and reserve ``charge`` in one transaction; yield the :class:`Run`.
+    def charging(self, *charges: Charge) -> Iterator[Run]:
+        """Reserve every charge of a run in one transaction; yield the :class:`Run`.
+
+        A run that raises stays charged at its reservation (it touched the data).
 
         Raises:
-            BudgetExceeded: the plan does not fit (nothing is written).
-            UserError: a non-private run on a dataset with a budget without ``allow_non_private``.
+            BudgetExceeded: a charge does not fit its budget (nothing is written).
+            UserError: a non-private run on a budgeted source without ``allow_non_private``.
         """
         self._require_writable()
-        state = self._state(charge.dataset_fingerprint)
-        plan = self._plan(charge)  # composed outside the lock: the common, uncontended case
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            if self._state(charge.dataset_fingerprint) != state:
-                plan = self._plan(charge)  # someone charged this dataset meanwhile: recompose under the lock
-            if plan.refusal is not None:
-                self._conn.execute("ROLLBACK")
-                if plan.refusal == OVER_BUDGET:
-                    raise BudgetExceeded(budget_exceeded_message(plan))
-                raise UserError(plan.refusal)
-            if plan.budget_is_default:
-                self._append(status="budget", dataset_fingerprint=charge.dataset_fingerprint,
-                             dataset_name=charge.dataset_name, unit=charge.unit, epsilon=plan.budget.epsilon,
-                             delta=plan.budget.delta, run_id=charge.run_id, recipe=charge.recipe)
-            entry = self._append(status="reserved", **_charge_fields(charge, charge.events, charge.epsilon))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        run = Run(self, charge, plan, entry)
+        run = admission.reserve(self, charges)
         try:
             yield run
         except BaseException:
@@ -303,6 +289,7 @@ class Ledger:
     def _append(self, **fields) -> Entry:
         fields.setdefault("events", "[]")
         fields.setdefault("artifacts", "{}")
+        fields.setdefault("detail", "{}")
         fields.update(provenance.stamp())
         try:
             return store.append(self._conn, fields)
@@ -311,14 +298,14 @@ class Ledger:
                 raise UserError(f"the ledger {self.path} is read-only ({exc}); nothing was charged.") from None
             raise
 
-    def _append_one(self, **fields) -> Entry:
-        """Append in its own write transaction."""
+    @contextmanager
+    def _transaction(self):
+        """One write transaction (BEGIN IMMEDIATE); rolled back on any error."""
         self._require_writable()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            entry = self._append(**fields)
+            yield
             self._conn.execute("COMMIT")
-            return entry
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
@@ -327,42 +314,92 @@ class Ledger:
     # --- administration --------------------------------------------------------------
 
     @_guarded
-    def set_budget(self, dataset: str, unit: str, epsilon: float, delta: float) -> Budget:
-        """Set (or change) the budget of (dataset, unit). Recorded as a chained entry."""
+    def set_budget(self, source: str, unit: str = "example", epsilon: float = None, delta: float = None, *,
+                   scope: str = "", force: bool = False) -> Budget:
+        """Set, raise or lower the budget of (source, unit, scope), as a chained entry.
+
+        Raises:
+            UserError: the new budget is below what the filter already certifies, without ``force``.
+        """
         epsilon, delta = check_budget(epsilon, delta)
-        fp, unit = self.resolve(dataset), check_unit(unit)
-        entry = self._append_one(status="budget", dataset_fingerprint=fp, dataset_name=self._name(fp), unit=unit,
-                                 epsilon=epsilon, delta=delta)
-        return Budget(epsilon, delta, entry.id)
+        key, unit = self._admin_key(source), check_unit(unit)
+        if unit == "client":
+            require(bool(scope), "a client-level budget belongs to a federated population: give its scope "
+                                 "(--population, see `privtrain ledger show`).")
+        previous = self._budget(key, unit, scope)
+        orders = previous.orders if previous is not None else rdp_filter.ORDERS
+        used = rdp_filter.certified_epsilon(self._rdp_spent(self._runs(key, unit, scope), orders),
+                                            budget_delta=delta, orders=orders)
+        if used > epsilon and not force:
+            raise UserError(f"source {self.name(key) or key[:12]!r} ({unit} level) has already used ε={used:.4g} "
+                            f"by the admission filter at δ={delta:g}, above the new budget ε={epsilon:g}: every "
+                            "further run on it would be refused. Pass --force to record this budget anyway.")
+        with self._transaction():
+            entry = self._append(status="budget", source=key, source_name=self.name(key) or _display(key),
+                                 unit=unit, scope=scope, scope_label=self._scope_label(key, scope) if scope else None,
+                                 epsilon=epsilon, delta=delta,
+                                 detail=json.dumps({"orders": list(orders), "forced": bool(force and used > epsilon),
+                                                    "previous": None if previous is None else
+                                                    [previous.epsilon, previous.delta]}))
+        return Budget(epsilon, delta, entry.id, orders)
 
     @_guarded
-    def register_derived(self, child_fingerprint: str, child_name: str, parent_fingerprint: str, run_id: str,
+    def remove_budget(self, source: str, unit: str = "example", *, scope: str = "") -> None:
+        """Remove the budget of (source, unit, scope): tracked, no longer enforced (a chained entry)."""
+        key, unit = self.resolve(source), check_unit(unit)
+        previous = self._budget(key, unit, scope)
+        if previous is None:
+            raise UserError(f"source {self.name(key) or key[:12]!r} has no {unit}-level budget to remove.")
+        with self._transaction():
+            self._append(status="unbudget", source=key, source_name=self.name(key), unit=unit, scope=scope,
+                         epsilon=previous.epsilon, delta=previous.delta,
+                         detail=json.dumps({"previous": [previous.epsilon, previous.delta]}))
+
+    def _admin_key(self, source: str) -> str:
+        """A budget may be set before first use: on a known source, a built-in, or a declared name."""
+        try:
+            return self.resolve(source)
+        except UserError:
+            return check_name(source, "source")
+
+    @_guarded
+    def register_table(self, source: Source, fingerprint: str, table, *, id_column: str | None = None) -> str:
+        """Register a table's keyed row hashes under ``source`` without a run (e.g. a budget set on a file).
+
+        Returns the key of the source the rows were registered with.
+        """
+        table_rows = rows.of_table(self, table, fingerprint, id_column)
+        with self._transaction():
+            rows.register(self, source.key, source.name, table_rows)
+        return source.key
+
+    @_guarded
+    def register_derived(self, child_fingerprint: str, child_name: str, parent: str, run_id: str,
                          events, epsilon: float, delta: float, unit: str) -> Lineage:
-        """Record that ``child`` (synthetic data) was produced from ``parent`` by run ``run_id``.
+        """Record that ``child`` (synthetic data) was produced from source ``parent`` by run ``run_id``.
 
         ``events`` are the synthesizer's events (its charge on the parent, already made by that run),
         or a NonPrivateDpEvent for a non-DP synthesizer (ε = inf). Nothing new is charged.
         """
+        with self._transaction():
+            self._append_derived(child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit)
+        return self.lineage(child_fingerprint)
+
+    def _append_derived(self, child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit) -> None:
         from privtrain.privacy import events as ev
 
         check_unit(unit)
-        require(child_fingerprint != parent_fingerprint, "A derived dataset must differ from its parent.")
+        require(child_fingerprint != parent, "A derived dataset must differ from its parent.")
         events = list(events)
         if ev.is_non_private(events):
             epsilon = math.inf
-        self._append_one(status="derived", dataset_fingerprint=child_fingerprint, dataset_name=child_name,
-                         unit=unit, parent_fingerprint=parent_fingerprint, run_id=run_id,
-                         events=ev.dumps(events), epsilon=float(epsilon), delta=float(delta))
-        return self.lineage(child_fingerprint)
+        self._append(status="derived", source=child_fingerprint, source_name=child_name,
+                     dataset_fingerprint=child_fingerprint, unit=unit, parent=parent, run_id=run_id,
+                     events=ev.dumps(events), epsilon=float(epsilon), delta=float(delta))
 
 
-def _charge_fields(charge: Charge, events, epsilon: float) -> dict:
-    from privtrain.privacy import events as ev
-
-    return dict(run_id=charge.run_id, recipe=charge.recipe, config_hash=charge.config_hash,
-                dataset_fingerprint=charge.dataset_fingerprint, dataset_name=charge.dataset_name,
-                unit=charge.unit, parent_fingerprint=charge.parent_fingerprint,
-                events=ev.dumps(list(events)), epsilon=float(epsilon), delta=float(charge.delta))
+def _display(key: str) -> str:
+    return key if len(key) != 64 else key[:12]
 
 
 __all__ = ["Ledger", "open", "default_path"]

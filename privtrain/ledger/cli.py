@@ -1,7 +1,7 @@
 """`privtrain ledger …`: read and administer the privacy ledger.
 
-Imports nothing heavy at start-up (no torch, flwr or sdv; matplotlib only in
-`plot`; dp-accounting only when a composition is not cached).
+Imports nothing heavy at start-up (no torch, flwr or sdv; matplotlib only in `plot`; dp-accounting
+only when a composition is not cached; pandas only to hash a file's rows).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _open(args):
     return ledger.open(getattr(args, "path", None) or getattr(args, "ledger_path", None))
 
 
-def _positive(name: str):
+def _number(name: str):
     def parse(text: str) -> float:
         try:
             return float(text)
@@ -33,7 +33,7 @@ def cmd_show(args) -> int:
     from privtrain.ledger.render import render_show
 
     led = _open(args)
-    print(render_show(led.datasets(), str(led.path)))
+    print(render_show(led.sources(), str(led.path)))
     return 0
 
 
@@ -41,21 +41,77 @@ def cmd_runs(args) -> int:
     from privtrain.ledger.render import render_runs
 
     led = _open(args)
-    fp = led.resolve(args.dataset)
-    entries = led.entries(fp, args.unit)
-    name = led._name(fp)
-    print(render_runs(entries, f"{name or '?'} ({fp}){'' if args.unit is None else f', unit={args.unit}'}"))
+    key = led.resolve(args.source)
+    scope = _scope(led, key, args.population) if args.population else None
+    entries = led.entries(key, args.unit, scope)
+    where = f"{led.name(key) or key[:12]} ({key})" + ("" if args.unit is None else f", unit={args.unit}")
+    print(render_runs(entries, where))
     return 0
+
+
+def _scope(led, key: str, population: str) -> str:
+    """A population of ``key`` from its key, a prefix of it, or its label."""
+    scopes = {e.scope: e.scope_label for e in led.entries(key) if e.scope}
+    matches = [s for s, label in scopes.items() if s.startswith(population) or label == population]
+    if len(matches) != 1:
+        known = "; ".join(f"{s[:12]} ({label})" for s, label in scopes.items()) or "none yet"
+        raise UserError(f"--population {population!r} {'is ambiguous' if matches else 'is unknown'} for source "
+                        f"{led.name(key) or key[:12]!r}; its populations: {known}.")
+    return matches[0]
+
+
+def _source_for_budget(led, args) -> str:
+    """A built-in or declared name, a known source, or a file (hashed and registered so subsets link)."""
+    path = Path(args.source).expanduser()
+    if not path.is_file():
+        return args.source
+    from privtrain.data.files import read_table
+    from privtrain.data.fingerprint import canonicalize
+    from privtrain.ledger import rows
+    from privtrain.sources import Source, check_name
+
+    frame, fingerprint = canonicalize(read_table(str(path), "parquet" if path.suffix == ".parquet" else "csv"))
+    if args.declare:
+        source = Source(check_name(args.declare, "--source"), args.declare, "declared")
+    else:
+        source = Source(fingerprint, path.stem, "content")
+        found = rows.links(led, rows.of_table(led, frame, fingerprint, args.id_column), exclude={fingerprint})
+        if found:
+            raise UserError(f"{path} holds the people of a known source: {found[0].reason}; set that source's budget "
+                            f"(privtrain ledger budget set {found[0].name} ...), or pass --source NAME to declare "
+                            "this file a source of its own.")
+    return led.register_table(source, fingerprint, frame, id_column=args.id_column)
 
 
 def cmd_budget_set(args) -> int:
     led = _open(args)
-    budget = led.set_budget(args.dataset, args.unit, args.epsilon, args.delta)
-    fp = led.resolve(args.dataset)
-    spent = led.spent(fp, args.unit)
-    print(f"budget for {led._name(fp) or '?'} ({fp[:12]}), unit={args.unit}: ε={budget.epsilon:g} at "
-          f"δ={budget.delta:g} (entry {budget.entry_id}); spent ε={spent:.4g}, "
-          f"remaining ε={max(0.0, budget.epsilon - spent):.4g}")
+    key = _source_for_budget(led, args)
+    scope = ""
+    if args.unit == "client":
+        if not args.population:
+            raise UserError("--unit client needs --population: a client-level budget belongs to a federated "
+                            "population (see them with `privtrain ledger show`).")
+        scope = _scope(led, led.resolve(key), args.population)
+    budget = led.set_budget(key, args.unit, args.epsilon, args.delta, scope=scope, force=args.force)
+    key = led.resolve(key)
+    used = led.filter_epsilon(key, args.unit, scope)
+    print(f"budget for {led.name(key) or key[:12]} ({key[:12]}), unit={args.unit}"
+          f"{', population ' + scope[:12] if scope else ''}: ε={budget.epsilon:g} at δ={budget.delta:g} "
+          f"(entry {budget.entry_id}); spent ε={led.spent(key, args.unit, scope):.4g} (PLD estimate), "
+          f"filter ε={used:.4g}, remaining ε={max(0.0, budget.epsilon - used):.4g}")
+    if used > budget.epsilon:
+        print("note: the budget is below what is already spent (--force): every further run on this source is "
+              "refused until the budget is raised again.")
+    return 0
+
+
+def cmd_budget_remove(args) -> int:
+    led = _open(args)
+    key = led.resolve(args.source)
+    scope = _scope(led, key, args.population) if args.population else ""
+    led.remove_budget(key, args.unit, scope=scope)
+    print(f"budget removed for {led.name(key) or key[:12]}, unit={args.unit}: runs are tracked, no longer refused "
+          "(recorded in the chain).")
     return 0
 
 
@@ -69,7 +125,7 @@ def cmd_export(args) -> int:
     from privtrain.ledger.render import export_csv, export_json
 
     led = _open(args)
-    entries = led.entries(args.dataset) if args.dataset else led.entries()
+    entries = led.entries(args.source) if args.source else led.entries()
     text = export_json(entries) if args.format == "json" else export_csv(entries)
     if args.output:
         try:
@@ -86,14 +142,29 @@ def cmd_plot(args) -> int:
     from privtrain.ledger.plot import plot
 
     led = _open(args)
-    fp = led.resolve(args.dataset)
-    summary = next((s for s in led.datasets() if s.fingerprint == fp and s.unit == args.unit), None)
+    key = led.resolve(args.source)
+    scope = _scope(led, key, args.population) if args.population else ""
+    summary = next((s for s in led.sources() if (s.source, s.unit, s.scope) == (key, args.unit, scope)), None)
     if summary is None:
-        raise UserError(f"dataset {args.dataset!r} has no entries for unit={args.unit}; try --unit client.")
-    output = Path(args.output or f"ledger-{(summary.name or fp[:12])}-{args.unit}.png")
-    plot(summary, led._runs(fp, args.unit), output)
+        raise UserError(f"source {args.source!r} has no entries for unit={args.unit}; try --unit client --population.")
+    output = Path(args.output or f"ledger-{(summary.name or key[:12])}-{args.unit}.png")
+    plot(summary, led._runs(key, args.unit, scope), output)
     print(f"wrote {output}")
     return 0
+
+
+def cmd_migrate(args) -> int:
+    from privtrain.ledger.migrate import migrate
+
+    path = Path(getattr(args, "path", None) or getattr(args, "ledger_path", None) or _default())
+    print(migrate(path))
+    return 0
+
+
+def _default() -> Path:
+    from privtrain.ledger import default_path
+
+    return default_path()
 
 
 def register(subparsers) -> None:
@@ -102,30 +173,47 @@ def register(subparsers) -> None:
     common.add_argument("--path", default=argparse.SUPPRESS,
                         help="ledger file (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
     p = subparsers.add_parser("ledger", help="read and administer the privacy ledger",
-                              description="Read and administer the privacy ledger.")
+                              description="Read and administer the privacy ledger: budgets per data source.")
     p.add_argument("--path", dest="ledger_path", default=None,
                    help="ledger file (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     sub = p.add_subparsers(dest="ledger_command", metavar="COMMAND")
     unit = dict(choices=("example", "client"), default="example", help="unit of privacy (default: example)")
+    population = dict(default=None, help="a federated population of the source (key prefix or label): "
+                                         "client-level budgets belong to it")
 
-    s = sub.add_parser("show", parents=[common], help="budget, spent and remaining per dataset and unit")
+    s = sub.add_parser("show", parents=[common], help="budget, spent and remaining per source (and population)")
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("runs", parents=[common], help="the entries of one dataset")
-    s.add_argument("dataset", help="name, fingerprint or fingerprint prefix")
+    s = sub.add_parser("runs", parents=[common], help="the entries of one source")
+    s.add_argument("source", help="source name, key or fingerprint prefix")
     s.add_argument("--unit", choices=("example", "client"), default=None)
+    s.add_argument("--population", **population)
     s.set_defaults(func=cmd_runs)
 
-    b = sub.add_parser("budget", parents=[common], help="manage budgets")
+    b = sub.add_parser("budget", parents=[common], help="set, change or remove budgets")
     bsub = b.add_subparsers(dest="budget_command", metavar="COMMAND")
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
-    s = bsub.add_parser("set", parents=[common], help="set a dataset's budget (ε_max, δ)")
-    s.add_argument("dataset", help="name, fingerprint or fingerprint prefix")
-    s.add_argument("--epsilon", type=_positive("--epsilon"), required=True)
-    s.add_argument("--delta", type=_positive("--delta"), required=True)
+    s = bsub.add_parser("set", parents=[common], help="set, raise or lower a source's budget (ε_max, δ)",
+                        description="Set a budget before or after first use: on a built-in name (digits), a "
+                        "declared source name (patients), or a CSV/Parquet file, whose rows are then recognised "
+                        "in any subset or copy. Every change is a chained entry.")
+    s.add_argument("source", help="built-in or declared source name, a known source, or a CSV/Parquet path")
+    s.add_argument("--epsilon", type=_number("--epsilon"), required=True)
+    s.add_argument("--delta", type=_number("--delta"), required=True)
     s.add_argument("--unit", **unit)
+    s.add_argument("--population", **population)
+    s.add_argument("--source", dest="declare", default=None, metavar="NAME",
+                   help="for a file: declare it as source NAME (as dataset.source=NAME does)")
+    s.add_argument("--id-column", default=None, help="for a file: the column that identifies a person")
+    s.add_argument("--force", action="store_true",
+                   help="record a budget below what is already spent (every further run is then refused)")
     s.set_defaults(func=cmd_budget_set)
+    s = bsub.add_parser("remove", parents=[common], help="remove a budget: runs are tracked, no longer refused")
+    s.add_argument("source", help="source name, key or fingerprint prefix")
+    s.add_argument("--unit", **unit)
+    s.add_argument("--population", **population)
+    s.set_defaults(func=cmd_budget_remove)
 
     s = sub.add_parser("verify", parents=[common], help="check the hash chain (exit 1 on tampering)")
     s.set_defaults(func=cmd_verify)
@@ -133,14 +221,18 @@ def register(subparsers) -> None:
     s = sub.add_parser("export", parents=[common], help="all entries as JSON or CSV")
     s.add_argument("--format", choices=("json", "csv"), default="json")
     s.add_argument("--output", help="file to write (default: stdout)")
-    s.add_argument("--dataset", help="only this dataset")
+    s.add_argument("--source", help="only this source")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("plot", parents=[common], help="PNG of a dataset's budget burned down over runs")
-    s.add_argument("dataset", help="name, fingerprint or fingerprint prefix")
+    s = sub.add_parser("plot", parents=[common], help="PNG of a source's budget burned down over runs")
+    s.add_argument("source", help="source name, key or fingerprint prefix")
     s.add_argument("--output", help="PNG path (default: ./ledger-NAME-UNIT.png)")
     s.add_argument("--unit", **unit)
+    s.add_argument("--population", **population)
     s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("migrate", parents=[common], help="carry a privtrain 0.1 ledger over to per-source budgets")
+    s.set_defaults(func=cmd_migrate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,5 +247,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"privtrain: error: {exc}", file=sys.stderr)
+        print(f"privtrain: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code

@@ -1,4 +1,4 @@
-"""What a dataset has spent: its runs' charged events, composed once and cached.
+"""What a budget key has spent: its runs' charged events, composed once and cached (the PLD estimate).
 
 A run is charged its committed events if it committed, else its reservation
 (reserved, or failed: it touched the data). Composition uses dp-accounting's PLD
@@ -40,6 +40,11 @@ class RunCharge:
     epsilon: float
     delta: float
     entry: Entry  # the entry whose events are charged
+
+    @property
+    def rdp(self) -> tuple[float, ...] | None:
+        """The charged events' RDP curve on the filter's grid, as chained in the entry."""
+        return self.entry.rdp
 
 
 def charged_runs(entries: Iterable[Entry]) -> list[RunCharge]:

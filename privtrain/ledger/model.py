@@ -2,6 +2,9 @@
 
 Nothing here touches SQLite or dp-accounting; these are dataclasses and small
 validators, so they import fast and compare by value.
+
+Budgets are kept per (source, unit, scope): a source's example-level budget (scope ``""``), and
+client-level budgets of each federated population of that source (scope = the population's key).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from functools import cached_property
 from typing import Any, Callable
 
 from privtrain.errors import UserError, require
+from privtrain.sources import Source
 
 UNITS = ("example", "client")
 RUN_STATUSES = ("reserved", "committed", "failed")
@@ -35,26 +39,89 @@ def check_budget(epsilon: float, delta: float) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class Charge:
-    """What a run asks the ledger for, computed from its config before it reads data."""
+class LedgerSettings:
+    """``ledger.*``: which ledger, and the run-level choices it enforces."""
+
+    path: str | None = None
+    allow_non_private: bool = False
+    default_budget: tuple[float, float] | None = None  # set on a budget key's first use
+    plan_only: bool = False
+
+
+# --- what a run asks for ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Population:
+    """A federated population: a source split into clients. Client-level budgets belong to it."""
+
+    key: str  # a digest of the partitioning's public identity
+    label: str  # what people read, e.g. "iid, 10 clients, partition seed 0"
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """What a run does to the data at one unit: its events, δ and its own ε."""
+
+    unit: str
+    events: tuple
+    delta: float
+    epsilon: float
+    population: Population | None = None  # required for the client unit
+
+    def __post_init__(self) -> None:
+        check_unit(self.unit)
+        object.__setattr__(self, "events", tuple(self.events))
+        require(self.unit != "client" or self.population is not None,
+                "Expected a population for a client-level mechanism.")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run asks of the ledger, built from its plan before it reads rows for training.
+
+    ``table`` is the raw table (a pandas DataFrame): the ledger hashes its rows with its secret key
+    to recognise rows it already knows under another source. It never stores raw values.
+    """
 
     run_id: str
     recipe: str
-    dataset_fingerprint: str
-    dataset_name: str
+    config_hash: str
+    source: Source
+    fingerprint: str
+    mechanisms: tuple[Mechanism, ...]
+    table: Any = field(default=None, repr=False, compare=False)
+    id_column: str | None = None
+    allow_non_private: bool = False
+    default_budget: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One budget a run charges: (source, unit, scope), and the events applied there."""
+
+    run_id: str
+    recipe: str
+    source: str  # the budget's source key
+    source_name: str
     unit: str
     events: tuple  # tuple[DpEvent, ...]
     delta: float
     epsilon: float
-    config_hash: str
+    config_hash: str = ""
+    fingerprint: str | None = None  # content fingerprint of the table the run used
+    scope: str = ""  # "" for the whole source; a population key for client-level budgets
+    scope_label: str = ""
     allow_non_private: bool = False
     default_budget: tuple[float, float] | None = None
-    parent_fingerprint: str | None = None
+    parent: str | None = None  # derived data: the source it was synthesized from
+    link: str | None = None  # why this source is charged although the run did not name it
+    rows: Any = field(default=None, repr=False, compare=False)  # TableRows to register with this source
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
         require(bool(self.run_id), "Expected a non-empty run_id.")
-        require(bool(self.dataset_fingerprint), "Expected a non-empty dataset_fingerprint.")
+        require(bool(self.source), "Expected a non-empty source.")
         require(0 <= float(self.delta) < 1, f"Expected run delta={self.delta!r} in [0, 1).")
         require(not math.isnan(float(self.epsilon)) and float(self.epsilon) >= 0,
                 f"Expected run epsilon={self.epsilon!r} >= 0.")
@@ -62,17 +129,31 @@ class Charge:
         if self.default_budget is not None:
             object.__setattr__(self, "default_budget", check_budget(*self.default_budget))
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.source, self.unit, self.scope
+
+    def describe(self) -> str:
+        where = f"source {self.source_name!r}"
+        if self.scope:
+            where += f", population {self.scope_label or self.scope[:12]}"
+        return f"{where} ({self.unit} level)"
+
+
+# --- what the ledger knows -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Budget:
     epsilon: float
     delta: float
     entry_id: int | None = None  # the ledger entry that set it; None for a default not yet written
+    orders: tuple[float, ...] = ()  # the RDP filter's grid, frozen when the budget was created
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the hash chain. ``status`` is reserved, committed, failed, budget or derived."""
+    """One row of the hash chain. ``status`` is reserved, committed, failed, budget, unbudget, derived or rows."""
 
     id: int
     ref: int | None  # for committed/failed: the id of the run's reservation
@@ -84,14 +165,19 @@ class Entry:
     git_commit: str | None
     recipe: str | None
     config_hash: str | None
-    dataset_fingerprint: str
-    dataset_name: str | None
+    source: str
+    source_name: str | None
+    scope: str
+    scope_label: str | None
     unit: str
-    parent_fingerprint: str | None
+    dataset_fingerprint: str | None
+    parent: str | None
     events_json: str
+    rdp_json: str | None
     epsilon: float
     delta: float
     artifacts_json: str
+    detail_json: str
     prev_hash: str
     hash: str
 
@@ -103,8 +189,16 @@ class Entry:
         return ev.loads(self.events_json)
 
     @property
+    def rdp(self) -> tuple[float, ...] | None:
+        return None if self.rdp_json is None else tuple(float(x) for x in json.loads(self.rdp_json))
+
+    @property
     def artifacts(self) -> dict[str, str]:
         return json.loads(self.artifacts_json)
+
+    @property
+    def detail(self) -> dict:
+        return json.loads(self.detail_json)
 
     @property
     def reservation_id(self) -> int:
@@ -112,8 +206,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if not k.endswith("_json")}
-        out["events"] = json.loads(self.events_json)
-        out["artifacts"] = self.artifacts
+        out.update(events=json.loads(self.events_json), rdp=self.rdp, artifacts=self.artifacts, detail=self.detail)
         return out
 
 
@@ -123,14 +216,14 @@ class Lineage:
 
     child_fingerprint: str
     child_name: str | None
-    parent_fingerprint: str
+    parent: str  # the parent's source key
     parent_name: str | None
     run_id: str | None
     events_json: str
     epsilon: float
     delta: float
     unit: str
-    entry_id: int
+    entry_id: int | None = None
 
     @property
     def events(self) -> list:
@@ -140,22 +233,36 @@ class Lineage:
 
     def describe(self) -> str:
         eps = "inf (non-DP synthesizer)" if math.isinf(self.epsilon) else f"{self.epsilon:.4g}"
-        return (f"derived from {self.parent_name or '?'} ({self.parent_fingerprint[:12]}) by run "
-                f"{self.run_id}: inherits ε={eps} at δ={self.delta:g} per {self.unit}; "
-                f"runs on it add no charge to the parent")
+        return (f"derived from source {self.parent_name or self.parent[:12]!r} by run {self.run_id}: inherits "
+                f"ε={eps} at δ={self.delta:g} per {self.unit}; runs on it add no charge to the parent")
 
 
 @dataclass(frozen=True)
-class DatasetSummary:
-    fingerprint: str
+class Link:
+    """A known source that shares rows with a run's table (found with keyed row hashes)."""
+
+    source: str
+    name: str
+    reason: str  # e.g. "92% of these rows belong to source `patients` (exact row match)"
+    fraction_of_new: float
+    fraction_of_known: float
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """What one budget key has spent: the tight PLD estimate and the RDP filter's certified figure."""
+
+    source: str
     name: str | None
     unit: str
+    scope: str
+    scope_label: str | None
     budget: Budget | None
     delta: float | None  # the δ at which spent is reported (the budget's, else the runs' largest)
-    spent: float  # tight (PLD)
-    spent_rdp: float
+    spent: float  # tight PLD estimate of the composition
+    filter_epsilon: float | None  # what the RDP filter certifies at the budget's δ (None without a budget)
     naive_sum: float
-    remaining: float | None
+    remaining: float | None  # budget minus the filter's figure (what admission uses)
     n_runs: int
     lineage: Lineage | None = None
 
@@ -180,14 +287,20 @@ class VerifyReport:
 
 @dataclass
 class Plan:
-    """The pre-flight answer for one charge. ``planned`` and ``max_epsilon`` are computed on first use."""
+    """The pre-flight answer for one charge. PLD figures and ``max_epsilon`` are computed on first use.
+
+    Admission uses the RDP filter (``filter_before``/``filter_after``: what it certifies at the
+    budget's δ); ``spent``/``after`` are the tight PLD estimates, shown beside it.
+    """
 
     charge: Charge
     budget: Budget | None
-    delta: float  # δ at which spent/after are reported
+    delta: float  # δ at which the PLD estimates are reported
     lineage: Lineage | None
     budget_is_default: bool
     n_runs: int
+    filter_before: float | None = None
+    filter_after: float | None = None
     refusal: str | None = None  # why the run may not start (None: it may)
     _spent: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
     _after: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
@@ -200,17 +313,26 @@ class Plan:
 
     @cached_property
     def spent(self) -> float:
-        """Tight ε already spent on (dataset, unit), at the plan's δ."""
+        """Tight (PLD) ε already spent on the budget key, at the plan's δ."""
         return self._spent()
 
     @cached_property
     def after(self) -> float:
-        """Tight ε of everything spent plus this run, at the plan's δ."""
+        """Tight (PLD) ε of everything spent plus this run, at the plan's δ."""
         return self._after()
 
     @property
     def remaining(self) -> float | None:
-        return None if self.budget is None else max(0.0, self.budget.epsilon - self.spent)
+        """What the filter leaves before this run: budget ε minus the filter's certified ε."""
+        if self.budget is None:
+            return None
+        return max(0.0, self.budget.epsilon - (self.filter_before or 0.0))
+
+    @property
+    def remaining_after(self) -> float | None:
+        if self.budget is None or self.filter_after is None:
+            return None
+        return max(0.0, self.budget.epsilon - self.filter_after)
 
     @cached_property
     def planned(self) -> float:
@@ -219,8 +341,8 @@ class Plan:
 
     @cached_property
     def max_epsilon(self) -> float | None:
-        """Largest ε (at the run's δ) this run could use and still fit; inf without a budget;
-        None when its events have no noise to scale (e.g. non-private)."""
+        """Largest ε (at the run's δ) this run could use and still be admitted by the filter; inf without
+        a budget; None when its events have no noise to scale (e.g. non-private)."""
         return self._max_epsilon()
 
     def render(self) -> str:

@@ -1,4 +1,4 @@
-"""`ledger plot`: a PNG of one dataset's budget burning down over its runs."""
+"""`ledger plot`: a PNG of one source's budget burning down over its runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from privtrain.ledger import compose
-from privtrain.ledger.model import DatasetSummary
+from privtrain.ledger.model import SourceSummary
 
 PLOT_DISCRETIZATION = 1e-3  # pessimistic, so the curve never understates; the final point is exact
 MAX_POINTS = 50
@@ -30,7 +30,7 @@ def cumulative_pld(runs: list[compose.RunCharge], delta: float) -> list[tuple[in
     return points
 
 
-def plot(summary: DatasetSummary, runs: list[compose.RunCharge], output: Path) -> Path:
+def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) -> Path:
     """Write the burn-down PNG for ``summary`` and return its path."""
     import matplotlib
 
@@ -54,6 +54,18 @@ def plot(summary: DatasetSummary, runs: list[compose.RunCharge], output: Path) -
     if naive:
         ax.plot(*zip(*clip([(0, 0.0)] + naive)), ls="--", color="grey",
                 label="naive sum of per-run ε (comparison)")
+    if summary.budget and runs:
+        from privtrain.ledger import filter as rdp_filter
+
+        total, certified = tuple(0.0 for _ in summary.budget.orders), []
+        for i, r in enumerate(runs, 1):
+            curve = r.rdp if r.rdp is not None and summary.budget.orders == rdp_filter.ORDERS else \
+                rdp_filter.rdp_curve(r.events_json, summary.budget.orders)
+            total = rdp_filter.add(total, curve)
+            certified.append((i, rdp_filter.certified_epsilon(total, budget_delta=summary.budget.delta,
+                                                              orders=summary.budget.orders)))
+        ax.plot(*zip(*clip([(0, 0.0)] + certified)), ls="-.", color="darkorange",
+                label="admission filter (RDP, adaptive)")
     if summary.budget:
         ax.axhline(summary.budget.epsilon, color="red", label=f"budget ε={summary.budget.epsilon:g}")
     ax.set_xlabel("runs charged (in ledger order)")
@@ -61,7 +73,9 @@ def plot(summary: DatasetSummary, runs: list[compose.RunCharge], output: Path) -
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("ε")
-    title = f"{summary.name or '?'} ({summary.fingerprint[:12]}), unit={summary.unit}"
+    title = f"source {summary.name or summary.source[:12]}, unit={summary.unit}"
+    if summary.scope:
+        title += f", population {summary.scope_label or summary.scope[:12]}"
     if not summary.budget:
         title += " — no budget: tracked, not enforced"
     if math.isinf(summary.spent):

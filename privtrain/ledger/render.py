@@ -8,9 +8,13 @@ import json
 import math
 from collections.abc import Sequence
 
-from privtrain.ledger.model import DatasetSummary, Entry, Plan
+from privtrain.ledger.model import Entry, Plan, SourceSummary
 
 NO_BUDGET = "no budget: tracked, not enforced"
+FIGURES = ("spent (PLD): the tight PLD composition of every charged event at the budget's δ (no budget: the runs' "
+           "largest δ), the best estimate of what was spent. filter: what the admission filter (RDP, valid for "
+           "adaptively chosen runs) certifies at the budget's δ; runs are admitted while it stays within the "
+           "budget, so remaining = budget - filter. The naive sum of per-run ε is for comparison only.")
 
 
 def eps(x: float | None) -> str:
@@ -27,39 +31,48 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def render_show(summaries: Sequence[DatasetSummary], path: str) -> str:
+def source_label(s: SourceSummary) -> str:
+    name = s.name or s.source[:12]
+    return name if len(s.source) != 64 or name == s.source[:12] else f"{name} ({s.source[:8]})"
+
+
+def render_show(summaries: Sequence[SourceSummary], path: str) -> str:
     if not summaries:
         return f"ledger {path}: empty (no runs, no budgets)"
-    header = ("DATASET", "FINGERPRINT", "UNIT", "BUDGET ε", "BUDGET δ", "SPENT ε (PLD)", "RDP ε", "NAIVE Σε",
-              "REMAINING ε", "RUNS", "NOTE")
+    header = ("SOURCE", "UNIT", "BUDGET ε", "δ", "SPENT ε (PLD)", "FILTER ε", "REMAINING ε", "NAIVE Σε", "RUNS",
+              "NOTE")
     rows, notes = [], []
     for s in summaries:
         note = "" if s.budget else NO_BUDGET
         if s.lineage is not None:
             note = (note + "; " if note else "") + f"derived: see note {len(notes) + 1}"
-            notes.append(f"{len(notes) + 1}. {s.name} ({s.fingerprint[:12]}): {s.lineage.describe()}")
-        budget_delta = s.budget.delta if s.budget else None
-        rows.append((s.name or "?", s.fingerprint[:12], s.unit, eps(s.budget.epsilon) if s.budget else "-",
-                     f"{budget_delta:g}" if budget_delta else "-", eps(s.spent), eps(s.spent_rdp),
-                     eps(s.naive_sum), eps(s.remaining) if s.budget else "-", str(s.n_runs), note))
-    out = [f"ledger {path}", table(header, rows),
-           "spent: tight PLD composition of all charged events at the budget's δ (no budget: the runs' "
-           "largest δ); RDP and the naive sum of per-run ε are shown for comparison only."]
-    return "\n".join(out + notes)
+            notes.append(f"{len(notes) + 1}. {source_label(s)}: {s.lineage.describe()}")
+        label = source_label(s) if not s.scope else f"  └ population {s.scope_label or s.scope[:12]} [{s.scope[:8]}]"
+        rows.append((label, s.unit, eps(s.budget.epsilon) if s.budget else "-",
+                     f"{s.budget.delta:g}" if s.budget else "-", eps(s.spent), eps(s.filter_epsilon),
+                     eps(s.remaining), eps(s.naive_sum), str(s.n_runs), note))
+    return "\n".join([f"ledger {path}", table(header, rows), FIGURES, *notes])
 
 
 def render_runs(entries: Sequence[Entry], title: str) -> str:
-    header = ("ENTRY", "STATUS", "RUN", "TIME (UTC)", "RECIPE", "UNIT", "ε (run)", "δ", "USER", "CONFIG", "REF")
-    rows = [(str(e.id), e.status, e.run_id or "-", e.time[:19], e.recipe or "-", e.unit,
-             eps(e.epsilon), f"{e.delta:g}", e.user or "-", (e.config_hash or "-")[:10],
-             str(e.ref) if e.ref else "-") for e in entries]
+    header = ("ENTRY", "STATUS", "RUN", "TIME (UTC)", "RECIPE", "UNIT", "SCOPE", "ε (run)", "δ", "USER", "REF", "NOTE")
+    rows = []
+    for e in entries:
+        detail = e.detail
+        note = detail.get("link") or ("forced below spend" if detail.get("forced") else "")
+        if e.status == "rows":
+            note = f"{detail.get('n_rows')} rows registered ({detail.get('new_rows')} new)"
+        rows.append((str(e.id), e.status, e.run_id or "-", e.time[:19], e.recipe or "-", e.unit,
+                     (e.scope_label or e.scope[:8]) if e.scope else "-", eps(e.epsilon), f"{e.delta:g}",
+                     e.user or "-", str(e.ref) if e.ref else "-", note))
     return f"{title}\n" + (table(header, rows) if rows else "(no entries)")
 
 
 def render_plan(plan: Plan) -> str:
     c = plan.charge
-    lines = [f"privacy plan for run {c.run_id} ({c.recipe}) on {c.dataset_name!r} ({c.dataset_fingerprint[:12]}), "
-             f"unit={c.unit}"]
+    lines = [f"privacy plan for run {c.run_id} ({c.recipe}): {c.describe()}"]
+    if c.link:
+        lines.append(f"  linked:       {c.link}: charged to this source")
     if plan.lineage is not None:
         lines.append(f"  lineage:      {plan.lineage.describe()}")
     lines.append(f"  this run:     ε={eps(c.epsilon)} at δ={c.delta:g} (its own accountant); "
@@ -69,17 +82,16 @@ def render_plan(plan: Plan) -> str:
     else:
         src = " (ledger.default_budget, set on first use)" if plan.budget_is_default else ""
         lines.append(f"  budget:       ε={plan.budget.epsilon:g} at δ={plan.budget.delta:g}{src}")
-    lines.append(f"  spent:        ε={eps(plan.spent)} over {plan.n_runs} runs (tight PLD at δ={plan.delta:g})")
-    lines.append(f"  after run:    ε={eps(plan.after)}"
-                 + (f"  (remaining after: ε={eps(max(0.0, plan.budget.epsilon - plan.after))})"
-                    if plan.budget is not None and not math.isinf(plan.after) else ""))
+    lines.append(f"  spent:        ε={eps(plan.spent)} over {plan.n_runs} runs (tight PLD estimate at δ={plan.delta:g})")
+    lines.append(f"  after run:    ε={eps(plan.after)} (PLD estimate)")
     if plan.budget is not None:
+        lines.append(f"  filter:       ε={eps(plan.filter_before)} -> {eps(plan.filter_after)} certified by the "
+                     f"admission filter (RDP, adaptive); remaining after: ε={eps(plan.remaining_after)}")
         lines.append(f"  largest ε this run could use: {eps(plan.max_epsilon)} at δ={c.delta:g}")
     if plan.fits:
         lines.append("  verdict:      fits" + ("" if plan.budget else " (not enforced)"))
     else:
-        reason = "over budget" if plan.refusal == "over budget" else plan.refusal
-        lines.append(f"  verdict:      REFUSED: {reason}")
+        lines.append(f"  verdict:      REFUSED: {plan.refusal}")
     return "\n".join(lines)
 
 

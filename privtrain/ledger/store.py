@@ -1,11 +1,23 @@
-"""The ledger file: SQLite schema, versioning, and the append-only hash chain.
+"""The ledger file: SQLite schema, versioning, the append-only hash chain, and source rows.
 
-Every privacy-relevant fact (reservations, commits, failures, budgets, lineage)
-is one row of ``entries``. Row ``i`` stores ``prev_hash`` (row ``i-1``'s hash)
-and ``hash = sha256(prev_hash + canonical JSON of the row)``, so an edited,
-deleted, inserted or reordered row breaks the chain at that row. ``meta``
-remembers the head, which catches a deleted tail. The ``cache`` table is derived
-data: never chained, never read by :func:`verify`.
+Every privacy-relevant fact (reservations, commits, failures, budgets, lineage, the rows a
+source is known by) is one row of ``entries``. Row ``i`` stores ``prev_hash`` (row ``i-1``'s
+hash) and ``hash = sha256(prev_hash + canonical JSON of the row)``, so an edited, deleted,
+inserted or reordered row breaks the chain at that row. ``meta`` remembers the head, which
+catches a deleted tail.
+
+Two tables hold data that is too big to chain row by row, and is anchored by the chain instead:
+
+- ``source_rows``: each source's keyed row hashes (never raw values). Every ``rows`` entry
+  records the set digest of its source's hashes after the insert, so :func:`verify` detects a
+  deleted or added hash.
+- ``source_samples``: per table, keyed cell hashes of a random sample of rows, so a later table
+  with other columns can be compared on the columns they share.
+
+The ``cache`` table is derived data (PLD compositions for display): never chained, never read
+for admission.
+
+All SQL lives in this module.
 """
 
 from __future__ import annotations
@@ -20,20 +32,20 @@ from typing import Any
 from privtrain.errors import UserError
 from privtrain.ledger.model import Entry, VerifyReport
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x50525654  # "PRVT": marks the file as a privtrain ledger
 GENESIS = "0" * 64
-# A writer may hold the lock while it composes a plan (seconds), so wait long.
+# A writer holds the lock only to append (the filter's sums are cheap), but a reader may wait on it.
 BUSY_TIMEOUT_S = 600.0
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 COLUMNS = (
-    "id", "ref", "status", "run_id", "time", "user", "version", "git_commit", "recipe",
-    "config_hash", "dataset_fingerprint", "dataset_name", "unit", "parent_fingerprint",
-    "events", "epsilon", "delta", "artifacts", "prev_hash",
+    "id", "ref", "status", "run_id", "time", "user", "version", "git_commit", "recipe", "config_hash",
+    "source", "source_name", "scope", "scope_label", "unit", "dataset_fingerprint", "parent",
+    "events", "rdp", "epsilon", "delta", "artifacts", "detail", "prev_hash",
 )
 
-_SCHEMA_V1 = """
+_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE entries (
     id INTEGER PRIMARY KEY,
@@ -41,12 +53,19 @@ CREATE TABLE entries (
     status TEXT NOT NULL,
     run_id TEXT, time TEXT NOT NULL, user TEXT, version TEXT, git_commit TEXT,
     recipe TEXT, config_hash TEXT,
-    dataset_fingerprint TEXT NOT NULL, dataset_name TEXT, unit TEXT NOT NULL,
-    parent_fingerprint TEXT,
-    events TEXT NOT NULL, epsilon REAL NOT NULL, delta REAL NOT NULL,
-    artifacts TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE
+    source TEXT NOT NULL, source_name TEXT, scope TEXT NOT NULL DEFAULT '', scope_label TEXT,
+    unit TEXT NOT NULL, dataset_fingerprint TEXT, parent TEXT,
+    events TEXT NOT NULL, rdp TEXT, epsilon REAL NOT NULL, delta REAL NOT NULL,
+    artifacts TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE
 );
-CREATE INDEX entries_by_dataset ON entries (dataset_fingerprint, unit, id);
+CREATE INDEX entries_by_source ON entries (source, unit, scope, id);
+CREATE INDEX entries_by_fingerprint ON entries (dataset_fingerprint);
+CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL, PRIMARY KEY (source, hash)) WITHOUT ROWID;
+CREATE INDEX source_rows_by_hash ON source_rows (hash);
+CREATE TABLE source_samples (
+    source TEXT NOT NULL, fingerprint TEXT NOT NULL, columns TEXT NOT NULL, n_rows INTEGER NOT NULL,
+    sample BLOB NOT NULL, PRIMARY KEY (source, fingerprint)
+);
 CREATE TABLE cache (
     key TEXT PRIMARY KEY, fingerprint TEXT, unit TEXT, delta REAL, accountant TEXT,
     value REAL NOT NULL, created TEXT NOT NULL
@@ -56,10 +75,9 @@ CREATE TRIGGER entries_append_only_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
 CREATE TRIGGER entries_append_only_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
+CREATE TRIGGER source_rows_append_only BEFORE DELETE ON source_rows
+BEGIN SELECT RAISE(ABORT, 'privtrain ledger source rows are append-only'); END;
 """
-
-# MIGRATIONS[v] upgrades a ledger from schema v to v + 1, in one transaction.
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
 
 
 def _not_a_ledger(path: Path, why: str) -> UserError:
@@ -72,8 +90,8 @@ def connect(path: Path) -> tuple[sqlite3.Connection, bool]:
     """Open (creating if new) the ledger at ``path``; returns (connection, read_only).
 
     Raises:
-        UserError: the path cannot be created, is not an SQLite file, is a foreign
-            or newer database, or is corrupt.
+        UserError: the path cannot be created, is not an SQLite file, is a foreign, older or newer
+            database, or is corrupt.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -96,7 +114,7 @@ def connect(path: Path) -> tuple[sqlite3.Connection, bool]:
         read_only = _prepare(conn, path)
     except sqlite3.DatabaseError as exc:
         if _is_readonly_error(exc):
-            raise UserError(f"the ledger {path} is read-only and must be created or upgraded first "
+            raise UserError(f"the ledger {path} is read-only and must be created first "
                             f"({exc}); fix its permissions or point PRIVTRAIN_LEDGER elsewhere.") from None
         raise _not_a_ledger(path, str(exc)) from None
     return conn, read_only
@@ -118,7 +136,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
         if not _is_readonly_error(exc):
             raise
         read_only = True
-    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
         conn.execute("BEGIN IMMEDIATE")
         try:
             _check_identity(conn, path, write=True)
@@ -135,7 +153,9 @@ def _check_identity(conn: sqlite3.Connection, path: Path, *, write: bool) -> Non
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     if app_id == 0 and version == 0 and not tables:
         if write:  # a new, empty file: create the schema
-            _migrate(conn, 0)
+            for statement in _split(_SCHEMA):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute("INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', '0'), "
                          "('head_hash', ?)", (GENESIS,))
@@ -146,15 +166,11 @@ def _check_identity(conn: sqlite3.Connection, path: Path, *, write: bool) -> Non
         raise UserError(
             f"the ledger {path} has schema version {version}, newer than this privtrain supports "
             f"({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
-    if write and version < SCHEMA_VERSION:
-        _migrate(conn, version)
-
-
-def _migrate(conn: sqlite3.Connection, version: int) -> None:
-    for v in range(version, SCHEMA_VERSION):
-        for statement in _split(MIGRATIONS[v]):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={v + 1}")
+    if version < SCHEMA_VERSION:
+        raise UserError(
+            f"the ledger {path} has schema version {version} (privtrain 0.1): its budgets were kept per file, "
+            f"not per data source; run `privtrain ledger migrate --path {path}` to carry every entry over "
+            "(the old file is kept as a backup). Nothing was changed.")
 
 
 def _split(script: str) -> list[str]:
@@ -185,6 +201,8 @@ def append(conn: sqlite3.Connection, fields: dict[str, Any]) -> Entry:
     """Append one chained row. Call inside a write transaction (BEGIN IMMEDIATE)."""
     head = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
     row = {k: fields.get(k) for k in COLUMNS}
+    row["scope"] = row["scope"] or ""
+    row["detail"] = row["detail"] or "{}"
     row["id"] = 1 if head is None else head["id"] + 1
     row["prev_hash"] = GENESIS if head is None else head["hash"]
     row["hash"] = entry_hash(row)
@@ -199,16 +217,68 @@ def append(conn: sqlite3.Connection, fields: dict[str, Any]) -> Entry:
 def to_entry(row: Any) -> Entry:
     r = dict(row)
     return Entry(
-        id=r["id"], ref=r["ref"], status=r["status"], run_id=r["run_id"], time=r["time"],
-        user=r["user"], version=r["version"], git_commit=r["git_commit"], recipe=r["recipe"],
-        config_hash=r["config_hash"], dataset_fingerprint=r["dataset_fingerprint"],
-        dataset_name=r["dataset_name"], unit=r["unit"], parent_fingerprint=r["parent_fingerprint"],
-        events_json=r["events"], epsilon=r["epsilon"], delta=r["delta"],
-        artifacts_json=r["artifacts"], prev_hash=r["prev_hash"], hash=r["hash"])
+        id=r["id"], ref=r["ref"], status=r["status"], run_id=r["run_id"], time=r["time"], user=r["user"],
+        version=r["version"], git_commit=r["git_commit"], recipe=r["recipe"], config_hash=r["config_hash"],
+        source=r["source"], source_name=r["source_name"], scope=r["scope"] or "", scope_label=r["scope_label"],
+        unit=r["unit"], dataset_fingerprint=r["dataset_fingerprint"], parent=r["parent"],
+        events_json=r["events"], rdp_json=r["rdp"], epsilon=r["epsilon"], delta=r["delta"],
+        artifacts_json=r["artifacts"], detail_json=r["detail"], prev_hash=r["prev_hash"], hash=r["hash"])
 
 
-def verify(conn: sqlite3.Connection) -> VerifyReport:
-    """Walk the chain from the first entry; report the first row that does not check out."""
+def select_entries(conn: sqlite3.Connection, where: str = "", args: tuple = ()) -> list[Entry]:
+    sql = "SELECT * FROM entries" + (f" WHERE {where}" if where else "") + " ORDER BY id"
+    return [to_entry(r) for r in conn.execute(sql, args)]
+
+
+# --- source rows (keyed hashes) -------------------------------------------------------
+
+
+def add_rows(conn: sqlite3.Connection, source: str, hashes) -> int:
+    """Insert a source's keyed row hashes (signed 64-bit); returns how many were new."""
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO source_rows (source, hash) VALUES (?, ?)",
+                     ((source, int(h)) for h in hashes))
+    return conn.total_changes - before
+
+
+def source_hashes(conn: sqlite3.Connection, source: str) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT hash FROM source_rows WHERE source=?", (source,))]
+
+
+def shared_rows(conn: sqlite3.Connection, hashes) -> dict[str, int]:
+    """For each source, how many of ``hashes`` (signed 64-bit) it holds."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe (hash INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM probe")
+    conn.executemany("INSERT OR IGNORE INTO probe VALUES (?)", ((int(h),) for h in hashes))
+    rows = conn.execute("SELECT r.source, COUNT(*) FROM source_rows r JOIN probe p ON r.hash = p.hash "
+                        "GROUP BY r.source").fetchall()
+    conn.execute("DELETE FROM probe")
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def count_rows(conn: sqlite3.Connection, source: str) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM source_rows WHERE source=?", (source,)).fetchone()[0])
+
+
+def add_sample(conn: sqlite3.Connection, source: str, fingerprint: str, columns, n_rows: int, blob: bytes) -> None:
+    conn.execute("INSERT OR REPLACE INTO source_samples VALUES (?, ?, ?, ?, ?)",
+                 (source, fingerprint, json.dumps(list(columns)), int(n_rows), blob))
+
+
+def samples(conn: sqlite3.Connection) -> list[tuple[str, str, list[str], int, bytes]]:
+    return [(r[0], r[1], json.loads(r[2]), int(r[3]), bytes(r[4]))
+            for r in conn.execute("SELECT source, fingerprint, columns, n_rows, sample FROM source_samples")]
+
+
+# --- verification ---------------------------------------------------------------------
+
+
+def verify(conn: sqlite3.Connection, rows_digest=None) -> VerifyReport:
+    """Walk the chain from the first entry; report the first row that does not check out.
+
+    ``rows_digest(hashes) -> str`` recomputes a source's row-set digest, to check ``source_rows``
+    against the newest ``rows`` entry of each source.
+    """
     try:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
@@ -218,6 +288,7 @@ def verify(conn: sqlite3.Connection) -> VerifyReport:
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, None, f"the ledger cannot be read: {exc}")
     prev, expected_id = GENESIS, 1
+    digests: dict[str, str] = {}
     for r in rows:
         row = dict(r)
         where = f"entry {expected_id}"
@@ -232,10 +303,19 @@ def verify(conn: sqlite3.Connection) -> VerifyReport:
         if entry_hash(row) != row["hash"]:
             return VerifyReport(False, len(rows), row["id"],
                                 f"{where} does not match its hash: its content was edited")
+        if row["status"] == "rows":
+            digests[row["source"]] = json.loads(row["detail"])["digest"]
         prev, expected_id = row["hash"], expected_id + 1
     head_id = int(meta.get("head_id", -1))
     if head_id != len(rows) or meta.get("head_hash") != prev:
         return VerifyReport(False, len(rows), len(rows) + 1 if head_id > len(rows) else None,
                             f"the chain ends at entry {len(rows)} but the ledger's head records entry "
                             f"{head_id}: entries were deleted from the end or the head was edited")
+    if rows_digest is not None:
+        stored = {r[0] for r in conn.execute("SELECT DISTINCT source FROM source_rows")}
+        for source in sorted(stored | set(digests)):
+            if rows_digest(source_hashes(conn, source)) != digests.get(source):
+                return VerifyReport(False, len(rows), None,
+                                    f"the keyed row hashes of source {source[:24]!r} differ from what the chain "
+                                    "recorded: rows were added or deleted outside privtrain")
     return VerifyReport(True, len(rows))

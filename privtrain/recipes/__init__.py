@@ -1,9 +1,18 @@
-"""Recipes: plain functions ``run(cfg, output_dir) -> RunResult``, imported on demand."""
+"""Recipes: plain modules with two functions, called by :func:`privtrain.api.execute_settings`.
+
+- ``plan(settings) -> planned``: load and identify the data, check every setting, and describe the
+  run's mechanisms (``planned.request``, a :class:`~privtrain.ledger.RunRequest`) from the config and
+  public facts. Nothing here reads rows for training.
+- ``train(planned, reserved, output_dir) -> Outcome``: called once the ledger has reserved every
+  charge; trains, evaluates, writes artifacts and the run record, and says what it actually did.
+
+Recipes never touch the ledger: the API builds the charges, reserves and commits.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from types import ModuleType
 
 from privtrain.errors import UserError
 
@@ -14,7 +23,7 @@ _MODULES = {
 }
 
 
-def get(name: str) -> Callable:
+def get(name: str) -> ModuleType:
     if name not in _MODULES:
         raise UserError(f"recipe {name!r} is unknown; choose one of {', '.join(_MODULES)}.")
-    return importlib.import_module(_MODULES[name]).run
+    return importlib.import_module(_MODULES[name])

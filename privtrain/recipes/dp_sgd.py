@@ -8,29 +8,30 @@ Features and the keys that turn them on:
 - clipping:                          ``privacy.max_grad_norm``, ``recipe.clipping=flat|per_layer``
 - per-sample gradients:              ``recipe.grad_sample_mode=hooks|ghost|functorch``
 - logical vs physical batch:         ``recipe.batch_size``, ``recipe.max_physical_batch_size``
-- non-private baseline:              ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted dataset)
+- non-private baseline:              ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted source)
 - resume:                            ``resume=outputs/.../checkpoint.pt`` (epsilon keeps accumulating)
 - dry run:                           ``--dry-run`` / ``ledger.plan_only=true``
 
-Order: load + fingerprint -> plan -> ledger reservation -> split, train, evaluate
--> artifacts -> ledger commit. Nothing reads the training rows before the
-reservation.
+:func:`plan` loads and identifies the table and plans the mechanism from the config; the API has the
+ledger reserve it; :func:`train` then splits, trains, evaluates and writes the artifacts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
-from privtrain import config, data, ledger, models
+from privtrain import data, models
 from privtrain.artifacts import model_card
-from privtrain.artifacts.run_dir import hash_artifacts, write_config, write_json
+from privtrain.artifacts.record import RunRecord
+from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
+from privtrain.ledger import Mechanism, RunRequest
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import DpEvent, dp_sgd_event, non_private_event
-from privtrain.result import Guarantee, RunResult
+from privtrain.result import Guarantee, Outcome, RunResult
 
 INTENDED_USE = (
     "A classifier trained with privtrain's `dp_sgd` recipe. Intended for research, benchmarking and "
@@ -38,82 +39,76 @@ INTENDED_USE = (
 )
 
 
-def run(cfg, output_dir: Path) -> RunResult:
-    output_dir = Path(output_dir)
-    dataset = data.load(config.dataset_spec(cfg.dataset))
-    test_size = float(cfg.dataset.test_size)
-    n_train = dataset.n_rows - math.ceil(test_size * dataset.n_rows)
-    settings = config.train_settings(cfg.recipe, n_train)
-    resume = _load_resume(cfg.resume, dataset.fingerprint)
-    if cfg.privacy.name not in ("dp", "none"):
-        raise UserError(f"privacy={cfg.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
-    private = cfg.privacy.name != "none"
-    dp, events, delta, epsilon = _plan(cfg.privacy, settings, n_train, resume, private)
-    unit = str(cfg.privacy.unit)
-    run_id = f"{cfg.recipe.name}-{secrets.token_hex(6)}"
-    charge = ledger.Charge(
-        run_id=run_id, recipe=str(cfg.recipe.name), dataset_fingerprint=dataset.fingerprint,
-        dataset_name=dataset.name, unit=unit, events=tuple(events), delta=delta, epsilon=epsilon,
-        config_hash=config.config_hash(cfg), allow_non_private=bool(cfg.ledger.allow_non_private),
-        default_budget=config.default_budget(cfg.ledger.default_budget),
-    )
-    from privtrain.audit import preflight as audit_preflight
-
-    audit_preflight(cfg.audit)  # a bad audit setting fails now, not after training
-    book = ledger.open(cfg.ledger.path)
-    lineage = book.lineage(dataset.fingerprint)  # synthetic data: training on it is post-processing
-    if lineage is not None:
-        charge = dataclasses.replace(charge, parent_fingerprint=lineage.parent_fingerprint)
-    dataset_info = {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_rows": dataset.n_rows}
-    if cfg.ledger.plan_only:
-        plan = book.plan(charge)
-        return RunResult("dp_sgd", output_dir, {}, [], dataset_info, {"plan": plan.render()}, dry_run=True)
-
-    with book.charging(charge) as entry:
-        # Only now, with the budget reserved, are the rows read for training.
-        splits = data.split(dataset, seed=int(cfg.seed), test_size=test_size)
-        model = models.build(config.model_spec(cfg.model), n_inputs=splits.x_train.shape[1],
-                             n_classes=len(splits.classes), image_shape=dataset.image_shape)
-        if resume is not None:
-            model.load_state_dict(resume["model"])
-        if private:
-            models.validate_for_dp(model)
-        from privtrain import training
-
-        outcome = training.train(model, splits.x_train, splits.y_train, settings, dp=dp,
-                                 seed=int(cfg.seed), resume=resume, desc=f"dp_sgd {dataset.name}")
-        metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
-        run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
-                                   steps=outcome.steps),) if private else (non_private_event(),)
-        guarantees = [_guarantee(dp, outcome, resume, run_events, delta, unit, dataset)]
-        if lineage is not None:
-            guarantees.insert(0, inherited_guarantee(lineage))
-        dataset_info.update(n_train=splits.n_train, n_test=len(splits.y_test), schema=dataset.schema.source)
-        ledger_info = ledger_summary(book, entry, unit)
-        metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
-        files = _write_artifacts(output_dir, cfg, dataset_info, guarantees, metrics, outcome, dp, dataset,
-                                 ledger_info, config.model_spec(cfg.model), resume, lineage)
-        entry.commit(run_events, artifacts=hash_artifacts(files, output_dir), epsilon=epsilon)
-    result = RunResult("dp_sgd", output_dir, metrics, guarantees, dataset_info, ledger_info)
-    if cfg.audit.enabled:
-        from privtrain.audit import audit_run
-
-        result.metrics["audit"] = audit_run(output_dir)
-    return result
+@dataclass(frozen=True)
+class Planned:
+    settings: object  # privtrain.config.RunSettings
+    dataset: data.Dataset
+    train: object  # privtrain.training.TrainSettings
+    dp: dp_plan.DpSgdPlan | None
+    resume: dict | None
+    request: RunRequest
+    dataset_info: dict
 
 
-def ledger_summary(book, entry, unit: str) -> dict:
-    """What metrics.json and the model card cite: the entry and the budget left after this run."""
-    plan = entry.plan
-    remaining = None if plan.budget is None else max(0.0, plan.budget.epsilon - plan.after)
-    return {"path": str(book.path), "entry": entry.run_id, "unit": unit, "spent_after_run": plan.after,
-            "remaining": remaining, "budget": None if plan.budget is None else
-            {"epsilon": plan.budget.epsilon, "delta": plan.budget.delta}}
+def plan(s) -> Planned:
+    """Load and identify the table, check every setting, and plan the mechanism. Reads no row for training."""
+    if s.privacy.name not in ("dp", "none"):
+        raise UserError(f"privacy={s.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
+    dataset = data.load(s.dataset)
+    n_train = dataset.n_rows - math.ceil(s.dataset.test_size * dataset.n_rows)
+    train = s.train.for_rows(n_train)
+    if train.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
+        raise UserError(f"recipe.grad_sample_mode={train.grad_sample_mode!r} is unknown; choose one of "
+                        f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
+    if train.clipping not in dp_plan.CLIPPING:
+        raise UserError(f"recipe.clipping={train.clipping!r} is unknown; choose one of {', '.join(dp_plan.CLIPPING)}.")
+    models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
+                 image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
+    resume = _load_resume(s.resume, dataset.fingerprint)
+    dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
+    request = RunRequest(
+        run_id=f"dp_sgd-{secrets.token_hex(6)}", recipe="dp_sgd", config_hash=s.config_hash, source=dataset.source,
+        fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
+        table=dataset.frame, id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
+        default_budget=s.ledger.default_budget)
+    info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
+            "n_rows": dataset.n_rows}
+    return Planned(s, dataset, train, dp, resume, request, info)
 
 
-def _plan(privacy, settings, n_train: int, resume: dict | None, private: bool):
+def train(p: Planned, reserved, output_dir: Path) -> Outcome:
+    """Split, train, evaluate and write the artifacts; the budget is already reserved."""
+    from privtrain import training
+
+    s, dataset, dp = p.settings, p.dataset, p.dp
+    splits = data.split(dataset, seed=s.seed, test_size=s.dataset.test_size)
+    model = models.build(s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes),
+                         image_shape=dataset.image_shape)
+    if p.resume is not None:
+        model.load_state_dict(p.resume["model"])
+    if dp is not None:
+        models.validate_for_dp(model)
+    outcome = training.train(model, splits.x_train, splits.y_train, p.train, dp=dp, seed=s.seed, resume=p.resume,
+                             desc=f"dp_sgd {dataset.name}")
+    metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
+    run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
+                               steps=outcome.steps),) if dp else (non_private_event(),)
+    delta = p.request.mechanisms[0].delta
+    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset)]
+    if reserved.lineage is not None:
+        guarantees.insert(0, inherited_guarantee(reserved.lineage))
+    info = dict(p.dataset_info, n_train=splits.n_train, n_test=len(splits.y_test), schema=dataset.schema.source)
+    ledger_info = reserved.summary()
+    metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
+    files = _write_artifacts(Path(output_dir), p, reserved.run_id, info, guarantees, metrics, outcome, ledger_info)
+    result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
+    own = p.request.mechanisms[0].epsilon if dp is None else float(outcome.epsilon)
+    return Outcome(result, {"example": run_events}, files, epsilon={"example": own})
+
+
+def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
     """(dp plan or None, planned events, delta, planned epsilon of this run's new steps)."""
-    if not private:
+    if not privacy.private:
         dp_plan.batches_per_epoch(n_train, settings.batch_size)
         delta = dp_plan.resolve_delta(privacy.delta, n_train)
         return None, [non_private_event()], delta, math.inf
@@ -121,38 +116,31 @@ def _plan(privacy, settings, n_train: int, resume: dict | None, private: bool):
     if resume is not None and sigma is None:  # continue with the checkpoint's noise: epsilon accumulates
         target, sigma = None, resume["meta"]["noise_multiplier"]
     dp = dp_plan.plan(
-        n_train=n_train, batch_size=settings.batch_size, epochs=settings.epochs,
-        target_epsilon=None if target is None else float(target),
-        noise_multiplier=None if sigma is None else float(sigma),
-        delta=privacy.delta, max_grad_norm=privacy.max_grad_norm, accountant=str(privacy.accountant),
-    )
-    if settings.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
-        raise UserError(f"recipe.grad_sample_mode={settings.grad_sample_mode!r} is unknown; choose one of "
-                        f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
-    if settings.clipping not in dp_plan.CLIPPING:
-        raise UserError(f"recipe.clipping={settings.clipping!r} is unknown; choose one of {', '.join(dp_plan.CLIPPING)}.")
+        n_train=n_train, batch_size=settings.batch_size, epochs=settings.epochs, target_epsilon=target,
+        noise_multiplier=sigma, delta=privacy.delta, max_grad_norm=privacy.max_grad_norm,
+        accountant=str(privacy.accountant))
     return dp, list(dp.events), dp.delta, dp.epsilon
 
 
-def _guarantee(dp, outcome, resume, run_events, delta, unit, dataset) -> Guarantee:
+def _guarantee(dp, outcome, resume, run_events, delta, dataset) -> Guarantee:
     notes = list(dataset.schema.notes)
     if dp is not None and dp.accountant == "gdp":
         notes.append(dp_plan.GDP_NOTE)
     if dp is None:
-        return Guarantee(math.inf, delta, unit, "none", tuple(run_events), tuple(notes))
+        return Guarantee(math.inf, delta, "example", "none", tuple(run_events), tuple(notes))
     events: tuple[DpEvent, ...] = run_events
     if resume is not None:
         from privtrain.privacy.events import loads
 
         events = tuple(loads(resume["meta"]["events"])) + run_events
         notes.append(f"resumed from a checkpoint after {resume['meta']['steps']} steps; epsilon covers all steps")
-    return Guarantee(float(outcome.epsilon), delta, unit, dp.accountant, events, tuple(notes))
+    return Guarantee(float(outcome.epsilon), delta, "example", dp.accountant, events, tuple(notes))
 
 
 def inherited_guarantee(lineage) -> Guarantee:
-    """The guarantee, toward the real rows of the parent dataset, of anything trained on derived data."""
-    note = (f"trained on data derived from {lineage.parent_name} ({lineage.parent_fingerprint[:12]}) by run "
-            f"{lineage.run_id}; toward the parent's real rows, this model inherits the synthesizer's guarantee")
+    """The guarantee, toward the real rows of the parent source, of anything trained on derived data."""
+    note = (f"trained on data derived from source {lineage.parent_name or lineage.parent} by run {lineage.run_id}; "
+            "toward the parent's real rows, this model inherits the synthesizer's guarantee")
     return Guarantee(lineage.epsilon, lineage.delta, lineage.unit, "lineage", tuple(lineage.events), (note,))
 
 
@@ -170,15 +158,15 @@ def _load_resume(path, fingerprint: str) -> dict | None:
     return ckpt
 
 
-def _write_artifacts(out: Path, cfg, dataset_info, guarantees, metrics, outcome, dp, dataset, ledger_info,
-                     model_spec, resume, lineage) -> list[Path]:
+def _write_artifacts(out: Path, p: Planned, run_id: str, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
     import torch
 
     from privtrain.models import count_parameters
     from privtrain.privacy.events import dumps
 
+    s, dp, dataset = p.settings, p.dp, p.dataset
     out.mkdir(parents=True, exist_ok=True)
-    prior_steps = resume["meta"]["steps"] if resume else 0
+    prior_steps = p.resume["meta"]["steps"] if p.resume else 0
     guarantee = guarantees[-1]  # this training run's own guarantee
     ckpt = out / "checkpoint.pt"
     torch.save({
@@ -187,20 +175,33 @@ def _write_artifacts(out: Path, cfg, dataset_info, guarantees, metrics, outcome,
                  "noise_multiplier": dp.noise_multiplier if dp else None, "sample_rate": dp.sample_rate if dp else None,
                  "events": dumps(guarantee.events), "delta": guarantee.delta},
     }, ckpt)
-    files = [write_config(out / "config.yaml", cfg), ckpt]
+    dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
+               "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None
+    record = RunRecord(
+        recipe="dp_sgd", run_id=run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
+        source={"key": dataset.source.key, "name": dataset.source.name, "kind": dataset.source.kind},
+        dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees], audit=_asdict(s.audit),
+        ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
+                "default_budget": s.ledger.default_budget},
+        model=_asdict(s.model), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name})
+    files = [write_text(out / "config.yaml", s.config_yaml), ckpt, record.write(out)]
     files.append(write_json(out / "metrics.json", {
         "recipe": "dp_sgd", "metrics": metrics, "guarantee": guarantees[0].to_dict(),
-        "guarantees": [g.to_dict() for g in guarantees], "dataset": dataset_info,
-        "ledger": ledger_info,
-        "dp": {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
-               "max_grad_norm": dp.max_grad_norm} if dp else None,
+        "guarantees": [g.to_dict() for g in guarantees], "dataset": info, "ledger": ledger_info, "dp": dp_info,
     }))
+    n_params = count_parameters(outcome.model)
     card = model_card.render(
-        recipe="dp_sgd", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=guarantees, metrics=metrics,
-        lineage=lineage.describe() if lineage else None,
-        model=f"`{model_spec.name}` ({count_parameters(outcome.model)} parameters); weights are the EMA of the DP iterates"
-        if dp else f"`{model_spec.name}` ({count_parameters(outcome.model)} parameters), trained without DP",
+        recipe="dp_sgd", intended_use=INTENDED_USE, dataset=info, guarantees=guarantees, metrics=metrics,
+        lineage=guarantees[0].notes[0] if len(guarantees) > 1 else None,
+        model=f"`{s.model.name}` ({n_params} parameters); weights are the EMA of the DP iterates" if dp
+        else f"`{s.model.name}` ({n_params} parameters), trained without DP",
         ledger=ledger_info,
     )
     files.append(model_card.write(out / "model_card.md", card))
     return files
+
+
+def _asdict(value) -> dict:
+    from dataclasses import asdict
+
+    return asdict(value)

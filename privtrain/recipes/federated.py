@@ -11,76 +11,74 @@ Features and the keys that turn them on:
                           ``privacy.clipping_side=server|client``
 - local DP (example):     ``privacy=dp``: DP-SGD in every client, accountant kept across rounds
 - both (two units):       ``privacy=central_local`` (``privacy.local.*``)
-- non-private baseline:   ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted dataset)
+- non-private baseline:   ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted source)
 - dry run:                ``--dry-run`` / ``ledger.plan_only=true``
 
-Order: load + fingerprint the population (content + partitioning) -> plan -> ledger
-reservation (one per unit) -> hand the job to the engine, which reads the clients'
-rows -> artifacts -> ledger commit.
+Every run charges its source's example-level budget (see :mod:`privtrain.federated.planning` for
+what central DP bounds there), and central DP also its population's client-level budget.
+:func:`plan` loads the table and splits it into clients (public facts: sizes and partitioning)
+and plans the mechanisms; the API has the ledger reserve them; :func:`train` hands the job to the
+engine, which reads the clients' rows.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-from privtrain import config, ledger
-from privtrain.errors import BudgetExceeded, UserError
-from privtrain.result import RunResult
+from privtrain.ledger import RunRequest
+from privtrain.result import Outcome, RunResult
 
 
-def run(cfg, output_dir: Path) -> RunResult:
-    from privtrain.federated import planning, report, settings as fl_settings, task
+@dataclass(frozen=True)
+class Planned:
+    settings: object  # privtrain.config.RunSettings
+    population: object  # privtrain.federated.task.Population
+    central: object | None
+    local: object | None
+    example_delta: float
+    request: RunRequest
+    dataset_info: dict
 
-    output_dir = Path(output_dir).resolve()
-    plain = {k: v for k, v in config.to_container(cfg).items() if k != "hydra"}
-    s = fl_settings.from_config(plain)
-    planning.check_combination(s, plain)
-    if s.engine == "deployment":
+
+def plan(s) -> Planned:
+    from privtrain.federated import planning, report, task
+
+    fl = s.fl
+    planning.check_combination(fl)
+    if fl.engine == "deployment":
         from privtrain.federated import deployment
 
-        deployment.preflight(s)  # an unreachable SuperLink fails here, before anything is charged
-    population = task.build_population(task.load_dataset(plain, s), s)
-    central, local = planning.plan(plain, s, population)
-    charges = planning.charges(cfg, plain, s, population, central, local, run_id=f"federated-{secrets.token_hex(6)}")
-    book = ledger.open(cfg.ledger.path)
-    dataset_info = report.dataset_info(population)
-    if cfg.ledger.plan_only:
-        text = "\n".join(book.plan(c).render() for c in charges)
-        return RunResult("federated", output_dir, {}, [], dataset_info, {"plan": text}, dry_run=True)
-    for charge in charges:  # every unit must fit before any is reserved
-        plan = book.plan(charge)
-        if not plan.fits:
-            from privtrain.ledger.charging import budget_exceeded_message
+        deployment.preflight(fl)  # an unreachable SuperLink fails here, before anything is charged
+    population = task.build_population(task.load_dataset(s.dataset, fl), fl)
+    central, local = planning.plan(s.privacy, s.model, fl, population)
+    mechanisms = planning.mechanisms(s.privacy, fl, population, central, local)
+    example = next(m for m in mechanisms if m.unit == "example")
+    dataset = population.dataset
+    request = RunRequest(
+        run_id=f"federated-{secrets.token_hex(6)}", recipe="federated", config_hash=s.config_hash,
+        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.frame,
+        id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
+        default_budget=s.ledger.default_budget)
+    return Planned(s, population, central, local, example.delta, request, report.dataset_info(population))
 
-            raise (BudgetExceeded(budget_exceeded_message(plan)) if plan.refusal == "over budget"
-                   else UserError(plan.refusal))
 
-    with ExitStack() as stack:
-        entries = [stack.enter_context(book.charging(c)) for c in charges]
-        # Only now, with the budget reserved, does the engine hand the clients their rows.
-        started = time.perf_counter()
-        history = _engine(s).run_job(plain, population, central, local, output_dir)
-        wall = time.perf_counter() - started
-        guarantees, events = planning.outcome(s, population, central, local, history)
-        ledger_info = [report.ledger_summary(book, e, c.unit) for e, c in zip(entries, charges)]
-        metrics = report.final_metrics(plain, population, output_dir, history, wall)
-        files = report.write_artifacts(output_dir, cfg, plain, s, population, dataset_info, guarantees, metrics,
-                                       history, central, local, ledger_info)
-        from privtrain.artifacts.run_dir import hash_artifacts
+def train(p: Planned, reserved, output_dir: Path) -> Outcome:
+    from privtrain.federated import planning, report
 
-        hashes = hash_artifacts(files, output_dir)
-        for entry, charge in zip(entries, charges):
-            entry.commit(events[charge.unit], artifacts=hashes, epsilon=_eps(guarantees, charge.unit))
-    main = dict(ledger_info[0], charges=ledger_info)
-    result = RunResult("federated", output_dir, metrics, guarantees, dataset_info, main)
-    if cfg.audit.enabled:
-        from privtrain.audit import audit_run
-
-        result.metrics["audit"] = audit_run(output_dir)
-    return result
+    s, output_dir = p.settings, Path(output_dir).resolve()
+    started = time.perf_counter()
+    history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
+    wall = time.perf_counter() - started
+    guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
+    ledger_info = reserved.summary()
+    metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
+    files = report.write_artifacts(output_dir, s, p.population, p.dataset_info, guarantees, metrics, history,
+                                   p.central, p.local, ledger_info, reserved.run_id)
+    result = RunResult("federated", output_dir, metrics, guarantees, p.dataset_info, ledger_info)
+    return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
 
 
 def _engine(settings):
@@ -91,8 +89,3 @@ def _engine(settings):
     from privtrain.federated import simulation
 
     return simulation
-
-
-def _eps(guarantees, unit: str) -> float:
-    return next(g.epsilon for g in guarantees if g.unit == unit)
-

@@ -94,9 +94,9 @@ def plan(*, epsilon: float, delta: float, n_columns: int, bins: int = 16, margin
         row_clip: ``C`` in units of ``sqrt(d)`` (the expected norm of ``d`` standard normal scores).
 
     Raises:
-        UserError: a value out of range (the message names the ``synth.dp_gaussian_copula`` key).
+        UserError: a value out of range (the message names the ``synth.*`` key).
     """
-    key = "synth.dp_gaussian_copula"
+    key = "synth"
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise UserError(f"{key}.epsilon={epsilon} must be > 0 and finite.")
     if not 0 < delta < 1:

@@ -33,7 +33,7 @@ def synthesizer_class(model: str):
     import sdv.single_table
 
     if model not in CLASSES:
-        raise UserError(f"synth.model={model!r} is not an SDV synthesizer; choose one of {', '.join(CLASSES)}.")
+        raise UserError(f"synth={model!r} is not an SDV synthesizer; choose one of {', '.join(CLASSES)}.")
     return getattr(sdv.single_table, CLASSES[model])
 
 
@@ -48,7 +48,7 @@ def check_params(model: str, params: dict) -> None:
     allowed = hyperparameters(model)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise UserError(f"synth.{model}.{unknown[0]} is not a {CLASSES[model]} hyperparameter; choose from "
+        raise UserError(f"synth.{unknown[0]} is not a {CLASSES[model]} hyperparameter (synth={model}); choose from "
                         f"{', '.join(allowed)}.")
 
 

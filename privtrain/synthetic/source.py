@@ -17,41 +17,42 @@ from privtrain.data.builtin import BUILTIN
 from privtrain.data.schema import Column
 from privtrain.errors import UserError
 from privtrain.privacy.dp_sgd import default_delta
+from privtrain.sources import Source
 
 
 @dataclass(frozen=True)
-class Source:
-    """The real table: raw, canonically ordered, fingerprinted; its public schema when one is declared."""
+class RealTable:
+    """The real table: raw, canonically ordered, fingerprinted, its source named; its public schema when declared."""
 
-    name: str
+    source: Source
     frame: pd.DataFrame
     fingerprint: str
     target: str
     schema: object | None  # privtrain.data.schema.Schema
 
+    @property
+    def name(self) -> str:
+        return self.source.name
 
-def load_source(spec, *, need_target: bool) -> Source:
+
+def load_source(spec, *, need_target: bool) -> RealTable:
     """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV."""
     from privtrain.data.files import read_table
     from privtrain.data.fingerprint import canonicalize
 
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
-    if spec.name in BUILTIN or spec.name == "synthetic" or spec.schema or spec.infer_schema:
-        if spec.name not in BUILTIN and spec.name != "synthetic":
-            _check_target(read_table(spec.path, _kind(spec)), spec, need_target)
+    if spec.loader in BUILTIN or spec.loader == "synthetic" or spec.schema or spec.infer_schema:
+        if spec.loader not in BUILTIN and spec.loader != "synthetic":
+            _check_target(read_table(spec.path, data.file_kind(spec)), spec, need_target)
         ds = data.load(spec)
-        return Source(ds.name, ds.frame, ds.fingerprint, ds.target, ds.schema)
-    if spec.name not in data.DATASETS:
-        raise UserError(f"dataset={spec.name!r} is unknown; choose one of {', '.join(data.DATASETS)}.")
-    frame = read_table(spec.path, _kind(spec))
+        return RealTable(ds.source, ds.frame, ds.fingerprint, ds.target, ds.schema)
+    if spec.loader not in data.LOADERS:
+        raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(data.LOADERS)}.")
+    frame = read_table(spec.path, data.file_kind(spec))
     _check_target(frame, spec, need_target)
     frame, fingerprint = canonicalize(frame)
-    return Source(spec.name, frame, fingerprint, spec.target, None)
-
-
-def _kind(spec) -> str:
-    return "parquet" if spec.name == "parquet" or str(spec.path).endswith(".parquet") else "csv"
+    return RealTable(data.source_of(spec, fingerprint), frame, fingerprint, spec.target, None)
 
 
 def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
@@ -61,7 +62,7 @@ def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
                         "synth.utility.enabled=false.")
 
 
-def split(source: Source, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(source: RealTable, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The same stratified split as ``data.split``: the synthesizer never sees the held-out rows."""
     from sklearn.model_selection import train_test_split
 
@@ -82,7 +83,7 @@ def table_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name) or "table"
 
 
-def dp_domain(source: Source, model: str, metadata: str | None) -> tuple[list[Column], list[str]]:
+def dp_domain(source: RealTable, model: str, metadata: str | None) -> tuple[list[Column], list[str]]:
     """(columns, notes) of the DP synthesizer's public domain (target included)."""
     schema = source.schema
     if schema is not None and schema.source in ("builtin", "declared"):
@@ -94,7 +95,7 @@ def dp_domain(source: Source, model: str, metadata: str | None) -> tuple[list[Co
             f"domain (bounds, categories) from synth.metadata={metadata}, declared public by the user"]
     how = ("dataset.infer_schema=true reads it off the private rows" if schema is not None
            else "none was declared")
-    raise UserError(f"synth.model={model} needs a declared domain ({how}): declare per-column min/max or "
+    raise UserError(f"synth={model} needs a declared domain ({how}): declare per-column min/max or "
                     "categories in dataset.schema, or pass a reviewed synth.metadata JSON with range_min/range_max "
                     "and range_values for every column.")
 
@@ -130,6 +131,6 @@ def dp_delta(delta, n: int) -> float:
         return default_delta(n)
     delta = float(delta)
     if not 0.0 < delta < 1.0 / n:
-        raise UserError(f"synth.dp_gaussian_copula.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
+        raise UserError(f"synth.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
                         f"n={n} training rows; use e.g. {default_delta(n):.0e}.")
     return delta

@@ -1,15 +1,13 @@
-"""The config layer: where the shipped configs live, and Hydra composition.
+"""Hydra composition: where the shipped configs live, composing them, and one-line errors.
 
-Only this module and the CLI know Hydra. Recipes receive the composed config
-and turn it into plain values with the ``*_spec`` helpers below, so data,
-models, privacy and ledger code never see a config object.
+Only this package and the CLI know Hydra.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 
@@ -24,9 +22,9 @@ def config_dir() -> Path:
     An installed wheel holds it as ``privtrain/configs`` (setup.py maps it there);
     a source checkout or editable install has it beside the package.
     """
-    here = Path(__file__).resolve().parent
-    installed = here / "configs"
-    return installed if installed.is_dir() else here.parent / "configs"
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
 
 
 def recipes() -> list[str]:
@@ -61,7 +59,7 @@ def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
         with initialize_config_dir(str(config_dir()), version_base=None):
             return hydra_compose(config_name=recipe, overrides=list(overrides))
     except Exception as exc:  # Hydra raises several types for bad overrides
-        raise UserError(_hydra_message(exc)) from None
+        raise UserError(_hydra_message(exc, recipe)) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -76,7 +74,7 @@ def validate_overrides(recipe: str, overrides: list[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
-        raise UserError(_hydra_message(exc)) from None
+        raise UserError(_hydra_message(exc, recipe)) from None
     base, sweeps = [], []
     for text, override in zip(overrides, parsed):
         if override.is_sweep_override():
@@ -85,20 +83,67 @@ def validate_overrides(recipe: str, overrides: list[str]) -> None:
             base.append(f"{override.get_key_element()}={values[0]}")
         else:
             base.append(text)
-    compose(recipe, base)
+    _settings_of(recipe, base)
     for key, values in sweeps:
         for value in values[1:]:
-            compose(recipe, [o if not o.startswith(f"{key}=") else f"{key}={value}" for o in base])
+            _settings_of(recipe, [o if not o.startswith(f"{key}=") else f"{key}={value}" for o in base])
 
 
-def _hydra_message(exc: BaseException) -> str:
+def _settings_of(recipe: str, overrides: list[str]) -> None:
+    """Compose and type-check: a value of the wrong type fails here, before Hydra starts a run."""
+    from privtrain.config.settings import check_types
+
+    check_types(recipe, compose(recipe, overrides))
+
+
+_NOT_A_SETTING = {
+    "privacy.unit": "the unit of privacy follows from the mechanism (example for DP-SGD and synthesizers, "
+                    "client for central DP-FedAvg); it is not a setting",
+    "dataset.name": "dataset.name became dataset.loader (csv, parquet, digits, ...) and dataset.source "
+                    "(the people a budget protects)",
+    "synth.model": "choose the synthesizer with synth=NAME (e.g. synth=ctgan); its settings are synth.KEY",
+}
+
+
+def _hydra_message(exc: BaseException, recipe: str) -> str:
     text = " ".join(str(exc).split())
     missing = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
     if missing:
         group, option = missing.groups()
         options = groups().get(group, [])
         return f"{group}={option} is unknown; choose one of {', '.join(options)}."
+    override = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if override:
+        return unknown_key_message(override.group(1), recipe)
     return text.replace("Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "").strip()
+
+
+def unknown_key_message(key: str, recipe: str, known: list[str] | None = None) -> str:
+    """One line for a key the recipe does not have, with the close matches (never a hint to add it)."""
+    if key in _NOT_A_SETTING:
+        return f"{key} is not a setting: {_NOT_A_SETTING[key]}."
+    if known is None:
+        try:
+            known = _keys(compose(recipe, []))
+        except UserError:
+            known = []
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"{key} is not a setting of the {recipe} recipe{hint} "
+            f"(see them all with: privtrain run {recipe} --cfg job)")
+
+
+def _keys(cfg, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    out = []
+    for k in cfg.keys():
+        path = f"{prefix}{k}"
+        out.append(path)
+        node = cfg._get_node(k)
+        if isinstance(node, DictConfig) and not node._is_missing() and not node._is_none():
+            out.extend(_keys(node, path + "."))
+    return out
 
 
 def to_container(cfg) -> dict:
@@ -119,66 +164,8 @@ def missing_keys(cfg) -> list[str]:
     return sorted(OmegaConf.missing_keys(cfg))
 
 
-# --- plain values for the layers below ---------------------------------------
-
-
-def plain(node):
-    """A config node as plain dicts/lists (resolved)."""
+def to_yaml(cfg) -> str:
+    """The resolved config as YAML (what a run writes to ``config.yaml``)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def dataset_spec(node):
-    from privtrain.data import DatasetSpec
-
-    d = plain(node)
-    return DatasetSpec(
-        name=d["name"], path=d["path"], target=d["target"],
-        features=tuple(d["features"]) if d["features"] else None,
-        schema=d["schema"], infer_schema=bool(d["infer_schema"]), test_size=float(d["test_size"]),
-    )
-
-
-def model_spec(node):
-    from privtrain.models import ModelSpec
-
-    m = plain(node)
-    return ModelSpec(name=m["name"], hidden=tuple(m["hidden"] or ()), activation=m["activation"],
-                     channels=tuple(m["channels"] or ()), groups=int(m["groups"]))
-
-
-def train_settings(node, n_train: int):
-    """The recipe's training settings for ``n_train`` training rows.
-
-    ``recipe.epochs: null`` (the default) trains ``recipe.steps`` optimizer steps, rounded up to whole
-    epochs: a fixed number of epochs would give a 455-row table a quarter of the steps of a
-    1,437-row one at the same batch size. An explicit ``recipe.epochs`` wins.
-    """
-    from privtrain.training import TrainSettings
-
-    r = plain(node)
-    batch_size = int(r["batch_size"])
-    epochs = r.get("epochs")
-    if epochs is None:
-        steps = r.get("steps")
-        if steps is None or int(steps) < 1:
-            raise UserError(f"recipe.steps={steps} must be at least 1 (or set recipe.epochs).")
-        per_epoch = max(1, math.ceil(n_train / max(1, batch_size)))
-        epochs = math.ceil(int(steps) / per_epoch)
-    return TrainSettings(
-        epochs=int(epochs), batch_size=batch_size,
-        max_physical_batch_size=int(r["max_physical_batch_size"]), optimizer=r["optimizer"],
-        lr=float(r["lr"]), momentum=float(r["momentum"]), ema=float(r["ema"]),
-        grad_sample_mode=r["grad_sample_mode"], clipping=r["clipping"], progress=bool(r["progress"]),
-        threads=int(r.get("threads", 1)),  # run configs written before this key existed
-    )
-
-
-def default_budget(node) -> tuple[float, float] | None:
-    b = plain(node)
-    if not b or b.get("epsilon") is None:
-        return None
-    if b.get("delta") is None:
-        raise UserError("ledger.default_budget.delta is missing; set it with the epsilon, e.g. ledger.default_budget.delta=1e-5.")
-    return float(b["epsilon"]), float(b["delta"])
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,309 @@
+"""From a composed config to typed settings: the one place OmegaConf values become plain, checked values.
+
+Every value is type-checked here, with one line naming the key and what it expects; a key the
+recipe does not have is refused (never silently ignored, so a typo cannot lead to a charged run
+with defaults). Nothing below the recipes imports this module or OmegaConf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from privtrain.audit.settings import AuditSettings
+from privtrain.data import DatasetSpec
+from privtrain.errors import UserError
+from privtrain.ledger.model import LedgerSettings
+from privtrain.models import ModelSpec
+from privtrain.privacy.spec import PrivacySpec
+from privtrain.synthetic.settings import SynthSettings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a recipe needs, typed. ``config_yaml`` is what the run writes as ``config.yaml``."""
+
+    recipe: str
+    seed: int
+    dataset: DatasetSpec
+    ledger: LedgerSettings
+    audit: AuditSettings
+    config_hash: str
+    config_yaml: str
+    model: ModelSpec | None = None
+    train: object | None = None  # privtrain.training.TrainSpec (dp_sgd); typed lazily: it lives beside torch
+    privacy: PrivacySpec | None = None
+    fl: object | None = None  # privtrain.federated.settings.FlSettings
+    synth: SynthSettings | None = None
+    resume: str | None = None
+
+
+def settings(recipe: str, cfg) -> RunSettings:
+    """Typed settings of a composed config.
+
+    Raises:
+        UserError: a required key is missing, a value has the wrong type or range, or a key is unknown.
+    """
+    from privtrain.config.compose import config_hash, missing_keys, to_container, to_yaml
+
+    missing = missing_keys(cfg)
+    if missing:
+        raise UserError(f"{missing[0]} is required; pass {missing[0]}=VALUE.")
+    d = {k: v for k, v in to_container(cfg).items() if k != "hydra"}
+    r = _Reader(d, recipe)
+    out = dict(recipe=recipe, seed=r.int("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
+               config_hash=config_hash(cfg), config_yaml=to_yaml(cfg))
+    if recipe == "dp_sgd":
+        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"))
+    elif recipe == "federated":
+        out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
+    elif recipe == "synthetic":
+        for group, hint in (("model", "synth.utility.classifier picks the utility classifier"),
+                            ("privacy", "a DP synthesizer is synth=dp_gaussian_copula with synth.epsilon"),
+                            ("fl", "federated settings belong to `privtrain run federated`")):
+            if d.get(group) is not None:
+                raise UserError(f"{group}=... does not apply to the synthetic recipe; drop it ({hint}).")
+        out.update(synth=_synth(r))
+    r.refuse_unread()
+    return RunSettings(**out)
+
+
+def check_types(recipe: str, cfg) -> None:
+    """Raise the UserError :func:`settings` would raise; for the CLI, before Hydra starts a run."""
+    settings(recipe, cfg)
+
+
+# --- a reader that type-checks and remembers what it read ------------------------------------
+
+
+class _Reader:
+    """Reads dotted keys from a plain dict; unknown keys (never read) are refused at the end."""
+
+    def __init__(self, data: dict, recipe: str) -> None:
+        self.data, self.recipe = data, recipe
+        self.read: set[str] = set()
+        self.free: set[str] = set()  # free-form mappings (e.g. dataset.schema): any key inside is fine
+
+    def raw(self, key: str):
+        node = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"{key} is required; pass {key}=VALUE.")
+            node = node[part]
+        self.read.add(key)
+        return node
+
+    def has(self, key: str) -> bool:
+        node = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    def mapping(self, key: str) -> dict | None:
+        value = self.raw(key)
+        if value is not None and not isinstance(value, dict):
+            raise UserError(f"{key}={value!r} must be a mapping, e.g. {key}='{{a: 1}}'.")
+        self.free.add(key)
+        return value
+
+    def num(self, key: str, *, optional: bool = False, positive: bool = False, minimum: float | None = None):
+        value = self.raw(key)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
+            raise UserError(f"{key}={value!r} must be a number{' or null' if optional else ''}.")
+        value = float(value)
+        if positive and not value > 0:
+            raise UserError(f"{key}={value:g} must be > 0.")
+        if minimum is not None and value < minimum:
+            raise UserError(f"{key}={value:g} must be at least {minimum:g}.")
+        return value
+
+    def int(self, key: str, *, optional: bool = False, minimum: int | None = None):
+        value = self.raw(key)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise UserError(f"{key}={value!r} must be a whole number{' or null' if optional else ''}.")
+        value = int(value)
+        if minimum is not None and value < minimum:
+            raise UserError(f"{key}={value} must be at least {minimum}.")
+        return value
+
+    def bool(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise UserError(f"{key}={value!r} must be true or false.")
+        return value
+
+    def str(self, key: str, options: tuple[str, ...] | None = None) -> str:
+        value = self.raw(key)
+        if value is None or isinstance(value, (dict, list, bool)):
+            raise UserError(f"{key}={value!r} must be text"
+                            + (f": one of {', '.join(options)}." if options else "."))
+        value = str(value)
+        if options is not None and value not in options:
+            raise UserError(f"{key}={value!r} is unknown; choose one of {', '.join(options)}.")
+        return value
+
+    def opt_str(self, key: str, options: tuple[str, ...] | None = None) -> str | None:
+        return None if self.raw(key) is None else self.str(key, options)
+
+    def list(self, key: str, *, optional: bool = False) -> list | None:
+        value = self.raw(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, list):
+            raise UserError(f"{key}={value!r} must be a list, e.g. {key}=[a,b].")
+        return value
+
+    def refuse_unread(self) -> None:
+        """A key nobody read is a typo or a setting of another recipe: refuse it by name."""
+        from privtrain.config.compose import unknown_key_message
+
+        known = sorted(self.read)
+        for key in _leaves(self.data):
+            if key in self.read or any(key == f or key.startswith(f + ".") for f in self.free):
+                continue
+            if any(r.startswith(key + ".") for r in self.read):
+                continue  # an intermediate node whose leaves were read
+            raise UserError(unknown_key_message(key, self.recipe, known))
+
+
+def _leaves(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.extend(_leaves(v, path + "."))
+        else:
+            out.append(path)
+    return out
+
+
+# --- the groups --------------------------------------------------------------------------
+
+
+def _dataset(r: _Reader) -> DatasetSpec:
+    from privtrain.data import LOADERS
+    from privtrain.sources import check_name
+
+    loader = r.str("dataset.loader", LOADERS)
+    source = r.opt_str("dataset.source")
+    if source is not None:
+        source = check_name(source)
+    features = r.list("dataset.features", optional=True)
+    return DatasetSpec(
+        loader=loader, source=source, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
+        id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
+        schema=r.mapping("dataset.schema"), infer_schema=r.bool("dataset.infer_schema"),
+        test_size=r.num("dataset.test_size"))
+
+
+def _model(r: _Reader) -> ModelSpec:
+    hidden = r.list("model.hidden", optional=True) or []
+    channels = r.list("model.channels", optional=True) or []
+    for key, values in (("model.hidden", hidden), ("model.channels", channels)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise UserError(f"{key}={values!r} must list positive whole numbers, e.g. {key}=[64,32].")
+    return ModelSpec(name=r.str("model.name"), hidden=tuple(hidden), activation=r.str("model.activation"),
+                     channels=tuple(channels), groups=r.int("model.groups", minimum=1))
+
+
+def _train(r: _Reader):
+    from privtrain.training import TrainSpec
+
+    r.str("recipe.name")
+    return TrainSpec(
+        steps=r.int("recipe.steps", optional=True), epochs=r.int("recipe.epochs", optional=True, minimum=1),
+        batch_size=r.int("recipe.batch_size", minimum=1),
+        max_physical_batch_size=r.int("recipe.max_physical_batch_size", minimum=1),
+        optimizer=r.str("recipe.optimizer", ("adam", "sgd")), lr=r.num("recipe.lr", positive=True),
+        momentum=r.num("recipe.momentum", minimum=0.0), ema=r.num("recipe.ema", minimum=0.0),
+        grad_sample_mode=r.str("recipe.grad_sample_mode"), clipping=r.str("recipe.clipping"),
+        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1))
+
+
+def _privacy(r: _Reader, at: str) -> PrivacySpec:
+    from privtrain.privacy.spec import NAMES
+
+    name = r.str(f"{at}.name", NAMES) if at == "privacy" else "dp"
+    spec = dict(
+        name=name, target_epsilon=r.num(f"{at}.target_epsilon", optional=True),
+        delta=r.num(f"{at}.delta", optional=True), noise_multiplier=r.num(f"{at}.noise_multiplier", optional=True),
+        max_grad_norm=r.num(f"{at}.max_grad_norm", optional=True), accountant=r.opt_str(f"{at}.accountant"))
+    if name in ("central", "central_local"):
+        spec.update(clipping_norm=r.num(f"{at}.clipping_norm", optional=True),
+                    clipping_side=r.str(f"{at}.clipping_side"))
+    if name == "central_local":
+        spec["local"] = _privacy(r, f"{at}.local")
+    return PrivacySpec(**spec)
+
+
+def _ledger(r: _Reader) -> LedgerSettings:
+    eps = r.num("ledger.default_budget.epsilon", optional=True)
+    delta = r.num("ledger.default_budget.delta", optional=True)
+    if eps is not None and delta is None:
+        raise UserError("ledger.default_budget.delta is missing; set it with the epsilon, "
+                        "e.g. ledger.default_budget.delta=1e-5.")
+    return LedgerSettings(path=r.opt_str("ledger.path"), allow_non_private=r.bool("ledger.allow_non_private"),
+                          default_budget=None if eps is None else (eps, delta), plan_only=r.bool("ledger.plan_only"))
+
+
+def _audit(r: _Reader) -> AuditSettings:
+    seed = r.int("audit.seed", optional=True)
+    return AuditSettings(
+        enabled=r.bool("audit.enabled"), shadow_models=r.int("audit.shadow_models", minimum=0),
+        shadow_data=r.opt_str("audit.shadow_data"), pool_path=r.opt_str("audit.pool_path"),
+        confidence=r.num("audit.confidence"), seed=seed, update_card=r.bool("audit.update_card")).validate()
+
+
+def _fl(r: _Reader):
+    import os
+
+    from privtrain.federated.partition import PartitionSpec
+    from privtrain.federated.settings import ENGINES, STRATEGIES, FlSettings
+
+    num_cpus = r.num("fl.simulation.num_cpus", optional=True, positive=True)
+    return FlSettings(
+        engine=r.str("fl.engine", ENGINES),
+        partition=PartitionSpec(r.str("fl.partition"), r.int("fl.num_clients"), r.num("fl.alpha", optional=True),
+                                r.opt_str("fl.client_column"), r.int("fl.partition_seed")),
+        client_test_size=r.num("fl.client_test_size"), test_size=r.num("dataset.test_size"),
+        rounds=r.int("fl.rounds", minimum=1), clients_per_round=r.int("fl.clients_per_round", optional=True),
+        fraction=r.num("fl.fraction"), round_timeout=r.num("fl.round_timeout", positive=True),
+        federated_evaluation=r.bool("fl.federated_evaluation"),
+        strategy=r.str("fl.strategy", STRATEGIES), proximal_mu=r.num("fl.proximal_mu", minimum=0.0),
+        server_lr=r.num("fl.server_lr", positive=True), server_beta_1=r.num("fl.server_beta_1"),
+        server_beta_2=r.num("fl.server_beta_2"), server_tau=r.num("fl.server_tau", positive=True),
+        local_epochs=r.int("fl.local_epochs", minimum=1), batch_size=r.int("fl.batch_size", minimum=1),
+        optimizer=r.str("fl.optimizer", ("sgd", "adam")), lr=r.num("fl.lr", positive=True),
+        local_dp_lr=r.num("fl.local_dp_lr", positive=True), momentum=r.num("fl.momentum", minimum=0.0),
+        grad_sample_mode=r.str("fl.grad_sample_mode"), privacy=r.str("privacy.name"), seed=r.int("seed"),
+        progress=r.bool("recipe.progress") and r.str("recipe.name") == "federated",
+        num_cpus=float(num_cpus if num_cpus is not None else (os.cpu_count() or 1)),
+        cpus_per_client=r.num("fl.simulation.cpus_per_client", positive=True),
+        superlink=r.opt_str("fl.deployment.superlink"),
+        startup_timeout=r.num("fl.deployment.startup_timeout", positive=True)).validate()
+
+
+def _synth(r: _Reader) -> SynthSettings:
+    from privtrain.synthetic import MODELS
+
+    model = r.str("synth.name", MODELS)
+    private = r.bool("synth.private")
+    common_keys = ("num_rows", "format", "metadata", "pii_check", "enforce_min_max_values", "enforce_rounding",
+                   "locales", "report", "utility", "name", "private")
+    params = {k: r.raw(f"synth.{k}") for k in r.raw("synth") if k not in common_keys}
+    r.free.update(f"synth.{k}" for k, v in params.items() if isinstance(v, dict))
+    num_rows = r.int("synth.num_rows", optional=True)
+    if num_rows is not None and num_rows <= 0:
+        raise UserError(f"synth.num_rows={num_rows} must be a positive number of rows (or null).")
+    return SynthSettings(
+        model=model, private=private, params=params,
+        common={k: r.raw(f"synth.{k}") for k in ("enforce_min_max_values", "enforce_rounding", "locales")},
+        num_rows=num_rows, fmt=r.str("synth.format"), metadata=r.opt_str("synth.metadata"),
+        pii_check=r.bool("synth.pii_check"), report=r.bool("synth.report"),
+        utility=r.bool("synth.utility.enabled"), classifier=r.str("synth.utility.classifier"))

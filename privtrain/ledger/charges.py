@@ -1,0 +1,59 @@
+"""The one constructor of a run's charges: which budgets a run touches, and with which events.
+
+Every recipe describes its mechanisms (a :class:`~privtrain.ledger.model.RunRequest`); this module
+turns them into charges, so that no recipe can get the accounting wrong on its own:
+
+- an **example-level** mechanism charges the run's source, and every known source that shares
+  rows with the run's table (found with keyed row hashes, see :mod:`privtrain.ledger.rows`). An
+  undeclared table that is mostly a known source's rows (a subset, appended rows, another format,
+  dropped columns) *is* that source: it is charged there and its rows join it;
+- a **client-level** mechanism charges the source's federated population (source + partitioning);
+- **derived** (synthetic) data is post-processing: its runs are charged to the derived table only,
+  and the plan names the parent whose guarantee it inherits.
+"""
+
+from __future__ import annotations
+
+from privtrain.ledger import rows as rows_mod
+from privtrain.ledger.model import Charge, RunRequest
+from privtrain.sources import Source
+
+
+def build(book, request: RunRequest) -> tuple[Charge, ...]:
+    common = dict(run_id=request.run_id, recipe=request.recipe, config_hash=request.config_hash,
+                  fingerprint=request.fingerprint, allow_non_private=request.allow_non_private,
+                  default_budget=request.default_budget)
+    lineage = book.lineage(request.fingerprint)
+    if lineage is not None:  # synthetic rows: post-processing of a charged synthesizer
+        name = lineage.child_name or request.source.name
+        return tuple(_charge(m, Source(request.fingerprint, name, "derived"), parent=lineage.parent, **common)
+                     for m in request.mechanisms)
+    primary, links, table_rows, adopted = request.source, [], None, None
+    if request.table is not None:
+        table_rows = rows_mod.of_table(book, request.table, request.fingerprint, request.id_column)
+        links = rows_mod.links(book, table_rows, exclude={primary.key})
+        if primary.kind == "content" and links:  # an undeclared table holding a known source's people
+            adopted, links = links[0], links[1:]
+            primary = Source(adopted.source, adopted.name, "content")
+    out: list[Charge] = []
+    for m in request.mechanisms:
+        if m.unit == "client":
+            out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
+            continue
+        out.append(_charge(m, primary, link=adopted.reason if adopted else None, **common))
+        out.extend(_charge(m, Source(l.source, l.name, "content"), link=l.reason, **common) for l in links)
+    if table_rows is not None and out:
+        first = next(i for i, c in enumerate(out) if c.source == primary.key)
+        out[first] = _with_rows(out[first], table_rows)
+    return tuple(out)
+
+
+def _charge(m, source: Source, **kw) -> Charge:
+    return Charge(source=source.key, source_name=source.name, unit=m.unit, events=m.events, delta=m.delta,
+                  epsilon=m.epsilon, **kw)
+
+
+def _with_rows(charge: Charge, table_rows) -> Charge:
+    from dataclasses import replace
+
+    return replace(charge, rows=table_rows)
