@@ -152,14 +152,12 @@ def test_lira_is_blind_when_training_on_a_row_changes_nothing():
 # --- settings ----------------------------------------------------------------------
 
 
-def test_audit_yaml_says_how_to_use_it_and_matches_the_settings():
-    from privtrain.config import config_dir
+def test_audit_yaml_matches_the_typed_defaults():
+    from privtrain import config
 
-    for path in (config_dir() / "audit").glob("*.yaml"):
-        assert path.read_text().startswith("# privtrain run"), path
-    node = settings.default_node()
-    assert node["enabled"] is False and node["shadow_data"] is None and node["shadow_models"] == 4
-    assert settings.resolve(None) == settings.AuditSettings()
+    s = config.settings("dp_sgd", config.compose("dp_sgd")).audit
+    assert s == settings.AuditSettings()  # the shipped yaml and the dataclass agree
+    assert s.enabled is False and s.shadow_data is None and s.shadow_models == 4
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -171,11 +169,12 @@ def test_audit_yaml_says_how_to_use_it_and_matches_the_settings():
 ])
 def test_bad_settings_are_one_line_user_errors(overrides, match):
     with pytest.raises(UserError, match=match):
-        settings.resolve(None, **overrides)
+        settings.AuditSettings().with_overrides(**overrides)
 
 
 def test_run_section_then_arguments_override_the_defaults():
-    s = settings.resolve({"enabled": True, "shadow_models": 8, "shadow_data": "charged"}, shadow_models=0)
+    run_section = {"enabled": True, "shadow_models": 8, "shadow_data": "charged", "unknown": 1}
+    s = settings.AuditSettings.from_dict(run_section).with_overrides(shadow_models=0, confidence=None)
     assert (s.shadow_models, s.shadow_data, s.confidence) == (0, "charged", 0.95)
 
 
@@ -232,17 +231,29 @@ def test_audit_of_a_missing_or_foreign_directory_exits_2(cli, tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "metrics.json").write_text('{"recipe": "gan"}')
     foreign = cli("audit", str(tmp_path / "other"))
-    assert foreign.returncode == 2 and "recipe 'gan' cannot be audited" in foreign.stderr
+    assert foreign.returncode == 2 and "no run.json" in foreign.stderr and "Traceback" not in foreign.stderr
 
 
 def test_preflight_refuses_shadows_without_a_data_source_before_training():
     from privtrain import config
     from privtrain.audit import preflight
 
-    preflight(config.compose("dp_sgd").audit)  # disabled: nothing to check
-    preflight(config.compose("dp_sgd", ["audit.enabled=true", "audit.shadow_models=0"]).audit)
-    preflight(config.compose("dp_sgd", ["audit.enabled=true", "audit.shadow_data=charged"]).audit)
+    def audit(*overrides, recipe="dp_sgd"):
+        return config.settings(recipe, config.compose(recipe, list(overrides))).audit
+
+    preflight(audit(), "dp_sgd")  # disabled: nothing to check
+    preflight(audit("audit.enabled=true", "audit.shadow_models=0"), "dp_sgd")
+    preflight(audit("audit.enabled=true", "audit.shadow_data=charged"), "dp_sgd")
     with pytest.raises(UserError, match="audit.enabled=true with audit.shadow_models=4 needs audit.shadow_data"):
-        preflight(config.compose("dp_sgd", ["audit.enabled=true"]).audit)
+        preflight(audit("audit.enabled=true"), "dp_sgd")
     with pytest.raises(UserError, match="audit.shadow_models=5"):
-        preflight(config.compose("dp_sgd", ["audit.enabled=true", "audit.shadow_models=5"]).audit)
+        audit("audit.enabled=true", "audit.shadow_models=5")
+
+
+def test_a_recipe_that_cannot_be_audited_is_refused_before_anything_is_charged(tmp_path, ledger_path):
+    import privtrain
+
+    with pytest.raises(UserError, match=r"audit.enabled=true: the federated recipe cannot be audited yet"):
+        privtrain.run("federated", ["audit.enabled=true", "fl.rounds=1"], output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert not ledger_path.exists() or privtrain.ledger.open(ledger_path).entries() == []

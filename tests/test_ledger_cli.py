@@ -21,7 +21,7 @@ def path(tmp_path):
     led.set_budget(FP, "example", 3.0, 1e-5)
     for i in range(3):
         run(led, charge(f"r{i}", gaussian(4.0)))
-    run(led, charge("w", gaussian(6.0), fp="ab" * 32, name="wine"))
+    run(led, charge("w", gaussian(6.0), fp="ab" * 32, name="clinic"))
     return p
 
 
@@ -29,14 +29,16 @@ def test_show(path):
     out = cli("show", path=path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    digits = next(l for l in lines if l.startswith("digits"))
-    wine = next(l for l in lines if l.startswith("wine"))
-    s = ledger.open(path).datasets()[0]
-    for cell in (FP[:12], "example", "3", "1e-05", f"{s.spent:.4g}", f"{s.spent_rdp:.4g}", f"{s.naive_sum:.4g}",
-                 f"{s.remaining:.4g}"):
-        assert cell in digits.split()
-    assert digits.split()[-1] == "3"  # runs
-    assert "no budget: tracked, not enforced" in wine
+    patients = next(l for l in lines if l.startswith("patients"))
+    clinic = next(l for l in lines if l.startswith("clinic"))
+    s = ledger.open(path).sources()[0]
+    assert s.filter_epsilon > s.spent  # the filter certifies more than the PLD estimate
+    for cell in (f"({FP[:8]})", "example", "3", "1e-05", f"{s.spent:.4g}", f"{s.filter_epsilon:.4g}",
+                 f"{s.naive_sum:.4g}", f"{s.remaining:.4g}"):
+        assert cell in patients.split()
+    assert patients.split()[-1] == "3"  # runs
+    assert "no budget: tracked, not enforced" in clinic
+    assert "FILTER ε" in out.stdout and "adaptively chosen runs" in out.stdout
 
 
 def test_show_starts_fast_and_imports_nothing_heavy(path):
@@ -59,6 +61,7 @@ def test_export_json_and_csv(path, tmp_path):
     out = cli("export", "--format", "json", path=path)
     rows = json.loads(out.stdout)
     assert len(rows) == 9 and rows[1]["status"] == "reserved" and rows[1]["events"][0]["type"] == "GaussianDpEvent"
+    assert rows[1]["source"] == FP and rows[1]["rdp"] and "row_hash" not in out.stdout
     target = tmp_path / "ledger.csv"
     out = cli("export", "--format", "csv", "--output", str(target), path=path)
     assert out.returncode == 0 and "wrote 9 entries" in out.stdout
@@ -69,7 +72,7 @@ def test_export_json_and_csv(path, tmp_path):
 @pytest.mark.slow
 def test_plot_writes_png(path, tmp_path):
     target = tmp_path / "burn.png"
-    out = cli("plot", "digits", "--output", str(target), path=path)
+    out = cli("plot", "patients", "--output", str(target), path=path)
     assert out.returncode == 0, out.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
 

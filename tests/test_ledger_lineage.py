@@ -15,7 +15,7 @@ from privtrain.privacy.events import non_private_event
 @pytest.fixture
 def led(tmp_path):
     led = ledger.open(tmp_path / "l.db")
-    led.set_budget(FP, "example", 2.0, 1e-5)
+    led.set_budget(FP, "example", 4.0, 1e-5)
     synth = charge("synth-1", gaussian(3.0))
     run(led, synth)  # the DP synthesizer's run is charged to the parent
     led.register_derived(FP2, "digits-synth", FP, "synth-1", synth.events, synth.epsilon, 1e-5, "example")
@@ -25,21 +25,21 @@ def led(tmp_path):
 def test_run_on_derived_data_adds_nothing_to_parent(led):
     spent, n = led.spent(FP), len(led.entries(FP))
     for i in range(3):  # far more than the parent's budget would allow
-        c = charge(f"on-synth-{i}", gaussian(1.0), fp=FP2, name="digits-synth", parent_fingerprint=FP)
-        plan = led.plan(c)
-        assert plan.fits and plan.lineage.parent_fingerprint == FP
+        c = charge(f"on-synth-{i}", gaussian(1.0), fp=FP2, name="digits-synth", parent=FP)
+        plan = led.plan(c)[0]
+        assert plan.fits and plan.lineage.parent == FP
         text = plan.render()
         assert "inherits ε=" in text and "add no charge to the parent" in text
         run(led, c)
     assert led.spent(FP) == spent and len(led.entries(FP)) == n
     assert len(led.entries(FP2)) == 1 + 2 * 3  # the lineage entry + each run's reserve/commit
-    child = next(s for s in led.datasets() if s.fingerprint == FP2)
+    child = next(s for s in led.sources() if s.source == FP2)
     assert child.lineage.epsilon == pytest.approx(led.entries(FP)[1].epsilon) and child.budget is None
 
 
 def test_fingerprint_alone_finds_the_lineage(led):
-    run(led, charge("plain", gaussian(1.0), fp=FP2, name="digits-synth"))  # no parent_fingerprint given
-    assert led.plan(charge("again", fp=FP2)).lineage.parent_fingerprint == FP
+    run(led, charge("plain", gaussian(1.0), fp=FP2, name="digits-synth"))  # no parent given
+    assert led.plan(charge("again", fp=FP2))[0].lineage.parent == FP
     assert led.spent(FP) < 2.0
 
 
@@ -47,9 +47,9 @@ def test_non_dp_synthesizer_inherits_infinite_epsilon(led):
     fp3 = "f3" * 32
     lin = led.register_derived(fp3, "digits-sdv", FP, "sdv-1", [non_private_event()], 0.0, 0.0, "example")
     assert math.isinf(lin.epsilon)
-    assert "inherits ε=inf" in led.plan(charge("r", fp=fp3, parent_fingerprint=FP)).render()
+    assert "inherits ε=inf" in led.plan(charge("r", fp=fp3, parent=FP)).render()
 
 
 def test_unregistered_parent_is_refused(led):
     with pytest.raises(UserError, match="not registered as derived"):
-        led.plan(charge("r", fp="c4" * 32, parent_fingerprint=FP))
+        led.plan(charge("r", fp="c4" * 32, parent=FP))

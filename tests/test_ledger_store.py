@@ -32,7 +32,7 @@ def test_entries_record_provenance(tmp_path):
     reserved, committed = led.entries()
     for e in (reserved, committed):
         assert e.run_id == "r1" and e.recipe == "dp_sgd" and e.config_hash == "cfg-r1"
-        assert e.dataset_fingerprint == FP and e.dataset_name == "digits" and e.unit == "example"
+        assert e.dataset_fingerprint == FP and e.source == FP and e.source_name == "patients" and e.unit == "example"
         assert e.user and "T" in e.time and e.time.endswith("+00:00")
         assert e.git_commit is None or len(e.git_commit) >= 40
         assert e.events[0].noise_multiplier == 3.0 and e.delta == 1e-5 and e.epsilon > 0
@@ -49,7 +49,7 @@ def test_newer_schema_is_refused_and_untouched(tmp_path):
     conn.commit()
     conn.close()
     before = p.read_bytes()
-    with pytest.raises(UserError, match=r"schema version 99, newer than this privtrain supports \(1\); upgrade"):
+    with pytest.raises(UserError, match=r"schema version 99, newer than this privtrain supports \(2\); upgrade"):
         ledger.open(p)
     assert p.read_bytes() == before
     out = cli("show", path=p)
@@ -137,14 +137,14 @@ def test_read_only_ledger_reads_but_refuses_to_charge(tmp_path):
         os.chmod(p, 0o644)
 
 
-def test_unknown_dataset_in_runs(tmp_path):
+def test_unknown_source_in_runs(tmp_path):
     p = tmp_path / "l.db"
     run(ledger.open(p), charge())
-    with pytest.raises(UserError, match="unknown dataset 'mnist'.*known: digits"):
+    with pytest.raises(UserError, match="unknown source 'mnist'.*known: patients"):
         ledger.open(p).entries("mnist")
     out = cli("runs", "mnist", path=p)
     assert out.returncode == 2
-    assert out.stderr.startswith("privtrain: error: unknown dataset 'mnist'") and "Traceback" not in out.stderr
+    assert out.stderr.startswith("privtrain: error: unknown source 'mnist'") and "Traceback" not in out.stderr
     assert len(ledger.open(p).entries()) == 2
 
 
@@ -155,26 +155,29 @@ def test_bad_budget(tmp_path, eps, delta, match):
     led = ledger.open(p)
     run(led, charge())
     with pytest.raises(UserError, match=match):
-        led.set_budget("digits", "example", eps, delta)
-    assert led.budget("digits") is None and len(led.entries()) == 2
+        led.set_budget("patients", "example", eps, delta)
+    assert led.budget("patients") is None and len(led.entries()) == 2
 
 
 def test_bad_budget_cli(tmp_path):
     p = tmp_path / "l.db"
     run(ledger.open(p), charge())
-    out = cli("budget", "set", "digits", "--epsilon=-1", "--delta", "1e-5", path=p)
+    out = cli("budget", "set", "patients", "--epsilon=-1", "--delta", "1e-5", path=p)
     assert out.returncode == 2 and "Expected budget epsilon=-1 > 0" in out.stderr
     assert "Traceback" not in out.stderr
-    out = cli("budget", "set", "digits", "--epsilon", "2", "--delta", "1e-5", path=p)
+    out = cli("budget", "set", "patients", "--epsilon", "2", "--delta", "1e-5", path=p)
     assert out.returncode == 0 and "ε=2 at δ=1e-05" in out.stdout
-    assert ledger.open(p).budget("digits").epsilon == 2.0
+    assert ledger.open(p).budget("patients").epsilon == 2.0
 
 
-def test_dataset_resolution(tmp_path):
+def test_source_resolution(tmp_path):
     led = ledger.open(tmp_path / "l.db")
-    run(led, charge("a", fp="ab" + "0" * 62, name="wine"))
-    run(led, charge("b", fp="ac" + "0" * 62, name="wine"))
+    run(led, charge("a", fp="ab" + "0" * 62, name="clinic"))
+    run(led, charge("b", fp="ac" + "0" * 62, name="clinic"))
     with pytest.raises(UserError, match="ambiguous"):
-        led.resolve("wine")
-    assert led.resolve("ab") == "ab" + "0" * 62
+        led.resolve("clinic")
+    assert led.resolve("digits") == "digits"  # a built-in source is known before first use
+    assert led.resolve("ab0000") == "ab" + "0" * 62
+    with pytest.raises(UserError, match="unknown source 'ab'"):
+        led.resolve("ab")  # too short a prefix to name a source
     assert led.resolve("f" * 64) == "f" * 64  # a budget may be set before first use

@@ -108,6 +108,6 @@ def test_verify_cli_exits_1_and_names_the_entry(path):
 
 def test_verify_ignores_the_cache(path):
     led = ledger.open(path)
-    led.datasets()  # fills the cache
+    led.sources()  # fills the cache
     led._conn.execute("UPDATE cache SET value = -1")
     assert led.verify().ok  # the cache is derived data, outside the chain

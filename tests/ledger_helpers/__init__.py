@@ -28,17 +28,19 @@ def sgd(q: float, sigma: float, steps: int) -> tuple:
     return (ev.dp_sgd_event(sample_rate=q, noise_multiplier=sigma, steps=steps),)
 
 
-def charge(run_id: str = "run-1", events: tuple | None = None, *, fp: str = FP, name: str = "digits",
+def charge(run_id: str = "run-1", events: tuple | None = None, *, fp: str = FP, name: str = "patients",
            unit: str = "example", delta: float = 1e-5, epsilon: float | None = None, **kw) -> ledger.Charge:
+    """A charge on source ``fp`` (a fake 64-hex key that is also the table's fingerprint)."""
     events = events if events is not None else gaussian(4.0)
     eps = epsilon if epsilon is not None else fresh_pld(list(events), delta)
-    return ledger.Charge(run_id=run_id, recipe="dp_sgd", dataset_fingerprint=fp, dataset_name=name, unit=unit,
+    return ledger.Charge(run_id=run_id, recipe="dp_sgd", source=fp, source_name=name, fingerprint=fp, unit=unit,
                          events=tuple(events), delta=delta, epsilon=eps, config_hash="cfg-" + run_id, **kw)
 
 
 def run(led: ledger.Ledger, c: ledger.Charge, artifacts: dict | None = None):
+    """Reserve and commit ``c``; returns the committed entry."""
     with led.charging(c) as r:
-        return r.commit(c.events, artifacts=artifacts or {"model.pt": "00" * 32})
+        return r.commit(c.events, artifacts=artifacts or {"model.pt": "00" * 32})[0]
 
 
 def fresh_pld(events: list, delta: float) -> float:
@@ -46,6 +48,16 @@ def fresh_pld(events: list, delta: float) -> float:
     acc = dp_accounting.pld.PLDAccountant()
     acc.compose(dp_accounting.ComposedDpEvent(list(events)))
     return float(acc.get_epsilon(delta))
+
+
+def filter_admits(n_runs: int, sigma: float, budget_epsilon: float, budget_delta: float) -> bool:
+    """Oracle for the RDP filter on n Gaussian runs of multiplier σ: RDP is α/(2σ²) in closed form."""
+    import math
+
+    from privtrain.ledger.filter import ORDERS
+
+    slack = math.log(len(ORDERS) / budget_delta)
+    return any(n_runs * a / (2 * sigma**2) <= budget_epsilon - slack / (a - 1) for a in ORDERS)
 
 
 def fresh_rdp(events: list, delta: float) -> float:
