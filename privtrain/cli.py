@@ -63,8 +63,8 @@ def _cmd_ls(args) -> int:
     for group, options in config.groups().items():
         if options:
             print(f"  {group:<14} {', '.join(options)}")
-    print("recipe-specific settings live in the recipe's own file (configs/<recipe>.yaml: fl.*, synth.*);")
-    print("see them with: privtrain run RECIPE --cfg job")
+    print("federated settings (fl.*) live in configs/federated.yaml, the options every synthesizer shares in")
+    print("configs/synthetic.yaml (synth.*); see every setting of a recipe with: privtrain run RECIPE --cfg job")
     return 0
 
 

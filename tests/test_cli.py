@@ -38,7 +38,7 @@ def test_ls_lists_recipes_and_groups(cli):
 def test_cfg_job_prints_the_composed_config(cli):
     out = cli("run", "dp_sgd", "privacy.target_epsilon=1", "--cfg", "job")
     assert out.returncode == 0, out.stderr
-    assert "target_epsilon: 1" in out.stdout and "name: digits" in out.stdout
+    assert "target_epsilon: 1" in out.stdout and "loader: digits" in out.stdout
 
 
 def _entries(ledger_path) -> int:

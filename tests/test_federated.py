@@ -11,13 +11,12 @@ import pytest
 import privtrain
 from privtrain import config, ledger
 from privtrain.errors import UserError
-from privtrain.federated import accounting, partition as part, planning, settings as fl_settings, task
+from privtrain.federated import accounting, partition as part, planning, task
 
 
 def _population(*overrides: str):
-    cfg = config.to_container(config.compose("federated", list(overrides)))
-    s = fl_settings.from_config(cfg)
-    return cfg, s, task.build_population(task.load_dataset(cfg, s), s)
+    s = config.settings("federated", config.compose("federated", list(overrides)))
+    return s, s.fl, task.build_population(task.load_dataset(s.dataset, s.fl), s.fl)
 
 
 # --- partitions ------------------------------------------------------------------
@@ -54,13 +53,15 @@ def test_small_alpha_dirichlet_is_measurably_skewed():
     assert strong > 0.5 > 3 * max(iid, mild)  # most of each client's labels come from a few classes
 
 
-def test_population_fingerprint_includes_the_partitioning():
+def test_population_key_includes_the_partitioning_and_the_source_stays_the_table():
     _, _, iid = _population()
     _, _, again = _population("seed=5")  # training seed: same population
     _, _, dirichlet = _population("fl.partition=dirichlet")
     _, _, other = _population("fl.partition_seed=1")
-    assert iid.fingerprint == again.fingerprint
-    assert len({iid.fingerprint, dirichlet.fingerprint, other.fingerprint, iid.dataset.fingerprint}) == 4
+    assert iid.key == again.key
+    assert len({iid.key, dirichlet.key, other.key}) == 3
+    assert {p.dataset.source.key for p in (iid, dirichlet, other)} == {"digits"}  # one source, one budget
+    assert iid.label == "iid, 10 clients, partition seed 0" and "dirichlet(alpha=0.5)" in dirichlet.label
     sizes = iid.train_sizes()
     assert len(sizes) == 10 and sum(len(p) for p in iid.parts) == len(iid.y_pool)
 
@@ -127,18 +128,26 @@ def test_central_delta_must_be_below_one_over_clients():
                                 clipping_side="server", rounds=5, clients_per_round=5, num_clients=5)
 
 
-def test_charges_name_the_right_units():
-    for name, units in [("central", ["client"]), ("dp", ["example"]), ("central_local", ["client", "example"]),
-                        ("none", ["client", "example"])]:
-        cfg, s, pop = _population(f"privacy={name}", "fl.rounds=2")
-        central, local = planning.plan(cfg, s, pop)
-        charges = planning.charges(config.compose("federated"), cfg, s, pop, central, local, run_id="r")
-        assert [c.unit for c in charges] == units, name
-        assert all(c.dataset_fingerprint == pop.fingerprint for c in charges)
+def test_every_privacy_charges_the_source_example_level_and_central_dp_its_population(tmp_path):
+    book = ledger.open(tmp_path / "l.db")
+    for name in ("central", "dp", "central_local", "none"):
+        run, s, pop = _population(f"privacy={name}", "fl.rounds=2")
+        central, local = planning.plan(run.privacy, run.model, s, pop)
+        mechanisms = planning.mechanisms(run.privacy, s, pop, central, local)
+        assert [m.unit for m in mechanisms] == (["example"] if name == "dp" else ["client", "example"]), name
+        request = ledger.RunRequest("r", "federated", "cfg", pop.dataset.source, pop.dataset.fingerprint, mechanisms)
+        charges = book.charges(request)
+        assert {(c.source, c.unit, c.scope) for c in charges} == {
+            ("digits", m.unit, pop.key if m.unit == "client" else "") for m in mechanisms}
+        example = next(m for m in mechanisms if m.unit == "example")
         if name == "none":
-            assert all(math.isinf(c.epsilon) for c in charges)
+            assert all(math.isinf(m.epsilon) for m in mechanisms)
+        elif name == "central":  # a changed example moves its client's clipped update by 2C: multiplier σ/2
+            (event,) = example.events
+            assert event.event.noise_multiplier == pytest.approx(central.noise_multiplier / 2)
+            assert example.epsilon > central.epsilon  # the example bound is looser than the client one here
         else:
-            assert all(0 < c.epsilon < 3.05 for c in charges if c.unit == "example")
+            assert 0 < example.epsilon < 3.05
 
 
 def test_local_plan_bounds_the_worst_client():
@@ -171,14 +180,14 @@ def test_local_dp_client_accountant_persists_and_matches_the_servers_epsilon(flo
     from privtrain.federated.client_app import _state, make_client_app
     from privtrain.federated.job import in_memory
 
-    cfg, s, pop = _population("privacy=dp", "fl.rounds=3", "fl.local_epochs=1")
-    central, local = planning.plan(cfg, s, pop)
-    job = in_memory(cfg, pop, central, local, tmp_path)
+    run, s, pop = _population("privacy=dp", "fl.rounds=3", "fl.local_epochs=1")
+    central, local = planning.plan(run.privacy, run.model, s, pop)
+    job = in_memory(s, run.dataset, run.model, pop, central, local, tmp_path)
     app = make_client_app(job)
     k = 4
     context = Context(run_id=1, node_id=7, node_config={"partition-id": k, "num-partitions": 10}, state=RecordDict(),
                       run_config={})
-    model = task.build_model(cfg, job.shape)
+    model = task.build_model(run.model, job.shape)
     reported = []
     for rnd in (1, 2, 3):
         msg = Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),

@@ -125,14 +125,14 @@ def test_gaussian_copula_fits_and_samples(customers, tmp_path, ledger_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,params", [
-    ("ctgan", ["synth.ctgan.epochs=2", "synth.ctgan.batch_size=20"]),
-    ("tvae", ["synth.tvae.epochs=2", "synth.tvae.batch_size=20"]),
-    ("copulagan", ["synth.copulagan.epochs=2", "synth.copulagan.batch_size=20"]),
+    ("ctgan", ["synth.epochs=2", "synth.batch_size=20"]),
+    ("tvae", ["synth.epochs=2", "synth.batch_size=20"]),
+    ("copulagan", ["synth.epochs=2", "synth.batch_size=20"]),
 ])
 def test_neural_synthesizers_fit_and_sample(customers, tmp_path, ledger_path, model, params):
     path, frame = customers
     out = tmp_path / model
-    result = _run(csv_args(path, f"synth.model={model}", "synth.num_rows=25", *params, *FAST), out, ledger_path)
+    result = _run(csv_args(path, f"synth={model}", "synth.num_rows=25", *params, *FAST), out, ledger_path)
     rows = pd.read_csv(out / "synthetic.csv")
     assert len(rows) == 25 and set(rows.columns) == set(frame.columns)
     assert result.guarantee.epsilon == math.inf
@@ -143,12 +143,12 @@ def test_reviewed_metadata_file_is_used(customers, tmp_path, ledger_path):
     first = tmp_path / "first"
     _run(csv_args(path, *FAST), first, ledger_path)
     saved = json.loads((first / "metadata.json").read_text())
-    saved["tables"]["csv"]["columns"]["plan"] = {"sdtype": "categorical"}
+    saved["tables"]["customers"]["columns"]["plan"] = {"sdtype": "categorical"}  # the table is named after the file
     reviewed = tmp_path / "reviewed.json"
     reviewed.write_text(json.dumps(saved))
     out = tmp_path / "second"
     _run(csv_args(path, f"synth.metadata={reviewed}", *FAST), out, ledger_path)
-    assert json.loads((out / "metadata.json").read_text())["tables"]["csv"]["columns"]["customer"]["sdtype"] == "name"
+    assert json.loads((out / "metadata.json").read_text())["tables"]["customers"]["columns"]["customer"]["sdtype"] == "name"
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_metadata_that_does_not_match_the_data(customers, tmp_path, ledger_path)
 
     frame = pd.read_csv(path)
     d = metadata.detect(frame, "csv").to_dict()
-    d["tables"]["csv"]["columns"]["plan"] = {"sdtype": "numerical"}
+    d["tables"]["csv"]["columns"]["plan"] = {"sdtype": "numerical"}  # metadata of another table name
     wrong_type.write_text(json.dumps(d))
     _refused(csv_args(path, f"synth.metadata={wrong_type}"), tmp_path, ledger_path, r"^synth\.metadata: .* does not match")
 
@@ -226,8 +226,8 @@ def test_groups_of_other_recipes_are_refused(tmp_path, ledger_path):
 
 
 def test_unknown_hyperparameter(tmp_path, ledger_path):
-    _refused(["+synth.gaussian_copula.epochs=3"], tmp_path, ledger_path,
-             r"^synth\.gaussian_copula\.epochs is not a GaussianCopulaSynthesizer hyperparameter")
+    _refused(["+synth.epochs=3"], tmp_path, ledger_path,
+             r"^synth\.epochs is not a GaussianCopulaSynthesizer hyperparameter \(synth=gaussian_copula\)")
 
 
 def test_non_dp_synthesizer_refused_on_a_budgeted_dataset(customers, tmp_path, ledger_path):

@@ -20,7 +20,7 @@ from tests.conftest import TINY
 from tests.test_synthetic import CUSTOMER_SCHEMA, csv_args, make_customers
 
 FAST = ["synth.report=false", "synth.utility.enabled=false"]
-DP = ["synth.model=dp_gaussian_copula"]
+DP = ["synth=dp_gaussian_copula"]
 
 
 def _run(recipe, overrides, out, ledger_path):
@@ -77,7 +77,7 @@ def test_samples_stay_in_the_declared_domain():
 
 
 def test_dp_events_compose_in_the_ledger_to_the_reported_epsilon(tmp_path, ledger_path):
-    first = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=2", *FAST],
+    first = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST],
                  tmp_path / "a", ledger_path)
     fp = first.dataset["fingerprint"]
     led = ledger.open(ledger_path)
@@ -85,7 +85,7 @@ def test_dp_events_compose_in_the_ledger_to_the_reported_epsilon(tmp_path, ledge
     assert led.spent(fp) == pytest.approx(first.guarantee.epsilon, abs=2e-3)
     committed = [e for e in led.entries(fp) if e.status == "committed"]
     assert ev.dumps(committed[0].events) == ev.dumps(first.guarantee.events)
-    second = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=2", *FAST, "seed=1"],
+    second = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST, "seed=1"],
                   tmp_path / "b", ledger_path)
     both = ev.epsilon_pld(list(first.guarantee.events) + list(second.guarantee.events), first.guarantee.delta)
     assert led.spent(fp) == pytest.approx(both, abs=2e-3)
@@ -95,14 +95,16 @@ def test_dp_events_compose_in_the_ledger_to_the_reported_epsilon(tmp_path, ledge
 
 
 def test_dp_synthesizer_respects_the_budget(tmp_path, ledger_path):
-    budget = ["ledger.default_budget.epsilon=1", "ledger.default_budget.delta=1e-5"]
-    with pytest.raises(BudgetExceeded, match="over budget"):
-        _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=3", *budget, *FAST],
+    budget = ["ledger.default_budget.epsilon=2", "ledger.default_budget.delta=1e-5"]
+    with pytest.raises(BudgetExceeded, match="over budget: source 'wine'"):
+        _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=3", *budget, *FAST],
              tmp_path / "a", ledger_path)
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []
-    result = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=0.9", *budget, *FAST],
+    result = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=0.9", *budget, *FAST],
                   tmp_path / "b", ledger_path)
-    assert result.ledger["remaining"] == pytest.approx(1.0 - result.guarantee.epsilon, abs=2e-3)
+    led = ledger.open(ledger_path)
+    assert result.ledger["remaining"] == pytest.approx(led.remaining("wine"), abs=1e-9)
+    assert 0 < led.remaining("wine") < 2.0 - result.guarantee.epsilon  # the filter is stricter than PLD
 
 
 def test_dp_on_a_csv_uses_the_declared_schema_and_drops_pii(tmp_path, ledger_path):
@@ -140,29 +142,29 @@ def test_dp_without_a_declared_domain_is_refused(tmp_path, ledger_path):
     path = tmp_path / "customers.csv"
     make_customers(path)
     for extra in ([], ["dataset.infer_schema=true"]):
-        with pytest.raises(UserError, match=r"^synth\.model=dp_gaussian_copula needs a declared domain") as info:
+        with pytest.raises(UserError, match=r"^synth=dp_gaussian_copula needs a declared domain") as info:
             _run("synthetic", csv_args(path, *DP, *extra), tmp_path / "x", ledger_path)
         assert "\n" not in str(info.value)
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []
 
 
 def test_dp_delta_must_be_below_one_over_n(tmp_path, ledger_path):
-    with pytest.raises(UserError, match=r"^synth\.dp_gaussian_copula\.delta=0\.1 must lie in"):
-        _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.delta=0.1"], tmp_path / "x", ledger_path)
+    with pytest.raises(UserError, match=r"^synth\.delta=0\.1 must lie in"):
+        _run("synthetic", ["dataset=wine", *DP, "synth.delta=0.1"], tmp_path / "x", ledger_path)
 
 
 # --- lineage: training on synthetic rows is post-processing ------------------------------------
 
 
 def test_training_on_dp_synthetic_rows_charges_nothing_to_the_parent(tmp_path, ledger_path):
-    synth = _run("synthetic", ["dataset=wine", *DP, "synth.dp_gaussian_copula.epsilon=2", "synth.num_rows=400", *FAST],
+    synth = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", "synth.num_rows=400", *FAST],
                  tmp_path / "synth", ledger_path)
     led = ledger.open(ledger_path)
     parent = synth.dataset["fingerprint"]
     before = led.spent(parent)
     output = synth.dataset["output"]
     lineage = led.lineage(output["fingerprint"])
-    assert lineage.parent_fingerprint == parent and lineage.epsilon == pytest.approx(synth.guarantee.epsilon)
+    assert lineage.parent == "wine" and lineage.epsilon == pytest.approx(synth.guarantee.epsilon)
     trained = _run("dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path)
     assert ledger.open(ledger_path).spent(parent) == pytest.approx(before)
     assert trained.guarantees[0].accountant == "lineage"

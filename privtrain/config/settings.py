@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from privtrain.audit.settings import AuditSettings
-from privtrain.data import DatasetSpec
 from privtrain.errors import UserError
 from privtrain.ledger.model import LedgerSettings
-from privtrain.models import ModelSpec
 from privtrain.privacy.spec import PrivacySpec
 from privtrain.synthetic.settings import SynthSettings
+
+if TYPE_CHECKING:  # these live beside pandas and torch: imported when a run is typed, not by `privtrain ls`
+    from privtrain.data import DatasetSpec
+    from privtrain.federated.settings import FlSettings
+    from privtrain.models import ModelSpec
+    from privtrain.training import TrainSpec
+
+RECIPE_GROUPS = {"dp_sgd": ("model", "privacy", "recipe"), "federated": ("model", "privacy", "fl", "recipe"),
+                 "synthetic": ("synth",)}
 
 
 @dataclass(frozen=True)
@@ -25,15 +33,15 @@ class RunSettings:
 
     recipe: str
     seed: int
-    dataset: DatasetSpec
+    dataset: "DatasetSpec"
     ledger: LedgerSettings
     audit: AuditSettings
     config_hash: str
     config_yaml: str
-    model: ModelSpec | None = None
-    train: object | None = None  # privtrain.training.TrainSpec (dp_sgd); typed lazily: it lives beside torch
+    model: "ModelSpec | None" = None
+    train: "TrainSpec | None" = None
     privacy: PrivacySpec | None = None
-    fl: object | None = None  # privtrain.federated.settings.FlSettings
+    fl: "FlSettings | None" = None
     synth: SynthSettings | None = None
     resume: str | None = None
 
@@ -50,6 +58,10 @@ def settings(recipe: str, cfg) -> RunSettings:
     if missing:
         raise UserError(f"{missing[0]} is required; pass {missing[0]}=VALUE.")
     d = {k: v for k, v in to_container(cfg).items() if k != "hydra"}
+    for group in ("model", "privacy", "fl", "synth"):
+        if d.get(group) is not None and group not in RECIPE_GROUPS.get(recipe, ()):
+            raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
+                            f"({_GROUP_HINTS.get((recipe, group), 'see privtrain ls')}).")
     r = _Reader(d, recipe)
     out = dict(recipe=recipe, seed=r.int("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg))
@@ -58,14 +70,18 @@ def settings(recipe: str, cfg) -> RunSettings:
     elif recipe == "federated":
         out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
     elif recipe == "synthetic":
-        for group, hint in (("model", "synth.utility.classifier picks the utility classifier"),
-                            ("privacy", "a DP synthesizer is synth=dp_gaussian_copula with synth.epsilon"),
-                            ("fl", "federated settings belong to `privtrain run federated`")):
-            if d.get(group) is not None:
-                raise UserError(f"{group}=... does not apply to the synthetic recipe; drop it ({hint}).")
         out.update(synth=_synth(r))
     r.refuse_unread()
     return RunSettings(**out)
+
+
+_GROUP_HINTS = {
+    ("synthetic", "model"): "synth.utility.classifier picks the utility classifier",
+    ("synthetic", "privacy"): "a DP synthesizer is synth=dp_gaussian_copula with synth.epsilon",
+    ("synthetic", "fl"): "federated settings belong to `privtrain run federated`",
+    ("dp_sgd", "synth"): "synthesizers belong to `privtrain run synthetic`",
+    ("federated", "synth"): "synthesizers belong to `privtrain run synthetic`",
+}
 
 
 def check_types(recipe: str, cfg) -> None:
@@ -186,8 +202,8 @@ def _leaves(d: dict, prefix: str = "") -> list[str]:
 # --- the groups --------------------------------------------------------------------------
 
 
-def _dataset(r: _Reader) -> DatasetSpec:
-    from privtrain.data import LOADERS
+def _dataset(r: _Reader) -> "DatasetSpec":
+    from privtrain.data import LOADERS, DatasetSpec
     from privtrain.sources import check_name
 
     loader = r.str("dataset.loader", LOADERS)
@@ -202,7 +218,9 @@ def _dataset(r: _Reader) -> DatasetSpec:
         test_size=r.num("dataset.test_size"))
 
 
-def _model(r: _Reader) -> ModelSpec:
+def _model(r: _Reader) -> "ModelSpec":
+    from privtrain.models import ModelSpec
+
     hidden = r.list("model.hidden", optional=True) or []
     channels = r.list("model.channels", optional=True) or []
     for key, values in (("model.hidden", hidden), ("model.channels", channels)):

@@ -61,7 +61,8 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
     ds = population.dataset
     record = RunRecord(
         recipe="federated", run_id=run_id, seed=settings.seed, config_hash=settings.config_hash,
-        fingerprint=ds.fingerprint, source={"key": ds.source.key, "name": ds.name, "kind": ds.source.kind},
+        fingerprint=ds.fingerprint, source={"key": dataset_info["source"], "name": dataset_info["name"],
+                                            "kind": ds.source.kind},
         dataset=settings.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees],
         audit=asdict(settings.audit), ledger={"path": ledger_info["path"], "allow_non_private":
                                               settings.ledger.allow_non_private,

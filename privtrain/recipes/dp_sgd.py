@@ -97,10 +97,11 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset)]
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))
-    info = dict(p.dataset_info, n_train=splits.n_train, n_test=len(splits.y_test), schema=dataset.schema.source)
+    info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
+                n_test=len(splits.y_test), schema=dataset.schema.source)
     ledger_info = reserved.summary()
     metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
-    files = _write_artifacts(Path(output_dir), p, reserved.run_id, info, guarantees, metrics, outcome, ledger_info)
+    files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info)
     result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
     own = p.request.mechanisms[0].epsilon if dp is None else float(outcome.epsilon)
     return Outcome(result, {"example": run_events}, files, epsilon={"example": own})
@@ -158,7 +159,7 @@ def _load_resume(path, fingerprint: str) -> dict | None:
     return ckpt
 
 
-def _write_artifacts(out: Path, p: Planned, run_id: str, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
+def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
     import torch
 
     from privtrain.models import count_parameters
@@ -178,8 +179,8 @@ def _write_artifacts(out: Path, p: Planned, run_id: str, info, guarantees, metri
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None
     record = RunRecord(
-        recipe="dp_sgd", run_id=run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
-        source={"key": dataset.source.key, "name": dataset.source.name, "kind": dataset.source.kind},
+        recipe="dp_sgd", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
+        source={"key": reserved.source, "name": reserved.source_name, "kind": dataset.source.kind},
         dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees], audit=_asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
                 "default_budget": s.ledger.default_budget},
@@ -192,7 +193,7 @@ def _write_artifacts(out: Path, p: Planned, run_id: str, info, guarantees, metri
     n_params = count_parameters(outcome.model)
     card = model_card.render(
         recipe="dp_sgd", intended_use=INTENDED_USE, dataset=info, guarantees=guarantees, metrics=metrics,
-        lineage=guarantees[0].notes[0] if len(guarantees) > 1 else None,
+        lineage=reserved.lineage.describe() if reserved.lineage is not None else None,
         model=f"`{s.model.name}` ({n_params} parameters); weights are the EMA of the DP iterates" if dp
         else f"`{s.model.name}` ({n_params} parameters), trained without DP",
         ledger=ledger_info,

@@ -73,11 +73,12 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started
     guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
+    info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
     ledger_info = reserved.summary()
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
-    files = report.write_artifacts(output_dir, s, p.population, p.dataset_info, guarantees, metrics, history,
+    files = report.write_artifacts(output_dir, s, p.population, info, guarantees, metrics, history,
                                    p.central, p.local, ledger_info, reserved.run_id)
-    result = RunResult("federated", output_dir, metrics, guarantees, p.dataset_info, ledger_info)
+    result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
     return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
 
 

@@ -132,7 +132,8 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     metrics = _evaluate(syn, train_rows, test, rows, meta, table, real, findings, s.seed)
     metrics.update(pii_verbatim_values=sum(leaks.values()), pii_collisions_replaced=sum(replaced.values()))
     ledger_info = reserved.summary()
-    info = dict(p.dataset_info, n_train=len(train_rows), n_test=len(test),
+    info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=len(train_rows),
+                n_test=len(test),
                 schema=real.schema.source if real.schema is not None else "sdv-detected")
     output_info = {"path": str(files[0]), "fingerprint": child.fingerprint, "n_rows": len(rows),
                    "target": child.target, "metadata": str(files[1]), "schema": str(files[2]),
@@ -141,7 +142,8 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
                            len(train_rows), len(test))
     record = RunRecord(
         recipe="synthetic", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash,
-        fingerprint=real.fingerprint, source={"key": real.source.key, "name": real.name, "kind": real.source.kind},
+        fingerprint=real.fingerprint, source={"key": reserved.source, "name": reserved.source_name,
+                                              "kind": real.source.kind},
         dataset=s.dataset.to_dict(), guarantees=[guarantee.to_dict()], audit=dataclasses.asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
                 "default_budget": s.ledger.default_budget},
