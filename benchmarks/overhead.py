@@ -146,7 +146,7 @@ def accounting_speed() -> list[dict]:
         book.warm_cache = False
         for i in range(n_runs):
             sigma = 4.0 + 0.25 * (i % 10)
-            charge = ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", dataset_fingerprint="ab" * 32, dataset_name="bench",
+            charge = ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", source="bench", source_name="bench",
                                    unit="example", events=(dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=300),),
                                    delta=1e-5, epsilon=1.0, config_hash="c")
             with book.charging(charge) as run:

@@ -22,9 +22,9 @@ import privtrain
 
 def configs(ctgan_epochs: int):
     return [
-        ("GaussianCopula", ["synth.model=gaussian_copula"]),
-        (f"CTGAN ({ctgan_epochs} epochs)", ["synth.model=ctgan", f"synth.ctgan.epochs={ctgan_epochs}"]),
-        *[(f"DP copula ε={e:g}", ["synth.model=dp_gaussian_copula", f"synth.dp_gaussian_copula.epsilon={e}"])
+        ("GaussianCopula", ["synth=gaussian_copula"]),
+        (f"CTGAN ({ctgan_epochs} epochs)", ["synth=ctgan", f"synth.epochs={ctgan_epochs}"]),
+        *[(f"DP copula ε={e:g}", ["synth=dp_gaussian_copula", f"synth.epsilon={e}"])
           for e in (1, 3, 8)],
     ]
 

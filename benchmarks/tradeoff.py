@@ -68,8 +68,8 @@ def trial(method: str, dataset: str, eps: float, seed: int, quick: bool, runs: P
         privacy = [f"privacy={mode}", f"privacy.target_epsilon={eps}"] if private else ["privacy=none"]
         return _privtrain("federated", [*common, *privacy, *extra], tag)["accuracy"]
     if method == "DP-synthetic":
-        synth = ["synth.model=dp_gaussian_copula", f"synth.dp_gaussian_copula.epsilon={eps}"] if private \
-            else ["synth.model=gaussian_copula"]
+        synth = ["synth=dp_gaussian_copula", f"synth.epsilon={eps}"] if private \
+            else ["synth=gaussian_copula"]
         over = [f"dataset={dataset}", f"seed={seed}", *synth, "synth.report=false"]
         return _privtrain("synthetic", over, tag)["tstr_accuracy"]
     from privtrain import data
@@ -219,22 +219,22 @@ def pareto_plot(frame: pd.DataFrame, dataset: str, path: Path) -> None:
 
 
 def _ledger_totals(path: Path) -> list[dict]:
-    """Per dataset and unit: the ledger's tight total (inf once a non-private trial ran), and the
+    """Per source, unit and population: the ledger's tight total (inf once a non-private trial ran), and the
     tight composition of the DP trials alone, from the same stored events."""
     from privtrain import ledger
     from privtrain.privacy.events import epsilon_pld, is_non_private
 
     book = ledger.open(path)
     rows = []
-    for d in book.datasets():
+    for d in book.sources():
         if not d.n_runs:
             continue  # derived (synthetic) datasets: nothing trained on them here
         charged: dict[int, list] = {}
-        for e in book.entries(d.fingerprint, d.unit):
+        for e in book.entries(d.source, d.unit, d.scope):
             if e.status in ("reserved", "committed", "failed") and (e.status != "reserved" or e.id not in charged):
                 charged[e.reservation_id] = e.events
         private = [ev for events in charged.values() if not is_non_private(events) for ev in events]
-        rows.append({"name": d.name, "fingerprint": d.fingerprint[:12], "unit": d.unit, "runs": d.n_runs,
+        rows.append({"name": d.name, "population": d.scope_label or "", "unit": d.unit, "runs": d.n_runs,
                      "spent": "inf" if math.isinf(d.spent) else round(d.spent, 3),
                      "dp_trials_spent": round(epsilon_pld(private, 1e-5), 3),
                      "naive_sum": "inf" if math.isinf(d.naive_sum) else round(d.naive_sum, 3)})

@@ -26,19 +26,18 @@ def score(dataset: str, overrides: tuple[str, ...], eps: float, seed: int) -> fl
     from privtrain import config, data, models, training
     from privtrain.privacy import dp_sgd
 
-    cfg = config.compose("dp_sgd", [f"dataset={dataset}", "recipe.progress=false", *overrides])
-    splits = data.split(data.load(config.dataset_spec(cfg.dataset)), seed=seed,
-                        test_size=float(cfg.dataset.test_size))  # the test split is not used below
+    s = config.settings("dp_sgd", config.compose("dp_sgd", [f"dataset={dataset}", "recipe.progress=false", *overrides]))
+    splits = data.split(data.load(s.dataset), seed=seed, test_size=s.dataset.test_size)  # test split unused below
     x_tr, x_va, y_tr, y_va = train_test_split(splits.x_train, splits.y_train, test_size=0.2,
                                               stratify=splits.y_train, random_state=seed)
     n_classes = len(splits.classes)
-    model = models.build(config.model_spec(cfg.model), n_inputs=x_tr.shape[1], n_classes=n_classes, image_shape=None)
-    settings = config.train_settings(cfg.recipe, len(y_tr))  # recipe.steps resolved for these rows
+    model = models.build(s.model, n_inputs=x_tr.shape[1], n_classes=n_classes, image_shape=None)
+    settings = s.train.for_rows(len(y_tr))  # recipe.steps resolved for these rows
     plan = None
     if math.isfinite(eps):
         plan = dp_sgd.plan(n_train=len(y_tr), batch_size=settings.batch_size, epochs=settings.epochs,
-                           target_epsilon=eps, noise_multiplier=None, delta=cfg.privacy.delta,
-                           max_grad_norm=float(cfg.privacy.max_grad_norm), accountant=str(cfg.privacy.accountant))
+                           target_epsilon=eps, noise_multiplier=None, delta=s.privacy.delta,
+                           max_grad_norm=float(s.privacy.max_grad_norm), accountant=str(s.privacy.accountant))
     out = training.train(model, x_tr.astype(np.float32), y_tr, settings, dp=plan, seed=seed, report_epsilon=False)
     return training.evaluate(out.model, x_va.astype(np.float32), y_va, n_classes)["accuracy"]
 

@@ -41,17 +41,21 @@ TINY = ["recipe.epochs=2", "recipe.progress=false"] if QUICK else ["recipe.progr
 print(first.summary())
 first.guarantee'''),
     ("md", "The guarantee names its unit (one example = one row), δ, the accountant, and the mechanism as "
-           "dp-accounting events, which is what the ledger stores."),
+           "dp-accounting events, which is what the ledger stores. The budget belongs to the *source* `digits`: "
+           "every recipe, and every table holding the same rows (a CSV copy, a subset), is charged to it."),
     ("code", '''book = privtrain.ledger.open()
 book.set_budget("digits", "example", epsilon=8.0, delta=1e-5)
-for d in book.datasets():
-    print(d.name, d.unit, "spent (tight PLD):", round(d.spent, 3), "remaining:", d.remaining)'''),
+for d in book.sources():
+    print(d.name, d.unit, "spent (tight PLD):", round(d.spent, 3), " admission filter:", round(d.filter_epsilon, 3),
+          " remaining:", round(d.remaining, 3))'''),
     ("md", "## 2. A second run composes with the first\n\nTwo ε = 3 runs do **not** cost ε = 6: "
-           "the ledger composes their events with a tight PLD accountant."),
+           "the ledger composes their events with a tight PLD accountant. Runs are *admitted* by an RDP filter, "
+           "which stays valid when each run is chosen after seeing the last; it certifies a little more than PLD."),
     ("code", '''second = privtrain.run("dp_sgd", ["privacy.target_epsilon=3", "seed=1", *TINY])
-summary = {d.name: d for d in book.datasets()}["digits"]
-print(f"naive sum: {summary.naive_sum:.2f}   tight (PLD): {summary.spent:.2f}   RDP: {summary.spent_rdp:.2f}")
-assert summary.spent < summary.naive_sum'''),
+summary = {d.name: d for d in book.sources()}["digits"]
+print(f"naive sum: {summary.naive_sum:.2f}   tight (PLD): {summary.spent:.2f}   "
+      f"admission filter (RDP): {summary.filter_epsilon:.2f}")
+assert summary.spent < summary.naive_sum and summary.spent <= summary.filter_epsilon'''),
     ("md", "## 3. The budget burned down over runs"),
     ("code", '''import subprocess, sys
 png = Path("ledger_digits.png")
@@ -126,7 +130,8 @@ NOTEBOOKS["03_federated.ipynb"] = [
 import json
 ROUNDS = ["fl.rounds=2", "fl.local_epochs=1"] if QUICK else ["fl.rounds=8"]'''),
     ("md", "## 1. Non-IID partitions\n\nA Dirichlet partition with small α gives each client a skewed label mix. "
-           "The partition is part of the population's identity (and of its ledger fingerprint)."),
+           "The partition is part of the population's identity: client-level budgets belong to it, while the "
+           "example-level charge goes to the source `digits` whatever the partition."),
     ("code", '''run = privtrain.run("federated", ["fl.partition=dirichlet", "fl.alpha=0.5", "privacy=central",
                                    "privacy.target_epsilon=3", "recipe.progress=false", *ROUNDS])
 print(run.summary())
@@ -135,13 +140,13 @@ display(Image(filename=str(run.output_dir / "partition.png")))'''),
            "own federated evaluation, after every round."),
     ("code", '''display(Image(filename=str(run.output_dir / "accuracy.png")))
 history = json.loads((run.output_dir / "metrics.json").read_text())["history"]
-[{k: r.get(k) for k in ("round", "accuracy", "federated_accuracy", "epsilon")} for r in history]'''),
+[{k: r.get(k) for k in ("round", "accuracy", "federated_accuracy", "epsilon_client")} for r in history]'''),
     ("md", "## 3. Same data, no privacy\n\nThe gap is the price of client-level ε = 3 on ten clients."),
     ("code", '''baseline = privtrain.run("federated", ["fl.partition=dirichlet", "fl.alpha=0.5", "privacy=none",
                                         "ledger.allow_non_private=true", "recipe.progress=false", *ROUNDS])
 print(f"central DP (client-level ε=3): {run.metrics['accuracy']:.3f}   non-private: {baseline.metrics['accuracy']:.3f}")
-for d in privtrain.ledger.open().datasets():
-    print(d.name, d.unit, "spent:", d.spent)'''),
+for d in privtrain.ledger.open().sources():
+    print(d.name, d.unit, d.scope_label or "all rows", "spent:", d.spent)'''),
 ]
 
 NOTEBOOKS["04_synthetic.ipynb"] = [
@@ -151,7 +156,7 @@ NOTEBOOKS["04_synthetic.ipynb"] = [
            "train-on-synthetic/test-on-real (TSTR) accuracy."),
     ("code", SETUP),
     ("code", '''book = privtrain.ledger.open()
-dp = privtrain.run("synthetic", ["synth.model=dp_gaussian_copula", "synth.dp_gaussian_copula.epsilon=3"])
+dp = privtrain.run("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=3"])
 print(dp.summary())'''),
     ("md", "## Lineage: training on DP synthetic rows adds no charge to the parent"),
     ("code", '''spent_before = book.spent("breast_cancer")

@@ -108,6 +108,7 @@ def test_shadow_training_is_charged_to_the_ledger(tmp_path, ledger_path):
     assert [e.status for e in entries] == ["reserved", "committed"]
     committed = entries[-1]
     assert committed.run_id == shadow["ledger_entry"] and committed.dataset_fingerprint == fp
+    assert committed.source == "digits"  # the shadows train on digits' people: charged to its budget
     assert len(committed.events) == 2  # each row is in K/2 = 2 shadows
     assert committed.epsilon == pytest.approx(shadow["charged_epsilon"]) and committed.epsilon > 1.0
     assert book.spent(fp) > before + 0.5
@@ -116,7 +117,7 @@ def test_shadow_training_is_charged_to_the_ledger(tmp_path, ledger_path):
 
 
 def test_shadows_are_refused_until_a_data_source_is_chosen_and_over_budget_charges_nothing(tmp_path, ledger_path):
-    run, fp = _tiny_run(tmp_path, "ledger.default_budget.epsilon=1.2", "ledger.default_budget.delta=1e-5")
+    run, fp = _tiny_run(tmp_path, "ledger.default_budget.epsilon=2.5", "ledger.default_budget.delta=1e-5")
     book = ledger.open(ledger_path)
     n_entries = len(book.entries())
     with pytest.raises(UserError, match=r"audit.shadow_data is not set: .* would charge epsilon=\d"):
@@ -127,8 +128,15 @@ def test_shadows_are_refused_until_a_data_source_is_chosen_and_over_budget_charg
 
 
 def test_pool_shadows_charge_nothing_and_a_pool_of_private_rows_is_refused(tmp_path, ledger_path):
+    import pandas as pd
+
     data = _digits_csv(tmp_path / "private.csv", slice(0, 600))
-    _digits_csv(tmp_path / "pool.csv", slice(600, 1200))
+    _digits_csv(tmp_path / "others.csv", slice(600, 1200))
+    others = pd.read_csv(tmp_path / "others.csv")  # digits rows are digits' people: jitter them into other images
+    pixels = [c for c in others.columns if c != "target"]
+    jitter = np.random.default_rng(0).integers(-2, 3, size=(len(others), len(pixels)))
+    others[pixels] = np.clip(others[pixels].to_numpy() + jitter, 0, 16)
+    others.to_csv(tmp_path / "pool.csv", index=False)
     privtrain.run("dp_sgd", [*data, *TINY, "recipe.batch_size=64", "recipe.max_physical_batch_size=64",
                              "privacy.target_epsilon=1"], output_dir=tmp_path / "run")
     book = ledger.open(ledger_path)
@@ -139,6 +147,8 @@ def test_pool_shadows_charge_nothing_and_a_pool_of_private_rows_is_refused(tmp_p
     assert len(book.entries()) == n_entries
     with pytest.raises(UserError, match=r"row\(s\) of .* are rows of the private dataset"):
         audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "private.csv"))
+    with pytest.raises(UserError, match=r"others.csv is private data known to the ledger .*source `digits`"):
+        audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "others.csv"))
 
 
 def test_synthetic_run_gets_a_distance_test_and_sdmetrics_scores(tmp_path, ledger_path, cli):

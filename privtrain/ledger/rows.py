@@ -126,9 +126,8 @@ def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
         sample = overlap.sample_from_bytes(blob, len(columns))
         keep(overlap.compare_columns(rows.cells, rows.columns, sample, columns, n_rows,
                                      id_column=rows.id_column, key=key, source=source))
-    registered = {s for s, *_ in store.samples(book._conn)}
-    for name in BUILTIN_SOURCES:  # public tables: known before any run, so a copy of them is never a fresh source
-        if name in exclude or name in registered:
+    for name in BUILTIN_SOURCES:  # public tables, known in full before any run: a copy is never a fresh source
+        if name in exclude:
             continue
         builtin = _builtin_rows(name, key)
         if not set(builtin.columns) & set(rows.columns) - {"target"}:
