@@ -23,14 +23,17 @@ def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_pat
     second = privtrain.run("federated", [*TINY, "seed=1"], output_dir=tmp_path / "b")
     g = first.guarantee
     assert g.unit == "client" and g.accountant == "pld" and g.epsilon == pytest.approx(3.0, rel=0.01)
-    assert first.dataset["fingerprint"] == second.dataset["fingerprint"]  # same population
+    population = first.dataset["population"]["key"]
+    assert population == second.dataset["population"]["key"]  # same population: the seed is not part of it
     book = ledger.open(ledger_path)
-    fp = first.dataset["fingerprint"]
     both = epsilon_pld([*first.guarantee.events, *second.guarantee.events], g.delta)
-    assert book.spent(fp, "client") == pytest.approx(both, rel=1e-3) and both > 4.0  # composed, not reset
-    assert book.spent(fp, "example") == 0.0  # central DP is a client-level charge only
-    committed = [e for e in book.entries(fp) if e.status == "committed"]
-    assert [e.unit for e in committed] == ["client", "client"]
+    assert book.spent("digits", "client", population) == pytest.approx(both, rel=1e-3) and both > 4.0  # composed
+    # ... and the source's example-level budget is charged what central DP bounds there (σ/2 per release)
+    example = [x for r in (first, second) for gg in r.guarantees if gg.unit == "example" for x in gg.events]
+    assert book.spent("digits", "example") == pytest.approx(epsilon_pld(example, 1e-5), rel=1e-3)
+    assert example[0].event.noise_multiplier == pytest.approx(g.events[0].event.noise_multiplier / 2)
+    committed = [e for e in book.entries("digits") if e.status == "committed"]
+    assert sorted(e.unit for e in committed) == ["client", "client", "example", "example"]
     metrics = json.loads((first.output_dir / "metrics.json").read_text())
     assert [r["round"] for r in metrics["history"]] == [0, 1, 2]
     assert metrics["history"][-1]["releases"] == 2 and "federated_accuracy" in metrics["history"][-1]
@@ -47,9 +50,10 @@ def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledg
     assert set(units) == {"client", "example"}
     assert units["example"].epsilon <= 3.0 * 1.01 and units["client"].epsilon == pytest.approx(8.0, rel=0.01)
     book = ledger.open(ledger_path)
-    fp = result.dataset["fingerprint"]
-    assert book.spent(fp, "client") == pytest.approx(epsilon_pld(list(units["client"].events), 1e-5), rel=1e-3)
-    assert book.spent(fp, "example") > 0
+    population = result.dataset["population"]["key"]
+    assert book.spent("digits", "client", population) == pytest.approx(
+        epsilon_pld(list(units["client"].events), 1e-5), rel=1e-3)
+    assert book.spent("digits", "example") == pytest.approx(epsilon_pld(list(units["example"].events), 1e-5), rel=2e-2)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
     steps = metrics["federated"]["client_steps"]
     assert len(steps) == 3 and all(v > 0 for v in steps.values())
@@ -96,17 +100,18 @@ def test_loopback_deployment_runs_two_rounds_and_is_charged(tmp_path, ledger_pat
     assert [r["round"] for r in metrics["history"]] == [0, 1, 2] and metrics["federated"]["engine"] == "deployment"
     assert metrics["history"][-1]["releases"] == 2
     book = ledger.open(ledger_path)
-    committed = [e for e in book.entries(result.dataset["fingerprint"]) if e.status == "committed"]
-    assert len(committed) == 1 and committed[0].unit == "client"
-    assert committed[0].epsilon == pytest.approx(result.guarantee.epsilon)
-    assert "metrics.json" in committed[0].artifacts
+    committed = {e.unit: e for e in book.entries("digits") if e.status == "committed"}
+    assert set(committed) == {"client", "example"}
+    assert committed["client"].epsilon == pytest.approx(result.guarantee.epsilon)
+    assert committed["client"].scope == result.dataset["population"]["key"]
+    assert "metrics.json" in committed["client"].artifacts
 
 
 def test_deployment_processes_stop_even_when_the_run_fails():
-    from privtrain.federated import deployment, settings
     from privtrain import config
+    from privtrain.federated import deployment
 
-    s = settings.from_config(config.to_container(config.compose("federated", ["fl.engine=deployment"])))
+    s = config.settings("federated", config.compose("federated", ["fl.engine=deployment"])).fl
     pids = []
     with pytest.raises(RuntimeError, match="boom"):
         with deployment.Deployment(s, num_clients=2) as dep:

@@ -300,7 +300,7 @@ def _fl(r: _Reader):
         optimizer=r.str("fl.optimizer", ("sgd", "adam")), lr=r.num("fl.lr", positive=True),
         local_dp_lr=r.num("fl.local_dp_lr", positive=True), momentum=r.num("fl.momentum", minimum=0.0),
         grad_sample_mode=r.str("fl.grad_sample_mode"), privacy=r.str("privacy.name"), seed=r.int("seed"),
-        progress=r.bool("recipe.progress") and r.str("recipe.name") == "federated",
+        progress=r.bool("recipe.progress") & (r.str("recipe.name") == "federated"),
         num_cpus=float(num_cpus if num_cpus is not None else (os.cpu_count() or 1)),
         cpus_per_client=r.num("fl.simulation.cpus_per_client", positive=True),
         superlink=r.opt_str("fl.deployment.superlink"),

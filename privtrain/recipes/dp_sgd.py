@@ -103,8 +103,10 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
     files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info)
     result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
-    own = p.request.mechanisms[0].epsilon if dp is None else float(outcome.epsilon)
-    return Outcome(result, {"example": run_events}, files, epsilon={"example": own})
+    # The entry records this run's own ε for the steps it charged: after a resume, the guarantee covers all
+    # steps but the new entry only the new ones (the reservation's ε when the steps went as planned).
+    own = None if dp is None or p.resume is not None else {"example": float(outcome.epsilon)}
+    return Outcome(result, {"example": run_events}, files, epsilon=own)
 
 
 def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
