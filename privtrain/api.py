@@ -57,6 +57,7 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
+    output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory
     audit.preflight(settings.audit, settings.recipe)
     planned = module.plan(settings)
     book = ledger.open(settings.ledger.path)
