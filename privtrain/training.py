@@ -21,29 +21,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int
-    batch_size: int
-    max_physical_batch_size: int
-    optimizer: str
-    lr: float
-    momentum: float = 0.0
-    ema: float = 0.0
-    grad_sample_mode: str = "hooks"
-    clipping: str = "flat"
-    progress: bool = True
-    threads: int = 1
+    """Training settings (``recipe.*`` of dp_sgd; the federated clients build their own).
 
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """``recipe.*`` of the dp_sgd recipe: training settings before the data's size is known.
-
-    ``epochs=None`` (the default) trains ``steps`` optimizer steps, rounded up to whole epochs: a fixed
-    number of epochs would give a 455-row table a quarter of the steps of a 1,437-row one at the same
-    batch size. An explicit ``epochs`` wins.
+    ``epochs=None`` (dp_sgd's default) trains ``steps`` optimizer steps, rounded up to whole epochs once
+    the number of training rows is known (:meth:`for_rows`): a fixed number of epochs would give a
+    455-row table a quarter of the steps of a 1,437-row one at the same batch size. An explicit
+    ``epochs`` wins.
     """
 
-    steps: int | None
     epochs: int | None
     batch_size: int
     max_physical_batch_size: int
@@ -55,26 +40,24 @@ class TrainSpec:
     clipping: str = "flat"
     progress: bool = True
     threads: int = 1
+    steps: int | None = None
 
-    def for_rows(self, n_train: int) -> TrainSettings:
-        """The settings for ``n_train`` training rows.
+    def for_rows(self, n_train: int) -> "TrainSettings":
+        """These settings with ``epochs`` resolved for ``n_train`` training rows.
 
         Raises:
             UserError: neither a positive ``steps`` nor ``epochs``.
         """
+        from dataclasses import replace
+
         from privtrain.errors import UserError
 
-        epochs = self.epochs
-        if epochs is None:
-            if self.steps is None or self.steps < 1:
-                raise UserError(f"recipe.steps={self.steps} must be at least 1 (or set recipe.epochs).")
-            per_epoch = max(1, math.ceil(n_train / max(1, self.batch_size)))
-            epochs = math.ceil(self.steps / per_epoch)
-        return TrainSettings(
-            epochs=int(epochs), batch_size=self.batch_size, max_physical_batch_size=self.max_physical_batch_size,
-            optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, ema=self.ema,
-            grad_sample_mode=self.grad_sample_mode, clipping=self.clipping, progress=self.progress,
-            threads=self.threads)
+        if self.epochs is not None:
+            return self
+        if self.steps is None or self.steps < 1:
+            raise UserError(f"recipe.steps={self.steps} must be at least 1 (or set recipe.epochs).")
+        per_epoch = max(1, math.ceil(n_train / max(1, self.batch_size)))
+        return replace(self, epochs=math.ceil(self.steps / per_epoch))
 
 
 @dataclass

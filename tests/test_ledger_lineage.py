@@ -26,8 +26,8 @@ def test_run_on_derived_data_adds_nothing_to_parent(led):
     spent, n = led.spent(FP), len(led.entries(FP))
     for i in range(3):  # far more than the parent's budget would allow
         c = charge(f"on-synth-{i}", gaussian(1.0), fp=FP2, name="digits-synth", parent=FP)
-        plan = led.plan(c)[0]
-        assert plan.fits and plan.lineage.parent == FP
+        plan = led.plan(c)
+        assert plan.fits and plan[0].lineage.parent == FP
         text = plan.render()
         assert "inherits ε=" in text and "add no charge to the parent" in text
         run(led, c)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # these live beside pandas and torch: imported when a run is 
     from privtrain.data import DatasetSpec
     from privtrain.federated.settings import FlSettings
     from privtrain.models import ModelSpec
-    from privtrain.training import TrainSpec
+    from privtrain.training import TrainSettings
 
 RECIPE_GROUPS = {"dp_sgd": ("model", "privacy", "recipe"), "federated": ("model", "privacy", "fl", "recipe"),
                  "synthetic": ("synth",)}
@@ -39,7 +39,7 @@ class RunSettings:
     config_hash: str
     config_yaml: str
     model: "ModelSpec | None" = None
-    train: "TrainSpec | None" = None
+    train: "TrainSettings | None" = None  # epochs resolved by the recipe once it knows the rows
     privacy: PrivacySpec | None = None
     fl: "FlSettings | None" = None
     synth: SynthSettings | None = None
@@ -231,10 +231,10 @@ def _model(r: _Reader) -> "ModelSpec":
 
 
 def _train(r: _Reader):
-    from privtrain.training import TrainSpec
+    from privtrain.training import TrainSettings
 
     r.str("recipe.name")
-    return TrainSpec(
+    return TrainSettings(
         steps=r.int("recipe.steps", optional=True), epochs=r.int("recipe.epochs", optional=True, minimum=1),
         batch_size=r.int("recipe.batch_size", minimum=1),
         max_physical_batch_size=r.int("recipe.max_physical_batch_size", minimum=1),

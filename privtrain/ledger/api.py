@@ -330,6 +330,10 @@ class Ledger:
         orders = previous.orders if previous is not None else rdp_filter.ORDERS
         used = rdp_filter.certified_epsilon(self._rdp_spent(self._runs(key, unit, scope), orders),
                                             budget_delta=delta, orders=orders)
+        if math.isinf(used) and not force:
+            raise UserError(f"a non-private run was charged to source {self.name(key) or key[:12]!r} ({unit} level): "
+                            "no budget can be met on these people any more. Pass --force to record one anyway "
+                            "(every private run is then refused), or keep tracking it without a budget.")
         if used > epsilon and not force:
             raise UserError(f"source {self.name(key) or key[:12]!r} ({unit} level) has already used ε={used:.4g} "
                             f"by the admission filter at δ={delta:g}, above the new budget ε={epsilon:g}: every "

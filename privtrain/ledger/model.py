@@ -344,8 +344,3 @@ class Plan:
         """Largest ε (at the run's δ) this run could use and still be admitted by the filter; inf without
         a budget; None when its events have no noise to scale (e.g. non-private)."""
         return self._max_epsilon()
-
-    def render(self) -> str:
-        from privtrain.ledger.render import render_plan
-
-        return render_plan(self)
