@@ -51,7 +51,6 @@ def test_fingerprint_changes_with_one_cell_and_with_extra():
     edited = frame.copy()
     edited.loc[1, "a"] = 5
     assert fingerprint_frame(frame) != fingerprint_frame(edited)
-    assert fingerprint_frame(frame) != fingerprint_frame(frame, extra={"partition": "iid"})
 
 
 def test_csv_fingerprint_is_independent_of_file_name_and_row_order(tmp_path):

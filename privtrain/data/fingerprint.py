@@ -40,26 +40,18 @@ def canonicalize(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """``frame`` in canonical row order, and its fingerprint (the rows are serialized once)."""
     rows = canonical_rows(frame)
     order = sorted(range(len(rows)), key=rows.__getitem__)
-    return frame.iloc[order].reset_index(drop=True), _digest(frame.columns, [rows[i] for i in order], None)
+    return frame.iloc[order].reset_index(drop=True), _digest(frame.columns, [rows[i] for i in order])
 
 
-def fingerprint_frame(frame: pd.DataFrame, *, extra: dict | None = None) -> str:
-    """SHA-256 hex digest of ``frame``'s content.
-
-    Args:
-        frame: the raw table, target column included.
-        extra: public facts that make this a different dataset, e.g. a federated
-            partitioning; folded into the hash as canonical JSON.
-    """
-    return _digest(frame.columns, sorted(canonical_rows(frame)), extra)
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """SHA-256 hex digest of ``frame``'s content (the raw table, target column included)."""
+    return _digest(frame.columns, sorted(canonical_rows(frame)))
 
 
-def _digest(columns, sorted_rows: list[str], extra: dict | None) -> str:
+def _digest(columns, sorted_rows: list[str]) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(sorted(map(str, columns))).encode())
     for row in sorted_rows:
         digest.update(b"\n")
         digest.update(row.encode())
-    if extra:
-        digest.update(b"\x00extra:" + json.dumps(extra, sort_keys=True).encode())
     return digest.hexdigest()

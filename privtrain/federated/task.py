@@ -97,8 +97,6 @@ def build_population(dataset, settings: FlSettings) -> Population:
     """
     from sklearn.model_selection import train_test_split
 
-    from privtrain import data
-
     spec = settings.partition
     part.validate(spec)
     y = dataset.schema.encode_target(dataset.frame[dataset.target])

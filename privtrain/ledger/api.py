@@ -23,7 +23,7 @@ from privtrain.errors import UserError, require
 from privtrain.ledger import admission, compose, provenance, rows, store
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import (
-    Budget, Charge, Entry, Lineage, Plan, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
+    Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
 )
 from privtrain.ledger.run import Run
 from privtrain.sources import Source, check_name
