@@ -91,11 +91,18 @@ def train(
     resume: dict | None = None,
     desc: str = "train",
     report_epsilon: bool = True,
+    reproducible_noise_from: int | None = None,
 ) -> TrainOutcome:
     """Train ``model`` on ``(x, y)``.
 
+    ``seed`` sets the public randomness (initialisation, and the shuffling of non-private training).
+    Under DP the noise and the Poisson sampling draw from generators seeded from the OS's entropy
+    (:mod:`privtrain.privacy.randomness`), never from ``seed``.
+
     Args:
         dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training.
+        reproducible_noise_from: debugging only: derive the noise and sampling from this seed. The
+            run's guarantee is then void (the caller reports ε = ∞).
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.
         report_epsilon: compute the outcome's epsilon (one accountant call, up to ~1 s for PRV at a
             high sampling rate). Federated clients skip it: the server accounts from their step counts.
@@ -104,13 +111,13 @@ def train(
     torch.set_num_threads(max(1, settings.threads))
     try:
         return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc,
-                      report_epsilon=report_epsilon)
+                      report_epsilon=report_epsilon, reproducible_noise_from=reproducible_noise_from)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str,
-           report_epsilon: bool) -> TrainOutcome:
+           report_epsilon: bool, reproducible_noise_from: int | None) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
@@ -123,7 +130,8 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
     criterion: nn.Module = nn.CrossEntropyLoss()
     engine = None
     if dp is not None:
-        model, optimizer, criterion, loader, engine = _make_private(model, optimizer, criterion, loader, dp, settings, resume)
+        model, optimizer, criterion, loader, engine = _make_private(model, optimizer, criterion, loader, dp, settings,
+                                                                    resume, reproducible_noise_from)
     averaged = [p.detach().clone() for p in model.parameters()]
     losses: list[float] = []
     steps = 0
@@ -178,8 +186,11 @@ def _eps_postfix(engine, dp, bar) -> dict:
     return {"eps": getattr(bar, "_privtrain_eps", "0.00")}
 
 
-def _make_private(model, optimizer, criterion, loader, dp, settings, resume):
+def _make_private(model, optimizer, criterion, loader, dp, settings, resume, reproducible_noise_from):
     from opacus import PrivacyEngine
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+    from privtrain.privacy.randomness import torch_generator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Secure RNG turned off": stated in the model card instead
@@ -194,11 +205,16 @@ def _make_private(model, optimizer, criterion, loader, dp, settings, resume):
             module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
             noise_multiplier=dp.noise_multiplier, max_grad_norm=max_grad_norm,
             poisson_sampling=True, clipping=settings.clipping, grad_sample_mode=settings.grad_sample_mode,
+            noise_generator=torch_generator(reproducible_noise_from, "dp-sgd-noise"),
         )
     if settings.grad_sample_mode == "ghost":
         model, optimizer, criterion, loader = wrapped
     else:
         model, optimizer, loader = wrapped
+    # Opacus' Poisson sampler draws from the global RNG, which `seed` sets: give it a secret one.
+    if not isinstance(loader.batch_sampler, UniformWithReplacementSampler):
+        raise RuntimeError("Opacus did not build a Poisson sampler; refusing to train with a public sampling RNG")
+    loader.batch_sampler.generator = torch_generator(reproducible_noise_from, "poisson")
     return model, optimizer, criterion, loader, engine
 
 

@@ -170,15 +170,14 @@ def _file_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
 
 
 def split(dataset: Dataset, *, seed: int, test_size: float) -> Splits:
-    """Deterministic, stratified train/test split; features scaled by public bounds."""
-    from sklearn.model_selection import train_test_split
+    """Train/test split by a keyed function of each row alone (see :mod:`privtrain.data.assign`);
+    features scaled by public bounds."""
+    from privtrain.data.assign import held_out
 
     y = dataset.schema.encode_target(dataset.frame[dataset.target])
     x = dataset.schema.transform(dataset.frame)
-    counts = np.bincount(y, minlength=len(dataset.schema.classes))
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    try:
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=stratify, random_state=seed)
-    except ValueError as exc:
-        raise UserError(f"dataset.test_size={test_size}: cannot split {len(y)} rows ({exc}).") from None
-    return Splits(x_tr, y_tr, x_te, y_te, dataset.schema.classes)
+    test = held_out(dataset.frame, seed=seed, test_size=test_size)
+    if test.all() or not test.any():
+        raise UserError(f"dataset.test_size={test_size}: {len(y)} rows leave an empty "
+                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+    return Splits(x[~test], y[~test], x[test], y[test], dataset.schema.classes)

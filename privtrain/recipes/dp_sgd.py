@@ -25,6 +25,7 @@ from pathlib import Path
 
 from privtrain import data, models
 from privtrain.artifacts import model_card
+from privtrain.data.assign import held_out
 from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
@@ -55,7 +56,8 @@ def plan(s) -> Planned:
     if s.privacy.name not in ("dp", "none"):
         raise UserError(f"privacy={s.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
     dataset = data.load(s.dataset)
-    n_train = dataset.n_rows - math.ceil(s.dataset.test_size * dataset.n_rows)
+    # The training split's size sets the sampling rate; like the row count it is treated as public.
+    n_train = int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
     train = s.train.for_rows(n_train)
     if train.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
         raise UserError(f"recipe.grad_sample_mode={train.grad_sample_mode!r} is unknown; choose one of "

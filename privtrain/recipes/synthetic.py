@@ -68,7 +68,7 @@ def plan(s) -> Planned:
     syn: SynthSettings = s.synth
     _check_settings(syn)
     real = source_mod.load_source(s.dataset, need_target=syn.utility)
-    n_train = len(real.frame) - math.ceil(s.dataset.test_size * len(real.frame))
+    n_train = len(source_mod.split(real, seed=s.seed, test_size=s.dataset.test_size)[0])  # public, like n
     num_rows = n_train if syn.num_rows is None else syn.num_rows
     private = syn.model in DP_MODELS
     domain, notes, dp = None, [], None

@@ -63,20 +63,15 @@ def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
 
 
 def split(source: RealTable, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The same stratified split as ``data.split``: the synthesizer never sees the held-out rows."""
-    from sklearn.model_selection import train_test_split
+    """The same keyed split as ``data.split``: the synthesizer never sees the held-out rows."""
+    from privtrain.data.assign import held_out
 
     frame = source.frame
-    y = frame[source.target].astype(str).to_numpy() if source.target in frame.columns else None
-    stratify = None
-    if y is not None:
-        _, counts = np.unique(y, return_counts=True)
-        stratify = y if counts.min() >= 2 else None
-    try:
-        tr, te = train_test_split(np.arange(len(frame)), test_size=test_size, stratify=stratify, random_state=seed)
-    except ValueError as exc:
-        raise UserError(f"dataset.test_size={test_size}: cannot split {len(frame)} rows ({exc}).") from None
-    return frame.iloc[np.sort(tr)].reset_index(drop=True), frame.iloc[np.sort(te)].reset_index(drop=True)
+    test = held_out(frame, seed=seed, test_size=test_size)
+    if test.all() or not test.any():
+        raise UserError(f"dataset.test_size={test_size}: {len(frame)} rows leave an empty "
+                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+    return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 
 
 def table_name(name: str) -> str:
