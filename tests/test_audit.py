@@ -257,3 +257,14 @@ def test_a_recipe_that_cannot_be_audited_is_refused_before_anything_is_charged(t
         privtrain.run("federated", ["audit.enabled=true", "fl.rounds=1"], output_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
     assert not ledger_path.exists() or privtrain.ledger.open(ledger_path).entries() == []
+
+
+def test_the_epsilon_bound_spends_its_confidence_on_both_one_sided_intervals_of_every_threshold():
+    from privtrain.audit.bounds import epsilon_from_counts, epsilon_lower_bound, fp_grid
+
+    members, nonmembers = np.ones(100), np.zeros(100)
+    bound = epsilon_lower_bound(members, nonmembers, delta=1e-5, confidence=0.95)
+    candidates = len(fp_grid(100)) * 2
+    expected = epsilon_from_counts(tp=100, n_pos=100, fp=0, n_neg=100, delta=1e-5, alpha=0.05 / (2 * candidates))
+    too_loose = epsilon_from_counts(tp=100, n_pos=100, fp=0, n_neg=100, delta=1e-5, alpha=0.05 / candidates)
+    assert bound.epsilon == pytest.approx(expected) and bound.epsilon < too_loose

@@ -32,7 +32,7 @@ def test_api_returns_metrics_guarantee_events_and_output_dir(tmp_path, ledger_pa
 def test_non_private_baseline_same_data_and_evaluation(tmp_path, ledger_path):
     result = privtrain.run("dp_sgd", [*TINY, "privacy=none"], output_dir=tmp_path / "run")
     assert math.isinf(result.guarantee.epsilon) and not result.guarantee.private
-    assert result.metrics["n_test"] == 360
+    assert result.metrics["n_test"] == result.dataset["n_test"] == 332  # digits' keyed held-out split (seed 0)
     assert "No differential privacy guarantee" in (result.output_dir / "model_card.md").read_text()
     assert math.isinf(ledger.open(ledger_path).spent("digits"))
 
@@ -76,7 +76,7 @@ def test_resume_accumulates_epsilon_and_charges_only_new_steps(tmp_path, ledger_
 
 
 @pytest.mark.slow
-def test_csv_with_inferred_schema_says_so_in_the_guarantee(tmp_path, ledger_path):
+def test_csv_with_inferred_schema_voids_the_guarantee(tmp_path, ledger_path):
     import numpy as np
     import pandas as pd
 
@@ -86,5 +86,8 @@ def test_csv_with_inferred_schema_says_so_in_the_guarantee(tmp_path, ledger_path
     result = privtrain.run("dp_sgd", [*TINY, "recipe.batch_size=64", "dataset=csv", f"dataset.path={tmp_path / 'd.csv'}",
                                       "dataset.target=label", "dataset.infer_schema=true"], output_dir=tmp_path / "r")
     assert any("inferred from the private data" in n for n in result.guarantee.notes)
+    assert math.isinf(result.guarantee.epsilon) and any("infer_schema=true" in n for n in result.guarantee.notes)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
-    assert metrics["dataset"]["schema"] == "inferred"
+    assert metrics["dataset"]["schema"] == "inferred" and "final_train_loss" not in metrics["metrics"]
+    (entry,) = [e for e in ledger.open(ledger_path).entries() if e.status == "committed"]
+    assert entry.events_json == '[{"type":"NonPrivateDpEvent"}]'  # charged as what it is

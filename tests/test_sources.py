@@ -26,9 +26,15 @@ def _digits() -> pd.DataFrame:
     return load_digits(as_frame=True).frame
 
 
+def _schema(frame: pd.DataFrame) -> str:
+    """digits' public schema (pixels in [0, 16], ten classes) for the columns of ``frame``."""
+    cols = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in frame.columns if c != "target")
+    return f"+dataset.schema={{{cols}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"
+
+
 def _csv(frame: pd.DataFrame, path) -> list[str]:
     frame.to_csv(path, index=False)
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", "dataset.infer_schema=true"]
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", _schema(frame)]
 
 
 def _refused(recipe: str, overrides: list[str], tmp_path, error=UserError) -> str:
@@ -73,7 +79,7 @@ def test_tables_holding_a_sources_rows_are_charged_to_it(tmp_path, ledger_path):
     cases = {
         "subset": _csv(frame.sample(frac=0.3, random_state=0), tmp_path / "subset.csv"),
         "parquet, reordered": ["dataset=parquet", f"dataset.path={tmp_path / 'digits.parquet'}",
-                               "dataset.target=target", "dataset.infer_schema=true"],
+                               "dataset.target=target", _schema(frame)],
         "appended rows": _csv(pd.concat([frame, frame.sample(300, random_state=2).assign(pixel_3_3=16.0)]),
                               tmp_path / "appended.csv"),
     }

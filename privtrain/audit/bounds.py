@@ -124,7 +124,10 @@ def epsilon_lower_bound(members: np.ndarray, nonmembers: np.ndarray, *, delta: f
         t = members[fn]
         fn_real = int(np.sum(members < t))
         candidates.append(("tnr", float(t), int(np.sum(nonmembers < t)), len(nonmembers), fn_real, len(members)))
-    alpha = (1 - confidence) / (len(candidates) * n_attacks)
+    # Each threshold uses two one-sided intervals (a lower bound on one rate, an upper bound on the other):
+    # at level alpha each they hold jointly with probability 1 - 2 alpha. Bonferroni over both, every
+    # threshold and every attack gives the stated confidence.
+    alpha = (1 - confidence) / (2 * len(candidates) * n_attacks)
     best = EpsilonBound(0.0, "tpr", None, 0, len(members), 0, len(nonmembers), confidence, delta, len(candidates),
                         n_attacks)
     for side, t, tp, n_pos, fp, n_neg in candidates:

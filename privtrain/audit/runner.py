@@ -110,7 +110,11 @@ def _load_target(run: RunInfo, splits, dataset):
 
     model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
-    ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    try:  # weights and plain values only: a crafted pickle cannot run code here
+        ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"{run.run_dir}/checkpoint.pt does not load safely ({type(exc).__name__}); audit an "
+                        "unmodified run directory.") from None
     if ckpt.get("meta", {}).get("fingerprint") != dataset.fingerprint:
         raise UserError(f"{run.run_dir}/checkpoint.pt was not trained on the dataset its run record names "
                         "(fingerprints differ); audit an unmodified run directory.")

@@ -44,6 +44,7 @@ class RunSettings:
     fl: "FlSettings | None" = None
     synth: SynthSettings | None = None
     resume: str | None = None
+    reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -64,7 +65,8 @@ def settings(recipe: str, cfg) -> RunSettings:
                             f"({_GROUP_HINTS.get((recipe, group), 'see privtrain ls')}).")
     r = _Reader(d, recipe)
     out = dict(recipe=recipe, seed=r.int("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
-               config_hash=config_hash(cfg), config_yaml=to_yaml(cfg))
+               config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
+               reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False)
     if recipe == "dp_sgd":
         out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"))
     elif recipe == "federated":

@@ -63,11 +63,11 @@ class Schema:
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted({str(v) for v in values if v not in index})
-        if unknown:
+        unknown = int(sum(v not in index for v in values))
+        if unknown:  # the message names the declared (public) classes, never a value read from the rows
             raise UserError(
-                f"dataset.schema: target labels {unknown[:5]} are not among the declared classes "
-                f"{list(self.classes)}; add them to the target's categories."
+                f"dataset.schema: {unknown} row(s) have a target label outside the declared classes "
+                f"{list(self.classes)}; add the missing labels to the target's categories (or drop those rows)."
             )
         return values.map(index).to_numpy(dtype=np.int64)
 

@@ -1,15 +1,24 @@
-"""Split a population's training rows across federated clients: IID, Dirichlet or a natural column.
+"""Which client holds which training row: a keyed function of each row alone (IID, Dirichlet, or a column).
 
-Every partition is a list of disjoint index arrays, one per client, and is a
-pure function of its :class:`PartitionSpec`, the labels and the seed, so the
-simulation, every SuperNode of a deployment and the ledger's fingerprint agree
-on who holds which rows.
+A row's client depends only on that row (a keyed hash of its content, see
+:mod:`privtrain.data.assign`) and on public settings, never on the other rows, so adding or
+removing one row changes one client's rows and no other's: neighbouring datasets give
+neighbouring populations, which the DP guarantees need.
+
+- ``iid``: client ``floor(u * N)`` for the row's uniform ``u``.
+- ``dirichlet``: per class ``c``, client shares ``p_c ~ Dir(alpha)`` drawn from a public generator
+  seeded by ``fl.partition_seed``; a row of class ``c`` goes to the client where the CDF of ``p_c``
+  first exceeds ``u`` (label skew: smaller alpha, more skew).
+- ``column``: by the value of ``fl.client_column`` (one client per distinct value).
+
+Partition sizes are therefore data dependent; they are treated as public, like a dataset's row
+count (docs/federated.md). A client may hold no rows; it then trains nothing.
 
 Example:
     >>> import numpy as np
-    >>> parts = partition(np.arange(100) % 10, PartitionSpec("iid", num_clients=4, seed=0))
-    >>> [len(p) for p in parts]
-    [25, 25, 25, 25]
+    >>> u = np.array([0.05, 0.3, 0.55, 0.8])
+    >>> assign(u, np.zeros(4, int), 1, PartitionSpec("iid", num_clients=4)).tolist()
+    [0, 1, 2, 3]
 """
 
 from __future__ import annotations
@@ -21,8 +30,6 @@ import numpy as np
 from privtrain.errors import UserError
 
 KINDS = ("iid", "dirichlet", "column")
-MIN_ROWS = 2  # one to train on and one to evaluate on, per client
-_DIRICHLET_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -60,76 +67,74 @@ def validate(spec: PartitionSpec) -> None:
         raise UserError(f"fl.num_clients={spec.num_clients} must be at least 1.")
 
 
-def partition(labels: np.ndarray, spec: PartitionSpec, client_ids: np.ndarray | None = None) -> list[np.ndarray]:
-    """Disjoint, sorted row indices per client.
+def assign(u: np.ndarray, labels: np.ndarray, n_classes: int, spec: PartitionSpec,
+           client_ids: np.ndarray | None = None) -> np.ndarray:
+    """Each row's client index.
 
     Args:
-        labels: encoded class labels of the rows to distribute.
-        spec: how to distribute them.
-        client_ids: for ``kind="column"``, each row's client id.
+        u: each row's keyed uniform in [0, 1) (``privtrain.data.assign.uniforms(..., purpose="client")``).
+        labels: encoded class labels (Dirichlet only), in ``range(n_classes)``.
+        n_classes: the number of declared classes (public; fixes the Dirichlet draws).
+        spec: how to distribute the rows.
+        client_ids: for ``kind="column"``, each row's value of the client column.
+
+    Returns:
+        An int64 array: the client of each row, in ``range(num_clients(spec, client_ids))``.
 
     Raises:
-        UserError: a bad spec, or a client left with fewer than 2 rows.
+        UserError: a bad spec, or a column partition without its column.
     """
     validate(spec)
-    labels = np.asarray(labels)
+    u = np.asarray(u, dtype=np.float64)
     if spec.kind == "column":
         if client_ids is None:
             raise UserError("fl.partition=column needs a CSV or Parquet dataset that has the fl.client_column column.")
-        ids = np.asarray(client_ids)
-        parts = [np.flatnonzero(ids == c) for c in sorted(set(ids.tolist()), key=str)]
-    elif spec.kind == "iid":
-        rng = np.random.default_rng(spec.seed)
-        parts = [np.sort(p) for p in np.array_split(rng.permutation(len(labels)), spec.num_clients)]
-    else:
-        parts = _dirichlet(labels, spec)
-    _check_sizes(parts, spec)
-    return parts
+        keys = np.array([str(v) for v in client_ids], dtype=object)
+        _, index = np.unique(keys, return_inverse=True)  # clients in sorted order of their (private) ids
+        return index.astype(np.int64).reshape(-1)
+    n = spec.num_clients
+    if spec.kind == "iid":
+        return np.minimum((u * n).astype(np.int64), n - 1)
+    cdf = np.cumsum(dirichlet_shares(spec, n_classes), axis=1)
+    cdf[:, -1] = 1.0  # no row falls past the last client through rounding
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.empty(len(u), dtype=np.int64)
+    for c in range(n_classes):
+        rows = labels == c
+        out[rows] = np.searchsorted(cdf[c], u[rows], side="right")
+    return np.minimum(out, n - 1)
 
 
-def _dirichlet(labels: np.ndarray, spec: PartitionSpec) -> list[np.ndarray]:
-    """Per class, client shares drawn from Dir(alpha); redrawn (deterministically) while a client is too small."""
-    parts: list[np.ndarray] = []
-    for attempt in range(_DIRICHLET_TRIES):
-        rng = np.random.default_rng([spec.seed, attempt])
-        buckets: list[list[np.ndarray]] = [[] for _ in range(spec.num_clients)]
-        for c in np.unique(labels):
-            rows = rng.permutation(np.flatnonzero(labels == c))
-            shares = rng.dirichlet(np.full(spec.num_clients, float(spec.alpha)))
-            cuts = (np.cumsum(shares)[:-1] * len(rows)).astype(int)
-            for k, chunk in enumerate(np.split(rows, cuts)):
-                buckets[k].append(chunk)
-        parts = [np.sort(np.concatenate(b)) if b else np.array([], np.int64) for b in buckets]
-        if min(len(p) for p in parts) >= MIN_ROWS:
-            return parts
-    return parts  # _check_sizes names the empty client
+def dirichlet_shares(spec: PartitionSpec, n_classes: int) -> np.ndarray:
+    """Per class, each client's share: ``Dir(alpha)`` from a public generator seeded by the partition seed."""
+    rng = np.random.default_rng([int(spec.seed), 0xD1])
+    shares = rng.dirichlet(np.full(spec.num_clients, float(spec.alpha)), size=n_classes)
+    shares = np.nan_to_num(shares, nan=0.0)  # a tiny alpha can underflow; fall back below
+    empty = shares.sum(axis=1) <= 0
+    shares[empty] = 1.0
+    return shares / shares.sum(axis=1, keepdims=True)
 
 
-def _check_sizes(parts: list[np.ndarray], spec: PartitionSpec) -> None:
-    sizes = [len(p) for p in parts]
-    if not parts:
-        raise UserError("fl.partition=column: the training rows name no client in fl.client_column.")
-    small = [k for k, n in enumerate(sizes) if n < MIN_ROWS]
-    if small:
-        k = small[0]
-        hint = {
-            "dirichlet": f"raise fl.alpha (now {spec.alpha}) or lower fl.num_clients (now {spec.num_clients})",
-            "iid": f"lower fl.num_clients (now {spec.num_clients}) to at most {sum(sizes) // MIN_ROWS}",
-            "column": f"give that client more rows in fl.client_column={spec.client_column!r}, or drop it",
-        }[spec.kind]
-        raise UserError(f"fl.partition={spec.kind}: client {k} holds {sizes[k]} training row(s) and each client "
-                        f"needs at least {MIN_ROWS} (one to train, one to evaluate); {hint}.")
+def num_clients(spec: PartitionSpec, client_ids: np.ndarray | None = None) -> int:
+    """How many clients the population has: ``fl.num_clients``, or the distinct values of the client column."""
+    if spec.kind != "column":
+        return int(spec.num_clients)
+    return len({str(v) for v in client_ids}) if client_ids is not None else 0
 
 
-def summary(parts: list[np.ndarray], labels: np.ndarray, n_classes: int) -> dict:
-    """Sizes and label histograms per client, plus a skew measure (JSON-ready)."""
-    hist = [np.bincount(labels[p], minlength=n_classes).tolist() for p in parts]
-    return {"sizes": [len(p) for p in parts], "label_histograms": hist,
-            "label_skew_tv": label_skew(parts, labels, n_classes)}
+def group(client_of: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For each client ``k < n``: the sorted indices of ``rows`` (a boolean mask) that belong to it."""
+    index = np.flatnonzero(rows)
+    owners = client_of[index]
+    order = np.argsort(owners, kind="stable")
+    bounds = np.searchsorted(owners[order], np.arange(n + 1))
+    return tuple(index[order[bounds[k]:bounds[k + 1]]] for k in range(n))
 
 
-def label_skew(parts: list[np.ndarray], labels: np.ndarray, n_classes: int) -> float:
-    """Mean total-variation distance between each client's label distribution and the global one (0 = IID)."""
-    overall = np.bincount(labels, minlength=n_classes) / max(len(labels), 1)
-    tv = [0.5 * np.abs(np.bincount(labels[p], minlength=n_classes) / len(p) - overall).sum() for p in parts if len(p)]
-    return float(np.mean(tv)) if tv else 0.0
+def summary(train_sizes: list[int], eval_sizes: list[int]) -> dict:
+    """Sizes only (public by declaration): no label histograms or skew, which would be statistics of private rows."""
+    sizes = [a + b for a, b in zip(train_sizes, eval_sizes)]
+    return {"clients": len(sizes), "sizes": sizes, "train_sizes": list(train_sizes), "eval_sizes": list(eval_sizes),
+            "clients_without_training_rows": sum(1 for s in train_sizes if s == 0),
+            "note": "partition sizes are treated as public, like a dataset's row count; nothing else about the "
+                    "clients' rows is reported"}

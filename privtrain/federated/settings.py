@@ -15,6 +15,9 @@ from privtrain.federated.partition import PartitionSpec
 ENGINES = ("simulation", "deployment")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 PRIVACY = ("none", "central", "dp", "central_local")
+CLIENT_SAMPLING = ("poisson", "fixed")
+# Federated evaluation asks every client; above this many clients it runs after the last round only.
+EVALUATE_EVERY_ROUND_UP_TO = 20
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class FlSettings:
     cpus_per_client: float
     superlink: str | None
     startup_timeout: float
+    client_sampling: str = "poisson"  # poisson: each client independently with rate q; fixed: m without replacement
+    sampling_rate: float | None = None  # q for Poisson sampling; None: clients_per_round / clients (or fraction)
+    reuse_ray: bool = True  # simulation: keep one Ray runtime (and its client actors) for the whole process
+    reproducible_noise: bool = False  # debugging only: noise and sampling from `seed`, guarantee void
 
     def validate(self) -> "FlSettings":
         """Raise :class:`UserError` for a setting out of range; returns self."""
@@ -56,10 +63,18 @@ class FlSettings:
         _choice("fl.engine", self.engine, ENGINES)
         _choice("fl.strategy", self.strategy, STRATEGIES)
         _choice("privacy", self.privacy, PRIVACY)
+        _choice("fl.client_sampling", self.client_sampling, CLIENT_SAMPLING)
         if not 0.0 < self.client_test_size < 1.0:
             raise UserError(f"fl.client_test_size={self.client_test_size} must lie in (0, 1).")
         if self.optimizer not in ("sgd", "adam"):
             raise UserError(f"fl.optimizer={self.optimizer!r} is unknown; choose sgd or adam.")
+        if self.sampling_rate is not None:
+            if not 0.0 < self.sampling_rate <= 1.0:
+                raise UserError(f"fl.sampling_rate={self.sampling_rate} must lie in (0, 1]; use e.g. "
+                                "fl.sampling_rate=0.1 (or null to use fl.clients_per_round / clients).")
+            if self.client_sampling == "fixed":
+                raise UserError("fl.sampling_rate is the Poisson sampling rate; with fl.client_sampling=fixed set "
+                                "fl.clients_per_round instead (or fl.sampling_rate=null).")
         validate_partition(self.partition)
         return self
 
@@ -79,7 +94,11 @@ class FlSettings:
         return self.privacy in ("dp", "central_local")
 
     def sample_size(self, num_clients: int) -> int:
-        """Clients per round; raises :class:`UserError` when it cannot be met."""
+        """The fixed cohort m (``fl.clients_per_round``, else ``fl.fraction`` of the clients).
+
+        Raises:
+            UserError: the cohort cannot be met.
+        """
         if self.clients_per_round is not None:
             m = int(self.clients_per_round)
             if m < 1:
@@ -92,9 +111,40 @@ class FlSettings:
             raise UserError(f"fl.fraction={self.fraction} must lie in (0, 1]; use e.g. fl.fraction=0.5.")
         return max(1, int(round(self.fraction * num_clients)))
 
+    def sample_rate(self, num_clients: int) -> float:
+        """Each client's probability of taking part in a round.
+
+        Poisson: ``fl.sampling_rate``, else the expected cohort ``fl.clients_per_round`` (or
+        ``fl.fraction`` of the clients) over the clients. Fixed: m / clients.
+
+        Raises:
+            UserError: the rate or cohort is out of range.
+        """
+        if self.client_sampling == "poisson" and self.sampling_rate is not None:
+            return float(self.sampling_rate)
+        if self.client_sampling == "poisson" and self.clients_per_round is None:
+            self.sample_size(num_clients)  # validates fl.fraction
+            return float(self.fraction)
+        return self.sample_size(num_clients) / num_clients
+
+    def expected_cohort(self, num_clients: int) -> float:
+        """The clients of an average round: q·N (Poisson) or m (fixed); DP-FedAvg's fixed denominator."""
+        if self.client_sampling == "fixed":
+            return float(self.sample_size(num_clients))
+        return self.sample_rate(num_clients) * num_clients
+
+    def evaluates_in_round(self, server_round: int, num_clients: int) -> bool:
+        """Whether the clients evaluate the global model after ``server_round``."""
+        if not self.federated_evaluation:
+            return False
+        return num_clients <= EVALUATE_EVERY_ROUND_UP_TO or server_round == self.rounds
+
+    @property
+    def noise_seed(self) -> int | None:
+        """What secret generators are seeded from: None (the OS's entropy), or ``seed`` when debugging."""
+        return self.seed if self.reproducible_noise else None
+
 
 def _choice(name: str, value, options) -> None:
     if value not in options:
         raise UserError(f"{name}={value!r} is unknown; choose one of {', '.join(options)}.")
-
-

@@ -27,6 +27,31 @@ class ClientData:
 
 
 @dataclass(frozen=True)
+class ClientRows:
+    """Every client's rows without a copy per client: the pool once, and index arrays into it."""
+
+    x: np.ndarray
+    y: np.ndarray
+    train: tuple[np.ndarray, ...]  # pool indices of each client's local training rows
+    eval: tuple[np.ndarray, ...]  # ... and of its local evaluation rows
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.train)
+
+    def client(self, k: int) -> ClientData:
+        """Client ``k``'s rows (copied out of the pool only now, when it trains or evaluates).
+
+        Raises:
+            UserError: ``k`` is not a client of this population.
+        """
+        if not 0 <= k < self.num_clients:
+            raise UserError(f"partition-id={k} is not a client of this population (0..{self.num_clients - 1}).")
+        tr, ev = self.train[k], self.eval[k]
+        return ClientData(self.x[tr], self.y[tr], self.x[ev], self.y[ev])
+
+
+@dataclass(frozen=True)
 class Population:
     """A dataset split into the evaluator's held-out rows and disjoint client partitions."""
 
@@ -34,40 +59,47 @@ class Population:
     spec: part.PartitionSpec
     key: str  # the table's content + its partitioning: the ledger's scope for client-level budgets
     label: str  # e.g. "iid, 10 clients, partition seed 0"
-    x_pool: np.ndarray  # the clients' rows (training pool), in pool order
+    x_pool: np.ndarray  # the clients' rows (training pool)
     y_pool: np.ndarray
     x_test: np.ndarray  # the server's held-out split (the evaluator's data)
     y_test: np.ndarray
-    parts: list[np.ndarray]  # indices into the pool, one array per client
+    train_parts: tuple[np.ndarray, ...]  # pool indices of each client's local training rows
+    eval_parts: tuple[np.ndarray, ...]  # pool indices of each client's local evaluation rows
     client_test_size: float
 
     @property
     def num_clients(self) -> int:
-        return len(self.parts)
+        return len(self.train_parts)
 
     @property
     def n_classes(self) -> int:
         return len(self.dataset.schema.classes)
 
-    def client_split(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(train, eval) pool indices of client ``k``: a fixed local split of its partition."""
-        rows = np.random.default_rng([self.spec.seed, 7919, k]).permutation(self.parts[k])
-        n_eval = min(len(rows) - 1, max(1, round(self.client_test_size * len(rows))))
-        return np.sort(rows[n_eval:]), np.sort(rows[:n_eval])
+    @property
+    def parts(self) -> list[np.ndarray]:
+        """Each client's pool rows (training and evaluation)."""
+        return [np.sort(np.concatenate([t, e])) for t, e in zip(self.train_parts, self.eval_parts)]
+
+    def rows(self) -> ClientRows:
+        return ClientRows(self.x_pool, self.y_pool, self.train_parts, self.eval_parts)
 
     def client(self, k: int) -> ClientData:
-        if not 0 <= k < self.num_clients:
-            raise UserError(f"partition-id={k} is not a client of this population (0..{self.num_clients - 1}).")
-        tr, ev = self.client_split(k)
-        return ClientData(self.x_pool[tr], self.y_pool[tr], self.x_pool[ev], self.y_pool[ev])
+        return self.rows().client(k)
 
     def train_sizes(self) -> list[int]:
-        return [len(self.client_split(k)[0]) for k in range(self.num_clients)]
+        return [len(t) for t in self.train_parts]
+
+    def eval_sizes(self) -> list[int]:
+        return [len(e) for e in self.eval_parts]
 
 
 def load_dataset(spec, settings: FlSettings):
     """Load the configured dataset (a :class:`privtrain.data.DatasetSpec`); with ``fl.partition=column``
-    the client column is not a feature."""
+    the client column is not a feature.
+
+    Raises:
+        UserError: a column partition on a dataset without that column.
+    """
     from privtrain import data
 
     column = settings.partition.client_column if settings.partition.kind == "column" else None
@@ -91,30 +123,63 @@ def load_dataset(spec, settings: FlSettings):
 
 
 def build_population(dataset, settings: FlSettings) -> Population:
-    """Held-out split and client partitions, both by ``fl.partition_seed``; deterministic.
+    """Held-out split, client partitions and each client's local split: keyed functions of each row.
 
-    Reads the labels (and client ids); partition sizes are treated as public, like the row count.
+    Every row's held-out/pool side, client and local train/eval side come from keyed hashes of
+    that row alone (:mod:`privtrain.data.assign`, keyed by ``fl.partition_seed``), so one row more
+    or less changes one client's rows only. Partition sizes are treated as public.
+
+    Raises:
+        UserError: labels outside the declared classes, an empty side of the held-out split, or a
+            population in which no client holds a training row.
     """
-    from sklearn.model_selection import train_test_split
+    from privtrain.data.assign import held_out, uniforms
 
     spec = settings.partition
     part.validate(spec)
-    y = dataset.schema.encode_target(dataset.frame[dataset.target])
-    x = dataset.schema.transform(dataset.frame)
-    idx = np.arange(len(y))
-    counts = np.bincount(y, minlength=len(dataset.schema.classes))
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    try:
-        pool, test = train_test_split(idx, test_size=settings.test_size, stratify=stratify, random_state=spec.seed)
-    except ValueError as exc:
-        raise UserError(f"dataset.test_size={settings.test_size}: cannot split {len(y)} rows ({exc}).") from None
-    ids = dataset.frame[spec.client_column].to_numpy()[pool] if spec.kind == "column" else None
-    parts = part.partition(y[pool], spec, ids)
-    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size}
+    frame = dataset.frame
+    y = encode_labels(dataset)
+    x = dataset.schema.transform(frame)
+    test = held_out(frame, seed=spec.seed, test_size=settings.test_size)
+    if test.all() or not test.any():
+        raise UserError(f"dataset.test_size={settings.test_size}: {len(y)} rows leave an empty "
+                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+    pool = np.flatnonzero(~test)
+    pool_frame = frame.iloc[pool]
+    ids = pool_frame[spec.client_column].to_numpy() if spec.kind == "column" else None
+    n = part.num_clients(spec, ids)
+    client_of = part.assign(uniforms(pool_frame, seed=spec.seed, purpose="client"), y[pool],
+                            len(dataset.schema.classes), spec, ids)
+    local_eval = uniforms(pool_frame, seed=spec.seed, purpose="client-eval") < settings.client_test_size
+    train_parts = part.group(client_of, n, ~local_eval)
+    eval_parts = part.group(client_of, n, local_eval)
+    if not any(len(t) for t in train_parts):
+        raise UserError(f"fl.partition={spec.kind}: no client holds a training row ({len(pool)} pool rows, "
+                        f"fl.client_test_size={settings.client_test_size}); use more rows or a smaller "
+                        "fl.client_test_size.")
+    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size,
+                "assignment": "keyed-per-row"}
     key = hashlib.sha256(json.dumps({"table": dataset.fingerprint, "population": identity},
                                     sort_keys=True).encode()).hexdigest()[:16]
-    return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], parts,
-                      settings.client_test_size)
+    return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], train_parts,
+                      eval_parts, settings.client_test_size)
+
+
+def encode_labels(dataset) -> np.ndarray:
+    """The target encoded by the declared classes.
+
+    Raises:
+        UserError: some rows hold a label outside them; the message counts the rows and never shows
+            the values (they are private data).
+    """
+    classes = dataset.schema.classes
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sum(1 for v in dataset.frame[dataset.target] if v not in index)
+    if unknown:
+        raise UserError(f"dataset.target={dataset.target!r}: {unknown} row(s) hold a label that is not among the "
+                        f"{len(classes)} declared classes (values not shown: they are private data); add it to the "
+                        "target's categories in dataset.schema.")
+    return dataset.frame[dataset.target].map(index).to_numpy(dtype=np.int64)
 
 
 def population_label(spec: part.PartitionSpec) -> str:
@@ -145,10 +210,11 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
                 proximal_mu: float = 0.0, seed: int = 0):
     """One round of local training; returns :class:`privtrain.training.TrainOutcome`.
 
-    Under local DP the client's accountant state from earlier rounds is restored first, so
-    epsilon keeps accumulating over rounds. The client does not evaluate its epsilon (a PRV call
-    costs up to a second per client and round); the server accounts for every client from the step
-    counts they report. The optimizer starts fresh every round.
+    ``seed`` is public (initialisation and the shuffling of non-private training). Under local DP
+    the noise and Poisson sampling are secret (the OS's entropy) unless ``fl.reproducible_noise``
+    (debugging: derived from ``seed``, guarantee void). The client's accountant state from earlier
+    rounds is restored first, so its epsilon keeps accumulating; the server accounts from its own
+    message counts, not from this. The optimizer starts fresh every round.
     """
     from privtrain import training
 
@@ -169,7 +235,8 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
             handles.append(p.register_hook(lambda g, p=p, a=anchor: g + proximal_mu * (p.detach() - a)))
     try:
         return training.train(model, client.x_train, client.y_train, train_settings, dp=dp, seed=seed,
-                              resume=resume, desc="client", report_epsilon=False)
+                              resume=resume, desc="client", report_epsilon=False,
+                              reproducible_noise_from=settings.noise_seed)
     finally:
         for h in handles:
             h.remove()
@@ -183,6 +250,5 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
 
 
 def round_seed(seed: int, server_round: int, client: int) -> int:
-    """A distinct, reproducible seed per (run seed, round, client)."""
+    """A distinct, reproducible seed per (run seed, round, client): public randomness only (shuffling)."""
     return int(np.random.SeedSequence([seed, server_round, client]).generate_state(1)[0] % (2**31 - 1))
-

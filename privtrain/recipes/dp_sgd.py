@@ -49,6 +49,7 @@ class Planned:
     resume: dict | None
     request: RunRequest
     dataset_info: dict
+    void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
 
 
 def plan(s) -> Planned:
@@ -56,6 +57,7 @@ def plan(s) -> Planned:
     if s.privacy.name not in ("dp", "none"):
         raise UserError(f"privacy={s.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
     dataset = data.load(s.dataset)
+    dataset.schema.encode_target(dataset.frame[dataset.target])  # a label outside the schema fails before any charge
     # The training split's size sets the sampling rate; like the row count it is treated as public.
     n_train = int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
     train = s.train.for_rows(n_train)
@@ -64,10 +66,16 @@ def plan(s) -> Planned:
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
     if train.clipping not in dp_plan.CLIPPING:
         raise UserError(f"recipe.clipping={train.clipping!r} is unknown; choose one of {', '.join(dp_plan.CLIPPING)}.")
+    if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":
+        raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
+                        "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
     models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
                  image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
-    resume = _load_resume(s.resume, dataset.fingerprint)
+    resume = _load_resume(s.resume, dataset.fingerprint, s.model)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
+    void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
+    if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
+        events, epsilon = [non_private_event()], math.inf
     request = RunRequest(
         run_id=f"dp_sgd-{secrets.token_hex(6)}", recipe="dp_sgd", config_hash=s.config_hash, source=dataset.source,
         fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
@@ -75,7 +83,24 @@ def plan(s) -> Planned:
         default_budget=s.ledger.default_budget)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows}
-    return Planned(s, dataset, train, dp, resume, request, info)
+    return Planned(s, dataset, train, dp, resume, request, info, void)
+
+
+def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
+    """Why a DP-SGD run would still guarantee nothing: each makes its ε infinite and its charge non-private."""
+    from privtrain.privacy.events import is_non_private, loads
+    from privtrain.privacy.randomness import VOID_NOTE
+
+    out = []
+    if s.reproducible_noise:
+        out.append(VOID_NOTE)
+    if dataset.schema.inferred:
+        out.append("dataset.infer_schema=true: the preprocessing bounds and categories were read off the private rows "
+                   "without noise, so the guarantee is void (epsilon = infinity); declare dataset.schema instead")
+    if resume is not None and is_non_private(loads(resume["meta"]["events"])):
+        out.append("resumed from a checkpoint trained without DP: the model already depends on the rows without "
+                   "noise, so the guarantee is void (epsilon = infinity)")
+    return tuple(out)
 
 
 def train(p: Planned, reserved, output_dir: Path) -> Outcome:
@@ -84,6 +109,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
 
     s, dataset, dp = p.settings, p.dataset, p.dp
     splits = data.split(dataset, seed=s.seed, test_size=s.dataset.test_size)
+    models.seed_everything(s.seed)  # initialisation is public randomness: it follows `seed`
     model = models.build(s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes),
                          image_shape=dataset.image_shape)
     if p.resume is not None:
@@ -91,23 +117,24 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     if dp is not None:
         models.validate_for_dp(model)
     outcome = training.train(model, splits.x_train, splits.y_train, p.train, dp=dp, seed=s.seed, resume=p.resume,
-                             desc=f"dp_sgd {dataset.name}")
+                             desc=f"dp_sgd {dataset.name}",
+                             reproducible_noise_from=s.seed if s.reproducible_noise else None)
     metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
-                               steps=outcome.steps),) if dp else (non_private_event(),)
+                               steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
     delta = p.request.mechanisms[0].delta
-    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset)]
+    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void)]
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
                 n_test=len(splits.y_test), schema=dataset.schema.source)
     ledger_info = reserved.summary()
-    metrics.update(steps=outcome.steps, final_train_loss=outcome.losses[-1] if outcome.losses else None)
+    metrics["steps"] = outcome.steps  # no training loss: a non-DP statistic of the training rows
     files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info)
     result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
     # The entry records this run's own ε for the steps it charged: after a resume, the guarantee covers all
     # steps but the new entry only the new ones (the reservation's ε when the steps went as planned).
-    own = None if dp is None or p.resume is not None else {"example": float(outcome.epsilon)}
+    own = None if dp is None or p.void or p.resume is not None else {"example": guarantees[-1].epsilon}
     return Outcome(result, {"example": run_events}, files, epsilon=own)
 
 
@@ -118,8 +145,8 @@ def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
         delta = dp_plan.resolve_delta(privacy.delta, n_train)
         return None, [non_private_event()], delta, math.inf
     target, sigma = privacy.target_epsilon, privacy.noise_multiplier
-    if resume is not None and sigma is None:  # continue with the checkpoint's noise: epsilon accumulates
-        target, sigma = None, resume["meta"]["noise_multiplier"]
+    if resume is not None and sigma is None and resume["meta"]["noise_multiplier"] is not None:
+        target, sigma = None, resume["meta"]["noise_multiplier"]  # continue with the checkpoint's noise
     dp = dp_plan.plan(
         n_train=n_train, batch_size=settings.batch_size, epochs=settings.epochs, target_epsilon=target,
         noise_multiplier=sigma, delta=privacy.delta, max_grad_norm=privacy.max_grad_norm,
@@ -127,19 +154,21 @@ def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
     return dp, list(dp.events), dp.delta, dp.epsilon
 
 
-def _guarantee(dp, outcome, resume, run_events, delta, dataset) -> Guarantee:
-    notes = list(dataset.schema.notes)
-    if dp is not None and dp.accountant == "gdp":
-        notes.append(dp_plan.GDP_NOTE)
-    if dp is None:
+def _guarantee(dp, outcome, resume, run_events, delta, dataset, void) -> Guarantee:
+    from privtrain.privacy.events import epsilon_pld, loads
+
+    notes = list(dataset.schema.notes) + list(void)
+    if dp is None or void:
         return Guarantee(math.inf, delta, "example", "none", tuple(run_events), tuple(notes))
     events: tuple[DpEvent, ...] = run_events
     if resume is not None:
-        from privtrain.privacy.events import loads
-
         events = tuple(loads(resume["meta"]["events"])) + run_events
         notes.append(f"resumed from a checkpoint after {resume['meta']['steps']} steps; epsilon covers all steps")
-    return Guarantee(float(outcome.epsilon), delta, "example", dp.accountant, events, tuple(notes))
+    epsilon, accountant = float(outcome.epsilon), dp.accountant
+    if dp.accountant == "gdp":  # an approximation that can underestimate: the headline is the PLD upper bound
+        epsilon, accountant = max(epsilon, epsilon_pld(list(events), delta)), "pld"
+        notes.append(f"{dp_plan.GDP_NOTE}; it reported epsilon={float(outcome.epsilon):.4g}")
+    return Guarantee(epsilon, delta, "example", accountant, events, tuple(notes))
 
 
 def inherited_guarantee(lineage) -> Guarantee:
@@ -149,18 +178,33 @@ def inherited_guarantee(lineage) -> Guarantee:
     return Guarantee(lineage.epsilon, lineage.delta, lineage.unit, "lineage", tuple(lineage.events), (note,))
 
 
-def _load_resume(path, fingerprint: str) -> dict | None:
+def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
+    """The checkpoint to continue from, checked against this run before anything is charged."""
     if not path:
         return None
+    from dataclasses import asdict
+
     import torch
 
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise UserError(f"resume: no checkpoint at {str(file)!r}; pass the checkpoint.pt of an earlier run.")
-    ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    if ckpt.get("meta", {}).get("fingerprint") != fingerprint:
+    try:  # weights and plain values only: a crafted pickle cannot run code here
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+        meta = ckpt["meta"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is the user's to fix
+        raise UserError(f"resume: {file} is not a privtrain checkpoint that loads safely "
+                        f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run.") from None
+    if meta.get("fingerprint") != fingerprint:
         raise UserError(f"resume: {file} was trained on a different dataset; resume with the same dataset.* settings.")
+    if meta.get("model") != _plain(asdict(model_spec)):
+        raise UserError(f"resume: {file} holds a different model ({meta.get('model')}); resume with the same "
+                        "model.* settings.")
     return ckpt
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
@@ -178,7 +222,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         "model": outcome.model.state_dict(), "optimizer": outcome.optimizer_state, "accountant": outcome.accountant_state,
         "meta": {"fingerprint": dataset.fingerprint, "steps": prior_steps + outcome.steps,
                  "noise_multiplier": dp.noise_multiplier if dp else None, "sample_rate": dp.sample_rate if dp else None,
-                 "events": dumps(guarantee.events), "delta": guarantee.delta},
+                 "events": dumps(guarantee.events), "delta": guarantee.delta, "epsilon": str(guarantee.epsilon),
+                 "model": _plain(_asdict(s.model)), "config_hash": s.config_hash},
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None

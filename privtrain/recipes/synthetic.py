@@ -37,6 +37,7 @@ from privtrain.errors import UserError
 from privtrain.ledger import Lineage, Mechanism, RunRequest
 from privtrain.privacy.dp_sgd import default_delta
 from privtrain.privacy.events import dumps, non_private_event
+from privtrain.privacy.randomness import VOID_NOTE, numpy_generator
 from privtrain.result import Guarantee, Outcome, RunResult
 from privtrain.synthetic import DP_MODELS, quiet_logs
 from privtrain.synthetic import source as source_mod
@@ -60,6 +61,7 @@ class Planned:
     reviewed: object | None
     request: RunRequest
     dataset_info: dict
+    void: tuple[str, ...] = ()  # why a DP synthesizer's guarantee is void (ε = ∞)
 
 
 def plan(s) -> Planned:
@@ -83,6 +85,9 @@ def plan(s) -> Planned:
         events, epsilon = tuple(dp.events), dp.epsilon
     else:
         delta, events, epsilon = default_delta(n_train), (non_private_event(),), math.inf
+    void = (VOID_NOTE,) if private and s.reproducible_noise else ()
+    if void:  # the synthesizer still adds its noise (to debug it), but anyone with the seed can replay it
+        events, epsilon = (non_private_event(),), math.inf
     reviewed = _reviewed_metadata(syn, real) if not private else None  # a mismatch fails before any charge
     request = RunRequest(
         run_id=f"synthetic-{secrets.token_hex(6)}", recipe="synthetic", config_hash=s.config_hash,
@@ -90,7 +95,7 @@ def plan(s) -> Planned:
         table=real.frame, id_column=s.dataset.id_column, allow_non_private=s.ledger.allow_non_private,
         default_budget=s.ledger.default_budget)
     info = {"name": real.name, "source": real.source.key, "fingerprint": real.fingerprint, "n_rows": len(real.frame)}
-    return Planned(s, real, domain, notes, dp, events, delta, epsilon, num_rows, reviewed, request, info)
+    return Planned(s, real, domain, notes, dp, events, delta, epsilon, num_rows, reviewed, request, info, void)
 
 
 def train(p: Planned, reserved, output_dir: Path) -> Outcome:
@@ -104,8 +109,9 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     if dp is not None:
         from privtrain.synthetic import dp_copula, metadata
 
-        model = dp_copula.fit(train_rows, p.domain, dp, seed=s.seed)
-        rows = model.sample(p.num_rows, seed=s.seed + 1)
+        noise = numpy_generator(s.seed if s.reproducible_noise else None, "dp-copula")  # secret, never `seed`
+        model = dp_copula.fit(train_rows, p.domain, dp, rng=noise)
+        rows = model.sample(p.num_rows, seed=s.seed + 1)  # sampling the released model is post-processing
         meta, findings, replaced = metadata.from_schema(p.domain, table), [], {}
         dropped = [c for c in real.frame.columns if c not in rows.columns]
         if dropped:
@@ -118,7 +124,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
 
     leaks = pii.verbatim_leaks(train_rows, rows, [f.column for f in findings])
     lineage = reserved.lineage
-    guarantee = _guarantee(dp, p.delta, p.events, lineage, findings, notes)
+    guarantee = _guarantee(None if p.void else dp, p.delta, p.events, lineage, findings, notes + list(p.void))
     files, child = _write_outputs(output_dir, syn, rows, saved_meta, real, p.domain, findings, guarantee,
                                   reserved.run_id)
     parent = lineage.parent if lineage else reserved.source
@@ -152,6 +158,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     files.append(record.write(output_dir))
     files.append(write_json(output_dir / "metrics.json", {
         "recipe": "synthetic", "synthesizer": syn.model, "metrics": _public(metrics),
+        "non_dp_releases": [k for k in ("quality", "privacy", "utility") if k in _public(metrics)],
         "guarantee": guarantee.to_dict(), "guarantees": [guarantee.to_dict()], "dataset": info,
         "output": output_info, "pii": [f.to_dict() for f in findings], "ledger": ledger_info,
         "dp": dataclasses.asdict(dp) if dp else None,
@@ -213,7 +220,9 @@ def _guarantee(dp, delta, events, lineage, findings, notes) -> Guarantee:
                      "its guarantee (post-processing)")
         return Guarantee(lineage.epsilon, lineage.delta, lineage.unit, "lineage", tuple(lineage.events), tuple(notes))
     if dp is None:
-        notes.append("an SDV synthesizer fits the real rows without noise: these rows are not differentially private")
+        if not any("reproducible_noise" in n for n in notes):
+            notes.append("an SDV synthesizer fits the real rows without noise: these rows are not differentially "
+                         "private")
         return Guarantee(math.inf, delta, UNIT, "none", tuple(events), tuple(notes))
     return Guarantee(dp.epsilon, dp.delta, UNIT, "pld", tuple(events), tuple(notes))
 

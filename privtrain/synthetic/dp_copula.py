@@ -228,20 +228,21 @@ def _nearest_correlation(matrix: np.ndarray, floor: float = 1e-3) -> np.ndarray:
     return corr
 
 
-def fit(frame: pd.DataFrame, domain: list[Column], p: DpCopulaPlan, *, seed: int) -> DpCopula:
+def fit(frame: pd.DataFrame, domain: list[Column], p: DpCopulaPlan, *, rng: np.random.Generator) -> DpCopula:
     """Fit on the real rows: the only function here that reads them. Each release adds its noise.
 
     Args:
         frame: the real training rows (columns beyond ``domain`` are ignored).
         domain: the public domain, one :class:`Column` per synthesized column.
         p: the plan whose events were reserved in the ledger.
-        seed: seeds the noise. Production noise should come from a secure RNG; see docs/synthetic.md.
+        rng: the noise's generator. It must be secret (``privtrain.privacy.randomness.numpy_generator()``,
+            seeded from the OS): noise derived from a public seed can be replayed, and the rows then tell
+            whether a row was in the data.
     """
     from scipy.stats import norm
 
     if len(domain) != p.n_columns:
         raise RuntimeError(f"plan for {p.n_columns} columns, domain has {len(domain)}")
-    rng = np.random.default_rng(seed)
     marginals = []
     for col in domain:
         edges = None if col.is_categorical else np.linspace(col.low, col.high, p.bins + 1)

@@ -113,11 +113,18 @@ def _f(x) -> str:
     return str(x)
 
 
+NON_DP_RELEASE = ("Non-DP release: every score in this report reads the real rows (the synthesizer's training split "
+                  "and the held-out split) without noise. It reveals facts about those rows that no guarantee covers: "
+                  "it is for the data owner, and must not be released with the synthetic rows.")
+
+
 def render(*, title: str, guarantee: str, rows: dict, files: list[str], findings: list[dict], leaks: dict,
            replaced: dict, q: dict | None, privacy: dict | None, utility: dict | None, notes: list[str],
            pngs: list[Path], pii_note: str | None = None) -> str:
     """Markdown of ``report.md`` from plain values."""
     lines = [f"# {title}", "", f"**Guarantee of the synthetic rows:** {guarantee}", ""]
+    if q is not None or privacy is not None or utility is not None:
+        lines += [f"> **{NON_DP_RELEASE}**", ""]
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in rows.items()]
     lines += [f"- file: `{f}`" for f in files]
     lines += ["", "## PII", ""]
