@@ -1,18 +1,16 @@
-"""Privacy accounting for federated runs: client-level central DP and example-level local DP.
+"""Example-level accounting of local DP-SGD, from what the server itself knows.
 
-Central DP-FedAvg (unit ``client``). Each round the server clips every sampled
-client's model update to ``clipping_norm``, averages the ``m`` updates with equal
-weights and adds Gaussian noise of std ``noise_multiplier * clipping_norm / m``
-(Flower's ``DifferentialPrivacy*FixedClipping`` wrappers). One round is a
-Gaussian mechanism with that noise multiplier. Flower samples a fixed number of
-clients *without replacement*, not Poisson, so no amplification by sampling is
-claimed (q = 1): ``SelfComposedDpEvent(GaussianDpEvent(sigma), rounds)``. This
-is the "no-amplification, add-or-remove-one" model of Flower's own accountant.
+Local DP (unit ``example``). Each client runs DP-SGD with Opacus (Poisson sampling at rate
+``1/ceil(n_k/batch)``, ``local_epochs`` epochs per round) and keeps its accountant across rounds.
+Partitions are disjoint, so an example's loss is its own client's: the population's epsilon is the
+maximum over clients.
 
-Local DP (unit ``example``). Each client runs DP-SGD with Opacus (Poisson
-sampling at rate ``1/ceil(n_k/batch)``) and keeps its accountant across rounds.
-Partitions are disjoint, so an example's loss is its own client's: the
-population's epsilon is the maximum over clients.
+The server never takes a client's word for how much it trained. It counts the TRAIN messages it
+sent to each node (:class:`TrainCounts`), learns which partition a node serves from the node's
+first reply, and charges each partition (messages sent) x (its steps per round): a round whose
+aggregate is dropped, or a reply that never arrives, is still charged, because the client may have
+trained. A node whose partition is unknown (it never replied, or its claims contradict each other)
+is charged as the worst case over partitions.
 """
 
 from __future__ import annotations
@@ -20,125 +18,9 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from privtrain.errors import UserError
-
-# dp-accounting (and the scipy it pulls in) load on first use: ClientApp processes that only
-# unpickle a plan, under central DP or none, never pay for them.
-
-CLIPPING_SIDES = ("server", "client")
-
-
-# --- central, client-level ----------------------------------------------------
-
-
-def central_event(noise_multiplier: float, releases: int):
-    """``releases`` noisy aggregates, each a Gaussian mechanism without sampling amplification."""
-    import dp_accounting
-
-    return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(float(noise_multiplier)), int(releases))
-
-
-def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
-    """Exact epsilon of ``releases`` composed Gaussian mechanisms (analytic Gaussian, Balle & Wang 2018).
-
-    ``releases`` Gaussians of multiplier sigma compose exactly into one of multiplier sigma/sqrt(releases).
-    """
-    from scipy.stats import norm
-
-    if releases <= 0:
-        return 0.0
-    mu = math.sqrt(releases) / noise_multiplier
-
-    def delta_of(eps: float) -> float:
-        return norm.cdf(-eps / mu + mu / 2) - math.exp(eps) * norm.cdf(-eps / mu - mu / 2)
-
-    lo, hi = 0.0, 1.0
-    while delta_of(hi) > delta:
-        hi *= 2
-        if hi > 1e6:
-            return math.inf
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if delta_of(mid) > delta else (lo, mid)
-    return hi
-
-
-def calibrate_central(target_epsilon: float, delta: float, releases: int) -> float:
-    """The smallest noise multiplier whose ``releases``-round epsilon is at most ``target_epsilon``."""
-    lo, hi = 1e-3, 1.0
-    while gaussian_epsilon(hi, releases, delta) > target_epsilon:
-        hi *= 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if gaussian_epsilon(mid, releases, delta) > target_epsilon else (lo, mid)
-    return hi
-
-
-@dataclass(frozen=True)
-class CentralPlan:
-    """Client-level DP-FedAvg as planned before round 1."""
-
-    noise_multiplier: float
-    clipping_norm: float
-    clipping_side: str
-    rounds: int
-    clients_per_round: int
-    num_clients: int
-    delta: float
-    epsilon: float  # planned, tight (PLD) over all rounds
-
-    @property
-    def events(self) -> tuple:
-        return (central_event(self.noise_multiplier, self.rounds),)
-
-
-def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None, delta: float | None,
-                 clipping_norm: float, clipping_side: str, rounds: int, clients_per_round: int,
-                 num_clients: int) -> CentralPlan:
-    """Plan central DP. Exactly one of ``target_epsilon`` and ``noise_multiplier`` is set.
-
-    Raises:
-        UserError: a field is out of range.
-    """
-    if clipping_side not in CLIPPING_SIDES:
-        raise UserError(f"privacy.clipping_side={clipping_side!r} is unknown; choose server or client.")
-    if clipping_norm is None or not clipping_norm > 0:
-        raise UserError(f"privacy.clipping_norm={clipping_norm} must be > 0 (the L2 bound on one client's update).")
-    delta = client_delta(delta, num_clients)
-    if (target_epsilon is None) == (noise_multiplier is None):
-        raise UserError("privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
-                        "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1).")
-    if target_epsilon is not None:
-        if not target_epsilon > 0:
-            raise UserError(f"privacy.target_epsilon={target_epsilon} must be > 0; use e.g. privacy.target_epsilon=3.")
-        sigma = calibrate_central(float(target_epsilon), delta, rounds)
-    else:
-        if not noise_multiplier > 0:
-            raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
-        sigma = float(noise_multiplier)
-    from privtrain.privacy.events import epsilon_pld
-
-    eps = epsilon_pld([central_event(sigma, rounds)], delta)
-    return CentralPlan(sigma, float(clipping_norm), clipping_side, int(rounds), int(clients_per_round),
-                       int(num_clients), delta, eps)
-
-
-def client_delta(delta: float | None, num_clients: int) -> float:
-    """Client-level delta: given, or 1e-5 (lower for large federations); always below 1/num_clients."""
-    from privtrain.privacy import dp_sgd as dp_plan
-
-    if delta is None:
-        return dp_plan.default_delta(num_clients)
-    delta = float(delta)
-    if not 0.0 < delta < 1.0 / num_clients:
-        raise UserError(f"privacy.delta={delta:g} must lie in (0, 1/clients) = (0, {1.0 / num_clients:.2e}) for "
-                        f"{num_clients} clients; use e.g. privacy.delta={dp_plan.default_delta(num_clients):.0e}.")
-    return delta
-
-
-# --- local, example-level -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -159,9 +41,10 @@ class LocalPlan:
         return math.ceil(self.sizes[k] / self.batch_size)
 
     def sample_rate(self, k: int) -> float:
-        return 1.0 / self.batches(k)
+        return 1.0 / max(1, self.batches(k))
 
     def steps_per_round(self, k: int) -> int:
+        """DP-SGD steps of one round of client ``k``; 0 for a client without training rows (it does not train)."""
         return self.batches(k) * self.local_epochs
 
     def client_dp(self, k: int):
@@ -191,9 +74,19 @@ class LocalPlan:
         k = max(eps, key=eps.__getitem__)
         return k, eps[k]
 
+    def worst_case(self, steps: dict[int, int], unknown_messages: int) -> tuple[int, int, float]:
+        """(client, its steps, epsilon) of the largest epsilon, when ``unknown_messages`` TRAIN messages
+        went to nodes whose partition is unknown: they may all have been any one partition's."""
+        if unknown_messages <= 0:
+            k, eps = self.worst(steps)
+            return k, steps.get(k, 0), eps
+        candidates = {k: steps.get(k, 0) + unknown_messages * self.steps_per_round(k) for k in range(len(self.sizes))}
+        k, eps = self.worst(candidates)
+        return k, candidates.get(k, 0), eps
+
     @property
     def planned_steps(self) -> dict[int, int]:
-        return {k: self.steps_per_round(k) * self.rounds for k in range(len(self.sizes))}
+        return {k: self.steps_per_round(k) * self.rounds for k in range(len(self.sizes)) if self.sizes[k] > 0}
 
     @property
     def events(self) -> tuple:
@@ -218,9 +111,9 @@ def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: 
     delta = dp_plan.resolve_delta(delta, sum(sizes))
     if (target_epsilon is None) == (noise_multiplier is None):
         raise UserError(f"{field}: set exactly one of {field}.target_epsilon and {field}.noise_multiplier.")
-    draft = LocalPlan(1.0, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds,
-                      tuple(int(s) for s in sizes), math.nan)
-    shapes = {(draft.sample_rate(k), draft.planned_steps[k]) for k in range(len(sizes))}
+    sizes = tuple(int(s) for s in sizes)
+    draft = LocalPlan(1.0, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds, sizes, math.nan)
+    shapes = {(draft.sample_rate(k), steps) for k, steps in draft.planned_steps.items()}
     if target_epsilon is not None:
         if not target_epsilon > 0:
             raise UserError(f"{field}.target_epsilon={target_epsilon} must be > 0; use e.g. {field}.target_epsilon=3.")
@@ -231,11 +124,45 @@ def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: 
         if not noise_multiplier > 0:
             raise UserError(f"{field}.noise_multiplier={noise_multiplier} must be > 0.")
         sigma = float(noise_multiplier)
-    plan = LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds,
-                     tuple(int(s) for s in sizes), math.nan)
+    plan = LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds, sizes, math.nan)
     _, eps = plan.worst(plan.planned_steps)
-    return LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds,
-                     tuple(int(s) for s in sizes), eps)
+    return LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds, sizes, eps)
+
+
+@dataclass
+class TrainCounts:
+    """What the server knows about local training: TRAIN messages it sent, and which partition each node serves."""
+
+    sent: dict[int, int] = field(default_factory=dict)  # node -> TRAIN messages sent to it
+    partition_of: dict[int, int] = field(default_factory=dict)  # node -> partition, from its first reply
+    owner: dict[int, int] = field(default_factory=dict)  # partition -> the first node that claimed it
+    inconsistent: set[int] = field(default_factory=set)  # nodes whose claims contradict each other
+
+    def record_sent(self, nodes) -> None:
+        for node in nodes:
+            self.sent[node] = self.sent.get(node, 0) + 1
+
+    def learn(self, node: int, partition: int) -> bool:
+        """Record that ``node`` says it serves ``partition``; True if its update may be aggregated:
+        a consistent claim by the first node to claim that partition (one partition, one vote)."""
+        known = self.partition_of.setdefault(node, partition)
+        if known != partition:
+            self.inconsistent.add(node)  # it may have trained on anything: charged as the worst case
+        self.owner.setdefault(partition, node)
+        return node not in self.inconsistent and self.owner[partition] == node
+
+    def steps(self, steps_per_round) -> dict[int, int]:
+        """Steps per partition: (messages sent to its nodes) x ``steps_per_round(partition)``."""
+        out: dict[int, int] = {}
+        for node, n in self.sent.items():
+            k = self.partition_of.get(node)
+            if k is not None and node not in self.inconsistent:
+                out[k] = out.get(k, 0) + n * steps_per_round(k)
+        return out
+
+    def unknown_messages(self) -> int:
+        """TRAIN messages sent to nodes whose partition the server does not know."""
+        return sum(n for node, n in self.sent.items() if node not in self.partition_of or node in self.inconsistent)
 
 
 @functools.lru_cache(maxsize=4096)
