@@ -155,8 +155,11 @@ NOTEBOOKS["04_synthetic.ipynb"] = [
            "(post-processing is free), then compare with SDV's non-private GaussianCopula: quality report and "
            "train-on-synthetic/test-on-real (TSTR) accuracy."),
     ("code", SETUP),
+    ("md", "The quality and utility reports compare the synthetic rows with the real rows *without noise*: they are "
+           "non-DP releases for the data owner, off by default for the DP synthesizer. We turn them on here to compare."),
     ("code", '''book = privtrain.ledger.open()
-dp = privtrain.run("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=3"])
+dp = privtrain.run("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=3",
+                                 "synth.report=true", "synth.utility.enabled=true"])
 print(dp.summary())'''),
     ("md", "## Lineage: training on DP synthetic rows adds no charge to the parent"),
     ("code", '''spent_before = book.spent("breast_cancer")

@@ -64,7 +64,7 @@ def test_samples_stay_in_the_declared_domain():
     frame["y"] += frame["x"]  # correlated
     domain = [Column("x", low=-5.0, high=15.0), Column("y", low=-10.0, high=20.0), Column("c", categories=("a", "b", "z"))]
     p = dp_copula.plan(epsilon=8.0, delta=1e-5, n_columns=3)
-    model = dp_copula.fit(frame, domain, p, seed=0)
+    model = dp_copula.fit(frame, domain, p, rng=np.random.default_rng(0))
     rows = model.sample(500, seed=1)
     assert list(rows.columns) == ["x", "y", "c"] and len(rows) == 500
     assert rows["x"].between(-5, 15).all() and rows["y"].between(-10, 20).all()

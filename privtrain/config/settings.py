@@ -284,7 +284,7 @@ def _fl(r: _Reader):
     import os
 
     from privtrain.federated.partition import PartitionSpec
-    from privtrain.federated.settings import ENGINES, STRATEGIES, FlSettings
+    from privtrain.federated.settings import CLIENT_SAMPLING, ENGINES, STRATEGIES, FlSettings
 
     num_cpus = r.num("fl.simulation.num_cpus", optional=True, positive=True)
     return FlSettings(
@@ -306,7 +306,11 @@ def _fl(r: _Reader):
         num_cpus=float(num_cpus if num_cpus is not None else (os.cpu_count() or 1)),
         cpus_per_client=r.num("fl.simulation.cpus_per_client", positive=True),
         superlink=r.opt_str("fl.deployment.superlink"),
-        startup_timeout=r.num("fl.deployment.startup_timeout", positive=True)).validate()
+        startup_timeout=r.num("fl.deployment.startup_timeout", positive=True),
+        client_sampling=r.str("fl.client_sampling", CLIENT_SAMPLING),
+        sampling_rate=r.num("fl.sampling_rate", optional=True),
+        reuse_ray=r.bool("fl.simulation.reuse_ray"),
+        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False).validate()
 
 
 def _synth(r: _Reader) -> SynthSettings:

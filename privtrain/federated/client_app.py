@@ -1,8 +1,11 @@
 """The ClientApp: local training (optionally DP-SGD with a persistent accountant) and local evaluation.
 
-Under local DP each client's Opacus accountant lives in its ``Context.state``,
-so it survives from round to round (and across ClientApp processes in a
-deployment); a client is never handed a fresh accountant mid-run.
+Under local DP each client's Opacus accountant lives in its ``Context.state``, so it survives from
+round to round (and across ClientApp processes in a deployment); a client is never handed a fresh
+accountant mid-run. The server does not rely on it: it charges every client from the TRAIN messages
+it sent. A reply carries the new weights and the client's partition id; the training loss only
+under ``privacy=none`` (a statistic of the training rows that no guarantee covers). With
+``privacy.clipping_side=client`` the client clips its own update to the norm the server sent.
 """
 
 from __future__ import annotations
@@ -23,11 +26,6 @@ def make_client_app(job: Job) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        if job.central is not None and job.central.clipping_side == "client":
-            from flwr.clientapp.mod import fixedclipping_mod
-
-            # Flower's mod clips this client's update to the norm the DP wrapper sent.
-            return fixedclipping_mod(msg, context, lambda m, c: handle_train(m, c, job))
         return handle_train(msg, context, job)
 
     @app.evaluate()
@@ -47,25 +45,41 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     k = int(context.node_config["partition-id"])
     client = job.client(k)
     model = build_model(job.model, job.shape)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    sent = msg.content["arrays"].to_torch_state_dict()
+    model.load_state_dict(sent)
     cfg = msg.content["config"]
     server_round = int(cfg["server-round"])
-    state = _state(context)
-    dp = job.local.client_dp(k) if job.local is not None else None
-    outcome = local_train(model, client, settings, dp=dp, accountant_state=state.get("accountant"),
-                          proximal_mu=float(cfg.get("proximal-mu", 0.0)), seed=round_seed(settings.seed, server_round, k))
-    steps = int(state.get("steps", 0)) + outcome.steps
-    metrics: dict = {"partition-id": k, "dp-steps": steps,
-                     # equal weights under central DP: the DP wrappers' sensitivity assumes a plain mean
-                     "weight": 1.0 if job.central is not None else float(len(client.y_train))}
-    if dp is not None:  # the server turns "dp-steps" into epsilon; the accountant state stays here
-        _save_state(context, {"accountant": _jsonable(outcome.accountant_state), "steps": steps})
-    else:
-        _save_state(context, {"steps": steps})
-        if job.central is None and outcome.losses:  # a non-private statistic: only sent when nothing is private
+    metrics: dict = {"partition-id": k}
+    if len(client.y_train):
+        state = _state(context)
+        dp = job.local.client_dp(k) if job.local is not None else None
+        outcome = local_train(model, client, settings, dp=dp, accountant_state=state.get("accountant"),
+                              proximal_mu=float(cfg.get("proximal-mu", 0.0)),
+                              seed=round_seed(settings.seed, server_round, k))
+        model = outcome.model
+        if dp is not None:  # kept across rounds; the server charges from its own counts, not from this
+            _save_state(context, {"accountant": _jsonable(outcome.accountant_state)})
+        if settings.privacy == "none" and outcome.losses:  # no guarantee covers it: sent only when nothing is private
             metrics["train-loss"] = float(sum(outcome.losses) / len(outcome.losses))
-    content = RecordDict({"arrays": ArrayRecord(outcome.model.state_dict()), "metrics": MetricRecord(metrics)})
+    new = model.state_dict()  # a client without training rows returns the model unchanged: update 0
+    if "clipping-norm" in cfg:
+        new = clip_update(sent, new, float(cfg["clipping-norm"]))
+    content = RecordDict({"arrays": ArrayRecord(new), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
+
+
+def clip_update(sent: dict, new: dict, clipping_norm: float) -> dict:
+    """``sent + clip(new - sent)``: the client's update clipped to ``clipping_norm`` (floating tensors only)."""
+    import torch
+
+    names = [k for k, v in new.items() if torch.is_floating_point(v)]
+    deltas = {k: new[k].detach().double() - sent[k].double() for k in names}
+    norm = float(torch.sqrt(sum(torch.sum(d * d) for d in deltas.values()))) if deltas else 0.0
+    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+    out = dict(new)
+    for k in names:
+        out[k] = (sent[k].double() + deltas[k] * scale).to(new[k].dtype)
+    return out
 
 
 def handle_evaluate(msg: Message, context: Context, job: Job) -> Message:
@@ -76,10 +90,12 @@ def handle_evaluate(msg: Message, context: Context, job: Job) -> Message:
     torch.set_num_threads(1)
     k = int(context.node_config["partition-id"])
     client = job.client(k)
-    model = build_model(job.model, job.shape)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    out = evaluate(model, client.x_eval, client.y_eval, job.shape["n_classes"])
-    metrics = MetricRecord({"weight": float(out["n"]), "accuracy": out["accuracy"], "loss": out["loss"]})
+    out = {"n": 0, "accuracy": 0.0, "loss": 0.0}
+    if len(client.y_eval):  # a client without local evaluation rows takes no part
+        model = build_model(job.model, job.shape)
+        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        out = evaluate(model, client.x_eval, client.y_eval, job.shape["n_classes"])
+    metrics = MetricRecord({"n": int(out["n"]), "accuracy": float(out["accuracy"]), "loss": float(out["loss"])})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
 
 

@@ -52,11 +52,9 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def run_job(settings, dataset, model, population, central, local, output_dir) -> dict:
     """The recipe's entry point: run the job on Flower's deployment engine; return the ServerApp's history."""
-    from privtrain.federated.job import Job
-    from privtrain.federated.task import shape_of
+    from privtrain.federated.job import planned
 
-    job = Job(settings, dataset, model, shape_of(population), population.num_clients, central, local,
-              str(Path(output_dir).resolve()))
+    job = planned(settings, dataset, model, population, central, local, output_dir)
     Path(job.output_dir).mkdir(parents=True, exist_ok=True)
     settings = job.settings
     with Deployment(settings, job.num_clients) as dep:

@@ -6,14 +6,18 @@ clients, and the partition sizes (treated as public, like a dataset's row count)
 Every federated run charges its source's **example-level** budget, whatever its privacy:
 
 - local DP-SGD (``privacy=dp``): the largest client's DP-SGD events (partitions are disjoint, so an
-  example's loss is its own client's);
-- central DP-FedAvg (``privacy=central``): a change of one example changes only its client's update,
-  and both versions of that update are clipped to norm C, so the noisy sum moves by at most 2C.
-  Each release is therefore a Gaussian mechanism with multiplier σ/2 toward one example (σ is the
-  client-level multiplier, calibrated for sensitivity C), with no amplification claimed; composed
-  over the releases. See docs/federated.md ("Units and adjacency");
+  example's loss is its own client's), from the server's own count of TRAIN messages;
+- central DP-FedAvg (``privacy=central``): one example changes only its own client's clipped update,
+  by at most 2C, and that client's participation is the same Bernoulli(q) in both neighbouring
+  datasets. By the advanced joint convexity of the hockey-stick divergence (Balle, Barthe & Gaboardi
+  2018, Thm 2) each round is then dominated by the remove direction of the Poisson-subsampled
+  Gaussian with multiplier sigma/2 (Zhu, Dong & Wang 2022), i.e. what dp-accounting's PLD reports for
+  ``PoissonSampledDpEvent(q, GaussianDpEvent(sigma/2))``; the pair is symmetric, so both directions
+  are covered, and rounds compose. A fixed cohort gives ``GaussianDpEvent(sigma/2)`` per round. See
+  :mod:`privtrain.federated.central` and docs/federated.md;
 - both (``central_local``): the tighter of the two bounds above (both hold; the planned ε decides);
-- non-private: ε = ∞, under the same ``allow_non_private`` rule as every recipe.
+- non-private, ``reproducible_noise=true`` (noise anyone can replay) or a schema inferred from the
+  rows: ε = ∞ at both units, under the same ``allow_non_private`` rule as every recipe.
 
 Client-level budgets belong to the federated population (the source and its partitioning).
 """
@@ -23,22 +27,23 @@ from __future__ import annotations
 import math
 
 from privtrain.errors import UserError
-from privtrain.federated import accounting
+from privtrain.federated import accounting, central as central_dp
 from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import Population
 from privtrain.ledger import Mechanism
 from privtrain.ledger import Population as LedgerPopulation
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import epsilon_pld, non_private_event
+from privtrain.privacy.randomness import VOID_NOTE
 from privtrain.result import Guarantee
 
 
 def check_combination(s: FlSettings) -> None:
     """Refuse settings whose guarantee or algorithm would silently not hold."""
     if s.central and s.strategy == "fedadam":
-        raise UserError("fl.strategy=fedadam cannot be used with central DP (privacy=central/central_local): Flower's "
-                        "DP wrapper adds noise after FedAdam's adaptive server step, so the Gaussian mechanism's "
-                        "sensitivity does not hold; use fl.strategy=fedavg or fedprox, or privacy=dp.")
+        raise UserError("fl.strategy=fedadam cannot be used with central DP (privacy=central/central_local): its "
+                        "adaptive server step would need the noise added after it to bound a different sensitivity; "
+                        "use fl.strategy=fedavg or fedprox, or privacy=dp.")
     if s.local and s.strategy == "fedprox" and s.proximal_mu > 0:
         raise UserError("fl.strategy=fedprox cannot be combined with local DP (privacy=dp/central_local): Opacus' "
                         "per-example gradients would drop the proximal term; use fl.strategy=fedavg or fedadam.")
@@ -53,17 +58,21 @@ def local_spec(privacy) -> tuple[object, str]:
 
 
 def plan(privacy, model_spec, s: FlSettings, population: Population):
-    """(central plan or None, local plan or None)."""
+    """(central plan or None, local plan or None).
+
+    Raises:
+        UserError: a setting out of range, or a model that cannot be built.
+    """
     k = population.num_clients
-    m = s.sample_size(k)
     if k < 2 and s.central:
         raise UserError(f"fl.num_clients={k}: client-level DP needs at least 2 clients.")
+    q = s.sample_rate(k)
     central = local = None
     if s.central:
-        central = accounting.plan_central(
+        central = central_dp.plan_central(
             target_epsilon=privacy.target_epsilon, noise_multiplier=privacy.noise_multiplier, delta=privacy.delta,
             clipping_norm=privacy.clipping_norm, clipping_side=privacy.clipping_side, rounds=s.rounds,
-            clients_per_round=m, num_clients=k)
+            sampling=s.client_sampling, sample_rate=q, denominator=s.expected_cohort(k), num_clients=k)
     if s.local:
         lp, field = local_spec(privacy)
         local = accounting.plan_local(
@@ -79,6 +88,17 @@ def plan(privacy, model_spec, s: FlSettings, population: Population):
     return central, local
 
 
+def void_reasons(s: FlSettings, population: Population) -> tuple[str, ...]:
+    """Why a run that trains with DP still guarantees nothing: each makes both ε infinite (charged as such)."""
+    out = []
+    if s.reproducible_noise:
+        out.append(VOID_NOTE)
+    if population.dataset.schema.inferred:
+        out.append("dataset.infer_schema=true: the preprocessing bounds and categories were read off the private rows "
+                   "without noise, so the guarantee is void (epsilon = infinity); declare dataset.schema instead")
+    return tuple(out)
+
+
 def example_delta(privacy, population: Population) -> float:
     """δ of the example-level guarantee: the local DP-SGD block's; for central DP a default below 1/n
     (``privacy.delta`` is its client-level δ); for a non-private run, ``privacy.delta`` if set."""
@@ -89,35 +109,37 @@ def example_delta(privacy, population: Population) -> float:
 
 
 def central_example_events(central, releases: int) -> tuple:
-    """What central DP-FedAvg's releases bound toward one example: sensitivity 2C, so multiplier σ/2."""
-    return (accounting.central_event(central.noise_multiplier / 2.0, releases),)
+    """What central DP-FedAvg's releases bound toward one example (sensitivity 2C: multiplier σ/2;
+    the same Poisson participation, see the module docstring)."""
+    return central.example_events(releases)
 
 
 def mechanisms(privacy, s: FlSettings, population: Population, central, local) -> tuple[Mechanism, ...]:
-    """What the run asks the ledger for: the example level always, the client level under central DP."""
+    """What the run asks the ledger for: the example level always, the client level under central DP
+    (and, at ε = ∞, for a non-private or reproducible-noise run)."""
     delta = local.delta if local is not None else example_delta(privacy, population)
     scope = LedgerPopulation(population.key, population.label)
+    if (central is None and local is None) or void_reasons(s, population):
+        client_delta = central.delta if central is not None else central_dp.client_delta(
+            privacy.delta if privacy.name != "dp" else None, population.num_clients)
+        return (Mechanism("client", (non_private_event(),), client_delta, math.inf, scope),
+                Mechanism("example", (non_private_event(),), delta, math.inf))
     out = []
     if central is not None:
         out.append(Mechanism("client", central.events, central.delta, central.epsilon, scope))
     events, eps, _ = example_bound(central, local, central.rounds if central else 0, delta,
                                    local.planned_steps if local else {})
-    if events is None:  # non-private
-        out.append(Mechanism("example", (non_private_event(),), delta, math.inf))
-        out.insert(0, Mechanism("client", (non_private_event(),), accounting.client_delta(privacy.delta,
-                                population.num_clients), math.inf, scope))
-    else:
-        out.append(Mechanism("example", events, delta, eps))
+    out.append(Mechanism("example", events, delta, eps))
     return tuple(out)
 
 
-def example_bound(central, local, releases: int, delta: float, steps: dict[int, int]):
+def example_bound(central, local, releases: int, delta: float, steps: dict[int, int], unknown: int = 0):
     """(events, ε, "local" | "central") of the example-level bound: local DP-SGD's (its accountant's ε),
-    central's σ/2 releases (PLD), or the tighter of the two; (None, inf, "none") when nothing is private."""
+    central's (PLD), or the tighter of the two; (None, inf, "none") when nothing is private."""
     options = []
     if local is not None:
-        worst, eps = local.worst(steps)
-        options.append(((local.client_event(worst, steps[worst]),) if worst >= 0 else (), eps, "local"))
+        worst, worst_steps, eps = local.worst_case(steps, unknown)
+        options.append(((local.client_event(worst, worst_steps),) if worst >= 0 else (), eps, "local"))
     if central is not None:
         ev = central_example_events(central, releases)
         options.append((ev, epsilon_pld(list(ev), delta), "central"))
@@ -131,43 +153,53 @@ def outcome(s: FlSettings, population: Population, central, local, history: dict
     notes = list(population.dataset.schema.notes)
     notes.append(f"charged to source {population.dataset.name}; client-level budgets belong to its population "
                  f"{population.label} [{population.key[:8]}]")
-    guarantees, events = [], {}
+    notes.append("client partition sizes are treated as public (they are data dependent: each row's client is a "
+                 "keyed function of that row)")
     releases = int(history.get("releases", 0))
     steps = {int(k): int(v) for k, v in history.get("client_steps", {}).items()}
+    unknown = int(history.get("unknown_node_messages", 0))
+    why = list(void_reasons(s, population)) if central is not None or local is not None else []
+    if (central is None and local is None) or why:
+        client_delta = central.delta if central is not None else central_dp.client_delta(None, population.num_clients)
+        guarantees = [Guarantee(math.inf, d, unit, "none", (non_private_event(),), tuple(notes + why))
+                      for unit, d in (("client", client_delta), ("example", example_delta_))]
+        return guarantees, {g.unit: (non_private_event(),) for g in guarantees}
+    guarantees, events = [], {}
     if central is not None:
-        ev = (accounting.central_event(central.noise_multiplier, releases),)
-        eps = epsilon_pld(list(ev), central.delta)
-        guarantees.append(Guarantee(eps, central.delta, "client", "pld", ev, tuple(notes + [
-            f"DP-FedAvg: each round {central.clients_per_round} of {central.num_clients} clients are sampled "
-            f"without replacement; their updates are clipped to L2 norm {central.clipping_norm:g} "
-            f"({central.clipping_side}-side), averaged with equal weights, and Gaussian noise of std "
-            f"{central.noise_multiplier:.4g} x clip / {central.clients_per_round} is added",
-            "no amplification by client sampling is claimed (q = 1): Flower does not sample clients the Poisson "
-            f"way the accountant would need; {releases} noisy releases are composed",
-            "federated evaluation metrics are computed on the clients' local splits and are not covered",
-        ])))
+        ev = central.client_events(releases)
+        guarantees.append(Guarantee(epsilon_pld(list(ev), central.delta), central.delta, "client", "pld", ev,
+                                    tuple(notes + _central_notes(central, releases))))
         events["client"] = ev
-    if central is None and local is None:
-        for unit, delta in (("client", accounting.client_delta(None, population.num_clients)),
-                            ("example", example_delta_)):
-            guarantees.append(Guarantee(math.inf, delta, unit, "none", (non_private_event(),), tuple(notes)))
-            events[unit] = (non_private_event(),)
-        return guarantees, events
-    ev, eps, kind = example_bound(central, local, releases, example_delta_, steps)
+    ev, eps, kind = example_bound(central, local, releases, example_delta_, steps, unknown)
     if kind == "local":
-        worst = local.worst(steps)[0]
+        worst, worst_steps, _ = local.worst_case(steps, unknown)
         how = [f"local DP-SGD in every client (noise multiplier {local.noise_multiplier:.4g}, clipping "
                f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
-               f"partitions are disjoint, so the population's epsilon is the largest client's (client {worst}, "
-               f"{steps.get(worst, 0)} steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else
-               "no client trained",
-               "client partition sizes are treated as public: they set each client's sampling rate"]
+               f"the server counts the TRAIN messages it sent to each client (never what clients report); partitions "
+               f"are disjoint, so the population's epsilon is the largest client's (client {worst}, {worst_steps} "
+               f"steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else "no client trained"]
+        if unknown:
+            how.append(f"{unknown} TRAIN message(s) went to nodes whose partition is unknown; charged as the worst "
+                       "case over partitions")
         accountant = local.accountant
     else:
-        how = ["from central DP: one example changes only its client's clipped update, by at most twice the "
-               f"clipping norm, so each of the {releases} releases is a Gaussian mechanism with multiplier "
-               f"{central.noise_multiplier / 2:.4g} toward one example (no amplification claimed)"]
+        how = ["from central DP: one example changes only its client's clipped update, by at most twice the clipping "
+               f"norm, and not that client's participation, so each of the {releases} releases is dominated by a "
+               + ("Poisson-subsampled " if central.sampling == "poisson" and central.sample_rate < 1 else "")
+               + f"Gaussian mechanism with multiplier {central.noise_multiplier / 2:.4g} toward one example "
+               "(advanced joint convexity, Balle et al. 2018); see docs/federated.md"]
         accountant = "pld"
     guarantees.append(Guarantee(eps, example_delta_, "example", accountant, tuple(ev), tuple(notes + how)))
     events["example"] = tuple(ev)
     return guarantees, events
+
+
+def _central_notes(central, releases: int) -> list[str]:
+    return [
+        f"DP-FedAvg: {central.describe()}; each included client's update is clipped to L2 norm "
+        f"{central.clipping_norm:g} ({central.clipping_side}-side, re-clipped by the server), the clipped updates are "
+        f"summed with equal weights, Gaussian noise of std {central.noise_multiplier:.4g} x clip is added and the sum "
+        f"is divided by {central.denominator:.4g}; {releases} releases are composed (PLD)",
+        "the client sampling and the server's noise come from secret generators (the OS's entropy), never from seed",
+        "federated evaluation metrics are computed on the clients' local splits and are not covered",
+    ]

@@ -1,8 +1,10 @@
-"""PNG figures of a federated run: who holds which labels, and accuracy by round."""
+"""PNG figures of a federated run: how many rows each client holds, and accuracy by round."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+_BARS_UP_TO = 60  # clients; above this the figure is a histogram of sizes
 
 
 def _plt():
@@ -14,22 +16,31 @@ def _plt():
     return plt
 
 
-def partition_png(summary: dict, classes: list, path: Path, title: str) -> Path:
-    """Stacked bars: rows per client, coloured by label."""
+def partition_png(summary: dict, path: Path, title: str) -> Path:
+    """Rows per client (local train and evaluation): sizes only, which are public by declaration.
+
+    Nothing about the rows' labels is drawn: a per-client label histogram is a non-DP statistic
+    of the training rows.
+    """
     import numpy as np
 
     plt = _plt()
-    hist = np.asarray(summary["label_histograms"], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(hist) + 2), 3.6))
-    bottom = np.zeros(len(hist))
-    cmap = plt.get_cmap("tab10" if hist.shape[1] <= 10 else "tab20")
-    for c in range(hist.shape[1]):
-        ax.bar(range(len(hist)), hist[:, c], bottom=bottom, color=cmap(c % cmap.N), label=str(classes[c]))
-        bottom += hist[:, c]
-    ax.set_xlabel("client")
-    ax.set_ylabel("rows held (local train + eval)")
-    ax.set_title(f"{title} (label skew, mean TV distance: {summary['label_skew_tv']:.2f})", fontsize=9)
-    ax.legend(title="label", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    train = np.asarray(summary["train_sizes"])
+    evals = np.asarray(summary["eval_sizes"])
+    fig, ax = plt.subplots(figsize=(max(5.0, min(0.3 * len(train), 14) + 2), 3.6))
+    if len(train) <= _BARS_UP_TO:
+        ax.bar(range(len(train)), train, label="local training rows")
+        ax.bar(range(len(train)), evals, bottom=train, label="local evaluation rows")
+        ax.set_xlabel("client")
+        ax.set_ylabel("rows")
+        ax.legend(fontsize=8)
+    else:
+        sizes = train + evals
+        ax.hist(sizes, bins=np.arange(sizes.max() + 2) - 0.5 if sizes.max() < 60 else 30)
+        ax.set_xlabel("rows per client (local train + evaluation)")
+        ax.set_ylabel("clients")
+    ax.set_title(f"{title} ({len(train)} clients, {summary['clients_without_training_rows']} without training rows)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,6 +11,8 @@ from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.federated import partition as part
 from privtrain.federated.task import Population
 
+NOT_COVERED = ("held-out accuracy and loss (the evaluator's data); federated evaluation on the clients' local "
+               "splits; nonprivate_train_loss (privacy=none only: a statistic of the training rows)")
 INTENDED_USE = (
     "A classifier trained with privtrain's `federated` recipe (Flower): the clients' rows never left them; "
     "only model updates did. Intended for research, benchmarking and as a template for private federated "
@@ -21,7 +23,8 @@ INTENDED_USE = (
 def dataset_info(population: Population) -> dict:
     ds = population.dataset
     return {"name": ds.name, "source": ds.source.key, "fingerprint": ds.fingerprint, "n_rows": ds.n_rows,
-            "n_train": int(len(population.y_pool)), "n_test": int(len(population.y_test)),
+            "n_train": int(sum(population.train_sizes())), "n_pool": int(len(population.y_pool)),
+            "n_test": int(len(population.y_test)),
             "clients": population.num_clients, "partition": population.spec.identity(),
             "population": {"key": population.key, "label": population.label}, "schema": ds.schema.source}
 
@@ -37,9 +40,11 @@ def final_metrics(model_spec, population: Population, output_dir: Path, history:
     model.load_state_dict(torch.load(output_dir / "final_model.pt", weights_only=True))
     metrics = training.evaluate(model, population.x_test, population.y_test, population.n_classes)
     last = history["rounds"][-1] if history["rounds"] else {}
-    for key in ("federated_accuracy", "federated_loss", "train_loss"):
+    for key in ("federated_accuracy", "federated_loss"):
         if key in last:
             metrics[key] = last[key]
+    if "nonprivate_train_loss" in last:  # privacy=none only
+        metrics["nonprivate_train_loss"] = last["nonprivate_train_loss"]
     metrics.update(rounds=len(history["rounds"]) - 1, wall_time_s=round(wall, 2))
     return metrics
 
@@ -53,10 +58,8 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
     s = settings.fl
 
     out.mkdir(parents=True, exist_ok=True)
-    classes = [str(c) for c in population.dataset.schema.classes]
-    summary = part.summary(population.parts, population.y_pool, population.n_classes)
-    summary.update(kind=population.spec.kind, spec=population.spec.identity(), classes=classes,
-                   train_sizes=population.train_sizes())
+    summary = part.summary(population.train_sizes(), population.eval_sizes())
+    summary.update(kind=population.spec.kind, spec=population.spec.identity())
     ds = population.dataset
     record = RunRecord(
         recipe="federated", run_id=run_id, seed=settings.seed, config_hash=settings.config_hash,
@@ -69,7 +72,7 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
         model=asdict(settings.model), outputs={"model": "final_model.pt"})
     files = [write_text(out / "config.yaml", settings.config_yaml), out / "final_model.pt", record.write(out)]
     files.append(write_json(out / "partition.json", summary))
-    files.append(plots.partition_png(summary, classes, out / "partition.png",
+    files.append(plots.partition_png(summary, out / "partition.png",
                                      f"{population.dataset.name}: {population.spec.kind} partition"))
     eps = ", ".join(f"ε={g.epsilon:.3g} per {g.unit}" if g.private else f"ε=inf per {g.unit}" for g in guarantees)
     files.append(plots.accuracy_png(history["rounds"], out / "accuracy.png",
@@ -79,10 +82,14 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
         "guarantee": guarantees[0].to_dict(), "guarantees": [g.to_dict() for g in guarantees],
         "dataset": dataset_info, "ledger": ledger_info,
         "federated": {"engine": s.engine, "strategy": s.strategy, "rounds": s.rounds,
-                      "clients": population.num_clients, "clients_per_round": s.sample_size(population.num_clients),
+                      "clients": population.num_clients, "client_sampling": s.client_sampling,
+                      "sampling_rate": s.sample_rate(population.num_clients),
+                      "expected_cohort": s.expected_cohort(population.num_clients),
                       "local_epochs": s.local_epochs, "client_steps": history.get("client_steps"),
-                      "client_epsilon": history.get("client_epsilon"),
-                      "flower_rdp_epsilon": history.get("flower_rdp_epsilon")},
+                      "messages_sent": history.get("messages_sent"),
+                      "unknown_node_messages": history.get("unknown_node_messages"),
+                      "client_epsilon": history.get("client_epsilon")},
+        "not_covered": NOT_COVERED,
         "central_dp": _plain(central), "local_dp": _plain(local),
     }))
     files.append(model_card.write(out / "model_card.md", model_card.render(
@@ -96,11 +103,16 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
 
 
 def _setup_text(s, population: Population, summary: dict) -> str:
+    n = population.num_clients
+    sampling = (f"Poisson, rate {s.sample_rate(n):.4g} (expected {s.expected_cohort(n):.4g} of {n} clients)"
+                if s.client_sampling == "poisson" else f"fixed cohort of {s.sample_size(n)} of {n} clients")
+    sizes = summary["sizes"]
     return "\n".join([
-        f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; clients per round: "
-        f"{s.sample_size(population.num_clients)} of {population.num_clients}",
-        f"- partition: {population.spec.kind} {population.spec.identity()}; rows per client (local train + eval): "
-        f"{summary['sizes']}; label skew (mean TV distance): {summary['label_skew_tv']:.3f}",
+        f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; client sampling: {sampling}",
+        f"- partition: {population.spec.kind} {population.spec.identity()}, each row's client a keyed function of "
+        f"that row; rows per client (local train + eval, public by declaration): min {min(sizes)}, median "
+        f"{sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}; {summary['clients_without_training_rows']} client(s) "
+        "without training rows",
         f"- local training: {s.local_epochs} epoch(s), batch {s.batch_size}, {s.optimizer} lr {s.lr}",
         "- federated evaluation uses each client's local split; the held-out split is the evaluator's data.",
     ])

@@ -1,22 +1,33 @@
-"""The ServerApp: a Flower strategy (optionally wrapped for central DP), evaluated after every round.
+"""The ServerApp: privtrain's own round loop on Flower's Message API (``Grid.send_and_receive``).
 
-After each round it evaluates the global model on the held-out split (the
-evaluator's data), records the clients' federated evaluation and the epsilon
-spent so far, and appends one line to ``rounds.jsonl``. At the end it writes
-``history.json`` and ``final_model.pt`` to the job's output directory, which
-the recipe reads back (in a deployment the ServerApp runs in another process).
+One loop serves every privacy mode and strategy:
+
+- each round draws its participants (:mod:`privtrain.federated.sampling`: Poisson with rate q,
+  or a fixed cohort), sends them the global model, and counts every TRAIN message it sent
+  (:class:`~privtrain.federated.accounting.TrainCounts`: local DP is charged from these counts,
+  never from what clients report);
+- under central DP the replies become one DP-FedAvg release (clip, sum, Gaussian noise from a
+  secret generator, fixed denominator), every round, even with no or failed clients; otherwise a
+  weighted mean (FedAvg/FedProx) or FedAdam's server step;
+- the global model is evaluated on the held-out split (the evaluator's data) after each round; the
+  clients evaluate it on their local splits every round up to 20 clients, else after the last.
+
+After each round one line goes to ``rounds.jsonl``; at the end ``history.json`` and
+``final_model.pt`` go to the job's output directory, which the recipe reads back (in a
+deployment the ServerApp runs in another process).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
+import time
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from privtrain.federated import rounds as rnd
 from privtrain.federated.job import Job
 
 
@@ -31,141 +42,115 @@ def make_server_app(job: Job, *, progress: bool = True) -> ServerApp:
     return app
 
 
-class RoundTracker:
-    """Collects what clients report each round; its methods are the strategy's metric aggregators."""
-
-    def __init__(self) -> None:
-        self.steps: dict[int, int] = {}  # DP-SGD / optimizer steps per client, over all rounds
-        self.train: dict = {}
-        self.evaluate: dict = {}
-
-    def aggregate_train(self, records: list[RecordDict], key: str) -> MetricRecord:
-        losses, weights = [], []
-        for record in records:
-            m = next(iter(record.metric_records.values()))
-            k = int(m["partition-id"])
-            self.steps[k] = int(m["dp-steps"])
-            if "train-loss" in m:
-                losses.append(float(m["train-loss"]))
-                weights.append(float(m[key]))
-        self.train = {"clients": len(records)}
-        if losses:
-            self.train["train_loss"] = sum(l * w for l, w in zip(losses, weights)) / sum(weights)
-        return MetricRecord(self.train)
-
-    def aggregate_evaluate(self, records: list[RecordDict], key: str) -> MetricRecord:
-        total = acc = loss = 0.0
-        for record in records:
-            m = next(iter(record.metric_records.values()))
-            w = float(m[key])
-            total += w
-            acc += w * float(m["accuracy"])
-            loss += w * float(m["loss"])
-        self.evaluate = {"federated_accuracy": acc / total, "federated_loss": loss / total} if total else {}
-        return MetricRecord(self.evaluate)
-
-
-def make_strategy(job: Job, tracker: RoundTracker):
-    """The base strategy for ``fl.strategy``, wrapped by Flower's fixed-clipping DP wrapper under central DP."""
-    from flwr.serverapp import strategy as st
-
-    s = job.settings
-    k = job.num_clients
-    m = s.sample_size(k)
-    common = dict(
-        fraction_train=m / k, min_train_nodes=m, min_available_nodes=k, weighted_by_key="weight",
-        fraction_evaluate=1.0 if s.federated_evaluation else 0.0, min_evaluate_nodes=k,
-        train_metrics_aggr_fn=tracker.aggregate_train, evaluate_metrics_aggr_fn=tracker.aggregate_evaluate,
-    )
-    if s.strategy == "fedprox":
-        base = st.FedProx(**common, proximal_mu=s.proximal_mu)
-    elif s.strategy == "fedadam":
-        base = st.FedAdam(**common, eta=s.server_lr, eta_l=s.lr, beta_1=s.server_beta_1, beta_2=s.server_beta_2,
-                          tau=s.server_tau)
-    else:
-        base = st.FedAvg(**common)
-    c = job.central
-    if c is None:
-        return base
-    from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
-    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
-
-    # Flower's own accounted mode: no amplification, add-or-remove-one client, equal weights, FedAvg
-    # aggregation, and a round is released only if exactly m clients reply. Our ledger events say the same.
-    accountant = RdpAccountant(PrivacyConfig(target_delta=c.delta, population_size=k,
-                                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                             sampling_method=SamplingMethod.NO_AMPLIFICATION))
-    wrapper = (st.DifferentialPrivacyServerSideFixedClipping if c.clipping_side == "server"
-               else st.DifferentialPrivacyClientSideFixedClipping)
-    return wrapper(base, c.noise_multiplier, c.clipping_norm, m, accountant=accountant)
-
-
 def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
-    """Run every round; returns (and writes) the history."""
+    """Run every round; returns (and writes) the history.
+
+    Args:
+        grid: Flower's Grid (in-memory in simulation, the SuperLink in a deployment).
+        job: the planned run.
+        progress: show a progress bar with accuracy and epsilon so far.
+    """
     import torch
     from tqdm.auto import tqdm
 
-    from privtrain.federated.accounting import gaussian_epsilon
-    from privtrain.federated.task import build_model, evaluate
+    from privtrain.federated import sampling
+    from privtrain.federated.accounting import TrainCounts
+    from privtrain.federated.task import build_model
 
     s = job.settings
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(s.seed)
-    random.seed(s.seed)  # Flower samples nodes with the random module: reproducible client selection
+    torch.manual_seed(s.seed)  # public: the initial model
     model = build_model(job.model, job.shape)
-    x_test, y_test = job.held_out()
-    tracker = RoundTracker()
-    strategy = make_strategy(job, tracker)
-    rounds: list[dict] = []
-    log = out / "rounds.jsonl"
-    log.write_text("")
+    arrays = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    nodes = wait_for_nodes(grid, job.num_clients, s.startup_timeout)
+    sampler = sampling.for_job(s, job.num_clients)
+    server = rnd.ServerStep(job)
+    counts = TrainCounts()
+    history = rnd.History(job, out / "rounds.jsonl", counts)
     bar = tqdm(total=s.rounds, desc=f"federated {job.dataset.loader}", unit="round", disable=not progress,
                leave=False)
-
-    def on_round(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        model.load_state_dict(arrays.to_torch_state_dict())
-        central = evaluate(model, x_test, y_test, job.shape["n_classes"])
-        record = {"round": server_round, "accuracy": central["accuracy"], "loss": central["loss"]}
-        if server_round > 0:
-            record.update(tracker.train)
-            record.update(tracker.evaluate)
-        if job.central is not None:
-            releases = strategy.accountant.num_releases
-            record["releases"] = releases
-            record["epsilon_client"] = gaussian_epsilon(job.central.noise_multiplier, releases, job.central.delta)
-        if job.local is not None:
-            record["epsilon_example"] = job.local.worst(tracker.steps)[1]  # from the steps clients report
-        rounds.append(record)
-        with log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if server_round > 0:
-            bar.update(1)
-            bar.set_postfix(**_postfix(record))
-        return MetricRecord({"accuracy": central["accuracy"], "loss": central["loss"]})
-
+    history.record(0, model, arrays, {})
     try:
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=s.rounds,
-                       timeout=s.round_timeout, train_config=ConfigRecord(), evaluate_config=ConfigRecord(),
-                       evaluate_fn=on_round)
+        for server_round in range(1, s.rounds + 1):
+            chosen = sampler.sample(nodes)
+            counts.record_sent(chosen)  # charged whatever comes back
+            replies = _exchange(grid, chosen, arrays, _train_config(job, server_round), MessageType.TRAIN,
+                                s.round_timeout)
+            arrays, info = server.step(server_round, arrays, replies, counts)
+            info["sampled"] = len(chosen)
+            if s.evaluates_in_round(server_round, job.num_clients):
+                info.update(_federated_evaluation(grid, nodes, arrays, server_round, s.round_timeout))
+            record = history.record(server_round, model, arrays, info)
+            bar.update(1)
+            bar.set_postfix(**postfix(record))
     finally:
         bar.close()
-    history = {"rounds": rounds, "client_steps": tracker.steps,
-               "client_epsilon": job.local.epsilons(tracker.steps) if job.local is not None else {}}
-    if job.central is not None:
-        spent = strategy.privacy_spent()
-        history["releases"] = strategy.accountant.num_releases
-        history["flower_rdp_epsilon"] = spent.epsilon if spent else None
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
     torch.save(model.state_dict(), out / "final_model.pt")
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    return history
+    result = history.final()
+    (out / "history.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
+    """The connected nodes once ``expected`` have connected, or whoever is there after ``timeout`` seconds.
+
+    Raises:
+        RuntimeError: no node connected at all.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(int(n) for n in grid.get_node_ids())
+        if len(nodes) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not nodes:
+        raise RuntimeError(f"no SuperNode connected within {timeout:g} s (fl.deployment.startup_timeout)")
+    return nodes
+
+
+def _train_config(job: Job, server_round: int) -> ConfigRecord:
+    s, c = job.settings, job.central
+    config = {"server-round": server_round, "proximal-mu": float(s.proximal_mu if s.strategy == "fedprox" else 0.0)}
+    if c is not None and c.clipping_side == "client":
+        config["clipping-norm"] = float(c.clipping_norm)  # the client clips; the server re-clips (a no-op if honest)
+    return ConfigRecord(config)
+
+
+def _exchange(grid: Grid, nodes: list[int], arrays: dict, config: ConfigRecord, message_type: str,
+              timeout: float) -> list[Message]:
+    """Send the global model to ``nodes`` and collect the replies that arrive within ``timeout``."""
+    if not nodes:
+        return []
+    import numpy as np
+    from flwr.app import Array
+
+    content = RecordDict({"arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}),
+                          "config": config})
+    messages = [Message(content=content, dst_node_id=n, message_type=message_type) for n in nodes]
+    return list(grid.send_and_receive(messages, timeout=timeout))
+
+
+def _federated_evaluation(grid: Grid, nodes: list[int], arrays: dict, server_round: int, timeout: float) -> dict:
+    """Every client evaluates the global model on its local split; clients without such rows reply n = 0."""
+    replies = _exchange(grid, nodes, arrays, ConfigRecord({"server-round": server_round}), MessageType.EVALUATE,
+                        timeout)
+    total = acc = loss = 0.0
+    for reply in replies:
+        if reply.has_error() or "metrics" not in reply.content:
+            continue
+        m = reply.content["metrics"]
+        n = float(m["n"])
+        if n > 0:
+            total, acc, loss = total + n, acc + n * float(m["accuracy"]), loss + n * float(m["loss"])
+    if not total:
+        return {}
+    return {"federated_accuracy": acc / total, "federated_loss": loss / total, "federated_eval_rows": int(total)}
 
 
 def postfix(record: dict) -> dict:
-    return _postfix(record)
-
-
-def _postfix(record: dict) -> dict:
+    """The progress bar's fields for one round's record."""
     out = {"acc": f"{record['accuracy']:.3f}"}
     if "epsilon_client" in record:
         out["eps_client"] = _fmt(record["epsilon_client"])

@@ -1,9 +1,11 @@
-"""The simulation engine: Flower's in-process ``run_simulation`` on a small Ray cluster.
+"""The simulation engine: Flower's in-process ``run_simulation`` on this process's Ray runtime.
 
-Clients get a fraction of a CPU each (``fl.simulation.cpus_per_client``), so
-several run at once on a two-core machine while others wait on messages.
-Ray's and Flower's temporary files go to a private folder that is removed
-afterwards, and Ray is shut down, so nothing outlives the run.
+Ray is started once per process and reused by every run (:mod:`privtrain.federated.runtime`;
+``fl.simulation.reuse_ray=false`` starts and stops it per run, as Flower does by default). The
+clients' rows go to Ray's object store once per run: the ClientApp carries a reference, not the
+rows, so messages do not copy the data, and each client actor fetches the rows once. Flower's
+temporary files go to a private folder that is removed afterwards; Ray's live in the runtime's
+own private folder, removed when the runtime stops.
 """
 
 from __future__ import annotations
@@ -13,37 +15,63 @@ import os
 import shutil
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+from privtrain.federated import runtime
 from privtrain.federated.job import Job
+
+_CACHE: dict = {}  # in each Ray worker: the rows of the run it serves (one run at a time)
+
+
+class StoredRows:
+    """The clients' rows in Ray's object store; pickles as a reference, fetched once per worker process."""
+
+    def __init__(self, ref) -> None:
+        self.ref = ref
+
+    def client(self, k: int):
+        key = self.ref.hex()
+        if key not in _CACHE:
+            import ray
+
+            _CACHE.clear()  # a worker reused across runs keeps only the current run's rows
+            _CACHE[key] = ray.get(self.ref)
+        return _CACHE[key].client(k)
 
 
 def run(job: Job) -> None:
     """Run ``job`` with one virtual SuperNode per client; blocks until the last round."""
+    import ray
     from flwr.simulation import run_simulation
 
     from privtrain.federated.client_app import make_client_app
     from privtrain.federated.server_app import make_server_app
 
     s = job.settings
-    with private_tmp() as tmp, quiet_flower():
-        backend = {
-            "client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
-            "init_args": {"num_cpus": s.num_cpus, "num_gpus": 0, "_temp_dir": tmp, "include_dashboard": False,
-                          "logging_level": logging.ERROR, "log_to_driver": False},
-        }
+    with runtime._LOCK:  # noqa: SLF001 - one simulation at a time per process: they share the runtime
+        if not s.reuse_ray:
+            runtime.shutdown()
+        runtime.ensure(s.num_cpus)  # before private_tmp: Ray's processes must not inherit a per-run TMPDIR
+        ref = ray.put(job.rows)
+        job = job.with_rows(StoredRows(ref))
+        backend = {"client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
+                   "init_args": {"logging_level": logging.ERROR, "log_to_driver": False}}
         try:
-            run_simulation(server_app=make_server_app(job, progress=s.progress), client_app=make_client_app(job),
-                           num_supernodes=job.num_clients, backend_config=backend)
+            with private_tmp(), quiet_flower(), (runtime.reusing_backend() if s.reuse_ray else nullcontext()):
+                run_simulation(server_app=make_server_app(job, progress=s.progress),
+                               client_app=make_client_app(job), num_supernodes=job.num_clients,
+                               backend_config=backend)
         finally:
-            _shutdown_ray()
+            del job, ref
+            if not s.reuse_ray:
+                runtime.shutdown()  # Flower's backend already stopped Ray; this removes the folder
 
 
 @contextmanager
 def private_tmp():
-    """A short temporary folder (Ray's socket paths must stay short) for RAY_TMPDIR, TMPDIR and FLWR_HOME."""
+    """A private temporary folder for TMPDIR and FLWR_HOME while Flower runs; removed afterwards."""
     tmp = tempfile.mkdtemp(prefix="ptfl-", dir="/tmp" if os.path.isdir("/tmp") else None)
-    keys = ("RAY_TMPDIR", "TMPDIR", "FLWR_HOME")
+    keys = ("TMPDIR", "FLWR_HOME")
     saved = {k: os.environ.get(k) for k in (*keys, "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")}
     os.environ.update({k: tmp for k in keys})
     os.environ.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1")
@@ -70,15 +98,6 @@ def quiet_flower():
             yield
         finally:
             logger.setLevel(level)
-
-
-def _shutdown_ray() -> None:
-    try:
-        import ray
-    except ImportError:
-        return
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def run_job(settings, dataset, model, population, central, local, output_dir) -> dict:

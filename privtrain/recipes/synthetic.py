@@ -122,7 +122,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
                                                               s.seed)
     from privtrain.synthetic import pii
 
-    leaks = pii.verbatim_leaks(train_rows, rows, [f.column for f in findings])
+    leaks = pii.verbatim_leaks(real.frame, rows, [f.column for f in findings])  # against every real row
     lineage = reserved.lineage
     guarantee = _guarantee(None if p.void else dp, p.delta, p.events, lineage, findings, notes + list(p.void))
     files, child = _write_outputs(output_dir, syn, rows, saved_meta, real, p.domain, findings, guarantee,
@@ -206,7 +206,9 @@ def _fit_sdv(s: SynthSettings, source: RealTable, train: pd.DataFrame, table: st
     meta, findings = metadata.mark_pii(meta, train, table, check=s.pii_check, skip=skip)
     synthesizer = sdv_models.build(s.model, meta, params=s.params, common=s.common)
     rows = sdv_models.fit_sample(synthesizer, train, table, num_rows=num_rows, seed=seed)
-    rows, replaced = pii.scrub_collisions(train, rows, findings, seed=seed, locales=s.common.get("locales") or ["en_US"])
+    # Collisions with ANY real row (held-out rows are real people too) are replaced.
+    rows, replaced = pii.scrub_collisions(source.frame, rows, findings, seed=seed,
+                                          locales=s.common.get("locales") or ["en_US"])
     return rows, meta, findings, replaced, metadata.saved_dict(meta, findings)
 
 

@@ -120,14 +120,15 @@ def detect(frame: pd.DataFrame, skip: set[str] | frozenset[str] = frozenset()) -
     return out
 
 
+def _real_values(real: pd.DataFrame, columns) -> set[str]:
+    """Every real value of every PII column: an e-mail is a real person's whichever column it lands in."""
+    return {v for c in columns if c in real.columns for v in real[c].dropna().astype(str)}
+
+
 def verbatim_leaks(real: pd.DataFrame, synthetic: pd.DataFrame, columns) -> dict[str, int]:
-    """Per PII column, how many synthetic values equal a real value of that column."""
-    out = {}
-    for column in columns:
-        if column in real.columns and column in synthetic.columns:
-            seen = set(real[column].dropna().astype(str))
-            out[column] = int(synthetic[column].dropna().astype(str).isin(seen).sum())
-    return out
+    """Per PII column, how many synthetic values equal a real value of any PII column."""
+    seen = _real_values(real, columns)
+    return {c: int(synthetic[c].dropna().astype(str).isin(seen).sum()) for c in columns if c in synthetic.columns}
 
 
 def scrub_collisions(real: pd.DataFrame, synthetic: pd.DataFrame, findings: list[Finding], *, seed: int,
@@ -144,10 +145,10 @@ def scrub_collisions(real: pd.DataFrame, synthetic: pd.DataFrame, findings: list
     fake.seed_instance(seed)
     synthetic = synthetic.copy()
     replaced = {}
+    seen = _real_values(real, [f.column for f in findings])
     for f in findings:
-        if f.column not in synthetic.columns or f.column not in real.columns:
+        if f.column not in synthetic.columns:
             continue
-        seen = set(real[f.column].dropna().astype(str))
         column = synthetic[f.column]
         hits = column.notna() & column.astype(str).isin(seen)
         if not hits.any():
