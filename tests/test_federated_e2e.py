@@ -37,14 +37,41 @@ def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_pat
     metrics = json.loads((first.output_dir / "metrics.json").read_text())
     assert [r["round"] for r in metrics["history"]] == [0, 1, 2]
     assert metrics["history"][-1]["releases"] == 2 and "federated_accuracy" in metrics["history"][-1]
+    assert "flower_rdp_epsilon" not in metrics["federated"]
+    assert metrics["history"][-1]["epsilon_client"] == pytest.approx(g.epsilon, rel=0.01)  # the live figure
     for name in ("partition.json", "partition.png", "accuracy.png", "model_card.md", "final_model.pt"):
         assert (first.output_dir / name).is_file(), name
     assert "per **client**" in (first.output_dir / "model_card.md").read_text()
+    partition = json.loads((first.output_dir / "partition.json").read_text())
+    assert len(partition["train_sizes"]) == 3 and not [k for k in partition if "label" in k or "skew" in k]
+    assert not [k for r in metrics["history"] for k in r if "loss" in k and k not in ("loss", "federated_loss")]
+
+
+def test_central_dp_with_poisson_sampling_on_100_clients(tmp_path, ledger_path):
+    result = privtrain.run("federated", ["fl.num_clients=100", "fl.clients_per_round=10", "fl.rounds=3",
+                                         "fl.local_epochs=1", "recipe.progress=false", "fl.simulation.num_cpus=1"],
+                           output_dir=tmp_path / "r")
+    units = {g.unit: g for g in result.guarantees}
+    (client_event,) = units["client"].events
+    assert type(client_event.event).__name__ == "PoissonSampledDpEvent"
+    assert client_event.event.sampling_probability == pytest.approx(0.1) and client_event.count == 3
+    assert units["client"].epsilon == pytest.approx(3.0, rel=0.01)
+    (example_event,) = units["example"].events
+    assert example_event.event.event.noise_multiplier == pytest.approx(client_event.event.event.noise_multiplier / 2)
+    metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    rounds = metrics["history"][1:]
+    assert [r["releases"] for r in rounds] == [1, 2, 3] and 0 < sum(r["sampled"] for r in rounds) < 100
+    assert "federated_accuracy" in rounds[-1] and "federated_accuracy" not in rounds[0]  # > 20 clients: last only
+    book = ledger.open(ledger_path)
+    committed = {e.unit: e for e in book.entries("digits") if e.status == "committed"}
+    assert set(committed) == {"client", "example"}
+    assert committed["client"].scope == result.dataset["population"]["key"]
+    assert book.spent("digits", "client", committed["client"].scope) == pytest.approx(units["client"].epsilon, rel=1e-3)
 
 
 def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledger_path):
     result = privtrain.run("federated", [*TINY, "privacy=central_local", "fl.partition=dirichlet", "fl.alpha=1.0",
-                                         "privacy.clipping_side=client"],  # Flower's fixedclipping_mod
+                                         "privacy.clipping_side=client"],  # each client clips; the server re-clips
                            output_dir=tmp_path / "r")
     units = {g.unit: g for g in result.guarantees}
     assert set(units) == {"client", "example"}
@@ -60,11 +87,34 @@ def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledg
     assert max(metrics["federated"]["client_epsilon"].values()) == pytest.approx(units["example"].epsilon, rel=1e-6)
 
 
-def test_non_private_fedprox_learns(tmp_path, ledger_path):
+def test_non_private_fedprox_learns_and_fedadam_runs_under_local_dp(tmp_path, ledger_path):
     result = privtrain.run("federated", [*TINY, "privacy=none", "fl.strategy=fedprox", "fl.rounds=3"],
                            output_dir=tmp_path / "r")
     assert result.metrics["accuracy"] > 0.8
     assert all(not g.private for g in result.guarantees)
+    assert "nonprivate_train_loss" in result.metrics  # privacy=none only, and named for what it is
+    adam = privtrain.run("federated", [*TINY, "privacy=dp", "fl.strategy=fedadam"], output_dir=tmp_path / "a")
+    assert adam.guarantee.unit == "example" and adam.metrics["accuracy"] > 0.2
+    assert "nonprivate_train_loss" not in adam.metrics
+
+
+def test_one_ray_runtime_serves_every_run_of_a_process(tmp_path, ledger_path):
+    import ray
+
+    from privtrain.federated import runtime
+
+    privtrain.run("federated", [*TINY, "fl.rounds=1"], output_dir=tmp_path / "a")
+    assert runtime.running()
+    tmp = runtime._STATE["tmp"]
+    pool = runtime._STATE["pool"]
+    privtrain.run("federated", [*TINY, "fl.rounds=1", "seed=1"], output_dir=tmp_path / "b")
+    assert runtime._STATE["tmp"] == tmp and runtime._STATE["pool"] is pool  # same Ray, same client actors
+    privtrain.run("federated", [*TINY, "fl.rounds=1", "fl.simulation.reuse_ray=false"], output_dir=tmp_path / "c")
+    assert not ray.is_initialized() and not os.path.exists(tmp)  # per-run Ray: stopped and removed
+    privtrain.run("federated", [*TINY, "fl.rounds=1"], output_dir=tmp_path / "d")
+    tmp = runtime._STATE["tmp"]
+    runtime.shutdown()  # what atexit does
+    assert not ray.is_initialized() and not os.path.exists(tmp)
 
 
 def _alive(pid: int) -> bool:

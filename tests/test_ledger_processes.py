@@ -61,3 +61,34 @@ def test_killed_run_stays_charged_and_ledger_verifies(tmp_path):
     run(led, charge("after", gaussian(20.0)))  # the ledger is still usable
     out = cli("verify", path=path)
     assert out.returncode == 0 and "ledger ok: 6 entries, hash chain intact" in out.stdout
+
+
+@pytest.mark.slow
+def test_long_lived_handles_while_runs_subprocesses_and_other_processes_write(tmp_path):
+    """The first release corrupted its file here: a handle's locks were dropped under it. Now the file stays sound."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = tmp_path / "l.db"
+    writer, reader = ledger.open(path), ledger.open(path)  # held for the whole test, like a notebook's
+    writer.set_budget(FP, "example", 1e6, 1e-5)
+    start = time.time() + 6
+    others = [worker(str(path), f"other-{i}", "30", "--start-at", str(start)) for i in range(3)]
+    for i in range(6):
+        run(writer, charge(f"here-{i}", gaussian(30.0)))
+        assert reader.sources()[0].n_runs >= i + 1  # a second handle reads while the file changes
+        out = cli("budget", "set", FP, "--epsilon", str(1e6 + i), "--delta", "1e-5", path=path)
+        assert out.returncode == 0, out.stderr
+        assert cli("show", path=path).returncode == 0
+    for p in others:
+        p.communicate(timeout=300)
+        assert p.returncode == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert writer.verify().ok and reader.verify().ok
+    assert {e.run_id for e in reader.entries() if e.status == "committed"} == \
+        {f"here-{i}" for i in range(6)} | {f"other-{i}" for i in range(3)}
+    out = subprocess.run([sys.executable, "-m", "privtrain.ledger", "verify", "--path", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "hash chain intact" in out.stdout

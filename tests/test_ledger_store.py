@@ -14,10 +14,12 @@ from privtrain.ledger import store
 
 
 def test_new_ledger_is_versioned_wal_and_marked(tmp_path, monkeypatch):
+    (tmp_path / ".privtrain").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)
     led = ledger.open()
     assert led.path == tmp_path / ".privtrain" / "ledger.db" and led.path.exists()
+    assert oct(led.path.stat().st_mode & 0o777) == "0o600"  # readable by its owner only
     conn = sqlite3.connect(led.path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
     assert conn.execute("PRAGMA application_id").fetchone()[0] == store.APPLICATION_ID
@@ -54,6 +56,28 @@ def test_newer_schema_is_refused_and_untouched(tmp_path):
     assert p.read_bytes() == before
     out = cli("show", path=p)
     assert out.returncode == 2 and out.stderr.startswith("privtrain: error: ") and out.stderr.count("\n") == 1
+
+
+def test_one_ledger_per_project_found_like_git_finds_a_repository(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    project = tmp_path / "project"
+    (project / "notebooks" / "deep").mkdir(parents=True)
+    (project / ".git").mkdir()
+    assert ledger.default_path(project / "notebooks" / "deep") == project / ".privtrain" / "ledger.db"  # git root
+    (project / "notebooks" / ".privtrain").mkdir()
+    assert ledger.default_path(project / "notebooks" / "deep") == project / "notebooks" / ".privtrain" / "ledger.db"
+    assert ledger.default_path(tmp_path) == tmp_path / "data" / "privtrain" / "ledger.db"  # no project: per user
+    monkeypatch.setenv("PRIVTRAIN_LEDGER", str(tmp_path / "x.db"))
+    assert ledger.default_path(project) == tmp_path / "x.db"
+
+
+def test_read_only_commands_never_create_a_ledger(tmp_path):
+    missing = tmp_path / "typo" / "ledgr.db"
+    for command in (["verify"], ["show"], ["runs", "digits"], ["export"]):
+        out = cli(*command, path=missing)
+        assert out.returncode == 2 and "no ledger at" in out.stderr and "Traceback" not in out.stderr, command
+    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_corrupted_file_is_refused_and_untouched(tmp_path):

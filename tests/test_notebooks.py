@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -17,11 +19,22 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("PRIVTRAIN_QUICK", "1")
-    monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)  # the notebook's own .privtrain/ in tmp_path
+    monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)
+    (tmp_path / ".privtrain").mkdir()  # a project: the notebook finds its ledger as git finds a repository
+    (tmp_path / "notebooks").mkdir()  # ... from a subfolder, as a user runs notebooks/
     nb = nbformat.read(path, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
         "a notebook shows at least one plot"
+    ledger_file = tmp_path / ".privtrain" / "ledger.db"
+    assert not (tmp_path / "notebooks" / ".privtrain").exists()  # one ledger per project, not per folder
+    if ledger_file.exists():  # the notebook's long-lived handles, runs and subprocesses left a sound file
+        with sqlite3.connect(ledger_file) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        out = subprocess.run([sys.executable, "-m", "privtrain.cli", "ledger", "verify", "--path", str(ledger_file)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "hash chain intact" in out.stdout, out.stdout + out.stderr

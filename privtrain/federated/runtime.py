@@ -23,6 +23,8 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
+import warnings
 from contextlib import contextmanager
 
 _LOCK = threading.RLock()
@@ -39,10 +41,12 @@ def ensure(num_cpus: float) -> str:
         shutdown()
         tmp = tempfile.mkdtemp(prefix="ptray-", dir="/tmp" if os.path.isdir("/tmp") else None)  # short socket paths
         pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
-        ray.init(num_cpus=num_cpus, num_gpus=0, _temp_dir=tmp, include_dashboard=False,
-                 logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TMPDIR": tmp, "RAY_TMPDIR": tmp,
-                                           "FLWR_TELEMETRY_ENABLED": "0"}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Ray's note on accelerator env vars at num_gpus=0
+            ray.init(num_cpus=num_cpus, num_gpus=0, _temp_dir=tmp, include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TMPDIR": tmp, "RAY_TMPDIR": tmp,
+                                               "FLWR_TELEMETRY_ENABLED": "0"}})
         _STATE.update(tmp=tmp, num_cpus=num_cpus, pool=None, resources=None)
         if not _STATE["atexit"]:
             atexit.register(shutdown)
@@ -63,7 +67,11 @@ def shutdown() -> None:
                 ray.shutdown()
         finally:
             _STATE.update(tmp=None, num_cpus=None, pool=None, resources=None)
-            shutil.rmtree(tmp, ignore_errors=True)
+            for _ in range(5):  # Ray's last log writers may still be closing their files
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not os.path.exists(tmp):
+                    break
+                time.sleep(0.2)
 
 
 def running() -> bool:

@@ -47,18 +47,39 @@ def _guarded(method):
     return wrapper
 
 
-def default_path() -> Path:
+def default_path(start: Path | None = None) -> Path:
+    """The project's ledger, found the way git finds its repository.
+
+    ``$PRIVTRAIN_LEDGER`` if set; else ``.privtrain/ledger.db`` in the nearest folder, from ``start`` (the
+    working directory) upward, that has a ``.privtrain/``; else at the root of the enclosing git
+    repository; else in the user's data folder (``$XDG_DATA_HOME/privtrain``, ``~/.local/share/privtrain``).
+    So a notebook in ``notebooks/`` and a script at the project's root share one ledger.
+    """
     env = os.environ.get("PRIVTRAIN_LEDGER")
-    return Path(env) if env else Path.cwd() / DEFAULT_PATH
+    if env:
+        return Path(env)
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".privtrain").is_dir():
+            return folder / DEFAULT_PATH
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder / DEFAULT_PATH
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "privtrain" / "ledger.db"
 
 
-def open(path: str | os.PathLike | None = None) -> "Ledger":  # noqa: A001 - the API's name
-    """Open the ledger at ``path``; None means ``$PRIVTRAIN_LEDGER``, else ``./.privtrain/ledger.db``.
+def open(path: str | os.PathLike | None = None, *, create: bool = True) -> "Ledger":  # noqa: A001 - the API's name
+    """Open the ledger at ``path``; None means the project's ledger (:func:`default_path`).
+
+    Args:
+        create: create the file when it does not exist; read-only commands pass False.
 
     Raises:
-        UserError: the file is corrupt, foreign, older or newer than this privtrain, or cannot be created.
+        UserError: the file is corrupt, foreign, older or newer than this privtrain, cannot be created, or does
+            not exist and ``create`` is False.
     """
-    return Ledger(Path(path) if path is not None else default_path())
+    return Ledger(Path(path) if path is not None else default_path(), create=create)
 
 
 class Ledger:
@@ -67,9 +88,9 @@ class Ledger:
     #: After each commit, compose the source's spend so `ledger show` stays fast.
     warm_cache = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = Path(path)
-        self._conn, self.read_only = store.connect(self.path)
+        self._conn, self.read_only = store.connect(self.path, create=create)
         self._composer = compose.Composer(self._conn, writable=not self.read_only)
 
     def close(self) -> None:

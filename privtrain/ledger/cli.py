@@ -13,11 +13,12 @@ from pathlib import Path
 from privtrain.errors import UserError
 
 
-def _open(args):
+def _open(args, *, create: bool = False):
+    """The ledger of ``--path`` or the project's; read-only commands never create one."""
     from privtrain import ledger
 
     # --path may come before the subcommand (ledger --path F show) or after it (ledger show --path F)
-    return ledger.open(getattr(args, "path", None) or getattr(args, "ledger_path", None))
+    return ledger.open(getattr(args, "path", None) or getattr(args, "ledger_path", None), create=create)
 
 
 def _number(name: str):
@@ -84,7 +85,7 @@ def _source_for_budget(led, args) -> str:
 
 
 def cmd_budget_set(args) -> int:
-    led = _open(args)
+    led = _open(args, create=True)
     key = _source_for_budget(led, args)
     scope = ""
     if args.unit == "client":

@@ -37,7 +37,6 @@ APPLICATION_ID = 0x50525654  # "PRVT": marks the file as a privtrain ledger
 GENESIS = "0" * 64
 # A writer holds the lock only to append (the filter's sums are cheap), but a reader may wait on it.
 BUSY_TIMEOUT_S = 600.0
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 COLUMNS = (
     "id", "ref", "status", "run_id", "time", "user", "version", "git_commit", "recipe", "config_hash",
@@ -86,38 +85,64 @@ def _not_a_ledger(path: Path, why: str) -> UserError:
         "or point PRIVTRAIN_LEDGER / ledger.path= at another file.")
 
 
-def connect(path: Path) -> tuple[sqlite3.Connection, bool]:
-    """Open (creating if new) the ledger at ``path``; returns (connection, read_only).
+def connect(path: Path, *, create: bool = True) -> tuple[sqlite3.Connection, bool]:
+    """Open (creating if new and ``create``) the ledger at ``path``; returns (connection, read_only).
+
+    This module never opens the database file with Python's ``open()``: closing any file descriptor on
+    an SQLite file drops every POSIX lock this process holds on it, including those of other live
+    connections, and a checkpoint can then overwrite pages a reader still uses ("How To Corrupt An
+    SQLite Database File", §2.2). That is what corrupted the quickstart notebook's ledger.
 
     Raises:
-        UserError: the path cannot be created, is not an SQLite file, is a foreign, older or newer
-            database, or is corrupt.
+        UserError: the path cannot be created, does not exist (``create=False``), is not an SQLite
+            file, is a foreign, older or newer database, or is corrupt.
     """
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"ledger path {path} is a directory; give a file such as {path / 'ledger.db'}.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
-                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
-    if path.exists():
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise UserError(f"cannot read the ledger {path}: {exc.strerror}.") from None
-        if head and head != SQLITE_MAGIC:
-            raise _not_a_ledger(path, "not an SQLite database: corrupt or foreign file")
+    if not path.exists():
+        if not create:
+            raise UserError(f"no ledger at {path}; nothing was created. The first run (or `privtrain ledger budget "
+                            "set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger.")
+        _create_private(path)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         read_only = _prepare(conn, path)
     except sqlite3.DatabaseError as exc:
         if _is_readonly_error(exc):
-            raise UserError(f"the ledger {path} is read-only and must be created first "
-                            f"({exc}); fix its permissions or point PRIVTRAIN_LEDGER elsewhere.") from None
+            return _connect_read_only(path)
+        if "not a database" in str(exc):
+            raise _not_a_ledger(path, "not an SQLite database: corrupt or foreign file") from None
         raise _not_a_ledger(path, str(exc)) from None
     return conn, read_only
+
+
+def _create_private(path: Path) -> None:
+    """The ledger's folder and file, readable by their owner only (the file is still empty: safe to touch)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:  # FileExistsError included: a file is in the way
+        raise UserError(f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
+                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process created it meanwhile
+    except OSError as exc:
+        raise UserError(f"cannot create the ledger {path}: {exc.strerror}; "
+                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
+
+
+def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A user without write access can still read a ledger (nothing can be charged)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        _check_identity(conn, path, write=False)
+        return conn, True
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"the ledger {path} cannot be opened, even read-only ({exc}); fix its permissions or point "
+                        "PRIVTRAIN_LEDGER elsewhere.") from None
 
 
 def _is_readonly_error(exc: Exception) -> bool:
