@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from privtrain import config, recipes
+from privtrain.errors import UserError
 from privtrain.result import Reserved, RunResult
 
 
@@ -58,6 +59,9 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
 
     module = recipes.get(settings.recipe)
     output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory
+    if (output_dir / "run.json").exists() or (output_dir / "metrics.json").exists():
+        raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
+                        "files (the ledger holds their hashes): choose another output_dir.")
     audit.preflight(settings.audit, settings.recipe)
     planned = module.plan(settings)
     book = ledger.open(settings.ledger.path)

@@ -58,9 +58,16 @@ def test_killed_run_stays_charged_and_ledger_verifies(tmp_path):
     assert [(e.run_id, e.status) for e in led.entries()][-1] == ("victim", "reserved")
     expected = fresh_pld(list(gaussian(5.0) + gaussian(SIGMA)), 1e-5)
     assert led.spent(FP) == pytest.approx(expected, rel=1e-6)  # charged at its reservation
+    stale = cli("runs", "--stale", path=path)
+    assert stale.returncode == 0 and "victim" in stale.stdout and "stale (process gone)" in stale.stdout
+    out = cli("reconcile", path=path)
+    assert out.returncode == 0 and "closed run victim as failed" in out.stdout
+    assert [(e.run_id, e.status) for e in led.entries()][-1] == ("victim", "failed")
+    assert led.spent(FP) == pytest.approx(expected, rel=1e-6)  # still charged
+    assert "no open reservation" in cli("runs", "--stale", path=path).stdout
     run(led, charge("after", gaussian(20.0)))  # the ledger is still usable
     out = cli("verify", path=path)
-    assert out.returncode == 0 and "ledger ok: 6 entries, hash chain intact" in out.stdout
+    assert out.returncode == 0 and "ledger ok: 7 entries, hash chain intact" in out.stdout
 
 
 @pytest.mark.slow

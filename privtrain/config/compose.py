@@ -47,6 +47,16 @@ def check_recipe(name: str) -> None:
         raise UserError(f"recipe {name!r} is unknown; choose one of {', '.join(recipes())} (see `privtrain ls`).")
 
 
+def register_resolvers() -> None:
+    """``${privtrain_unique:}``: a random suffix for run directories (configs/hydra/default.yaml)."""
+    import secrets
+
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("privtrain_unique"):
+        OmegaConf.register_new_resolver("privtrain_unique", lambda: secrets.token_hex(3))
+
+
 def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
     """Compose ``configs/<recipe>.yaml`` with Hydra overrides; bad input is a UserError."""
     from hydra import compose as hydra_compose
@@ -54,6 +64,7 @@ def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
     from hydra.core.global_hydra import GlobalHydra
 
     check_recipe(recipe)
+    register_resolvers()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir()), version_base=None):

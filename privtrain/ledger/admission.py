@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from privtrain.errors import BudgetExceeded, UserError
-from privtrain.ledger import compose
+from privtrain.ledger import compose, stale
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import Budget, Charge, Plan
 from privtrain.ledger.run import Run, entry_fields
@@ -114,7 +114,9 @@ def reserve(book, charges: Sequence[Charge]) -> Run:
         for c in charges:
             if c.rows is not None:
                 rows.register(book, c.source, c.source_name, c.rows)
-        reservations = [book._append(status="reserved", **entry_fields(c, c.events, c.epsilon)) for c in charges]
+        where = stale.identity()
+        reservations = [book._append(status="reserved", **entry_fields(c, c.events, c.epsilon, where=where))
+                        for c in charges]
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

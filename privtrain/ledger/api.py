@@ -252,6 +252,49 @@ class Ledger:
         return SourceSummary(source, self.name(source), unit, scope, self._scope_label(source, scope) if scope else None,
                              budget, delta, spent, filt, compose.naive_sum(runs), remaining, len(runs), lineage)
 
+    @_guarded
+    def open_reservations(self) -> list:
+        """Reservations never committed nor failed, with whether their process still runs (see ledger.stale)."""
+        from privtrain.ledger import stale
+
+        return stale.open_reservations(self.entries())
+
+    @_guarded
+    def reconcile(self, run_ids: list[str] | None = None) -> list[Entry]:
+        """Close reservations as ``failed`` (still charged at their reservation), as chained entries.
+
+        Args:
+            run_ids: the runs to close; None closes every reservation whose process is gone on this host.
+
+        Raises:
+            UserError: a named run has no open reservation, or its process still runs.
+        """
+        from privtrain.ledger.run import entry_fields
+
+        found = {r.entry.run_id: r for r in self.open_reservations()}
+        if run_ids is None:
+            chosen = [r for r in found.values() if r.alive is False]
+        else:
+            missing = [i for i in run_ids if i not in found]
+            if missing:
+                raise UserError(f"run {missing[0]} has no open reservation; see `privtrain ledger runs --stale`.")
+            running = [i for i in run_ids if found[i].alive]
+            if running:
+                raise UserError(f"run {running[0]} is still running on this host; it will commit or fail itself.")
+            chosen = [found[i] for i in run_ids]
+        out = []
+        with self._transaction():
+            for r in chosen:
+                e = r.entry
+                charge = Charge(run_id=e.run_id, recipe=e.recipe or "?", source=e.source, source_name=e.source_name or "",
+                                unit=e.unit, events=tuple(e.events), delta=e.delta, epsilon=e.epsilon,
+                                config_hash=e.config_hash or "", fingerprint=e.dataset_fingerprint, scope=e.scope,
+                                scope_label=e.scope_label or "", parent=e.parent)
+                fields = entry_fields(charge, charge.events, charge.epsilon)
+                fields["detail"] = json.dumps({**json.loads(fields["detail"]), "reconciled": r.state})
+                out.append(self._append(status="failed", ref=e.id, **fields))
+        return out
+
     def _warm(self, source: str, unit: str, scope: str) -> None:
         """Compose the key's PLD spend now, so the next `ledger show` is served from the cache."""
         if not self.warm_cache:

@@ -39,9 +39,14 @@ def cmd_show(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from privtrain.ledger.render import render_runs
+    from privtrain.ledger.render import render_runs, render_stale
 
     led = _open(args)
+    if args.stale:
+        print(render_stale(led.open_reservations(), str(led.path)))
+        return 0
+    if not args.source:
+        raise UserError("ledger runs needs a SOURCE (name, key or fingerprint prefix), or --stale.")
     key = led.resolve(args.source)
     scope = _scope(led, key, args.population) if args.population else None
     entries = led.entries(key, args.unit, scope)
@@ -116,6 +121,16 @@ def cmd_budget_remove(args) -> int:
     return 0
 
 
+def cmd_reconcile(args) -> int:
+    led = _open(args)
+    closed = led.reconcile(args.run or None)
+    if not closed:
+        print("no stale reservation to close (see `privtrain ledger runs --stale`)")
+    for e in closed:
+        print(f"closed run {e.run_id} as failed (entry {e.id}); it stays charged at its reservation (entry {e.ref})")
+    return 0
+
+
 def cmd_verify(args) -> int:
     report = _open(args).verify()
     print(report.message)
@@ -186,11 +201,18 @@ def register(subparsers) -> None:
     s = sub.add_parser("show", parents=[common], help="budget, spent and remaining per source (and population)")
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("runs", parents=[common], help="the entries of one source")
-    s.add_argument("source", help="source name, key or fingerprint prefix")
+    s = sub.add_parser("runs", parents=[common], help="the entries of one source, or the stale reservations")
+    s.add_argument("source", nargs="?", help="source name, key or fingerprint prefix")
     s.add_argument("--unit", choices=("example", "client"), default=None)
     s.add_argument("--population", **population)
+    s.add_argument("--stale", action="store_true",
+                   help="list reservations never committed nor failed, and whether their process is gone")
     s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("reconcile", parents=[common], help="close stale reservations as failed (still charged)")
+    s.add_argument("--run", action="append", metavar="RUN_ID",
+                   help="close this run's reservation (repeatable); default: every one whose process is gone here")
+    s.set_defaults(func=cmd_reconcile)
 
     b = sub.add_parser("budget", parents=[common], help="set, change or remove budgets")
     bsub = b.add_subparsers(dest="budget_command", metavar="COMMAND")

@@ -68,6 +68,20 @@ def render_runs(entries: Sequence[Entry], title: str) -> str:
     return f"{title}\n" + (table(header, rows) if rows else "(no entries)")
 
 
+def render_stale(reservations, path: str) -> str:
+    """`ledger runs --stale`: open reservations, where they ran, and whether their process is gone."""
+    if not reservations:
+        return f"ledger {path}: no open reservation"
+    header = ("ENTRY", "RUN", "TIME (UTC)", "SOURCE", "UNIT", "ε (reserved)", "HOST", "PID", "STATE")
+    rows = []
+    for r in reservations:
+        e, where = r.entry, r.entry.detail.get("process", {})
+        rows.append((str(e.id), e.run_id or "-", e.time[:19], e.source_name or e.source[:12], e.unit, eps(e.epsilon),
+                     where.get("host", "?"), str(where.get("pid", "?")), r.state))
+    return (f"ledger {path}\n" + table(header, rows) + "\nEach stays charged at its reservation. Close the stale ones "
+            "as failed (still charged) with: privtrain ledger reconcile")
+
+
 def render_plan(plan: Plan) -> str:
     c = plan.charge
     lines = [f"privacy plan for run {c.run_id} ({c.recipe}): {c.describe()}"]

@@ -13,14 +13,17 @@ from privtrain.ledger.model import Charge, Entry, Lineage, Plan
 log = logging.getLogger(__name__)
 
 
-def entry_fields(charge: Charge, events, epsilon: float) -> dict:
-    """The chained columns of a run entry for ``charge`` (its RDP curve included, for the filter)."""
+def entry_fields(charge: Charge, events, epsilon: float, *, where: dict | None = None) -> dict:
+    """The chained columns of a run entry for ``charge`` (its RDP curve included, for the filter);
+    ``where`` is the reserving process (host, pid, start), so a stale reservation can be found."""
     from privtrain.ledger import filter as rdp_filter
     from privtrain.privacy import events as ev
 
     text = ev.dumps(list(events))
     curve = [x if math.isfinite(x) else "inf" for x in rdp_filter.rdp_curve(text)]
     detail = {"link": charge.link} if charge.link else {}
+    if where is not None:
+        detail["process"] = where
     return dict(run_id=charge.run_id, recipe=charge.recipe, config_hash=charge.config_hash, source=charge.source,
                 source_name=charge.source_name, scope=charge.scope, scope_label=charge.scope_label or None,
                 unit=charge.unit, dataset_fingerprint=charge.fingerprint, parent=charge.parent, events=text,
