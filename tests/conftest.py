@@ -25,6 +25,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _private_user_data(tmp_path, monkeypatch):
+    """Per-user state (ledger anchors, the fallback ledger) goes to the test's own folder."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("PRIVTRAIN_LEDGER_KEY", raising=False)
+
+
 @pytest.fixture
 def ledger_path(tmp_path, monkeypatch) -> Path:
     """A fresh ledger file for the test; PRIVTRAIN_LEDGER points at it."""

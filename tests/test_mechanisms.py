@@ -175,7 +175,11 @@ def test_resume_keeps_the_guarantee_honest_and_refuses_mismatches(tmp_path, ledg
             return (open, (str(tmp_path / "pwned"), "w"))
 
     torch.save({"model": Exploit(), "meta": {}}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="does not load safely|not a privtrain checkpoint that loads safely"):
+    with pytest.raises(UserError, match="must be the checkpoint.pt of a privtrain run whose ledger recorded it"):
         privtrain.run("dp_sgd", [*TINY, f"resume={tmp_path / 'evil.pt'}"], output_dir=tmp_path / "y")
+    swapped = baseline.output_dir / "checkpoint.pt"
+    torch.save({"model": Exploit(), "meta": {}}, swapped)  # swapped in a recorded run directory
+    with pytest.raises(UserError, match="does not match the hash its run's ledger entry recorded"):
+        privtrain.run("dp_sgd", [*TINY, f"resume={swapped}"], output_dir=tmp_path / "z")
     assert not (tmp_path / "pwned").exists()
     assert len(ledger.open(ledger_path).entries()) == n_entries  # nothing charged by the refusals

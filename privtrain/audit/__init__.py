@@ -99,8 +99,20 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
         from privtrain.audit import runner
 
         audit = runner.audit_dp_sgd(runner.read_run(run_dir, record), settings, ledger_path)
+    _record_files(run_dir, record, ledger_path)
     if audit.get("red_flag"):
         print(f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
               f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
               file=sys.stderr, flush=True)
     return audit
+
+
+def _record_files(run_dir: Path, record, ledger_path: str | None) -> None:
+    """The audit rewrote files of a finished run (its card, audit.json): chain their new hashes, so
+    ``privtrain verify RUN_DIR`` tells an audit from an edit."""
+    from privtrain import ledger
+    from privtrain.artifacts.run_dir import hash_artifacts
+
+    files = [run_dir / n for n in ("audit.json", "audit_roc.png", "model_card.md", "report.md")]
+    book = ledger.open(ledger_path if ledger_path is not None else record.ledger["path"], create=False)
+    book.record_artifacts(record.run_id, hash_artifacts(files, run_dir), why="audit")

@@ -110,6 +110,13 @@ def _load_target(run: RunInfo, splits, dataset):
 
     model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
+    from privtrain.artifacts.run_dir import sha256_file
+    from privtrain.artifacts.verify import recorded_hashes
+
+    _, hashes, _ = recorded_hashes(run.run_dir)  # loaded only after its hash matches the ledger entry
+    if hashes.get("checkpoint.pt") != sha256_file(run.run_dir / "checkpoint.pt"):
+        raise UserError(f"{run.run_dir}/checkpoint.pt does not match the hash its ledger entry recorded: it was "
+                        "edited or replaced; audit an unmodified run directory.")
     try:  # weights and plain values only: a crafted pickle cannot run code here
         ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001

@@ -122,6 +122,7 @@ def reserve(book, charges: Sequence[Charge]) -> Run:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    book._anchor()
     return Run(book, charges, plans, reservations)
 
 

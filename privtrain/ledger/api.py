@@ -231,7 +231,8 @@ class Ledger:
     @_guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self._conn.execute("SELECT source, unit, scope, MIN(id) FROM entries WHERE status NOT IN ('rows', 'migrated') "
+        keys = self._conn.execute("SELECT source, unit, scope, MIN(id) FROM entries WHERE status NOT IN "
+                                  "('rows', 'migrated', 'accepted', 'artifacts') "
                                   "GROUP BY source, unit, scope").fetchall()
         first = {}
         for source, unit, scope, at in keys:
@@ -304,9 +305,50 @@ class Ledger:
         except Exception:  # only a speed-up: never fail a commit over it
             pass
 
-    def verify(self) -> VerifyReport:
-        """Check the hash chain and the source rows it anchors; never raises on tampering."""
-        return store.verify(self._conn, rows.digest_of)
+    def verify(self, *, head: str | None = None) -> VerifyReport:
+        """Check the file, the hash chain, its signature, the anchors and the source rows; never raises on tampering.
+
+        Args:
+            head: ``COUNT:HASH`` (or ``HASH``) printed by ``privtrain ledger head`` and kept elsewhere.
+        """
+        from privtrain.ledger import integrity
+
+        return integrity.verify(self._conn, self.path, rows_digest=rows.digest_of, head=head)
+
+    def head(self) -> tuple[int, str]:
+        """(entries, hash of the newest): publish it outside the file to pin the chain."""
+        head_id, head_hash = store.head_record(self._conn)
+        return head_id, head_hash
+
+    def require_intact(self) -> None:
+        """Raise when the chain does not verify: a damaged ledger admits no run."""
+        from privtrain.ledger import integrity
+
+        report = integrity.verify(self._conn, self.path, full=False)
+        if not report.ok:
+            raise UserError(f"the ledger {self.path} fails verification ({report.problem}); it admits no run until "
+                            "it is restored from a backup, or the damage is accepted as a recorded decision: "
+                            "privtrain ledger accept-damage --reason TEXT. Nothing was charged.")
+
+    @_guarded
+    def accept_damage(self, reason: str) -> Entry:
+        """Record, as a chained entry, that the ledger's current damage is accepted as it stands.
+
+        Raises:
+            UserError: nothing to accept (it verifies), or no reason given.
+        """
+        from privtrain.ledger import integrity
+
+        require(bool(reason and reason.strip()), "accept-damage needs --reason: say why the damage is accepted.")
+        report = self.verify()
+        if report.ok:
+            raise UserError(f"the ledger {self.path} verifies: there is no damage to accept.")
+        stored = store.chain_rows(self._conn)
+        with self._transaction():
+            return self._append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
+                                detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
+                                                   "entries": len(stored),
+                                                   "prefix_digest": integrity.prefix_digest(stored)}))
 
     # --- planning and charging -------------------------------------------------------
 
@@ -338,6 +380,7 @@ class Ledger:
             UserError: a non-private run on a budgeted source without ``allow_non_private``.
         """
         self._require_writable()
+        self.require_intact()
         run = admission.reserve(self, charges)
         try:
             yield run
@@ -351,12 +394,14 @@ class Ledger:
                                     "fix its permissions or point PRIVTRAIN_LEDGER elsewhere.")
 
     def _append(self, **fields) -> Entry:
+        from privtrain.ledger import integrity
+
         fields.setdefault("events", "[]")
         fields.setdefault("artifacts", "{}")
         fields.setdefault("detail", "{}")
         fields.update(provenance.stamp())
         try:
-            return store.append(self._conn, fields)
+            return store.append(self._conn, fields, sign=integrity.signer(integrity.ledger_key()))
         except sqlite3.OperationalError as exc:
             if store._is_readonly_error(exc):
                 raise UserError(f"the ledger {self.path} is read-only ({exc}); nothing was charged.") from None
@@ -374,6 +419,15 @@ class Ledger:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
+        self._anchor()
+
+    def _anchor(self) -> None:
+        """After a write: remember the head outside the file (see ledger.integrity)."""
+        from privtrain.ledger import integrity
+
+        head_id, head_hash = store.head_record(self._conn)
+        if head_hash:
+            integrity.record_anchor(self.path, head_id, head_hash)
 
     # --- administration --------------------------------------------------------------
 
@@ -440,6 +494,18 @@ class Ledger:
         with self._transaction():
             rows.register(self, source.key, source.name, table_rows)
         return source.key
+
+    @_guarded
+    def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str) -> Entry:
+        """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing."""
+        from privtrain.ledger.run import _artifacts
+
+        runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
+        require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
+        with self._transaction():
+            return self._append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
+                                source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
+                                artifacts=_artifacts(artifacts), detail=json.dumps({"why": why}))
 
     @_guarded
     def register_derived(self, child_fingerprint: str, child_name: str, parent: str, run_id: str,

@@ -132,9 +132,22 @@ def cmd_reconcile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    report = _open(args).verify()
-    print(report.message)
+    report = _open(args).verify(head=args.head)
+    print(report.message + (f"; extends the published head {args.head}" if report.ok and args.head else ""))
     return 0 if report.ok else 1
+
+
+def cmd_head(args) -> int:
+    count, digest = _open(args).head()
+    print(f"{count}:{digest}")
+    return 0
+
+
+def cmd_accept_damage(args) -> int:
+    entry = _open(args).accept_damage(args.reason)
+    print(f"recorded: the damage ({entry.detail['problem']}) is accepted as it stands (entry {entry.id}); "
+          "later changes to the entries before it are still detected")
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -238,8 +251,19 @@ def register(subparsers) -> None:
     s.add_argument("--population", **population)
     s.set_defaults(func=cmd_budget_remove)
 
-    s = sub.add_parser("verify", parents=[common], help="check the hash chain (exit 1 on tampering)")
+    s = sub.add_parser("verify", parents=[common], help="check the file, the chain, its signature and anchors "
+                                                       "(exit 1 on tampering)")
+    s.add_argument("--head", default=None, metavar="COUNT:HASH",
+                   help="a head printed by `ledger head` and kept outside the file: prove the ledger extends it")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("head", parents=[common], help="print COUNT:HASH of the chain's head, to publish elsewhere")
+    s.set_defaults(func=cmd_head)
+
+    s = sub.add_parser("accept-damage", parents=[common],
+                       help="record that a ledger's damage is accepted as it stands, so it admits runs again")
+    s.add_argument("--reason", required=True, help="why (recorded in the chain)")
+    s.set_defaults(func=cmd_accept_damage)
 
     s = sub.add_parser("export", parents=[common], help="all entries as JSON or CSV")
     s.add_argument("--format", choices=("json", "csv"), default="json")

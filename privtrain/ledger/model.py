@@ -153,7 +153,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the hash chain. ``status`` is reserved, committed, failed, budget, unbudget, derived or rows."""
+    """One row of the hash chain. ``status`` is reserved, committed, failed, budget, unbudget, derived, rows,
+    accepted (recorded damage) or migrated."""
 
     id: int
     ref: int | None  # for committed/failed: the id of the run's reservation

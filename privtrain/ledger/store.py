@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from privtrain.errors import UserError
-from privtrain.ledger.model import Entry, VerifyReport
+from privtrain.ledger.model import Entry
 
 SCHEMA_VERSION = 2
 APPLICATION_ID = 0x50525654  # "PRVT": marks the file as a privtrain ledger
@@ -55,7 +55,8 @@ CREATE TABLE entries (
     source TEXT NOT NULL, source_name TEXT, scope TEXT NOT NULL DEFAULT '', scope_label TEXT,
     unit TEXT NOT NULL, dataset_fingerprint TEXT, parent TEXT,
     events TEXT NOT NULL, rdp TEXT, epsilon REAL NOT NULL, delta REAL NOT NULL,
-    artifacts TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE
+    artifacts TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    mac TEXT  -- HMAC of hash with PRIVTRAIN_LEDGER_KEY when one is set (not chained: it signs the chain)
 );
 CREATE INDEX entries_by_source ON entries (source, unit, scope, id);
 CREATE INDEX entries_by_fingerprint ON entries (dataset_fingerprint);
@@ -222,8 +223,11 @@ def entry_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256((row["prev_hash"] + canonical(row)).encode()).hexdigest()
 
 
-def append(conn: sqlite3.Connection, fields: dict[str, Any]) -> Entry:
-    """Append one chained row. Call inside a write transaction (BEGIN IMMEDIATE)."""
+def append(conn: sqlite3.Connection, fields: dict[str, Any], sign=None) -> Entry:
+    """Append one chained row. Call inside a write transaction (BEGIN IMMEDIATE).
+
+    ``sign(hash) -> str`` (with a ledger key) adds the row's MAC.
+    """
     head = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
     row = {k: fields.get(k) for k in COLUMNS}
     row["scope"] = row["scope"] or ""
@@ -231,7 +235,8 @@ def append(conn: sqlite3.Connection, fields: dict[str, Any]) -> Entry:
     row["id"] = 1 if head is None else head["id"] + 1
     row["prev_hash"] = GENESIS if head is None else head["hash"]
     row["hash"] = entry_hash(row)
-    names = COLUMNS + ("hash",)
+    row["mac"] = sign(row["hash"]) if sign is not None else None
+    names = COLUMNS + ("hash", "mac")
     conn.execute(f"INSERT INTO entries ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                  [row[k] for k in names])
     conn.execute("UPDATE meta SET value=? WHERE key='head_id'", (str(row["id"]),))
@@ -295,52 +300,23 @@ def samples(conn: sqlite3.Connection) -> list[tuple[str, str, list[str], int, by
             for r in conn.execute("SELECT source, fingerprint, columns, n_rows, sample FROM source_samples")]
 
 
-# --- verification ---------------------------------------------------------------------
+# --- what verification reads (the logic is in privtrain.ledger.integrity) ---------------------
 
 
-def verify(conn: sqlite3.Connection, rows_digest=None) -> VerifyReport:
-    """Walk the chain from the first entry; report the first row that does not check out.
+def integrity_check(conn: sqlite3.Connection, *, full: bool = True) -> str:
+    """SQLite's own check of the file: ``integrity_check`` (every page), or the faster ``quick_check``."""
+    return str(conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}").fetchone()[0])
 
-    ``rows_digest(hashes) -> str`` recomputes a source's row-set digest, to check ``source_rows``
-    against the newest ``rows`` entry of each source.
-    """
-    try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            return VerifyReport(False, 0, None, f"SQLite integrity check failed: {check}")
-        rows = conn.execute(f"SELECT {', '.join(COLUMNS)}, hash FROM entries ORDER BY id").fetchall()
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.DatabaseError as exc:
-        return VerifyReport(False, 0, None, f"the ledger cannot be read: {exc}")
-    prev, expected_id = GENESIS, 1
-    digests: dict[str, str] = {}
-    for r in rows:
-        row = dict(r)
-        where = f"entry {expected_id}"
-        if row["id"] != expected_id:
-            return VerifyReport(False, len(rows), expected_id,
-                                f"{where} is missing (next row has id {row['id']}): deleted or moved")
-        where = f"entry {row['id']} ({row['status']}, run {row['run_id']}, {row['time']})"
-        if row["prev_hash"] != prev:
-            return VerifyReport(False, len(rows), row["id"],
-                                f"{where} does not follow entry {row['id'] - 1}: an entry was deleted, "
-                                "inserted or reordered here")
-        if entry_hash(row) != row["hash"]:
-            return VerifyReport(False, len(rows), row["id"],
-                                f"{where} does not match its hash: its content was edited")
-        if row["status"] == "rows":
-            digests[row["source"]] = json.loads(row["detail"])["digest"]
-        prev, expected_id = row["hash"], expected_id + 1
-    head_id = int(meta.get("head_id", -1))
-    if head_id != len(rows) or meta.get("head_hash") != prev:
-        return VerifyReport(False, len(rows), len(rows) + 1 if head_id > len(rows) else None,
-                            f"the chain ends at entry {len(rows)} but the ledger's head records entry "
-                            f"{head_id}: entries were deleted from the end or the head was edited")
-    if rows_digest is not None:
-        stored = {r[0] for r in conn.execute("SELECT DISTINCT source FROM source_rows")}
-        for source in sorted(stored | set(digests)):
-            if rows_digest(source_hashes(conn, source)) != digests.get(source):
-                return VerifyReport(False, len(rows), None,
-                                    f"the keyed row hashes of source {source[:24]!r} differ from what the chain "
-                                    "recorded: rows were added or deleted outside privtrain")
-    return VerifyReport(True, len(rows))
+
+def chain_rows(conn: sqlite3.Connection) -> list[dict]:
+    """Every entry's chained columns, its hash and its MAC, in id order."""
+    return [dict(r) for r in conn.execute(f"SELECT {', '.join(COLUMNS)}, hash, mac FROM entries ORDER BY id")]
+
+
+def head_record(conn: sqlite3.Connection) -> tuple[int, str | None]:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    return int(meta.get("head_id", -1)), meta.get("head_hash")
+
+
+def sources_with_rows(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT DISTINCT source FROM source_rows")}

@@ -189,6 +189,7 @@ def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise UserError(f"resume: no checkpoint at {str(file)!r}; pass the checkpoint.pt of an earlier run.")
+    _check_recorded(file)
     try:  # weights and plain values only: a crafted pickle cannot run code here
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
         meta = ckpt["meta"]
@@ -201,6 +202,21 @@ def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
         raise UserError(f"resume: {file} holds a different model ({meta.get('model')}); resume with the same "
                         "model.* settings.")
     return ckpt
+
+
+def _check_recorded(file: Path) -> None:
+    """A checkpoint is loaded only after its hash matches what its run's ledger entry recorded."""
+    from privtrain.artifacts.run_dir import sha256_file
+    from privtrain.artifacts.verify import recorded_hashes
+
+    try:
+        _, hashes, ledger_path = recorded_hashes(file.parent)
+    except UserError as exc:
+        raise UserError(f"resume: {file} must be the checkpoint.pt of a privtrain run whose ledger recorded it "
+                        f"({' '.join(str(exc).split())})") from None
+    if hashes.get(file.name) != sha256_file(file):
+        raise UserError(f"resume: {file} does not match the hash its run's ledger entry recorded ({ledger_path}): "
+                        "it was edited or replaced; resume from an unmodified run.")
 
 
 def _plain(d: dict) -> dict:

@@ -1,0 +1,187 @@
+"""Is the ledger what its writers wrote? The hash chain, its signature, and anchors outside the file.
+
+- **The chain.** Row ``i`` stores ``prev_hash`` and ``hash = sha256(prev_hash + canonical row)``: an
+  edited, deleted, inserted or reordered row breaks it at that row; ``meta`` remembers the head.
+- **The signature.** With ``PRIVTRAIN_LEDGER_KEY`` set, every entry carries an HMAC of its hash. A MAC
+  on entry N authenticates entries 1..N through the chain, so a whole-chain rewrite without the key is
+  detected. Entries written before the key was first used are covered by the first signed entry.
+- **Anchors outside the file.** The chain and ``meta`` both live inside the file, so whoever can write it
+  can rewrite the tail with ``meta``, restore an older backup, or start afresh. Two checks see that:
+  ``privtrain ledger head`` prints (count, hash) to publish elsewhere and ``verify --head`` proves the
+  ledger still extends it; and every write also updates an anchor in the user's data folder, so this
+  machine notices a ledger that lost entries it has seen.
+- **Accepted damage.** A damaged ledger admits no run until it is restored, or until someone records,
+  as a chained ``accepted`` entry, that they accept the damage as it stands (with a reason). The entry
+  holds a digest of every row before it, so any later change to that prefix is still detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from pathlib import Path
+
+from privtrain.ledger import store
+from privtrain.ledger.model import VerifyReport
+
+KEY_ENV = "PRIVTRAIN_LEDGER_KEY"
+
+
+def ledger_key() -> bytes | None:
+    text = os.environ.get(KEY_ENV)
+    return text.encode() if text else None
+
+
+def signer(key: bytes | None):
+    """``sign(hash) -> hex MAC`` for :func:`privtrain.ledger.store.append`, or None without a key."""
+    if key is None:
+        return None
+    return lambda entry_hash: hmac.new(key, entry_hash.encode(), hashlib.sha256).hexdigest()
+
+
+def prefix_digest(rows: list[dict]) -> str:
+    """A digest of rows as they are stored now (content and hashes), for an ``accepted`` entry."""
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(store.canonical(r).encode() + r["hash"].encode())
+    return digest.hexdigest()
+
+
+def check_chain(rows: list[dict], head: tuple[int, str | None]) -> VerifyReport:
+    """Walk the chain; damage before the last ``accepted`` entry is checked against what was accepted."""
+    start, accepted = 0, None
+    for i, r in enumerate(rows):
+        if r["status"] == "accepted":
+            start, accepted = i, r
+    if accepted is not None:
+        detail = json.loads(accepted["detail"])
+        if detail.get("entries") != start or prefix_digest(rows[:start]) != detail.get("prefix_digest"):
+            return VerifyReport(False, len(rows), None, f"the {start} entries before the accepted damage (entry "
+                                f"{accepted['id']}) changed after it was accepted")
+    prev = rows[start - 1]["hash"] if start else store.GENESIS
+    expected_id = rows[start]["id"] if start else 1
+    for r in rows[start:]:
+        where = f"entry {r['id']} ({r['status']}, run {r['run_id']}, {r['time']})"
+        if r["id"] != expected_id:
+            return VerifyReport(False, len(rows), expected_id,
+                                f"entry {expected_id} is missing (next row has id {r['id']}): deleted or moved")
+        if r["prev_hash"] != prev:
+            return VerifyReport(False, len(rows), r["id"], f"{where} does not follow entry {r['id'] - 1}: an entry "
+                                "was deleted, inserted or reordered here")
+        if store.entry_hash(r) != r["hash"]:
+            return VerifyReport(False, len(rows), r["id"], f"{where} does not match its hash: its content was edited")
+        prev, expected_id = r["hash"], expected_id + 1
+    head_id, head_hash = head
+    last_id = rows[-1]["id"] if rows else 0
+    if head_id != last_id or (rows and head_hash != prev):
+        return VerifyReport(False, len(rows), len(rows) + 1 if head_id > len(rows) else None,
+                            f"the chain ends at entry {len(rows)} but the ledger's head records entry {head_id}: "
+                            "entries were deleted from the end or the head was edited")
+    return VerifyReport(True, len(rows))
+
+
+def check_signatures(rows: list[dict], key: bytes | None) -> str | None:
+    """With a key: the newest entry must be signed, and every signed entry's MAC must be valid."""
+    if key is None or not rows:
+        return None
+    sign = signer(key)
+    bad = next((r for r in rows if r["mac"] is not None and not hmac.compare_digest(r["mac"], sign(r["hash"]))), None)
+    if bad is not None:
+        return f"entry {bad['id']} carries a signature that {KEY_ENV} did not make: the chain was rewritten"
+    if rows[-1]["mac"] is None:
+        return (f"the newest entry ({rows[-1]['id']}) is not signed with {KEY_ENV}: entries were written or rewritten "
+                "without the key")
+    first = next(i for i, r in enumerate(rows) if r["mac"] is not None)
+    unsigned = [r["id"] for r in rows[first:] if r["mac"] is None]
+    if unsigned:
+        return f"entry {unsigned[0]} is not signed although earlier ones are: it was written without the key"
+    return None
+
+
+def check_head(rows: list[dict], pinned: str) -> str | None:
+    """``HASH`` or ``COUNT:HASH`` published earlier: the ledger must still contain it (and extend it)."""
+    count, _, digest = pinned.rpartition(":")
+    found = next((r for r in rows if r["hash"] == digest), None)
+    if found is None:
+        return f"the published head {digest[:16]}… is not in the chain: it was rewritten, or this is another ledger"
+    if count and int(count) != found["id"]:
+        return f"the published head was entry {count}, but that hash is entry {found['id']} now"
+    return None
+
+
+# --- the anchor in the user's data folder -----------------------------------------------------
+
+
+def anchor_file(ledger_path: Path) -> Path:
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    key = hashlib.sha256(str(Path(ledger_path).resolve()).encode()).hexdigest()[:24]
+    return Path(data) / "privtrain" / "anchors" / f"{key}.json"
+
+
+def record_anchor(ledger_path: Path, count: int, head: str) -> None:
+    """Remember the newest (count, head) this machine saw (best effort: never fails a write)."""
+    file = anchor_file(ledger_path)
+    try:
+        seen = json.loads(file.read_text()) if file.is_file() else {}
+        if seen.get("count", 0) > count:
+            return
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"ledger": str(Path(ledger_path).resolve()), "count": count, "head": head,
+                                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        os.replace(tmp, file)
+    except (OSError, ValueError):
+        pass
+
+
+def check_anchor(ledger_path: Path, rows: list[dict]) -> str | None:
+    file = anchor_file(ledger_path)
+    try:
+        seen = json.loads(file.read_text()) if file.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not seen:
+        return None
+    if len(rows) < seen["count"]:
+        return (f"this machine saw {seen['count']} entries in this ledger (at {seen['time']}) and it now holds "
+                f"{len(rows)}: entries were removed, or an older backup or a new file replaced it")
+    if rows[seen["count"] - 1]["hash"] != seen["head"]:
+        return (f"entry {seen['count']} is not the one this machine saw at {seen['time']}: the chain was rewritten "
+                "or replaced")
+    return None
+
+
+def verify(conn, ledger_path: Path, *, rows_digest=None, head: str | None = None, full: bool = True) -> VerifyReport:
+    """Every check above. ``full`` adds SQLite's page-by-page check and the source rows' digests; without it
+    (what admission runs before every reservation) the chain, signatures and anchor are checked."""
+    import sqlite3
+
+    from privtrain.ledger.model import VerifyReport as Report
+
+    try:
+        check = store.integrity_check(conn) if full else "ok"
+        if check != "ok":
+            return Report(False, 0, None, f"SQLite integrity check failed: {check}")
+        rows = store.chain_rows(conn)
+        report = check_chain(rows, store.head_record(conn))
+    except sqlite3.DatabaseError as exc:
+        return Report(False, 0, None, f"the ledger cannot be read: {exc}")
+    if not report.ok:
+        return report
+    problem = (check_signatures(rows, ledger_key()) or (check_head(rows, head) if head else None)
+               or check_anchor(ledger_path, rows))
+    if problem is None and full and rows_digest is not None:
+        problem = _check_rows(conn, rows, rows_digest)
+    return Report(problem is None, len(rows), None, problem or "")
+
+
+def _check_rows(conn, rows: list[dict], rows_digest) -> str | None:
+    digests = {r["source"]: json.loads(r["detail"])["digest"] for r in rows if r["status"] == "rows"}
+    for source in sorted(store.sources_with_rows(conn) | set(digests)):
+        if rows_digest(store.source_hashes(conn, source)) != digests.get(source):
+            return (f"the keyed row hashes of source {source[:24]!r} differ from what the chain recorded: rows were "
+                    "added or deleted outside privtrain")
+    return None
