@@ -18,7 +18,7 @@
    per run (``fl.simulation.reuse_ray=false``) and with one runtime reused.
 
 Writes out/federated_dp/{validation.csv, trials.csv, sweep.csv, table.md, accuracy.png}; uses its
-own ledger (``PRIVTRAIN_LEDGER`` in that folder).
+own ledger (``PRIVTRAIN_LEDGER``: a new file in that folder per invocation).
 """
 
 from __future__ import annotations
@@ -178,10 +178,9 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     out = args.out or out_dir("federated_dp")
     out.mkdir(parents=True, exist_ok=True)
-    ledger = out / "ledger.db"
-    for stale in (ledger, Path(f"{ledger}.rowkey")):
-        stale.unlink(missing_ok=True)
-    os.environ["PRIVTRAIN_LEDGER"] = str(ledger)  # keep the user's ledger clean
+    # Its own ledger, a new file per invocation (the user's stays clean; an earlier one is never replaced,
+    # which the ledger's anchors would rightly report as tampering).
+    os.environ["PRIVTRAIN_LEDGER"] = str(out / f"ledger-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db")
     started = time.perf_counter()
     if args.quick:
         base, axes, val_seeds, populations, epsilons, seeds, sweep_runs = dict(BASE, rounds=10), \

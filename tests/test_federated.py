@@ -295,22 +295,3 @@ def test_client_side_clipping_bounds_the_update(flower_identity, tmp_path):
     new = reply.content["arrays"].to_torch_state_dict()
     norm = float(torch.sqrt(sum(((new[k].double() - sent[k].double()) ** 2).sum() for k in sent)))
     assert norm == pytest.approx(0.01, rel=1e-4)
-
-
-@pytest.mark.parametrize("reproducible", [False, True])
-def test_replaying_a_local_dp_round_with_the_public_seed_gives_other_weights(flower_identity, tmp_path, reproducible):
-    """The replay attack: same public seed, same inputs, same round. The noise must not replay."""
-    import torch
-
-    from privtrain.federated.client_app import make_client_app
-
-    extra = ["reproducible_noise=true"] if reproducible else []
-    run, job = _job(tmp_path, "privacy=dp", "fl.rounds=1", "fl.local_epochs=1", *extra)
-    assert job.settings.reproducible_noise is reproducible
-    torch.manual_seed(0)
-    model = task.build_model(run.model, job.shape)
-    app = make_client_app(job)
-    first, second = (app(_train_message(model, 1), _context(2)).content["arrays"].to_torch_state_dict()
-                     for _ in range(2))
-    same = all(torch.equal(first[k], second[k]) for k in first)
-    assert same is reproducible

@@ -288,3 +288,32 @@ def test_a_failed_client_is_still_charged_and_every_round_is_released(flower_ide
     assert history["local_worst"] == {"client": k, "steps": k_steps, "epsilon": eps}
     assert eps >= job.local.client_epsilon(2, 3 * job.local.steps_per_round(2)) * (1 - 1e-9)
     assert all(r["epsilon_client"] > 0 for r in history["rounds"][1:])
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_replaying_a_local_dp_round_with_the_public_seed_gives_other_weights(flower_identity, tmp_path, reproducible):
+    """The replay attack: same public seed, same inputs, same round. The noise must not replay."""
+    import torch
+
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+    from privtrain.federated.client_app import make_client_app
+
+    extra = ["reproducible_noise=true"] if reproducible else []
+    job = _job(tmp_path, "privacy=dp", "fl.rounds=1", "fl.local_epochs=1", *extra)
+    assert job.settings.reproducible_noise is reproducible
+    torch.manual_seed(0)
+    model = task.build_model(job.model, job.shape)
+    app = make_client_app(job)
+
+    def one_round():
+        msg = Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                                          "config": ConfigRecord({"server-round": 1})}),
+                      dst_node_id=7, message_type="train")
+        context = Context(run_id=1, node_id=7, node_config={"partition-id": 2, "num-partitions": 10},
+                          state=RecordDict(), run_config={})
+        return app(msg, context).content["arrays"].to_torch_state_dict()
+
+    first, second = one_round(), one_round()
+    same = all(torch.equal(first[k], second[k]) for k in first)
+    assert same is reproducible

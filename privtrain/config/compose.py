@@ -126,6 +126,11 @@ def _hydra_message(exc: BaseException, recipe: str) -> str:
     override = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
     if override:
         return unknown_key_message(override.group(1), recipe)
+    grammar = re.search(r"(?:LexerNoViableAltException|mismatched input|no viable alternative)[^:]*:?\s*(.*?) \^", text)
+    if grammar or "override_grammar" in text:
+        what = grammar.group(1).strip() if grammar else "an override"
+        return (f"{what!r} is not valid override syntax; write key=value, and quote a value with spaces or symbols, "
+                "e.g. 'dataset.source=\"my data\"' (see privtrain run --help).")
     return text.replace("Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "").strip()
 
 

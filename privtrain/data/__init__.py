@@ -119,9 +119,25 @@ def load(spec: DatasetSpec) -> Dataset:
         frame = read_table(spec.path, file_kind(spec))
         target, image_shape = spec.target, None
         schema = _file_schema(frame, spec)
+    _check_rows(frame, schema, target)
     frame, fingerprint = canonicalize(frame)
     return Dataset(source_of(spec, fingerprint), frame, target, schema, fingerprint, image_shape, spec.path,
                    spec.id_column)
+
+
+def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
+    """Rows that contradict the schema fail here, before any charge; messages count rows, never echo values."""
+    if len(schema.classes) < 2:
+        raise UserError(f"dataset.schema: the target {target!r} has {len(schema.classes)} class; a classifier needs at "
+                        "least 2 (declare the target's categories, or use another target).")
+    for col in schema.features:
+        if col.is_categorical:
+            continue
+        values = frame[col.name]
+        text = int((values.notna() & pd.to_numeric(values, errors="coerce").isna()).sum())
+        if text:
+            raise UserError(f"dataset.schema.{col.name}: {text} row(s) hold text where the schema declares numbers in "
+                            f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")
 
 
 def source_of(spec: DatasetSpec, fingerprint: str) -> Source:

@@ -157,8 +157,7 @@ def build_population(dataset, settings: FlSettings) -> Population:
         raise UserError(f"fl.partition={spec.kind}: no client holds a training row ({len(pool)} pool rows, "
                         f"fl.client_test_size={settings.client_test_size}); use more rows or a smaller "
                         "fl.client_test_size.")
-    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size,
-                "assignment": "keyed-per-row"}
+    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size}
     key = hashlib.sha256(json.dumps({"table": dataset.fingerprint, "population": identity},
                                     sort_keys=True).encode()).hexdigest()[:16]
     return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], train_parts,

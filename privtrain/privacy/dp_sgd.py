@@ -15,6 +15,10 @@ from privtrain.errors import UserError
 from privtrain.privacy.events import DpEvent, dp_sgd_event
 
 ACCOUNTANTS = ("prv", "rdp", "gdp")
+# Beyond these, a guarantee says nothing useful and the accountants' time and memory explode (PRV needed
+# 77 s at σ = 0.1 and did not finish at ε = 1e6): refused with one line instead.
+MAX_TARGET_EPSILON = 50.0
+MIN_NOISE_MULTIPLIER = 0.3
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
 CLIPPING = ("flat", "per_layer")
 GDP_NOTE = ("the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
@@ -100,29 +104,47 @@ def plan(
             "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1)."
         )
     if target_epsilon is not None:
-        if not target_epsilon > 0:
-            raise UserError(f"privacy.target_epsilon={target_epsilon} must be > 0; use e.g. privacy.target_epsilon=3.")
+        check_target(target_epsilon)
         sigma = calibrate(target_epsilon, delta, sample_rate, steps, accountant)
     else:
-        if not noise_multiplier > 0:
-            raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
+        check_noise(noise_multiplier)
         sigma = float(noise_multiplier)
     eps = epsilon_of(sigma, sample_rate, steps, delta, accountant)
     return DpSgdPlan(sigma, sample_rate, steps, delta, float(max_grad_norm), accountant, eps)
 
 
+def check_target(target_epsilon: float, field: str = "privacy.target_epsilon") -> None:
+    """Raise :class:`UserError` unless 0 < ε ≤ MAX_TARGET_EPSILON."""
+    if not target_epsilon > 0:
+        raise UserError(f"{field}={target_epsilon} must be > 0; use e.g. {field}=3.")
+    if target_epsilon > MAX_TARGET_EPSILON:
+        raise UserError(f"{field}={target_epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer "
+                        "says anything useful (and accounting explodes); use privacy=none for a non-private baseline.")
+
+
+def check_noise(noise_multiplier: float, field: str = "privacy.noise_multiplier") -> None:
+    if not noise_multiplier >= MIN_NOISE_MULTIPLIER:
+        raise UserError(f"{field}={noise_multiplier} is below {MIN_NOISE_MULTIPLIER}, where ε runs into the hundreds "
+                        "and accounting takes minutes; use a larger noise multiplier, or privacy=none.")
+
+
 def calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
-    """The smallest noise multiplier whose epsilon is within 1% below ``target_epsilon``."""
+    """The smallest noise multiplier whose epsilon is within 1% below ``target_epsilon``.
+
+    Raises:
+        UserError: no noise reaches the target (too small an ε for this many steps).
+    """
     from opacus.accountants.utils import get_noise_multiplier
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus' notes on alpha ranges and GDP; see GDP_NOTE
-        return float(
-            get_noise_multiplier(
+        try:
+            return float(get_noise_multiplier(
                 target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                steps=steps, accountant=accountant, epsilon_tolerance=0.005,
-            )
-        )
+                steps=steps, accountant=accountant, epsilon_tolerance=0.005))
+        except ValueError as exc:  # Opacus: "The privacy budget is too low."
+            raise UserError(f"privacy.target_epsilon={target_epsilon:g} cannot be reached with {steps} steps at "
+                            f"sampling rate {sample_rate:.3g} ({exc}); raise it, or train fewer steps.") from None
 
 
 def make_accountant(accountant: str):
