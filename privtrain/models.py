@@ -7,7 +7,7 @@ and breaks per-example gradients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,6 +27,21 @@ class ModelSpec:
     activation: str = "tanh"
     channels: tuple[int, ...] = (16, 32)
     groups: int = 4
+    target: str | None = None  # model=custom: ``model._target_``, a torch.nn.Module subclass or factory
+    kwargs: dict = field(default_factory=dict)  # model=custom: its keyword arguments
+    fix: bool = False  # model=custom: apply Opacus' ModuleValidator.fix before training
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        d = dict(d)
+        for key in ("hidden", "channels"):
+            d[key] = tuple(d.get(key) or ())
+        return cls(**d)
 
 
 def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[int, ...] | None) -> nn.Module:
@@ -35,6 +50,8 @@ def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[
     Raises:
         UserError: unknown model or activation, or a CNN on non-image data.
     """
+    if spec.target is not None:
+        return _custom(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     if spec.name not in MODELS:
         raise UserError(f"model={spec.name!r} is unknown; choose one of {', '.join(MODELS)}.")
     if spec.activation not in _ACTIVATIONS:
@@ -65,6 +82,38 @@ def _cnn(spec: ModelSpec, image_shape: tuple[int, ...], n_classes: int, act: typ
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels_in * height * width, n_classes))
 
 
+def _custom(spec: ModelSpec, **shape) -> nn.Module:
+    """A user's module from ``model._target_``; privtrain passes the data's shape when the constructor asks."""
+    import inspect
+
+    from privtrain.data.custom import import_object
+
+    factory = import_object(spec.target, "model._target_")
+    kwargs = dict(spec.kwargs)
+    try:
+        params = inspect.signature(factory).parameters
+        kwargs.update({k: v for k, v in shape.items() if k in params and k not in kwargs})
+        model = factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"model._target_={spec.target}: {exc}; check its keyword arguments (+model.NAME=VALUE).") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model._target_={spec.target} returned a {type(model).__name__}, not a torch.nn.Module.")
+    if spec.fix:
+        from opacus.validators import ModuleValidator
+
+        model = ModuleValidator.fix(model)
+    return model
+
+
+def describe(model: nn.Module, spec: ModelSpec) -> str:
+    """The model as a reviewer reads it: its real class, its parameter count, and whether Opacus fixed it."""
+    cls = type(model)
+    name = f"{cls.__module__}.{cls.__qualname__}" if spec.target else spec.name
+    fixed = "; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true)" \
+        if spec.fix else ""
+    return f"`{name}` ({count_parameters(model):,} parameters){fixed}"
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -75,7 +124,8 @@ def validate_for_dp(model: nn.Module) -> None:
 
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
-        raise UserError(f"model is not trainable with DP-SGD: {errors[0]}")
+        raise UserError(f"model is not trainable with DP-SGD: {errors[0]} ({len(errors)} problem(s) found by Opacus' "
+                        "ModuleValidator); fix the module, or pass model.fix=true to let Opacus replace those layers.")
 
 
 def seed_everything(seed: int) -> torch.Generator:

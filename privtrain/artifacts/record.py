@@ -45,6 +45,7 @@ class RunRecord:
     train: dict | None = None
     dp: dict | None = None
     outputs: dict = field(default_factory=dict)
+    schema: dict | None = None  # the public preprocessing (privtrain.load uses it to predict)
     version: int = VERSION
 
     def write(self, run_dir: Path) -> Path:

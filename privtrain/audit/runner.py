@@ -54,8 +54,7 @@ def _dataset(run: RunInfo):
 def _model_spec(run: RunInfo):
     from privtrain.models import ModelSpec
 
-    m = dict(run.record.model)
-    return ModelSpec(**{**m, "hidden": tuple(m["hidden"]), "channels": tuple(m["channels"])})
+    return ModelSpec.from_dict(run.record.model)
 
 
 def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None) -> dict:

@@ -59,6 +59,9 @@ def settings(recipe: str, cfg) -> RunSettings:
     if missing:
         raise UserError(f"{missing[0]} is required; pass {missing[0]}=VALUE.")
     d = {k: v for k, v in to_container(cfg).items() if k != "hydra"}
+    if recipe == "synthetic" and (d.get("dataset") or {}).get("loader") in ("image_folder", "custom"):
+        raise UserError(f"dataset={d['dataset']['loader']}: synthetic data needs a table (csv, parquet or a built-in "
+                        "dataset); train on the images with privtrain run dp_sgd.")
     for group in ("model", "privacy", "fl", "synth"):
         if d.get(group) is not None and group not in RECIPE_GROUPS.get(recipe, ()):
             raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
@@ -213,22 +216,43 @@ def _dataset(r: _Reader) -> "DatasetSpec":
     if source is not None:
         source = check_name(source)
     features = r.list("dataset.features", optional=True)
+    extra = {}
+    if r.has("dataset.image"):
+        extra["image"] = r.mapping("dataset.image")
+    if r.has("dataset._target_"):  # dataset=custom: every other key is the factory's keyword argument
+        extra.update(factory=r.opt_str("dataset._target_"), size=r.int("dataset.size", optional=True, minimum=1))
+        classes = r.list("dataset.classes", optional=True)
+        extra["classes"] = tuple(classes) if classes else None
+        known = {"loader", "source", "path", "target", "id_column", "features", "schema", "infer_schema",
+                 "test_size", "_target_", "size", "classes"}
+        extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
+        r.free.update(f"dataset.{k}" for k in extra["kwargs"])
     return DatasetSpec(
         loader=loader, source=source, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
         id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
         schema=r.mapping("dataset.schema"), infer_schema=r.bool("dataset.infer_schema"),
-        test_size=r.num("dataset.test_size"))
+        test_size=r.num("dataset.test_size"), **extra)
 
 
 def _model(r: _Reader) -> "ModelSpec":
     from privtrain.models import ModelSpec
 
+    name = r.str("model.name")
+    target = r.opt_str("model._target_") if r.has("model._target_") else None
+    if name == "custom":
+        known = {"name", "_target_", "fix"}
+        kwargs = {k: r.raw(f"model.{k}") for k in r.raw("model") if k not in known}
+        r.free.update(f"model.{k}" for k in kwargs)
+        return ModelSpec(name="custom", hidden=(), channels=(), target=target, kwargs=kwargs, fix=r.bool("model.fix"))
+    if target is not None:
+        raise UserError(f"model._target_={target} needs model=custom (model={name}'s own settings do not apply): "
+                        f"privtrain run ... model=custom model._target_={target} +model.ARG=VALUE")
     hidden = r.list("model.hidden", optional=True) or []
     channels = r.list("model.channels", optional=True) or []
     for key, values in (("model.hidden", hidden), ("model.channels", channels)):
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
             raise UserError(f"{key}={values!r} must list positive whole numbers, e.g. {key}=[64,32].")
-    return ModelSpec(name=r.str("model.name"), hidden=tuple(hidden), activation=r.str("model.activation"),
+    return ModelSpec(name=name, hidden=tuple(hidden), activation=r.str("model.activation"),
                      channels=tuple(channels), groups=r.int("model.groups", minimum=1))
 
 

@@ -20,7 +20,9 @@ from privtrain.errors import UserError
 from privtrain.sources import Source
 
 FILE_LOADERS = ("csv", "parquet", "synthetic")
-LOADERS = (*BUILTIN, *FILE_LOADERS)
+ARRAY_LOADERS = ("image_folder", "custom")
+LOADERS = (*BUILTIN, *FILE_LOADERS, *ARRAY_LOADERS)
+DECLARABLE = ("csv", "parquet", *ARRAY_LOADERS)  # loaders whose source the user declares
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class DatasetSpec:
     schema: dict | None = None
     infer_schema: bool = False
     test_size: float = 0.2
+    image: dict | None = None  # image_folder: channels, size, mean, std (declared public constants)
+    factory: str | None = None  # custom: ``dataset._target_``, a callable returning a torch Dataset
+    kwargs: dict | None = None  # custom: its keyword arguments
+    size: int | None = None  # custom: the declared number of samples
+    classes: tuple | None = None  # custom: the declared class labels
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -53,8 +60,9 @@ class DatasetSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "DatasetSpec":
         d = dict(d)
-        if d.get("features") is not None:
-            d["features"] = tuple(d["features"])
+        for key in ("features", "classes"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -104,10 +112,16 @@ def load(spec: DatasetSpec) -> Dataset:
         raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(LOADERS)}.")
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
-    if spec.source is not None and spec.loader not in ("csv", "parquet"):
+    if spec.source is not None and spec.loader not in DECLARABLE:
         raise UserError(f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
-                        "dataset.source for csv or parquet files only.")
-    if spec.loader in BUILTIN:
+                        f"dataset.source for {', '.join(DECLARABLE)} data only.")
+    if spec.loader in ARRAY_LOADERS:
+        from privtrain.data.custom import load_custom
+        from privtrain.data.images import load_image_folder
+
+        frame, schema, image_shape = (load_image_folder if spec.loader == "image_folder" else load_custom)(spec)
+        target = "target"
+    elif spec.loader in BUILTIN:
         frame, schema, image_shape = load_builtin(spec.loader)
         target = TARGET
     elif spec.loader == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
@@ -148,7 +162,8 @@ def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
         return Source(spec.loader, spec.loader, "builtin")
     if spec.source is not None:
         return Source(spec.source, spec.source, "declared")
-    stem = Path(str(spec.path)).stem if spec.path else spec.loader
+    stem = Path(str(spec.path)).name if spec.loader == "image_folder" else Path(str(spec.path)).stem if spec.path \
+        else spec.loader
     return Source(fingerprint, stem, "derived" if spec.loader == "synthetic" else "content")
 
 

@@ -41,6 +41,19 @@ class Schema:
     def inferred(self) -> bool:
         return self.source == "inferred"
 
+    def to_dict(self) -> dict:
+        """Plain values (run.json, the checkpoint): what a predictor needs to preprocess new rows."""
+        return {"kind": "table", "classes": list(self.classes), "source": self.source, "notes": list(self.notes),
+                "features": [{"name": c.name, "low": c.low, "high": c.high,
+                              "categories": None if c.categories is None else list(c.categories)}
+                             for c in self.features]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Schema":
+        cols = tuple(Column(c["name"], c["low"], c["high"], None if c["categories"] is None else tuple(c["categories"]))
+                     for c in d["features"])
+        return cls(cols, tuple(d["classes"]), d["source"], tuple(d.get("notes", ())))
+
     @property
     def n_inputs(self) -> int:
         return sum(len(c.categories) if c.is_categorical else 1 for c in self.features)

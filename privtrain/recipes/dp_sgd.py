@@ -69,8 +69,10 @@ def plan(s) -> Planned:
     if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":
         raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
                         "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
-    models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
-                 image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
+    built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
+                         image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
+    if s.privacy.private:
+        models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
     resume = _load_resume(s.resume, dataset.fingerprint, s.model)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
@@ -182,8 +184,6 @@ def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
     """The checkpoint to continue from, checked against this run before anything is charged."""
     if not path:
         return None
-    from dataclasses import asdict
-
     import torch
 
     file = Path(str(path)).expanduser()
@@ -198,7 +198,7 @@ def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
                         f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run.") from None
     if meta.get("fingerprint") != fingerprint:
         raise UserError(f"resume: {file} was trained on a different dataset; resume with the same dataset.* settings.")
-    if meta.get("model") != _plain(asdict(model_spec)):
+    if meta.get("model") != model_spec.to_dict():
         raise UserError(f"resume: {file} holds a different model ({meta.get('model')}); resume with the same "
                         "model.* settings.")
     return ckpt
@@ -219,14 +219,12 @@ def _check_recorded(file: Path) -> None:
                         "it was edited or replaced; resume from an unmodified run.")
 
 
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
 
 
 def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
     import torch
 
-    from privtrain.models import count_parameters
     from privtrain.privacy.events import dumps
 
     s, dp, dataset = p.settings, p.dp, p.dataset
@@ -239,7 +237,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         "meta": {"fingerprint": dataset.fingerprint, "steps": prior_steps + outcome.steps,
                  "noise_multiplier": dp.noise_multiplier if dp else None, "sample_rate": dp.sample_rate if dp else None,
                  "events": dumps(guarantee.events), "delta": guarantee.delta, "epsilon": str(guarantee.epsilon),
-                 "model": _plain(_asdict(s.model)), "config_hash": s.config_hash},
+                 "model": s.model.to_dict(), "config_hash": s.config_hash, "schema": dataset.schema.to_dict(),
+                 "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None
@@ -249,18 +248,19 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees], audit=_asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
                 "default_budget": s.ledger.default_budget},
-        model=_asdict(s.model), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name})
+        model=s.model.to_dict(), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name},
+        schema={**dataset.schema.to_dict(), "target": dataset.target,
+                "image_shape": list(dataset.image_shape) if dataset.image_shape else None})
     files = [write_text(out / "config.yaml", s.config_yaml), ckpt, record.write(out)]
     files.append(write_json(out / "metrics.json", {
         "recipe": "dp_sgd", "metrics": metrics, "guarantee": guarantees[0].to_dict(),
         "guarantees": [g.to_dict() for g in guarantees], "dataset": info, "ledger": ledger_info, "dp": dp_info,
     }))
-    n_params = count_parameters(outcome.model)
+    described = models.describe(outcome.model, s.model)
     card = model_card.render(
         recipe="dp_sgd", intended_use=INTENDED_USE, dataset=info, guarantees=guarantees, metrics=metrics,
         lineage=reserved.lineage.describe() if reserved.lineage is not None else None,
-        model=f"`{s.model.name}` ({n_params} parameters); weights are the EMA of the DP iterates" if dp
-        else f"`{s.model.name}` ({n_params} parameters), trained without DP",
+        model=f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained without DP",
         ledger=ledger_info,
     )
     files.append(model_card.write(out / "model_card.md", card))
