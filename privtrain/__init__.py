@@ -4,6 +4,7 @@
     >>> result = privtrain.run("dp_sgd", ["privacy.target_epsilon=1"])
     >>> result.metrics["accuracy"], result.guarantee.epsilon
     >>> privtrain.ledger.open().spent("digits")
+    >>> privtrain.load(result.output_dir).predict(new_rows)
 
 Importing this package is cheap: torch, flwr and sdv load only when a recipe runs.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["run", "ledger", "__version__"]
+__all__ = ["run", "load", "ledger", "__version__"]
 
 
 def run(recipe: str, overrides=(), *, output_dir=None):
@@ -21,6 +22,13 @@ def run(recipe: str, overrides=(), *, output_dir=None):
     from privtrain.api import run as _run
 
     return _run(recipe, overrides, output_dir=output_dir)
+
+
+def load(run_dir, *, ledger_path=None):
+    """A finished dp_sgd run's model with its preprocessing; see :func:`privtrain.inference.load`."""
+    from privtrain.inference import load as _load
+
+    return _load(run_dir, ledger_path=ledger_path)
 
 
 def __getattr__(name: str):

@@ -1,0 +1,111 @@
+"""Using a trained model: ``privtrain.load(RUN_DIR).predict(rows)`` and ``privtrain predict RUN_DIR data.csv``.
+
+A run directory holds everything needed: the weights (``checkpoint.pt``), and in ``run.json`` the model
+spec and the public preprocessing (the schema: a public fact, saved with the run), so predicting needs
+none of the original overrides or data. The checkpoint is loaded only after its hash matches what the
+run's ledger entry recorded, and only as weights (no code runs while loading).
+
+    >>> model = privtrain.load("outputs/dp_sgd/2026-01-01_00-00-00-abc123")   # doctest: +SKIP
+    >>> model.predict(pd.read_csv("new_patients.csv"))                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from privtrain.errors import UserError
+
+
+@dataclass
+class Predictor:
+    """A trained model with its preprocessing."""
+
+    model: object  # torch.nn.Module, in eval mode
+    schema: object  # privtrain.data.schema.Schema (tables) or None (arrays: pass preprocessed samples)
+    classes: tuple
+    run_id: str
+
+    def predict_proba(self, rows) -> np.ndarray:
+        """Class probabilities: ``rows`` is a DataFrame with the training features (tables), or an array of
+        samples preprocessed as the run's were (images, your own dataset)."""
+        import torch
+
+        if self.schema is not None:
+            missing = [c.name for c in self.schema.features if c.name not in rows.columns]
+            if missing:
+                raise UserError(f"predict: the rows lack column(s) {missing[:5]} the model was trained on.")
+            x = self.schema.transform(rows)
+        else:
+            x = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        with torch.no_grad():
+            return torch.softmax(self.model(torch.from_numpy(x)), dim=1).numpy()
+
+    def predict(self, rows) -> np.ndarray:
+        """The predicted class label of each row."""
+        return np.asarray(self.classes, dtype=object)[self.predict_proba(rows).argmax(1)]
+
+
+def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
+    """The model of a finished dp_sgd run, ready to predict.
+
+    Raises:
+        UserError: not a run directory, a model this privtrain cannot rebuild, or a checkpoint that does not
+            match its ledger entry.
+    """
+    import torch
+
+    from privtrain import models
+    from privtrain.artifacts.record import RunRecord
+    from privtrain.artifacts.run_dir import sha256_file
+    from privtrain.artifacts.verify import recorded_hashes
+    from privtrain.data.schema import Schema
+
+    run_dir = Path(run_dir)
+    record = RunRecord.read(run_dir)
+    name = record.outputs.get("checkpoint")
+    if record.recipe != "dp_sgd" or not name or record.schema is None:
+        raise UserError(f"{run_dir}: privtrain.load reads dp_sgd runs (this is a {record.recipe} run).")
+    _, hashes, path = recorded_hashes(run_dir, ledger_path)
+    if hashes.get(name) != sha256_file(run_dir / name):
+        raise UserError(f"{run_dir}/{name} does not match the hash in the ledger {path}: it was edited or replaced.")
+    schema = Schema.from_dict(record.schema) if record.schema.get("kind") == "table" else None
+    classes = tuple(record.schema["classes"])
+    shape = record.schema.get("image_shape")
+    n_inputs = schema.n_inputs if schema is not None else int(np.prod(record.schema["sample_shape"]))
+    model = models.build(models.ModelSpec.from_dict(record.model), n_inputs=n_inputs, n_classes=len(classes),
+                         image_shape=tuple(shape) if shape else None)
+    model.load_state_dict(torch.load(run_dir / name, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    return Predictor(model, schema, classes, record.run_id)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from privtrain.data.files import read_table
+
+    predictor = load(args.run_dir, ledger_path=args.ledger)
+    rows = read_table(args.data, "parquet" if str(args.data).endswith(".parquet") else "csv")
+    proba = predictor.predict_proba(rows)
+    out = pd.DataFrame({"prediction": np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]})
+    for i, c in enumerate(predictor.classes):
+        out[f"p_{c}"] = proba[:, i].round(6)
+    output = Path(args.output or Path(args.data).with_suffix(".predictions.csv"))
+    out.to_csv(output, index=False)
+    print(f"wrote {len(out)} predictions of run {predictor.run_id} to {output}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd run's model",
+                              description="Predict the class of every row of a CSV or Parquet file with the model of "
+                              "a finished dp_sgd run (its preprocessing comes from the run).")
+    p.add_argument("run_dir", help="output directory of a finished dp_sgd run")
+    p.add_argument("data", help="CSV or Parquet file with the training features")
+    p.add_argument("--output", default=None, help="CSV to write (default: DATA.predictions.csv)")
+    p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
+    p.set_defaults(func=_cmd)
