@@ -56,3 +56,45 @@ def cli(tmp_path, ledger_path):
 
 # Tiny settings that keep an end-to-end dp_sgd run to a few seconds.
 TINY = ["recipe.epochs=1", "recipe.progress=false", "recipe.batch_size=256", "recipe.max_physical_batch_size=256"]
+
+
+# --- a real PostgreSQL server for the ledger's second backend ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (per xdist worker), in a temp folder; stopped at the end even when
+    tests fail. Without PostgreSQL binaries the tests that need it are skipped, except under CI (CI=true),
+    where that is a failure: the test extra installs them (pgserver)."""
+    from ledger_helpers.pg import Server, Unavailable
+
+    server = Server()
+    try:
+        server.start()
+    except Unavailable as exc:
+        server.stop()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server, dropped after the test: its URL."""
+    url = postgres_server.database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_at(request, tmp_path):
+    """Where a ledger test's ledger lives, once per backend: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "ledger.db"
+    return request.getfixturevalue("postgres_url")

@@ -4,10 +4,10 @@ fresh files are caught by a published head, the ledger key's signatures, or this
 from __future__ import annotations
 
 import shutil
-import sqlite3
 
 import pytest
 from ledger_helpers import FP, charge, cli, gaussian, run
+from ledger_helpers.db import execute, is_pg, query, tamper
 
 from privtrain import ledger
 from privtrain.errors import UserError
@@ -25,21 +25,18 @@ def _ledger(path, n_runs: int = 3):
 
 def rewrite(path, entry_id: int, epsilon: float) -> None:
     """A capable attacker: edit an entry, then recompute every later hash and the head record."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("DROP TRIGGER entries_append_only_update")
-    rows = [dict(r) for r in conn.execute("SELECT * FROM entries ORDER BY id")]
+    tamper(path)
+    rows = query(path, "SELECT * FROM entries ORDER BY id")
     prev = store.GENESIS
     for r in rows:
         if r["id"] == entry_id:
             r["epsilon"] = epsilon
         r["prev_hash"] = prev
         r["hash"] = store.entry_hash(r)
-        conn.execute("UPDATE entries SET epsilon=?, prev_hash=?, hash=? WHERE id=?",
-                     (r["epsilon"], r["prev_hash"], r["hash"], r["id"]))
+        execute(path, "UPDATE entries SET epsilon=?, prev_hash=?, hash=? WHERE id=?",
+                params=(r["epsilon"], r["prev_hash"], r["hash"], r["id"]))
         prev = r["hash"]
-    conn.execute("UPDATE meta SET value=? WHERE key='head_hash'", (prev,))
-    conn.close()
+    execute(path, "UPDATE meta SET value=? WHERE key='head_hash'", params=(prev,))
 
 
 def forget_anchor(path) -> None:
@@ -47,8 +44,8 @@ def forget_anchor(path) -> None:
     integrity.anchor_file(path).unlink()
 
 
-def test_a_whole_chain_rewrite_is_caught_by_the_anchor_and_by_a_published_head(tmp_path):
-    path = tmp_path / "l.db"
+def test_a_whole_chain_rewrite_is_caught_by_the_anchor_and_by_a_published_head(ledger_at):
+    path = ledger_at
     book = _ledger(path)
     pinned = cli("head", path=path).stdout.strip()
     assert pinned == f"{len(book.entries())}:{book.entries()[-1].hash}"
@@ -62,22 +59,26 @@ def test_a_whole_chain_rewrite_is_caught_by_the_anchor_and_by_a_published_head(t
     assert out.returncode == 1 and "published head" in out.stdout
 
 
-def test_truncation_with_an_edited_head_an_older_backup_and_a_fresh_file_are_caught(tmp_path):
-    path = tmp_path / "l.db"
+def test_truncation_with_an_edited_head_an_older_backup_and_a_fresh_file_are_caught(tmp_path, ledger_at):
+    path = ledger_at
     book = _ledger(path, n_runs=1)
     book.close()
-    shutil.copy(path, tmp_path / "backup.db")
+    if not is_pg(path):
+        shutil.copy(path, tmp_path / "backup.db")
     book = ledger.open(path)
     run(book, charge("later", gaussian(3.0)))
     book.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER entries_append_only_delete")
-    conn.execute("DELETE FROM entries WHERE id > 3")
-    head = conn.execute("SELECT hash FROM entries WHERE id = 3").fetchone()[0]
-    conn.execute("UPDATE meta SET value='3' WHERE key='head_id'")
-    conn.execute("UPDATE meta SET value=? WHERE key='head_hash'", (head,))
-    conn.close()
+    tamper(path, "DELETE FROM entries WHERE id > 3")
+    head = query(path, "SELECT hash FROM entries WHERE id = 3")[0]["hash"]
+    execute(path, "UPDATE meta SET value='3' WHERE key='head_id'")
+    execute(path, "UPDATE meta SET value=? WHERE key='head_hash'", params=(head,))
     assert "this machine saw 5 entries" in ledger.open(path).verify().problem
+    if is_pg(path):  # a fresh ledger in the same database
+        execute(path, *[f"DROP TABLE {t} CASCADE" for t in ("meta", "entries", "source_rows", "source_samples",
+                                                             "cache", "pld_totals")])
+        fresh = ledger.open(path)
+        assert len(fresh.entries()) == 0 and not fresh.verify().ok
+        return
     shutil.copy(tmp_path / "backup.db", path)  # restoring an older backup
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"l.db{suffix}").unlink(missing_ok=True)
@@ -87,11 +88,11 @@ def test_truncation_with_an_edited_head_an_older_backup_and_a_fresh_file_are_cau
     assert not fresh.verify().ok
 
 
-def test_with_a_ledger_key_a_rewrite_without_it_is_caught_on_any_machine(tmp_path, monkeypatch):
-    path = tmp_path / "l.db"
+def test_with_a_ledger_key_a_rewrite_without_it_is_caught_on_any_machine(ledger_at, monkeypatch):
+    path = ledger_at
     monkeypatch.setenv("PRIVTRAIN_LEDGER_KEY", "team-secret-kept-in-a-vault")
     book = _ledger(path)
-    assert book.verify().ok and all(r["mac"] for r in store.chain_rows(book._conn))
+    assert book.verify().ok and all(r["mac"] for r in book._backend.chain_rows())
     book.close()
     rewrite(path, 3, 0.001)
     forget_anchor(path)
@@ -101,14 +102,11 @@ def test_with_a_ledger_key_a_rewrite_without_it_is_caught_on_any_machine(tmp_pat
     assert ledger.open(path).verify().ok  # the MACs need the key: without it, only the chain is checked
 
 
-def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path):
-    path = tmp_path / "l.db"
+def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path, ledger_at):
+    path = ledger_at
     book = _ledger(path)
     book.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER entries_append_only_update")
-    conn.execute("UPDATE entries SET epsilon = 0.01 WHERE id = 3")
-    conn.close()
+    tamper(path, "UPDATE entries SET epsilon = 0.01 WHERE id = 3")
     book = ledger.open(path)
     with pytest.raises(UserError, match="fails verification .*accept-damage"):
         with book.charging(charge("next", gaussian(10.0))):
@@ -121,9 +119,7 @@ def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path):
     run(book, charge("next", gaussian(10.0)))  # admits runs again
     assert book.verify().ok
     book.close()
-    conn = sqlite3.connect(path, isolation_level=None)  # the trigger is gone since the first edit
-    conn.execute("UPDATE entries SET epsilon = 0.02 WHERE id = 2")  # a new edit before the accepted damage
-    conn.close()
+    execute(path, "UPDATE entries SET epsilon = 0.02 WHERE id = 2")  # the trigger is off since the first edit
     report = ledger.open(path).verify()
     assert not report.ok and "changed after it was accepted" in report.problem
     _ledger(tmp_path / "intact.db").close()

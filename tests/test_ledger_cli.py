@@ -1,4 +1,4 @@
-"""`privtrain ledger …` in real processes: show, runs, export, plot; fast start-up."""
+"""`privtrain ledger …` in real processes: show, runs, export, plot; fast start-up (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from privtrain import ledger
 
 
 @pytest.fixture
-def path(tmp_path):
-    p = tmp_path / "l.db"
+def path(ledger_at):
+    p = ledger_at
     led = ledger.open(p)
     led.set_budget(FP, "example", 3.0, 1e-5)
     for i in range(3):

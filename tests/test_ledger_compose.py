@@ -1,7 +1,9 @@
-"""Spent budget is the tight composition of every charged event, checked against fresh dp-accounting."""
+"""Spent budget is the tight composition of every charged event, checked against fresh dp-accounting
+(on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -9,12 +11,12 @@ from ledger_helpers import FP, charge, filter_admits, fresh_pld, gaussian, run, 
 
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded, UserError
-from privtrain.ledger import compose
+from privtrain.ledger import totals
 
 
 @pytest.fixture
-def led(tmp_path):
-    return ledger.open(tmp_path / "ledger.db")
+def led(ledger_at):
+    return ledger.open(ledger_at)
 
 
 def test_gaussian_runs_compose_tightly_not_summed(led):
@@ -79,11 +81,17 @@ def test_max_epsilon_is_usable(led):
     assert not led.plan(charge("r4", gaussian(sigma_for(plan.max_epsilon * 1.1)))).fits
 
 
+@functools.lru_cache(maxsize=None)
+def _pld_count(sigma: float, budget: float) -> int:
+    """How many runs PLD alone would admit (the oracle is slow: computed once for both backends)."""
+    return max(k for k in range(1, 50) if fresh_pld(list(gaussian(sigma) * k), 1e-5) <= budget)
+
+
 def test_admission_follows_the_rdp_filter_not_pld(led):
     """Stricter than PLD by design: PLD's 'natural filter' is not valid for adaptively chosen runs."""
     sigma, budget = 3.0, 4.0
     by_filter = max(k for k in range(1, 50) if filter_admits(k, sigma, budget, 1e-5))
-    by_pld = max(k for k in range(1, 50) if fresh_pld(list(gaussian(sigma) * k), 1e-5) <= budget)
+    by_pld = _pld_count(sigma, budget)
     assert 1 <= by_filter < by_pld
     led.set_budget(FP, "example", budget, 1e-5)
     for i in range(by_filter):
@@ -146,17 +154,19 @@ def test_units_are_separate_budgets(led):
         charge("bad", unit="row")
 
 
-def test_cache_is_used_and_never_stale(led, monkeypatch):
+def test_stored_totals_are_used_incremental_and_never_stale(led, monkeypatch):
     run(led, charge("r1", gaussian(3.0)))
     first = led.sources()
     calls = []
-    real = compose.compute
-    monkeypatch.setattr(compose, "compute", lambda *a, **k: calls.append(a) or real(*a, **k))
-    assert led.sources() == first and calls == []  # served from the cache
-    led._conn.execute("UPDATE cache SET value = 0.001")  # a forged or stale cache value ...
-    run(led, charge("r2", gaussian(3.0)))  # ... is keyed by content, so a new charge cannot hit it
+    real = totals.compose_onto
+    monkeypatch.setattr(totals, "compose_onto", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert led.sources() == first and calls == []  # served from the stored total
+    led._conn.execute("UPDATE cache SET value = 0.001")  # a forged or stale cached value ...
+    led._conn.execute("UPDATE pld_totals SET epsilons = '{\"1e-05\": 0.001}'")
+    run(led, charge("r2", gaussian(3.0)))  # ... covers other charges, so a new charge cannot hit it
     assert led.spent(FP) == pytest.approx(fresh_pld(list(gaussian(3.0) * 2), 1e-5), rel=1e-6)
-    assert calls
+    base, missing = calls[0][0], calls[0][1]
+    assert base is not None and [r.run_id for r in missing] == ["r2"]  # only the new run composed onto the total
 
 
 def test_run_handle_and_plan_render(led):

@@ -1,4 +1,4 @@
-"""Post-processing is free: runs on registered synthetic data add nothing to the parent."""
+"""Post-processing is free: runs on registered synthetic data add nothing to the parent (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from privtrain.privacy.events import non_private_event
 
 
 @pytest.fixture
-def led(tmp_path):
-    led = ledger.open(tmp_path / "l.db")
+def led(ledger_at):
+    led = ledger.open(ledger_at)
     led.set_budget(FP, "example", 4.0, 1e-5)
     synth = charge("synth-1", gaussian(3.0))
     run(led, synth)  # the DP synthesizer's run is charged to the parent

@@ -10,6 +10,7 @@ from ledger_helpers import cli, fresh_pld, gaussian
 from privtrain import data, ledger
 from privtrain.errors import UserError
 from privtrain.ledger import migrate, store
+from privtrain.ledger.backends import sqlite as sqlite_backend
 from privtrain.privacy import events as ev
 
 V1_SCHEMA = """
@@ -35,7 +36,7 @@ def _v1_ledger(path, rows: list[dict]) -> None:
         prev = row["hash"]
     conn.execute("INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', ?), ('head_hash', ?)",
                  (str(len(rows)), prev))
-    conn.execute(f"PRAGMA application_id={store.APPLICATION_ID}")
+    conn.execute(f"PRAGMA application_id={sqlite_backend.APPLICATION_ID}")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

@@ -11,6 +11,7 @@ from ledger_helpers import FP, charge, cli, gaussian, run
 from privtrain import ledger
 from privtrain.errors import UserError
 from privtrain.ledger import store
+from privtrain.ledger.backends import sqlite as sqlite_backend
 
 
 def test_new_ledger_is_versioned_wal_and_marked(tmp_path, monkeypatch):
@@ -22,14 +23,14 @@ def test_new_ledger_is_versioned_wal_and_marked(tmp_path, monkeypatch):
     assert oct(led.path.stat().st_mode & 0o777) == "0o600"  # readable by its owner only
     conn = sqlite3.connect(led.path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
-    assert conn.execute("PRAGMA application_id").fetchone()[0] == store.APPLICATION_ID
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == sqlite_backend.APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     monkeypatch.setenv("PRIVTRAIN_LEDGER", str(tmp_path / "elsewhere" / "l.db"))
     assert ledger.open().path == tmp_path / "elsewhere" / "l.db"
 
 
-def test_entries_record_provenance(tmp_path):
-    led = ledger.open(tmp_path / "l.db")
+def test_entries_record_provenance(ledger_at):
+    led = ledger.open(ledger_at)
     run(led, charge("r1", gaussian(3.0)), artifacts={"model.pt": "ab" * 32, "metrics.json": "cd" * 32})
     reserved, committed = led.entries()
     for e in (reserved, committed):
@@ -161,8 +162,8 @@ def test_read_only_ledger_reads_but_refuses_to_charge(tmp_path):
         os.chmod(p, 0o644)
 
 
-def test_unknown_source_in_runs(tmp_path):
-    p = tmp_path / "l.db"
+def test_unknown_source_in_runs(ledger_at):
+    p = ledger_at
     run(ledger.open(p), charge())
     with pytest.raises(UserError, match="unknown source 'mnist'.*known: patients"):
         ledger.open(p).entries("mnist")
@@ -174,8 +175,8 @@ def test_unknown_source_in_runs(tmp_path):
 
 @pytest.mark.parametrize("eps, delta, match", [(-1.0, 1e-5, "epsilon=-1 > 0"), (0.0, 1e-5, "epsilon=0 > 0"),
                                                (1.0, 1.0, "delta=1 in"), (1.0, -1e-5, "delta=-1e-05 in")])
-def test_bad_budget(tmp_path, eps, delta, match):
-    p = tmp_path / "l.db"
+def test_bad_budget(ledger_at, eps, delta, match):
+    p = ledger_at
     led = ledger.open(p)
     run(led, charge())
     with pytest.raises(UserError, match=match):
@@ -183,8 +184,8 @@ def test_bad_budget(tmp_path, eps, delta, match):
     assert led.budget("patients") is None and len(led.entries()) == 2
 
 
-def test_bad_budget_cli(tmp_path):
-    p = tmp_path / "l.db"
+def test_bad_budget_cli(ledger_at):
+    p = ledger_at
     run(ledger.open(p), charge())
     out = cli("budget", "set", "patients", "--epsilon=-1", "--delta", "1e-5", path=p)
     assert out.returncode == 2 and "Expected budget epsilon=-1 > 0" in out.stderr
@@ -194,8 +195,8 @@ def test_bad_budget_cli(tmp_path):
     assert ledger.open(p).budget("patients").epsilon == 2.0
 
 
-def test_source_resolution(tmp_path):
-    led = ledger.open(tmp_path / "l.db")
+def test_source_resolution(ledger_at):
+    led = ledger.open(ledger_at)
     run(led, charge("a", fp="ab" + "0" * 62, name="clinic"))
     run(led, charge("b", fp="ac" + "0" * 62, name="clinic"))
     with pytest.raises(UserError, match="ambiguous"):

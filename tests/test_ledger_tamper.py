@@ -1,19 +1,21 @@
-"""`verify` detects every edit, deletion and reordering of the hash chain, and names the entry."""
+"""`verify` detects every edit, deletion and reordering of the hash chain, and names the entry (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from ledger_helpers import FP, charge, cli, gaussian, run
+from ledger_helpers.db import execute, is_pg, query
+from ledger_helpers.db import tamper as _tamper
 
 from privtrain import ledger
 
 
 @pytest.fixture
-def path(tmp_path):
-    p = tmp_path / "ledger.db"
+def path(ledger_at):
+    p = ledger_at
     led = ledger.open(p)
     led.warm_cache = False
     led.set_budget(FP, "example", 10.0, 1e-5)  # entry 1
@@ -24,13 +26,8 @@ def path(tmp_path):
 
 
 def tamper(path, *statements):
-    """An attacker with write access: drop the append-only triggers, then edit rows directly."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TRIGGER entries_append_only_update")
-    conn.execute("DROP TRIGGER entries_append_only_delete")
-    for sql in statements:
-        conn.execute(sql)
-    conn.close()
+    """An attacker with write access: switch the append-only triggers off, then edit rows directly."""
+    _tamper(path, *statements)
 
 
 def report(path):
@@ -43,11 +40,13 @@ def test_intact_ledger_verifies(path):
 
 
 def test_triggers_block_casual_edits(path):
-    conn = sqlite3.connect(path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("UPDATE entries SET epsilon = 0.1 WHERE id = 3")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        conn.execute("DELETE FROM entries WHERE id = 3")
+    for sql in ("UPDATE entries SET epsilon = 0.1 WHERE id = 3", "DELETE FROM entries WHERE id = 3"):
+        with pytest.raises(Exception, match="append-only"):
+            execute(path, sql)
+    if is_pg(path):
+        with pytest.raises(Exception, match="append-only"):
+            execute(path, "TRUNCATE entries")
+    assert report(path).ok and len(ledger.open(path).entries()) == 7
 
 
 def test_edited_epsilon(path):
@@ -57,9 +56,7 @@ def test_edited_epsilon(path):
 
 
 def test_edited_event(path):
-    conn = sqlite3.connect(path)
-    events = json.loads(conn.execute("SELECT events FROM entries WHERE id = 4").fetchone()[0])
-    conn.close()
+    events = json.loads(query(path, "SELECT events FROM entries WHERE id = 4")[0]["events"])
     events[0]["noise_multiplier"] = 400.0  # pretend the run was far noisier
     tamper(path, f"UPDATE entries SET events = '{json.dumps(events)}' WHERE id = 4")
     rep = report(path)
@@ -78,8 +75,10 @@ def test_deleted_row(path):
 
 
 def test_deleted_and_renumbered_rows(path):
-    # delete entry 3, then shift the later ids down so the ids look contiguous again
-    tamper(path, "DELETE FROM entries WHERE id = 3", "UPDATE entries SET id = id - 1 WHERE id > 3")
+    # delete entry 3, then shift the later ids down so the ids look contiguous again (in id order: PostgreSQL
+    # checks the primary key per row)
+    tamper(path, "DELETE FROM entries WHERE id = 3", *[f"UPDATE entries SET id = {i - 1} WHERE id = {i}"
+                                                        for i in range(4, 8)])
     rep = report(path)
     assert not rep.ok and rep.first_bad == 3
 
@@ -109,5 +108,5 @@ def test_verify_cli_exits_1_and_names_the_entry(path):
 def test_verify_ignores_the_cache(path):
     led = ledger.open(path)
     led.sources()  # fills the cache
-    led._conn.execute("UPDATE cache SET value = -1")
+    execute(path, "UPDATE cache SET value = -1", "UPDATE pld_totals SET epsilons = '{}', runs = 0")
     assert led.verify().ok  # the cache is derived data, outside the chain

@@ -59,21 +59,24 @@ def plan_charge(book, charge: Charge) -> Plan:
     is_default = False
     if budget is None and charge.default_budget is not None and lineage is None:
         budget, is_default = Budget(*charge.default_budget, None, rdp_filter.ORDERS), True
-    runs = book._runs(source, unit, scope)
+    state = book._state(source, unit, scope)
+    runs, upto = state.runs, state.last_id
     planned_json = ev.dumps(charge.events)
     delta = compose.reporting_delta(budget.delta if budget else None, runs, charge.delta or None) or 1e-5
-    spent_counts = compose.event_counts(r.events_json for r in runs)
     planned_counts = compose.event_counts([planned_json])
     plan = Plan(charge, budget, delta, lineage, is_default, len(runs))
-    epsilon = book._composer.epsilon
-    plan._spent = lambda: epsilon(spent_counts, delta, fingerprint=source, unit=unit)
-    plan._after = lambda: epsilon(spent_counts + planned_counts, delta, fingerprint=source, unit=unit)
+    planned = compose.RunCharge(0, charge.run_id, "planned", planned_json, charge.epsilon, charge.delta, None)
+    key, epsilon = charge.key, book._composer.epsilon
+    # PLD figures are estimates for people, computed on first use (never under the write lock): the stored
+    # total of the key's charges, extended with what it misses, and this run composed onto it
+    plan._spent = lambda: book._totals.spent(key, runs, delta, upto)
+    plan._after = lambda: book._totals.after(key, runs, planned, delta, upto)
     plan._planned = lambda: epsilon(planned_counts, delta, fingerprint=source, unit=unit)
     plan._max_epsilon = lambda: math.inf
     if budget is None:
         return plan
     orders = budget.orders
-    spent_rdp = book._rdp_spent(runs, orders)
+    spent_rdp = book._filter_sum(source, unit, scope, orders)
     planned_rdp = rdp_filter.rdp_curve(planned_json, orders)
     plan.filter_before = rdp_filter.certified_epsilon(spent_rdp, budget_delta=budget.delta, orders=orders)
     plan.filter_after = rdp_filter.certified_epsilon(rdp_filter.add(spent_rdp, planned_rdp),
@@ -91,39 +94,43 @@ def plan_charge(book, charge: Charge) -> Plan:
 
 
 def reserve(book, charges: Sequence[Charge]) -> Run:
-    """Plan every charge under the write lock, refuse them all or reserve them all, in one transaction."""
+    """Plan every charge under the write lock, refuse them all or reserve them all, in one transaction.
+
+    The charges are planned once before the lock (which reads every charge and computes the planned
+    events' RDP curves), so under the lock only the entries written since are read and added to the
+    filter's sums: no composition or recomputation holds the lock.
+    """
     from privtrain.ledger import rows
 
     if not charges:
         raise ValueError("a run charges at least one budget")
-    conn = book._conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        plans = [plan_charge(book, c) for c in charges]  # the filter's sums are cheap: no PLD under the lock
+    for c in charges:
+        plan_charge(book, c)  # warms this process's view of the keys; decides nothing
+    with book._write():
+        plans = [plan_charge(book, c) for c in charges]
         refused = next((p for p in plans if not p.fits), None)
-        if refused is not None:
-            conn.execute("ROLLBACK")
-            raise refusal_error(refused)
-        for plan in plans:
-            if plan.budget_is_default:
-                c = plan.charge
-                book._append(status="budget", source=c.source, source_name=c.source_name, unit=c.unit,
-                             scope=c.scope, scope_label=c.scope_label or None, epsilon=plan.budget.epsilon,
-                             delta=plan.budget.delta, run_id=c.run_id, recipe=c.recipe,
-                             detail=_budget_detail(plan.budget, default=True))
-        for c in charges:
-            if c.rows is not None:
-                rows.register(book, c.source, c.source_name, c.rows)
-        where = stale.identity()
-        reservations = [book._append(status="reserved", **entry_fields(c, c.events, c.epsilon, where=where))
-                        for c in charges]
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        if refused is None:
+            reservations = _reserve(book, charges, plans, rows)
+    if refused is not None:  # nothing was written: the empty transaction committed
+        raise refusal_error(refused)
     book._anchor()
     return Run(book, charges, plans, reservations)
+
+
+def _reserve(book, charges: Sequence[Charge], plans, rows) -> list:
+    """Write default budgets, rows and one reservation per charge (inside the write transaction)."""
+    for plan in plans:
+        if plan.budget_is_default:
+            c = plan.charge
+            book._append(status="budget", source=c.source, source_name=c.source_name, unit=c.unit,
+                         scope=c.scope, scope_label=c.scope_label or None, epsilon=plan.budget.epsilon,
+                         delta=plan.budget.delta, run_id=c.run_id, recipe=c.recipe,
+                         detail=_budget_detail(plan.budget, default=True))
+    for c in charges:
+        if c.rows is not None:
+            rows.register(book, c.source, c.source_name, c.rows)
+    where = stale.identity()
+    return [book._append(status="reserved", **entry_fields(c, c.events, c.epsilon, where=where)) for c in charges]
 
 
 def _budget_detail(budget: Budget, *, default: bool) -> str:

@@ -14,13 +14,12 @@ import functools
 import json
 import math
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError, require
-from privtrain.ledger import admission, compose, provenance, rows, store
+from privtrain.ledger import admission, backends, compose, provenance, rows, store, totals
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import (
     Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
@@ -30,34 +29,35 @@ from privtrain.sources import Source, check_name
 
 DEFAULT_PATH = Path(".privtrain") / "ledger.db"
 BUILTIN_SOURCES = ("digits", "breast_cancer", "wine")
+RUN_STATUSES = ("reserved", "committed", "failed")
 
 
 def _guarded(method):
-    """A damaged file surfaces as one clear UserError, not a traceback."""
+    """A damaged file (or a lost database connection) surfaces as one clear UserError, not a traceback."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+        except self._backend.errors as exc:
+            why = self._backend.damage(exc)
+            if why is None:
                 raise
-            raise UserError(f"the ledger {self.path} is damaged ({exc}); nothing was changed: run "
-                            "`privtrain ledger verify`, and restore it from a backup.") from None
+            raise UserError(why) from None
     return wrapper
 
 
-def default_path(start: Path | None = None) -> Path:
+def default_path(start: Path | None = None) -> Path | str:
     """The project's ledger, found the way git finds its repository.
 
-    ``$PRIVTRAIN_LEDGER`` if set; else ``.privtrain/ledger.db`` in the nearest folder, from ``start`` (the
+    ``$PRIVTRAIN_LEDGER`` if set (a path, or a ``postgresql://`` URL, returned as text); else ``.privtrain/ledger.db`` in the nearest folder, from ``start`` (the
     working directory) upward, that has a ``.privtrain/``; else at the root of the enclosing git
     repository; else in the user's data folder (``$XDG_DATA_HOME/privtrain``, ``~/.local/share/privtrain``).
     So a notebook in ``notebooks/`` and a script at the project's root share one ledger.
     """
     env = os.environ.get("PRIVTRAIN_LEDGER")
     if env:
-        return Path(env)
+        return env if backends.is_url(env) else Path(env)
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / ".privtrain").is_dir():
@@ -70,48 +70,61 @@ def default_path(start: Path | None = None) -> Path:
 
 
 def open(path: str | os.PathLike | None = None, *, create: bool = True) -> "Ledger":  # noqa: A001 - the API's name
-    """Open the ledger at ``path``; None means the project's ledger (:func:`default_path`).
+    """Open the ledger at ``path`` (a file, or a ``postgresql://`` URL); None means the project's ledger
+    (:func:`default_path`).
 
     Args:
-        create: create the file when it does not exist; read-only commands pass False.
+        create: create the file (or the database's tables) when it does not exist; read-only commands pass False.
 
     Raises:
         UserError: the file is corrupt, foreign, older or newer than this privtrain, cannot be created, or does
-            not exist and ``create`` is False.
+            not exist and ``create`` is False; the database cannot be reached.
     """
-    return Ledger(Path(path) if path is not None else default_path(), create=create)
+    where = path if path is not None else default_path()
+    return Ledger(str(where) if backends.is_url(str(where)) else Path(where), create=create)
 
 
 class Ledger:
-    """A privacy ledger file. Cheap to open; every method reads the current state."""
+    """A privacy ledger: an SQLite file or a PostgreSQL database. Cheap to open; every method reads the
+    current state. ``path`` is the file's path, or the database URL without its password."""
 
     #: After each commit, compose the source's spend so `ledger show` stays fast.
     warm_cache = True
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        self.path = Path(path)
-        self._conn, self.read_only = store.connect(self.path, create=create)
-        self._composer = compose.Composer(self._conn, writable=not self.read_only)
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self._backend = backends.open_backend(path, create=create)
+        self.path = self._backend.location if backends.is_url(str(path)) else Path(path)
+        self.read_only = self._backend.read_only
+        self._composer = compose.Composer(self._backend, writable=not self.read_only)
+        self._totals = totals.Totals(self._backend, writable=not self.read_only)
+        self._keys: dict[tuple[str, str, str], compose.KeyState] = {}
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, as text: the file's path or the URL without its password."""
+        return self._backend.location
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._backend.kind
+
+    @property
+    def _conn(self):
+        """The backend's driver connection (tests and maintenance only)."""
+        return self._backend.conn
 
     def close(self) -> None:
-        self._conn.close()
+        self._backend.close()
 
     # --- reading ----------------------------------------------------------------
 
     @_guarded
     def entries(self, source: str | None = None, unit: str | None = None, scope: str | None = None) -> list[Entry]:
         """All entries in chain order, optionally for one source (key, name or prefix), unit and scope."""
-        where, args = [], []
-        if source is not None:
-            where.append("source=?")
-            args.append(self.resolve(source))
-        if unit is not None:
-            where.append("unit=?")
-            args.append(check_unit(unit))
-        if scope is not None:
-            where.append("scope=?")
-            args.append(scope)
-        return store.select_entries(self._conn, " AND ".join(where), tuple(args))
+        rows_ = self._backend.entries(source=None if source is None else self.resolve(source),
+                                      unit=None if unit is None else check_unit(unit), scope=scope)
+        return [store.to_entry(r) for r in rows_]
 
     @_guarded
     def resolve(self, source: str) -> str:
@@ -123,7 +136,7 @@ class Ledger:
             UserError: unknown or ambiguous.
         """
         require(bool(source), "Expected a source name or fingerprint, got an empty string.")
-        rows_ = self._conn.execute("SELECT DISTINCT source, source_name, dataset_fingerprint FROM entries").fetchall()
+        rows_ = self._backend.source_names()
         keys = {r[0] for r in rows_}
         if source in keys or source in BUILTIN_SOURCES:
             return source
@@ -146,48 +159,67 @@ class Ledger:
                         + "; give a built-in or declared source name, a fingerprint, or a file path.")
 
     def name(self, source: str) -> str | None:
-        row = self._conn.execute("SELECT source_name FROM entries WHERE source=? AND source_name IS NOT NULL "
-                                 "ORDER BY id DESC LIMIT 1", (source,)).fetchone()
-        return row[0] if row is not None else (source if source in BUILTIN_SOURCES else None)
+        row = self._backend.latest(source=source, present="source_name")
+        return row["source_name"] if row is not None else (source if source in BUILTIN_SOURCES else None)
 
     def _scope_label(self, source: str, scope: str) -> str | None:
-        row = self._conn.execute("SELECT scope_label FROM entries WHERE source=? AND scope=? "
-                                 "AND scope_label IS NOT NULL ORDER BY id DESC LIMIT 1", (source, scope)).fetchone()
-        return None if row is None else row[0]
+        row = self._backend.latest(source=source, scope=scope, present="scope_label")
+        return None if row is None else row["scope_label"]
 
     @_guarded
     def budget(self, source: str, unit: str = "example", scope: str = "") -> Budget | None:
         return self._budget(self.resolve(source), check_unit(unit), scope)
 
     def _budget(self, source: str, unit: str, scope: str = "") -> Budget | None:
-        row = self._conn.execute(
-            "SELECT id, status, epsilon, delta, detail FROM entries WHERE source=? AND unit=? AND scope=? "
-            "AND status IN ('budget', 'unbudget') ORDER BY id DESC LIMIT 1", (source, unit, scope)).fetchone()
+        row = self._backend.latest(source=source, unit=unit, scope=scope, statuses=("budget", "unbudget"))
         if row is None or row["status"] == "unbudget":
             return None
         orders = tuple(json.loads(row["detail"]).get("orders") or rdp_filter.ORDERS)
         return Budget(row["epsilon"], row["delta"], row["id"], orders)
 
+    def _state(self, source: str, unit: str, scope: str = "") -> compose.KeyState:
+        """The key's charges, brought up to date with the run entries written since the last read."""
+        state = self._keys.setdefault((source, unit, scope), compose.KeyState())
+        new = self._backend.entries(source=source, unit=unit, scope=scope, statuses=RUN_STATUSES, after=state.last_id)
+        state.update([store.to_entry(r) for r in new])
+        return state
+
+    def _prime(self, rows: list[dict]) -> None:
+        """Every key's charges from a verified walk of the whole chain (one snapshot): no second read."""
+        by_key: dict[tuple[str, str, str], list] = {}
+        for r in rows:
+            if r["status"] in RUN_STATUSES:
+                by_key.setdefault((r["source"], r["unit"], r["scope"] or ""), []).append(store.to_entry(r))
+        self._keys.clear()
+        for key, entries in by_key.items():
+            self._keys[key] = state = compose.KeyState()
+            state.update(entries)
+
     def _runs(self, source: str, unit: str, scope: str = "") -> list[compose.RunCharge]:
-        entries = store.select_entries(self._conn, "source=? AND unit=? AND scope=? AND status IN "
-                                       "('reserved', 'committed', 'failed')", (source, unit, scope))
-        return compose.charged_runs(entries)
+        return self._state(source, unit, scope).runs
 
     def _spent(self, source: str, unit: str, scope: str, budget: Budget | None,
                accountant: str = "pld") -> tuple[float, float | None]:
-        runs = self._runs(source, unit, scope)
+        state = self._state(source, unit, scope)
+        runs = state.runs
         delta = compose.reporting_delta(budget.delta if budget else None, runs)
         if delta is None:
             return 0.0, None
-        counts = compose.event_counts(r.events_json for r in runs)
-        return self._composer.epsilon(counts, delta, accountant, fingerprint=source, unit=unit), delta
+        if accountant != "pld":
+            counts = compose.event_counts(r.events_json for r in runs)
+            return self._composer.epsilon(counts, delta, accountant, fingerprint=source, unit=unit), delta
+        return self._totals.spent((source, unit, scope), runs, delta, state.last_id), delta
+
+    def _filter_sum(self, source: str, unit: str, scope: str, orders) -> tuple[float, ...]:
+        """The filter's running sum over the key's charges: each run's chained RDP curve (recomputed on
+        another grid), kept up to date incrementally."""
+        return self._state(source, unit, scope).rdp_sum(tuple(orders), _curve)
 
     def _rdp_spent(self, runs: list[compose.RunCharge], orders) -> tuple[float, ...]:
-        """The filter's running sum: each charged run's stored RDP curve (recomputed on another grid)."""
+        """The filter's sum over ``runs`` (a list given by the caller)."""
         total = tuple(0.0 for _ in orders)
         for r in runs:
-            curve = r.rdp if r.rdp is not None and tuple(orders) == rdp_filter.ORDERS else None
-            total = rdp_filter.add(total, curve if curve is not None else rdp_filter.rdp_curve(r.events_json, orders))
+            total = rdp_filter.add(total, _curve(r, tuple(orders)))
         return total
 
     @_guarded
@@ -203,7 +235,7 @@ class Ledger:
         budget = self._budget(key, unit, scope)
         if budget is None:
             return None
-        spent = self._rdp_spent(self._runs(key, unit, scope), budget.orders)
+        spent = self._filter_sum(key, unit, scope, budget.orders)
         return rdp_filter.certified_epsilon(spent, budget_delta=budget.delta, orders=budget.orders)
 
     @_guarded
@@ -220,8 +252,7 @@ class Ledger:
         """How a derived (synthetic) table inherits its guarantee, or None for original data."""
         if not fingerprint:
             return None
-        row = self._conn.execute("SELECT * FROM entries WHERE dataset_fingerprint=? AND status='derived' "
-                                 "ORDER BY id DESC LIMIT 1", (fingerprint,)).fetchone()
+        row = self._backend.latest(fingerprint=fingerprint, statuses=("derived",))
         if row is None:
             return None
         e = store.to_entry(row)
@@ -231,9 +262,7 @@ class Ledger:
     @_guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self._conn.execute("SELECT source, unit, scope, MIN(id) FROM entries WHERE status NOT IN "
-                                  "('rows', 'migrated', 'accepted', 'artifacts') "
-                                  "GROUP BY source, unit, scope").fetchall()
+        keys = self._backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts"))
         first = {}
         for source, unit, scope, at in keys:
             first[source] = min(first.get(source, at), at)
@@ -246,8 +275,8 @@ class Ledger:
         spent, delta = self._spent(source, unit, scope, budget)
         filt = remaining = None
         if budget is not None:
-            filt = rdp_filter.certified_epsilon(self._rdp_spent(runs, budget.orders), budget_delta=budget.delta,
-                                                orders=budget.orders)
+            filt = rdp_filter.certified_epsilon(self._filter_sum(source, unit, scope, budget.orders),
+                                                budget_delta=budget.delta, orders=budget.orders)
             remaining = max(0.0, budget.epsilon - filt)
         lineage = self.lineage(source) if len(source) == 64 else None
         return SourceSummary(source, self.name(source), unit, scope, self._scope_label(source, scope) if scope else None,
@@ -313,18 +342,22 @@ class Ledger:
         """
         from privtrain.ledger import integrity
 
-        return integrity.verify(self._conn, self.path, rows_digest=rows.digest_of, head=head)
+        return integrity.verify(self._backend, rows_digest=rows.digest_of, head=head)
 
     def head(self) -> tuple[int, str]:
         """(entries, hash of the newest): publish it outside the file to pin the chain."""
-        head_id, head_hash = store.head_record(self._conn)
+        head_id, head_hash = self._backend.head_record()
         return head_id, head_hash
 
     def require_intact(self) -> None:
-        """Raise when the chain does not verify: a damaged ledger admits no run."""
+        """Raise when the chain does not verify: a damaged ledger admits no run.
+
+        The whole chain is walked once per process; later calls check only the entries appended since, the
+        last verified entry and the head record (see :func:`privtrain.ledger.integrity.verify_tail`).
+        """
         from privtrain.ledger import integrity
 
-        report = integrity.verify(self._conn, self.path, full=False)
+        report = integrity.verify_tail(self._backend, on_rows=self._prime)
         if not report.ok:
             raise UserError(f"the ledger {self.path} fails verification ({report.problem}); it admits no run until "
                             "it is restored from a backup, or the damage is accepted as a recorded decision: "
@@ -343,7 +376,7 @@ class Ledger:
         report = self.verify()
         if report.ok:
             raise UserError(f"the ledger {self.path} verifies: there is no damage to accept.")
-        stored = store.chain_rows(self._conn)
+        stored = self._backend.chain_rows()
         with self._transaction():
             return self._append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
                                 detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
@@ -400,34 +433,33 @@ class Ledger:
         fields.setdefault("artifacts", "{}")
         fields.setdefault("detail", "{}")
         fields.update(provenance.stamp())
+        return store.append(self._backend, fields, sign=integrity.signer(integrity.ledger_key()))
+
+    @contextmanager
+    def _write(self):
+        """The backend's write transaction (serialises writers); rolled back on any error."""
         try:
-            return store.append(self._conn, fields, sign=integrity.signer(integrity.ledger_key()))
-        except sqlite3.OperationalError as exc:
-            if store._is_readonly_error(exc):
-                raise UserError(f"the ledger {self.path} is read-only ({exc}); nothing was charged.") from None
+            with self._backend.write():
+                yield
+        except BaseException:
+            self._keys.clear()  # what was read inside may include rows that were rolled back
             raise
 
     @contextmanager
     def _transaction(self):
-        """One write transaction (BEGIN IMMEDIATE); rolled back on any error."""
+        """One write transaction; rolled back on any error; the head is anchored after it."""
         self._require_writable()
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
         self._anchor()
 
     def _anchor(self) -> None:
-        """After a write: remember the head outside the file (see ledger.integrity)."""
+        """After a write: remember the head outside the ledger (see ledger.integrity)."""
         from privtrain.ledger import integrity
 
-        head_id, head_hash = store.head_record(self._conn)
+        head_id, head_hash = self._backend.head_record()
         if head_hash:
-            integrity.record_anchor(self.path, head_id, head_hash)
+            integrity.record_anchor(self.location, head_id, head_hash)
 
     # --- administration --------------------------------------------------------------
 
@@ -446,7 +478,7 @@ class Ledger:
                                  "(--population, see `privtrain ledger show`).")
         previous = self._budget(key, unit, scope)
         orders = previous.orders if previous is not None else rdp_filter.ORDERS
-        used = rdp_filter.certified_epsilon(self._rdp_spent(self._runs(key, unit, scope), orders),
+        used = rdp_filter.certified_epsilon(self._filter_sum(key, unit, scope, orders),
                                             budget_delta=delta, orders=orders)
         if math.isinf(used) and not force:
             raise UserError(f"a non-private run was charged to source {self.name(key) or key[:12]!r} ({unit} level): "
@@ -530,6 +562,11 @@ class Ledger:
         self._append(status="derived", source=child_fingerprint, source_name=child_name,
                      dataset_fingerprint=child_fingerprint, unit=unit, parent=parent, run_id=run_id,
                      events=ev.dumps(events), epsilon=float(epsilon), delta=float(delta))
+
+
+def _curve(run: compose.RunCharge, orders: tuple[float, ...]) -> tuple[float, ...]:
+    curve = run.rdp if run.rdp is not None and orders == rdp_filter.ORDERS else None
+    return curve if curve is not None else rdp_filter.rdp_curve(run.events_json, orders)
 
 
 def _display(key: str) -> str:

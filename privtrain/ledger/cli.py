@@ -185,8 +185,7 @@ def cmd_plot(args) -> int:
 def cmd_migrate(args) -> int:
     from privtrain.ledger.migrate import migrate
 
-    path = Path(getattr(args, "path", None) or getattr(args, "ledger_path", None) or _default())
-    print(migrate(path))
+    print(migrate(getattr(args, "path", None) or getattr(args, "ledger_path", None) or _default()))
     return 0
 
 
@@ -200,11 +199,11 @@ def register(subparsers) -> None:
     """Add the ``ledger`` command (and its subcommands) to an argparse subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--path", default=argparse.SUPPRESS,
-                        help="ledger file (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
+                        help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
     p = subparsers.add_parser("ledger", help="read and administer the privacy ledger",
                               description="Read and administer the privacy ledger: budgets per data source.")
     p.add_argument("--path", dest="ledger_path", default=None,
-                   help="ledger file (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
+                   help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     sub = p.add_subparsers(dest="ledger_command", metavar="COMMAND")
     unit = dict(choices=("example", "client"), default="example", help="unit of privacy (default: example)")

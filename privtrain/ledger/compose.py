@@ -1,30 +1,33 @@
-"""What a budget key has spent: its runs' charged events, composed once and cached (the PLD estimate).
+"""What a budget key has spent: its runs' charged events, and their composition (the PLD estimate).
 
 A run is charged its committed events if it committed, else its reservation
 (reserved, or failed: it touched the data). Composition uses dp-accounting's PLD
 accountant (tight) and RDP (for comparison). Identical events are grouped, so a
 sweep of 1,000 identical runs costs one self-composition.
 
-The cache is keyed by a digest of the *multiset of events* plus the accountant
-and δ, so a cached value can never be stale: any new, edited or removed charge
-changes the key. dp-accounting is imported only on a cache miss, which keeps
+:class:`KeyState` keeps a key's charges up to date incrementally (entries are
+append-only: only entries after the last one seen are read) with the filter's
+running RDP sums. :class:`Composer` caches a composition keyed by a digest of the
+*multiset of events* plus the accountant and δ, so a cached value can never be
+stale: any new, edited or removed charge changes the key. The reported spend of a
+whole key is composed incrementally onto stored totals (:mod:`privtrain.ledger.totals`).
+dp-accounting is imported only when something has to be composed, which keeps
 ``ledger show`` fast.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
-import sqlite3
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from privtrain.ledger.model import Entry
-from privtrain.ledger.store import BUSY_TIMEOUT_S
 
 PLD_DISCRETIZATION = 1e-4
 
@@ -41,15 +44,24 @@ class RunCharge:
     delta: float
     entry: Entry  # the entry whose events are charged
 
-    @property
+    @cached_property
     def rdp(self) -> tuple[float, ...] | None:
         """The charged events' RDP curve on the filter's grid, as chained in the entry."""
-        return self.entry.rdp
+        return None if self.entry.rdp_json is None else _parse_curve(self.entry.rdp_json)
 
 
-def charged_runs(entries: Iterable[Entry]) -> list[RunCharge]:
-    """Fold run entries (in chain order) into one charge per reservation."""
-    runs: dict[int, RunCharge] = {}
+@functools.lru_cache(maxsize=4096)
+def _parse_curve(text: str) -> tuple[float, ...]:
+    """A chained RDP curve (JSON; "inf" for infinity), parsed once per distinct text (a sweep repeats one)."""
+    return tuple(float(x) for x in json.loads(text))
+
+
+def fold(runs: dict[int, RunCharge], entries: Iterable[Entry]) -> bool:
+    """Fold run entries (in chain order) into one charge per reservation, in place.
+
+    Returns True when an already-known charge changed its RDP curve (a commit with other events).
+    """
+    changed = False
     for e in entries:
         if e.status == "reserved":
             runs[e.id] = RunCharge(e.id, e.run_id, "reserved", e.events_json, e.epsilon, e.delta, e)
@@ -59,10 +71,52 @@ def charged_runs(entries: Iterable[Entry]) -> list[RunCharge]:
                 continue  # a commit is final
             if e.status == "committed":
                 runs[e.ref] = RunCharge(e.ref, e.run_id, "committed", e.events_json, e.epsilon, e.delta, e)
+                changed = changed or e.rdp_json != prev.entry.rdp_json or e.events_json != prev.events_json
             else:  # failed: still charged at the reservation
                 runs[e.ref] = RunCharge(e.ref, e.run_id, "failed", prev.events_json, prev.epsilon,
                                         prev.delta, prev.entry)
+    return changed
+
+
+def charged_runs(entries: Iterable[Entry]) -> list[RunCharge]:
+    """One charge per reservation, from run entries in chain order."""
+    runs: dict[int, RunCharge] = {}
+    fold(runs, entries)
     return list(runs.values())
+
+
+class KeyState:
+    """One budget key's charges, brought up to date by reading only the entries after the last one seen.
+
+    Entries are append-only and appended under the write lock, so they become visible in id order. The
+    filter's running RDP sums are kept per grid of orders and extended with the new runs only.
+    """
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self._runs: dict[int, RunCharge] = {}
+        self._sums: dict[tuple[float, ...], tuple[int, tuple[float, ...]]] = {}
+
+    def update(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        if fold(self._runs, entries):
+            self._sums.clear()  # a charge changed in place: the running sums start over
+        self.last_id = max(self.last_id, entries[-1].id)
+
+    @property
+    def runs(self) -> list[RunCharge]:
+        return list(self._runs.values())
+
+    def rdp_sum(self, orders: tuple[float, ...], curve) -> tuple[float, ...]:
+        """Σ curve(run) over the charges, added in run order (as :func:`privtrain.ledger.filter.add` does,
+        pairwise); ``curve(run, orders)`` gives one run's RDP curve."""
+        done, total = self._sums.get(orders, (0, (0.0,) * len(orders)))
+        runs = self.runs
+        for r in runs[done:]:
+            total = tuple(a + b for a, b in zip(total, curve(r, orders)))  # inf + x = inf; curves are ≥ 0
+        self._sums[orders] = (len(runs), total)
+        return total
 
 
 def event_counts(events_jsons: Iterable[str]) -> Counter:
@@ -111,10 +165,10 @@ def compute(counts: Counter, delta: float, accountant: str,
 
 
 class Composer:
-    """Composition with a cache table in the ledger file (best effort: never blocks on a lock)."""
+    """Composition of a multiset of events, cached in the ledger (best effort: never blocks on a lock)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, writable: bool) -> None:
-        self._conn = conn
+    def __init__(self, backend, *, writable: bool) -> None:
+        self._backend = backend
         self._writable = writable
 
     def epsilon(self, counts: Counter, delta: float, accountant: str = "pld", *,
@@ -125,30 +179,13 @@ class Composer:
         if any('"NonPrivateDpEvent"' in k for k in counts):
             return math.inf
         key = hashlib.sha256(f"{accountant}|{delta!r}|{discretization!r}|{digest(counts)}".encode()).hexdigest()
-        row = self._conn.execute("SELECT value FROM cache WHERE key=?", (key,)).fetchone()
-        if row is not None:
-            return float(row[0])
+        cached = self._backend.cache_get(key)
+        if cached is not None:
+            return cached
         value = compute(counts, delta, accountant, discretization)
-        self._store(key, fingerprint, unit, delta, accountant, value)
+        if self._writable:
+            self._backend.cache_put(key, fingerprint, unit, delta, accountant, value)
         return value
-
-    def _store(self, key: str, fingerprint: str | None, unit: str | None, delta: float,
-               accountant: str, value: float) -> None:
-        if not self._writable:
-            return
-        sql = "INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?, ?)"
-        args = (key, fingerprint, unit, delta, accountant, value,
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        if self._conn.in_transaction:  # we already hold the write lock
-            self._conn.execute(sql, args)
-            return
-        try:  # another writer may hold the lock for seconds: skip rather than wait
-            self._conn.execute("PRAGMA busy_timeout=50")
-            self._conn.execute(sql, args)
-        except sqlite3.OperationalError:
-            pass
-        finally:
-            self._conn.execute(f"PRAGMA busy_timeout={int(1000 * BUSY_TIMEOUT_S)}")
 
 
 def naive_sum(runs: Sequence[RunCharge]) -> float:

@@ -10,6 +10,10 @@
   ``privtrain ledger head`` prints (count, hash) to publish elsewhere and ``verify --head`` proves the
   ledger still extends it; and every write also updates an anchor in the user's data folder, so this
   machine notices a ledger that lost entries it has seen.
+- **Admission checks the tail.** Before every reservation the chain must verify. An open ledger handle walks
+  the whole chain once (:func:`verify_tail`); its later checks walk only the entries appended since, re-hash
+  the last entry it verified and re-check the head record, the signatures and the anchor. A full
+  ``privtrain ledger verify`` always walks everything (and, on SQLite, checks every page of the file).
 - **Accepted damage.** A damaged ledger admits no run until it is restored, or until someone records,
   as a chained ``accepted`` entry, that they accept the damage as it stands (with a reason). The entry
   holds a digest of every row before it, so any later change to that prefix is still detected.
@@ -22,9 +26,10 @@ import hmac
 import json
 import os
 import time
+import weakref
 from pathlib import Path
 
-from privtrain.ledger import store
+from privtrain.ledger import backends, store
 from privtrain.ledger.model import VerifyReport
 
 KEY_ENV = "PRIVTRAIN_LEDGER_KEY"
@@ -115,13 +120,19 @@ def check_head(rows: list[dict], pinned: str) -> str | None:
 # --- the anchor in the user's data folder -----------------------------------------------------
 
 
-def anchor_file(ledger_path: Path) -> Path:
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    key = hashlib.sha256(str(Path(ledger_path).resolve()).encode()).hexdigest()[:24]
-    return Path(data) / "privtrain" / "anchors" / f"{key}.json"
+def _anchor_name(ledger_path: Path | str) -> str:
+    """The ledger as the anchor names it: a file's resolved path, or the URL without its password."""
+    if backends.is_url(str(ledger_path)):
+        return backends.redact(str(ledger_path))
+    return str(Path(ledger_path).resolve())
 
 
-def record_anchor(ledger_path: Path, count: int, head: str) -> None:
+def anchor_file(ledger_path: Path | str) -> Path:
+    key = hashlib.sha256(_anchor_name(ledger_path).encode()).hexdigest()[:24]
+    return backends.user_data_dir() / "anchors" / f"{key}.json"
+
+
+def record_anchor(ledger_path: Path | str, count: int, head: str) -> None:
     """Remember the newest (count, head) this machine saw (best effort: never fails a write)."""
     file = anchor_file(ledger_path)
     try:
@@ -130,14 +141,19 @@ def record_anchor(ledger_path: Path, count: int, head: str) -> None:
             return
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ledger": str(Path(ledger_path).resolve()), "count": count, "head": head,
+        tmp.write_text(json.dumps({"ledger": _anchor_name(ledger_path), "count": count, "head": head,
                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
         os.replace(tmp, file)
     except (OSError, ValueError):
         pass
 
 
-def check_anchor(ledger_path: Path, rows: list[dict]) -> str | None:
+def check_anchor(ledger_path: Path | str, rows: list[dict]) -> str | None:
+    return _anchor_problem(ledger_path, len(rows), lambda i: rows[i - 1]["hash"])
+
+
+def _anchor_problem(ledger_path: Path | str, n_entries: int, hash_of) -> str | None:
+    """``hash_of(i)``: the hash of entry ``i`` (1-based) of a chain of ``n_entries`` verified entries."""
     file = anchor_file(ledger_path)
     try:
         seen = json.loads(file.read_text()) if file.is_file() else None
@@ -145,43 +161,116 @@ def check_anchor(ledger_path: Path, rows: list[dict]) -> str | None:
         return None
     if not seen:
         return None
-    if len(rows) < seen["count"]:
+    if n_entries < seen["count"]:
         return (f"this machine saw {seen['count']} entries in this ledger (at {seen['time']}) and it now holds "
-                f"{len(rows)}: entries were removed, or an older backup or a new file replaced it")
-    if rows[seen["count"] - 1]["hash"] != seen["head"]:
+                f"{n_entries}: entries were removed, or an older backup or a new file replaced it")
+    if seen["count"] and hash_of(seen["count"]) != seen["head"]:
         return (f"entry {seen['count']} is not the one this machine saw at {seen['time']}: the chain was rewritten "
                 "or replaced")
     return None
 
 
-def verify(conn, ledger_path: Path, *, rows_digest=None, head: str | None = None, full: bool = True) -> VerifyReport:
-    """Every check above. ``full`` adds SQLite's page-by-page check and the source rows' digests; without it
-    (what admission runs before every reservation) the chain, signatures and anchor are checked."""
-    import sqlite3
-
+def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = True,
+           on_rows=None) -> VerifyReport:
+    """Every check above, over the whole chain. ``full`` adds the storage engine's own check (SQLite's
+    page-by-page ``integrity_check``; PostgreSQL has none here) and the source rows' digests. ``on_rows(rows)``
+    receives every verified entry when the chain verifies (the caller may keep what it needs)."""
     from privtrain.ledger.model import VerifyReport as Report
 
     try:
-        check = store.integrity_check(conn) if full else "ok"
-        if check != "ok":
+        check = backend.integrity_check(full=True) if full else None
+        if check is not None and check != "ok":
             return Report(False, 0, None, f"SQLite integrity check failed: {check}")
-        rows = store.chain_rows(conn)
-        report = check_chain(rows, store.head_record(conn))
-    except sqlite3.DatabaseError as exc:
+        rows = backend.chain_rows()
+        report = check_chain(rows, backend.head_record())
+    except backend.errors as exc:
         return Report(False, 0, None, f"the ledger cannot be read: {exc}")
     if not report.ok:
+        _VERIFIED.pop(backend, None)
         return report
-    problem = (check_signatures(rows, ledger_key()) or (check_head(rows, head) if head else None)
-               or check_anchor(ledger_path, rows))
+    key = ledger_key()
+    problem = (check_signatures(rows, key) or (check_head(rows, head) if head else None)
+               or check_anchor(backend.location, rows))
     if problem is None and full and rows_digest is not None:
-        problem = _check_rows(conn, rows, rows_digest)
+        problem = _check_rows(backend, rows, rows_digest)
+    if problem is None:
+        _remember(backend, rows, key)
+        if on_rows is not None:
+            on_rows(rows)
     return Report(problem is None, len(rows), None, problem or "")
 
 
-def _check_rows(conn, rows: list[dict], rows_digest) -> str | None:
+# --- admission: the chain once per open handle, then only its new tail --------------------------------
+
+# backend -> (ledger key's digest, id and hash of the last verified entry, whether any entry up to it is signed)
+_VERIFIED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _key_digest(key: bytes | None) -> str | None:
+    return hashlib.sha256(key).hexdigest() if key else None
+
+
+def _remember(backend, rows: list[dict], key: bytes | None) -> None:
+    if rows:
+        _VERIFIED[backend] = (_key_digest(key), rows[-1]["id"], rows[-1]["hash"], any(r["mac"] for r in rows))
+
+
+def verify_tail(backend, *, on_rows=None) -> VerifyReport:
+    """What admission checks before every reservation: the whole chain the first time on a handle, then the
+    entries appended since the last verified one (that entry re-hashed and matched, each new one chained to
+    the one before), the head record, the new entries' signatures and this machine's anchor. A new
+    ``accepted`` entry, or anything that does not match, falls back to the whole chain (and ``on_rows``, as
+    in :func:`verify`, receives it)."""
+    from privtrain.ledger.model import VerifyReport as Report
+
+    key = ledger_key()
+    memo = _VERIFIED.get(backend)
+    if memo is None or memo[0] != _key_digest(key):
+        return verify(backend, full=False, on_rows=on_rows)
+    _, last_id, last_hash, signed_before = memo
+    try:
+        tail = backend.chain_rows(last_id)
+        head = backend.head_record()
+    except backend.errors as exc:
+        return Report(False, 0, None, f"the ledger cannot be read: {exc}")
+    if (not tail or tail[0]["id"] != last_id or tail[0]["hash"] != last_hash or store.entry_hash(tail[0]) != last_hash
+            or any(r["status"] == "accepted" for r in tail[1:])):
+        return verify(backend, full=False, on_rows=on_rows)
+    prev, expected = last_hash, last_id + 1
+    for r in tail[1:]:
+        if r["id"] != expected or r["prev_hash"] != prev or store.entry_hash(r) != r["hash"]:
+            return verify(backend, full=False, on_rows=on_rows)  # names the entry
+        prev, expected = r["hash"], expected + 1
+    n = expected - 1
+    if head != (n, prev):
+        return verify(backend, full=False, on_rows=on_rows)
+    problem = _tail_signatures(tail, key, signed_before)
+    if problem is None:
+        by_id = {r["id"]: r["hash"] for r in tail}
+        problem = _anchor_problem(backend.location, n,
+                                  lambda i: by_id[i] if i in by_id else (backend.entry_at(i) or {}).get("hash"))
+    if problem is not None:
+        return Report(False, n, None, problem)
+    _VERIFIED[backend] = (_key_digest(key), n, prev, signed_before or any(r["mac"] for r in tail))
+    return Report(True, n)
+
+
+def _tail_signatures(tail: list[dict], key: bytes | None, signed_before: bool) -> str | None:
+    """:func:`check_signatures` on the new entries, given whether any entry up to the tail was signed."""
+    if key is None:
+        return None
+    problem = check_signatures(tail, key)
+    if problem is None and signed_before:
+        unsigned = [r["id"] for r in tail if r["mac"] is None]
+        if unsigned:
+            return f"entry {unsigned[0]} is not signed although earlier ones are: it was written without the key"
+    return problem
+
+
+def _check_rows(backend, rows: list[dict], rows_digest) -> str | None:
     digests = {r["source"]: json.loads(r["detail"])["digest"] for r in rows if r["status"] == "rows"}
-    for source in sorted(store.sources_with_rows(conn) | set(digests)):
-        if rows_digest(store.source_hashes(conn, source)) != digests.get(source):
+    for source in sorted(backend.sources_with_rows() | set(digests)):
+        if rows_digest(backend.source_hashes(source)) != digests.get(source):
             return (f"the keyed row hashes of source {source[:24]!r} differ from what the chain recorded: rows were "
                     "added or deleted outside privtrain")
     return None

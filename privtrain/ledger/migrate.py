@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 from privtrain.errors import UserError
@@ -33,40 +32,34 @@ def _builtin_fingerprints() -> dict[str, str]:
     return {data.load(data.DatasetSpec(loader=name)).fingerprint: name for name in BUILTIN}
 
 
-def migrate(path: Path) -> str:
-    """Migrate the ledger at ``path`` in place (keeping a backup); returns one line saying what was done."""
-    from privtrain.ledger import store
+def migrate(path: Path | str) -> str:
+    """Migrate the SQLite ledger at ``path`` in place (keeping a backup); returns one line saying what was done."""
+    from privtrain.ledger import backends, store
+    from privtrain.ledger.backends import sqlite
 
+    if backends.is_url(str(path)):
+        raise UserError(f"{backends.redact(str(path))} is a PostgreSQL ledger: `ledger migrate` carries privtrain 0.1 "
+                        "SQLite files over, and PostgreSQL ledgers began after 0.1. Nothing to migrate.")
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no ledger at {path}; nothing to migrate.")
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if conn.execute("PRAGMA application_id").fetchone()[0] != store.APPLICATION_ID:
+    app_id, version, rows = sqlite.read_v1(path)
+    if app_id != sqlite.APPLICATION_ID:
         raise UserError(f"{path} is not a privtrain ledger; nothing was changed.")
     if version == store.SCHEMA_VERSION:
         return f"{path} is already at schema version {version}: nothing to migrate."
     if version != 1:
         raise UserError(f"{path} has schema version {version}; this privtrain migrates version 1 only.")
-    rows = [dict(r) for r in conn.execute("SELECT * FROM entries ORDER BY id")]
     prev = store.GENESIS
     for r in rows:
         if r["prev_hash"] != prev or _v1_hash(r) != r["hash"]:
             raise UserError(f"{path} fails verification at entry {r['id']}: a tampered ledger is not migrated; "
                             "restore it from a backup first. Nothing was changed.")
         prev = r["hash"]
-    conn.close()
     backup = path.with_name(path.name + ".v1-backup")
     if backup.exists():
         raise UserError(f"{backup} exists; move it aside before migrating again. Nothing was changed.")
-    src = sqlite3.connect(path)
-    dst = sqlite3.connect(backup)
-    src.backup(dst)
-    src.close()
-    dst.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    sqlite.backup_and_remove(path, backup)
     _replay(path, rows, prev, backup)
     return (f"migrated {len(rows)} entries of {path} to per-source budgets (schema {store.SCHEMA_VERSION}); "
             f"the old file is kept as {backup}")

@@ -2,8 +2,9 @@
 
 The ledger never stores raw values. It stores, per source, keyed hashes of its rows (and keyed cell
 hashes of a random sample of each table's rows), computed with a secret *row key* that lives outside
-the ledger file: ``PRIVTRAIN_ROW_KEY`` (hex), else ``<ledger>.rowkey`` beside it (created on first
-use, readable by its owner only). Without the key, the ledger cannot be used to test whether a given
+the ledger: ``PRIVTRAIN_ROW_KEY`` (hex), else ``<ledger>.rowkey`` beside an SQLite ledger, or for a
+PostgreSQL ledger a key file in the user's data folder named after the database URL (without its
+password); either is created on first use, readable by its owner only. Without the key, the ledger cannot be used to test whether a given
 row is in a dataset. The key's id is chained in every ``rows`` entry, so a lost or swapped key is
 refused rather than silently breaking the links.
 
@@ -22,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from privtrain.errors import UserError
-from privtrain.ledger import store
+from privtrain.ledger import backends
 from privtrain.ledger.model import Link
 
 KEY_ENV = "PRIVTRAIN_ROW_KEY"
 
 
-def key_file(ledger_path: Path) -> Path:
+def key_file(ledger_path: Path | str) -> Path:
+    """``<ledger>.rowkey`` beside an SQLite file; for a ``postgresql://`` URL, a file in the user's data folder
+    (``row-keys/``) named after the URL without its password."""
+    if backends.is_url(str(ledger_path)):
+        return backends.user_data_dir() / "row-keys" / backends.url_file_name(str(ledger_path), ".rowkey")
     return Path(ledger_path).with_suffix(".rowkey")
 
 
@@ -55,15 +60,19 @@ def row_key(book) -> bytes:
         raise UserError(f"the ledger {book.path} recognises tables by a row key that is missing ({path}); restore "
                         f"that file or set {KEY_ENV}. Without it, overlap with known sources cannot be checked.")
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it meanwhile: use that one
+        return bytes.fromhex(path.read_text().strip())
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")
     return key
 
 
 def _recorded_key_id(book) -> str | None:
-    row = book._conn.execute("SELECT detail FROM entries WHERE status='rows' ORDER BY id DESC LIMIT 1").fetchone()
-    return None if row is None else json.loads(row[0]).get("key_id")
+    row = book._backend.latest(statuses=("rows",))
+    return None if row is None else json.loads(row["detail"]).get("key_id")
 
 
 def _check_key(book, key: bytes) -> None:
@@ -113,12 +122,12 @@ def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
             found[o.source] = o
 
     probe = overlap.hashes_to_int64(rows.profile.row_hashes)
-    for source, count in store.shared_rows(book._conn, probe).items():
+    for source, count in book._backend.shared_rows(probe).items():
         if source in exclude or count == 0:
             continue
-        known = overlap.int64_to_hashes(np.array(store.source_hashes(book._conn, source), dtype=np.int64))
+        known = overlap.int64_to_hashes(np.array(book._backend.source_hashes(source), dtype=np.int64))
         keep(overlap.compare_rows(rows.profile, known, len(known), source=source))
-    for source, fingerprint, columns, n_rows, blob in store.samples(book._conn):
+    for source, fingerprint, columns, n_rows, blob in book._backend.samples():
         if source in exclude or fingerprint == rows.fingerprint:
             continue
         if tuple(columns) == rows.columns and rows.id_column is None:
@@ -167,18 +176,17 @@ def register(book, source: str, source_name: str, rows: TableRows) -> None:
     """Add a table's row hashes and sample to ``source`` and chain a ``rows`` entry (inside a transaction)."""
     from privtrain.ledger import overlap
 
-    conn = book._conn
-    known = {r[0] for r in conn.execute("SELECT fingerprint FROM source_samples WHERE source=?", (source,))}
-    if rows.fingerprint in known:
+    backend = book._backend
+    if rows.fingerprint in backend.sample_fingerprints(source):
         return  # this table is already known under this source
-    new = store.add_rows(conn, source, overlap.hashes_to_int64(rows.profile.row_hashes))
-    store.add_sample(conn, source, rows.fingerprint, rows.columns, rows.profile.n_rows,
-                     overlap.sample_to_bytes(rows.profile.sample))
+    new = backend.add_rows(source, overlap.hashes_to_int64(rows.profile.row_hashes))
+    backend.add_sample(source, rows.fingerprint, rows.columns, rows.profile.n_rows,
+                       overlap.sample_to_bytes(rows.profile.sample))
     book._append(status="rows", source=source, source_name=source_name, unit="example",
                  dataset_fingerprint=rows.fingerprint, epsilon=0.0, delta=0.0,
                  detail=json.dumps({"key_id": rows.key_id, "n_rows": rows.profile.n_rows, "new_rows": new,
-                                    "rows": store.count_rows(conn, source), "columns": len(rows.columns),
-                                    "digest": digest_of(store.source_hashes(conn, source))}))
+                                    "rows": backend.count_rows(source), "columns": len(rows.columns),
+                                    "digest": digest_of(backend.source_hashes(source))}))
 
 
 def digest_of(hashes) -> str:

@@ -55,15 +55,13 @@ class Backend(Protocol):
 
     # --- the entries the Ledger reads ---
     def entries(self, *, source: str | None = None, unit: str | None = None, scope: str | None = None,
-                statuses: Iterable[str] | None = None, fingerprint: str | None = None, after: int = 0) -> list[dict]: ...
+                statuses: Iterable[str] | None = None, fingerprint: str | None = None, after: int = 0) -> list[dict]:
+        """Every entry matching, in id order (``after``: only ids above it)."""
 
     def latest(self, *, source: str | None = None, unit: str | None = None, scope: str | None = None,
                statuses: Iterable[str] | None = None, fingerprint: str | None = None,
                present: str | None = None) -> dict | None:
         """The newest entry matching, where column ``present`` (if given) is not null."""
-
-    def run_rows(self, source: str, unit: str, scope: str, after: int = 0) -> list[dict]:
-        """The reserved/committed/failed entries of one budget key with id > ``after`` (the filter's input)."""
 
     def source_names(self) -> list[tuple[str, str | None, str | None]]:
         """Distinct (source, source_name, dataset_fingerprint)."""
@@ -101,6 +99,10 @@ class Backend(Protocol):
 
     def damage(self, exc: BaseException) -> str | None:
         """One line when ``exc`` (raised by this backend) means the ledger is damaged or unreachable, else None."""
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's exception classes (what :meth:`damage` is asked about)."""
 
 
 def open_backend(location: str | os.PathLike, *, create: bool = True) -> Backend:

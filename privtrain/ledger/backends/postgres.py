@@ -22,7 +22,6 @@ from privtrain.ledger.store import GENESIS, SCHEMA_VERSION
 LOCK_CLASS = 0x50525654  # "PRVT": with the schema's hash, the ledger-wide advisory lock key
 BEST_EFFORT_LOCK_TIMEOUT = "50ms"
 CONNECT_TIMEOUT_S = 10
-_TABLES = ("meta", "entries", "source_rows", "source_samples", "cache", "pld_totals")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -48,7 +47,7 @@ _SCHEMA = [
         PRIMARY KEY (source, unit, scope, discretization, upto))""",
     # Append-only: stops accidents (and any role that was granted too much). A deliberate edit by the
     # database owner is caught by the hash chain.
-    """CREATE FUNCTION privtrain_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE OR REPLACE FUNCTION privtrain_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'privtrain ledger % are append-only', TG_ARGV[0]; END $$""",
     "CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries "
     "FOR EACH ROW EXECUTE FUNCTION privtrain_append_only('entries')",
@@ -215,12 +214,14 @@ class PostgresBackend(SqlBackend):
         from psycopg import errors
 
         if isinstance(exc, (errors.DataCorrupted, errors.IndexCorrupted)):
-            return f"the ledger {self.location} is damaged ({_first_line(exc)})"
+            return (f"the ledger {self.location} is damaged ({_first_line(exc)}); nothing was changed: run "
+                    "`privtrain ledger verify`, and restore the database from a backup.")
         if isinstance(exc, errors.InsufficientPrivilege):
             return (f"the database role may not do this on the ledger {self.location} ({_first_line(exc)}); "
                     "ask its owner for the right role (see docs/ledger.md, access control)")
         if isinstance(exc, psycopg.OperationalError):
-            return f"lost the connection to the PostgreSQL ledger {self.location} ({_first_line(exc)})"
+            return (f"lost the connection to the PostgreSQL ledger {self.location} ({_first_line(exc)}); what was not "
+                    "committed was rolled back: check the server and run the command again.")
         return None
 
     @property
@@ -228,8 +229,3 @@ class PostgresBackend(SqlBackend):
         import psycopg
 
         return (psycopg.Error,)
-
-
-def drop_tables_sql() -> list[str]:
-    """Statements that remove a ledger's tables (tests and benchmarks only: never called by privtrain)."""
-    return [f"DROP TABLE IF EXISTS {t} CASCADE" for t in _TABLES] + ["DROP FUNCTION IF EXISTS privtrain_append_only()"]

@@ -307,7 +307,8 @@ class SqliteBackend(SqlBackend):
             return None
         if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
             return None
-        return f"the ledger {self.path} is damaged ({exc})"
+        return (f"the ledger {self.path} is damaged ({exc}); nothing was changed: run `privtrain ledger verify`, "
+                "and restore it from a backup.")
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
