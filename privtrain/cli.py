@@ -124,7 +124,7 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
                   f"see {result.output_dir / 'model_card.md'}", file=sys.stderr, flush=True)
             raise SystemExit(RED_FLAG_EXIT)
 
-    config.register_resolvers()
+    config.register_resolvers(fresh=True)
     # Hydra's parser takes the overrides as one positional list, so they go before the flags.
     sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]
     hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()
