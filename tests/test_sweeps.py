@@ -28,8 +28,12 @@ def test_the_summary_lists_every_trial_and_plots_accuracy_against_epsilon(tmp_pa
     _trial(tmp_path, 2, ["privacy=none"], metrics(0.95, "inf"))
     files = sweeps.write_summary(tmp_path)
     assert [f.name for f in files] == ["summary.csv", "summary.md", "accuracy_vs_epsilon.png"]
-    text = (tmp_path / "summary.md").read_text()
-    assert "| privacy.target_epsilon=8 | no result (refused or failed" in text and "| inf " in text
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert list(table["status"]) == ["done", "no result (refused or failed: see its log)", "done"]
+    assert list(table["overrides"]) == ["privacy.target_epsilon=1", "privacy.target_epsilon=8", "privacy=none"]
+    assert table["epsilon"].iloc[2] == float("inf") and "| inf " in (tmp_path / "summary.md").read_text()
     assert (tmp_path / "accuracy_vs_epsilon.png").read_bytes()[:4] == b"\x89PNG"
 
 
