@@ -54,7 +54,7 @@ def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
 
 def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResult:
     """The run protocol on typed settings (see the module docstring)."""
-    from privtrain import audit, ledger
+    from privtrain import audit, ledger, tracking
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -63,18 +63,23 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
         raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
                         "files (the ledger holds their hashes): choose another output_dir.")
     audit.preflight(settings.audit, settings.recipe)
+    tracking.preflight(settings.tracking)
     planned = module.plan(settings)
     book = ledger.open(settings.ledger.path)
     charges = book.charges(planned.request)
     if settings.ledger.plan_only:
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": book.plan(*charges).render(), "path": str(book.path)}, dry_run=True)
-    with book.charging(*charges) as run:
+    # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
+    tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
+                             config_yaml=settings.config_yaml, output_dir=output_dir)
+    with tracking.active(tracker), book.charging(*charges) as run:
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary)
         outcome = module.train(planned, reserved, output_dir)
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
+        tracker.finish(outcome.result, outcome.files)
     result = outcome.result
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from privtrain import tracking
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -157,7 +159,7 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
                         avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
             losses.append(float(loss.detach()))
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar, steps))
     bar.close()
     plain = model._module if hasattr(model, "_module") else model
     if settings.ema and steps:
@@ -178,11 +180,14 @@ def _epsilon(engine, delta: float) -> float:
         return float(engine.accountant.get_epsilon(delta=delta))
 
 
-def _eps_postfix(engine, dp, bar) -> dict:
-    if engine is None:
+def _eps_postfix(engine, dp, bar, steps: int) -> dict:
+    """ε so far, every _EPS_EVERY steps, for the progress bar and the experiment tracker."""
+    if engine is None or (bar.disable and not tracking.listening()):
         return {}
-    if bar.n % _EPS_EVERY == 1 or bar.n == bar.total:
-        bar._privtrain_eps = f"{_epsilon(engine, dp.delta):.2f}"
+    if steps % _EPS_EVERY == 1 or steps == bar.total:
+        epsilon = _epsilon(engine, dp.delta)
+        bar._privtrain_eps = f"{epsilon:.2f}"
+        tracking.report(steps, epsilon=epsilon)
     return {"eps": getattr(bar, "_privtrain_eps", "0.00")}
 
 

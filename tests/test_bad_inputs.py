@@ -30,6 +30,8 @@ CASES = [
     (["run", "dp_sgd", "dataset.name=csv"], "dataset.name is not a setting"),
     (["run", "dp_sgd", "model.hidden=[0]"], "model.hidden=[0] must list positive whole numbers"),
     (["run", "dp_sgd", "synth=ctgan"], "synth=... does not apply to the dp_sgd recipe"),
+    (["run", "dp_sgd", "tracking=wandb"], "tracking=wandb is unknown"),
+    (["run", "dp_sgd", "tracking.kind=wandb"], "tracking.kind='wandb' is unknown"),
     (["run", "dp_sgd", "dataset.test_size=1.5"], "dataset.test_size=1.5 must lie in (0, 1)"),
     (["run", "dp_sgd", "dataset.source=foo"], "dataset=digits names its own source"),
     (["run", "dp_sgd", *CSV, "dataset.source='bad name!'", DECLARED], "is not a valid source name"),
