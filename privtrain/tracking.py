@@ -2,7 +2,9 @@
 
 A tracker receives the run's parameters, ε as training goes (per step, or per federated round), the
 final metrics and guarantee, and the model card and config as artifacts. It receives nothing a run
-does not already publish: no training loss (a non-DP statistic of the training rows), no rows. MLflow's
+does not already publish: no rows, and no training-batch loss (a non-DP statistic of the training
+rows) unless ``tracking.log_train_loss=true`` declares it; it is then logged as
+``train_batch_loss_not_dp`` and tagged as outside the guarantee. MLflow's
 embedded default is an SQLite store in ``./mlruns`` (MLflow 3 retired the plain file store).
 
 The run protocol (:mod:`privtrain.api`) starts the tracker once the budget is reserved and makes it
@@ -22,6 +24,9 @@ from pathlib import Path
 from privtrain.errors import UserError
 
 KINDS = ("none", "mlflow", "tensorboard")
+TRAIN_LOSS = "train_batch_loss_not_dp"
+_TRAIN_LOSS_NOTE = ("declared by tracking.log_train_loss=true: the training-batch loss is a non-DP statistic of the "
+                    "training rows; no privacy guarantee covers it")
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,13 @@ class TrackingSettings:
     uri: str | None = None
     experiment: str | None = None
     log_dir: str | None = None
+    log_train_loss: bool = False  # declared export of a non-DP statistic of the training rows
 
 
 class Tracker:
     """No tracking (``tracking=none``): every method does nothing."""
+
+    log_train_loss = False
 
     def step(self, step: int, scalars: dict) -> None:
         pass
@@ -66,6 +74,8 @@ class MlflowTracker(Tracker):
             mlflow.set_tracking_uri(uri)
             mlflow.set_experiment(s.experiment or f"privtrain-{recipe}")
             self.run = mlflow.start_run(run_name=run_name)
+            if s.log_train_loss:
+                mlflow.set_tag(TRAIN_LOSS, _TRAIN_LOSS_NOTE)
         except Exception as exc:  # noqa: BLE001 - a store MLflow cannot open is the user's to fix
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise UserError(f"tracking.uri={uri}: MLflow could not start a run there ({first}); fix tracking.uri "
@@ -97,6 +107,8 @@ class TensorboardTracker(Tracker):
         except ImportError:
             raise UserError("tracking=tensorboard needs TensorBoard: pip install 'privtrain[track]'.") from None
         self.writer = SummaryWriter(log_dir=s.log_dir or str(Path(output_dir) / "tensorboard"))
+        if s.log_train_loss:
+            self.writer.add_text(TRAIN_LOSS, _TRAIN_LOSS_NOTE, 0)
 
     def step(self, step: int, scalars: dict) -> None:
         for k, v in scalars.items():
@@ -144,10 +156,13 @@ def start(s: TrackingSettings, *, recipe: str, run_name: str, config_yaml: str, 
     if s.kind == "mlflow":
         import yaml
 
-        return MlflowTracker(s, recipe, run_name, _flatten(yaml.safe_load(config_yaml) or {}))
-    if s.kind == "tensorboard":
-        return TensorboardTracker(s, output_dir)
-    return Tracker()
+        tracker: Tracker = MlflowTracker(s, recipe, run_name, _flatten(yaml.safe_load(config_yaml) or {}))
+    elif s.kind == "tensorboard":
+        tracker = TensorboardTracker(s, output_dir)
+    else:
+        return Tracker()
+    tracker.log_train_loss = s.log_train_loss
+    return tracker
 
 
 _ACTIVE: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar("privtrain_tracker", default=None)
@@ -169,6 +184,13 @@ def active(tracker: Tracker):
 def listening() -> bool:
     """Whether a tracker (other than ``tracking=none``) is active."""
     return type(_ACTIVE.get()) not in (type(None), Tracker)
+
+
+def report_train_loss(step: int, loss: float) -> None:
+    """Log the training-batch loss, only where ``tracking.log_train_loss=true`` declared its export."""
+    tracker = _ACTIVE.get()
+    if tracker is not None and tracker.log_train_loss:
+        tracker.step(step, {TRAIN_LOSS: loss})
 
 
 def report(step: int, **scalars: float) -> None:

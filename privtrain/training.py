@@ -158,6 +158,7 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
                     for avg, p in zip(averaged, model.parameters()):
                         avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
             losses.append(float(loss.detach()))
+            tracking.report_train_loss(steps, losses[-1])
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar, steps))
     bar.close()

@@ -34,7 +34,7 @@ def test_mlflow_gets_epsilon_as_it_grows_the_guarantee_and_the_card(tmp_path, le
     assert run.data.metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
     assert run.data.tags["guarantee_example"] == result.guarantee.describe()
     assert run.data.params["privacy.target_epsilon"] == "3.0" and run.data.params["dataset.loader"] == "digits"
-    assert not any("loss" in k and "train" in k for k in run.data.metrics)  # no training-data statistic leaves
+    assert not any("train" in k for k in run.data.metrics)  # no training-data statistic leaves undeclared
     assert {"model_card.md", "config.yaml", "run.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
@@ -58,6 +58,18 @@ def test_tensorboard_gets_epsilon_in_the_run_directory(tmp_path, ledger_path):
     assert len(epsilon) >= 2 and epsilon == sorted(epsilon)
     assert epsilon[-1] == pytest.approx(result.guarantee.epsilon, rel=1e-5)
     assert math.isclose(events.Scalars("final/accuracy")[0].value, result.metrics["accuracy"], rel_tol=1e-5)
+    assert "train_batch_loss_not_dp" not in events.Tags()["scalars"]
+
+
+def test_the_training_loss_leaves_only_when_declared_and_tagged(tmp_path, ledger_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = privtrain.run("dp_sgd", [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.log_train_loss=true"],
+                           output_dir=tmp_path / "r")
+    client, run = _mlflow_run(uri, "privtrain-dp_sgd")
+    losses = client.get_metric_history(run.info.run_id, "train_batch_loss_not_dp")
+    assert len(losses) == result.metrics["steps"] and all(math.isfinite(m.value) for m in losses)
+    assert "no privacy guarantee covers it" in run.data.tags["train_batch_loss_not_dp"]
+    assert "log_train_loss: true" in (tmp_path / "r" / "config.yaml").read_text()  # the declaration travels
 
 
 def test_an_unreachable_tracking_server_costs_no_budget(tmp_path, ledger_path):

@@ -304,7 +304,8 @@ def _tracking(r: _Reader) -> TrackingSettings:
         return TrackingSettings()
     kind = r.str("tracking.kind", KINDS)
     read = {k: r.opt_str(f"tracking.{k}") for k in ("uri", "experiment", "log_dir") if r.has(f"tracking.{k}")}
-    return TrackingSettings(kind=kind, **read)
+    loss = r.bool("tracking.log_train_loss") if r.has("tracking.log_train_loss") else False
+    return TrackingSettings(kind=kind, log_train_loss=loss, **read)
 
 
 def _audit(r: _Reader) -> AuditSettings:
