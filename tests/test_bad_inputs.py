@@ -31,6 +31,8 @@ CASES = [
     (["run", "dp_sgd", "model.hidden=[0]"], "model.hidden=[0] must list positive whole numbers"),
     (["run", "dp_sgd", "synth=ctgan"], "synth=... does not apply to the dp_sgd recipe"),
     (["run", "dp_sgd", "tracking=wandb"], "tracking=wandb is unknown"),
+    (["run", "dp_sgd", "device=tpu"], "device='tpu' is unknown; choose auto, cpu, cuda or cuda:N"),
+    (["run", "dp_sgd", "device=cuda:7"], "device=cuda:7: "),
     (["run", "dp_sgd", "tracking.kind=wandb"], "tracking.kind='wandb' is unknown"),
     (["run", "dp_sgd", "dataset.test_size=1.5"], "dataset.test_size=1.5 must lie in (0, 1)"),
     (["run", "dp_sgd", "dataset.source=foo"], "dataset=digits names its own source"),

@@ -47,6 +47,7 @@ class RunSettings:
     resume: str | None = None
     reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
     tracking: TrackingSettings = TrackingSettings()
+    device: str = "auto"  # dp_sgd: auto | cpu | cuda | cuda:N (privtrain.devices)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -74,7 +75,8 @@ def settings(recipe: str, cfg) -> RunSettings:
                reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
                tracking=_tracking(r))
     if recipe == "dp_sgd":
-        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"))
+        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
+                   device=_device(r))
     elif recipe == "federated":
         out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
     elif recipe == "synthetic":
@@ -270,7 +272,16 @@ def _train(r: _Reader):
         optimizer=r.str("recipe.optimizer", ("adam", "sgd")), lr=r.num("recipe.lr", positive=True),
         momentum=r.num("recipe.momentum", minimum=0.0), ema=r.num("recipe.ema", minimum=0.0),
         grad_sample_mode=r.str("recipe.grad_sample_mode"), clipping=r.str("recipe.clipping"),
-        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1))
+        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1),
+        amp=r.bool("recipe.amp") if r.has("recipe.amp") else False)
+
+
+def _device(r: _Reader) -> str:
+    from privtrain import devices
+
+    device = r.str("device") if r.has("device") else "auto"
+    devices.check(device)
+    return device
 
 
 def _privacy(r: _Reader, at: str) -> PrivacySpec:

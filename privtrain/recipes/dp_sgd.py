@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from privtrain import data, models
+from privtrain import data, devices, distributed, models
 from privtrain.artifacts import model_card
 from privtrain.data.assign import held_out
 from privtrain.data.synthetic import RealHeldOut, real_held_out
@@ -58,6 +58,9 @@ def plan(s) -> Planned:
     """Load and identify the table, check every setting, and plan the mechanism. Reads no row for training."""
     if s.privacy.name not in ("dp", "none"):
         raise UserError(f"privacy={s.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
+    device = devices.resolve(s.device)  # a GPU that is not there fails before anything is read or charged
+    if s.train.amp:
+        devices.check_amp(device)
     dataset = data.load(s.dataset)
     dataset.schema.encode_target(dataset.frame[dataset.target])  # a label outside the schema fails before any charge
     # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
@@ -111,7 +114,7 @@ def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
     return tuple(out)
 
 
-def train(p: Planned, reserved, output_dir: Path) -> Outcome:
+def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
     """Split, train, evaluate and write the artifacts; the budget is already reserved."""
     from privtrain import training
 
@@ -125,8 +128,10 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     if dp is not None:
         models.validate_for_dp(model)
     outcome = training.train(model, splits.x_train, splits.y_train, p.train, dp=dp, seed=s.seed, resume=p.resume,
-                             desc=f"dp_sgd {dataset.name}",
+                             desc=f"dp_sgd {dataset.name}", device=s.device, report_epsilon=distributed.is_main(),
                              reproducible_noise_from=s.seed if s.reproducible_noise else None)
+    if not distributed.is_main():
+        return None  # another torchrun rank: it trained its share; rank 0 evaluates, writes and commits
     metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
