@@ -161,6 +161,9 @@ def plot(trials: pd.DataFrame, path: Path) -> None:
         ax.axhline(stats.loc[math.inf, "mean"], ls="--", color=line[0].get_color(), alpha=0.7,
                    label=f"non-private, {clients} clients")
     ax.set_xscale("log")
+    ticks = sorted(e for e in trials.epsilon.unique() if math.isfinite(e))
+    ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("client-level ε (δ = 1e-5)")
     ax.set_ylabel("test accuracy")
     ax.set_title("digits: DP-FedAvg with Poisson client sampling", fontsize=10)
