@@ -82,3 +82,18 @@ def test_an_unreachable_tracking_server_costs_no_budget(tmp_path, ledger_path):
 
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []  # nothing reserved or charged
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_federated_run_logs_each_rounds_accuracy_and_epsilon(tmp_path, ledger_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = privtrain.run("federated", ["fl.rounds=3", "fl.local_epochs=1", "recipe.progress=false",
+                                         "fl.simulation.num_cpus=1", "tracking=tensorboard"], output_dir=tmp_path / "r")
+    events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    events.Reload()
+    epsilon = [(e.step, e.value) for e in events.Scalars("epsilon_client")]
+    assert [step for step, _ in epsilon] == [0, 1, 2, 3]  # round 0: the initial model, nothing spent yet
+    assert epsilon[0][1] == 0 and [v for _, v in epsilon] == sorted(v for _, v in epsilon)
+    assert epsilon[-1][1] == pytest.approx(result.guarantee.epsilon, rel=1e-6)
+    assert len(events.Scalars("accuracy")) == 4
