@@ -1,10 +1,15 @@
 """Writes the notebooks from plain Python cells (run once after editing; outputs are never committed).
 
     python notebooks/build_notebooks.py
+
+Each cell's id is a digest of its notebook and its own text, so rebuilding changes the ids of the
+cells you edited and no others: a diff shows what changed. The test suite checks that the committed
+notebooks are exactly what this script writes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nbformat
@@ -21,11 +26,22 @@ import privtrain
 QUICK = os.environ.get("PRIVTRAIN_QUICK") == "1"'''
 
 
-def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+def notebook(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells]
+    nb.cells, seen = [], set()
+    for kind, src in cells:
+        cell = new_markdown_cell(src) if kind == "md" else new_code_cell(src)
+        digest = hashlib.sha256(f"{name}\0{kind}\0{src}".encode()).hexdigest()
+        cell.id = next(digest[i:i + 12] for i in range(0, 52) if digest[i:i + 12] not in seen)
+        seen.add(cell.id)
+        nb.cells.append(cell)
     return nb
+
+
+def render(name: str) -> str:
+    """The notebook's file content, as this script writes it."""
+    return nbformat.writes(notebook(name, NOTEBOOKS[name])) + "\n"
 
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
@@ -183,8 +199,8 @@ pd.DataFrame({
 ]
 
 def main() -> None:
-    for name, cells in NOTEBOOKS.items():
-        nbformat.write(notebook(cells), HERE / name)
+    for name in NOTEBOOKS:
+        (HERE / name).write_text(render(name))
         print("wrote", HERE / name)
 
 

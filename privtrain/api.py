@@ -52,9 +52,54 @@ def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
     return execute_settings(config.settings(recipe, cfg), Path(output_dir))
 
 
-def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResult:
-    """The run protocol on typed settings (see the module docstring)."""
-    from privtrain import audit, ledger
+def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResult | None:
+    """The run protocol on typed settings (see the module docstring).
+
+    Under torchrun (:mod:`privtrain.distributed`) rank 0 runs the protocol and the other ranks train
+    their share once it has reserved the budget; they return None.
+    """
+    from privtrain import distributed
+
+    world = distributed.world()
+    if world is None:
+        return _protocol(settings, Path(output_dir), _Go(None))
+    if settings.recipe != "dp_sgd":
+        raise UserError(f"torchrun runs the dp_sgd recipe; run {settings.recipe} as one process "
+                        f"(privtrain run {settings.recipe} ...).")
+    from privtrain import devices
+
+    with distributed.process_group(devices.resolve(settings.device)):
+        if world.main:
+            return _protocol(settings, Path(output_dir), _Go(distributed.announce))
+        return _worker(settings, Path(output_dir))
+
+
+class _Go:
+    """Rank 0's word to the other ranks of a torchrun job: go (the budget is reserved), stop, or refused.
+    In a single process it says nothing."""
+
+    def __init__(self, send) -> None:
+        self.send, self.sent = send, False
+
+    def __call__(self, *message) -> None:
+        if self.send is not None and not self.sent:
+            self.sent = True
+            self.send(message)
+
+
+def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
+    try:
+        return _reserve_train_commit(settings, output_dir, go)
+    except UserError as exc:
+        go("refused", str(exc))  # the other ranks stop with the same line, having read nothing
+        raise
+    except BaseException:
+        go("refused", "rank 0 failed before training; see its error")
+        raise
+
+
+def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
+    from privtrain import audit, ledger, tracking
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -63,19 +108,39 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
         raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
                         "files (the ledger holds their hashes): choose another output_dir.")
     audit.preflight(settings.audit, settings.recipe)
+    tracking.preflight(settings.tracking)
     planned = module.plan(settings)
     book = ledger.open(settings.ledger.path)
     charges = book.charges(planned.request)
     if settings.ledger.plan_only:
+        go("stop")
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": book.plan(*charges).render(), "path": str(book.path)}, dry_run=True)
-    with book.charging(*charges) as run:
+    # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
+    tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
+                             config_yaml=settings.config_yaml, output_dir=output_dir)
+    with tracking.active(tracker), book.charging(*charges) as run:
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
+        go("go")
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary)
         outcome = module.train(planned, reserved, output_dir)
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
+        tracker.finish(outcome.result, outcome.files)
     result = outcome.result
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)
     return result
+
+
+def _worker(settings: config.RunSettings, output_dir: Path) -> None:
+    """A torchrun rank other than 0: wait until rank 0 has reserved the budget, then train its share."""
+    from privtrain import distributed
+
+    try:
+        distributed.wait_for_go()
+    except distributed.Stop:
+        return None
+    module = recipes.get(settings.recipe)
+    module.train(module.plan(settings), None, output_dir)  # writes nothing: rank 0 evaluates and commits
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from privtrain import __version__
@@ -115,6 +116,8 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
         except UserError as exc:
             _print_error(exc)
             raise SystemExit(exc.exit_code) from None
+        if result is None:  # another torchrun rank: rank 0 reports
+            return
         print(result.summary(), flush=True)
         audit = result.metrics.get("audit") or {}
         if audit.get("red_flag"):
@@ -124,7 +127,13 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
                   f"see {result.output_dir / 'model_card.md'}", file=sys.stderr, flush=True)
             raise SystemExit(RED_FLAG_EXIT)
 
-    config.register_resolvers()
+    config.register_resolvers(fresh=True)
+    if int(os.environ.get("RANK", "0") or 0) > 0:  # torchrun: only rank 0 has a run directory and logs
+        import tempfile
+
+        flags = [*flags]
+        overrides = [*overrides, f"hydra.run.dir={tempfile.mkdtemp(prefix='privtrain-rank')}",
+                     "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     # Hydra's parser takes the overrides as one positional list, so they go before the flags.
     sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]
     hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()

@@ -83,7 +83,8 @@ class RunResult:
             if isinstance(self.metrics.get(key), float):
                 lines.append(f"  {label:<11} {self.metrics[key]:.4f}")
         if "accuracy" in self.metrics:
-            lines.append(f"  accuracy    {self.metrics['accuracy']:.4f}   (held-out split: the evaluator's data, not covered by the guarantee)")
+            on = self.dataset.get("evaluated_on") or "the held-out split (the evaluator's data, not covered by the guarantee)"
+            lines.append(f"  accuracy    {self.metrics['accuracy']:.4f}   (on {on})")
         for g in self.guarantees:
             lines.append(f"  guarantee   {g.describe()}")
             lines.extend(f"  note        {n}" for n in g.notes)

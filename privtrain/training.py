@@ -18,6 +18,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from privtrain import devices, distributed, tracking
+from privtrain.errors import UserError
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -41,6 +44,7 @@ class TrainSettings:
     progress: bool = True
     threads: int = 1
     steps: int | None = None
+    amp: bool = False  # bfloat16 autocast of the forward pass (privtrain.devices)
 
     def for_rows(self, n_train: int) -> "TrainSettings":
         """These settings with ``epochs`` resolved for ``n_train`` training rows.
@@ -49,8 +53,6 @@ class TrainSettings:
             UserError: neither a positive ``steps`` nor ``epochs``.
         """
         from dataclasses import replace
-
-        from privtrain.errors import UserError
 
         if self.epochs is not None:
             return self
@@ -75,8 +77,6 @@ def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim
         return torch.optim.Adam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
-    from privtrain.errors import UserError
-
     raise UserError(f"recipe.optimizer={name!r} is unknown; choose adam or sgd.")
 
 
@@ -92,6 +92,7 @@ def train(
     desc: str = "train",
     report_epsilon: bool = True,
     reproducible_noise_from: int | None = None,
+    device: str = "cpu",
 ) -> TrainOutcome:
     """Train ``model`` on ``(x, y)``.
 
@@ -104,6 +105,8 @@ def train(
         reproducible_noise_from: debugging only: derive the noise and sampling from this seed. The
             run's guarantee is then void (the caller reports ε = ∞).
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (:mod:`privtrain.devices`). Under torchrun
+            (:mod:`privtrain.distributed`) each rank trains its share of every batch; only rank 0 adds noise.
         report_epsilon: compute the outcome's epsilon (one accountant call, up to ~1 s for PRV at a
             high sampling rate). Federated clients skip it: the server accounts from their step counts.
     """
@@ -111,17 +114,25 @@ def train(
     torch.set_num_threads(max(1, settings.threads))
     try:
         return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc,
-                      report_epsilon=report_epsilon, reproducible_noise_from=reproducible_noise_from)
+                      report_epsilon=report_epsilon, reproducible_noise_from=reproducible_noise_from,
+                      device=devices.resolve(device))
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str,
-           report_epsilon: bool, reproducible_noise_from: int | None) -> TrainOutcome:
+           report_epsilon: bool, reproducible_noise_from: int | None, device) -> TrainOutcome:
     from tqdm.auto import tqdm
 
+    world = distributed.world()
+    if world is not None and dp is None:
+        raise UserError("privacy=none under torchrun: the non-private baseline runs as one process "
+                        "(privtrain run dp_sgd privacy=none ...).")
+    if settings.amp:
+        devices.check_amp(device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    model = model.to(device)
     dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=dp is None, generator=generator)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.momentum)
@@ -131,18 +142,22 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
     engine = None
     if dp is not None:
         model, optimizer, criterion, loader, engine = _make_private(model, optimizer, criterion, loader, dp, settings,
-                                                                    resume, reproducible_noise_from)
+                                                                    resume, reproducible_noise_from, device, world)
     averaged = [p.detach().clone() for p in model.parameters()]
     losses: list[float] = []
     steps = 0
     expected = math.ceil(len(dataset) / settings.batch_size) * settings.epochs
-    bar = tqdm(total=expected, desc=desc, unit="step", disable=not settings.progress, leave=False)
+    bar = tqdm(total=expected, desc=desc, unit="step", disable=not settings.progress or not distributed.is_main(),
+               leave=False)
     model.train()
     for _ in range(settings.epochs):
         for xb, yb, is_step in _batches(loader, optimizer, engine, settings):
-            if len(xb) == 0:
-                continue
-            loss = criterion(model(xb), yb)
+            if len(xb) == 0 and world is None:
+                continue  # (under torchrun every rank steps together, an empty share included)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            with devices.autocast(device, settings.amp):
+                logits = model(xb)
+            loss = criterion(logits.float(), yb)  # the loss (and Opacus' ghost criterion) in float32
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's note on full backward hooks with no input grads
                 loss.backward()
@@ -156,17 +171,25 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
                     for avg, p in zip(averaged, model.parameters()):
                         avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
             losses.append(float(loss.detach()))
+            tracking.report_train_loss(steps, losses[-1])
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar, steps))
     bar.close()
     plain = model._module if hasattr(model, "_module") else model
+    plain = plain.module if isinstance(plain, _DPDDP()) else plain
     if settings.ema and steps:
         with torch.no_grad():
             for avg, p in zip(averaged, model.parameters()):
                 p.copy_(avg)
     accountant_state = engine.accountant.state_dict() if engine else None
     epsilon = _epsilon(engine, dp.delta) if engine and report_epsilon else None
-    return TrainOutcome(plain, optimizer.state_dict(), accountant_state, epsilon, steps, losses)
+    return TrainOutcome(plain.cpu(), optimizer.state_dict(), accountant_state, epsilon, steps, losses)
+
+
+def _DPDDP():
+    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+
+    return DifferentiallyPrivateDistributedDataParallel
 
 
 _EPS_EVERY = 25  # steps between epsilon refreshes on the bar (the PRV accountant takes ~0.1 s)
@@ -178,17 +201,20 @@ def _epsilon(engine, delta: float) -> float:
         return float(engine.accountant.get_epsilon(delta=delta))
 
 
-def _eps_postfix(engine, dp, bar) -> dict:
-    if engine is None:
+def _eps_postfix(engine, dp, bar, steps: int) -> dict:
+    """ε so far, every _EPS_EVERY steps, for the progress bar and the experiment tracker."""
+    if engine is None or (bar.disable and not tracking.listening()):
         return {}
-    if bar.n % _EPS_EVERY == 1 or bar.n == bar.total:
-        bar._privtrain_eps = f"{_epsilon(engine, dp.delta):.2f}"
+    if steps % _EPS_EVERY == 1 or steps == bar.total:
+        epsilon = _epsilon(engine, dp.delta)
+        bar._privtrain_eps = f"{epsilon:.2f}"
+        tracking.report(steps, epsilon=epsilon)
     return {"eps": getattr(bar, "_privtrain_eps", "0.00")}
 
 
-def _make_private(model, optimizer, criterion, loader, dp, settings, resume, reproducible_noise_from):
+def _make_private(model, optimizer, criterion, loader, dp, settings, resume, reproducible_noise_from, device, world):
     from opacus import PrivacyEngine
-    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+    from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler, UniformWithReplacementSampler
 
     from privtrain.privacy.randomness import torch_generator
 
@@ -197,6 +223,8 @@ def _make_private(model, optimizer, criterion, loader, dp, settings, resume, rep
         engine = PrivacyEngine(accountant=dp.accountant)
     if resume is not None and resume.get("accountant") is not None:
         engine.accountant.load_state_dict(resume["accountant"])
+    if world is not None:  # Opacus sees DPDDP and builds the distributed sampler and optimizer
+        model = _DPDDP()(model)
     n_params = len([p for p in model.parameters() if p.requires_grad])
     max_grad_norm = dp.max_grad_norm if settings.clipping == "flat" else [dp.max_grad_norm / math.sqrt(n_params)] * n_params
     with warnings.catch_warnings():
@@ -205,16 +233,17 @@ def _make_private(model, optimizer, criterion, loader, dp, settings, resume, rep
             module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
             noise_multiplier=dp.noise_multiplier, max_grad_norm=max_grad_norm,
             poisson_sampling=True, clipping=settings.clipping, grad_sample_mode=settings.grad_sample_mode,
-            noise_generator=torch_generator(reproducible_noise_from, "dp-sgd-noise"),
+            noise_generator=torch_generator(reproducible_noise_from, "dp-sgd-noise", device=device),
         )
     if settings.grad_sample_mode == "ghost":
         model, optimizer, criterion, loader = wrapped
     else:
         model, optimizer, loader = wrapped
     # Opacus' Poisson sampler draws from the global RNG, which `seed` sets: give it a secret one.
-    if not isinstance(loader.batch_sampler, UniformWithReplacementSampler):
+    if not isinstance(loader.batch_sampler, (UniformWithReplacementSampler, DistributedUniformWithReplacementSampler)):
         raise RuntimeError("Opacus did not build a Poisson sampler; refusing to train with a public sampling RNG")
-    loader.batch_sampler.generator = torch_generator(reproducible_noise_from, "poisson")
+    rank = "" if world is None else f"-rank{world.rank}"  # each rank samples its own share, independently
+    loader.batch_sampler.generator = torch_generator(reproducible_noise_from, f"poisson{rank}")
     return model, optimizer, criterion, loader, engine
 
 

@@ -13,6 +13,17 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 
+def test_committed_notebooks_are_what_their_sources_build():
+    sys.path.insert(0, str(NOTEBOOKS[0].parent))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.pop(0)
+    assert sorted(build_notebooks.NOTEBOOKS) == [p.name for p in NOTEBOOKS]
+    for path in NOTEBOOKS:  # edit notebooks/build_notebooks.py, then run it: the ids of untouched cells stay
+        assert path.read_text() == build_notebooks.render(path.name), f"{path.name}: run notebooks/build_notebooks.py"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path, monkeypatch):

@@ -242,3 +242,40 @@ def test_dry_run_charges_nothing(tmp_path, ledger_path):
     result = _run(["ledger.plan_only=true"], tmp_path / "dry", ledger_path)
     assert result.dry_run and not (tmp_path / "dry" / "synthetic.csv").exists()
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []
+
+
+def _real_held_out_rows(frame: pd.DataFrame, *, seed: int = 0, test_size: float = 0.2) -> pd.DataFrame:
+    from privtrain.data.assign import held_out
+    from privtrain.data.fingerprint import canonicalize
+
+    frame = canonicalize(frame)[0]
+    return frame[held_out(frame, seed=seed, test_size=test_size)]
+
+
+def test_a_model_trained_on_synthetic_rows_is_scored_on_the_parents_real_held_out_rows(tmp_path, ledger_path):
+    from conftest import TINY
+
+    rng = np.random.default_rng(3)
+    x = rng.random((600, 2))
+    real = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": np.where(x[:, 0] + x[:, 1] > 1, "hi", "lo")})
+    real.to_csv(tmp_path / "real.csv", index=False)
+    synth = privtrain.run("synthetic", [*FAST, "dataset=csv", f"dataset.path={tmp_path / 'real.csv'}",
+                                        "dataset.target=label", "ledger.allow_non_private=true"],
+                          output_dir=tmp_path / "syn")
+    rows = synth.output_dir / "synthetic.csv"
+    trained = privtrain.run("dp_sgd", [*TINY, "dataset=synthetic", f"dataset.path={rows}",
+                                       "ledger.allow_non_private=true"], output_dir=tmp_path / "m")
+    expected = _real_held_out_rows(pd.read_csv(tmp_path / "real.csv"))
+    assert trained.dataset["evaluated_on"].startswith("the real held-out rows of real")
+    assert trained.dataset["n_test"] == len(expected)  # exactly the rows the synthesizer never saw
+    assert trained.dataset["n_train"] == len(pd.read_csv(rows))  # every synthetic row trains
+    # The score is on those real rows: predicting them with the saved model gives the same accuracy.
+    predicted = privtrain.load(trained.output_dir).predict(expected.drop(columns=["label"]))
+    assert np.mean(predicted == expected["label"].to_numpy()) == pytest.approx(trained.metrics["accuracy"], abs=1e-6)
+
+    (tmp_path / "real.csv").write_text("a,b,label\n0.1,0.2,lo\n")  # the parent changed: say so, score on synthetic
+    again = privtrain.run("dp_sgd", [*TINY, "dataset=synthetic", f"dataset.path={rows}",
+                                     "ledger.allow_non_private=true"], output_dir=tmp_path / "m2")
+    assert again.dataset["evaluated_on"].startswith("held-out synthetic rows, not real ones: the parent's rows")
+    assert "changed since the synthetic run" in again.dataset["evaluated_on"]
+    assert "held-out synthetic rows, not real ones" in (again.output_dir / "model_card.md").read_text()

@@ -38,7 +38,7 @@ def render(
     lines += ["## Intended use", "", intended_use, ""]
     lines += ["## Model", "", model, ""]
     lines += ["## Dataset", "", f"- name: `{dataset.get('name')}`", f"- fingerprint (SHA-256 of content): `{dataset.get('fingerprint')}`"]
-    for key in ("n_rows", "n_train", "n_test", "schema"):
+    for key in ("n_rows", "n_train", "n_test", "schema", "evaluated_on"):
         if key in dataset:
             lines.append(f"- {key.replace('_', ' ')}: {dataset[key]}")
     lines += ["", "## Privacy guarantee", ""]

@@ -47,14 +47,24 @@ def check_recipe(name: str) -> None:
         raise UserError(f"recipe {name!r} is unknown; choose one of {', '.join(recipes())} (see `privtrain ls`).")
 
 
-def register_resolvers() -> None:
-    """``${privtrain_unique:}``: a random suffix for run directories (configs/hydra/default.yaml)."""
+SUFFIX_ENV = "PRIVTRAIN_RUN_SUFFIX"
+
+
+def register_resolvers(*, fresh: bool = False) -> None:
+    """``${privtrain_unique:}``: a random suffix for run and sweep directories (configs/hydra/default.yaml).
+
+    It lives in an environment variable so that every trial of a sweep, in launcher worker processes
+    too (joblib, submitit), resolves the same sweep directory. ``fresh`` draws a new one (each command).
+    """
+    import os
     import secrets
 
     from omegaconf import OmegaConf
 
+    if fresh or not os.environ.get(SUFFIX_ENV):
+        os.environ[SUFFIX_ENV] = secrets.token_hex(3)
     if not OmegaConf.has_resolver("privtrain_unique"):
-        OmegaConf.register_new_resolver("privtrain_unique", lambda: secrets.token_hex(3))
+        OmegaConf.register_new_resolver("privtrain_unique", lambda: os.environ.get(SUFFIX_ENV) or "x")
 
 
 def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):

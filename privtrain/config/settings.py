@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from privtrain.audit.settings import AuditSettings
+from privtrain.tracking import KINDS, TrackingSettings
 from privtrain.errors import UserError
 from privtrain.ledger.model import LedgerSettings
 from privtrain.privacy.spec import PrivacySpec
@@ -45,6 +46,8 @@ class RunSettings:
     synth: SynthSettings | None = None
     resume: str | None = None
     reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
+    tracking: TrackingSettings = TrackingSettings()
+    device: str = "auto"  # dp_sgd: auto | cpu | cuda | cuda:N (privtrain.devices)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -69,9 +72,11 @@ def settings(recipe: str, cfg) -> RunSettings:
     r = _Reader(d, recipe)
     out = dict(recipe=recipe, seed=r.int("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
-               reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False)
+               reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
+               tracking=_tracking(r))
     if recipe == "dp_sgd":
-        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"))
+        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
+                   device=_device(r))
     elif recipe == "federated":
         out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
     elif recipe == "synthetic":
@@ -267,7 +272,16 @@ def _train(r: _Reader):
         optimizer=r.str("recipe.optimizer", ("adam", "sgd")), lr=r.num("recipe.lr", positive=True),
         momentum=r.num("recipe.momentum", minimum=0.0), ema=r.num("recipe.ema", minimum=0.0),
         grad_sample_mode=r.str("recipe.grad_sample_mode"), clipping=r.str("recipe.clipping"),
-        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1))
+        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1),
+        amp=r.bool("recipe.amp") if r.has("recipe.amp") else False)
+
+
+def _device(r: _Reader) -> str:
+    from privtrain import devices
+
+    device = r.str("device") if r.has("device") else "auto"
+    devices.check(device)
+    return device
 
 
 def _privacy(r: _Reader, at: str) -> PrivacySpec:
@@ -294,6 +308,15 @@ def _ledger(r: _Reader) -> LedgerSettings:
                         "e.g. ledger.default_budget.delta=1e-5.")
     return LedgerSettings(path=r.opt_str("ledger.path"), allow_non_private=r.bool("ledger.allow_non_private"),
                           default_budget=None if eps is None else (eps, delta), plan_only=r.bool("ledger.plan_only"))
+
+
+def _tracking(r: _Reader) -> TrackingSettings:
+    if not r.has("tracking"):
+        return TrackingSettings()
+    kind = r.str("tracking.kind", KINDS)
+    read = {k: r.opt_str(f"tracking.{k}") for k in ("uri", "experiment", "log_dir") if r.has(f"tracking.{k}")}
+    loss = r.bool("tracking.log_train_loss") if r.has("tracking.log_train_loss") else False
+    return TrackingSettings(kind=kind, log_train_loss=loss, **read)
 
 
 def _audit(r: _Reader) -> AuditSettings:

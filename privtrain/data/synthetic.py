@@ -12,6 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from privtrain.data.files import read_table
@@ -55,3 +56,76 @@ def load_synthetic(spec) -> tuple[pd.DataFrame, Schema, str]:
     schema = declared_schema(decl, features, target)
     note = recorded.get("note")
     return frame, dataclasses.replace(schema, notes=schema.notes + ((note,) if note else ())), target
+
+
+# --- where models trained on synthetic rows are scored: the parent's real held-out rows ------------------
+
+
+def held_out_reference(spec, *, seed: int) -> dict | None:
+    """Public config naming the real held-out rows of a synthetic run's input (None: not reachable later).
+
+    The synthesizer never saw these rows (the same keyed split as every recipe), so a model trained on
+    its output is scored on real people it has not seen. Synthetic input passes on its own parent's.
+    """
+    from privtrain.data.builtin import BUILTIN
+
+    if spec.loader == "synthetic":
+        try:
+            return json.loads(schema_path(Path(spec.path).expanduser()).read_text())["parent"].get("held_out")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+    if spec.loader in BUILTIN:
+        return {"loader": spec.loader, "seed": int(seed), "test_size": float(spec.test_size)}
+    if spec.loader in ("csv", "parquet") and spec.path:
+        return {"loader": spec.loader, "path": str(Path(spec.path).expanduser().resolve()), "seed": int(seed),
+                "test_size": float(spec.test_size)}
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RealHeldOut:
+    """The parent's real held-out rows, preprocessed with the synthetic table's public schema."""
+
+    x: np.ndarray
+    y: np.ndarray
+    description: str
+
+
+def real_held_out(path: str | Path, schema: Schema, target: str) -> RealHeldOut | str:
+    """The parent's real held-out rows of synthetic rows at ``path``, or why they cannot be used (a note).
+
+    The rows must be the ones the synthetic run split: the parent's recorded fingerprint is checked.
+    """
+    from privtrain.data.assign import held_out
+    from privtrain.data.builtin import BUILTIN, load_builtin
+    from privtrain.data.fingerprint import canonicalize
+
+    try:
+        parent = json.loads(schema_path(Path(path).expanduser()).read_text())["parent"]
+        ref = parent.get("held_out")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ref = None
+    if not ref:
+        return "these synthetic rows record no real held-out split of their parent (written by an older privtrain)"
+    if ref["loader"] in BUILTIN:
+        frame = load_builtin(ref["loader"])[0]
+    else:
+        if not Path(ref["path"]).is_file():
+            return f"the parent's rows are no longer at {ref['path']}"
+        frame = read_table(ref["path"], ref["loader"])
+    frame, fingerprint = canonicalize(frame)
+    if fingerprint != parent.get("fingerprint"):
+        return f"the parent's rows at {ref.get('path', ref['loader'])} changed since the synthetic run"
+    rows = frame[held_out(frame, seed=ref["seed"], test_size=ref["test_size"])]
+    missing = [c.name for c in schema.features if c.name not in rows.columns] + \
+        ([] if target in rows.columns else [target])
+    if missing:
+        return f"the parent's rows lack column(s) {missing[:5]}"
+    known = rows[target].isin(schema.classes).to_numpy()  # a class the synthetic rows lack cannot be predicted
+    if not known.any():
+        return "no real held-out row has a class of the synthetic rows"
+    dropped = f"; {int((~known).sum())} with a class the synthetic rows lack are left out" if not known.all() else ""
+    rows = rows[known]
+    return RealHeldOut(schema.transform(rows), schema.encode_target(rows[target]),
+                       f"the real held-out rows of {parent.get('name')} ({len(rows)} rows, never shown to the "
+                       f"synthesizer{dropped})")

@@ -33,11 +33,11 @@ def secret_seed(reproducible_from: int | None = None, purpose: str = "noise") ->
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def torch_generator(reproducible_from: int | None = None, purpose: str = "noise"):
-    """A ``torch.Generator`` for DP noise or Poisson sampling."""
+def torch_generator(reproducible_from: int | None = None, purpose: str = "noise", device=None):
+    """A ``torch.Generator`` for DP noise or Poisson sampling (on ``device``: the noise's, for a GPU)."""
     import torch
 
-    return torch.Generator().manual_seed(secret_seed(reproducible_from, purpose))
+    return torch.Generator(device=device or "cpu").manual_seed(secret_seed(reproducible_from, purpose))
 
 
 def numpy_generator(reproducible_from: int | None = None, purpose: str = "noise"):

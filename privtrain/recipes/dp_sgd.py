@@ -23,9 +23,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from privtrain import data, models
+from privtrain import data, devices, distributed, models
 from privtrain.artifacts import model_card
 from privtrain.data.assign import held_out
+from privtrain.data.synthetic import RealHeldOut, real_held_out
 from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
@@ -50,16 +51,24 @@ class Planned:
     request: RunRequest
     dataset_info: dict
     void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
+    evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
 
 
 def plan(s) -> Planned:
     """Load and identify the table, check every setting, and plan the mechanism. Reads no row for training."""
     if s.privacy.name not in ("dp", "none"):
         raise UserError(f"privacy={s.privacy.name} is for the federated recipe; dp_sgd takes privacy=dp or privacy=none.")
+    device = devices.resolve(s.device)  # a GPU that is not there fails before anything is read or charged
+    if s.train.amp:
+        devices.check_amp(device)
     dataset = data.load(s.dataset)
     dataset.schema.encode_target(dataset.frame[dataset.target])  # a label outside the schema fails before any charge
+    # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
+    evaluation = real_held_out(s.dataset.path, dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
+        else None
     # The training split's size sets the sampling rate; like the row count it is treated as public.
-    n_train = int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
+    n_train = dataset.n_rows if isinstance(evaluation, RealHeldOut) else \
+        int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
     train = s.train.for_rows(n_train)
     if train.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
         raise UserError(f"recipe.grad_sample_mode={train.grad_sample_mode!r} is unknown; choose one of "
@@ -85,7 +94,7 @@ def plan(s) -> Planned:
         default_budget=s.ledger.default_budget)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows}
-    return Planned(s, dataset, train, dp, resume, request, info, void)
+    return Planned(s, dataset, train, dp, resume, request, info, void, evaluation)
 
 
 def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
@@ -105,12 +114,12 @@ def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
     return tuple(out)
 
 
-def train(p: Planned, reserved, output_dir: Path) -> Outcome:
+def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
     """Split, train, evaluate and write the artifacts; the budget is already reserved."""
     from privtrain import training
 
     s, dataset, dp = p.settings, p.dataset, p.dp
-    splits = data.split(dataset, seed=s.seed, test_size=s.dataset.test_size)
+    splits = _splits(p)
     models.seed_everything(s.seed)  # initialisation is public randomness: it follows `seed`
     model = models.build(s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes),
                          image_shape=dataset.image_shape)
@@ -119,8 +128,10 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     if dp is not None:
         models.validate_for_dp(model)
     outcome = training.train(model, splits.x_train, splits.y_train, p.train, dp=dp, seed=s.seed, resume=p.resume,
-                             desc=f"dp_sgd {dataset.name}",
+                             desc=f"dp_sgd {dataset.name}", device=s.device, report_epsilon=distributed.is_main(),
                              reproducible_noise_from=s.seed if s.reproducible_noise else None)
+    if not distributed.is_main():
+        return None  # another torchrun rank: it trained its share; rank 0 evaluates, writes and commits
     metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
@@ -129,7 +140,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
-                n_test=len(splits.y_test), schema=dataset.schema.source)
+                n_test=len(splits.y_test), schema=dataset.schema.source, evaluated_on=_evaluated_on(p))
     ledger_info = reserved.summary()
     metrics["steps"] = outcome.steps  # no training loss: a non-DP statistic of the training rows
     files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info)
@@ -138,6 +149,24 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     # steps but the new entry only the new ones (the reservation's ε when the steps went as planned).
     own = None if dp is None or p.void or p.resume is not None else {"example": guarantees[-1].epsilon}
     return Outcome(result, {"example": run_events}, files, epsilon=own)
+
+
+def _evaluated_on(p: Planned) -> str:
+    if isinstance(p.evaluation, RealHeldOut):
+        return p.evaluation.description
+    if isinstance(p.evaluation, str):  # synthetic rows whose parent cannot be reached: say what the score means
+        return f"held-out synthetic rows, not real ones: {p.evaluation}"
+    return "the held-out split (the evaluator's data, not covered by the guarantee)"
+
+
+def _splits(p: Planned) -> data.Splits:
+    """The training and evaluation rows: the keyed split, or all synthetic rows and the parent's real held-out."""
+    dataset, s = p.dataset, p.settings
+    if isinstance(p.evaluation, RealHeldOut):
+        y = dataset.schema.encode_target(dataset.frame[dataset.target])
+        return data.Splits(dataset.schema.transform(dataset.frame), y, p.evaluation.x, p.evaluation.y,
+                           dataset.schema.classes)
+    return data.split(dataset, seed=s.seed, test_size=s.dataset.test_size)
 
 
 def _plan_dp(privacy, settings, n_train: int, resume: dict | None):

@@ -4,7 +4,7 @@ Features and the keys that turn them on:
 
 - engine:                 ``fl.engine=simulation`` (in-process, default) | ``deployment`` (SuperLink + SuperNodes)
 - clients, partitioning:  ``fl.num_clients``, ``fl.partition=iid|dirichlet|column``, ``fl.alpha``, ``fl.client_column``
-- rounds, sampling:       ``fl.rounds``, ``fl.clients_per_round`` (or ``fl.fraction``)
+- rounds, sampling:       ``fl.rounds``, ``fl.client_sampling=poisson|fixed``, ``fl.sampling_rate`` / ``fl.clients_per_round``
 - strategy:               ``fl.strategy=fedavg|fedprox|fedadam`` (``fl.proximal_mu``, ``fl.server_lr``)
 - client training:        ``fl.local_epochs``, ``fl.batch_size``, ``fl.optimizer``, ``fl.lr``
 - central DP (client):    ``privacy=central`` (default): ``privacy.target_epsilon``, ``privacy.clipping_norm``,
@@ -72,6 +72,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     started = time.perf_counter()
     history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started
+    _track(history)
     guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
     ledger_info = reserved.summary()
@@ -80,6 +81,16 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
                                    p.central, p.local, ledger_info, reserved.run_id)
     result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
     return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
+
+
+def _track(history: dict) -> None:
+    """Each round's held-out accuracy and ε so far, to the experiment tracker (if any), once the rounds are done:
+    the server's loop may run in another thread or process than the tracker."""
+    from privtrain import tracking
+
+    for record in history.get("rounds", []):
+        tracking.report(int(record["round"]), **{k: record[k] for k in ("accuracy", "epsilon_client", "epsilon_example")
+                                                 if isinstance(record.get(k), (int, float))})
 
 
 def _engine(settings):

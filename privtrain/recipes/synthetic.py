@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from privtrain import data
+from privtrain.data.synthetic import held_out_reference
 from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.data.schema import Column
@@ -126,7 +127,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     lineage = reserved.lineage
     guarantee = _guarantee(None if p.void else dp, p.delta, p.events, lineage, findings, notes + list(p.void))
     files, child = _write_outputs(output_dir, syn, rows, saved_meta, real, p.domain, findings, guarantee,
-                                  reserved.run_id)
+                                  reserved.run_id, held_out_reference(s.dataset, seed=s.seed))
     parent = lineage.parent if lineage else reserved.source
     derived = Lineage(child.fingerprint, f"{reserved.source_name}-synthetic", parent,
                       lineage.parent_name if lineage else reserved.source_name, reserved.run_id,
@@ -232,7 +233,8 @@ def _guarantee(dp, delta, events, lineage, findings, notes) -> Guarantee:
 # --- artifacts --------------------------------------------------------------------------------
 
 
-def _write_outputs(out: Path, s: SynthSettings, rows, saved_meta, source: RealTable, domain, findings, guarantee, run_id):
+def _write_outputs(out: Path, s: SynthSettings, rows, saved_meta, source: RealTable, domain, findings, guarantee, run_id,
+                   held_out_ref: dict):
     from privtrain.synthetic import metadata, output
 
     rows_path = output.write_rows(rows, out, s.fmt)
@@ -249,7 +251,9 @@ def _write_outputs(out: Path, s: SynthSettings, rows, saved_meta, source: RealTa
         note = "bounds read off the synthetic rows (post-processing of the synthesizer's output)"
     schema_file = output.write_schema(rows_path, columns=columns, target=target, note=note, parent={
         "name": source.name, "fingerprint": source.fingerprint, "run_id": run_id,
-        "epsilon": "inf" if math.isinf(guarantee.epsilon) else guarantee.epsilon, "delta": guarantee.delta})
+        "epsilon": "inf" if math.isinf(guarantee.epsilon) else guarantee.epsilon, "delta": guarantee.delta,
+        # Where the parent's real held-out rows are (public config): models trained on these rows are scored there.
+        "held_out": held_out_ref})
     child = data.load(data.DatasetSpec(loader="synthetic", path=str(rows_path), target=target))
     return [rows_path, meta_path, schema_file], child
 
