@@ -11,14 +11,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "privtrain"
 
 # Lower layers first. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    {"errors", "sources"},
+    {"errors", "sources", "devices", "distributed", "tracking"},
     {"privacy"},
     {"data"},
     {"ledger", "models", "training"},
     {"result"},
     {"artifacts"},
     {"synthetic", "federated", "audit"},
-    {"recipes", "config"},
+    {"recipes", "config", "inference"},
     {"api", "cli", "__init__", "__main__"},
 ]
 BORDER = {"config", "api", "cli", "__init__", "__main__"}  # the only code that may know Hydra/OmegaConf
