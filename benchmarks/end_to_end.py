@@ -101,7 +101,7 @@ def main() -> None:
     frame.to_csv(out / "end_to_end.csv", index=False)
     med = frame.groupby("tool")["seconds"].median()
     ratio = med["privtrain run dp_sgd"] / med["plain Opacus script"]
-    md = [f"# End-to-end: `privtrain run dp_sgd` vs a plain Opacus script\n", f"Machine: {machine()}\n",
+    md = ["# End-to-end: `privtrain run dp_sgd` vs a plain Opacus script\n", f"Machine: {machine()}\n",
           f"Command: `python benchmarks/end_to_end.py --repeats {args.repeats}`\n",
           f"Median of {args.repeats} interleaved whole-process runs each:\n",
           "| tool | median s | runs (s) |", "|---|---:|---|"]

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> Path:
     (out / "ledger.json").write_text(json.dumps(composed, indent=2) + "\n")
     cmd = "python benchmarks/tradeoff.py" + (" --quick" if args.quick else "")
     done = f"{len(frame)} of {len(jobs)} planned trials" + ("" if len(frame) >= len(jobs) else " (interrupted: partial)")
-    summary = [f"# Privacy/accuracy trade-off\n", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
+    summary = ["# Privacy/accuracy trade-off\n", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
                f"Wall time: {wall / 60:.1f} min for {done}\n"]
     for dataset in datasets:
         table = markdown_table(frame[frame.dataset == dataset])

@@ -240,6 +240,6 @@ def summary(audit: dict) -> str:
     lines.append(f"  report      {Path(audit['run_dir']) / AUDIT_JSON}, {ROC_PNG}"
                  + (f", {audit['card']}" if "card" in audit else ""))
     if audit["red_flag"]:
-        lines.append(f"  RED FLAG    the empirical lower bound exceeds the claimed epsilon: a DP bug is likely; "
+        lines.append("  RED FLAG    the empirical lower bound exceeds the claimed epsilon: a DP bug is likely; "
                      "do not release this model")
     return "\n".join(lines)
