@@ -98,3 +98,15 @@ def ledger_at(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "ledger.db"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def flower_identity():
+    """Flower's task identity, as a ClientApp process has it, for calling client code in-process."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = {k: getattr(TaskIdentity, f"_{k}", None) for k in ("task_id", "run_id", "node_id")}
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    for k, v in saved.items():
+        setattr(TaskIdentity, f"_{k}", v)

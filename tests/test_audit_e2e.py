@@ -140,11 +140,13 @@ def test_pool_shadows_charge_nothing_and_a_pool_of_private_rows_is_refused(tmp_p
     privtrain.run("dp_sgd", [*data, *TINY, "recipe.batch_size=64", "recipe.max_physical_batch_size=64",
                              "privacy.target_epsilon=1"], output_dir=tmp_path / "run")
     book = ledger.open(ledger_path)
-    n_entries = len(book.entries())
+    before = book.entries()
     audit = audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "pool.csv"))
     assert audit["shadow"]["variant"] == "offline" and audit["shadow"]["charged_epsilon"] == 0.0
     assert np.isfinite(audit["attacks"]["lira"]["auc"])
-    assert len(book.entries()) == n_entries
+    added = book.entries()[len(before):]
+    assert book.entries()[:len(before)] == before
+    assert [e.status for e in added] == ["artifacts"]  # the audit chains the card it rewrote; it charges nothing
     with pytest.raises(UserError, match=r"row\(s\) of .* are rows of the private dataset"):
         audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "private.csv"))
     with pytest.raises(UserError, match=r"others.csv is private data known to the ledger .*source `digits`"):

@@ -213,17 +213,6 @@ def test_every_privacy_charges_the_source_example_level_and_central_dp_its_popul
 # --- the ClientApp ------------------------------------------------------------------
 
 
-@pytest.fixture
-def flower_identity():
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = {k: getattr(TaskIdentity, f"_{k}", None) for k in ("task_id", "run_id", "node_id")}
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    for k, v in saved.items():
-        setattr(TaskIdentity, f"_{k}", v)
-
-
 def _train_message(model, server_round: int, **config):
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 

@@ -207,17 +207,6 @@ class LoopbackGrid:
         return replies
 
 
-@pytest.fixture
-def flower_identity():
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = {k: getattr(TaskIdentity, f"_{k}", None) for k in ("task_id", "run_id", "node_id")}
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-    for k, v in saved.items():
-        setattr(TaskIdentity, f"_{k}", v)
-
-
 def _job(tmp_path, *overrides):
     from privtrain.federated.job import in_memory
 
