@@ -157,5 +157,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The ``privtrain`` command: :func:`main`, then a quick exit.
+
+    Once a command has finished (its files written and closed, its ledger transactions committed), the
+    interpreter's teardown of torch, SciPy and pandas still takes about a second. After flushing the
+    output, shutting logging down and running the ``atexit`` handlers (Ray's among them), the command
+    skips that teardown, unless a non-daemon thread is still running: then it exits normally.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            raise
+        code = 0 if exc.code is None else int(exc.code)
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    import atexit
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`privtrain ledger export | head`)
+            pass
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -137,3 +137,23 @@ def test_declared_schema_must_cover_every_feature(tmp_path):
     path = _csv(tmp_path, x=[1, 2], w=[3, 4], y=[0, 1])
     with pytest.raises(UserError, match=r"does not declare column\(s\) \['w'\]"):
         data.load(DatasetSpec("csv", path=path, target="y", schema={"x": {"min": 0, "max": 5}, "y": {"categories": [0, 1]}}))
+
+
+def test_canonical_rows_of_whole_columns_are_the_per_cell_strings():
+    """Fingerprints in existing ledgers depend on these strings: the fast path must not change one."""
+    import numpy as np
+    import pandas as pd
+
+    from privtrain.data.fingerprint import _cell, canonical_rows
+
+    rng = np.random.default_rng(0)
+    n = 400
+    floats = rng.choice([0.0, -0.0, 1.0, 16.0, 0.1, -2.5, 1e300, 2.0**53, -(2.0**53) + 1, np.nan, 1 / 3], n)
+    frame = pd.DataFrame({
+        "f": floats, "i": rng.integers(-10**12, 10**12, n), "u": rng.integers(0, 255, n).astype(np.uint8),
+        "b": rng.random(n) < 0.5, "s": rng.choice(["a", "é", "x,y", '"q"'], n),
+        "mixed": pd.Series(rng.choice([1, 2.5, "t", None], n), dtype=object),
+        "f32": rng.random(n).astype(np.float32),
+    })
+    slow = ["[" + ",".join(_cell(frame[c].iloc[r]) for c in sorted(frame.columns)) + "]" for r in range(n)]
+    assert canonical_rows(frame) == slow

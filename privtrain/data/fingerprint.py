@@ -29,10 +29,30 @@ def _cell(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+def _column_cells(values: pd.Series) -> np.ndarray:
+    """``_cell`` of every value of a column; whole numeric columns at once (the same strings)."""
+    kind = values.dtype.kind
+    if kind in "iu":
+        return values.to_numpy().astype(str).astype(object)
+    if kind == "b":
+        return np.where(values.to_numpy(), "true", "false").astype(object)
+    if kind == "f":
+        x = values.to_numpy(dtype=np.float64)
+        out = np.empty(len(x), dtype=object)
+        nan = np.isnan(x)
+        integral = ~nan & (np.abs(x) < 2**53) & (np.floor(x) == x)
+        out[nan] = "null"
+        out[integral] = x[integral].astype(np.int64).astype(str)
+        rest = ~nan & ~integral
+        out[rest] = [repr(float(v)) for v in x[rest]]
+        return out
+    return values.map(_cell).to_numpy(dtype=object)
+
+
 def canonical_rows(frame: pd.DataFrame) -> list[str]:
     """One canonical string per row, columns in sorted-name order."""
     columns = sorted(frame.columns, key=str)
-    cells = [frame[c].map(_cell).to_numpy(dtype=object) for c in columns]
+    cells = [_column_cells(frame[c]) for c in columns]
     return ["[" + ",".join(row) + "]" for row in zip(*cells)] if len(frame) else []
 
 
