@@ -80,7 +80,7 @@ def test_iid_assignment_is_the_uniforms_bucket_and_dirichlet_follows_public_shar
 
 def test_small_alpha_dirichlet_is_measurably_skewed():
     def skew(*overrides):  # mean total-variation distance of the clients' label mixes from the pool's
-        _, _, pop = _population(*overrides)
+        _, _, pop = _population("fl.num_clients=10", *overrides)  # ~140 rows each: iid mixes match the pool
         overall = np.bincount(pop.y_pool, minlength=10) / len(pop.y_pool)
         tv = [0.5 * np.abs(np.bincount(pop.y_pool[p], minlength=10) / len(p) - overall).sum()
               for p in pop.parts if len(p)]
@@ -99,7 +99,7 @@ def test_population_key_includes_the_partitioning_and_the_source_stays_the_table
     assert iid.key == again.key
     assert len({iid.key, dirichlet.key, other.key}) == 3
     assert {p.dataset.source.key for p in (iid, dirichlet, other)} == {"digits"}  # one source, one budget
-    assert iid.label == "iid, 10 clients, partition seed 0" and "dirichlet(alpha=0.5)" in dirichlet.label
+    assert iid.label == "iid, 500 clients, partition seed 0" and "dirichlet(alpha=0.5)" in dirichlet.label
     assert sum(iid.train_sizes()) + sum(iid.eval_sizes()) == len(iid.y_pool)
 
 
@@ -147,7 +147,7 @@ def test_a_population_where_no_client_trains_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (["fl.client_sampling=fixed", "fl.clients_per_round=11"], r"fl.clients_per_round=11 is more than the 10 clients"),
+    (["fl.client_sampling=fixed", "fl.clients_per_round=501"], r"fl.clients_per_round=501 is more than the 500 clients"),
     (["fl.partition=dirichlet", "fl.alpha=0"], r"fl.alpha=0.0 must be > 0"),
     (["fl.sampling_rate=1.5"], r"fl.sampling_rate=1.5 must lie in \(0, 1\]"),
     (["fl.client_sampling=fixed", "fl.sampling_rate=0.5"], r"fl.sampling_rate is the Poisson sampling rate"),

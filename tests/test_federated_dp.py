@@ -258,7 +258,7 @@ def test_a_failed_client_is_still_charged_and_every_round_is_released(flower_ide
     from privtrain.federated.client_app import make_client_app
     from privtrain.federated.server_app import run_server
 
-    job = _job(tmp_path, "privacy=central_local", "fl.num_clients=3", "fl.rounds=3", "fl.local_epochs=1",
+    job = _job(tmp_path, "privacy=central_local", "fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=3", "fl.local_epochs=1",
                "recipe.progress=false")
     app = make_client_app(job)
     partitions = {11: 0, 12: 1, 13: 2}

@@ -13,13 +13,22 @@ from privtrain.privacy.events import epsilon_pld
 
 pytestmark = pytest.mark.slow
 
-# Small and quick: 3 clients, 2 rounds, one CPU for Ray.
-TINY = ["fl.num_clients=3", "fl.rounds=2", "fl.local_epochs=1", "recipe.progress=false",
+# Small and quick: 3 clients, all sampled (q=1), 2 rounds, one CPU for Ray.
+TINY = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=2", "fl.local_epochs=1", "recipe.progress=false",
         "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
 
 
 def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_path):
-    first = privtrain.run("federated", TINY, output_dir=tmp_path / "a")
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's inline backend stands in: a run must not switch it to Agg
+    try:
+        first = privtrain.run("federated", TINY, output_dir=tmp_path / "a")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == []  # its PNGs left pyplot alone
+    finally:
+        matplotlib.use(before)
     second = privtrain.run("federated", [*TINY, "seed=1"], output_dir=tmp_path / "b")
     g = first.guarantee
     assert g.unit == "client" and g.accountant == "pld" and g.epsilon == pytest.approx(3.0, rel=0.01)

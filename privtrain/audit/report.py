@@ -82,15 +82,12 @@ def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True,
 
 def plot_roc(path: Path, scores: dict, audit: dict) -> Path:
     """ROC curves of every attack on log-log axes: what matters is the low-FPR corner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from privtrain.figures import figure
 
     from privtrain.audit.attacks import roc
 
     floor = 1.0 / max(2 * audit["n_nonmembers"], 1)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = figure(figsize=(5, 5))
     for name, (members, nonmembers) in scores.items():
         fpr, tpr = roc(np.nan_to_num(members, nan=-np.inf), np.nan_to_num(nonmembers, nan=-np.inf))
         auc = audit["attacks"][name]["auc"]
@@ -112,7 +109,6 @@ def plot_roc(path: Path, scores: dict, audit: dict) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -65,6 +65,16 @@ def register_resolvers(*, fresh: bool = False) -> None:
         os.environ[SUFFIX_ENV] = secrets.token_hex(3)
     if not OmegaConf.has_resolver("privtrain_unique"):
         OmegaConf.register_new_resolver("privtrain_unique", lambda: os.environ.get(SUFFIX_ENV) or "x")
+    if not OmegaConf.has_resolver("by_privacy"):
+        OmegaConf.register_new_resolver("by_privacy", by_privacy)
+
+
+def by_privacy(central, local, both, *, _root_):
+    """``${by_privacy:A,B,C}`` in configs/federated.yaml: A under privacy=central or none, B under privacy=dp
+    (local DP in each client), C under privacy=central_local. Client-level DP needs a crowd of clients;
+    local DP needs clients with many rows: one default population cannot serve both."""
+    name = _root_.get("privacy", {}).get("name") if _root_.get("privacy") is not None else None
+    return local if name == "dp" else both if name == "central_local" else central
 
 
 def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):

@@ -65,15 +65,12 @@ def write_summary(sweep_dir: Path) -> list[Path]:
 
 
 def _plot(done, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from privtrain.figures import figure
 
     eps = [float(e) for e in done["epsilon"]]
     finite = [e for e in eps if math.isfinite(e)]
     at_inf = (max(finite) * 2 if finite else 1.0)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = figure(figsize=(6, 4), dpi=110)
     ax.scatter([e if math.isfinite(e) else at_inf for e in eps], [float(a) for a in done["accuracy"]])
     for e, a, t in zip(eps, done["accuracy"], done["trial"]):
         ax.annotate(str(t), (e if math.isfinite(e) else at_inf, float(a)), fontsize=7, xytext=(3, 3),
@@ -86,7 +83,6 @@ def _plot(done, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from privtrain.figures import figure
+
 _BARS_UP_TO = 60  # clients; above this the figure is a histogram of sizes
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def partition_png(summary: dict, path: Path, title: str) -> Path:
@@ -24,10 +17,9 @@ def partition_png(summary: dict, path: Path, title: str) -> Path:
     """
     import numpy as np
 
-    plt = _plt()
     train = np.asarray(summary["train_sizes"])
     evals = np.asarray(summary["eval_sizes"])
-    fig, ax = plt.subplots(figsize=(max(5.0, min(0.3 * len(train), 14) + 2), 3.6))
+    fig, ax = figure(figsize=(max(5.0, min(0.3 * len(train), 14) + 2), 3.6))
     if len(train) <= _BARS_UP_TO:
         ax.bar(range(len(train)), train, label="local training rows")
         ax.bar(range(len(train)), evals, bottom=train, label="local evaluation rows")
@@ -43,14 +35,12 @@ def partition_png(summary: dict, path: Path, title: str) -> Path:
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def accuracy_png(rounds: list[dict], path: Path, title: str) -> Path:
     """Held-out (server-side) and federated (client-side) accuracy by round."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = figure(figsize=(5.5, 3.6))
     ax.plot([r["round"] for r in rounds], [r["accuracy"] for r in rounds], marker="o", label="held-out (server)")
     fed = [r for r in rounds if "federated_accuracy" in r]
     if fed:
@@ -64,5 +54,4 @@ def accuracy_png(rounds: list[dict], path: Path, title: str) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -10,12 +10,16 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.errors import UserError
 from privtrain.federated import partition as part
 from privtrain.federated.settings import FlSettings
+
+if TYPE_CHECKING:  # privtrain.data loads lazily (pandas) outside ClientApp processes
+    from privtrain import data
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class ClientRows:
 class Population:
     """A dataset split into the evaluator's held-out rows and disjoint client partitions."""
 
-    dataset: "data.Dataset"  # noqa: F821 - privtrain.data loads lazily (pandas) outside ClientApp processes
+    dataset: data.Dataset
     spec: part.PartitionSpec
     key: str  # the table's content + its partitioning: the ledger's scope for client-level budgets
     label: str  # e.g. "iid, 10 clients, partition seed 0"

@@ -32,10 +32,7 @@ def cumulative_pld(runs: list[compose.RunCharge], delta: float) -> list[tuple[in
 
 def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) -> Path:
     """Write the burn-down PNG for ``summary`` and return its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from privtrain.figures import figure
 
     delta = summary.delta or 1e-5
     pld = cumulative_pld(runs, delta) if runs else []
@@ -43,7 +40,7 @@ def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) ->
     for i, r in enumerate(runs, 1):
         total += r.epsilon
         naive.append((i, total))
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig, ax = figure(figsize=(7, 4), dpi=120)
     cap = summary.budget.epsilon * 1.5 if summary.budget else None
 
     def clip(pts):  # ε = inf (a non-private access) is drawn at the top of the axes
@@ -87,5 +84,4 @@ def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) ->
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output)
-    plt.close(fig)
     return output

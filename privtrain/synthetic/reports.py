@@ -69,15 +69,12 @@ def dcr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_holdout: pd.Data
 
 def plots(out: Path, q: dict) -> list[Path]:
     """Two PNGs: per-column shape scores, and real vs synthetic pairwise correlations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from privtrain.figures import figure
 
     files = []
     shapes = q["_shapes"]
     if len(shapes):
-        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(shapes))))
+        fig, ax = figure(figsize=(7, max(2.5, 0.22 * len(shapes))))
         ax.barh(shapes["Column"].astype(str), shapes["Score"], color="#4c72b0")
         ax.set_xlim(0, 1)
         ax.set_xlabel("Column Shapes score (1 = same distribution)")
@@ -86,11 +83,10 @@ def plots(out: Path, q: dict) -> list[Path]:
         fig.tight_layout()
         files.append(out / "quality_column_shapes.png")
         fig.savefig(files[-1], dpi=110)
-        plt.close(fig)
     pairs = q["_pairs"]
     if len(pairs) and {"Real Correlation", "Synthetic Correlation"} <= set(pairs.columns):
         p = pairs.dropna(subset=["Real Correlation", "Synthetic Correlation"])
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig, ax = figure(figsize=(4.5, 4.5))
         ax.scatter(p["Real Correlation"], p["Synthetic Correlation"], s=8, alpha=0.6)
         ax.plot([-1, 1], [-1, 1], color="grey", lw=1)
         ax.set_xlim(-1, 1)
@@ -101,7 +97,6 @@ def plots(out: Path, q: dict) -> list[Path]:
         fig.tight_layout()
         files.append(out / "quality_pair_trends.png")
         fig.savefig(files[-1], dpi=110)
-        plt.close(fig)
     return files
 
 
