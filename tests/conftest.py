@@ -30,6 +30,7 @@ def _private_user_data(tmp_path, monkeypatch):
     """Per-user state (ledger anchors, the fallback ledger) goes to the test's own folder."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.delenv("PRIVTRAIN_LEDGER_KEY", raising=False)
+    monkeypatch.delenv("PRIVTRAIN_POLICY", raising=False)
 
 
 @pytest.fixture

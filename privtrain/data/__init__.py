@@ -51,6 +51,7 @@ class DatasetSpec:
     kwargs: dict | None = None  # custom: its keyword arguments
     size: int | None = None  # custom: the declared number of samples
     classes: tuple | None = None  # custom: the declared class labels
+    tags: tuple[str, ...] = ()  # for a policy's rules by tag (a run can add tags to its source, never remove)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
