@@ -6,6 +6,8 @@ and checksums are tested against strings that fail them."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,27 +19,17 @@ from privtrain.data import pii
 from privtrain.data.pii_gate import IdentifiersFound
 from privtrain.errors import UserError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from pii_quality import identifier_makers  # noqa: E402  (the benchmark's generators)
+
 N = 120
 FL_FAST = ["fl.rounds=1", "fl.local_epochs=1", "recipe.progress=false"]
 TINY = ["recipe.epochs=1", "recipe.progress=false", "recipe.batch_size=32", "recipe.max_physical_batch_size=32"]
 
 
 def _identifiers(kind: str, n: int = N, seed: int = 0) -> list[str]:
-    """``n`` generated values of one kind of identifier."""
-    from faker import Faker
-
-    fake, uk = Faker("en_US"), Faker("en_GB")
-    fake.seed_instance(seed)
-    uk.seed_instance(seed)
-    rng = np.random.default_rng(seed)
-    make = {
-        "email": fake.email, "phone": fake.phone_number, "person_name": fake.name, "ssn": fake.ssn,
-        # Faker's en_GB NI numbers use the reserved prefix ZZ, which HMRC never issues: draw issued prefixes.
-        "ni_number": lambda: uk.bothify(f"{rng.choice(['AB', 'CE', 'JK', 'PR', 'WX'])} ## ## ## {rng.choice(list('ABCD'))}"),
-        "iban": fake.iban, "credit_card": lambda: fake.credit_card_number(card_type="visa16"), "ipv4": fake.ipv4,
-        "ipv6": fake.ipv6, "street_address": fake.street_address, "date_of_birth": lambda: str(fake.date_of_birth()),
-        "free_text": lambda: fake.paragraph(nb_sentences=3),
-    }[kind]
+    """``n`` generated values of one kind of identifier (the benchmark's generators, Faker, seeded)."""
+    make = identifier_makers(seed)[kind]
     return [make() for _ in range(n)]
 
 
@@ -203,3 +195,13 @@ def test_the_synthetic_recipe_records_its_own_handling_instead_of_refusing(tmp_p
                                          "ledger.plan_only=true"], output_dir=tmp_path / "plan")
     (finding,) = result.dataset["pii"]["findings"]
     assert finding["column"] == "contact" and finding["status"].startswith("anonymized")
+
+
+def test_parquet_tables_pass_the_same_gate(tmp_path, ledger_path):
+    path = tmp_path / "people.parquet"
+    _table({"col_3": _identifiers("iban")}).to_parquet(path, index=False)
+    args = ["dataset=parquet", f"dataset.path={path}", "dataset.target=y", "dataset.infer_schema=true", *TINY]
+    with pytest.raises(IdentifiersFound, match="col_3: iban"):
+        privtrain.run("dp_sgd", args, output_dir=tmp_path / "refused")
+    result = privtrain.run("dp_sgd", [*args, "dataset.drop=[col_3]"], output_dir=tmp_path / "run")
+    assert result.dataset["pii"]["dropped"] == ["col_3"]
