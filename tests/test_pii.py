@@ -205,3 +205,13 @@ def test_parquet_tables_pass_the_same_gate(tmp_path, ledger_path):
         privtrain.run("dp_sgd", args, output_dir=tmp_path / "refused")
     result = privtrain.run("dp_sgd", [*args, "dataset.drop=[col_3]"], output_dir=tmp_path / "run")
     assert result.dataset["pii"]["dropped"] == ["col_3"]
+
+
+@pytest.mark.parametrize("partition", [[], ["fl.partition=column", "fl.client_column=site"]])
+def test_federated_honours_drop(partition, tmp_path, ledger_path):
+    frame = _table({"email": _identifiers("email"), "site": [f"s{i % 4}" for i in range(N)]})
+    args = [*_csv(frame, tmp_path / "people.csv"), *partition, "privacy=dp", "ledger.plan_only=true"]
+    with pytest.raises(IdentifiersFound, match="  email: email"):
+        privtrain.run("federated", args, output_dir=tmp_path / "refused")
+    result = privtrain.run("federated", [*args, "dataset.drop=[email]"], output_dir=tmp_path / "plan")
+    assert result.dataset["pii"]["dropped"] == ["email"] and result.dataset["pii"]["findings"][0]["status"] == "dropped"
