@@ -142,7 +142,10 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
 
 
 def _print_error(exc: UserError) -> None:
-    print(f"privtrain: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+    lines = str(exc).splitlines() if exc.multiline else [str(exc)]
+    print(f"privtrain: error: {' '.join(lines[0].split())}", file=sys.stderr, flush=True)
+    for line in lines[1:]:
+        print(f"  {' '.join(line.split())}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,9 +230,12 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
         known = {"loader", "source", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
-                 "test_size", "_target_", "size", "classes"}
+                 "test_size", "_target_", "size", "classes", "drop", "pii"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
+        if r.has(key):
+            extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
     return DatasetSpec(
         loader=loader, source=source, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
         id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
