@@ -88,3 +88,16 @@ def test_the_pii_gate_needs_every_finding_dropped_or_declared():
     assert declared.ok and "declared: contact" in declared.detail
     assert not _pii_gate(None, required=True).ok and _pii_gate(None, required=False).ok
     assert not _pii_gate({"scanned": False}, required=True).ok
+
+
+def test_a_declared_identifier_is_named_in_the_release(tmp_path, ledger_path, capsys):
+    from test_pii import TINY as PII_TINY
+    from test_pii import _csv, _identifiers, _table
+
+    args = _csv(_table({"contact": _identifiers("email")}), tmp_path / "people.csv")
+    (ledger_path.parent / "policy.yaml").write_text("rules:\n  - name: scan\n    require_pii_scan: true\n")
+    result = privtrain.run("dp_sgd", [*args, "dataset.pii.allow=[contact]", *PII_TINY], output_dir=tmp_path / "run")
+    assert main(["release", str(result.output_dir)]) == 0
+    assert "pass  PII gate: scanned, no undeclared identifier; declared: contact" in capsys.readouterr().out
+    gates = {g["name"]: g for g in json.loads((result.output_dir / MANIFEST).read_text())["gates"]}
+    assert gates["PII gate"]["ok"] and "contact" in gates["PII gate"]["detail"]
