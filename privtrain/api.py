@@ -11,8 +11,9 @@ Notebooks and benchmarks use :func:`run`; the CLI uses Hydra's own launcher; bot
    computed from the config and public facts, before reading any row for training;
 4. the ledger builds every charge (each source whose people the rows belong to, each unit) and
    reserves them all in one transaction, or refuses with one line;
-5. the recipe trains and writes its artifacts and run record; the ledger commits what it did
-   (a crash stays charged at the reservation);
+5. the environment's SBOM and licences are written (built before the charge, cached per environment);
+   the recipe trains and writes its artifacts and run record; the ledger commits what it did, the
+   SBOM's files among the hashed artifacts (a crash stays charged at the reservation);
 6. the audit, when asked for, reads the run record.
 """
 
@@ -100,6 +101,7 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
+    from privtrain.artifacts import sbom
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -116,14 +118,18 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         go("stop")
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": book.plan(*charges).render(), "path": str(book.path)}, dry_run=True)
+    environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
                              config_yaml=settings.config_yaml, output_dir=output_dir)
     with tracking.active(tracker), book.charging(*charges) as run:
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         go("go")
-        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary)
+        sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
+        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary,
+                            environment.summary())
         outcome = module.train(planned, reserved, output_dir)
+        outcome.files = [*outcome.files, *sbom_files]
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
         tracker.finish(outcome.result, outcome.files)

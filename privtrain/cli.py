@@ -19,7 +19,8 @@ from privtrain import __version__
 from privtrain.errors import UserError
 
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
-_SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference")
+_SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
+                        "privtrain.artifacts.sbom")
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}
