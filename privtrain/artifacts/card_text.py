@@ -51,7 +51,7 @@ def mechanism_text(m: dict | None) -> str:
     """The mechanism in prose, from the values the recipe used (``m["kind"]`` says which)."""
     if not m or m.get("kind") == "none":
         what = (m or {}).get("what", "the model")
-        return f"None: {what} was trained without differential privacy (no clipping, no noise)."
+        return f"No DP mechanism: {what} was trained without differential privacy (no clipping, no noise)."
     k = m["kind"]
     if k == "dp_sgd":
         return (f"DP-SGD with Opacus. Each step draws a Poisson sample of the training rows (sampling rate "
@@ -71,14 +71,14 @@ def mechanism_text(m: dict | None) -> str:
                 f"norm {num(m['clipping_norm'])} (the clip norm, applied on the {m['clipping_side']} side) and the "
                 "server adds Gaussian noise with standard deviation "
                 f"{num(m['noise_multiplier'])} × the clip norm (noise multiplier {num(m['noise_multiplier'])}) to "
-                f"the sum, divided by {num(m['denominator'])}. {m['rounds']} rounds; clients train locally for "
+                f"the sum, divided by {num(m['denominator'])}. {m['rounds']} round(s); clients train locally for "
                 f"{m['local_epochs']} epoch(s), batch size {m['batch_size']}, {m['optimizer']} learning rate "
                 f"{num(m['lr'])}. The PLD accountant composed the rounds at δ = {delta(m['delta'])}, at the client level.")
     if k == "federated_local":
         return (f"Local DP-SGD inside each client (Opacus): each client clips each example's gradient to L2 norm "
                 f"{num(m['max_grad_norm'])} (the clip norm) and adds Gaussian noise with noise multiplier "
                 f"{num(m['noise_multiplier'])}; batch size {m['batch_size']}, learning rate {num(m['lr'])}, "
-                f"{m['local_epochs']} local epoch(s) per round over {m['rounds']} rounds. Each client keeps one "
+                f"{m['local_epochs']} local epoch(s) per round over {m['rounds']} round(s). Each client keeps one "
                 f"{m['accountant']} accountant across rounds; client partitions are disjoint, so the example-level "
                 f"ε of the population is the largest client's, at δ = {delta(m['delta'])}.")
     if k == "dp_synthesizer":
@@ -90,7 +90,7 @@ def mechanism_text(m: dict | None) -> str:
                 f"{num(m['marginal_share'])} of the budget; the PLD accountant composed both at "
                 f"δ = {delta(m['delta'])}. Sampling rows from the released model is post-processing.")
     if k == "sdv":
-        return (f"None: SDV's `{m['model']}` synthesizer fits the real rows without noise, so the rows it "
+        return (f"No DP mechanism: SDV's `{m['model']}` synthesizer fits the real rows without noise, so the rows it "
                 "generates carry no differential privacy guarantee.")
     raise ValueError(f"Expected a known mechanism kind, got {k!r}.")
 
@@ -104,9 +104,9 @@ def ledger_file(path: str | None) -> str:
     return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def charge_text(c: dict) -> str:
-    """One budget after this run, in words."""
-    spent = f"After this run the source has spent ε = {eps(c.get('spent_after_run'))} (PLD estimate over all its runs)."
+def charge_text(c: dict, *, after: str = "this run") -> str:
+    """One budget after this run (or ``after`` something else, e.g. the audit), in words."""
+    spent = f"After {after} the source has spent ε = {eps(c.get('spent_after_run'))} (PLD estimate over all its runs)."
     budget = c.get("budget")
     if budget is None:
         return f"{spent} No budget set: the spend is tracked, not enforced."
