@@ -3,6 +3,7 @@
     privtrain run RECIPE [overrides...] [-m] [--cfg job] [--dry-run]
     privtrain ls
     privtrain ledger show|runs|budget|verify|export|plot ...
+    privtrain sbom [--output DIR]
 
 Start-up stays fast: ``--help``, ``ls`` and ``ledger`` import no torch, flwr or
 sdv. Bad input prints one line and exits 2; a traceback means a bug.
