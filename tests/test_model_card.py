@@ -119,6 +119,8 @@ def test_federated_central_card(tmp_path, ledger_path):
     caveats = _section(card, "What the guarantee does not cover")
     assert "Central DP trusts the server" in caveats and not any(o in card for o in OPACUS)
     assert "population" in _section(card, "Privacy ledger")
+    assert "- federated population: iid, 3 clients" in _section(card, "Data source")
+    assert "{'" not in card  # no dict dumps
 
 
 def test_dp_synthesizer_card(tmp_path, ledger_path):
@@ -197,3 +199,14 @@ def test_the_template_ships_with_the_package():
     setup = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
     assert '"privtrain.artifacts": ["templates/*.j2"]' in setup
     assert (Path(model_card.__file__).parent / "templates" / model_card.TEMPLATE).is_file()
+
+
+def test_the_audit_section_states_its_charge_and_the_spend_after_it():
+    from privtrain.audit.report import _cost
+
+    after = {"name": "digits", "unit": "example", "budget": {"epsilon": 8.0, "delta": 1e-5}, "spent_after_run": 4.5,
+             "filter_after_run": 5.0, "remaining": 3.0}
+    text = _cost({"models": 4, "variant": "offline", "data": "charged", "charged_epsilon": 1.5, "ledger_entry": "a1",
+                  "ledger_after": after})
+    assert "charged ε = 1.5 to the ledger as entry `a1`" in text
+    assert "After the audit the source has spent ε = 4.50" in text and "ε = 3.00 remains" in text

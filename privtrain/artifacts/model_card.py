@@ -65,8 +65,8 @@ def render(
     caveats = [*(t.format(unit=unit) for t in COMMON_NOT_COVERED), *not_covered] if private else []
     context = {
         "recipe": recipe, "intended_use": intended_use, "model": model,
-        "dataset": {k: dataset.get(k) for k in ("name", "source", "fingerprint", "tags", "schema", "partition",
-                                                 "clients", "evaluated_on")},
+        "dataset": {**{k: dataset.get(k) for k in ("name", "source", "fingerprint", "tags", "schema", "evaluated_on")},
+                    "partition": (dataset.get("population") or {}).get("label")},
         "now": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "rows": _rows(dataset), "schema_text": _schema(dataset.get("schema")),
         "guarantees": [{"sentence": card_text.guarantee_sentence(g), "notes": list(g.notes)} for g in guarantees],

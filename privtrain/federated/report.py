@@ -148,7 +148,7 @@ def _setup_text(s, population: Population, summary: dict) -> str:
     sizes = summary["sizes"]
     return "\n".join([
         f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; client sampling: {sampling}",
-        f"- partition: {population.spec.kind} {population.spec.identity()}, each row's client a keyed function of "
+        f"- partition: {population.label}, each row's client a keyed function of "
         f"that row; rows per client (local train + eval, public by declaration): min {min(sizes)}, median "
         f"{sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}; {summary['clients_without_training_rows']} client(s) "
         "without training rows",
