@@ -23,7 +23,7 @@ import secrets
 import time
 from pathlib import Path
 
-from privtrain import config, recipes
+from privtrain import config, policy, recipes
 from privtrain.errors import UserError
 from privtrain.result import Reserved, RunResult
 
@@ -111,13 +111,20 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
                         "files (the ledger holds their hashes): choose another output_dir.")
     audit.preflight(settings.audit, settings.recipe)
     tracking.preflight(settings.tracking)
-    planned = module.plan(settings)
     book = ledger.open(settings.ledger.path)
+    rules = _policy_preflight(settings, book)  # the config's facts, before any row is read
+    planned = module.plan(settings)
     charges = book.charges(planned.request)
+    if rules is not None:  # each charged source's rules, with the exact planned ε; a total cap becomes a budget
+        charges = policy.check_charges(rules.policy, charges, run_source=rules.facts.source,
+                                       run_tags=rules.facts.tags, budget_of=lambda c: book.budget(*c.key))
     if settings.ledger.plan_only:
         go("stop")
+        plan = book.plan(*charges).render() + ("" if rules is None else "\n" + rules.render())
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
-                         {"plan": book.plan(*charges).render(), "path": str(book.path)}, dry_run=True)
+                         {"plan": plan, "path": str(book.path)}, dry_run=True)
+    if rules is not None:
+        book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.path.read_text())
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
@@ -126,7 +133,8 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         go("go")
         sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
-        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, run.summary,
+        summary = run.summary if rules is None else (lambda: dict(run.summary(), policy=rules.card()))
+        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                             environment.summary())
         outcome = module.train(planned, reserved, output_dir)
         outcome.files = [*outcome.files, *sbom_files]
@@ -137,6 +145,35 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)
     return result
+
+
+class _Rules:
+    """The policy that governs a run, and the run's facts it was checked on."""
+
+    def __init__(self, policy_: policy.Policy, facts: policy.RunFacts) -> None:
+        self.policy, self.facts = policy_, facts
+        self.findings = policy.run_findings(policy_, facts)
+
+    def render(self) -> str:
+        head = f"policy {self.policy.label} (sha256 {self.policy.sha256[:12]})"
+        return "\n".join([head, *(f"  {f.line()}" for f in self.findings)] if self.findings else
+                         [head + ": no rule covers this source"])
+
+    def card(self) -> dict:
+        return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
+                "rules": [f.line() for f in self.findings]}
+
+
+def _policy_preflight(settings: config.RunSettings, book) -> _Rules | None:
+    """Find and load the project's policy and check the run's config against it (one line on refusal)."""
+    from privtrain.config.facts import run_facts
+
+    path = policy.find(settings.ledger.policy, None if book.backend != "sqlite" else book.location)
+    if path is None:
+        return None
+    rules = _Rules(policy.load(path), run_facts(settings))
+    policy.check_run(rules.policy, rules.facts)
+    return rules
 
 
 def _worker(settings: config.RunSettings, output_dir: Path) -> None:

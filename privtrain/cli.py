@@ -21,7 +21,8 @@ from privtrain.errors import UserError
 
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
 _SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
-                        "privtrain.artifacts.sbom")
+                       "privtrain.config.policy_cli", "privtrain.artifacts.release",
+                       "privtrain.artifacts.sbom")
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}
@@ -143,7 +144,10 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
 
 
 def _print_error(exc: UserError) -> None:
-    print(f"privtrain: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+    lines = str(exc).splitlines() if exc.multiline else [str(exc)]
+    print(f"privtrain: error: {' '.join(lines[0].split())}", file=sys.stderr, flush=True)
+    for line in lines[1:]:
+        print(f"  {' '.join(line.split())}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

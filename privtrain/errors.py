@@ -7,9 +7,14 @@ a bug and keeps its traceback.
 
 
 class UserError(Exception):
-    """Bad input. The message names the field and the fix, on one line."""
+    """Bad input. The message names the field and the fix, on one line.
+
+    A subclass with ``multiline = True`` (the PII gate's refusal) keeps its line breaks: one line, then one
+    line per item the user must fix.
+    """
 
     exit_code = 2
+    multiline = False
 
 
 class BudgetExceeded(UserError):

@@ -36,6 +36,7 @@ def _private_user_data(tmp_path, monkeypatch, _sbom_cache):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.delenv("PRIVTRAIN_LEDGER_KEY", raising=False)
     monkeypatch.setenv("PRIVTRAIN_CACHE", str(_sbom_cache))  # one SBOM per test session, never the user's cache
+    monkeypatch.delenv("PRIVTRAIN_POLICY", raising=False)
 
 
 @pytest.fixture

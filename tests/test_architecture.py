@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "sources", "devices", "distributed", "tracking", "figures"},
     {"privacy"},
     {"data"},
-    {"ledger", "models", "training"},
+    {"ledger", "models", "training", "policy"},
     {"result"},
     {"artifacts"},
     {"synthetic", "federated", "audit"},

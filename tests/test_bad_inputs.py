@@ -62,6 +62,11 @@ CASES = [
     (["run", "dp_sgd", *CSV, "+dataset.schema={x: {min: 0, max: 1}, y: {categories: [0]}}"],
      "a classifier needs at least 2"),
     (["run", "dp_sgd", "resume=missing.pt"], "resume: no checkpoint at"),
+    # the PII gate's two lists (a refusal itself is one line per finding: tests/test_pii.py)
+    (["run", "dp_sgd", *CSV, "dataset.drop=[nope]", DECLARED], "dataset.drop: column(s) ['nope'] are not in"),
+    (["run", "dp_sgd", *CSV, "dataset.pii.allow=[nope]", DECLARED], "dataset.pii.allow: column(s) ['nope'] are not"),
+    (["run", "dp_sgd", "+dataset.drop=[x]"], "dataset.drop / dataset.pii.allow apply to dataset=csv or parquet"),
+    (["run", "synthetic", *CSV, "dataset.drop=[x]"], "dataset.drop is not supported by the synthetic recipe"),
     # federated
     (["run", "federated", "fl.strategy=fedadam"], "fedadam cannot be used with central DP"),
     (["run", "federated", "fl.engine=warp"], "fl.engine='warp' is unknown"),

@@ -88,7 +88,8 @@ def test_dp_sgd_card(tmp_path, ledger_path):
     assert f"- accuracy: {result.metrics['accuracy']:.4f}" in _section(card, "Metrics (held-out split)")
     provenance = _section(card, "Provenance")
     assert "privtrain 0.1.0, git commit" in provenance and "- opacus: " in provenance
-    for absent in ("## Personal data (PII)", "## Policy", "## Empirical privacy audit"):
+    assert "not scanned for personal data" in _section(card, "Personal data (PII)")  # a built-in dataset
+    for absent in ("## Policy", "## Empirical privacy audit"):
         assert absent not in card
 
 

@@ -55,9 +55,11 @@ def test_bad_targets_are_one_line_and_charge_nothing(overrides, match, tmp_path,
 
 
 def test_a_users_dataset_is_charged_to_its_declared_source(tmp_path, ledger_path):
-    result = privtrain.run("dp_sgd", [*TINY, *STRIPES, "model=cnn", "recipe.batch_size=64"],
+    # the example's own model learns the stripes at ε=3 (0.86-0.95 over 4 runs); the built-in CNN does not on
+    # this 8x8 noise (0.57 even without DP), so a fixed noise seed is no longer needed to pass
+    result = privtrain.run("dp_sgd", [*TINY, *STRIPES, *TINYNET, "recipe.batch_size=64", "recipe.epochs=3"],
                            output_dir=tmp_path / "r")
-    assert result.ledger["charges"][0]["source"] == "stripes" and result.metrics["accuracy"] > 0.5
+    assert result.ledger["charges"][0]["source"] == "stripes" and result.metrics["accuracy"] > 0.7
 
 
 def test_an_image_folder_trains_a_cnn_and_its_subset_is_the_same_source(tmp_path, ledger_path):

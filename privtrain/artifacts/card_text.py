@@ -122,16 +122,17 @@ def pii_view(pii) -> dict | None:
         return None
     if isinstance(pii, list):
         pii = {"scanned": True, "findings": pii}
-    findings = [{"column": f.get("column"), "kind": f.get("kind") or f.get("sdtype") or "identifier",
-                 "reason": f.get("reason", "")} for f in pii.get("findings") or []]
+    findings = [{"column": f.get("column"),
+                 "kind": str(f.get("kind") or f.get("sdtype") or "identifier").replace("_", " "),
+                 "reason": f.get("reason", ""), "status": f.get("status") or ""} for f in pii.get("findings") or []]
     scanned, note = pii.get("scanned"), pii.get("note")
     if scanned is None and not findings and note:
         summary, note = note, None
     elif scanned is False:
-        summary = "The table was not scanned for personal data."
+        summary = "The table was not scanned for personal data" + (f": {pii['reason']}." if pii.get("reason") else ".")
     elif findings:
         summary = f"The scan found {len(findings)} column(s) holding personal data:"
     else:
         summary = "The table was scanned by column name and content; no personal data was found."
-    return {"summary": summary, "findings": findings, "allowed": list(pii.get("allowed") or []),
-            "dropped": list(pii.get("dropped") or []), "note": note}
+    return {"summary": summary, "findings": findings, "statuses": any(f["status"] for f in findings),
+            "allowed": list(pii.get("allowed") or []), "dropped": list(pii.get("dropped") or []), "note": note}

@@ -221,17 +221,21 @@ def _dataset(r: _Reader) -> "DatasetSpec":
     if source is not None:
         source = check_name(source)
     features = r.list("dataset.features", optional=True)
-    extra = {}
+    tags = r.list("dataset.tags", optional=True) if r.has("dataset.tags") else None
+    extra = {"tags": tuple(str(t) for t in tags or ())}
     if r.has("dataset.image"):
         extra["image"] = r.mapping("dataset.image")
     if r.has("dataset._target_"):  # dataset=custom: every other key is the factory's keyword argument
         extra.update(factory=r.opt_str("dataset._target_"), size=r.int("dataset.size", optional=True, minimum=1))
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
-        known = {"loader", "source", "path", "target", "id_column", "features", "schema", "infer_schema",
-                 "test_size", "_target_", "size", "classes"}
+        known = {"loader", "source", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
+                 "test_size", "_target_", "size", "classes", "drop", "pii"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
+        if r.has(key):
+            extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
     return DatasetSpec(
         loader=loader, source=source, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
         id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
@@ -307,6 +311,7 @@ def _ledger(r: _Reader) -> LedgerSettings:
         raise UserError("ledger.default_budget.delta is missing; set it with the epsilon, "
                         "e.g. ledger.default_budget.delta=1e-5.")
     return LedgerSettings(path=r.opt_str("ledger.path"), allow_non_private=r.bool("ledger.allow_non_private"),
+                          policy=r.opt_str("ledger.policy") if r.has("ledger.policy") else None,
                           default_budget=None if eps is None else (eps, delta), plan_only=r.bool("ledger.plan_only"))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from privtrain.data import pii_gate
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
 from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
@@ -35,6 +36,11 @@ class DatasetSpec:
             built-in's name, or else the content fingerprint (shown under the file's stem).
         id_column: a column identifying a person; never a feature; lets the ledger recognise
             tables that share people even when their other columns differ.
+        drop: ``dataset.drop``: columns never used for training (e.g. identifiers the PII gate found).
+            They are removed from the features only: the fingerprint and the rows the ledger hashes
+            stay those of the whole file, so the run is recognised as the same people as any other
+            run on that file (see :mod:`privtrain.data.pii_gate`).
+        pii_allow: ``dataset.pii.allow``: columns of personal data the user declares (recorded).
     """
 
     loader: str
@@ -51,6 +57,9 @@ class DatasetSpec:
     kwargs: dict | None = None  # custom: its keyword arguments
     size: int | None = None  # custom: the declared number of samples
     classes: tuple | None = None  # custom: the declared class labels
+    tags: tuple[str, ...] = ()  # for a policy's rules by tag (a run can add tags to its source, never remove)
+    drop: tuple[str, ...] = ()
+    pii_allow: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -60,7 +69,7 @@ class DatasetSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "DatasetSpec":
         d = dict(d)
-        for key in ("features", "classes"):
+        for key in ("features", "classes", "drop", "pii_allow"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -78,6 +87,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None
     path: str | None = None
     id_column: str | None = None
+    pii: dict | None = None  # the PII gate's record (privtrain.data.pii_gate.check), for the model card
 
     @property
     def name(self) -> str:
@@ -106,8 +116,17 @@ class Splits:
         return len(self.y_train)
 
 
-def load(spec: DatasetSpec) -> Dataset:
-    """Load and fingerprint a dataset and name its source. Raises :class:`UserError` on bad input."""
+def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
+    """Load and fingerprint a dataset and name its source; tables pass the PII gate.
+
+    Args:
+        spec: the dataset's settings.
+        pii_handling: None: the PII gate refuses direct identifiers used for training; otherwise the
+            recipe's own treatment of them, recorded instead (the synthetic recipe's anonymization).
+
+    Raises:
+        UserError: bad input, including identifiers the gate refuses (before any charge).
+    """
     if spec.loader not in LOADERS:
         raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(LOADERS)}.")
     if not 0.0 < spec.test_size < 1.0:
@@ -115,28 +134,38 @@ def load(spec: DatasetSpec) -> Dataset:
     if spec.source is not None and spec.loader not in DECLARABLE:
         raise UserError(f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
                         f"dataset.source for {', '.join(DECLARABLE)} data only.")
+    if (spec.drop or spec.pii_allow) and spec.loader not in ("csv", "parquet"):
+        raise UserError(f"dataset.drop / dataset.pii.allow apply to dataset=csv or parquet; dataset={spec.loader} "
+                        "has no columns of yours to drop or declare.")
     if spec.loader in ARRAY_LOADERS:
         from privtrain.data.custom import load_custom
         from privtrain.data.images import load_image_folder
 
         frame, schema, image_shape = (load_image_folder if spec.loader == "image_folder" else load_custom)(spec)
-        target = "target"
+        target, pii = "target", pii_gate.skipped(pii_gate.NOT_A_TABLE)
     elif spec.loader in BUILTIN:
         frame, schema, image_shape = load_builtin(spec.loader)
         target = TARGET
+        pii = pii_gate.check(frame, [*(c.name for c in schema.features), target], where=f"dataset={spec.loader}")
     elif spec.loader == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
         from privtrain.data.synthetic import load_synthetic
 
         frame, schema, target = load_synthetic(spec)
-        image_shape = None
+        image_shape, pii = None, pii_gate.skipped(pii_gate.DERIVED)
     else:
         frame = read_table(spec.path, file_kind(spec))
         target, image_shape = spec.target, None
-        schema = _file_schema(frame, spec)
+        features = _file_features(frame, spec)
+        # The gate, before the schema (and so before any charge): identifiers are the first thing to fix.
+        pii = pii_gate.check(frame, [*features, target], drop=spec.drop, allow=spec.pii_allow, handling=pii_handling,
+                             where=f"dataset.path={spec.path}")
+        schema = _file_schema(frame, spec, features)
     _check_rows(frame, schema, target)
+    # The whole table, dropped columns included, is fingerprinted and handed to the ledger: the source and its
+    # overlap with other tables are recognised as without dataset.drop (the same people, the same budget).
     frame, fingerprint = canonicalize(frame)
     return Dataset(source_of(spec, fingerprint), frame, target, schema, fingerprint, image_shape, spec.path,
-                   spec.id_column)
+                   spec.id_column, pii)
 
 
 def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
@@ -174,7 +203,8 @@ def file_kind(spec: DatasetSpec) -> str:
     return "parquet" if str(spec.path).endswith(".parquet") else "csv"
 
 
-def _file_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
+def _file_features(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """The feature columns: ``dataset.features``, or every column but the target, the id column and ``dataset.drop``."""
     columns = list(frame.columns)
     if spec.target not in columns:
         raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; columns are {columns[:20]}.")
@@ -185,10 +215,19 @@ def _file_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
         if spec.id_column == spec.target or (spec.features and spec.id_column in spec.features):
             raise UserError(f"dataset.id_column={spec.id_column!r} identifies people: it cannot be the target "
                             "or a feature; drop it from dataset.features.")
-    features = list(spec.features) if spec.features else [c for c in columns if c not in (spec.target, spec.id_column)]
+    clash = [c for c in spec.drop if c == spec.target or (spec.features and c in spec.features)]
+    if clash:
+        raise UserError(f"dataset.drop: column(s) {clash} are also the target or listed in dataset.features; a dropped "
+                        "column is never used for training: remove it from one of them.")
+    features = list(spec.features) if spec.features else [
+        c for c in columns if c not in (spec.target, spec.id_column) and c not in spec.drop]
     missing = [f for f in features if f not in columns]
     if missing:
         raise UserError(f"dataset.features: column(s) {missing} are not in {spec.path}; columns are {columns[:20]}.")
+    return features
+
+
+def _file_schema(frame: pd.DataFrame, spec: DatasetSpec, features: list[str]) -> Schema:
     if spec.schema:
         return declared_schema(dict(spec.schema), features, spec.target)
     if spec.infer_schema:

@@ -26,7 +26,8 @@ def dataset_info(population: Population) -> dict:
             "n_train": int(sum(population.train_sizes())), "n_pool": int(len(population.y_pool)),
             "n_test": int(len(population.y_test)),
             "clients": population.num_clients, "partition": population.spec.identity(),
-            "population": {"key": population.key, "label": population.label}, "schema": ds.schema.source}
+            "population": {"key": population.key, "label": population.label}, "schema": ds.schema.source,
+            "pii": ds.pii}
 
 
 def final_metrics(model_spec, population: Population, output_dir: Path, history: dict, wall: float) -> dict:

@@ -117,7 +117,7 @@ def load_dataset(spec, settings: FlSettings):
 
         columns = list(read_table(spec.path, data.file_kind(spec)).columns)
         spec = dataclasses.replace(spec, features=tuple(c for c in columns if c not in (spec.target, column,
-                                                                                          spec.id_column)))
+                                                                                          spec.id_column, *spec.drop)))
     elif column in spec.features:
         raise UserError(f"fl.client_column={column!r} is in dataset.features; a client id is not a feature, drop it.")
     dataset = data.load(spec)

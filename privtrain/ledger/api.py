@@ -262,7 +262,7 @@ class Ledger:
     @_guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self._backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts"))
+        keys = self._backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy"))
         first = {}
         for source, unit, scope, at in keys:
             first[source] = min(first.get(source, at), at)
@@ -538,6 +538,25 @@ class Ledger:
             return self._append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
                                 source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
                                 artifacts=_artifacts(artifacts), detail=json.dumps({"why": why}))
+
+    def policy(self) -> dict | None:
+        """The policy last recorded in the ledger: ``{"sha256", "file", "entry", "time"}``, or None."""
+        row = self._backend.latest(statuses=("policy",))
+        if row is None:
+            return None
+        last = store.to_entry(row)
+        return dict(last.detail, entry=last.id, time=last.time)
+
+    @_guarded
+    def record_policy(self, sha256: str, file: str, text: str) -> Entry | None:
+        """Chain a policy the ledger has not seen as its current one (first use, or a change); None if current."""
+        current = self.policy()
+        if current is not None and current.get("sha256") == sha256:
+            return None
+        with self._transaction():
+            return self._append(status="policy", source="ledger", unit="example", epsilon=0.0, delta=0.0,
+                                detail=json.dumps({"sha256": sha256, "file": file, "text": text,
+                                                   "replaces": None if current is None else current["sha256"]}))
 
     @_guarded
     def register_derived(self, child_fingerprint: str, child_name: str, parent: str, run_id: str,

@@ -35,6 +35,10 @@ def cmd_show(args) -> int:
 
     led = _open(args)
     print(render_show(led.sources(), str(led.path)))
+    current = led.policy()
+    if current is not None:
+        print(f"policy: {current.get('file')} (sha256 {str(current.get('sha256'))[:12]}), recorded in entry "
+              f"{current['entry']} at {current['time']}; every run entry names the policy it was checked against")
     return 0
 
 

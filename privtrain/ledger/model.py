@@ -46,6 +46,7 @@ class LedgerSettings:
     allow_non_private: bool = False
     default_budget: tuple[float, float] | None = None  # set on a budget key's first use
     plan_only: bool = False
+    policy: str | None = None  # a policy file; None: $PRIVTRAIN_POLICY, else policy.yaml beside the ledger
 
 
 # --- what a run asks for ------------------------------------------------------------------
@@ -117,6 +118,7 @@ class Charge:
     parent: str | None = None  # derived data: the source it was synthesized from
     link: str | None = None  # why this source is charged although the run did not name it
     rows: Any = field(default=None, repr=False, compare=False)  # TableRows to register with this source
+    policy: str | None = None  # SHA-256 of the policy file the run was checked against (recorded in its entries)
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
@@ -154,7 +156,7 @@ class Budget:
 @dataclass(frozen=True)
 class Entry:
     """One row of the hash chain. ``status`` is reserved, committed, failed, budget, unbudget, derived, rows,
-    accepted (recorded damage) or migrated."""
+    accepted (recorded damage), migrated, artifacts or policy (a policy file first seen, or changed)."""
 
     id: int
     ref: int | None  # for committed/failed: the id of the run's reservation

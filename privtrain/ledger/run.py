@@ -24,6 +24,8 @@ def entry_fields(charge: Charge, events, epsilon: float, *, where: dict | None =
     detail = {"link": charge.link} if charge.link else {}
     if where is not None:
         detail["process"] = where
+    if charge.policy:
+        detail["policy"] = charge.policy
     return dict(run_id=charge.run_id, recipe=charge.recipe, config_hash=charge.config_hash, source=charge.source,
                 source_name=charge.source_name, scope=charge.scope, scope_label=charge.scope_label or None,
                 unit=charge.unit, dataset_fingerprint=charge.fingerprint, parent=charge.parent, events=text,

@@ -93,7 +93,7 @@ def plan(s) -> Planned:
         table=dataset.frame, id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
         default_budget=s.ledger.default_budget)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
-            "n_rows": dataset.n_rows}
+            "n_rows": dataset.n_rows, "pii": dataset.pii}
     return Planned(s, dataset, train, dp, resume, request, info, void, evaluation)
 
 

@@ -28,30 +28,43 @@ class RealTable:
     fingerprint: str
     target: str
     schema: object | None  # privtrain.data.schema.Schema
+    pii: dict | None = None  # the PII gate's record (findings and how this recipe handles them)
 
     @property
     def name(self) -> str:
         return self.source.name
 
 
-def load_source(spec, *, need_target: bool) -> RealTable:
-    """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV."""
+def load_source(spec, *, need_target: bool,
+                pii_handling: str = "recorded: read by the synthetic recipe or its audit") -> RealTable:
+    """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV.
+
+    The PII gate scans the table but does not refuse: ``pii_handling`` (this recipe's treatment of
+    identifiers, e.g. SDV's Faker anonymizers) is recorded as the findings' status instead.
+    """
+    from privtrain.data import pii_gate
     from privtrain.data.files import read_table
     from privtrain.data.fingerprint import canonicalize
 
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
+    if spec.drop:
+        raise UserError("dataset.drop is not supported by the synthetic recipe: every column of the table is "
+                        "synthesized and PII columns are anonymized (synth.pii_check); remove the columns from the "
+                        "file, or train with privtrain run dp_sgd.")
     if spec.loader in BUILTIN or spec.loader == "synthetic" or spec.schema or spec.infer_schema:
         if spec.loader not in BUILTIN and spec.loader != "synthetic":
             _check_target(read_table(spec.path, data.file_kind(spec)), spec, need_target)
-        ds = data.load(spec)
-        return RealTable(ds.source, ds.frame, ds.fingerprint, ds.target, ds.schema)
+        ds = data.load(spec, pii_handling=pii_handling)
+        return RealTable(ds.source, ds.frame, ds.fingerprint, ds.target, ds.schema, ds.pii)
     if spec.loader not in data.LOADERS:
         raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(data.LOADERS)}.")
     frame = read_table(spec.path, data.file_kind(spec))
     _check_target(frame, spec, need_target)
+    pii = pii_gate.check(frame, [c for c in frame.columns if c != spec.id_column], allow=spec.pii_allow,
+                         handling=pii_handling, where=f"dataset.path={spec.path}")
     frame, fingerprint = canonicalize(frame)
-    return RealTable(data.source_of(spec, fingerprint), frame, fingerprint, spec.target, None)
+    return RealTable(data.source_of(spec, fingerprint), frame, fingerprint, spec.target, None, pii)
 
 
 def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:

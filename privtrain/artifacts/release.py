@@ -1,0 +1,163 @@
+"""``privtrain release RUN_DIR``: mark a run releasable, or say why it is not.
+
+A run is releasable only when every gate passes:
+
+- **artifacts**: every file matches the hash its ledger entries chained (``privtrain verify``);
+- **ledger**: the ledger's hash chain verifies;
+- **policy**: the run was checked against the policy in force now (the hash its entries record);
+- **PII gate**: the dataset was scanned and every identifier found was dropped or declared
+  (required when the policy asks for a scan);
+- **audit**: when a rule covering the source requires one, the run was audited (``audit.json``,
+  its hashes chained) and the audit raised no red flag.
+
+On success it writes ``release.json``, the signed-off manifest: the artifact hashes, the ledger's
+head, the policy's hash, each gate's verdict, who and when; an HMAC with ``$PRIVTRAIN_LEDGER_KEY``
+when set; and chains the manifest's hash into the ledger (an ``artifacts`` entry), so ``privtrain
+verify`` covers it too. On failure it writes nothing and prints one line per failed gate (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from privtrain.errors import UserError
+
+MANIFEST = "release.json"
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'pass' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def gates(run_dir: Path, book, record, hashes: dict[str, str], policy_path: Path | None) -> list[Gate]:
+    """Every gate's verdict for the run in ``run_dir`` (see the module docstring)."""
+    from privtrain import policy
+    from privtrain.artifacts.verify import problems
+
+    out = []
+    bad = problems(run_dir, hashes)
+    out.append(Gate("artifacts", not bad, f"all {len(hashes)} files match the ledger" if not bad
+                    else "; ".join(bad)))
+    report = book.verify()
+    out.append(Gate("ledger", report.ok, f"hash chain intact ({report.n_entries} entries)" if report.ok
+                    else f"the ledger does not verify: {report.problem}"))
+    entries = [e for e in book.entries() if e.run_id == record.run_id and e.status == "committed"]
+    recorded = {e.detail.get("policy") for e in entries}
+    current = policy.load(policy_path) if policy_path is not None else None
+    source = record.source.get("name") or record.source.get("key")
+    rules = current.rules_for(source, tuple(record.dataset.get("tags") or ())) if current else []
+    if current is None:
+        out.append(Gate("policy", recorded == {None}, "no policy governs this project" if recorded == {None}
+                        else "the run was checked against a policy that is no longer found; restore it"))
+    else:
+        ok = recorded == {current.sha256}
+        out.append(Gate("policy", ok, f"checked against {current.label} (sha256 {current.sha256[:12]}), "
+                        f"{len(rules)} rule(s) on source {source!r}" if ok else
+                        f"the run was checked against another policy ({', '.join(sorted(str(r)[:12] for r in recorded))}),"
+                        f" not the one in force ({current.sha256[:12]}); run it again under the current policy"))
+    pii = (_read_json(run_dir / "metrics.json").get("dataset") or {}).get("pii")
+    out.append(_pii_gate(pii, required=any(r.require_pii_scan for r in rules)))
+    if any(r.require_audit for r in rules):
+        audit = _read_json(run_dir / "audit.json")
+        chained = "audit.json" in hashes
+        red = bool(audit.get("red_flag"))
+        out.append(Gate("audit", bool(audit) and chained and not red,
+                        "audited, no red flag" if audit and chained and not red else
+                        "the policy requires an audit: run privtrain audit RUN_DIR" if not audit else
+                        "audit.json is not chained in the ledger" if not chained else
+                        "the audit raised a red flag: its ε lower bound exceeds the claimed ε"))
+    return out
+
+
+def _pii_gate(pii, *, required: bool) -> Gate:
+    if not isinstance(pii, dict) or not pii.get("scanned"):
+        return Gate("PII gate", not required, "the dataset was not scanned (a policy requires it)" if required
+                    else "not scanned (no rule requires it)")
+    allowed = set(pii.get("allowed") or ())
+    open_findings = [f for f in pii.get("findings") or () if f.get("column") not in allowed]
+    if open_findings:
+        return Gate("PII gate", False, "identifiers trained on without a declaration: "
+                    + ", ".join(str(f.get("column")) for f in open_findings))
+    declared = f"; declared: {', '.join(sorted(allowed))}" if allowed else ""
+    return Gate("PII gate", True, f"scanned, no undeclared identifier{declared}")
+
+
+def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str | None = None) -> tuple[list[Gate], Path | None]:
+    """Check every gate; on success write and chain the manifest. Returns (gates, manifest or None)."""
+    from privtrain import ledger, policy
+    from privtrain.artifacts.record import RunRecord
+    from privtrain.artifacts.run_dir import sha256_file
+    from privtrain.artifacts.verify import recorded_hashes
+    from privtrain.ledger import integrity
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {str(run_dir)!r} does not exist; pass the output directory of a run.")
+    if (run_dir / MANIFEST).exists():
+        raise UserError(f"{run_dir / MANIFEST} exists: this run was already released.")
+    record = RunRecord.read(run_dir)
+    run_id, hashes, path = recorded_hashes(run_dir, ledger_path)
+    book = ledger.open(path, create=False)
+    found = policy.find(policy_path, book.location if book.backend == "sqlite" else None)
+    checks = gates(run_dir, book, record, hashes, found)
+    if not all(g.ok for g in checks):
+        return checks, None
+    head_id, head_hash = book.head()
+    manifest = {
+        "run_id": run_id, "recipe": record.recipe, "source": record.source.get("name"),
+        "releasable": True, "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "released_by": getpass.getuser(), "artifacts": dict(sorted(hashes.items())),
+        "ledger": {"file": Path(str(path)).name, "head_entry": head_id, "head_hash": head_hash},
+        "policy": None if found is None else {"file": found.name, "sha256": policy.load(found).sha256},
+        "gates": [{"name": g.name, "ok": g.ok, "detail": g.detail} for g in checks],
+    }
+    body = json.dumps(manifest, sort_keys=True)
+    key = integrity.ledger_key()
+    manifest["signature"] = (None if key is None else
+                             {"hmac_sha256": hmac.new(key, body.encode(), hashlib.sha256).hexdigest(),
+                              "key": "$PRIVTRAIN_LEDGER_KEY"})
+    target = run_dir / MANIFEST
+    target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    book.record_artifacts(run_id, {MANIFEST: sha256_file(target)}, why="release: every gate passed")
+    return checks, target
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    checks, manifest = release(Path(args.run_dir), ledger_path=args.ledger, policy_path=args.policy)
+    for g in checks:
+        print(f"  {g.line()}")
+    if manifest is None:
+        failed = [g.name for g in checks if not g.ok]
+        print(f"not releasable: {', '.join(failed)} failed; nothing was written")
+        return 1
+    print(f"releasable: manifest {manifest} (its hash chained in the ledger)")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("release", help="mark a run releasable when policy, PII gate, audit and artifacts pass",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("run_dir", help="output directory of a finished run")
+    p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
+    p.add_argument("--policy", default=None, metavar="PATH", help="the policy (default: the one beside the ledger)")
+    p.set_defaults(func=_cmd)

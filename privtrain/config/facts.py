@@ -1,0 +1,36 @@
+"""What a policy may judge before any row is read: a run's facts, from its typed settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from privtrain.policy import RunFacts
+
+
+def run_facts(s) -> RunFacts:
+    """The :class:`~privtrain.policy.RunFacts` of typed settings (``config.RunSettings``)."""
+    from privtrain.data import BUILTIN
+
+    spec = s.dataset
+    if spec.loader in BUILTIN:
+        source = spec.loader
+    elif spec.source is not None:
+        source = spec.source
+    elif spec.path:
+        source = Path(str(spec.path)).name if spec.loader == "image_folder" else Path(str(spec.path)).stem
+    else:
+        source = spec.loader
+    table = spec.loader not in ("image_folder", "custom")
+    if s.recipe == "synthetic":
+        private, units = s.synth.private, ("example",)
+        target = float(s.synth.params["epsilon"]) if private and s.synth.params.get("epsilon") is not None else None
+        delta = s.synth.params.get("delta") if private else None
+        return RunFacts("synthetic", source, spec.tags, private, units, target, delta, spec.infer_schema,
+                        table and s.synth.pii_check, private)
+    p = s.privacy
+    units = {"dp": ("example",), "central": ("client", "example"), "central_local": ("client", "example"),
+             "none": ("example",)}.get(p.name, ("example",))
+    if s.recipe == "dp_sgd":
+        units = ("example",)
+    private = p.private and not s.reproducible_noise and not spec.infer_schema  # both void the guarantee
+    return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table)

@@ -1,0 +1,14 @@
+"""Policy as code: rules a privacy officer sets for the sources a project trains on.
+
+A YAML file (``.privtrain/policy.yaml`` beside the ledger, or ``ledger.policy=PATH``) says, per source or
+tag, the largest ε and δ per run and in total, the recipes and units allowed, and whether non-private
+runs, inferred schemas, unscanned data or non-DP synthesizers are forbidden. Every run is checked when
+it is planned, before any row is read or anything is charged; the policy's hash goes into every ledger
+entry, and a new or changed policy is itself a chained entry. See docs/policy.md.
+"""
+
+from privtrain.policy.check import Finding, RunFacts, check_charges, check_run, run_findings
+from privtrain.policy.file import POLICY_NAME, Policy, Rule, find, load
+
+__all__ = ["Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "check_charges", "check_run", "find", "load",
+           "run_findings"]

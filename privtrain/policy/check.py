@@ -1,0 +1,157 @@
+"""Evaluating a policy against a planned run, in two steps, both before anything is reserved or trained.
+
+1. :func:`check_run` on what the config says (recipe, source name, tags, privacy mode, target ε, δ,
+   schema, PII scan, synthesizer): before any row is read.
+2. :func:`check_charges` on the ledger's charges (after the table is fingerprinted, before the
+   reservation): each charged source's rules, with the exact planned ε and δ per unit. A table that
+   shares rows with a governed source is charged to it, so its rules apply too. ``max_epsilon_total``
+   becomes the source's ledger budget (a default budget, written atomically with the reservation),
+   so the RDP filter enforces it under concurrency like any budget.
+
+A refusal is one line naming the rule and the policy file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from privtrain.errors import UserError
+from privtrain.policy.file import Policy, Rule
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the config says about a run, as plain values (built at the config border)."""
+
+    recipe: str
+    source: str  # the name a policy uses: a built-in's name, the declared dataset.source, or the file's stem
+    tags: tuple[str, ...] = ()  # dataset.tags: the run's own, added to the policy's tags for its source
+    private: bool = True
+    units: tuple[str, ...] = ("example",)
+    target_epsilon: float | None = None  # known before any row is read (a target); else checked at step 2
+    delta: float | None = None
+    inferred_schema: bool = False
+    pii_scan: bool = True  # the PII gate scans this dataset (a table, scanning not switched off)
+    dp_synthesizer: bool | None = None  # synthetic recipe only
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on one demand: ``ok`` or not, and why, in words."""
+
+    rule: str
+    scope: str
+    demand: str
+    ok: bool
+    why: str
+
+    def line(self) -> str:
+        return f"{'pass' if self.ok else 'FAIL'}  rule {self.rule!r} ({self.scope}): {self.demand}: {self.why}"
+
+
+def run_findings(policy: Policy, facts: RunFacts) -> list[Finding]:
+    """Every demand of every rule that covers the run's source, judged on the config alone."""
+    out = []
+    for rule in policy.rules_for(facts.source, facts.tags):
+        out += list(_run_demands(rule, facts))
+    return out
+
+
+def _run_demands(rule: Rule, f: RunFacts):
+    def judge(demand: str, ok: bool, why: str) -> Finding:
+        return Finding(rule.name, rule.scope(), demand, ok, why)
+
+    if rule.recipes is not None:
+        yield judge(f"recipes {', '.join(rule.recipes)}", f.recipe in rule.recipes, f"this run is {f.recipe}")
+    if rule.units is not None:
+        bad = [u for u in f.units if u not in rule.units]
+        yield judge(f"units {', '.join(rule.units)}", not bad, f"this run protects one {' and one '.join(f.units)}")
+    if rule.forbid_inferred_schema:
+        yield judge("no inferred schemas", not f.inferred_schema,
+                    "dataset.infer_schema=true reads bounds from the rows" if f.inferred_schema else "declared schema")
+    if rule.forbid_non_private:
+        yield judge("no non-private runs", f.private, "the run is differentially private" if f.private
+                    else "the run is not private (ε = ∞)")
+    if rule.require_pii_scan:
+        yield judge("a PII scan", f.pii_scan, "the dataset is scanned" if f.pii_scan
+                    else "this dataset is not scanned (not a table, or the scan is switched off)")
+    if rule.dp_synthesizers_only and f.recipe == "synthetic":
+        yield judge("DP synthesizers only", bool(f.dp_synthesizer),
+                    "a DP synthesizer" if f.dp_synthesizer else "a non-DP synthesizer (ε = ∞)")
+    if rule.max_epsilon_per_run is not None and f.private and f.target_epsilon is not None:
+        yield judge(f"ε ≤ {rule.max_epsilon_per_run:g} per run", f.target_epsilon <= rule.max_epsilon_per_run,
+                    f"privacy target ε={f.target_epsilon:g}")
+    if rule.max_delta_per_run is not None and f.private and f.delta is not None:
+        yield judge(f"δ ≤ {rule.max_delta_per_run:g} per run", f.delta <= rule.max_delta_per_run, f"δ={f.delta:g}")
+    if rule.require_audit:
+        yield judge("an audit before release", True, "checked by privtrain release")
+    if rule.max_epsilon_total is not None:
+        yield judge(f"ε ≤ {rule.max_epsilon_total:g} in total", True,
+                    "enforced as the source's ledger budget when the run is admitted")
+
+
+def check_run(policy: Policy | None, facts: RunFacts) -> None:
+    """Step 1: refuse, with one line naming the rule and the file, a run the policy forbids on its config."""
+    if policy is None:
+        return
+    failed = next((f for f in run_findings(policy, facts) if not f.ok), None)
+    if failed is not None:
+        raise UserError(_refusal(policy, failed, facts.source, "Nothing was read or charged"))
+
+
+def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: tuple[str, ...], budget_of) -> tuple:
+    """Step 2: each charge against the rules of its source; returns the charges with the policy's hash and,
+    where a rule caps the total, that cap as the default budget. ``budget_of(charge)`` is the ledger's budget
+    for the charge's key (or None)."""
+    if policy is None:
+        return tuple(charges)
+    out = []
+    for c in charges:
+        tags = run_tags if c.source_name == run_source else ()
+        rules = policy.rules_for(c.source_name, tags)
+        cap = None
+        for rule in rules:
+            failed = _charge_failure(rule, c)
+            if failed is not None:
+                raise UserError(_refusal(policy, failed, c.source_name, "Nothing was charged", link=c.link))
+            if rule.max_epsilon_total is not None and (cap is None or rule.max_epsilon_total < cap[0]):
+                cap = (rule.max_epsilon_total, rule.total_delta, rule.name)
+        changes = {"policy": policy.sha256}
+        if cap is not None:
+            budget = budget_of(c)
+            if budget is not None and budget.epsilon > cap[0] * (1 + 1e-9):
+                raise UserError(
+                    f"policy {policy.label}, rule {cap[2]!r}: {c.describe()} has a ledger budget of ε={budget.epsilon:g}, "
+                    f"above the policy's total of ε={cap[0]:g}; lower it: privtrain ledger budget set "
+                    f"{c.source_name} --unit {c.unit} --epsilon {cap[0]:g} --delta {budget.delta:g}")
+            if budget is None:
+                default = c.default_budget
+                if default is None or default[0] > cap[0]:
+                    changes["default_budget"] = cap[:2]
+        out.append(dataclasses.replace(c, **changes))
+    return tuple(out)
+
+
+def _charge_failure(rule: Rule, c) -> Finding | None:
+    def fail(demand: str, why: str) -> Finding:
+        return Finding(rule.name, rule.scope(), demand, False, why)
+
+    eps, private = float(c.epsilon), math.isfinite(float(c.epsilon))
+    if rule.units is not None and c.unit not in rule.units:
+        return fail(f"units {', '.join(rule.units)}", f"the run charges the {c.unit} level")
+    if rule.forbid_non_private and not private:
+        return fail("no non-private runs", "the run is not private (ε = ∞)")
+    if rule.max_epsilon_per_run is not None and eps > rule.max_epsilon_per_run * (1 + 1e-6):
+        return fail(f"ε ≤ {rule.max_epsilon_per_run:g} per run", f"the run's planned ε={eps:.4g} at the {c.unit} level")
+    if rule.max_delta_per_run is not None and private and float(c.delta) > rule.max_delta_per_run * (1 + 1e-9):
+        return fail(f"δ ≤ {rule.max_delta_per_run:g} per run", f"the run's δ={float(c.delta):g}")
+    return None
+
+
+def _refusal(policy: Policy, f: Finding, source: str, consequence: str, link: str | None = None) -> str:
+    why = f" (charged because {link})" if link else ""
+    return (f"policy {policy.path}, rule {f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: "
+            f"{f.demand}, but {f.why}. {consequence}; change the run, or the policy "
+            f"(privtrain policy explain shows every rule).")

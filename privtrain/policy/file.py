@@ -1,0 +1,196 @@
+"""The policy file: where it is, what it may say, and its hash.
+
+A policy is YAML, kept beside the ledger (the project's ``.privtrain/policy.yaml``, found the way the
+ledger is) or named with ``ledger.policy=PATH``. Example::
+
+    version: 1
+    sources:                      # tags belong to sources here: a run's dataset.tags can only add rules
+      patients: {tags: [health]}
+    rules:
+      - name: health-limits
+        when: {tags: [health]}    # or {sources: [patients, digits]}; no `when`: every source
+        max_epsilon_per_run: 2
+        max_delta_per_run: 1.0e-5
+        max_epsilon_total: 8      # enforced as the source's ledger budget (at total_delta, default 1e-5)
+        recipes: [dp_sgd, federated]
+        units: [example, client]
+        forbid_non_private: true
+        forbid_inferred_schema: true
+        require_pii_scan: true
+        require_audit: true       # before `privtrain release` marks a model releasable
+        dp_synthesizers_only: true
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from privtrain.errors import UserError, require
+
+POLICY_NAME = "policy.yaml"
+RECIPES = ("dp_sgd", "federated", "synthetic")
+UNITS = ("example", "client")
+_NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
+_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only")
+_LISTS = ("recipes", "units")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: which sources it covers (``when``) and what it demands of their runs."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    max_epsilon_per_run: float | None = None
+    max_delta_per_run: float | None = None
+    max_epsilon_total: float | None = None
+    total_delta: float = 1e-5
+    recipes: tuple[str, ...] | None = None
+    units: tuple[str, ...] | None = None
+    forbid_non_private: bool = False
+    forbid_inferred_schema: bool = False
+    require_pii_scan: bool = False
+    require_audit: bool = False
+    dp_synthesizers_only: bool = False
+
+    def covers(self, source: str, tags: set[str]) -> bool:
+        """Does the rule apply to runs on ``source`` carrying ``tags``? No ``when``: every source."""
+        if not self.tags and not self.sources:
+            return True
+        return source in self.sources or bool(tags & set(self.tags))
+
+    def scope(self) -> str:
+        if not self.tags and not self.sources:
+            return "every source"
+        parts = [f"tag {t}" for t in self.tags] + [f"source {s}" for s in self.sources]
+        return " or ".join(parts)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy. ``path`` is where it was read; ``sha256`` the hash of its bytes (recorded in the ledger)."""
+
+    path: Path
+    sha256: str
+    rules: tuple[Rule, ...]
+    source_tags: dict = field(default_factory=dict)  # source name -> tags the policy gives it
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    def tags_of(self, source: str, declared: tuple[str, ...] = ()) -> set[str]:
+        """The policy's tags for ``source`` plus those the run declares (a run can add tags, never remove them)."""
+        return set(self.source_tags.get(source, ())) | set(declared)
+
+    def rules_for(self, source: str, declared: tuple[str, ...] = ()) -> list[Rule]:
+        tags = self.tags_of(source, declared)
+        return [r for r in self.rules if r.covers(source, tags)]
+
+
+def find(explicit: str | None, ledger_location: str | Path | None) -> Path | None:
+    """The policy that governs a run: ``ledger.policy=PATH``, else ``$PRIVTRAIN_POLICY``, else ``policy.yaml``
+    in the ledger's folder (the project's ``.privtrain/``). None: no policy."""
+    named = explicit or os.environ.get("PRIVTRAIN_POLICY")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise UserError(f"ledger.policy={named}: no such policy file; check the path (privtrain policy check PATH).")
+        return path
+    if ledger_location is None or "://" in str(ledger_location):
+        return None
+    beside = Path(ledger_location).parent / POLICY_NAME
+    return beside if beside.is_file() else None
+
+
+def load(path: str | Path) -> Policy:
+    """Read and validate a policy file.
+
+    Raises:
+        UserError: unreadable YAML, an unknown key, or a value of the wrong type (naming the file and the key).
+    """
+    import yaml
+
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path}).") from None
+    where = f"policy {path}"
+    require(isinstance(data, dict), f"{where}: expected a mapping with `rules:`")
+    _unknown(data, {"version", "sources", "rules"}, where)
+    require(data.get("version", 1) == 1, f"{where}: version {data.get('version')!r} is not supported; use version: 1")
+    sources = data.get("sources") or {}
+    require(isinstance(sources, dict), f"{where}: `sources` must map source names to {{tags: [...]}}")
+    source_tags = {}
+    for name, spec in sources.items():
+        require(isinstance(spec, dict), f"{where}: sources.{name} must be a mapping like {{tags: [health]}}")
+        _unknown(spec, {"tags"}, f"{where}: sources.{name}")
+        source_tags[str(name)] = tuple(map(str, _list(spec.get("tags"), f"{where}: sources.{name}.tags")))
+    rules = data.get("rules") or []
+    require(isinstance(rules, list), f"{where}: `rules` must be a list of rules")
+    parsed = tuple(_rule(r, i, where) for i, r in enumerate(rules))
+    names = [r.name for r in parsed]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    require(dup is None, f"{where}: two rules are named {dup!r}; give each rule its own name")
+    return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags)
+
+
+def _rule(data, i: int, where: str) -> Rule:
+    require(isinstance(data, dict), f"{where}: rules[{i}] must be a mapping")
+    name = str(data.get("name") or f"rule {i + 1}")
+    at = f"{where}, rule {name!r}"
+    _unknown(data, {"name", "when", *_NUMBERS, *_FLAGS, *_LISTS}, at)
+    when = data.get("when") or {}
+    require(isinstance(when, dict), f"{at}: `when` must be a mapping like {{tags: [health]}}")
+    _unknown(when, {"tags", "sources"}, f"{at}: when")
+    out = dict(name=name, tags=tuple(map(str, _list(when.get("tags"), f"{at}: when.tags"))),
+               sources=tuple(map(str, _list(when.get("sources"), f"{at}: when.sources"))))
+    for key in _NUMBERS:
+        if data.get(key) is not None:
+            out[key] = _number(data[key], f"{at}: {key}", delta=key.endswith("delta"))
+    for key in _FLAGS:
+        if key in data:
+            require(isinstance(data[key], bool), f"{at}: {key} must be true or false, got {data[key]!r}")
+            out[key] = data[key]
+    for key, allowed in (("recipes", RECIPES), ("units", UNITS)):
+        if data.get(key) is not None:
+            values = tuple(map(str, _list(data[key], f"{at}: {key}")))
+            bad = [v for v in values if v not in allowed]
+            require(not bad, f"{at}: {key} has {bad[0]!r}; choose from {', '.join(allowed)}" if bad else "")
+            out[key] = values
+    return Rule(**out)
+
+
+def _number(value, what: str, *, delta: bool) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a number, got {value!r}") from None
+    if delta:
+        require(0 < x < 1, f"{what}={x:g} must lie in (0, 1)")
+    else:
+        require(math.isfinite(x) and x > 0, f"{what}={x:g} must be a positive, finite ε")
+    return x
+
+
+def _list(value, what: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [value]
+    require(isinstance(value, list), f"{what} must be a list, got {value!r}")
+    return value
+
+
+def _unknown(data: dict, known: set[str], where: str) -> None:
+    extra = sorted(set(map(str, data)) - known)
+    require(not extra, f"{where}: unknown key {extra[0]!r}; known keys: {', '.join(sorted(known))}" if extra else "")
