@@ -133,7 +133,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         go("go")
         sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
-        summary = run.summary if rules is None else (lambda: dict(run.summary(), policy=rules.card()))
+        summary = _card_summary(run.summary, rules, settings.dataset.tags)
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                             environment.summary())
         outcome = module.train(planned, reserved, output_dir)
@@ -162,6 +162,20 @@ class _Rules:
     def card(self) -> dict:
         return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
                 "rules": [f.line() for f in self.findings]}
+
+
+def _card_summary(summary, rules: _Rules | None, declared_tags: tuple[str, ...]):
+    """The ledger's summary of the run, with the policy evaluated and the source's tags, for the card."""
+    def card() -> dict:
+        out = summary()
+        tags = set(declared_tags) | (rules.policy.tags_of(rules.facts.source, rules.facts.tags) if rules else set())
+        if tags:
+            out["tags"] = sorted(tags)
+        if rules is not None:
+            out["policy"] = rules.card()
+        return out
+
+    return card
 
 
 def _policy_preflight(settings: config.RunSettings, book) -> _Rules | None:

@@ -88,9 +88,23 @@ def test_dp_sgd_card(tmp_path, ledger_path):
     assert f"- accuracy: {result.metrics['accuracy']:.4f}" in _section(card, "Metrics (held-out split)")
     provenance = _section(card, "Provenance")
     assert "privtrain 0.1.0, git commit" in provenance and "- opacus: " in provenance
-    assert "not scanned for personal data" in _section(card, "Personal data (PII)")  # a built-in dataset
+    assert "no personal data was found" in _section(card, "Personal data (PII)")
     for absent in ("## Policy", "## Empirical privacy audit"):
         assert absent not in card
+
+
+def test_the_policy_evaluated_and_the_sources_tags_are_on_the_card(tmp_path, ledger_path):
+    (tmp_path / "policy.yaml").write_text("version: 1\nsources:\n  digits: {tags: [health]}\nrules:\n"
+                                          "  - name: health-limits\n    when: {tags: [health]}\n"
+                                          "    max_epsilon_per_run: 4\n")
+    result = _run("dp_sgd", [*TINY, f"ledger.policy={tmp_path / 'policy.yaml'}", "dataset.tags=[eu]"],
+                  tmp_path / "r", ledger_path)
+    card = _card(result)
+    _assert_reviewable(card, result, ledger_path)
+    assert "- tags: eu, health" in _section(card, "Data source")
+    policy = _section(card, "Policy")
+    assert policy.strip().startswith("Policy `policy.yaml` (SHA-256 `") and ": passed." in policy
+    assert "rule 'health-limits' (tag health): ε ≤ 4 per run" in policy
 
 
 def test_non_private_dp_sgd_card_says_so_plainly(tmp_path, ledger_path):

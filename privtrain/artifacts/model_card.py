@@ -65,7 +65,8 @@ def render(
     caveats = [*(t.format(unit=unit) for t in COMMON_NOT_COVERED), *not_covered] if private else []
     context = {
         "recipe": recipe, "intended_use": intended_use, "model": model,
-        "dataset": {**{k: dataset.get(k) for k in ("name", "source", "fingerprint", "tags", "schema", "evaluated_on")},
+        "dataset": {**{k: dataset.get(k) for k in ("name", "source", "fingerprint", "schema", "evaluated_on")},
+                    "tags": dataset.get("tags") or (ledger or {}).get("tags"),
                     "partition": (dataset.get("population") or {}).get("label")},
         "now": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "rows": _rows(dataset), "schema_text": _schema(dataset.get("schema")),
