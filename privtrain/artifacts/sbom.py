@@ -15,7 +15,7 @@ validation (that alone takes about 11 s; the tests validate a BOM once). Two add
 - local ``file://`` references (an editable install's checkout) are dropped: the SBOM names no path
   of the machine that made it.
 
-Cache: building the SBOM takes about 0.6 s, so it is cached per environment in
+Cache: building the SBOM takes about 0.75 s, so it is cached per environment in
 ``$PRIVTRAIN_CACHE`` (default ``$XDG_CACHE_HOME/privtrain``, ``~/.cache/privtrain``) under
 ``sbom/<key>.cdx.json``, where the key is a SHA-256 over the interpreter's version and every
 installed distribution's name and version. Installing, removing or upgrading anything changes the key.
