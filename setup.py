@@ -10,5 +10,5 @@ config_packages = ["privtrain.configs", *(f"privtrain.configs.{g}" for g in grou
 setup(
     packages=[*find_packages(include=["privtrain", "privtrain.*"]), *config_packages],
     package_dir={"privtrain.configs": "configs"},
-    package_data={p: ["*.yaml"] for p in config_packages},
+    package_data={**{p: ["*.yaml"] for p in config_packages}, "privtrain.artifacts": ["templates/*.j2"]},
 )

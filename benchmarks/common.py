@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,33 @@ def out_dir(name: str) -> Path:
     path = OUT / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Python source for a timed child process: wrap(owner, name, label) records each call's seconds in `marks`.
+WRAP = '''
+import functools, sys, time
+t0 = time.perf_counter()
+marks = []
+def wrap(owner, name, label):
+    f = getattr(owner, name)
+    @functools.wraps(f)
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            marks.append((label, time.perf_counter() - t))
+    setattr(owner, name, timed)
+'''
+
+
+@contextmanager
+def temp_project():
+    """A temporary project folder with its own ``.privtrain/`` (so its own ledger)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp)
+        (project / ".privtrain").mkdir()
+        yield project
 
 
 def machine() -> str:

@@ -22,23 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import machine, out_dir
+from common import WRAP, machine, out_dir
 
 HERE = Path(__file__).resolve().parent
-PHASES = '''
-import functools, sys, time
-t0 = time.perf_counter()
-marks = []
-def wrap(owner, name, label):
-    f = getattr(owner, name)
-    @functools.wraps(f)
-    def timed(*a, **k):
-        t = time.perf_counter()
-        try:
-            return f(*a, **k)
-        finally:
-            marks.append((label, time.perf_counter() - t))
-    setattr(owner, name, timed)
+PHASES = WRAP + '''
 import privtrain.cli as cli
 from privtrain import api, config, training
 from privtrain.artifacts import run_dir

@@ -11,8 +11,9 @@ Notebooks and benchmarks use :func:`run`; the CLI uses Hydra's own launcher; bot
    computed from the config and public facts, before reading any row for training;
 4. the ledger builds every charge (each source whose people the rows belong to, each unit) and
    reserves them all in one transaction, or refuses with one line;
-5. the recipe trains and writes its artifacts and run record; the ledger commits what it did
-   (a crash stays charged at the reservation);
+5. the environment's SBOM and licences are written (built before the charge, cached per environment);
+   the recipe trains and writes its artifacts and run record; the ledger commits what it did, the
+   SBOM's files among the hashed artifacts (a crash stays charged at the reservation);
 6. the audit, when asked for, reads the run record.
 """
 
@@ -100,6 +101,7 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
+    from privtrain.artifacts import sbom
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -123,15 +125,19 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
                          {"plan": plan, "path": str(book.path)}, dry_run=True)
     if rules is not None:
         book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.path.read_text())
+    environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
                              config_yaml=settings.config_yaml, output_dir=output_dir)
     with tracking.active(tracker), book.charging(*charges) as run:
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         go("go")
-        summary = run.summary if rules is None else (lambda: dict(run.summary(), policy=rules.card()))
-        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary)
+        sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
+        summary = _card_summary(run.summary, rules, settings.dataset.tags)
+        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
+                            environment.summary())
         outcome = module.train(planned, reserved, output_dir)
+        outcome.files = [*outcome.files, *sbom_files]
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
         tracker.finish(outcome.result, outcome.files)
@@ -156,6 +162,20 @@ class _Rules:
     def card(self) -> dict:
         return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
                 "rules": [f.line() for f in self.findings]}
+
+
+def _card_summary(summary, rules: _Rules | None, declared_tags: tuple[str, ...]):
+    """The ledger's summary of the run, with the policy evaluated and the source's tags, for the card."""
+    def card() -> dict:
+        out = summary()
+        tags = set(declared_tags) | (rules.policy.tags_of(rules.facts.source, rules.facts.tags) if rules else set())
+        if tags:
+            out["tags"] = sorted(tags)
+        if rules is not None:
+            out["policy"] = rules.card()
+        return out
+
+    return card
 
 
 def _policy_preflight(settings: config.RunSettings, book) -> _Rules | None:

@@ -3,6 +3,7 @@
     privtrain run RECIPE [overrides...] [-m] [--cfg job] [--dry-run]
     privtrain ls
     privtrain ledger show|runs|budget|verify|export|plot ...
+    privtrain sbom [--output DIR]
 
 Start-up stays fast: ``--help``, ``ls`` and ``ledger`` import no torch, flwr or
 sdv. Bad input prints one line and exits 2; a traceback means a bug.
@@ -20,7 +21,8 @@ from privtrain.errors import UserError
 
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
 _SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
-                       "privtrain.config.policy_cli", "privtrain.artifacts.release")
+                       "privtrain.config.policy_cli", "privtrain.artifacts.release",
+                       "privtrain.artifacts.sbom")
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}

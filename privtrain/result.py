@@ -112,6 +112,7 @@ class Reserved:
     source_name: str
     lineage: Any  # privtrain.ledger.Lineage when the run's table is derived (synthetic) data, else None
     summary: Callable[[], dict]  # the ledger's summary of every charge after this run
+    sbom: dict | None = None  # the environment's SBOM and licence summary (privtrain.artifacts.sbom), for the card
 
 
 @dataclass

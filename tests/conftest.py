@@ -25,11 +25,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def _sbom_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("privtrain-cache")
+
+
 @pytest.fixture(autouse=True)
-def _private_user_data(tmp_path, monkeypatch):
+def _private_user_data(tmp_path, monkeypatch, _sbom_cache):
     """Per-user state (ledger anchors, the fallback ledger) goes to the test's own folder."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.delenv("PRIVTRAIN_LEDGER_KEY", raising=False)
+    monkeypatch.setenv("PRIVTRAIN_CACHE", str(_sbom_cache))  # one SBOM per test session, never the user's cache
     monkeypatch.delenv("PRIVTRAIN_POLICY", raising=False)
 
 

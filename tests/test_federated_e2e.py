@@ -50,7 +50,8 @@ def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_pat
     assert metrics["history"][-1]["epsilon_client"] == pytest.approx(g.epsilon, rel=0.01)  # the live figure
     for name in ("partition.json", "partition.png", "accuracy.png", "model_card.md", "final_model.pt"):
         assert (first.output_dir / name).is_file(), name
-    assert "per **client**" in (first.output_dir / "model_card.md").read_text()
+    assert "differential privacy per client (all the data of one federated participant)**" in (
+        first.output_dir / "model_card.md").read_text()
     partition = json.loads((first.output_dir / "partition.json").read_text())
     assert len(partition["train_sizes"]) == 3 and not [k for k in partition if "label" in k or "skew" in k]
     assert not [k for r in metrics["history"] for k in r if "loss" in k and k not in ("loss", "federated_loss")]

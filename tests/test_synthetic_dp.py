@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import privtrain
+from privtrain.artifacts import card_text
 from privtrain import ledger
 from privtrain.data.schema import Column
 from privtrain.errors import BudgetExceeded, UserError
@@ -170,7 +171,8 @@ def test_training_on_dp_synthetic_rows_charges_nothing_to_the_parent(tmp_path, l
     assert trained.guarantees[0].accountant == "lineage"
     assert trained.guarantees[0].epsilon == pytest.approx(synth.guarantee.epsilon)
     card = (tmp_path / "dp" / "model_card.md").read_text()
-    assert "Inherited through lineage" in card and f"{synth.guarantee.epsilon:.4g}" in card
+    assert "Inherited through lineage" in card
+    assert f"**({card_text.eps(synth.guarantee.epsilon)}, " in card and "differential privacy per example" in card
 
 
 def test_training_on_non_dp_synthetic_rows_carries_infinite_epsilon(tmp_path, ledger_path):

@@ -73,7 +73,9 @@ def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True,
     if update_card and card.is_file():
         audit["card"] = card.name
         audit["card_sha256_before_audit"] = sha256_file(card)
-        text = update_card_text(card.read_text(), card_section(audit), red_flag_banner(audit))
+        from privtrain.artifacts.model_card import no_paths
+
+        text = update_card_text(card.read_text(), no_paths(card_section(audit)), red_flag_banner(audit))
         card.write_text(text)
         files.append(card)
     files.insert(0, write_json(run_dir / AUDIT_JSON, audit))
@@ -180,9 +182,14 @@ def _cost(shadow: dict) -> str:
     if shadow.get("data") == "pool":
         return (f"none: {k} shadow models ({shadow.get('variant')} LiRA) trained only on the declared audit pool "
                 f"`{shadow.get('pool_path')}`.")
-    return (f"{k} shadow models ({shadow.get('variant')} LiRA) trained on halves of the private dataset; "
+    text = (f"{k} shadow models ({shadow.get('variant')} LiRA) trained on halves of the private dataset; "
             f"charged ε = {_fmt_eps(shadow.get('charged_epsilon', math.inf))} to the ledger as entry "
             f"`{shadow.get('ledger_entry')}` (each row is in {k // 2} shadows).")
+    if shadow.get("ledger_after"):
+        from privtrain.artifacts.card_text import charge_text
+
+        text += " " + charge_text(shadow["ledger_after"], after="the audit")
+    return text
 
 
 def red_flag_banner(audit: dict) -> str | None:

@@ -86,6 +86,7 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
             scores["lira"], shadow_info = _run_lira(run, shadow, splits, dataset, target_in, target_out, rng, seed)
             if entry is not None:
                 shadow_info["ledger_entry"] = entry.run_id
+                shadow_info["ledger_after"] = entry.summary()["charges"][0]  # the source's spend with the shadows
         results = {name: attacks.attack_metrics(m, nm, delta=run.delta, confidence=settings.confidence,
                                                 n_attacks=len(scores)) for name, (m, nm) in scores.items()}
         audit = report.assemble(run, settings, {"name": dataset.name, "fingerprint": dataset.fingerprint}, results,

@@ -51,7 +51,8 @@ def final_metrics(model_spec, population: Population, output_dir: Path, history:
 
 
 def write_artifacts(out: Path, settings, population: Population, dataset_info: dict, guarantees, metrics: dict,
-                    history: dict, central, local, ledger_info: dict, run_id: str) -> list[Path]:
+                    history: dict, central, local, ledger_info: dict, run_id: str, sbom: dict | None = None
+                    ) -> list[Path]:
     from dataclasses import asdict
 
     from privtrain.federated import plots
@@ -98,9 +99,47 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
         metrics=metrics, ledger=ledger_info,
         model=f"`{settings.model.name}`, the final global model after {s.rounds} rounds of {s.strategy} "
               f"over {population.num_clients} clients",
-        extra_sections=[("Federated setup", _setup_text(s, population, summary))],
+        mechanism=_mechanism(s, population.num_clients, central, local), not_covered=_not_covered(central, local),
+        sbom=sbom, extra_sections=[("Federated setup", _setup_text(s, population, summary))],
     )))
     return files
+
+
+FEDERATED_NOT_COVERED = (
+    "Federated evaluation on the clients' local splits (federated_accuracy, federated_loss) reads their rows "
+    "without noise: it is reported, not covered.",
+)
+CENTRAL_NOT_COVERED = (
+    "Central DP trusts the server: it sees each sampled client's clipped update before adding the noise. The "
+    "guarantee covers what leaves the server (the global models), not what the server sees.",
+    "The number of clients and the cohort size are treated as public.",
+)
+LOCAL_NOT_COVERED = (
+    "Each client's number of training rows is treated as public, as Opacus does when it sets the sampling rate.",
+    "Floating-point and pseudo-random number generation in the clients are not hardened against side channels "
+    "(Opacus secure_mode is off).",
+)
+
+
+def _not_covered(central, local) -> tuple[str, ...]:
+    return FEDERATED_NOT_COVERED + (CENTRAL_NOT_COVERED if central is not None else ()) + (
+        LOCAL_NOT_COVERED if local is not None else ())
+
+
+def _mechanism(s, n_clients: int, central, local) -> dict:
+    """What the card says the federated mechanism did: the values the run used."""
+    common = {"rounds": s.rounds, "local_epochs": s.local_epochs, "batch_size": s.batch_size,
+              "optimizer": s.optimizer, "clients": n_clients}
+    if central is not None:
+        return {"kind": "federated_central", **common, "lr": s.lr, "noise_multiplier": central.noise_multiplier,
+                "clipping_norm": central.clipping_norm, "clipping_side": central.clipping_side,
+                "sampling": central.sampling, "sample_rate": central.sample_rate,
+                "expected_cohort": s.expected_cohort(n_clients), "denominator": central.denominator,
+                "delta": central.delta}
+    if local is not None:
+        return {"kind": "federated_local", **common, "lr": s.local_dp_lr, "noise_multiplier": local.noise_multiplier,
+                "max_grad_norm": local.max_grad_norm, "accountant": local.accountant, "delta": local.delta}
+    return {"kind": "none", "what": "the global model"}
 
 
 def _setup_text(s, population: Population, summary: dict) -> str:
@@ -110,7 +149,7 @@ def _setup_text(s, population: Population, summary: dict) -> str:
     sizes = summary["sizes"]
     return "\n".join([
         f"- engine: {s.engine}; strategy: {s.strategy}; rounds: {s.rounds}; client sampling: {sampling}",
-        f"- partition: {population.spec.kind} {population.spec.identity()}, each row's client a keyed function of "
+        f"- partition: {population.label}, each row's client a keyed function of "
         f"that row; rows per client (local train + eval, public by declaration): min {min(sizes)}, median "
         f"{sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}; {summary['clients_without_training_rows']} client(s) "
         "without training rows",

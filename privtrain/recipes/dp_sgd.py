@@ -290,10 +290,20 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         recipe="dp_sgd", intended_use=INTENDED_USE, dataset=info, guarantees=guarantees, metrics=metrics,
         lineage=reserved.lineage.describe() if reserved.lineage is not None else None,
         model=f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained without DP",
-        ledger=ledger_info,
+        ledger=ledger_info, sbom=reserved.sbom, not_covered=model_card.OPACUS_NOT_COVERED,
+        mechanism=_mechanism(p, outcome, info) if dp is not None else {"kind": "none", "what": "the model"},
     )
     files.append(model_card.write(out / "model_card.md", card))
     return files
+
+
+def _mechanism(p: Planned, outcome, info: dict) -> dict:
+    """What the card says DP-SGD did: the values the run used."""
+    dp, t = p.dp, p.train
+    return {"kind": "dp_sgd", "max_grad_norm": dp.max_grad_norm, "noise_multiplier": dp.noise_multiplier,
+            "sample_rate": dp.sample_rate, "batch_size": round(dp.sample_rate * info["n_train"], 1),
+            "steps": outcome.steps, "epochs": t.epochs, "lr": t.lr, "optimizer": t.optimizer,
+            "accountant": dp.accountant, "delta": dp.delta}
 
 
 def _asdict(value) -> dict:

@@ -78,7 +78,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     ledger_info = reserved.summary()
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
     files = report.write_artifacts(output_dir, s, p.population, info, guarantees, metrics, history,
-                                   p.central, p.local, ledger_info, reserved.run_id)
+                                   p.central, p.local, ledger_info, reserved.run_id, reserved.sbom)
     result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
     return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
 

@@ -157,6 +157,8 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
                    "lineage": derived.describe()}
     files += _write_report(output_dir, syn, real, guarantee, output_info, findings, leaks, replaced, metrics,
                            len(train_rows), len(test))
+    files.append(_write_card(output_dir, syn, dp, guarantee, info, findings, _public(metrics), ledger_info,
+                             output_info, reserved.sbom))
     record = RunRecord(
         recipe="synthetic", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash,
         fingerprint=real.fingerprint, source={"key": reserved.source, "name": reserved.source_name,
@@ -293,6 +295,48 @@ def _public(metrics: dict) -> dict:
         out["quality"] = public_numbers(metrics["_quality"])
         out["quality_score"] = out["quality"]["quality_score"]
     return out
+
+
+INTENDED_USE = (
+    "Synthetic rows from privtrain's `synthetic` recipe, for sharing, testing and prototyping in place of the real "
+    "table. Check the guarantee below, and report.md's scores (for the data owner only), before releasing them."
+)
+DP_NOT_COVERED = (
+    "The declared public domain (columns, bounds, categories) is public information: it is not protected.",
+    "report.md's quality, privacy and utility scores read the real rows without noise: they are for the data "
+    "owner, not covered, and must not be released with the rows.",
+    "The number of real training rows is treated as public.",
+)
+
+
+def _write_card(out: Path, syn: SynthSettings, dp, guarantee, info: dict, findings, metrics: dict, ledger_info: dict,
+                output_info: dict, sbom: dict | None) -> Path:
+    from privtrain.artifacts import model_card
+
+    if dp is not None and guarantee.private:
+        mechanism = {"kind": "dp_synthesizer", "n_columns": dp.n_columns, "bins": dp.bins,
+                     "marginal_noise": dp.marginal_noise, "correlation_noise": dp.correlation_noise,
+                     "row_clip": dp.row_clip, "marginal_share": float(syn.params["marginal_share"]),
+                     "delta": dp.delta}
+    else:
+        mechanism = {"kind": "sdv", "model": syn.model}
+    pii = {"scanned": True, "findings": [f.to_dict() for f in findings],
+           "note": "SDV regenerates these columns (Faker or its id generator); none is copied from the data."
+           if findings else None}
+    if dp is not None:
+        pii = {"note": "The DP synthesizer emits only the columns of its declared domain; any "
+               "other column (PII included) is left out."}
+    shown = {k: v for k, v in metrics.items() if k in ("quality_score", "tstr_accuracy", "trtr_accuracy",
+                                                        "pii_verbatim_values")}
+    text = model_card.render(
+        recipe="synthetic", intended_use=INTENDED_USE, dataset=info, guarantees=[guarantee], metrics=shown,
+        model=f"`{syn.model}` synthesizer; {output_info['n_rows']:,} synthetic rows in "
+              f"`{Path(output_info['path']).name}` (fingerprint `{output_info['fingerprint'][:12]}`)",
+        ledger=ledger_info, mechanism=mechanism, not_covered=DP_NOT_COVERED if dp is not None else (),
+        sbom=sbom, pii={**pii, **info["pii"]} if info.get("pii") else pii,
+        metrics_title="Scores (from report.md)", metrics_note="Computed from the real rows without noise: for the "
+        "data owner, not covered by the guarantee.")
+    return model_card.write(out / "model_card.md", text)
 
 
 def _write_report(out: Path, s: SynthSettings, source: RealTable, guarantee, output_info, findings, leaks, replaced,
