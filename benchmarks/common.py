@@ -37,6 +37,23 @@ def wrap(owner, name, label):
 '''
 
 
+def run_timed_child(source: str, project: Path, cache: Path) -> tuple[str, float]:
+    """Run Python ``source`` (a WRAP-based timed run) as a fresh process in ``project`` with the SBOM cache at
+    ``cache``; returns its stdout and the whole process's wall time. Exits on failure."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PRIVTRAIN_CACHE": str(cache)}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", source], cwd=project, capture_output=True, text=True, env=env)
+    whole = time.perf_counter() - start
+    if out.returncode:
+        sys.exit(f"privtrain run dp_sgd failed:\n{out.stderr[-2000:]}")
+    return out.stdout, whole
+
+
 @contextmanager
 def temp_project():
     """A temporary project folder with its own ``.privtrain/`` (so its own ledger)."""

@@ -14,16 +14,12 @@ environment's SBOM. Writes out/sbom_overhead/{sbom_overhead.csv, sbom_overhead.m
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from common import WRAP, machine, out_dir, temp_project
+from common import WRAP, machine, out_dir, run_timed_child, temp_project
 
 TIMED_RUN = WRAP + '''
 from privtrain.artifacts import sbom
@@ -37,13 +33,8 @@ sys.exit(code)
 
 
 def _run(project: Path, cache: Path) -> tuple[float, float]:
-    env = {**os.environ, "PRIVTRAIN_CACHE": str(cache)}
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", TIMED_RUN], cwd=project, capture_output=True, text=True, env=env)
-    whole = time.perf_counter() - start
-    if out.returncode:
-        sys.exit(f"privtrain run dp_sgd failed:\n{out.stderr[-2000:]}")
-    line = next(x for x in out.stdout.splitlines() if x.startswith("SBOM_SECONDS"))
+    stdout, whole = run_timed_child(TIMED_RUN, project, cache)
+    line = next(x for x in stdout.splitlines() if x.startswith("SBOM_SECONDS"))
     return float(line.split("\t")[1]), whole
 
 

@@ -133,7 +133,7 @@ def test_verify_run_dir_reports_edited_and_missing_artifacts(tmp_path, ledger_pa
 
     result = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "run")
     ok = cli("verify", str(result.output_dir))
-    assert ok.returncode == 0 and "all 5 files match" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "all 8 files match" in ok.stdout, ok.stdout + ok.stderr
     from privtrain.audit import audit_run
 
     audit_run(result.output_dir, shadow_models=0)  # an audit rewrites the card: recorded, not an edit

@@ -148,17 +148,24 @@ def record_anchor(ledger_path: Path | str, count: int, head: str) -> None:
         pass
 
 
-def check_anchor(ledger_path: Path | str, rows: list[dict]) -> str | None:
-    return _anchor_problem(ledger_path, len(rows), lambda i: rows[i - 1]["hash"])
-
-
-def _anchor_problem(ledger_path: Path | str, n_entries: int, hash_of) -> str | None:
-    """``hash_of(i)``: the hash of entry ``i`` (1-based) of a chain of ``n_entries`` verified entries."""
+def read_anchor(ledger_path: Path | str) -> dict | None:
+    """The newest (count, head) this machine recorded. Read it *before* the chain: the anchor only grows,
+    so a chain read after it holds at least its entries, unless entries were removed. Read after the
+    chain, a commit by another process in between would look like a truncation."""
     file = anchor_file(ledger_path)
     try:
-        seen = json.loads(file.read_text()) if file.is_file() else None
+        return json.loads(file.read_text()) if file.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+def check_anchor(seen: dict | None, rows: list[dict]) -> str | None:
+    return _anchor_problem(seen, len(rows), lambda i: rows[i - 1]["hash"])
+
+
+def _anchor_problem(seen: dict | None, n_entries: int, hash_of) -> str | None:
+    """``seen``: :func:`read_anchor`'s record; ``hash_of(i)``: the hash of entry ``i`` (1-based) of a chain of
+    ``n_entries`` verified entries."""
     if not seen:
         return None
     if n_entries < seen["count"]:
@@ -177,12 +184,15 @@ def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = T
     receives every verified entry when the chain verifies (the caller may keep what it needs)."""
     from privtrain.ledger.model import VerifyReport as Report
 
+    seen = read_anchor(backend.location)  # before the chain (see read_anchor)
     try:
         check = backend.integrity_check(full=True) if full else None
         if check is not None and check != "ok":
             return Report(False, 0, None, f"SQLite integrity check failed: {check}")
-        rows = backend.chain_rows()
-        report = check_chain(rows, backend.head_record())
+        with backend.snapshot():  # the chain and its head record from one state, not across another's commit
+            rows = backend.chain_rows()
+            head_record = backend.head_record()
+        report = check_chain(rows, head_record)
     except backend.errors as exc:
         return Report(False, 0, None, f"the ledger cannot be read: {exc}")
     if not report.ok:
@@ -190,7 +200,7 @@ def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = T
         return report
     key = ledger_key()
     problem = (check_signatures(rows, key) or (check_head(rows, head) if head else None)
-               or check_anchor(backend.location, rows))
+               or check_anchor(seen, rows))
     if problem is None and full and rows_digest is not None:
         problem = _check_rows(backend, rows, rows_digest)
     if problem is None:
@@ -228,9 +238,11 @@ def verify_tail(backend, *, on_rows=None) -> VerifyReport:
     if memo is None or memo[0] != _key_digest(key):
         return verify(backend, full=False, on_rows=on_rows)
     _, last_id, last_hash, signed_before = memo
+    seen = read_anchor(backend.location)  # before the chain (see read_anchor)
     try:
-        tail = backend.chain_rows(last_id)
-        head = backend.head_record()
+        with backend.snapshot():
+            tail = backend.chain_rows(last_id)
+            head = backend.head_record()
     except backend.errors as exc:
         return Report(False, 0, None, f"the ledger cannot be read: {exc}")
     if (not tail or tail[0]["id"] != last_id or tail[0]["hash"] != last_hash or store.entry_hash(tail[0]) != last_hash
@@ -247,7 +259,7 @@ def verify_tail(backend, *, on_rows=None) -> VerifyReport:
     problem = _tail_signatures(tail, key, signed_before)
     if problem is None:
         by_id = {r["id"]: r["hash"] for r in tail}
-        problem = _anchor_problem(backend.location, n,
+        problem = _anchor_problem(seen, n,
                                   lambda i: by_id[i] if i in by_id else (backend.entry_at(i) or {}).get("hash"))
     if problem is not None:
         return Report(False, n, None, problem)

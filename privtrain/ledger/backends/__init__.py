@@ -39,6 +39,10 @@ class Backend(Protocol):
     @property
     def in_write(self) -> bool: ...
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads inside see one committed state (no-op inside ``write``)."""
+        ...
+
     # --- the chain (see privtrain.ledger.store for the hashing) ---
     def last_entry(self) -> tuple[int, str] | None:
         """(id, hash) of the newest entry, or None when empty."""

@@ -186,6 +186,17 @@ class PostgresBackend(SqlBackend):
     def in_write(self) -> bool:
         return self._writing
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one state of the ledger (REPEATABLE READ): the chain and its head record read in
+        two statements under READ COMMITTED could straddle another process's commit."""
+        if self._writing:
+            yield
+            return
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
     # --- dialect ---
     def insert_entries(self, rows: list[dict]) -> None:
         if len(rows) < 64:

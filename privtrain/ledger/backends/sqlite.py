@@ -288,6 +288,19 @@ class SqliteBackend(SqlBackend):
     def in_write(self) -> bool:
         return self.conn.in_transaction
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one state of the file: a read transaction (WAL) from its first read to its end."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
     # --- dialect ---
     def shared_rows(self, hashes: Iterable[int]) -> dict[str, int]:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe (hash INTEGER PRIMARY KEY)")
