@@ -16,7 +16,8 @@ def _policy_path(explicit: str | None, overrides: list[str] = ()):
     path = policy.find(named, location)
     if path is None:
         raise UserError(f"no policy: none beside the ledger ({location}) and none named; write .privtrain/"
-                        f"{policy.POLICY_NAME} or pass --policy PATH (see docs/policy.md).")
+                        f"{policy.POLICY_NAME}, or name one (privtrain policy check PATH, privtrain policy explain "
+                        "--policy PATH RECIPE); see docs/policy.md.")
     return path
 
 
