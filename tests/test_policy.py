@@ -173,3 +173,10 @@ def test_dry_run_lists_the_policy_findings(ledger_path):
     assert result.dry_run and "policy policy.yaml" in result.ledger["plan"]
     assert "pass  rule 'health-limits'" in result.ledger["plan"]
     assert _entries(ledger_path) == []
+
+
+def test_policy_commands_without_a_policy_say_how_to_give_one(ledger_path, capsys):
+    assert main(["policy", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "no policy: none beside the ledger" in err and "privtrain policy check PATH" in err
+    assert main(["policy", "explain", "dp_sgd"]) == 2
