@@ -124,7 +124,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": plan, "path": str(book.path)}, dry_run=True)
     if rules is not None:
-        book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.path.read_text())
+        book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.text)
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
@@ -147,28 +147,11 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
     return result
 
 
-class _Rules:
-    """The policy that governs a run, and the run's facts it was checked on."""
-
-    def __init__(self, policy_: policy.Policy, facts: policy.RunFacts) -> None:
-        self.policy, self.facts = policy_, facts
-        self.findings = policy.run_findings(policy_, facts)
-
-    def render(self) -> str:
-        head = f"policy {self.policy.label} (sha256 {self.policy.sha256[:12]})"
-        return "\n".join([head, *(f"  {f.line()}" for f in self.findings)] if self.findings else
-                         [head + ": no rule covers this source"])
-
-    def card(self) -> dict:
-        return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
-                "rules": [f.line() for f in self.findings]}
-
-
-def _card_summary(summary, rules: _Rules | None, declared_tags: tuple[str, ...]):
+def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple[str, ...]):
     """The ledger's summary of the run, with the policy evaluated and the source's tags, for the card."""
     def card() -> dict:
         out = summary()
-        tags = set(declared_tags) | (rules.policy.tags_of(rules.facts.source, rules.facts.tags) if rules else set())
+        tags = set(declared_tags) | (rules.tags() if rules else set())
         if tags:
             out["tags"] = sorted(tags)
         if rules is not None:
@@ -178,14 +161,14 @@ def _card_summary(summary, rules: _Rules | None, declared_tags: tuple[str, ...])
     return card
 
 
-def _policy_preflight(settings: config.RunSettings, book) -> _Rules | None:
+def _policy_preflight(settings: config.RunSettings, book) -> policy.Evaluation | None:
     """Find and load the project's policy and check the run's config against it (one line on refusal)."""
     from privtrain.config.facts import run_facts
 
     path = policy.find(settings.ledger.policy, None if book.backend != "sqlite" else book.location)
     if path is None:
         return None
-    rules = _Rules(policy.load(path), run_facts(settings))
+    rules = policy.Evaluation(policy.load(path), run_facts(settings))
     policy.check_run(rules.policy, rules.facts)
     return rules
 

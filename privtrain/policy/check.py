@@ -92,6 +92,26 @@ def _run_demands(rule: Rule, f: RunFacts):
                     "enforced as the source's ledger budget when the run is admitted")
 
 
+class Evaluation:
+    """A policy, the run's facts, and every demand's verdict on them (for the plan, the card and the ledger)."""
+
+    def __init__(self, policy: Policy, facts: RunFacts) -> None:
+        self.policy, self.facts = policy, facts
+        self.findings = run_findings(policy, facts)
+
+    def render(self) -> str:
+        head = f"policy {self.policy.label} (sha256 {self.policy.sha256[:12]})"
+        return "\n".join([head, *(f"  {f.line()}" for f in self.findings)] if self.findings else
+                         [head + ": no rule covers this source"])
+
+    def card(self) -> dict:
+        return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
+                "rules": [f.line() for f in self.findings]}
+
+    def tags(self) -> set[str]:
+        return self.policy.tags_of(self.facts.source, self.facts.tags)
+
+
 def check_run(policy: Policy | None, facts: RunFacts) -> None:
     """Step 1: refuse, with one line naming the rule and the file, a run the policy forbids on its config."""
     if policy is None:

@@ -79,6 +79,7 @@ class Policy:
     sha256: str
     rules: tuple[Rule, ...]
     source_tags: dict = field(default_factory=dict)  # source name -> tags the policy gives it
+    text: str = ""  # the file as read (the bytes the hash covers): what the ledger's policy entry records
 
     @property
     def label(self) -> str:
@@ -141,7 +142,8 @@ def load(path: str | Path) -> Policy:
     names = [r.name for r in parsed]
     dup = next((n for n in names if names.count(n) > 1), None)
     require(dup is None, f"{where}: two rules are named {dup!r}; give each rule its own name")
-    return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags)
+    return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
+                  raw.decode("utf-8", errors="replace"))
 
 
 def _rule(data, i: int, where: str) -> Rule:
