@@ -72,7 +72,7 @@ class MlflowTracker(Tracker):
         uri = s.uri or "sqlite:///mlruns/mlflow.db"
         try:
             mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(s.experiment or f"privtrain-{recipe}")
+            _experiment(mlflow, uri, s.experiment or f"privtrain-{recipe}")
             self.run = mlflow.start_run(run_name=run_name)
             if s.log_train_loss:
                 mlflow.set_tag(TRAIN_LOSS, _TRAIN_LOSS_NOTE)
@@ -198,3 +198,16 @@ def report(step: int, **scalars: float) -> None:
     tracker = _ACTIVE.get()
     if tracker is not None:
         tracker.step(step, scalars)
+
+
+def _experiment(mlflow, uri: str, name: str) -> None:
+    """Select experiment ``name``. A new one on a local SQLite store keeps its artifacts beside the database
+    (``<db folder>/artifacts``): MLflow's default is ``./mlruns`` under whatever the working directory is."""
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+        try:
+            mlflow.create_experiment(name, artifact_location=artifacts)
+        except Exception:  # noqa: BLE001 - another process of a parallel sweep created it first
+            pass
+    mlflow.set_experiment(name)
+

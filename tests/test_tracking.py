@@ -21,10 +21,13 @@ def _mlflow_run(uri: str, experiment: str):
     return client, runs[0]
 
 
-def test_mlflow_gets_epsilon_as_it_grows_the_guarantee_and_the_card(tmp_path, ledger_path):
+def test_mlflow_gets_epsilon_as_it_grows_the_guarantee_and_the_card(tmp_path, ledger_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # the artifacts go beside the store, not into the working directory
     result = privtrain.run("dp_sgd", [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.experiment=t"],
                            output_dir=tmp_path / "r")
+    assert list((tmp_path / "cwd").iterdir()) == [] and (tmp_path / "artifacts").is_dir()
     client, run = _mlflow_run(uri, "t")
     assert run.info.status == "FINISHED" and run.info.run_name == "r"
     history = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "epsilon")]
