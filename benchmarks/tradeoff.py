@@ -5,8 +5,10 @@
 
 Methods (all through privtrain's Python API, each with its shipped defaults):
 - ``dp_sgd``            example-level DP-SGD (Opacus);
-- ``federated central`` client-level DP-FedAvg (Flower), 10 clients;
-- ``federated local``   example-level DP-SGD inside each of 10 clients;
+- ``federated central`` client-level DP-FedAvg (Flower), the shipped central-DP population (500 clients);
+- ``federated local``   example-level DP-SGD inside each client of the shipped local-DP population (10);
+  both ε = ∞ points are the one non-private run (privacy=none: the 500-client population).
+  results/tradeoff/ predates these defaults (10 clients for both): rerun it to refresh them.
 - ``DP-synthetic``      train on rows from the DP synthesizer (TSTR on the real held-out split);
 - ``non-private``       each method's ε = ∞ version (privacy=none / SDV GaussianCopula).
 Anchors in the same run, on the same splits: plain Opacus with the tutorial's settings
