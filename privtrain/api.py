@@ -165,8 +165,18 @@ def _policy_preflight(settings: config.RunSettings, book) -> policy.Evaluation |
     """Find and load the project's policy and check the run's config against it (one line on refusal)."""
     from privtrain.config.facts import run_facts
 
-    path = policy.find(settings.ledger.policy, None if book.backend != "sqlite" else book.location)
+    location = None if book.backend != "sqlite" else book.location
+    path, project = policy.find(settings.ledger.policy, location), policy.beside(location)
+    if project is not None and path is not None and path.resolve() != project.resolve():
+        raise UserError(f"the project's policy {project} governs this ledger; another policy ({path}) cannot replace "
+                        "it for one run: change the project's policy instead (the change is recorded).")
     if path is None:
+        current = book.policy()
+        if current is not None:  # a governed ledger stays governed: a run cannot shed its policy by not finding it
+            raise UserError(f"the ledger {book.location} is governed by policy {current.get('file')} (sha256 "
+                            f"{str(current.get('sha256'))[:12]}, entry {current['entry']}) but this run finds no "
+                            "policy: run it from the project, or name the policy with ledger.policy=PATH "
+                            "(a policy with no rules lifts them, as a recorded change).")
         return None
     rules = policy.Evaluation(policy.load(path), run_facts(settings))
     policy.check_run(rules.policy, rules.facts)

@@ -180,3 +180,20 @@ def test_policy_commands_without_a_policy_say_how_to_give_one(ledger_path, capsy
     err = capsys.readouterr().err
     assert "no policy: none beside the ledger" in err and "privtrain policy check PATH" in err
     assert main(["policy", "explain", "dp_sgd"]) == 2
+
+
+def test_a_governed_ledger_cannot_shed_or_swap_its_policy(tmp_path, ledger_path):
+    path = _policy(ledger_path, HEALTH.replace("max_epsilon_total: 4", "max_epsilon_total: 40"))
+    privtrain.run("dp_sgd", ["privacy.target_epsilon=1", *FAST])  # the ledger records the policy
+    lax = tmp_path / "lax.yaml"
+    lax.write_text("rules: []\n")
+    with pytest.raises(UserError, match=r"the project's policy .* governs this ledger; another policy"):
+        privtrain.run("dp_sgd", ["privacy.target_epsilon=3", f"ledger.policy={lax}", *FAST])
+    path.unlink()  # the policy file is gone: the ledger still names it
+    with pytest.raises(UserError, match=r"governed by policy policy.yaml .* but this run finds no policy"):
+        privtrain.run("dp_sgd", ["privacy.target_epsilon=3", *FAST])
+    entries = len(_entries(ledger_path))
+    _policy(ledger_path, "rules: []\n")  # lifting every rule is a recorded change
+    assert privtrain.run("dp_sgd", ["privacy.target_epsilon=3", *FAST]).guarantee.epsilon > 2
+    policies = [e for e in ledger.open(ledger_path).entries() if e.status == "policy"]
+    assert len(policies) == 2 and policies[-1].detail["text"] == "rules: []\n" and len(_entries(ledger_path)) > entries

@@ -57,7 +57,10 @@ def test_an_edited_artifact_blocks_the_release_and_nothing_is_written(tmp_path, 
 def test_a_policy_changed_since_the_run_blocks_the_release(tmp_path, ledger_path, capsys):
     result = _run(tmp_path, ledger_path)
     (ledger_path.parent / "policy.yaml").write_text(POLICY.replace("5", "4"))
-    assert main(["release", str(result.output_dir)]) == 1
+    assert main(["release", str(result.output_dir)]) == 1  # edited, not yet recorded by any run
+    assert "FAIL  policy: policy.yaml (sha256" in capsys.readouterr().out
+    privtrain.run("dp_sgd", [*TINY, "privacy.target_epsilon=2"], output_dir=tmp_path / "later")  # records it
+    assert main(["release", str(result.output_dir)]) == 1  # in force now, but not what this run was checked on
     assert "FAIL  policy: the run was checked against another policy" in capsys.readouterr().out
 
 

@@ -66,9 +66,15 @@ def gates(run_dir: Path, book, record, hashes: dict[str, str], policy_path: Path
     current = policy.load(policy_path) if policy_path is not None else None
     source = record.source.get("name") or record.source.get("key")
     rules = current.rules_for(source, tuple(record.dataset.get("tags") or ())) if current else []
+    in_force = book.policy()  # the policy the ledger last recorded: what governs it now
     if current is None:
-        out.append(Gate("policy", recorded == {None}, "no policy governs this project" if recorded == {None}
-                        else "the run was checked against a policy that is no longer found; restore it"))
+        ok = recorded == {None} and in_force is None
+        out.append(Gate("policy", ok, "no policy governs this project" if ok
+                        else "the run or the ledger names a policy that is not found here; restore it or name it "
+                             "with --policy"))
+    elif in_force is not None and in_force.get("sha256") != current.sha256:
+        out.append(Gate("policy", False, f"{current.label} (sha256 {current.sha256[:12]}) is not the policy the "
+                        f"ledger records as in force ({str(in_force.get('sha256'))[:12]}, entry {in_force['entry']})"))
     else:
         ok = recorded == {current.sha256}
         out.append(Gate("policy", ok, f"checked against {current.label} (sha256 {current.sha256[:12]}), "

@@ -8,7 +8,7 @@ entry, and a new or changed policy is itself a chained entry. See docs/policy.md
 """
 
 from privtrain.policy.check import Evaluation, Finding, RunFacts, check_charges, check_run, run_findings
-from privtrain.policy.file import POLICY_NAME, Policy, Rule, find, load
+from privtrain.policy.file import POLICY_NAME, Policy, Rule, beside, find, load
 
-__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "check_charges", "check_run", "find", "load",
+__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges", "check_run", "find", "load",
            "run_findings"]

@@ -103,10 +103,15 @@ def find(explicit: str | None, ledger_location: str | Path | None) -> Path | Non
         if not path.is_file():
             raise UserError(f"ledger.policy={named}: no such policy file; check the path (privtrain policy check PATH).")
         return path
+    return beside(ledger_location)
+
+
+def beside(ledger_location: str | Path | None) -> Path | None:
+    """The project's policy: ``policy.yaml`` in the ledger's folder, if there is one (not for a URL)."""
     if ledger_location is None or "://" in str(ledger_location):
         return None
-    beside = Path(ledger_location).parent / POLICY_NAME
-    return beside if beside.is_file() else None
+    path = Path(ledger_location).parent / POLICY_NAME
+    return path if path.is_file() else None
 
 
 def load(path: str | Path) -> Policy:
