@@ -197,3 +197,12 @@ def test_a_governed_ledger_cannot_shed_or_swap_its_policy(tmp_path, ledger_path)
     assert privtrain.run("dp_sgd", ["privacy.target_epsilon=3", *FAST]).guarantee.epsilon > 2
     policies = [e for e in ledger.open(ledger_path).entries() if e.status == "policy"]
     assert len(policies) == 2 and policies[-1].detail["text"] == "rules: []\n" and len(_entries(ledger_path)) > entries
+
+
+@pytest.mark.parametrize("privacy", ["privacy=central", "privacy=none"])
+def test_federated_runs_that_charge_clients_meet_a_unit_rule_before_reading(ledger_path, privacy):
+    _policy(ledger_path, "rules:\n  - name: examples-only\n    units: [example]\n")
+    with pytest.raises(UserError, match=r"units example, but this run protects one client and one example\. "
+                                        r"Nothing was read"):
+        privtrain.run("federated", [privacy, "ledger.allow_non_private=true", "fl.rounds=1"])
+    assert _entries(ledger_path) == []

@@ -28,9 +28,7 @@ def run_facts(s) -> RunFacts:
         return RunFacts("synthetic", source, spec.tags, private, units, target, delta, spec.infer_schema,
                         table and s.synth.pii_check, private)
     p = s.privacy
-    units = {"dp": ("example",), "central": ("client", "example"), "central_local": ("client", "example"),
-             "none": ("example",)}.get(p.name, ("example",))
-    if s.recipe == "dp_sgd":
-        units = ("example",)
+    # federated runs charge the population's clients and the source's examples, except local DP (examples only)
+    units = ("client", "example") if s.recipe == "federated" and p.name != "dp" else ("example",)
     private = p.private and not s.reproducible_noise and not spec.infer_schema  # both void the guarantee
     return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table)

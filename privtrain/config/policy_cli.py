@@ -45,9 +45,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     facts = run_facts(settings)
     target = "set when the noise is calibrated" if facts.target_epsilon is None else f"{facts.target_epsilon:g}"
     print(f"policy {p.path} (sha256 {p.sha256[:12]})")
-    print(f"run: {facts.recipe} on source {facts.source!r}, tags {', '.join(sorted(p.tags_of(facts.source, facts.tags))) or '-'}, "
+    evaluation = policy.Evaluation(p, facts)
+    print(f"run: {facts.recipe} on source {facts.source!r}, tags {', '.join(sorted(evaluation.tags())) or '-'}, "
           f"{'private' if facts.private else 'NOT private'}, units {', '.join(facts.units)}, target ε {target}")
-    findings = policy.run_findings(p, facts)
+    findings = evaluation.findings
     if not findings:
         print("no rule covers this source: the policy allows the run")
     for f in findings:
