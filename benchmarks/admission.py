@@ -25,6 +25,7 @@ import pandas as pd
 from common import machine, out_dir
 
 from privtrain import ledger
+from privtrain.ledger.admission import admitted as admit_charges
 from privtrain.errors import BudgetExceeded
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import dp_sgd_event, epsilon_pld
@@ -51,7 +52,7 @@ def runs_that_fit(budget: float, events, eps: float) -> dict:
     admitted = 0
     while True:
         try:
-            with book.charging(charge(admitted, events, eps)) as run:
+            with admit_charges(book.core, [charge(admitted, events, eps)]) as run:
                 run.commit(events)
         except BudgetExceeded:
             break
@@ -73,7 +74,7 @@ def admission_time(prior: int, varied: bool) -> dict:
     for i in range(prior):
         sigma, steps = (4.0 + 0.01 * i, 300 + i) if varied else (4.0, 300)
         events = (dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=steps),)
-        with book.charging(charge(i, events, 1.0)) as run:
+        with admit_charges(book.core, [charge(i, events, 1.0)]) as run:
             run.commit(events)
     fill = time.perf_counter() - started
     new = (dp_sgd_event(sample_rate=0.05, noise_multiplier=3.3, steps=123),)
@@ -83,7 +84,7 @@ def admission_time(prior: int, varied: bool) -> dict:
         assert book.plan(charge(prior + k, new, 1.0)).fits
         plans.append(time.perf_counter() - t)
         t = time.perf_counter()
-        with book.charging(charge(prior + 100 + k, new, 1.0)) as run:
+        with admit_charges(book.core, [charge(prior + 100 + k, new, 1.0)]) as run:
             run.commit(new)
         reserves.append(time.perf_counter() - t)
     return {"prior runs": prior, "settings": "all different" if varied else "all the same",

@@ -42,7 +42,7 @@ from common import machine, out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from ledger_helpers import env  # noqa: E402
+from ledger_helpers import charging, env  # noqa: E402
 from ledger_helpers.pg import Server  # noqa: E402
 
 from privtrain import ledger  # noqa: E402
@@ -139,7 +139,7 @@ def measure(location, n_entries: int, kind: str, repeat: int, backend: str) -> d
         for target, i in ((admits, 2 * k), (again, 2 * k + 1)):
             c = _charge(100 + i)
             started = time.perf_counter()
-            with book.charging(c) as run:
+            with charging(book, c) as run:
                 target.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 run.commit(c.events)

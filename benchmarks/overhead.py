@@ -127,6 +127,7 @@ def accounting_speed() -> list[dict]:
     from opacus.accountants import create_accountant
 
     from privtrain import ledger
+    from privtrain.ledger.admission import admitted as admit_charges
     from privtrain.privacy.events import dp_sgd_event
 
     rows = []
@@ -149,7 +150,7 @@ def accounting_speed() -> list[dict]:
             charge = ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", source="bench", source_name="bench",
                                    unit="example", events=(dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=300),),
                                    delta=1e-5, epsilon=1.0, config_hash="c")
-            with book.charging(charge) as run:
+            with admit_charges(book.core, [charge]) as run:
                 run.commit(charge.events)
         book._conn.execute("DELETE FROM cache")
         book._conn.commit()

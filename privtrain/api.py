@@ -9,8 +9,9 @@ Notebooks and benchmarks use :func:`run`; the CLI uses Hydra's own launcher; bot
 2. the audit preflight (a run that cannot be audited is refused before anything happens);
 3. the recipe's plan: it identifies the data (fingerprint, source) and describes its mechanisms,
    computed from the config and public facts, before reading any row for training;
-4. the ledger builds every charge (each source whose people the rows belong to, each unit) and
-   reserves them all in one transaction, or refuses with one line;
+4. the run request is built once; the ledger's one door builds every charge (each source whose people
+   the rows belong to, each unit), checks each against the policy, and reserves them all in one
+   transaction (recording a new policy with them), or refuses with one line;
 5. the environment's SBOM and licences are written (built before the charge, cached per environment);
    the recipe trains and writes its artifacts and run record; the ledger commits what it did, the
    SBOM's files among the hashed artifacts (a crash stays charged at the reservation);
@@ -102,6 +103,7 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
     from privtrain.artifacts import sbom
+    from privtrain.config.facts import run_facts
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -112,24 +114,20 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
     audit.preflight(settings.audit, settings.recipe)
     tracking.preflight(settings.tracking)
     book = ledger.open(settings.ledger.path)
-    rules = _policy_preflight(settings, book)  # the config's facts, before any row is read
+    rules = policy.evaluate(book, run_facts(settings), settings.ledger.policy)  # before any row is read
     planned = module.plan(settings)
-    charges = book.charges(planned.request)
-    if rules is not None:  # each charged source's rules, with the exact planned ε; a total cap becomes a budget
-        charges = policy.check_charges(rules.policy, charges, run_source=rules.facts.source,
-                                       run_tags=rules.facts.tags, budget_of=lambda c: book.budget(*c.key))
+    request = ledger.RunRequest.of(settings.recipe, planned.access, config_hash=settings.config_hash,
+                                   ledger=settings.ledger, policy=rules)
     if settings.ledger.plan_only:
         go("stop")
-        plan = book.plan(*charges).render() + ("" if rules is None else "\n" + rules.render())
+        plan = book.plan(request).render() + ("" if rules is None else "\n" + rules.render())
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": plan, "path": str(book.path)}, dry_run=True)
-    if rules is not None:
-        book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.text)
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
                              config_yaml=settings.config_yaml, output_dir=output_dir)
-    with tracking.active(tracker), book.charging(*charges) as run:
+    with tracking.active(tracker), book.charging(request) as run:
         # Only now, with every budget the run touches reserved, does the recipe read rows for training.
         go("go")
         sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
@@ -159,28 +157,6 @@ def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple
         return out
 
     return card
-
-
-def _policy_preflight(settings: config.RunSettings, book) -> policy.Evaluation | None:
-    """Find and load the project's policy and check the run's config against it (one line on refusal)."""
-    from privtrain.config.facts import run_facts
-
-    location = None if book.backend != "sqlite" else book.location
-    path, project = policy.find(settings.ledger.policy, location), policy.beside(location)
-    if project is not None and path is not None and path.resolve() != project.resolve():
-        raise UserError(f"the project's policy {project} governs this ledger; another policy ({path}) cannot replace "
-                        "it for one run: change the project's policy instead (the change is recorded).")
-    if path is None:
-        current = book.policy()
-        if current is not None:  # a governed ledger stays governed: a run cannot shed its policy by not finding it
-            raise UserError(f"the ledger {book.location} is governed by policy {current.get('file')} (sha256 "
-                            f"{str(current.get('sha256'))[:12]}, entry {current['entry']}) but this run finds no "
-                            "policy: run it from the project, or name the policy with ledger.policy=PATH "
-                            "(a policy with no rules lifts them, as a recorded change).")
-        return None
-    rules = policy.Evaluation(policy.load(path), run_facts(settings))
-    policy.check_run(rules.policy, rules.facts)
-    return rules
 
 
 def _worker(settings: config.RunSettings, output_dir: Path) -> None:

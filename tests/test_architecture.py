@@ -109,3 +109,58 @@ def test_recipes_never_touch_the_ledger_directly():
             text = path.read_text()
             for call in ("ledger.open(", ".charging(", ".commit(", "Charge("):
                 assert call not in text, f"{name} calls {call}"
+
+
+# --- one door to the ledger ----------------------------------------------------------------------------
+
+RUN_PROTOCOL = {"privtrain.api", "privtrain.audit.runner"}  # a recipe's run, and the audit's charged shadows
+LEDGER_PRIVATES = {"_backend", "_conn", "_append", "_write", "_transaction", "_anchor", "_budget", "_state",
+                   "_composer", "_totals", "_filter_sum", "_spent", "_runs", "_keys", "_prime", "_warm",
+                   "_append_derived", "_require_writable", "_scope_label", "_core", "_fail", "_finish"}
+
+
+def _calls(path: Path) -> list[ast.Call]:
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)]
+
+
+def _attribute_reads(path: Path) -> set[str]:
+    """Every ``x.name`` in the module where ``x`` is not ``self``."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+            out.add(node.attr)
+    return out
+
+
+def test_only_the_run_protocol_charges_or_commits():
+    """``charging`` (the one door: charges, policy, reservation) and ``commit`` are called by the run protocol
+    only; the lower-level admission (``reserve``/``admitted``) and ``RunRequest`` construction nowhere else."""
+    for name, path in MODULES.items():
+        methods = {c.func.attr for c in _calls(path) if isinstance(c.func, ast.Attribute)}
+        names = {c.func.id for c in _calls(path) if isinstance(c.func, ast.Name)}
+        if name not in RUN_PROTOCOL:
+            assert "charging" not in methods, f"{name} charges the ledger outside the run protocol"
+            if not name.startswith("privtrain.ledger."):
+                assert "commit" not in methods or name.startswith("privtrain.tracking"), f"{name} commits a run"
+        if name not in {"privtrain.ledger.admission", "privtrain.ledger.api"}:
+            assert not {"reserve", "admitted"} & methods, f"{name} reserves charges past the door"
+        if name != "privtrain.ledger.model":
+            assert "RunRequest" not in names, f"{name} builds a RunRequest by hand: use RunRequest.of"
+
+
+def test_nothing_reads_the_ledgers_privates():
+    """The ledger's state and write primitives have public names (privtrain.ledger.core); no module reads
+    another object's private ledger members."""
+    for name, path in MODULES.items():
+        leaked = _attribute_reads(path) & LEDGER_PRIVATES
+        assert not leaked, f"{name} reads the ledger's private members {sorted(leaked)}"
+
+
+def test_the_plan_is_plain_data():
+    """A plan holds values, never callables (it is computed, then read)."""
+    import dataclasses
+
+    from privtrain.ledger.model import Plan
+
+    for f in dataclasses.fields(Plan):
+        assert "Callable" not in str(f.type), f"Plan.{f.name} holds a callable"

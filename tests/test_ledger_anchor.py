@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from ledger_helpers import FP, charge, cli, gaussian, run
+from ledger_helpers import FP, charge, charging, cli, gaussian, run
 from ledger_helpers.db import execute, is_pg, query, tamper
 
 from privtrain import ledger
@@ -109,7 +109,7 @@ def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path, l
     tamper(path, "UPDATE entries SET epsilon = 0.01 WHERE id = 3")
     book = ledger.open(path)
     with pytest.raises(UserError, match="fails verification .*accept-damage"):
-        with book.charging(charge("next", gaussian(10.0))):
+        with charging(book, charge("next", gaussian(10.0))):
             pass
     n = len(book.entries())
     out = cli("accept-damage", "--reason", "entry 3 was hand-edited during an incident; budget raised to compensate",

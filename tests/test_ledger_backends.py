@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pandas as pd
 import pytest
-from ledger_helpers import FP, charge, fresh_pld, gaussian, run, sgd
+from ledger_helpers import FP, charge, charging, fresh_pld, gaussian, run, sgd
 from ledger_helpers.db import is_pg, query, tamper
 
 from privtrain import ledger
@@ -39,13 +39,13 @@ def test_keyed_rows_link_a_subset_and_verify_checks_them(ledger_at, monkeypatch)
     else:
         assert key_file == ledger_at.with_suffix(".rowkey")
     subset = table.iloc[::3].reset_index(drop=True)
-    found = rows.links(book, rows.of_table(book, subset, fingerprint_frame(subset)), exclude=set())
+    found = book.links(subset, fingerprint_frame(subset))
     assert [link.source for link in found] == ["patients"] and found[0].fraction_of_new == 1.0
     other = _table(seed=1)
-    assert rows.links(book, rows.of_table(book, other, fingerprint_frame(other)), exclude=set()) == []
+    assert book.links(other, fingerprint_frame(other)) == []
     assert book.verify().ok
     (entry,) = [e for e in book.entries() if e.status == "rows"]
-    assert entry.detail["rows"] == 400 and entry.detail["key_id"] == rows.key_id(rows.row_key(book))
+    assert entry.detail["rows"] == 400 and entry.detail["key_id"] == rows.key_id(rows.row_key(book.core))
     some = query(ledger_at, "SELECT hash FROM source_rows LIMIT 1")[0]["hash"]
     tamper(ledger_at, "DELETE FROM source_rows WHERE hash = ?", params=(some,))
     report = ledger.open(ledger_at).verify()
@@ -59,7 +59,7 @@ def test_a_swapped_row_key_is_refused(ledger_at, monkeypatch):
     monkeypatch.setenv("PRIVTRAIN_ROW_KEY", "ab" * 32)
     with pytest.raises(UserError,
                        match="is not the one the ledger"):
-        rows.of_table(book, table, fingerprint_frame(table))
+        rows.of_table(book.core, table, fingerprint_frame(table))
 
 
 def test_totals_round_trip_without_pickle():
@@ -87,7 +87,7 @@ def test_a_commit_with_other_events_invalidates_a_stored_total(ledger_at):
     """A total stored while a run was only reserved covers its reservation; its commit with fewer steps must
     not be reported at the reservation."""
     first, second = ledger.open(ledger_at), ledger.open(ledger_at)
-    with first.charging(charge("long", gaussian(3.0, steps=4))) as long_run:
+    with charging(first, charge("long", gaussian(3.0, steps=4))) as long_run:
         run(second, charge("other", gaussian(5.0)))  # its commit stores a total with "long" at 4 steps
         assert second.spent(FP) == pytest.approx(fresh_pld(list(gaussian(3.0, 4) + gaussian(5.0)), 1e-5), rel=1e-6)
         long_run.commit(gaussian(3.0, steps=1))  # stopped early

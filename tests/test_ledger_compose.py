@@ -7,7 +7,7 @@ import functools
 import math
 
 import pytest
-from ledger_helpers import FP, charge, filter_admits, fresh_pld, gaussian, run, sgd
+from ledger_helpers import FP, charge, charging, filter_admits, fresh_pld, gaussian, plan_of, run, sgd
 
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded, UserError
@@ -56,7 +56,7 @@ def test_budget_refuses_the_run_that_does_not_fit(led):
     assert filter_admits(1, 4.0, 3.0, 1e-5) and not filter_admits(1, 1.0, 3.0, 1e-5)
     run(led, charge("r1", gaussian(4.0)))
     with pytest.raises(BudgetExceeded) as info:
-        with led.charging(charge("r2", gaussian(1.0))):
+        with charging(led, charge("r2", gaussian(1.0))):
             pytest.fail("the body must not run when the plan does not fit")
     msg = str(info.value)
     assert "\n" not in msg
@@ -69,7 +69,7 @@ def test_budget_refuses_the_run_that_does_not_fit(led):
 def test_max_epsilon_is_usable(led):
     led.set_budget(FP, "example", 3.0, 1e-5)
     run(led, charge("r1", gaussian(5.0)))
-    plan = led.plan(charge("r2", gaussian(1.0)))[0]
+    plan = plan_of(led, charge("r2", gaussian(1.0)))[0]
     assert not plan.fits and 0 < plan.max_epsilon < 3.0
     # a Gaussian run re-noised to exactly max_epsilon fits; 10% more does not
     import dp_accounting
@@ -77,8 +77,8 @@ def test_max_epsilon_is_usable(led):
     def sigma_for(eps):
         return dp_accounting.pld.accountant.get_smallest_gaussian_noise(
             dp_accounting.pld.common.DifferentialPrivacyParameters(eps, 1e-5), 1)
-    assert led.plan(charge("r3", gaussian(sigma_for(plan.max_epsilon)))).fits
-    assert not led.plan(charge("r4", gaussian(sigma_for(plan.max_epsilon * 1.1)))).fits
+    assert plan_of(led, charge("r3", gaussian(sigma_for(plan.max_epsilon)))).fits
+    assert not plan_of(led, charge("r4", gaussian(sigma_for(plan.max_epsilon * 1.1)))).fits
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +97,7 @@ def test_admission_follows_the_rdp_filter_not_pld(led):
     for i in range(by_filter):
         run(led, charge(f"r{i}", gaussian(sigma)))
     with pytest.raises(BudgetExceeded):
-        with led.charging(charge("one-more", gaussian(sigma))):
+        with charging(led, charge("one-more", gaussian(sigma))):
             pass
     assert led.spent(FP) < budget  # PLD alone would still have admitted it
     assert led.filter_epsilon(FP) <= budget
@@ -105,9 +105,9 @@ def test_admission_follows_the_rdp_filter_not_pld(led):
 
 def test_failed_run_stays_charged_at_reservation_and_commit_replaces_it(led):
     with pytest.raises(RuntimeError, match="boom"):
-        with led.charging(charge("crash", gaussian(2.0))):
+        with charging(led, charge("crash", gaussian(2.0))):
             raise RuntimeError("boom")
-    with led.charging(charge("short", gaussian(3.0, steps=4))) as r:
+    with charging(led, charge("short", gaussian(3.0, steps=4))) as r:
         r.commit(gaussian(3.0, steps=1), artifacts={"model.pt": "ff" * 32})  # stopped early: 1 of 4 steps
     statuses = [(e.run_id, e.status) for e in led.entries()]
     assert statuses == [("crash", "reserved"), ("crash", "failed"), ("short", "reserved"), ("short", "committed")]
@@ -121,14 +121,14 @@ def test_non_private_refused_on_budget_unless_allowed(led):
 
     np_charge = charge("baseline", (non_private_event(),), epsilon=math.inf)
     with pytest.raises(UserError, match="allow_non_private") as info:
-        with led.charging(np_charge):
+        with charging(led, np_charge):
             pass
     assert not isinstance(info.value, BudgetExceeded)
     assert led.spent(FP) == 0.0
     run(led, charge("baseline", (non_private_event(),), epsilon=math.inf, allow_non_private=True))
     assert math.isinf(led.spent(FP)) and led.remaining(FP) == 0.0
     with pytest.raises(BudgetExceeded, match="spent for good"):  # nothing private is left after it
-        with led.charging(charge("r2", gaussian(10.0))):
+        with charging(led, charge("r2", gaussian(10.0))):
             pass
 
 
@@ -172,10 +172,10 @@ def test_stored_totals_are_used_incremental_and_never_stale(led, monkeypatch):
 def test_run_handle_and_plan_render(led):
     led.set_budget(FP, "example", 6.0, 1e-5)
     c = charge("r1", gaussian(3.0))
-    text = led.plan(c).render()
+    text = plan_of(led, c).render()
     assert "budget:       ε=6 at δ=1e-05" in text and "verdict:      fits" in text and "filter:" in text
     assert led.entries()[-1].status == "budget"  # plan touched nothing
-    with led.charging(c) as r:
+    with charging(led, c) as r:
         assert r.run_id == "r1" and r.plan.fits and r.entry_id == 2
         (entry,) = r.commit(c.events)
     assert entry.ref == 2 and entry.epsilon == pytest.approx(c.epsilon)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from ledger_helpers import FP, FP2, charge, gaussian, run
+from ledger_helpers import FP, FP2, charge, gaussian, plan_of, run
 
 from privtrain import ledger
 from privtrain.errors import UserError
@@ -26,7 +26,7 @@ def test_run_on_derived_data_adds_nothing_to_parent(led):
     spent, n = led.spent(FP), len(led.entries(FP))
     for i in range(3):  # far more than the parent's budget would allow
         c = charge(f"on-synth-{i}", gaussian(1.0), fp=FP2, name="digits-synth", parent=FP)
-        plan = led.plan(c)
+        plan = plan_of(led, c)
         assert plan.fits and plan[0].lineage.parent == FP
         text = plan.render()
         assert "inherits ε=" in text and "add no charge to the parent" in text
@@ -39,7 +39,7 @@ def test_run_on_derived_data_adds_nothing_to_parent(led):
 
 def test_fingerprint_alone_finds_the_lineage(led):
     run(led, charge("plain", gaussian(1.0), fp=FP2, name="digits-synth"))  # no parent given
-    assert led.plan(charge("again", fp=FP2))[0].lineage.parent == FP
+    assert plan_of(led, charge("again", fp=FP2))[0].lineage.parent == FP
     assert led.spent(FP) < 2.0
 
 
@@ -47,9 +47,9 @@ def test_non_dp_synthesizer_inherits_infinite_epsilon(led):
     fp3 = "f3" * 32
     lin = led.register_derived(fp3, "digits-sdv", FP, "sdv-1", [non_private_event()], 0.0, 0.0, "example")
     assert math.isinf(lin.epsilon)
-    assert "inherits ε=inf" in led.plan(charge("r", fp=fp3, parent=FP)).render()
+    assert "inherits ε=inf" in plan_of(led, charge("r", fp=fp3, parent=FP)).render()
 
 
 def test_unregistered_parent_is_refused(led):
     with pytest.raises(UserError, match="not registered as derived"):
-        led.plan(charge("r", fp="c4" * 32, parent=FP))
+        plan_of(led, charge("r", fp="c4" * 32, parent=FP))

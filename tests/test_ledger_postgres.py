@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ledger_helpers import FP, ROOT, charge, cli, env, gaussian, run
+from ledger_helpers import FP, ROOT, charge, charging, cli, env, gaussian, run
 from ledger_helpers.db import execute, query
 
 from privtrain import ledger
@@ -113,7 +113,7 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
         assert auditor.read_only and auditor.verify().ok and len(auditor.entries()) == 3
         assert auditor.sources()[0].n_runs == 1
         with pytest.raises(UserError, match="read-only"):
-            with auditor.charging(charge("by-auditor", gaussian(4.0))):
+            with charging(auditor, charge("by-auditor", gaussian(4.0))):
                 pass
         with pytest.raises(UserError, match="read-only"):
             auditor.set_budget(FP, "example", 60.0, 1e-5)

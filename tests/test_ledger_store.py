@@ -6,7 +6,7 @@ import os
 import sqlite3
 
 import pytest
-from ledger_helpers import FP, charge, cli, gaussian, run
+from ledger_helpers import FP, charge, charging, cli, gaussian, run
 
 from privtrain import ledger
 from privtrain.errors import UserError
@@ -154,7 +154,7 @@ def test_read_only_ledger_reads_but_refuses_to_charge(tmp_path):
         led = ledger.open(p)
         assert len(led.entries()) == 2
         with pytest.raises(UserError, match="read-only"):
-            with led.charging(charge("r2")):
+            with charging(led, charge("r2")):
                 pass
         assert len(ledger.open(p).entries()) == 2
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,20 +170,26 @@ def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: st
 
 
 def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
-    """The ledger's ``charging`` context for the shadows (raises BudgetExceeded before anything trains)."""
-    from privtrain import ledger
+    """The ledger's one door for the shadows: the project's policy judges them like any run (recipe
+    ``audit-shadow``), then their charge is reserved (raises before anything trains)."""
+    from privtrain import data, ledger, policy
 
     record = run.record
     book = ledger.open(ledger_path if ledger_path is not None else record.ledger["path"])
+    spec = data.DatasetSpec.from_dict(record.dataset)
+    private = math.isfinite(shadow["epsilon"])
+    facts = policy.RunFacts(SHADOW_RECIPE, policy.source_name(spec), tuple(spec.tags), private, (run.unit,),
+                            shadow["epsilon"] if private else None, run.delta if private else None)
+    rules = policy.evaluate(book, facts, record.ledger.get("policy"))
     default = record.ledger.get("default_budget")
-    request = ledger.RunRequest(
-        run_id=f"{SHADOW_RECIPE}-{secrets.token_hex(6)}", recipe=SHADOW_RECIPE, config_hash=record.config_hash,
-        source=dataset.source, fingerprint=dataset.fingerprint,
-        mechanisms=(ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
-        table=dataset.frame, id_column=dataset.id_column,
-        allow_non_private=bool(record.ledger.get("allow_non_private")),
-        default_budget=tuple(default) if default else None)
-    return book.charging(*book.charges(request))
+    settings = ledger.LedgerSettings(allow_non_private=bool(record.ledger.get("allow_non_private")),
+                                     default_budget=tuple(default) if default else None)
+    access = ledger.Access(dataset.source, dataset.fingerprint,
+                           (ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
+                           table=dataset.frame, id_column=dataset.id_column)
+    request = ledger.RunRequest.of(SHADOW_RECIPE, access, config_hash=record.config_hash, ledger=settings,
+                                   policy=rules)
+    return book.charging(request)
 
 
 def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -209,11 +214,9 @@ def _load_pool(path: str, dataset, run: RunInfo, ledger_path: str | None) -> tup
     if shared:
         raise UserError(f"audit.pool_path: {shared} row(s) of {path} are rows of the private dataset "
                         f"{dataset.name!r}; the pool must be separate data, or use audit.shadow_data=charged.")
-    from privtrain.ledger import rows
-
     fp = fingerprint_frame(frame)  # order-independent
     book = ledger.open(ledger_path if ledger_path is not None else run.record.ledger["path"])
-    known = rows.links(book, rows.of_table(book, frame, fp), exclude=set())
+    known = book.links(frame, fp)
     budgeted = any(s.source == fp and s.budget is not None for s in book.sources())
     if known or budgeted:
         why = known[0].reason if known else "it has a privacy budget"

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from privtrain.policy import RunFacts
 
 
 def run_facts(s) -> RunFacts:
     """The :class:`~privtrain.policy.RunFacts` of typed settings (``config.RunSettings``)."""
-    from privtrain.data import BUILTIN
+    from privtrain.policy import source_name
 
     spec = s.dataset
-    if spec.loader in BUILTIN:
-        source = spec.loader
-    elif spec.source is not None:
-        source = spec.source
-    elif spec.path:
-        source = Path(str(spec.path)).name if spec.loader == "image_folder" else Path(str(spec.path)).stem
-    else:
-        source = spec.loader
+    source = source_name(spec)
     table = spec.loader not in ("image_folder", "custom", "synthetic")  # what the PII gate scans (docs/pii.md)
     if s.recipe == "synthetic":
         private, units = s.synth.private, ("example",)

@@ -7,14 +7,17 @@ beside it. A non-private run on a budgeted source needs ``allow_non_private``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from privtrain.errors import BudgetExceeded, UserError
 from privtrain.ledger import compose, stale
 from privtrain.ledger import filter as rdp_filter
-from privtrain.ledger.model import Budget, Charge, Plan
+from privtrain.ledger.model import Budget, Charge, Plan, RunRequest
+from privtrain.ledger.estimates import estimate
 from privtrain.ledger.run import Run, entry_fields
 
 OVER_BUDGET = "over budget"
@@ -45,92 +48,121 @@ class RunPlan:
         return "\n".join(render_plan(p) for p in self.plans)
 
 
-def plan_charge(book, charge: Charge) -> Plan:
-    """The pre-flight for one charge: its budget, the filter before and after, and the verdict."""
+def charges_for(core, request: RunRequest) -> tuple[Charge, ...]:
+    """The run's charges (every budget its mechanisms touch), each checked against the run's policy.
+
+    The one place a request becomes charges: :func:`privtrain.ledger.charges.build` finds the budgets,
+    then every charge is judged by the rules of its own source (a table linked to a governed source is
+    governed there too); a policy's total cap becomes the charge's default budget. Raises UserError on a
+    rule the run breaks, before anything is written.
+    """
+    from privtrain import policy
+    from privtrain.ledger import charges
+
+    built = charges.build(core, request)
+    rules = request.policy
+    if rules is None:
+        return built
+    return policy.check_charges(rules.policy, built, run_source=rules.facts.source, run_tags=rules.facts.tags,
+                                budget_of=lambda c: core.budget(*c.key))
+
+
+def plan_charge(core, charge: Charge) -> Plan:
+    """The pre-flight for one charge: its budget, the filter before and after, and the verdict (plain data,
+    no PLD composition: see :func:`privtrain.ledger.estimates.estimate`)."""
     from privtrain.privacy import events as ev
 
     source, unit, scope = charge.key
-    lineage = book.lineage(charge.fingerprint) if charge.fingerprint else None
+    lineage = core.lineage(charge.fingerprint) if charge.fingerprint else None
     if charge.parent is not None and (lineage is None or lineage.parent != charge.parent):
         raise UserError(f"table {charge.fingerprint[:12] if charge.fingerprint else '?'} is not registered as "
                         f"derived from source {charge.parent!r}; register_derived() it when the synthetic data "
                         "is written.")
-    budget = book._budget(source, unit, scope)
+    budget = core.budget(source, unit, scope)
     is_default = False
     if budget is None and charge.default_budget is not None and lineage is None:
         budget, is_default = Budget(*charge.default_budget, None, rdp_filter.ORDERS), True
-    state = book._state(source, unit, scope)
-    runs, upto = state.runs, state.last_id
-    planned_json = ev.dumps(charge.events)
+    state = core.key_state(source, unit, scope)
+    runs = tuple(state.runs)
     delta = compose.reporting_delta(budget.delta if budget else None, runs, charge.delta or None) or 1e-5
-    planned_counts = compose.event_counts([planned_json])
-    plan = Plan(charge, budget, delta, lineage, is_default, len(runs))
-    planned = compose.RunCharge(0, charge.run_id, "planned", planned_json, charge.epsilon, charge.delta, None)
-    key, epsilon = charge.key, book._composer.epsilon
-    # PLD figures are estimates for people, computed on first use (never under the write lock): the stored
-    # total of the key's charges, extended with what it misses, and this run composed onto it
-    plan._spent = lambda: book._totals.spent(key, runs, delta, upto)
-    plan._after = lambda: book._totals.after(key, runs, planned, delta, upto)
-    plan._planned = lambda: epsilon(planned_counts, delta, fingerprint=source, unit=unit)
-    plan._max_epsilon = lambda: math.inf
+    plan = Plan(charge, budget, delta, lineage, is_default, len(runs), upto=state.last_id, runs=runs)
     if budget is None:
         return plan
     orders = budget.orders
-    spent_rdp = book._filter_sum(source, unit, scope, orders)
+    planned_json = ev.dumps(charge.events)
+    spent_rdp = core.filter_sum(source, unit, scope, orders)
     planned_rdp = rdp_filter.rdp_curve(planned_json, orders)
-    plan.filter_before = rdp_filter.certified_epsilon(spent_rdp, budget_delta=budget.delta, orders=orders)
-    plan.filter_after = rdp_filter.certified_epsilon(rdp_filter.add(spent_rdp, planned_rdp),
-                                                     budget_delta=budget.delta, orders=orders)
-    plan._max_epsilon = lambda: rdp_filter.max_epsilon(
-        spent_rdp, planned_json, budget_epsilon=budget.epsilon, budget_delta=budget.delta,
-        run_delta=charge.delta or budget.delta, orders=orders)
-    non_private = '"NonPrivateDpEvent"' in planned_json
+    refusal = None
+    non_private = ev.is_non_private(list(charge.events))
     if non_private and not charge.allow_non_private:
-        plan.refusal = non_private_message(charge, budget)
+        refusal = non_private_message(charge, budget)
     elif not non_private and not rdp_filter.admits(spent_rdp, planned_rdp, budget_epsilon=budget.epsilon,
                                                    budget_delta=budget.delta, orders=orders):
-        plan.refusal = OVER_BUDGET  # the full message needs max_epsilon: built when raised
-    return plan
+        refusal = OVER_BUDGET  # the full message needs the estimates: built when raised
+    return dataclasses.replace(
+        plan, spent_rdp=spent_rdp, refusal=refusal,
+        filter_before=rdp_filter.certified_epsilon(spent_rdp, budget_delta=budget.delta, orders=orders),
+        filter_after=rdp_filter.certified_epsilon(rdp_filter.add(spent_rdp, planned_rdp),
+                                                  budget_delta=budget.delta, orders=orders))
 
 
-def reserve(book, charges: Sequence[Charge]) -> Run:
+def reserve(core, charges: Sequence[Charge], *, policy=None) -> Run:
     """Plan every charge under the write lock, refuse them all or reserve them all, in one transaction.
 
     The charges are planned once before the lock (which reads every charge and computes the planned
     events' RDP curves), so under the lock only the entries written since are read and added to the
-    filter's sums: no composition or recomputation holds the lock.
+    filter's sums: no composition or recomputation holds the lock. ``policy`` (a
+    :class:`privtrain.policy.Policy`), the one the charges were checked against, is recorded in the same
+    transaction when the ledger does not hold it as current.
     """
-    from privtrain.ledger import rows
-
     if not charges:
         raise ValueError("a run charges at least one budget")
+    core.require_writable()
+    core.require_intact()
     for c in charges:
-        plan_charge(book, c)  # warms this process's view of the keys; decides nothing
-    with book._write():
-        plans = [plan_charge(book, c) for c in charges]
+        plan_charge(core, c)  # warms this process's view of the keys; decides nothing
+    with core.write():
+        plans = [plan_charge(core, c) for c in charges]
         refused = next((p for p in plans if not p.fits), None)
         if refused is None:
-            reservations = _reserve(book, charges, plans, rows)
+            if policy is not None:
+                core.record_policy(policy.sha256, policy.label, policy.text)
+            reservations = _reserve(core, charges, plans)
     if refused is not None:  # nothing was written: the empty transaction committed
-        raise refusal_error(refused)
-    book._anchor()
-    return Run(book, charges, plans, reservations)
+        raise refusal_error(estimate(core, refused))
+    core.anchor()
+    return Run(core, charges, plans, reservations)
 
 
-def _reserve(book, charges: Sequence[Charge], plans, rows) -> list:
+@contextmanager
+def admitted(core, charges: Sequence[Charge], *, policy=None) -> Iterator[Run]:
+    """Reserve ``charges`` (see :func:`reserve`) and yield the run; a run that raises stays charged at its
+    reservation, and is recorded as failed."""
+    run = reserve(core, charges, policy=policy)
+    try:
+        yield run
+    except BaseException:
+        run.fail()
+        raise
+    run.finish()
+
+
+def _reserve(core, charges: Sequence[Charge], plans) -> list:
     """Write default budgets, rows and one reservation per charge (inside the write transaction)."""
+    from privtrain.ledger import rows
+
     for plan in plans:
         if plan.budget_is_default:
             c = plan.charge
-            book._append(status="budget", source=c.source, source_name=c.source_name, unit=c.unit,
-                         scope=c.scope, scope_label=c.scope_label or None, epsilon=plan.budget.epsilon,
-                         delta=plan.budget.delta, run_id=c.run_id, recipe=c.recipe,
-                         detail=_budget_detail(plan.budget, default=True))
+            core.append(status="budget", source=c.source, source_name=c.source_name, unit=c.unit,
+                        scope=c.scope, scope_label=c.scope_label or None, epsilon=plan.budget.epsilon,
+                        delta=plan.budget.delta, run_id=c.run_id, recipe=c.recipe,
+                        detail=_budget_detail(plan.budget, default=True))
     for c in charges:
         if c.rows is not None:
-            rows.register(book, c.source, c.source_name, c.rows)
+            rows.register(core, c.source, c.source_name, c.rows)
     where = stale.identity()
-    return [book._append(status="reserved", **entry_fields(c, c.events, c.epsilon, where=where)) for c in charges]
+    return [core.append(status="reserved", **entry_fields(c, c.events, c.epsilon, where=where)) for c in charges]
 
 
 def _budget_detail(budget: Budget, *, default: bool) -> str:

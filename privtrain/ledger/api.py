@@ -2,15 +2,14 @@
 
 Example:
     >>> book = ledger.open()                                  # doctest: +SKIP
-    >>> charges = book.charges(request)                       # doctest: +SKIP
-    >>> with book.charging(*charges) as run:                  # doctest: +SKIP
+    >>> request = ledger.RunRequest.of("dp_sgd", access, config_hash=h, ledger=settings)  # doctest: +SKIP
+    >>> with book.charging(request) as run:                   # doctest: +SKIP
     ...     train()
     ...     run.commit({"example": events}, artifacts={"model.pt": sha})
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -19,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError, require
-from privtrain.ledger import admission, backends, compose, provenance, rows, store, totals
+from privtrain.ledger import admission, backends, compose, core, estimates, rows, store
 from privtrain.ledger import filter as rdp_filter
+from privtrain.ledger.core import BUILTIN_SOURCES, guarded
 from privtrain.ledger.model import (
     Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
 )
@@ -28,23 +28,6 @@ from privtrain.ledger.run import Run
 from privtrain.sources import Source, check_name
 
 DEFAULT_PATH = Path(".privtrain") / "ledger.db"
-BUILTIN_SOURCES = ("digits", "breast_cancer", "wine")
-RUN_STATUSES = ("reserved", "committed", "failed")
-
-
-def _guarded(method):
-    """A damaged file (or a lost database connection) surfaces as one clear UserError, not a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except self._backend.errors as exc:
-            why = self._backend.damage(exc)
-            if why is None:
-                raise
-            raise UserError(why) from None
-    return wrapper
 
 
 def default_path(start: Path | None = None) -> Path | str:
@@ -86,47 +69,59 @@ def open(path: str | os.PathLike | None = None, *, create: bool = True) -> "Ledg
 
 class Ledger:
     """A privacy ledger: an SQLite file or a PostgreSQL database. Cheap to open; every method reads the
-    current state. ``path`` is the file's path, or the database URL without its password."""
+    current state. ``path`` is the file's path, or the database URL without its password.
 
-    #: After each commit, compose the source's spend so `ledger show` stays fast.
-    warm_cache = True
+    Its state and write primitives live in :class:`privtrain.ledger.core.Core` (``self.core``); this class
+    is what users and the run protocol call.
+    """
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
-        self._backend = backends.open_backend(path, create=create)
-        self.path = self._backend.location if backends.is_url(str(path)) else Path(path)
-        self.read_only = self._backend.read_only
-        self._composer = compose.Composer(self._backend, writable=not self.read_only)
-        self._totals = totals.Totals(self._backend, writable=not self.read_only)
-        self._keys: dict[tuple[str, str, str], compose.KeyState] = {}
+        self.core = core.Core(path, create=create)
+        self.path = self.core.path
+        self.read_only = self.core.read_only
+
+    @property
+    def warm_cache(self) -> bool:
+        """Compose each key's PLD spend after a commit, so `ledger show` stays fast (on by default)."""
+        return self.core.warm_cache
+
+    @warm_cache.setter
+    def warm_cache(self, on: bool) -> None:
+        self.core.warm_cache = bool(on)
 
     @property
     def location(self) -> str:
         """Where the ledger is, as text: the file's path or the URL without its password."""
-        return self._backend.location
+        return self.core.location
 
     @property
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``."""
-        return self._backend.kind
+        return self.core.backend.kind
 
     @property
     def _conn(self):
         """The backend's driver connection (tests and maintenance only)."""
-        return self._backend.conn
+        return self.core.backend.conn
+
+    @property
+    def _backend(self):
+        """The storage backend (tests and maintenance only)."""
+        return self.core.backend
 
     def close(self) -> None:
-        self._backend.close()
+        self.core.backend.close()
 
     # --- reading ----------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def entries(self, source: str | None = None, unit: str | None = None, scope: str | None = None) -> list[Entry]:
         """All entries in chain order, optionally for one source (key, name or prefix), unit and scope."""
-        rows_ = self._backend.entries(source=None if source is None else self.resolve(source),
+        rows_ = self.core.backend.entries(source=None if source is None else self.resolve(source),
                                       unit=None if unit is None else check_unit(unit), scope=scope)
         return [store.to_entry(r) for r in rows_]
 
-    @_guarded
+    @guarded
     def resolve(self, source: str) -> str:
         """A source's key from its key, its name, a fingerprint (prefix) of a table charged to it.
 
@@ -136,7 +131,7 @@ class Ledger:
             UserError: unknown or ambiguous.
         """
         require(bool(source), "Expected a source name or fingerprint, got an empty string.")
-        rows_ = self._backend.source_names()
+        rows_ = self.core.backend.source_names()
         keys = {r[0] for r in rows_}
         if source in keys or source in BUILTIN_SOURCES:
             return source
@@ -159,110 +154,47 @@ class Ledger:
                         + "; give a built-in or declared source name, a fingerprint, or a file path.")
 
     def name(self, source: str) -> str | None:
-        row = self._backend.latest(source=source, present="source_name")
-        return row["source_name"] if row is not None else (source if source in BUILTIN_SOURCES else None)
+        """A source's display name (a built-in's or declared name, or a file's stem), or None."""
+        return self.core.name(source)
 
-    def _scope_label(self, source: str, scope: str) -> str | None:
-        row = self._backend.latest(source=source, scope=scope, present="scope_label")
-        return None if row is None else row["scope_label"]
-
-    @_guarded
+    @guarded
     def budget(self, source: str, unit: str = "example", scope: str = "") -> Budget | None:
-        return self._budget(self.resolve(source), check_unit(unit), scope)
+        return self.core.budget(self.resolve(source), check_unit(unit), scope)
 
-    def _budget(self, source: str, unit: str, scope: str = "") -> Budget | None:
-        row = self._backend.latest(source=source, unit=unit, scope=scope, statuses=("budget", "unbudget"))
-        if row is None or row["status"] == "unbudget":
-            return None
-        orders = tuple(json.loads(row["detail"]).get("orders") or rdp_filter.ORDERS)
-        return Budget(row["epsilon"], row["delta"], row["id"], orders)
-
-    def _state(self, source: str, unit: str, scope: str = "") -> compose.KeyState:
-        """The key's charges, brought up to date with the run entries written since the last read."""
-        state = self._keys.setdefault((source, unit, scope), compose.KeyState())
-        new = self._backend.entries(source=source, unit=unit, scope=scope, statuses=RUN_STATUSES, after=state.last_id)
-        state.update([store.to_entry(r) for r in new])
-        return state
-
-    def _prime(self, rows: list[dict]) -> None:
-        """Every key's charges from a verified walk of the whole chain (one snapshot): no second read."""
-        by_key: dict[tuple[str, str, str], list] = {}
-        for r in rows:
-            if r["status"] in RUN_STATUSES:
-                by_key.setdefault((r["source"], r["unit"], r["scope"] or ""), []).append(store.to_entry(r))
-        self._keys.clear()
-        for key, entries in by_key.items():
-            self._keys[key] = state = compose.KeyState()
-            state.update(entries)
-
-    def _runs(self, source: str, unit: str, scope: str = "") -> list[compose.RunCharge]:
-        return self._state(source, unit, scope).runs
-
-    def _spent(self, source: str, unit: str, scope: str, budget: Budget | None,
-               accountant: str = "pld") -> tuple[float, float | None]:
-        state = self._state(source, unit, scope)
-        runs = state.runs
-        delta = compose.reporting_delta(budget.delta if budget else None, runs)
-        if delta is None:
-            return 0.0, None
-        if accountant != "pld":
-            counts = compose.event_counts(r.events_json for r in runs)
-            return self._composer.epsilon(counts, delta, accountant, fingerprint=source, unit=unit), delta
-        return self._totals.spent((source, unit, scope), runs, delta, state.last_id), delta
-
-    def _filter_sum(self, source: str, unit: str, scope: str, orders) -> tuple[float, ...]:
-        """The filter's running sum over the key's charges: each run's chained RDP curve (recomputed on
-        another grid), kept up to date incrementally."""
-        return self._state(source, unit, scope).rdp_sum(tuple(orders), _curve)
-
-    def _rdp_spent(self, runs: list[compose.RunCharge], orders) -> tuple[float, ...]:
-        """The filter's sum over ``runs`` (a list given by the caller)."""
-        total = tuple(0.0 for _ in orders)
-        for r in runs:
-            total = rdp_filter.add(total, _curve(r, tuple(orders)))
-        return total
-
-    @_guarded
+    @guarded
     def spent(self, source: str, unit: str = "example", scope: str = "") -> float:
         """Tight (PLD) ε spent on a source at its budget's δ (without a budget: its runs' largest δ)."""
         key, unit = self.resolve(source), check_unit(unit)
-        return self._spent(key, unit, scope, self._budget(key, unit, scope))[0]
+        return self.core.spent(key, unit, scope, self.core.budget(key, unit, scope))[0]
 
-    @_guarded
+    @guarded
     def filter_epsilon(self, source: str, unit: str = "example", scope: str = "") -> float | None:
         """What the admission filter certifies at the budget's δ; None without a budget."""
         key, unit = self.resolve(source), check_unit(unit)
-        budget = self._budget(key, unit, scope)
+        budget = self.core.budget(key, unit, scope)
         if budget is None:
             return None
-        spent = self._filter_sum(key, unit, scope, budget.orders)
+        spent = self.core.filter_sum(key, unit, scope, budget.orders)
         return rdp_filter.certified_epsilon(spent, budget_delta=budget.delta, orders=budget.orders)
 
-    @_guarded
+    @guarded
     def remaining(self, source: str, unit: str = "example", scope: str = "") -> float | None:
         """ε the filter still admits (budget minus its certified ε, never negative); None without a budget."""
         key = self.resolve(source)
-        budget = self._budget(key, check_unit(unit), scope)
+        budget = self.core.budget(key, check_unit(unit), scope)
         if budget is None:
             return None
         return max(0.0, budget.epsilon - self.filter_epsilon(key, unit, scope))
 
-    @_guarded
+    @guarded
     def lineage(self, fingerprint: str) -> Lineage | None:
         """How a derived (synthetic) table inherits its guarantee, or None for original data."""
-        if not fingerprint:
-            return None
-        row = self._backend.latest(fingerprint=fingerprint, statuses=("derived",))
-        if row is None:
-            return None
-        e = store.to_entry(row)
-        return Lineage(e.dataset_fingerprint, e.source_name, e.parent, self.name(e.parent), e.run_id,
-                       e.events_json, e.epsilon, e.delta, e.unit, e.id)
+        return self.core.lineage(fingerprint)
 
-    @_guarded
+    @guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self._backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy"))
+        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy"))
         first = {}
         for source, unit, scope, at in keys:
             first[source] = min(first.get(source, at), at)
@@ -270,26 +202,26 @@ class Ledger:
         return [self._summary(source, unit, scope) for source, unit, scope, _ in keys]
 
     def _summary(self, source: str, unit: str, scope: str) -> SourceSummary:
-        budget = self._budget(source, unit, scope)
-        runs = self._runs(source, unit, scope)
-        spent, delta = self._spent(source, unit, scope, budget)
+        budget = self.core.budget(source, unit, scope)
+        runs = self.core.runs(source, unit, scope)
+        spent, delta = self.core.spent(source, unit, scope, budget)
         filt = remaining = None
         if budget is not None:
-            filt = rdp_filter.certified_epsilon(self._filter_sum(source, unit, scope, budget.orders),
+            filt = rdp_filter.certified_epsilon(self.core.filter_sum(source, unit, scope, budget.orders),
                                                 budget_delta=budget.delta, orders=budget.orders)
             remaining = max(0.0, budget.epsilon - filt)
         lineage = self.lineage(source) if len(source) == 64 else None
-        return SourceSummary(source, self.name(source), unit, scope, self._scope_label(source, scope) if scope else None,
+        return SourceSummary(source, self.name(source), unit, scope, self.core.scope_label(source, scope) if scope else None,
                              budget, delta, spent, filt, compose.naive_sum(runs), remaining, len(runs), lineage)
 
-    @_guarded
+    @guarded
     def open_reservations(self) -> list:
         """Reservations never committed nor failed, with whether their process still runs (see ledger.stale)."""
         from privtrain.ledger import stale
 
         return stale.open_reservations(self.entries())
 
-    @_guarded
+    @guarded
     def reconcile(self, run_ids: list[str] | None = None) -> list[Entry]:
         """Close reservations as ``failed`` (still charged at their reservation), as chained entries.
 
@@ -313,7 +245,7 @@ class Ledger:
                 raise UserError(f"run {running[0]} is still running on this host; it will commit or fail itself.")
             chosen = [found[i] for i in run_ids]
         out = []
-        with self._transaction():
+        with self.core.transaction():
             for r in chosen:
                 e = r.entry
                 charge = Charge(run_id=e.run_id, recipe=e.recipe or "?", source=e.source, source_name=e.source_name or "",
@@ -322,17 +254,8 @@ class Ledger:
                                 scope_label=e.scope_label or "", parent=e.parent)
                 fields = entry_fields(charge, charge.events, charge.epsilon)
                 fields["detail"] = json.dumps({**json.loads(fields["detail"]), "reconciled": r.state})
-                out.append(self._append(status="failed", ref=e.id, **fields))
+                out.append(self.core.append(status="failed", ref=e.id, **fields))
         return out
-
-    def _warm(self, source: str, unit: str, scope: str) -> None:
-        """Compose the key's PLD spend now, so the next `ledger show` is served from the cache."""
-        if not self.warm_cache:
-            return
-        try:
-            self._spent(source, unit, scope, self._budget(source, unit, scope))
-        except Exception:  # only a speed-up: never fail a commit over it
-            pass
 
     def verify(self, *, head: str | None = None) -> VerifyReport:
         """Check the file, the hash chain, its signature, the anchors and the source rows; never raises on tampering.
@@ -342,28 +265,18 @@ class Ledger:
         """
         from privtrain.ledger import integrity
 
-        return integrity.verify(self._backend, rows_digest=rows.digest_of, head=head)
+        return integrity.verify(self.core.backend, rows_digest=rows.digest_of, head=head)
+
+    def require_intact(self) -> None:
+        """Raise UserError when the chain does not verify (a damaged ledger admits no run)."""
+        self.core.require_intact()
 
     def head(self) -> tuple[int, str]:
         """(entries, hash of the newest): publish it outside the file to pin the chain."""
-        head_id, head_hash = self._backend.head_record()
+        head_id, head_hash = self.core.backend.head_record()
         return head_id, head_hash
 
-    def require_intact(self) -> None:
-        """Raise when the chain does not verify: a damaged ledger admits no run.
-
-        The whole chain is walked once per process; later calls check only the entries appended since, the
-        last verified entry and the head record (see :func:`privtrain.ledger.integrity.verify_tail`).
-        """
-        from privtrain.ledger import integrity
-
-        report = integrity.verify_tail(self._backend, on_rows=self._prime)
-        if not report.ok:
-            raise UserError(f"the ledger {self.path} fails verification ({report.problem}); it admits no run until "
-                            "it is restored from a backup, or the damage is accepted as a recorded decision: "
-                            "privtrain ledger accept-damage --reason TEXT. Nothing was charged.")
-
-    @_guarded
+    @guarded
     def accept_damage(self, reason: str) -> Entry:
         """Record, as a chained entry, that the ledger's current damage is accepted as it stands.
 
@@ -376,94 +289,52 @@ class Ledger:
         report = self.verify()
         if report.ok:
             raise UserError(f"the ledger {self.path} verifies: there is no damage to accept.")
-        stored = self._backend.chain_rows()
-        with self._transaction():
-            return self._append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
+        stored = self.core.backend.chain_rows()
+        with self.core.transaction():
+            return self.core.append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
                                 detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
                                                    "entries": len(stored),
                                                    "prefix_digest": integrity.prefix_digest(stored)}))
 
     # --- planning and charging -------------------------------------------------------
 
-    @_guarded
+    @guarded
     def charges(self, request: RunRequest) -> tuple[Charge, ...]:
-        """The one constructor of a run's charges: every budget its mechanisms touch.
+        """A run's charges: every budget its mechanisms touch, each checked against the run's policy.
 
         Example-level mechanisms charge the run's source and every known source that shares its rows;
         client-level ones charge the source's federated population. Derived (synthetic) data is
         post-processing: its runs are tracked under the derived table and charge nothing to the parent.
+
+        Raises:
+            UserError: a policy rule refuses a charge.
         """
-        from privtrain.ledger import charges
+        return admission.charges_for(self.core, request)
 
-        return charges.build(self, request)
-
-    @_guarded
-    def plan(self, *charges: Charge) -> admission.RunPlan:
-        """The pre-flight for every charge of a run: read-only, touches nothing."""
-        return admission.RunPlan(tuple(admission.plan_charge(self, c) for c in charges))
+    @guarded
+    def plan(self, request: RunRequest) -> admission.RunPlan:
+        """The pre-flight for every charge of a run, policy included: read-only, touches nothing."""
+        return admission.RunPlan(tuple(estimates.estimate(self.core, admission.plan_charge(self.core, c))
+                                       for c in self.charges(request)))
 
     @contextmanager
-    def charging(self, *charges: Charge) -> Iterator[Run]:
-        """Reserve every charge of a run in one transaction; yield the :class:`Run`.
+    def charging(self, request: RunRequest) -> Iterator[Run]:
+        """The one door to the ledger: charges, policy, reservation of every charge in one transaction.
 
-        A run that raises stays charged at its reservation (it touched the data).
+        Yields the :class:`Run`; a run that raises stays charged at its reservation (it touched the data).
 
         Raises:
             BudgetExceeded: a charge does not fit its budget (nothing is written).
-            UserError: a non-private run on a budgeted source without ``allow_non_private``.
+            UserError: a policy rule refuses the run, or a non-private run on a budgeted source without
+                ``allow_non_private`` (nothing is written).
         """
-        self._require_writable()
-        self.require_intact()
-        run = admission.reserve(self, charges)
-        try:
+        with admission.admitted(self.core, self.charges(request),
+                                policy=None if request.policy is None else request.policy.policy) as run:
             yield run
-        except BaseException:
-            run._fail()
-            raise
-        run._finish()
-
-    def _require_writable(self) -> None:
-        require(not self.read_only, f"the ledger {self.path} is read-only: nothing can be charged or changed; "
-                                    "fix its permissions or point PRIVTRAIN_LEDGER elsewhere.")
-
-    def _append(self, **fields) -> Entry:
-        from privtrain.ledger import integrity
-
-        fields.setdefault("events", "[]")
-        fields.setdefault("artifacts", "{}")
-        fields.setdefault("detail", "{}")
-        fields.update(provenance.stamp())
-        return store.append(self._backend, fields, sign=integrity.signer(integrity.ledger_key()))
-
-    @contextmanager
-    def _write(self):
-        """The backend's write transaction (serialises writers); rolled back on any error."""
-        try:
-            with self._backend.write():
-                yield
-        except BaseException:
-            self._keys.clear()  # what was read inside may include rows that were rolled back
-            raise
-
-    @contextmanager
-    def _transaction(self):
-        """One write transaction; rolled back on any error; the head is anchored after it."""
-        self._require_writable()
-        with self._write():
-            yield
-        self._anchor()
-
-    def _anchor(self) -> None:
-        """After a write: remember the head outside the ledger (see ledger.integrity)."""
-        from privtrain.ledger import integrity
-
-        head_id, head_hash = self._backend.head_record()
-        if head_hash:
-            integrity.record_anchor(self.location, head_id, head_hash)
 
     # --- administration --------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def set_budget(self, source: str, unit: str = "example", epsilon: float = None, delta: float = None, *,
                    scope: str = "", force: bool = False) -> Budget:
         """Set, raise or lower the budget of (source, unit, scope), as a chained entry.
@@ -476,9 +347,9 @@ class Ledger:
         if unit == "client":
             require(bool(scope), "a client-level budget belongs to a federated population: give its scope "
                                  "(--population, see `privtrain ledger show`).")
-        previous = self._budget(key, unit, scope)
+        previous = self.core.budget(key, unit, scope)
         orders = previous.orders if previous is not None else rdp_filter.ORDERS
-        used = rdp_filter.certified_epsilon(self._filter_sum(key, unit, scope, orders),
+        used = rdp_filter.certified_epsilon(self.core.filter_sum(key, unit, scope, orders),
                                             budget_delta=delta, orders=orders)
         if math.isinf(used) and not force:
             raise UserError(f"a non-private run was charged to source {self.name(key) or key[:12]!r} ({unit} level): "
@@ -488,24 +359,24 @@ class Ledger:
             raise UserError(f"source {self.name(key) or key[:12]!r} ({unit} level) has already used ε={used:.4g} "
                             f"by the admission filter at δ={delta:g}, above the new budget ε={epsilon:g}: every "
                             "further run on it would be refused. Pass --force to record this budget anyway.")
-        with self._transaction():
-            entry = self._append(status="budget", source=key, source_name=self.name(key) or _display(key),
-                                 unit=unit, scope=scope, scope_label=self._scope_label(key, scope) if scope else None,
+        with self.core.transaction():
+            entry = self.core.append(status="budget", source=key, source_name=self.name(key) or _display(key),
+                                 unit=unit, scope=scope, scope_label=self.core.scope_label(key, scope) if scope else None,
                                  epsilon=epsilon, delta=delta,
                                  detail=json.dumps({"orders": list(orders), "forced": bool(force and used > epsilon),
                                                     "previous": None if previous is None else
                                                     [previous.epsilon, previous.delta]}))
         return Budget(epsilon, delta, entry.id, orders)
 
-    @_guarded
+    @guarded
     def remove_budget(self, source: str, unit: str = "example", *, scope: str = "") -> None:
         """Remove the budget of (source, unit, scope): tracked, no longer enforced (a chained entry)."""
         key, unit = self.resolve(source), check_unit(unit)
-        previous = self._budget(key, unit, scope)
+        previous = self.core.budget(key, unit, scope)
         if previous is None:
             raise UserError(f"source {self.name(key) or key[:12]!r} has no {unit}-level budget to remove.")
-        with self._transaction():
-            self._append(status="unbudget", source=key, source_name=self.name(key), unit=unit, scope=scope,
+        with self.core.transaction():
+            self.core.append(status="unbudget", source=key, source_name=self.name(key), unit=unit, scope=scope,
                          epsilon=previous.epsilon, delta=previous.delta,
                          detail=json.dumps({"previous": [previous.epsilon, previous.delta]}))
 
@@ -516,49 +387,45 @@ class Ledger:
         except UserError:
             return check_name(source, "source")
 
-    @_guarded
+    @guarded
     def register_table(self, source: Source, fingerprint: str, table, *, id_column: str | None = None) -> str:
         """Register a table's keyed row hashes under ``source`` without a run (e.g. a budget set on a file).
 
         Returns the key of the source the rows were registered with.
         """
-        table_rows = rows.of_table(self, table, fingerprint, id_column)
-        with self._transaction():
-            rows.register(self, source.key, source.name, table_rows)
+        table_rows = rows.of_table(self.core, table, fingerprint, id_column)
+        with self.core.transaction():
+            rows.register(self.core, source.key, source.name, table_rows)
         return source.key
 
-    @_guarded
+    @guarded
+    def links(self, table, fingerprint: str, *, id_column: str | None = None, exclude: set[str] = frozenset()) -> list:
+        """Known sources whose people ``table`` holds (its rows hashed with the ledger's row key), strongest first."""
+        return rows.links(self.core, rows.of_table(self.core, table, fingerprint, id_column), exclude=set(exclude))
+
+    @guarded
     def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str) -> Entry:
         """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing."""
         from privtrain.ledger.run import _artifacts
 
         runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
         require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
-        with self._transaction():
-            return self._append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
+        with self.core.transaction():
+            return self.core.append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
                                 source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
                                 artifacts=_artifacts(artifacts), detail=json.dumps({"why": why}))
 
     def policy(self) -> dict | None:
         """The policy last recorded in the ledger: ``{"sha256", "file", "entry", "time"}``, or None."""
-        row = self._backend.latest(statuses=("policy",))
-        if row is None:
-            return None
-        last = store.to_entry(row)
-        return dict(last.detail, entry=last.id, time=last.time)
+        return self.core.policy()
 
-    @_guarded
+    @guarded
     def record_policy(self, sha256: str, file: str, text: str) -> Entry | None:
         """Chain a policy the ledger has not seen as its current one (first use, or a change); None if current."""
-        current = self.policy()
-        if current is not None and current.get("sha256") == sha256:
-            return None
-        with self._transaction():
-            return self._append(status="policy", source="ledger", unit="example", epsilon=0.0, delta=0.0,
-                                detail=json.dumps({"sha256": sha256, "file": file, "text": text,
-                                                   "replaces": None if current is None else current["sha256"]}))
+        with self.core.transaction():
+            return self.core.record_policy(sha256, file, text)
 
-    @_guarded
+    @guarded
     def register_derived(self, child_fingerprint: str, child_name: str, parent: str, run_id: str,
                          events, epsilon: float, delta: float, unit: str) -> Lineage:
         """Record that ``child`` (synthetic data) was produced from source ``parent`` by run ``run_id``.
@@ -566,27 +433,9 @@ class Ledger:
         ``events`` are the synthesizer's events (its charge on the parent, already made by that run),
         or a NonPrivateDpEvent for a non-DP synthesizer (ε = inf). Nothing new is charged.
         """
-        with self._transaction():
-            self._append_derived(child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit)
+        with self.core.transaction():
+            self.core.append_derived(child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit)
         return self.lineage(child_fingerprint)
-
-    def _append_derived(self, child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit) -> None:
-        from privtrain.privacy import events as ev
-
-        check_unit(unit)
-        require(child_fingerprint != parent, "A derived dataset must differ from its parent.")
-        events = list(events)
-        if ev.is_non_private(events):
-            epsilon = math.inf
-        self._append(status="derived", source=child_fingerprint, source_name=child_name,
-                     dataset_fingerprint=child_fingerprint, unit=unit, parent=parent, run_id=run_id,
-                     events=ev.dumps(events), epsilon=float(epsilon), delta=float(delta))
-
-
-def _curve(run: compose.RunCharge, orders: tuple[float, ...]) -> tuple[float, ...]:
-    curve = run.rdp if run.rdp is not None and orders == rdp_filter.ORDERS else None
-    return curve if curve is not None else rdp_filter.rdp_curve(run.events_json, orders)
-
 
 def _display(key: str) -> str:
     return key if len(key) != 64 else key[:12]

@@ -14,29 +14,34 @@ turns them into charges, so that no recipe can get the accounting wrong on its o
 
 from __future__ import annotations
 
+import functools
+import math
+
 from privtrain.ledger import rows as rows_mod
 from privtrain.ledger.model import Charge, RunRequest
 from privtrain.sources import Source
 
 
-def build(book, request: RunRequest) -> tuple[Charge, ...]:
+def build(core, request: RunRequest) -> tuple[Charge, ...]:
+    """Every charge of ``request``, before any policy (see :func:`privtrain.ledger.admission.charges_for`)."""
+    access = request.access
     common = dict(run_id=request.run_id, recipe=request.recipe, config_hash=request.config_hash,
-                  fingerprint=request.fingerprint, allow_non_private=request.allow_non_private,
+                  fingerprint=access.fingerprint, allow_non_private=request.allow_non_private,
                   default_budget=request.default_budget)
-    lineage = book.lineage(request.fingerprint)
+    lineage = core.lineage(access.fingerprint)
     if lineage is not None:  # synthetic rows: post-processing of a charged synthesizer
-        name = lineage.child_name or request.source.name
-        return tuple(_charge(m, Source(request.fingerprint, name, "derived"), parent=lineage.parent, **common)
-                     for m in request.mechanisms)
-    primary, links, table_rows, adopted = request.source, [], None, None
-    if request.table is not None:
-        table_rows = rows_mod.of_table(book, request.table, request.fingerprint, request.id_column)
-        links = rows_mod.links(book, table_rows, exclude={primary.key})
+        name = lineage.child_name or access.source.name
+        return tuple(_charge(m, Source(access.fingerprint, name, "derived"), parent=lineage.parent, **common)
+                     for m in access.mechanisms)
+    primary, links, table_rows, adopted = access.source, [], None, None
+    if access.table is not None:
+        table_rows = rows_mod.of_table(core, access.table, access.fingerprint, access.id_column)
+        links = rows_mod.links(core, table_rows, exclude={primary.key})
         if primary.kind == "content" and links:  # an undeclared table holding a known source's people
             adopted, links = links[0], links[1:]
             primary = Source(adopted.source, adopted.name, "content")
     out: list[Charge] = []
-    for m in request.mechanisms:
+    for m in access.mechanisms:
         if m.unit == "client":
             out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
             continue
@@ -49,8 +54,33 @@ def build(book, request: RunRequest) -> tuple[Charge, ...]:
 
 
 def _charge(m, source: Source, **kw) -> Charge:
+    """One charge; its ε is the larger of the recipe's accountant's and the tight PLD figure of its events,
+    so every check downstream (policy limits, reservation, card) uses at least the reported (PLD) figure."""
     return Charge(source=source.key, source_name=source.name, unit=m.unit, events=m.events, delta=m.delta,
-                  epsilon=m.epsilon, **kw)
+                  epsilon=_reported_epsilon(m), **kw)
+
+
+def _reported_epsilon(m) -> float:
+    return reported_epsilon(m.events, m.delta, m.epsilon)
+
+
+def reported_epsilon(events, delta: float, epsilon: float) -> float:
+    """The ε the ledger records and checks: at least the tight PLD ε of ``events`` at ``delta``."""
+    from privtrain.privacy import events as ev
+
+    events = list(events)
+    if ev.is_non_private(events):
+        return math.inf
+    if delta <= 0 or not math.isfinite(epsilon):
+        return float(epsilon)
+    return max(float(epsilon), _pld(ev.dumps(events), float(delta)))
+
+
+@functools.lru_cache(maxsize=64)
+def _pld(events_json: str, delta: float) -> float:
+    from privtrain.privacy import events as ev
+
+    return ev.epsilon_pld(ev.loads(events_json), delta)
 
 
 def _with_rows(charge: Charge, table_rows) -> Charge:

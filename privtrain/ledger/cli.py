@@ -77,7 +77,6 @@ def _source_for_budget(led, args) -> str:
         return args.source
     from privtrain.data.files import read_table
     from privtrain.data.fingerprint import canonicalize
-    from privtrain.ledger import rows
     from privtrain.sources import Source, check_name
 
     frame, fingerprint = canonicalize(read_table(str(path), "parquet" if path.suffix == ".parquet" else "csv"))
@@ -85,7 +84,7 @@ def _source_for_budget(led, args) -> str:
         source = Source(check_name(args.declare, "--source"), args.declare, "declared")
     else:
         source = Source(fingerprint, path.stem, "content")
-        found = rows.links(led, rows.of_table(led, frame, fingerprint, args.id_column), exclude={fingerprint})
+        found = led.links(frame, fingerprint, id_column=args.id_column, exclude={fingerprint})
         if found:
             raise UserError(f"{path} holds the people of a known source: {found[0].reason}; set that source's budget "
                             f"(privtrain ledger budget set {found[0].name} ...), or pass --source NAME to declare "
@@ -181,7 +180,7 @@ def cmd_plot(args) -> int:
     if summary is None:
         raise UserError(f"source {args.source!r} has no entries for unit={args.unit}; try --unit client --population.")
     output = Path(args.output or f"ledger-{(summary.name or key[:12])}-{args.unit}.png")
-    plot(summary, led._runs(key, args.unit, scope), output)
+    plot(summary, led.core.runs(key, args.unit, scope), output)
     print(f"wrote {output}")
     return 0
 

@@ -72,8 +72,8 @@ def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
     builtin = _builtin_fingerprints()
     book = ledger.open(path)
     ids: dict[int, int] = {}
-    with book._transaction():
-        book._append(status="migrated", source="ledger", unit="example", epsilon=0.0, delta=0.0,
+    with book.core.transaction():
+        book.core.append(status="migrated", source="ledger", unit="example", epsilon=0.0, delta=0.0,
                      detail=json.dumps({"from_schema": 1, "old_head": old_head, "entries": len(rows),
                                         "backup": backup.name}))
         for r in rows:
@@ -85,7 +85,7 @@ def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
             detail = {"migrated": {k: r[k] for k in ("id", "hash", "time", "user", "version", "git_commit")}}
             if r["status"] == "budget":
                 detail["orders"] = list(rdp_filter.ORDERS)
-            entry = book._append(
+            entry = book.core.append(
                 status=r["status"], ref=ids.get(r["ref"]) if r["ref"] else None, run_id=r["run_id"],
                 recipe=r["recipe"], config_hash=r["config_hash"], source=source, source_name=r["dataset_name"],
                 unit=r["unit"], dataset_fingerprint=r["dataset_fingerprint"],

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from privtrain.errors import UserError, require
 from privtrain.sources import Source
@@ -78,23 +77,47 @@ class Mechanism:
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """What a run asks of the ledger, built from its plan before it reads rows for training.
+class Access:
+    """What a run's plan says it will do to whose rows, before it reads any for training.
 
-    ``table`` is the raw table (a pandas DataFrame): the ledger hashes its rows with its secret key
-    to recognise rows it already knows under another source. It never stores raw values.
+    ``table`` is the raw table (a pandas DataFrame): the ledger hashes its rows with its secret key to
+    recognise people it already knows under another source. It never stores raw values.
     """
 
-    run_id: str
-    recipe: str
-    config_hash: str
     source: Source
     fingerprint: str
     mechanisms: tuple[Mechanism, ...]
     table: Any = field(default=None, repr=False, compare=False)
     id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mechanisms", tuple(self.mechanisms))
+        require(bool(self.mechanisms), "Expected at least one mechanism.")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run asks of the ledger: its access, who asks (recipe, config) and under which rules.
+
+    Built once per run, by :meth:`of`. ``policy`` is the run's evaluated policy
+    (:class:`privtrain.policy.Evaluation`) or None; admission checks every charge against it.
+    """
+
+    run_id: str
+    recipe: str
+    config_hash: str
+    access: Access
     allow_non_private: bool = False
     default_budget: tuple[float, float] | None = None
+    policy: Any = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, recipe: str, access: Access, *, config_hash: str, ledger: LedgerSettings, policy=None) -> "RunRequest":
+        """The run request of one run: a fresh run id, the run's ledger settings and its policy."""
+        import secrets
+
+        return cls(run_id=f"{recipe}-{secrets.token_hex(6)}", recipe=recipe, config_hash=config_hash, access=access,
+                   allow_non_private=ledger.allow_non_private, default_budget=ledger.default_budget, policy=policy)
 
 
 @dataclass(frozen=True)
@@ -288,12 +311,14 @@ class VerifyReport:
         return f"ledger TAMPERED: {self.problem}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """The pre-flight answer for one charge. PLD figures and ``max_epsilon`` are computed on first use.
+    """The pre-flight answer for one charge, as plain data.
 
-    Admission uses the RDP filter (``filter_before``/``filter_after``: what it certifies at the
-    budget's δ); ``spent``/``after`` are the tight PLD estimates, shown beside it.
+    Admission uses the RDP filter (``filter_before``/``filter_after``: what it certifies at the budget's δ),
+    computed under the write lock. The tight PLD estimates shown beside it (``spent``, ``after``,
+    ``planned``) and ``max_epsilon`` are filled in by :func:`privtrain.ledger.admission.estimate`, outside
+    the lock; they are None until then.
     """
 
     charge: Charge
@@ -302,27 +327,20 @@ class Plan:
     lineage: Lineage | None
     budget_is_default: bool
     n_runs: int
+    upto: int = 0  # the newest entry of the key this plan read
     filter_before: float | None = None
     filter_after: float | None = None
     refusal: str | None = None  # why the run may not start (None: it may)
-    _spent: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
-    _after: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
-    _planned: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
-    _max_epsilon: Callable[[], float | None] = field(default=lambda: None, repr=False, compare=False)
+    spent_rdp: tuple[float, ...] = field(default=(), repr=False)  # the filter's sum before the run
+    runs: tuple = field(default=(), repr=False, compare=False)  # the key's RunCharges this plan read
+    spent: float | None = None  # tight (PLD) ε already spent on the budget key, at the plan's δ
+    after: float | None = None  # tight (PLD) ε of everything spent plus this run
+    planned: float | None = None  # tight (PLD) ε of the planned events alone
+    max_epsilon: float | None = None  # largest ε (at the run's δ) the filter would still admit; inf without a budget
 
     @property
     def fits(self) -> bool:
         return self.refusal is None
-
-    @cached_property
-    def spent(self) -> float:
-        """Tight (PLD) ε already spent on the budget key, at the plan's δ."""
-        return self._spent()
-
-    @cached_property
-    def after(self) -> float:
-        """Tight (PLD) ε of everything spent plus this run, at the plan's δ."""
-        return self._after()
 
     @property
     def remaining(self) -> float | None:
@@ -336,14 +354,3 @@ class Plan:
         if self.budget is None or self.filter_after is None:
             return None
         return max(0.0, self.budget.epsilon - self.filter_after)
-
-    @cached_property
-    def planned(self) -> float:
-        """Tight ε of the planned events alone, at the plan's δ."""
-        return self._planned()
-
-    @cached_property
-    def max_epsilon(self) -> float | None:
-        """Largest ε (at the run's δ) this run could use and still be admitted by the filter; inf without
-        a budget; None when its events have no noise to scale (e.g. non-private)."""
-        return self._max_epsilon()

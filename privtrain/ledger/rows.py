@@ -71,7 +71,7 @@ def row_key(book) -> bytes:
 
 
 def _recorded_key_id(book) -> str | None:
-    row = book._backend.latest(statuses=("rows",))
+    row = book.backend.latest(statuses=("rows",))
     return None if row is None else json.loads(row["detail"]).get("key_id")
 
 
@@ -122,12 +122,12 @@ def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
             found[o.source] = o
 
     probe = overlap.hashes_to_int64(rows.profile.row_hashes)
-    for source, count in book._backend.shared_rows(probe).items():
+    for source, count in book.backend.shared_rows(probe).items():
         if source in exclude or count == 0:
             continue
-        known = overlap.int64_to_hashes(np.array(book._backend.source_hashes(source), dtype=np.int64))
+        known = overlap.int64_to_hashes(np.array(book.backend.source_hashes(source), dtype=np.int64))
         keep(overlap.compare_rows(rows.profile, known, len(known), source=source))
-    for source, fingerprint, columns, n_rows, blob in book._backend.samples():
+    for source, fingerprint, columns, n_rows, blob in book.backend.samples():
         if source in exclude or fingerprint == rows.fingerprint:
             continue
         if tuple(columns) == rows.columns and rows.id_column is None:
@@ -176,13 +176,13 @@ def register(book, source: str, source_name: str, rows: TableRows) -> None:
     """Add a table's row hashes and sample to ``source`` and chain a ``rows`` entry (inside a transaction)."""
     from privtrain.ledger import overlap
 
-    backend = book._backend
+    backend = book.backend
     if rows.fingerprint in backend.sample_fingerprints(source):
         return  # this table is already known under this source
     new = backend.add_rows(source, overlap.hashes_to_int64(rows.profile.row_hashes))
     backend.add_sample(source, rows.fingerprint, rows.columns, rows.profile.n_rows,
                        overlap.sample_to_bytes(rows.profile.sample))
-    book._append(status="rows", source=source, source_name=source_name, unit="example",
+    book.append(status="rows", source=source, source_name=source_name, unit="example",
                  dataset_fingerprint=rows.fingerprint, epsilon=0.0, delta=0.0,
                  detail=json.dumps({"key_id": rows.key_id, "n_rows": rows.profile.n_rows, "new_rows": new,
                                     "rows": backend.count_rows(source), "columns": len(rows.columns),

@@ -41,8 +41,8 @@ def _eps(x: float | None) -> str:
 class Run:
     """A reserved run: one reservation per charge. Call :meth:`commit` when it finishes."""
 
-    def __init__(self, ledger, charges: Sequence[Charge], plans: Sequence[Plan], reservations: Sequence[Entry]):
-        self._ledger = ledger
+    def __init__(self, core, charges: Sequence[Charge], plans: Sequence[Plan], reservations: Sequence[Entry]):
+        self._core = core
         self.charges = tuple(charges)
         self.plans = tuple(plans)
         self.reservations = tuple(reservations)
@@ -52,16 +52,20 @@ class Run:
         self.committed: tuple[Entry, ...] = ()
 
     def summary(self) -> dict:
-        """What metrics.json and the model card cite: the ledger, the entry, and every budget after this run."""
+        """What metrics.json and the model card cite: the ledger, the entry, and every budget after this run
+        (PLD estimates composed on first call, outside any lock)."""
+        from privtrain.ledger.estimates import estimate
+
         charges = []
         for c, p in zip(self.charges, self.plans):
+            p = estimate(self._core, p) if p.after is None else p
             charges.append({
                 "source": c.source, "name": c.source_name, "unit": c.unit, "scope": c.scope or None,
                 "population": c.scope_label or None, "link": c.link,
                 "budget": None if p.budget is None else {"epsilon": p.budget.epsilon, "delta": p.budget.delta},
                 "spent_after_run": p.after, "filter_after_run": p.filter_after, "remaining": p.remaining_after})
         head = charges[0]
-        return {"path": str(self._ledger.path), "entry": self.run_id, "source": head["name"], "unit": head["unit"],
+        return {"path": str(self._core.path), "entry": self.run_id, "source": head["name"], "unit": head["unit"],
                 "remaining": head["remaining"], "spent_after_run": head["spent_after_run"],
                 "filter_after_run": head["filter_after_run"], "budget": head["budget"], "charges": charges}
 
@@ -77,6 +81,7 @@ class Run:
             derived: synthetic rows this run wrote, registered as derived from its source in the same
                 transaction (runs on them then add no charge to the source).
         """
+        from privtrain.ledger.charges import reported_epsilon
         from privtrain.privacy import events as ev
 
         if self.committed:
@@ -88,35 +93,36 @@ class Run:
             if eps is None:
                 same = ev.dumps(list(applied)) == reservation.events_json
                 eps = reservation.epsilon if same else ev.epsilon_pld(list(applied), charge.delta or 1e-5)
+            eps = reported_epsilon(applied, charge.delta, eps)
             if eps > reservation.epsilon * (1 + 1e-6) + 1e-9:
                 warnings.warn(f"run {self.run_id} commits ε={_eps(eps)} on {charge.describe()}, more than it "
                               f"reserved (ε={_eps(reservation.epsilon)}); the ledger records what was spent.",
                               stacklevel=2)
             rows.append(dict(status="committed", ref=reservation.id, artifacts=_artifacts(artifacts),
                              **entry_fields(charge, applied, eps)))
-        with self._ledger._transaction():
-            self.committed = tuple(self._ledger._append(**r) for r in rows)
+        with self._core.transaction():
+            self.committed = tuple(self._core.append(**r) for r in rows)
             if derived is not None:
-                self._ledger._append_derived(derived.child_fingerprint, derived.child_name, derived.parent,
+                self._core.append_derived(derived.child_fingerprint, derived.child_name, derived.parent,
                                              self.run_id, derived.events, derived.epsilon, derived.delta,
                                              derived.unit)
         for charge in self.charges:
-            self._ledger._warm(charge.source, charge.unit, charge.scope)
+            self._core.warm(charge.source, charge.unit, charge.scope)
         return self.committed
 
-    def _fail(self) -> None:
+    def fail(self) -> None:
         if self.committed:
             return
         try:
-            with self._ledger._transaction():
+            with self._core.transaction():
                 for charge, reservation in zip(self.charges, self.reservations):
-                    self._ledger._append(status="failed", ref=reservation.id,
+                    self._core.append(status="failed", ref=reservation.id,
                                          **entry_fields(charge, charge.events, charge.epsilon))
         except Exception:  # never hide the run's own error; the reservations still charge it
             log.exception("could not record the failure of run %s; it stays charged at its reservation",
                           self.run_id)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         if not self.committed:
             warnings.warn(f"run {self.run_id} ended without commit(); it stays charged at its reservation "
                           f"(entry {self.entry_id}).", stacklevel=3)

@@ -9,6 +9,8 @@ entry, and a new or changed policy is itself a chained entry. See docs/policy.md
 
 from privtrain.policy.check import Evaluation, Finding, RunFacts, check_charges, check_run, run_findings
 from privtrain.policy.file import POLICY_NAME, Policy, Rule, beside, find, load
+from privtrain.policy.governing import evaluate, source_name
 
-__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges", "check_run", "find", "load",
-           "run_findings"]
+__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges", "check_run", "evaluate", "find",
+           "load",
+           "run_findings", "source_name"]

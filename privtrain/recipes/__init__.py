@@ -1,12 +1,13 @@
 """Recipes: plain modules with two functions, called by :func:`privtrain.api.execute_settings`.
 
 - ``plan(settings) -> planned``: load and identify the data, check every setting, and describe the
-  run's mechanisms (``planned.request``, a :class:`~privtrain.ledger.RunRequest`) from the config and
-  public facts. Nothing here reads rows for training.
+  run's access (``planned.access``, a :class:`~privtrain.ledger.Access`: whose rows, which mechanisms)
+  from the config and public facts. Nothing here reads rows for training.
 - ``train(planned, reserved, output_dir) -> Outcome``: called once the ledger has reserved every
   charge; trains, evaluates, writes artifacts and the run record, and says what it actually did.
 
-Recipes never touch the ledger: the API builds the charges, reserves and commits.
+Recipes never touch the ledger: the API builds the run request once, and the ledger's one door
+(``Ledger.charging``) builds the charges, checks the policy, reserves and records.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ ledger reserve it; :func:`train` then splits, trains, evaluates and writes the a
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from privtrain.data.synthetic import RealHeldOut, real_held_out
 from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
-from privtrain.ledger import Mechanism, RunRequest
+from privtrain.ledger import Access, Mechanism
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import DpEvent, dp_sgd_event, non_private_event
 from privtrain.result import Guarantee, Outcome, RunResult
@@ -48,7 +47,7 @@ class Planned:
     train: object  # privtrain.training.TrainSettings
     dp: dp_plan.DpSgdPlan | None
     resume: dict | None
-    request: RunRequest
+    access: Access
     dataset_info: dict
     void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
@@ -87,14 +86,12 @@ def plan(s) -> Planned:
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
-    request = RunRequest(
-        run_id=f"dp_sgd-{secrets.token_hex(6)}", recipe="dp_sgd", config_hash=s.config_hash, source=dataset.source,
-        fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
-        table=dataset.frame, id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
-        default_budget=s.ledger.default_budget)
+    access = Access(
+        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
+        table=dataset.frame, id_column=dataset.id_column)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, request, info, void, evaluation)
+    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation)
 
 
 def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
@@ -135,7 +132,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
     metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
-    delta = p.request.mechanisms[0].delta
+    delta = p.access.mechanisms[0].delta
     guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void)]
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))

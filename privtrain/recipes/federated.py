@@ -23,12 +23,11 @@ engine, which reads the clients' rows.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from privtrain.ledger import RunRequest
+from privtrain.ledger import Access
 from privtrain.result import Outcome, RunResult
 
 
@@ -39,7 +38,7 @@ class Planned:
     central: object | None
     local: object | None
     example_delta: float
-    request: RunRequest
+    access: Access
     dataset_info: dict
 
 
@@ -57,12 +56,10 @@ def plan(s) -> Planned:
     mechanisms = planning.mechanisms(s.privacy, fl, population, central, local)
     example = next(m for m in mechanisms if m.unit == "example")
     dataset = population.dataset
-    request = RunRequest(
-        run_id=f"federated-{secrets.token_hex(6)}", recipe="federated", config_hash=s.config_hash,
+    access = Access(
         source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.frame,
-        id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
-        default_budget=s.ledger.default_budget)
-    return Planned(s, population, central, local, example.delta, request, report.dataset_info(population))
+        id_column=dataset.id_column)
+    return Planned(s, population, central, local, example.delta, access, report.dataset_info(population))
 
 
 def train(p: Planned, reserved, output_dir: Path) -> Outcome:

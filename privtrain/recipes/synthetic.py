@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.data.schema import Column
 from privtrain.errors import UserError
-from privtrain.ledger import Lineage, Mechanism, RunRequest
+from privtrain.ledger import Access, Lineage, Mechanism
 from privtrain.privacy.dp_sgd import default_delta
 from privtrain.privacy.events import dumps, non_private_event
 from privtrain.privacy.randomness import VOID_NOTE, numpy_generator
@@ -60,7 +59,7 @@ class Planned:
     epsilon: float
     num_rows: int
     reviewed: object | None
-    request: RunRequest
+    access: Access
     dataset_info: dict
     void: tuple[str, ...] = ()  # why a DP synthesizer's guarantee is void (ε = ∞)
 
@@ -90,14 +89,12 @@ def plan(s) -> Planned:
     if void:  # the synthesizer still adds its noise (to debug it), but anyone with the seed can replay it
         events, epsilon = (non_private_event(),), math.inf
     reviewed = _reviewed_metadata(syn, real) if not private else None  # a mismatch fails before any charge
-    request = RunRequest(
-        run_id=f"synthetic-{secrets.token_hex(6)}", recipe="synthetic", config_hash=s.config_hash,
+    access = Access(
         source=real.source, fingerprint=real.fingerprint, mechanisms=(Mechanism(UNIT, events, delta, epsilon),),
-        table=real.frame, id_column=s.dataset.id_column, allow_non_private=s.ledger.allow_non_private,
-        default_budget=s.ledger.default_budget)
+        table=real.frame, id_column=s.dataset.id_column)
     info = {"name": real.name, "source": real.source.key, "fingerprint": real.fingerprint, "n_rows": len(real.frame),
             "pii": real.pii}
-    return Planned(s, real, domain, notes, dp, events, delta, epsilon, num_rows, reviewed, request, info, void)
+    return Planned(s, real, domain, notes, dp, events, delta, epsilon, num_rows, reviewed, access, info, void)
 
 
 def _pii_handling(syn: SynthSettings) -> str:

@@ -37,9 +37,24 @@ def charge(run_id: str = "run-1", events: tuple | None = None, *, fp: str = FP, 
                          events=tuple(events), delta=delta, epsilon=eps, config_hash="cfg-" + run_id, **kw)
 
 
+def charging(led: ledger.Ledger, *charges: ledger.Charge):
+    """Admit hand-built charges: the ledger's door minus building the charges from a request (and so
+    without a policy), for tests of admission, composition and storage."""
+    from privtrain.ledger import admission
+
+    return admission.admitted(led.core, charges)
+
+
+def plan_of(led: ledger.Ledger, *charges: ledger.Charge) -> ledger.RunPlan:
+    """The plan of hand-built charges, with their PLD estimates (read-only)."""
+    from privtrain.ledger import admission, estimates
+
+    return admission.RunPlan(tuple(estimates.estimate(led.core, admission.plan_charge(led.core, c)) for c in charges))
+
+
 def run(led: ledger.Ledger, c: ledger.Charge, artifacts: dict | None = None):
     """Reserve and commit ``c``; returns the committed entry."""
-    with led.charging(c) as r:
+    with charging(led, c) as r:
         return r.commit(c.events, artifacts=artifacts or {"model.pt": "00" * 32})[0]
 
 

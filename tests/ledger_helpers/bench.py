@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dp_accounting  # noqa: E402
-from ledger_helpers import ROOT, env  # noqa: E402
+from ledger_helpers import ROOT, charging, env, plan_of  # noqa: E402
 
 from privtrain import ledger  # noqa: E402
 from privtrain.privacy import events as ev  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
     # 1) a 10-run sweep at ε=1 each
     led = ledger.open(d / "sweep.db")
     for i in range(10):
-        with led.charging(charge(i, sigma, fp, "digits", 1.0)) as run:
+        with charging(led, charge(i, sigma, fp, "digits", 1.0)) as run:
             run.commit(run.charge.events)
     (s,) = led.datasets()
     print(f"10-run sweep at ε=1 each: tight PLD ε={s.spent:.3f}, RDP ε={s.spent_rdp:.3f}, naive sum ε={s.naive_sum:.3f}")
@@ -71,7 +71,7 @@ def main() -> None:
     led.warm_cache = False  # filling a 1,000-run ledger fast; `show` below measures the cold case first
     t = time.perf_counter()
     for i in range(args.runs):
-        with led.charging(charge(i, sigma, fp, "digits", 1.0)) as run:
+        with charging(led, charge(i, sigma, fp, "digits", 1.0)) as run:
             run.commit(run.charge.events)
     print(f"charged {args.runs} runs (no budget: no composition needed) in {time.perf_counter() - t:.1f}s")
     led.set_budget(fp, "example", 200.0, DELTA)
@@ -84,17 +84,17 @@ def main() -> None:
     led = ledger.open(path)
     new = charge(args.runs, sigma * 1.1, fp, "digits", 0.9)  # a run not seen before: nothing cached
     t = time.perf_counter()
-    plan = led.plan(new)
+    plan = plan_of(led, new)
     cold_plan = time.perf_counter() - t
     t = time.perf_counter()
-    led.plan(new)
+    plan_of(led, new)
     warm_plan = time.perf_counter() - t
     print(f"pre-flight (plan) over {args.runs} runs: new event {cold_plan:.2f}s, repeated {warm_plan:.3f}s "
           f"(in-process, dp-accounting imported); spent ε={plan.spent:.3f}, after ε={plan.after:.3f}, "
           f"fits={plan.fits}")
     same = charge(args.runs + 1, sigma, fp, "digits", 1.0)  # one more identical sweep trial
     t = time.perf_counter()
-    led.plan(same)
+    plan_of(led, same)
     print(f"pre-flight for one more identical trial: {time.perf_counter() - t:.2f}s")
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ledger_helpers
-from ledger_helpers import charge, gaussian  # noqa: E402
+from ledger_helpers import charge, charging, gaussian  # noqa: E402
 
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded
@@ -43,7 +43,7 @@ def main() -> int:
             time.sleep(0.005)
     time.sleep(max(0.0, args.start_at - time.time()))  # line the processes up to race
     try:
-        with led.charging(c) as run:
+        with charging(led, c) as run:
             if args.hang:
                 print(json.dumps({"status": "reserved", "entry": run.entry_id}), flush=True)
                 time.sleep(600)
