@@ -157,3 +157,22 @@ def test_canonical_rows_of_whole_columns_are_the_per_cell_strings():
     })
     slow = ["[" + ",".join(_cell(frame[c].iloc[r]) for c in sorted(frame.columns)) + "]" for r in range(n)]
     assert canonical_rows(frame) == slow
+
+
+def test_copies_of_a_row_spread_over_both_sides_and_neighbours_stay_neighbours():
+    """The k-th copy of a row is keyed on (row, k): a table of many duplicates splits like any other,
+    the split does not depend on row order, and removing one copy changes the held-out set by one row."""
+    from privtrain.data.assign import held_out
+
+    frame = pd.DataFrame({"a": [1, 2, 3] * 400, "b": ["x", "y", "z"] * 400})  # 3 distinct rows, 400 copies each
+    mask = held_out(frame, seed=0, test_size=0.2)
+    for row in range(3):
+        copies = mask[frame["a"].to_numpy() == row + 1]
+        assert 0.12 < copies.mean() < 0.28  # copies spread (before: all copies on one side, 0 or 1)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    assert held_out(shuffled, seed=0, test_size=0.2).sum() == mask.sum()  # order-independent multiset
+    fewer = frame.drop(index=frame.index[-1])  # one copy fewer: every other row keeps its side
+    np.testing.assert_array_equal(held_out(fewer, seed=0, test_size=0.2), mask[:-1])
+    unique = pd.DataFrame({"a": range(50)})
+    assert held_out(unique, seed=0, test_size=0.5).tolist() == held_out(unique.iloc[::-1], seed=0,
+                                                                       test_size=0.5)[::-1].tolist()

@@ -7,7 +7,14 @@ about one row, would not carry over to the dataset. Here each row draws a unifor
 keyed hash of its own canonical content, so adding or removing one row changes the training set by
 at most that row. The key is derived from ``seed`` (public randomness: the split is not a DP
 mechanism) and the purpose, so the split, each client's share and each client's local evaluation
-split are independent of each other. Identical rows go to the same side.
+split are independent of each other.
+
+Identical rows are told apart by their occurrence index: the k-th copy of a row is keyed on (row, k),
+so copies spread over both sides (a table with many duplicate rows would otherwise put every copy of a
+row on one side, and the held-out rows would not look like the training rows). The multiset of
+(row, k) pairs does not depend on the table's order, and adding or removing one copy of a row adds or
+removes one pair, so neighbouring datasets still give neighbouring training sets. A row's first copy is
+keyed on the row alone, as before.
 
 The split is not stratified: the held-out share is ``test_size`` in expectation.
 """
@@ -27,7 +34,10 @@ def uniforms(frame: pd.DataFrame, *, seed: int, purpose: str) -> np.ndarray:
     if len(frame) == 0:
         return np.zeros(0)
     key = hashlib.sha256(f"privtrain/assign/{purpose}/{int(seed)}".encode()).hexdigest()[:16]
-    hashes = pd.util.hash_array(np.array(canonical_rows(frame), dtype=object), hash_key=key, categorize=False)
+    rows = pd.Series(canonical_rows(frame), dtype=object)
+    copy = rows.groupby(rows, sort=False).cumcount().to_numpy()  # 0 for a row's first copy, 1 for the second, ...
+    keyed = [row if k == 0 else f"{row}\x1e{k}" for row, k in zip(rows, copy)]
+    hashes = pd.util.hash_array(np.array(keyed, dtype=object), hash_key=key, categorize=False)
     return (hashes >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
