@@ -85,6 +85,13 @@ class RunResult:
         if "accuracy" in self.metrics:
             on = self.dataset.get("evaluated_on") or "the held-out split (the evaluator's data, not covered by the guarantee)"
             lines.append(f"  accuracy    {self.metrics['accuracy']:.4f}   (on {on})")
+            more = [f"{label} {self.metrics[key]:.4f}" for key, label in (
+                ("balanced_accuracy", "balanced"), ("macro_f1", "macro-F1"), ("auc", "AUC"),
+                ("majority_baseline", "majority-class baseline")) if isinstance(self.metrics.get(key), float)]
+            if more:
+                lines.append(f"              {', '.join(more)}")
+            if self.metrics.get("warning"):
+                lines.append(f"  WARNING     {self.metrics['warning']}")
         for g in self.guarantees:
             lines.append(f"  guarantee   {g.describe()}")
             lines.extend(f"  note        {n}" for n in g.notes)

@@ -272,18 +272,14 @@ def _batches(loader, optimizer, engine, settings):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
-    """Accuracy, mean cross-entropy and per-class accuracy."""
+    """Held-out scores (:func:`privtrain.scores.classification`: accuracy, balanced accuracy, macro-F1, AUC,
+    the majority baseline, per-class recall) and mean cross-entropy."""
+    from privtrain import scores
+
     model.eval()
     logits = model(torch.from_numpy(x))
     target = torch.from_numpy(y)
-    pred = logits.argmax(1)
-    per_class = {}
-    for c in range(n_classes):
-        mask = target == c
-        per_class[str(c)] = float((pred[mask] == c).float().mean()) if mask.any() else None
-    return {
-        "accuracy": float((pred == target).float().mean()),
-        "loss": float(nn.functional.cross_entropy(logits, target)),
-        "per_class_accuracy": per_class,
-        "n_test": int(len(y)),
-    }
+    out = scores.classification(y, torch.softmax(logits.float(), 1).numpy(), n_classes)
+    out["loss"] = float(nn.functional.cross_entropy(logits, target))
+    out["n_test"] = int(len(y))
+    return out

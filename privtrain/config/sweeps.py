@@ -15,7 +15,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-COLUMNS = ("trial", "overrides", "status", "accuracy", "epsilon", "delta", "unit", "source", "run")
+COLUMNS = ("trial", "overrides", "status", "accuracy", "balanced_accuracy", "majority_baseline", "epsilon", "delta",
+           "unit", "source", "run", "warning")
 
 
 def trials(sweep_dir: Path) -> list[dict]:
@@ -34,6 +35,8 @@ def trials(sweep_dir: Path) -> list[dict]:
             m = json.loads(metrics_file.read_text())
             g = m["guarantee"]
             row.update(status="done", accuracy=m["metrics"].get("accuracy", m["metrics"].get("tstr_accuracy")),
+                       balanced_accuracy=m["metrics"].get("balanced_accuracy", ""),
+                       majority_baseline=m["metrics"].get("majority_baseline", ""), warning=m["metrics"].get("warning", ""),
                        epsilon=math.inf if g["epsilon"] == "inf" else float(g["epsilon"]), delta=g["delta"],
                        unit=g["unit"], source=m["dataset"].get("name"), run=m["ledger"].get("entry"))
         rows.append(row)
@@ -51,7 +54,8 @@ def write_summary(sweep_dir: Path) -> list[Path]:
     out = Path(sweep_dir)
     frame.to_csv(out / "summary.csv", index=False)
     shown = frame.copy()
-    shown["accuracy"] = [f"{a:.4f}" if isinstance(a, float) else a for a in shown["accuracy"]]
+    for column in ("accuracy", "balanced_accuracy", "majority_baseline"):
+        shown[column] = [f"{a:.4f}" if isinstance(a, float) else a for a in shown[column]]
     shown["epsilon"] = [("inf" if math.isinf(e) else f"{e:.3g}") if isinstance(e, float) else e for e in shown["epsilon"]]
     (out / "summary.md").write_text(
         f"# Sweep {out.name}: {len(frame)} trials\n\n{shown.to_markdown(index=False)}\n\n"
