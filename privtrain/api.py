@@ -120,9 +120,10 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
                                    ledger=settings.ledger, policy=rules)
     if settings.ledger.plan_only:
         go("stop")
-        plan = book.plan(request).render() + ("" if rules is None else "\n" + rules.render())
+        plans = book.plan(request)
+        text = plans.render() + ("" if rules is None else "\n" + rules.render())
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
-                         {"plan": plan, "path": str(book.path)}, dry_run=True)
+                         {"plan": text, "path": str(book.path), "fits": plans.fits}, dry_run=True)
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,

@@ -77,11 +77,23 @@ def _cmd_run(args) -> int:
 
     config.check_recipe(args.recipe)
     rest = list(args.overrides)
-    if "--dry-run" in rest:
-        rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true"]
+    if "--dry-run" not in rest:
+        overrides, flags = _split_flags(rest)
+        config.validate_overrides(args.recipe, overrides)
+        return _hydra_main(args.recipe, overrides, flags)
+    # A dry run writes nothing: Hydra's run folder is a temporary one, removed afterwards.
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="privtrain-dry-run-")
+    rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true", f"hydra.run.dir={scratch}/run",
+                                                    f"hydra.sweep.dir={scratch}/sweep", "hydra.output_subdir=null"]
     overrides, flags = _split_flags(rest)
     config.validate_overrides(args.recipe, overrides)
-    return _hydra_main(args.recipe, overrides, flags)
+    try:
+        return _hydra_main(args.recipe, overrides, flags)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -122,6 +134,8 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
         if result is None:  # another torchrun rank: rank 0 reports
             return
         print(result.summary(), flush=True)
+        if result.dry_run and result.ledger.get("fits") is False:  # the plan says the run would be refused
+            raise SystemExit(UserError.exit_code)
         audit = result.metrics.get("audit") or {}
         if audit.get("red_flag"):
             from privtrain.audit import RED_FLAG_EXIT

@@ -90,8 +90,13 @@ def test_dry_run_prints_plan_and_touches_nothing(cli, tmp_path, ledger_path):
     out = cli("run", "dp_sgd", "--dry-run", *TINY)
     assert out.returncode == 0, out.stderr
     assert "plan" in out.stdout.lower()
-    assert not (tmp_path / "outputs" / "dp_sgd").exists() or not any((tmp_path / "outputs" / "dp_sgd").rglob("metrics.json"))
+    assert not (tmp_path / "outputs").exists()  # not even an empty run folder
     assert _entries(ledger_path) == 0
+    budget = cli("ledger", "budget", "set", "digits", "--epsilon", "1", "--delta", "1e-5")
+    assert budget.returncode == 0, budget.stderr
+    refused = cli("run", "dp_sgd", "--dry-run", *TINY)  # ε=3 cannot fit a budget of 1
+    assert refused.returncode == 2 and "REFUSED" in refused.stdout
+    assert _entries(ledger_path) == 1 and not (tmp_path / "outputs").exists()  # only the budget entry
 
 
 @pytest.mark.slow
