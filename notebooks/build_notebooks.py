@@ -16,14 +16,23 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
-SETUP = '''import os
+
+
+def setup(name: str) -> str:
+    """The first cell of notebook ``name``: imports, QUICK, and the notebook's own ledger."""
+    return f'''import os
 from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Image, Markdown, display
 import privtrain
 
 # QUICK=1 (set by the test suite) shrinks every run so the notebook executes in seconds.
-QUICK = os.environ.get("PRIVTRAIN_QUICK") == "1"'''
+QUICK = os.environ.get("PRIVTRAIN_QUICK") == "1"
+# This notebook keeps its own ledger (.privtrain/notebooks/{name}.db in your project), so the budgets it sets
+# never refuse your runs or another notebook's. To charge your project's ledger instead, set PRIVTRAIN_LEDGER
+# before starting Jupyter.
+if "PRIVTRAIN_LEDGER" not in os.environ:
+    os.environ["PRIVTRAIN_LEDGER"] = str(privtrain.ledger.default_path().parent / "notebooks" / "{name}.db")'''
 
 
 def notebook(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
@@ -49,8 +58,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
 NOTEBOOKS["01_quickstart.ipynb"] = [
     ("md", "# Quickstart: a DP-SGD run, the ledger's view, and a second run that composes\n\n"
            "We train on scikit-learn's `digits` with DP-SGD (Opacus) through privtrain's Python API. "
-           "Every run is charged to the privacy ledger (`.privtrain/ledger.db` here)."),
-    ("code", SETUP + '''
+           "Every run is charged to a privacy ledger: this notebook's own (`.privtrain/notebooks/01_quickstart.db`), so its budgets never get in the way of your project's runs."),
+    ("code", setup("01_quickstart") + '''
 TINY = ["recipe.epochs=2", "recipe.progress=false"] if QUICK else ["recipe.progress=false"]'''),
     ("md", "## 1. Train at ε = 3\n\n`privtrain.run` composes `configs/dp_sgd.yaml` with Hydra overrides and returns a result."),
     ("code", '''first = privtrain.run("dp_sgd", ["privacy.target_epsilon=3", *TINY])
@@ -91,7 +100,7 @@ NOTEBOOKS["02_tradeoffs.ipynb"] = [
            "This loads the committed results of `python benchmarks/tradeoff.py` "
            "(`benchmarks/results/tradeoff/trials.csv`: every trial, every method, 3 seeds) "
            "and redraws the Pareto plot."),
-    ("code", SETUP + '''
+    ("code", setup("02_tradeoffs") + '''
 import math
 import numpy as np
 import pandas as pd
@@ -144,7 +153,7 @@ NOTEBOOKS["03_federated.ipynb"] = [
            "its update is clipped, and the server adds Gaussian noise to the sum. The guarantee is per **client** "
            "(all the data of one participant), composed over the rounds; the ledger also charges the source "
            "`digits` at the example level."),
-    ("code", SETUP + '''
+    ("code", setup("03_federated") + '''
 import json
 # QUICK (the test suite): a small population and two rounds, just to run every cell.
 SMALL = ["fl.num_clients=40", "fl.rounds=2", "fl.sampling_rate=0.5"] if QUICK else []'''),
@@ -181,7 +190,7 @@ NOTEBOOKS["04_synthetic.ipynb"] = [
            "We fit a DP Gaussian copula on `breast_cancer`, train a model on its rows and check the ledger "
            "(post-processing is free), then compare with SDV's non-private GaussianCopula: quality report and "
            "train-on-synthetic/test-on-real (TSTR) accuracy."),
-    ("code", SETUP),
+    ("code", setup("04_synthetic")),
     ("md", "The quality and utility reports compare the synthetic rows with the real rows *without noise*: they are "
            "non-DP releases for the data owner, off by default for the DP synthesizer. We turn them on here to compare."),
     ("code", '''book = privtrain.ledger.open()

@@ -41,8 +41,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     assert not errors
     assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
         "a notebook shows at least one plot"
-    ledger_file = tmp_path / ".privtrain" / "ledger.db"
-    assert not (tmp_path / "notebooks" / ".privtrain").exists()  # one ledger per project, not per folder
+    ledger_file = tmp_path / ".privtrain" / "notebooks" / f"{path.stem}.db"
+    assert not (tmp_path / "notebooks" / ".privtrain").exists()  # found in the project, not per folder
+    assert not (tmp_path / ".privtrain" / "ledger.db").exists()  # the project's own ledger is never touched
     if ledger_file.exists():  # the notebook's long-lived handles, runs and subprocesses left a sound file
         with sqlite3.connect(ledger_file) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
