@@ -101,7 +101,23 @@ def _custom(spec: ModelSpec, **shape) -> nn.Module:
     if spec.fix:
         from opacus.validators import ModuleValidator
 
-        model = ModuleValidator.fix(model)
+        model = ModuleValidator.fix(_one_group_norms(model))
+    return model
+
+
+def _one_group_norms(model: nn.Module) -> nn.Module:
+    """Replace each ``BatchNorm1d`` by ``GroupNorm(1, C)``, before Opacus fixes the rest.
+
+    Opacus swaps every BatchNorm for ``GroupNorm(min(32, C), C)``. On the (batch, C) inputs of a
+    BatchNorm1d, a group of one channel normalises a single number to 0: with C <= 32 the layer then
+    outputs a constant and the model learns nothing (0.07 on digits). One group normalises each example's
+    C features together (a LayerNorm with an affine per channel), which DP-SGD can train.
+    """
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm1d):
+            setattr(model, name, nn.GroupNorm(1, child.num_features, eps=child.eps, affine=child.affine))
+        else:
+            _one_group_norms(child)
     return model
 
 
@@ -109,7 +125,8 @@ def describe(model: nn.Module, spec: ModelSpec) -> str:
     """The model as a reviewer reads it: its real class, its parameter count, and whether Opacus fixed it."""
     cls = type(model)
     name = f"{cls.__module__}.{cls.__qualname__}" if spec.target else spec.name
-    fixed = "; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true)" \
+    fixed = ("; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true; "
+             "BatchNorm1d became GroupNorm with one group)") \
         if spec.fix else ""
     return f"`{name}` ({count_parameters(model):,} parameters){fixed}"
 
