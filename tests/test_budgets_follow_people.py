@@ -1,0 +1,69 @@
+"""Budgets that follow people: user-level client budgets key on the users, not on partition settings; a
+checkpoint resumes only into the ledger that charged it; a policy can pin the project's ledger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import privtrain
+from privtrain import config, ledger
+from privtrain.errors import BudgetExceeded
+from privtrain.federated import task
+
+USERS = 40
+FL_FAST = ["fl.rounds=1", "fl.local_epochs=1", "recipe.progress=false"]
+
+
+def _clinic(path, *, extra_rows: int = 0, drop: int = 0):
+    """Digits rows, each held by one of 40 users (the ``patient`` column): a user-level federated table."""
+    from sklearn.datasets import load_digits
+
+    frame = load_digits(as_frame=True).frame.iloc[:600 + extra_rows].copy()
+    frame.insert(0, "patient", [f"p{i % USERS:03d}" for i in range(len(frame))])
+    frame["region"] = [f"r{i % 4}" for i in range(len(frame))]
+    frame = frame.iloc[drop:]
+    frame.to_csv(path, index=False)
+    decl = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in frame.columns if c.startswith("pixel"))
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", "dataset.source=clinic",
+            "dataset.drop=[region]", f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"]
+
+
+def _key(*overrides: str) -> str:
+    s = config.settings("federated", config.compose("federated", list(overrides)))
+    return task.build_population(task.load_dataset(s.dataset, s.fl), s.fl).key
+
+
+def test_a_column_partitions_key_is_its_users_not_its_settings(tmp_path):
+    data = _clinic(tmp_path / "clinic.csv")
+    users = [*data, "fl.partition=column", "fl.client_column=patient"]
+    base = _key(*users)
+    for changed in (["fl.partition_seed=1"], ["fl.partition_seed=7", "fl.client_test_size=0.3"],
+                    ["dataset.test_size=0.3"], ["seed=3"]):
+        assert _key(*users, *changed) == base, changed
+    # another version of the table (rows added, rows dropped) holds the same users
+    more = _clinic(tmp_path / "more.csv", extra_rows=200)
+    fewer = _clinic(tmp_path / "fewer.csv", drop=50)
+    assert _key(*more, "fl.partition=column", "fl.client_column=patient") == base
+    assert _key(*fewer, "fl.partition=column", "fl.client_column=patient") == base
+    # other clients (sites instead of patients) are another population; so are the iid groups of any seed
+    assert _key(*data, "fl.partition=column", "fl.client_column=region", "dataset.drop=[patient]") != base
+    assert _key(*data, "dataset.drop=[patient,region]") != _key(*data, "dataset.drop=[patient,region]",
+                                                                "fl.partition_seed=1")
+
+
+def test_a_user_level_budget_is_not_reset_by_a_new_partition_seed(tmp_path, ledger_path):
+    """The attacker's view: the users' budget is spent; another partition seed or local test share must
+    not give the same users a fresh one."""
+    users = [*_clinic(tmp_path / "clinic.csv"), "fl.partition=column", "fl.client_column=patient",
+             "privacy=central", "privacy.target_epsilon=2", *FL_FAST]
+    plan = privtrain.run("federated", [*users, "ledger.plan_only=true"], output_dir=tmp_path / "plan")
+    scope = plan.dataset["population"]["key"]
+    book = ledger.open(ledger_path)
+    book.set_budget("clinic", "client", 1.0, 1e-5, scope=scope)  # below one run's ε = 2
+    for changed in (["fl.partition_seed=1"], ["fl.client_test_size=0.3"], ["fl.partition_seed=2",
+                                                                           "dataset.test_size=0.3"]):
+        with pytest.raises(BudgetExceeded, match=r"client level"):
+            privtrain.run("federated", [*users, *changed], output_dir=tmp_path / "x")
+    assert not [e for e in book.entries() if e.status in ("reserved", "committed")]
