@@ -67,3 +67,43 @@ def test_a_user_level_budget_is_not_reset_by_a_new_partition_seed(tmp_path, ledg
         with pytest.raises(BudgetExceeded, match=r"client level"):
             privtrain.run("federated", [*users, *changed], output_dir=tmp_path / "x")
     assert not [e for e in book.entries() if e.status in ("reserved", "committed")]
+
+
+# --- a checkpoint resumes only into the ledger that charged it -------------------------------------
+
+
+TINY = ["recipe.epochs=1", "recipe.progress=false", "recipe.batch_size=256", "recipe.max_physical_batch_size=256"]
+
+
+def test_a_checkpoint_names_its_ledger_and_resumes_only_there(tmp_path, ledger_path):
+    import shutil
+
+    import torch
+
+    from privtrain.artifacts import checkpoint_ledger
+    from privtrain.errors import UserError
+
+    book = ledger.open(ledger_path)
+    book.set_budget("digits", "example", 20.0, 1e-5)  # the project's ledger has a history, hence an identity
+    book.close()
+    fork = tmp_path / "fork.db"
+    shutil.copy(ledger_path, fork)  # a copy shares the identity: the commit check must tell them apart
+    book = ledger.open(ledger_path)
+    assert ledger.open(fork).identity() == book.identity() is not None
+    first = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "a")
+    ckpt = first.output_dir / "checkpoint.pt"
+    meta = torch.load(ckpt, weights_only=True)["meta"]
+    assert meta["ledger"] == {"id": book.identity(), "run_id": first.ledger["entry"]}
+
+    other = tmp_path / "other.db"
+    for target in (other, fork):  # a throwaway ledger, and a copy of the project's made before the run
+        with pytest.raises(UserError, match=r"^resume: .* was charged to another ledger .*nothing was charged") as info:
+            privtrain.run("dp_sgd", [*TINY, f"resume={ckpt}", f"ledger.path={target}"], output_dir=tmp_path / "x")
+        assert "\n" not in str(info.value) and not (tmp_path / "x").exists()
+        assert [e.status for e in ledger.open(target).entries()] in ([], ["budget"])  # nothing charged there
+    with pytest.raises(UserError, match=r"was charged to ledger .* not to this run's ledger"):
+        checkpoint_ledger.require_same_ledger(ckpt, dict(meta, ledger={"id": "f" * 64}), str(ledger_path))
+
+    spent = book.spent("digits")
+    second = privtrain.run("dp_sgd", [*TINY, f"resume={ckpt}"], output_dir=tmp_path / "b")  # its own ledger: fine
+    assert len(second.guarantee.events) == 2 and ledger.open(ledger_path).spent("digits") > spent

@@ -349,6 +349,13 @@ class Ledger:
         head_id, head_hash = self._backend.head_record()
         return head_id, head_hash
 
+    @_guarded
+    def identity(self) -> str | None:
+        """The ledger's identity: the hash of its first entry (None while it is empty). It never changes
+        (the chain would break); a copy of the file shares it, so checks that matter also ask for an entry."""
+        first = self._backend.entry_at(1)
+        return None if first is None else first["hash"]
+
     def require_intact(self) -> None:
         """Raise when the chain does not verify: a damaged ledger admits no run.
 
