@@ -179,6 +179,7 @@ def _policy_preflight(settings: config.RunSettings, book) -> policy.Evaluation |
                             "(a policy with no rules lifts them, as a recorded change).")
         return None
     rules = policy.Evaluation(policy.load(path), run_facts(settings))
+    policy.check_ledger(rules.policy, book)  # a policy that pins the project's ledger refuses any other
     policy.check_run(rules.policy, rules.facts)
     return rules
 

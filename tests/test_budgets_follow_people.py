@@ -107,3 +107,78 @@ def test_a_checkpoint_names_its_ledger_and_resumes_only_there(tmp_path, ledger_p
     spent = book.spent("digits")
     second = privtrain.run("dp_sgd", [*TINY, f"resume={ckpt}"], output_dir=tmp_path / "b")  # its own ledger: fine
     assert len(second.guarantee.events) == 2 and ledger.open(ledger_path).spent("digits") > spent
+
+
+# --- a policy pins the project's ledger -----------------------------------------------------------
+
+
+def _pinned_policy(ledger_path, anchor: str | None = None) -> str:
+    book = ledger.open(ledger_path)
+    count, digest = book.head()
+    pin = f"ledger:\n  id: {book.identity()}\n  anchor: \"{anchor or f'{count}:{digest}'}\"\n"
+    return pin + "rules:\n  - name: every-source\n    max_epsilon_per_run: 5\n"
+
+
+def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_charged(tmp_path, ledger_path, capsys):
+    from privtrain.cli import main
+    from privtrain.errors import UserError
+
+    ledger.open(ledger_path).set_budget("digits", "example", 20.0, 1e-5)
+    policy_file = ledger_path.parent / "policy.yaml"
+    policy_file.write_text(_pinned_policy(ledger_path))
+    throwaway = tmp_path / "elsewhere" / "ledger.db"
+    throwaway.parent.mkdir()
+    with pytest.raises(UserError, match=r"pins the project's ledger .* is empty: run with the project's ledger") as info:
+        privtrain.run("dp_sgd", [*TINY, f"ledger.path={throwaway}", f"ledger.policy={policy_file}"],
+                      output_dir=tmp_path / "x")
+    assert "\n" not in str(info.value) and ledger.open(throwaway).entries() == []
+    assert main(["ledger", "id", "--path", str(ledger_path)]) == 0
+    assert ledger.open(ledger_path).identity() in capsys.readouterr().out
+
+    # a run on the project's ledger passes the pin (identity and anchor), and its release says so
+    home = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "home")
+    assert main(["release", str(home.output_dir)]) == 0
+    assert "pass  project ledger: charged to the ledger policy.yaml pins" in capsys.readouterr().out
+
+
+def test_release_refuses_a_run_charged_to_a_throwaway_ledger(tmp_path, ledger_path, capsys):
+    from privtrain.cli import main
+
+    ledger.open(ledger_path).set_budget("digits", "example", 20.0, 1e-5)
+    policy_file = ledger_path.parent / "policy.yaml"
+    policy_file.write_text(_pinned_policy(ledger_path))
+    throwaway = tmp_path / "elsewhere" / "ledger.db"
+    throwaway.parent.mkdir()
+    away = privtrain.run("dp_sgd", [*TINY, f"ledger.path={throwaway}"], output_dir=tmp_path / "away")  # no policy there
+    entries = len(ledger.open(throwaway).entries())
+    assert main(["release", str(away.output_dir), "--policy", str(policy_file)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  project ledger: policy policy.yaml pins the project's ledger" in out and "is another (id" in out
+    assert not (away.output_dir / "release.json").exists() and len(ledger.open(throwaway).entries()) == entries
+
+
+def test_a_pinned_anchor_the_ledger_does_not_extend_blocks_the_release(tmp_path, ledger_path, capsys):
+    from privtrain.cli import main
+
+    ledger.open(ledger_path).set_budget("digits", "example", 20.0, 1e-5)
+    (ledger_path.parent / "policy.yaml").write_text(_pinned_policy(ledger_path, anchor=f"3:{'ab' * 32}"))
+    run = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "run")  # the identity matches; the anchor is fake
+    assert main(["release", str(run.output_dir)]) == 1
+    assert "FAIL  project ledger: the ledger" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pin, match", [
+    ("ledger: {id: abc}", r"ledger\.id='abc' is not a ledger id"),
+    (f"ledger: {{id: {'a' * 64}, anchor: 'x:y'}}", r"ledger\.anchor='x:y' is not a head"),
+    (f"ledger: {{id: {'a' * 64}, path: /x}}", r"unknown key 'path'"),
+    ("ledger: [1]", r"`ledger` must be a mapping"),
+])
+def test_a_bad_ledger_pin_is_one_line(tmp_path, pin, match):
+    from privtrain import policy
+    from privtrain.errors import UserError
+
+    file = tmp_path / "policy.yaml"
+    file.write_text(pin + "\nrules: []\n")
+    with pytest.raises(UserError, match=match) as info:
+        policy.load(file)
+    assert "\n" not in str(info.value)

@@ -2,9 +2,13 @@
 
 A run is releasable only when every gate passes:
 
-- **artifacts**: every file matches the hash its ledger entries chained (``privtrain verify``);
+- **artifacts**: every file matches the hash its ledger entries chained, and its card or report is the one
+  its run recorded, plus the audit's own block (``privtrain verify``); otherwise the release is refused
+  before any gate, in one line (exit 2): these are not the run's files;
 - **ledger**: the ledger's hash chain verifies;
 - **policy**: the run was checked against the policy in force now (the hash its entries record);
+- **project ledger**: when the policy pins the project's ledger (``ledger: {id, anchor}``), the run was
+  charged there: a run on a throwaway ledger has fresh budgets, whatever policy it names;
 - **PII gate**: the dataset was scanned and every identifier found was dropped or declared
   (required when the policy asks for a scan);
 - **audit**: when a rule covering the source requires one, the run was audited (``audit.json``,
@@ -83,6 +87,11 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
                         f"{len(rules)} rule(s) on source {source!r}" if ok else
                         f"the run was checked against another policy ({', '.join(sorted(str(r)[:12] for r in recorded))}),"
                         f" not the one in force ({current.sha256[:12]}); run it again under the current policy"))
+    if current is not None and current.ledger_id is not None:  # the policy pins the project's ledger
+        problem = policy.ledger_problem(current, book)
+        out.append(Gate("project ledger", problem is None, f"charged to the ledger {current.label} pins "
+                        f"(id {current.ledger_id[:12]}{', extends its anchor' if current.ledger_anchor else ''})"
+                        if problem is None else problem))
     pii = (_read_json(run_dir / "metrics.json").get("dataset") or {}).get("pii")
     out.append(_pii_gate(pii, required=any(r.require_pii_scan for r in rules)))
     if any(r.require_audit for r in rules):

@@ -147,6 +147,17 @@ def cmd_head(args) -> int:
     return 0
 
 
+def cmd_id(args) -> int:
+    led = _open(args)
+    identity = led.identity()
+    if identity is None:
+        raise UserError(f"the ledger {led.location} is empty: it gets its id with its first entry (a budget or a run).")
+    count, digest = led.head()
+    print(f"{identity}\n# to pin this ledger in the project's policy.yaml:\nledger:\n  id: {identity}\n"
+          f"  anchor: \"{count}:{digest}\"")
+    return 0
+
+
 def cmd_accept_damage(args) -> int:
     entry = _open(args).accept_damage(args.reason)
     print(f"recorded: the damage ({entry.detail['problem']}) is accepted as it stands (entry {entry.id}); "
@@ -262,6 +273,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("head", parents=[common], help="print COUNT:HASH of the chain's head, to publish elsewhere")
     s.set_defaults(func=cmd_head)
+    s = sub.add_parser("id", parents=[common], help="print the ledger's id (the hash of its first entry), for a "
+                       "policy's `ledger:` pin")
+    s.set_defaults(func=cmd_id)
 
     s = sub.add_parser("accept-damage", parents=[common],
                        help="record that a ledger's damage is accepted as it stands, so it admits runs again")
