@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError, require
-from privtrain.ledger import admission, backends, compose, provenance, rows, store, totals
+from privtrain.ledger import admission, backends, compose, provenance, rowcount, rows, store, totals
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import (
     Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
@@ -478,8 +478,9 @@ class Ledger:
         Raises:
             UserError: the new budget is below what the filter already certifies, without ``force``.
         """
-        epsilon, delta = check_budget(epsilon, delta)
         key, unit = self._admin_key(source), check_unit(unit)
+        n = rowcount.known_rows(rowcount.registered_rows(self, key), source=key) if unit == "example" else None
+        epsilon, delta = check_budget(epsilon, delta, n, what=f"the budget of source {self.name(key) or key[:12]!r}:")
         if unit == "client":
             require(bool(scope), "a client-level budget belongs to a federated population: give its scope "
                                  "(--population, see `privtrain ledger show`).")

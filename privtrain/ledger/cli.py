@@ -81,6 +81,10 @@ def _source_for_budget(led, args) -> str:
     from privtrain.sources import Source, check_name
 
     frame, fingerprint = canonicalize(read_table(str(path), "parquet" if path.suffix == ".parquet" else "csv"))
+    if args.unit == "example":  # δ < 1/n for the file's rows, before its rows are registered
+        from privtrain.ledger.model import check_budget
+
+        check_budget(args.epsilon, args.delta, len(frame), what=f"--delta for {path.name}:")
     if args.declare:
         source = Source(check_name(args.declare, "--source"), args.declare, "declared")
     else:
