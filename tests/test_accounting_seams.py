@@ -68,3 +68,57 @@ def test_a_policy_total_at_a_large_delta_cannot_hold_more_runs(tmp_path, ledger_
         privtrain.run("dp_sgd", [*TINY, "privacy.target_epsilon=2"], output_dir=tmp_path / "x")
     _one_line(info)
     assert [e.status for e in ledger.open(ledger_path).entries()] in ([], ["policy"])  # nothing charged
+
+
+# --- the DP copula's domain never comes from the rows -------------------------------------------------
+
+
+SYNTH_FAST = ["synth.report=false", "synth.utility.enabled=false"]
+
+
+def test_privtrains_own_detected_metadata_is_refused_as_a_public_domain(tmp_path, ledger_path):
+    from tests.test_synthetic import csv_args, make_customers
+
+    path = tmp_path / "customers.csv"
+    make_customers(path)
+    plain = privtrain.run("synthetic", csv_args(path, *SYNTH_FAST), output_dir=tmp_path / "plain")  # SDV, not DP
+    detected = plain.output_dir / "metadata.json"
+    saved = json.loads(detected.read_text())
+    assert saved["privtrain"]["bounds"] == "rows"
+    columns = saved["tables"]["customers"]["columns"]
+    assert columns["age"]["range_max"] == pd.read_csv(path)["age"].max()  # the private extreme, as the issue found
+    entries = len(ledger.open(ledger_path).entries())
+    with pytest.raises(UserError, match=r"^synth\.metadata: .* holds bounds SDV read off the private rows") as info:
+        privtrain.run("synthetic", csv_args(path, "synth=dp_gaussian_copula", f"synth.metadata={detected}",
+                                            *SYNTH_FAST), output_dir=tmp_path / "dp")
+    _one_line(info)
+    assert len(ledger.open(ledger_path).entries()) == entries and not (tmp_path / "dp").exists()
+
+    # reviewing the detected file for another SDV run keeps the mark: its extremes did not become public
+    again = privtrain.run("synthetic", csv_args(path, f"synth.metadata={detected}", *SYNTH_FAST),
+                          output_dir=tmp_path / "again")
+    assert json.loads((again.output_dir / "metadata.json").read_text())["privtrain"]["bounds"] == "rows"
+
+
+def test_a_declared_public_domain_still_works_and_its_saved_metadata_is_reusable(tmp_path, ledger_path):
+    from tests.test_synthetic import csv_args, make_customers
+
+    path = tmp_path / "customers.csv"
+    make_customers(path)
+    public = {"tables": {"t": {"columns": {
+        "age": {"sdtype": "numerical", "range_min": 0, "range_max": 120},
+        "income": {"sdtype": "numerical", "range_min": 0, "range_max": 500000},
+        "plan": {"sdtype": "categorical", "range_values": ["basic", "plus", "pro"]},
+        "churn": {"sdtype": "categorical", "range_values": [0, 1]}}}},
+        "relationships": [], "METADATA_SPEC_VERSION": "V2"}
+    file = tmp_path / "public.json"
+    file.write_text(json.dumps(public))
+    dp = ["synth=dp_gaussian_copula", "synth.epsilon=2"]
+    first = privtrain.run("synthetic", csv_args(path, *dp, f"synth.metadata={file}", *SYNTH_FAST),
+                          output_dir=tmp_path / "first")
+    assert np.isfinite(first.guarantee.epsilon)
+    saved = first.output_dir / "metadata.json"
+    assert json.loads(saved.read_text())["privtrain"]["bounds"] == "declared"
+    plan = privtrain.run("synthetic", csv_args(path, *dp, f"synth.metadata={saved}", *SYNTH_FAST,
+                                               "ledger.plan_only=true"), output_dir=tmp_path / "second")
+    assert plan.dry_run  # the saved public domain is accepted again (a plan: nothing trained or charged)
