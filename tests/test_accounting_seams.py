@@ -105,12 +105,11 @@ def test_a_declared_public_domain_still_works_and_its_saved_metadata_is_reusable
 
     path = tmp_path / "customers.csv"
     make_customers(path)
-    public = {"tables": {"t": {"columns": {
-        "age": {"sdtype": "numerical", "range_min": 0, "range_max": 120},
-        "income": {"sdtype": "numerical", "range_min": 0, "range_max": 500000},
-        "plan": {"sdtype": "categorical", "range_values": ["basic", "plus", "pro"]},
-        "churn": {"sdtype": "categorical", "range_values": [0, 1]}}}},
-        "relationships": [], "METADATA_SPEC_VERSION": "V2"}
+    bounds = {"age": (0, 120), "income": (0, 500000)}  # public: a person's age, the product's income cap
+    columns = {c: {"sdtype": "numerical", "range_min": lo, "range_max": hi} for c, (lo, hi) in bounds.items()}
+    columns.update(plan={"sdtype": "categorical", "range_values": ["basic", "plus", "pro"]},
+                   churn={"sdtype": "categorical", "range_values": [0, 1]})
+    public = {"tables": {"t": {"columns": columns}}, "relationships": [], "METADATA_SPEC_VERSION": "V2"}
     file = tmp_path / "public.json"
     file.write_text(json.dumps(public))
     dp = ["synth=dp_gaussian_copula", "synth.epsilon=2"]

@@ -119,15 +119,23 @@ def _pinned_policy(ledger_path, anchor: str | None = None) -> str:
     return pin + "rules:\n  - name: every-source\n    max_epsilon_per_run: 5\n"
 
 
-def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_charged(tmp_path, ledger_path, capsys):
-    from privtrain.cli import main
-    from privtrain.errors import UserError
-
+@pytest.fixture
+def pinned(tmp_path, ledger_path):
+    """The project's ledger (with a first entry), a policy beside it that pins it, and a throwaway ledger's path."""
     ledger.open(ledger_path).set_budget("digits", "example", 20.0, 1e-5)
     policy_file = ledger_path.parent / "policy.yaml"
     policy_file.write_text(_pinned_policy(ledger_path))
     throwaway = tmp_path / "elsewhere" / "ledger.db"
     throwaway.parent.mkdir()
+    return policy_file, throwaway
+
+
+def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_charged(tmp_path, ledger_path, capsys,
+                                                                                     pinned):
+    from privtrain.cli import main
+    from privtrain.errors import UserError
+
+    policy_file, throwaway = pinned
     with pytest.raises(UserError, match=r"pins the project's ledger .* is empty: run with the project's ledger") as info:
         privtrain.run("dp_sgd", [*TINY, f"ledger.path={throwaway}", f"ledger.policy={policy_file}"],
                       output_dir=tmp_path / "x")
@@ -141,14 +149,10 @@ def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_char
     assert "pass  project ledger: charged to the ledger policy.yaml pins" in capsys.readouterr().out
 
 
-def test_release_refuses_a_run_charged_to_a_throwaway_ledger(tmp_path, ledger_path, capsys):
+def test_release_refuses_a_run_charged_to_a_throwaway_ledger(tmp_path, ledger_path, capsys, pinned):
     from privtrain.cli import main
 
-    ledger.open(ledger_path).set_budget("digits", "example", 20.0, 1e-5)
-    policy_file = ledger_path.parent / "policy.yaml"
-    policy_file.write_text(_pinned_policy(ledger_path))
-    throwaway = tmp_path / "elsewhere" / "ledger.db"
-    throwaway.parent.mkdir()
+    policy_file, throwaway = pinned
     away = privtrain.run("dp_sgd", [*TINY, f"ledger.path={throwaway}"], output_dir=tmp_path / "away")  # no policy there
     entries = len(ledger.open(throwaway).entries())
     assert main(["release", str(away.output_dir), "--policy", str(policy_file)]) == 1
