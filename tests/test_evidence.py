@@ -148,3 +148,39 @@ def test_removing_the_audit_blocks_gives_back_the_card_byte_for_byte(flag):
     assert card_sections.body(again) == card and again.count("## Empirical privacy audit") == 1
     no_provenance = card.split("## Provenance")[0]
     assert card_sections.body(report.update_card_text(no_provenance, "x", "y")) == no_provenance
+
+
+def _legacy_audit_entry(ledger_path, run_dir, files: list[str]) -> None:
+    """An ``artifacts`` entry as privtrain wrote it before entries named the versions they replace."""
+    from privtrain.artifacts.run_dir import hash_artifacts
+
+    book = ledger.open(ledger_path)
+    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+    commit = next(e for e in book.entries() if e.run_id == run_id and e.status == "committed")
+    with book._transaction():
+        book._append(status="artifacts", run_id=run_id, recipe=commit.recipe, source=commit.source,
+                     source_name=commit.source_name, unit=commit.unit, epsilon=0.0, delta=0.0,
+                     artifacts=json.dumps(hash_artifacts([run_dir / f for f in files], run_dir)),
+                     detail=json.dumps({"why": "audit"}))
+
+
+def _legacy_card(card: str, section: str) -> str:
+    """The card text an earlier privtrain's audit wrote (its section was inserted this way)."""
+    head, tail = card.split("\n## Provenance", 1)
+    return head.rstrip("\n") + "\n\n" + f"{card_sections.AUDIT_SECTION[0]}\n{section}\n" \
+        f"{card_sections.AUDIT_SECTION[1]}" + "\n" + "\n## Provenance" + tail
+
+
+def test_an_earlier_privtrains_audit_still_verifies_unless_it_re_signed_an_edit(tmp_path, ledger_path, capsys):
+    run_dir = _run(tmp_path).output_dir
+    card = run_dir / "model_card.md"
+    original = card.read_text()
+    card.write_text(_legacy_card(original, "## Empirical privacy audit\n\n- old audit"))
+    _legacy_audit_entry(ledger_path, run_dir, ["model_card.md"])
+    assert main(["verify", str(run_dir)]) == 0  # an honest legacy audit: its block removed, the run's card
+    capsys.readouterr()
+    # a legacy `--no-card` audit re-signed whatever the card held: the body check still sees the forgery
+    card.write_text(_legacy_card(original.replace(CLAIM, FORGED), "## Empirical privacy audit\n\n- old audit"))
+    _legacy_audit_entry(ledger_path, run_dir, ["model_card.md"])
+    code = main(["verify", str(run_dir)])
+    _one_line_refusal(capsys, code, 1, "model_card.md (its text outside the audit's section differs")

@@ -24,6 +24,9 @@ from pathlib import Path
 from privtrain.errors import UserError
 
 CARDS = ("model_card.md", "report.md")  # the cards a run writes, to which later commands may add blocks
+# What an audit of an earlier privtrain re-recorded without naming versions: its own outputs, and the card,
+# whose text outside the audit's block is still checked against the run's commit.
+_LEGACY_AUDIT = ("audit.json", "audit_roc.png", *CARDS)
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,10 @@ def recorded(book, run_id: str) -> Recorded:
             committed = {**(committed or {}), **e.artifacts}
             hashes.update(e.artifacts)
         elif e.status == "artifacts" and committed is not None:
+            legacy = "replaces" not in e.detail  # written before entries named the versions they replace
             replaces = e.detail.get("replaces") or {}
             for name in sorted(e.artifacts):
-                if name in hashes and replaces.get(name) != hashes[name]:
+                if name in hashes and replaces.get(name) != hashes[name] and not (legacy and name in _LEGACY_AUDIT):
                     breaks.append(f"{name} was re-recorded by entry {e.id} ({e.detail.get('why', 'artifacts')}) "
                                   "without naming the version the ledger held")
             hashes.update(e.artifacts)
