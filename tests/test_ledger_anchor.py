@@ -142,4 +142,5 @@ def test_verify_run_dir_reports_edited_and_missing_artifacts(tmp_path, ledger_pa
     (result.output_dir / "config.yaml").unlink()
     bad = cli("verify", str(result.output_dir))
     assert bad.returncode == 1
-    assert "MISMATCH metrics.json: edited" in bad.stdout and "MISMATCH config.yaml: missing" in bad.stdout
+    assert bad.stdout.count("\n") == 1 and "2 of 10 recorded files differ" in bad.stdout  # one line
+    assert "metrics.json (edited since the ledger recorded it)" in bad.stdout and "config.yaml (missing)" in bad.stdout

@@ -2,9 +2,13 @@
 
 A run is releasable only when every gate passes:
 
-- **artifacts**: every file matches the hash its ledger entries chained (``privtrain verify``);
+- **artifacts**: every file matches the hash its ledger entries chained, and its card or report is the one
+  its run recorded, plus the audit's own block (``privtrain verify``); otherwise the release is refused
+  before any gate, in one line (exit 2): these are not the run's files;
 - **ledger**: the ledger's hash chain verifies;
 - **policy**: the run was checked against the policy in force now (the hash its entries record);
+- **project ledger**: when the policy pins the project's ledger (``ledger: {id, anchor}``), the run was
+  charged there: a run on a throwaway ledger has fresh budgets, whatever policy it names;
 - **PII gate**: the dataset was scanned and every identifier found was dropped or declared
   (required when the policy asks for a scan);
 - **audit**: when a rule covering the source requires one, the run was audited (``audit.json``,
@@ -49,13 +53,15 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def gates(run_dir: Path, book, record, hashes: dict[str, str], policy_path: Path | None) -> list[Gate]:
-    """Every gate's verdict for the run in ``run_dir`` (see the module docstring)."""
+def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Gate]:
+    """Every gate's verdict for the run in ``run_dir`` (see the module docstring); ``rec`` is what its ledger
+    recorded (:class:`~privtrain.artifacts.evidence.Recorded`)."""
     from privtrain import policy
-    from privtrain.artifacts.verify import problems
+    from privtrain.artifacts import evidence
 
     out = []
-    bad = problems(run_dir, hashes)
+    hashes = rec.hashes
+    bad = evidence.problems(run_dir, rec)
     out.append(Gate("artifacts", not bad, f"all {len(hashes)} files match the ledger" if not bad
                     else "; ".join(bad)))
     report = book.verify()
@@ -81,6 +87,11 @@ def gates(run_dir: Path, book, record, hashes: dict[str, str], policy_path: Path
                         f"{len(rules)} rule(s) on source {source!r}" if ok else
                         f"the run was checked against another policy ({', '.join(sorted(str(r)[:12] for r in recorded))}),"
                         f" not the one in force ({current.sha256[:12]}); run it again under the current policy"))
+    if current is not None and current.ledger_id is not None:  # the policy pins the project's ledger
+        problem = policy.ledger_problem(current, book)
+        out.append(Gate("project ledger", problem is None, f"charged to the ledger {current.label} pins "
+                        f"(id {current.ledger_id[:12]}{', extends its anchor' if current.ledger_anchor else ''})"
+                        if problem is None else problem))
     pii = (_read_json(run_dir / "metrics.json").get("dataset") or {}).get("pii")
     out.append(_pii_gate(pii, required=any(r.require_pii_scan for r in rules)))
     if any(r.require_audit for r in rules):
@@ -110,10 +121,10 @@ def _pii_gate(pii, *, required: bool) -> Gate:
 
 def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str | None = None) -> tuple[list[Gate], Path | None]:
     """Check every gate; on success write and chain the manifest. Returns (gates, manifest or None)."""
-    from privtrain import ledger, policy
+    from privtrain import policy
+    from privtrain.artifacts import evidence
     from privtrain.artifacts.record import RunRecord
-    from privtrain.artifacts.run_dir import sha256_file
-    from privtrain.artifacts.verify import recorded_hashes
+    from privtrain.artifacts.verify import run_evidence
     from privtrain.ledger import integrity
 
     run_dir = Path(run_dir)
@@ -122,10 +133,16 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
     if (run_dir / MANIFEST).exists():
         raise UserError(f"{run_dir / MANIFEST} exists: this run was already released.")
     record = RunRecord.read(run_dir)
-    run_id, hashes, path = recorded_hashes(run_dir, ledger_path)
-    book = ledger.open(path, create=False)
+    book, rec = run_evidence(run_dir, ledger_path)
+    if MANIFEST in rec.hashes:
+        raise UserError(f"run {rec.run_id} was already released (its {MANIFEST} is chained in the ledger "
+                        f"{rec.ledger}) and {run_dir / MANIFEST} is gone: restore it; a run is released once.")
+    # Evidence first: a card or report that differs from what the run recorded is not a gate that may fail
+    # among others, it means the files under review are not the run's.
+    evidence.require_intact(run_dir, rec, command="privtrain release")
+    run_id, hashes, path = rec.run_id, rec.hashes, rec.ledger
     found = policy.find(policy_path, book.location if book.backend == "sqlite" else None)
-    checks = gates(run_dir, book, record, hashes, found)
+    checks = gates(run_dir, book, record, rec, found)
     if not all(g.ok for g in checks):
         return checks, None
     head_id, head_hash = book.head()
@@ -144,7 +161,7 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
                               "key": "$PRIVTRAIN_LEDGER_KEY"})
     target = run_dir / MANIFEST
     target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    book.record_artifacts(run_id, {MANIFEST: sha256_file(target)}, why="release: every gate passed")
+    evidence.rechain(book, run_dir, rec, [MANIFEST], why="release: every gate passed")
     return checks, target
 
 

@@ -91,6 +91,7 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
     settings = AuditSettings.from_dict(record.audit).with_overrides(
         shadow_models=shadow_models, shadow_data=shadow_data, pool_path=pool_path, confidence=confidence,
         seed=seed, update_card=update_card)
+    book, checked = _intact_evidence(run_dir, record, ledger_path)  # before anything is charged or written
     if record.recipe == "synthetic":
         from privtrain.audit import synthetic
 
@@ -99,7 +100,7 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
         from privtrain.audit import runner
 
         audit = runner.audit_dp_sgd(runner.read_run(run_dir, record), settings, ledger_path)
-    _record_files(run_dir, record, ledger_path)
+    _record_files(run_dir, book, checked, audit)
     if audit.get("red_flag"):
         print(f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
               f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
@@ -107,12 +108,28 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
     return audit
 
 
-def _record_files(run_dir: Path, record, ledger_path: str | None) -> None:
-    """The audit rewrote files of a finished run (its card, audit.json): chain their new hashes, so
-    ``privtrain verify RUN_DIR`` tells an audit from an edit."""
-    from privtrain import ledger
-    from privtrain.artifacts.run_dir import hash_artifacts
+def _intact_evidence(run_dir: Path, record, ledger_path: str | None):
+    """The run's ledger and what it recorded, once every file of the run matches it: an audit reads the
+    run's claim (run.json) and rewrites its card, so it never starts from a file someone edited.
 
-    files = [run_dir / n for n in ("audit.json", "audit_roc.png", "model_card.md", "report.md")]
+    Raises:
+        UserError: a file differs from what the ledger holds (one line; nothing is charged or written).
+    """
+    from privtrain import ledger
+    from privtrain.artifacts import evidence
+
     book = ledger.open(ledger_path if ledger_path is not None else record.ledger["path"], create=False)
-    book.record_artifacts(record.run_id, hash_artifacts(files, run_dir), why="audit")
+    checked = evidence.recorded(book, record.run_id)
+    evidence.require_intact(run_dir, checked, command="privtrain audit")
+    return book, checked
+
+
+def _record_files(run_dir: Path, book, checked, audit: dict) -> None:
+    """Chain the files this audit wrote (audit.json, its ROC and, unless ``--no-card``, the card it added its
+    section to), each naming the version it replaces, so ``privtrain verify RUN_DIR`` tells an audit from
+    an edit. Files the audit did not write are never re-recorded."""
+    from privtrain.artifacts import evidence
+    from privtrain.audit.report import AUDIT_JSON, ROC_PNG
+
+    written = [AUDIT_JSON, ROC_PNG] + ([audit["card"]] if audit.get("card") else [])
+    evidence.rechain(book, run_dir, checked, written, why="audit")

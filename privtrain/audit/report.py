@@ -13,8 +13,6 @@ from privtrain.audit.bounds import max_provable_epsilon
 AUDIT_JSON = "audit.json"
 ROC_PNG = "audit_roc.png"
 CARD = "model_card.md"
-_SECTION = ("<!-- privtrain-audit:start -->", "<!-- privtrain-audit:end -->")
-_BANNER = ("<!-- privtrain-audit-flag:start -->", "<!-- privtrain-audit-flag:end -->")
 ATTACK_NAMES = {"loss": "loss threshold", "confidence": "confidence (max probability)", "lira": "LiRA (shadow models)",
                 "distance": "distance to closest synthetic row"}
 NOT_DP_NOTE = ("The audit's figures are computed from the training rows and are not covered by the DP "
@@ -64,7 +62,8 @@ def assemble(run, settings, dataset: dict, results: dict, shadow: dict | None, *
 def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True, card: str = CARD) -> list[Path]:
     """Write audit.json, the ROC plot and (optionally) the card's audit section; return the files.
 
-    The card's hash before the audit goes into audit.json: the ledger recorded that one.
+    The card's hash before the audit goes into audit.json: the ledger recorded that one. The section is
+    added so that removing it gives back that card exactly (:mod:`privtrain.artifacts.card_sections`).
     """
     from privtrain.artifacts.run_dir import sha256_file, write_json
 
@@ -75,8 +74,9 @@ def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True,
         audit["card_sha256_before_audit"] = sha256_file(card)
         from privtrain.artifacts.model_card import no_paths
 
-        text = update_card_text(card.read_text(), no_paths(card_section(audit)), red_flag_banner(audit))
-        card.write_text(text)
+        text = update_card_text(card.read_bytes().decode("utf-8"), no_paths(card_section(audit)),
+                                red_flag_banner(audit))
+        card.write_bytes(text.encode("utf-8"))
         files.append(card)
     files.insert(0, write_json(run_dir / AUDIT_JSON, audit))
     return files
@@ -119,7 +119,7 @@ def card_section(audit: dict) -> str:
     claimed, lb = audit["claimed"]["epsilon"], audit["epsilon_lower_bound"]
     conf = f"{audit['confidence']:.0%}"
     best = audit["attacks"][audit["best_attack"]]
-    lines = [_SECTION[0], "## Empirical privacy audit (membership inference)", "",
+    lines = ["## Empirical privacy audit (membership inference)", "",
              f"_Audited at {audit['created']}; details in `{AUDIT_JSON}`, ROC curve in `{ROC_PNG}`._", ""]
     if audit["red_flag"]:
         lines.append(f"**RED FLAG: the audit contradicts the guarantee.** An attack shows ε ≥ {lb:.3g} with "
@@ -165,7 +165,6 @@ def card_section(audit: dict) -> str:
     else:
         lines.append(f"- privacy cost of the audit: {_cost(audit['shadow'])}")
     lines.extend(f"- note: {n}" for n in audit["notes"])
-    lines.append(_SECTION[1])
     return "\n".join(lines)
 
 
@@ -196,35 +195,22 @@ def red_flag_banner(audit: dict) -> str | None:
     if not audit["red_flag"]:
         return None
     return "\n".join([
-        _BANNER[0],
         f"> **⚠ RED FLAG — PRIVACY AUDIT FAILED.** A membership-inference attack shows ε ≥ "
         f"{audit['epsilon_lower_bound']:.3g} ({audit['confidence']:.0%} confidence), more than the claimed "
         f"ε = {audit['claimed']['epsilon']:.3g}. The guarantee below is not true of this model. Do not release it; "
         "see \"Empirical privacy audit\".",
-        _BANNER[1],
     ])
-
-
-def _strip(text: str, markers: tuple[str, str]) -> str:
-    while markers[0] in text and markers[1] in text:
-        start, end = text.index(markers[0]), text.index(markers[1]) + len(markers[1])
-        text = text[:start].rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
-    return text
 
 
 def update_card_text(card: str, section: str, banner: str | None) -> str:
     """Replace any earlier audit section and banner; the banner goes under the title, the section
-    before Provenance (or at the end)."""
-    text = _strip(_strip(card, _SECTION), _BANNER)
+    before Provenance (or at the end). Removing both gives back ``card`` as its run wrote it."""
+    from privtrain.artifacts import card_sections as blocks
+
+    text = blocks.remove(card, blocks.AUDIT_BANNER)
     if banner:
-        lines = text.split("\n")
-        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
-        text = "\n".join(lines[:at] + ["", banner] + lines[at:])
-    marker = "\n## Provenance"
-    if marker in text:
-        head, tail = text.split(marker, 1)
-        return head.rstrip("\n") + "\n\n" + section + "\n" + marker + tail
-    return text.rstrip("\n") + "\n\n" + section + "\n"
+        text = blocks.insert(text, blocks.AUDIT_BANNER, banner, after_title=True)
+    return blocks.insert(text, blocks.AUDIT_SECTION, section, before="## Provenance")
 
 
 def summary(audit: dict) -> str:

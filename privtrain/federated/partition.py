@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,6 +54,27 @@ class PartitionSpec:
         else:
             out.pop("num_clients")  # the column decides
         return out
+
+
+def population_key(spec: PartitionSpec, *, table: str, test_size: float, client_test_size: float) -> str:
+    """The ledger's scope for client-level budgets (the ledger keys them under the run's source already).
+
+    - ``column``: the clients are people (or sites) named by the column, so the population is the column
+      itself, by its name up to case and punctuation. Which of their rows a run holds out or evaluates locally
+      (``fl.partition_seed``, ``dataset.test_size``, ``fl.client_test_size``) and which version of the table
+      it reads (rows added or dropped) do not make new people, so none of them is in the key: a user's
+      budget follows the user. A column renamed to another word is another population; a governed project
+      declares its sources (docs/federated.md).
+    - ``iid`` and ``dirichlet``: the clients are groups the partitioning itself makes out of this table's rows,
+      so the key is the table and every setting that shapes the groups.
+    """
+    if spec.kind == "column":
+        identity: dict = {"kind": "column", "users": "".join(ch for ch in str(spec.client_column).casefold()
+                                                              if ch.isalnum())}
+    else:
+        identity = {"table": table, "population": {**spec.identity(), "test_size": test_size,
+                                                   "client_test_size": client_test_size}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def validate(spec: PartitionSpec) -> None:

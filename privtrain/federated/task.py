@@ -7,8 +7,6 @@ the simulation's Ray actors as in a SuperNode's ClientApp process.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -161,9 +159,8 @@ def build_population(dataset, settings: FlSettings) -> Population:
         raise UserError(f"fl.partition={spec.kind}: no client holds a training row ({len(pool)} pool rows, "
                         f"fl.client_test_size={settings.client_test_size}); use more rows or a smaller "
                         "fl.client_test_size.")
-    identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size}
-    key = hashlib.sha256(json.dumps({"table": dataset.fingerprint, "population": identity},
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = part.population_key(spec, table=dataset.fingerprint, test_size=settings.test_size,
+                              client_test_size=settings.client_test_size)
     return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], train_parts,
                       eval_parts, settings.client_test_size)
 
@@ -188,7 +185,7 @@ def encode_labels(dataset) -> np.ndarray:
 def population_label(spec: part.PartitionSpec) -> str:
     """What people read for a population: how its rows were split, by public settings only."""
     if spec.kind == "column":
-        return f"by column {spec.client_column}, partition seed {spec.seed}"
+        return f"users by column {spec.client_column}"  # the same users whatever the partition seed
     kind = f"dirichlet(alpha={spec.alpha:g})" if spec.kind == "dirichlet" else spec.kind
     return f"{kind}, {spec.num_clients} clients, partition seed {spec.seed}"
 

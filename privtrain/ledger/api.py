@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError, require
-from privtrain.ledger import admission, backends, compose, core, estimates, rows, store
+from privtrain.ledger import admission, backends, compose, core, estimates, rowcount, rows, store
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.core import BUILTIN_SOURCES, guarded
 from privtrain.ledger.model import (
@@ -277,6 +277,13 @@ class Ledger:
         return head_id, head_hash
 
     @guarded
+    def identity(self) -> str | None:
+        """The ledger's identity: the hash of its first entry (None while it is empty). It never changes
+        (the chain would break); a copy of the file shares it, so checks that matter also ask for an entry."""
+        first = self.core.backend.entry_at(1)
+        return None if first is None else first["hash"]
+
+    @guarded
     def accept_damage(self, reason: str) -> Entry:
         """Record, as a chained entry, that the ledger's current damage is accepted as it stands.
 
@@ -342,8 +349,9 @@ class Ledger:
         Raises:
             UserError: the new budget is below what the filter already certifies, without ``force``.
         """
-        epsilon, delta = check_budget(epsilon, delta)
         key, unit = self._admin_key(source), check_unit(unit)
+        n = rowcount.known_rows(rowcount.registered_rows(self, key), source=key) if unit == "example" else None
+        epsilon, delta = check_budget(epsilon, delta, n, what=f"the budget of source {self.name(key) or key[:12]!r}:")
         if unit == "client":
             require(bool(scope), "a client-level budget belongs to a federated population: give its scope "
                                  "(--population, see `privtrain ledger show`).")
@@ -404,8 +412,12 @@ class Ledger:
         return rows.links(self.core, rows.of_table(self.core, table, fingerprint, id_column), exclude=set(exclude))
 
     @guarded
-    def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str) -> Entry:
-        """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing."""
+    def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str,
+                         replaces: dict[str, str] | None = None) -> Entry:
+        """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing.
+
+        ``replaces`` names, per re-recorded file, the hash the ledger held before (see privtrain.artifacts.evidence).
+        """
         from privtrain.ledger.run import _artifacts
 
         runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
@@ -413,7 +425,8 @@ class Ledger:
         with self.core.transaction():
             return self.core.append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
                                 source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
-                                artifacts=_artifacts(artifacts), detail=json.dumps({"why": why}))
+                                artifacts=_artifacts(artifacts),
+                                detail=json.dumps({"why": why, "replaces": dict(sorted((replaces or {}).items()))}))
 
     def policy(self) -> dict | None:
         """The policy last recorded in the ledger: ``{"sha256", "file", "entry", "time"}``, or None."""

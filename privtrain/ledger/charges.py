@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 
+from privtrain.ledger import rowcount
 from privtrain.ledger import rows as rows_mod
 from privtrain.ledger.model import Charge, RunRequest
 from privtrain.sources import Source
@@ -41,12 +42,14 @@ def build(core, request: RunRequest) -> tuple[Charge, ...]:
             adopted, links = links[0], links[1:]
             primary = Source(adopted.source, adopted.name, "content")
     out: list[Charge] = []
+    n_rows = rowcount.known_rows(None if access.table is None else len(access.table), source=primary.key)
     for m in access.mechanisms:
         if m.unit == "client":
             out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
             continue
-        out.append(_charge(m, primary, link=adopted.reason if adopted else None, **common))
-        out.extend(_charge(m, Source(l.source, l.name, "content"), link=l.reason, **common) for l in links)
+        out.append(_charge(m, primary, link=adopted.reason if adopted else None, n_rows=n_rows, **common))
+        out.extend(_charge(m, Source(l.source, l.name, "content"), link=l.reason,
+                           n_rows=rowcount.known_rows(source=l.source), **common) for l in links)
     if table_rows is not None and out:
         first = next(i for i, c in enumerate(out) if c.source == primary.key)
         out[first] = _with_rows(out[first], table_rows)

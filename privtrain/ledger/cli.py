@@ -80,6 +80,10 @@ def _source_for_budget(led, args) -> str:
     from privtrain.sources import Source, check_name
 
     frame, fingerprint = canonicalize(read_table(str(path), "parquet" if path.suffix == ".parquet" else "csv"))
+    if args.unit == "example":  # δ < 1/n for the file's rows, before its rows are registered
+        from privtrain.ledger.model import check_budget
+
+        check_budget(args.epsilon, args.delta, len(frame), what=f"--delta for {path.name}:")
     if args.declare:
         source = Source(check_name(args.declare, "--source"), args.declare, "declared")
     else:
@@ -143,6 +147,17 @@ def cmd_verify(args) -> int:
 def cmd_head(args) -> int:
     count, digest = _open(args).head()
     print(f"{count}:{digest}")
+    return 0
+
+
+def cmd_id(args) -> int:
+    led = _open(args)
+    identity = led.identity()
+    if identity is None:
+        raise UserError(f"the ledger {led.location} is empty: it gets its id with its first entry (a budget or a run).")
+    count, digest = led.head()
+    print(f"{identity}\n# to pin this ledger in the project's policy.yaml:\nledger:\n  id: {identity}\n"
+          f"  anchor: \"{count}:{digest}\"")
     return 0
 
 
@@ -261,6 +276,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("head", parents=[common], help="print COUNT:HASH of the chain's head, to publish elsewhere")
     s.set_defaults(func=cmd_head)
+    s = sub.add_parser("id", parents=[common], help="print the ledger's id (the hash of its first entry), for a "
+                       "policy's `ledger:` pin")
+    s.set_defaults(func=cmd_id)
 
     s = sub.add_parser("accept-damage", parents=[common],
                        help="record that a ledger's damage is accepted as it stands, so it admits runs again")

@@ -26,14 +26,19 @@ def check_unit(unit: str) -> str:
     return unit
 
 
-def check_budget(epsilon: float, delta: float) -> tuple[float, float]:
-    """Validate a budget (ε_max, δ); returns it as floats."""
+def check_budget(epsilon: float, delta: float, n: int | None = None, *, what: str = "budget") -> tuple[float, float]:
+    """Validate a budget (ε_max, δ); returns it as floats. ``n``: the source's known row count, when known:
+    a budget's δ then obeys a run's rule, δ < 1/n (see :mod:`privtrain.ledger.rowcount`)."""
     try:
         epsilon, delta = float(epsilon), float(delta)
     except (TypeError, ValueError):
         raise UserError(f"Expected a numeric budget, got epsilon={epsilon!r}, delta={delta!r}.") from None
     require(math.isfinite(epsilon) and epsilon > 0, f"Expected budget epsilon={epsilon:g} > 0 and finite.")
     require(0 < delta < 1, f"Expected budget delta={delta:g} in (0, 1).")
+    if n:
+        require(delta < 1.0 / n, f"{what} δ={delta:g} must lie below 1/n = {1.0 / n:.2e} for a source of {n} rows "
+                f"(a larger δ admits publishing a row outright, as for a run); use e.g. δ="
+                f"{min(1e-5, 10.0 ** math.floor(math.log10(0.1 / n))):.0e}.")
     return epsilon, delta
 
 
@@ -142,6 +147,7 @@ class Charge:
     link: str | None = None  # why this source is charged although the run did not name it
     rows: Any = field(default=None, repr=False, compare=False)  # TableRows to register with this source
     policy: str | None = None  # SHA-256 of the policy file the run was checked against (recorded in its entries)
+    n_rows: int | None = None  # the source's rows known when charged (example level): a default budget's δ < 1/n
 
     def __post_init__(self) -> None:
         check_unit(self.unit)
@@ -152,7 +158,9 @@ class Charge:
                 f"Expected run epsilon={self.epsilon!r} >= 0.")
         object.__setattr__(self, "events", tuple(self.events))
         if self.default_budget is not None:
-            object.__setattr__(self, "default_budget", check_budget(*self.default_budget))
+            object.__setattr__(self, "default_budget", check_budget(
+                *self.default_budget, self.n_rows, what=f"the default budget (ledger.default_budget or a policy's "
+                f"max_epsilon_total at total_delta) of source {self.source_name!r}:"))
 
     @property
     def key(self) -> tuple[str, str, str]:

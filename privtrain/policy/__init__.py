@@ -7,10 +7,11 @@ it is planned, before any row is read or anything is charged; the policy's hash 
 entry, and a new or changed policy is itself a chained entry. See docs/policy.md.
 """
 
-from privtrain.policy.check import Evaluation, Finding, RunFacts, check_charges, check_run, run_findings
+from privtrain.policy.check import (
+    Evaluation, Finding, RunFacts, check_charges, check_ledger, check_run, ledger_problem, run_findings,
+)
 from privtrain.policy.file import POLICY_NAME, Policy, Rule, beside, find, load
 from privtrain.policy.governing import evaluate, source_name
 
-__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges", "check_run", "evaluate", "find",
-           "load",
-           "run_findings", "source_name"]
+__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges",
+           "check_ledger", "check_run", "evaluate", "find", "ledger_problem", "load", "run_findings", "source_name"]

@@ -175,3 +175,38 @@ def _refusal(policy: Policy, f: Finding, source: str, consequence: str, link: st
     return (f"policy {policy.path}, rule {f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: "
             f"{f.demand}, but {f.why}. {consequence}; change the run, or the policy "
             f"(privtrain policy explain shows every rule).")
+
+
+def ledger_problem(policy: Policy | None, book, *, anchor: bool = True) -> str | None:
+    """Why ``book`` is not the ledger the policy pins (``ledger: {id, anchor}``), or None when it is (or
+    nothing is pinned). A run on a throwaway ledger would get fresh budgets and a release that names the
+    project's policy; the pin tells that ledger from the project's. A copy of the project's file shares its
+    identity: the anchor shows a copy made before the anchor was published, not a fork made after it.
+
+    Args:
+        anchor: also check that the ledger extends the pinned head (a full walk of the chain).
+    """
+    if policy is None or policy.ledger_id is None:
+        return None
+    here = book.identity()
+    if here != policy.ledger_id:
+        return (f"policy {policy.label} pins the project's ledger (id {policy.ledger_id[:12]}), but the ledger "
+                f"{book.location} is {'empty' if here is None else 'another (id ' + here[:12] + ')'}")
+    if anchor and policy.ledger_anchor is not None:
+        report = book.verify(head=policy.ledger_anchor)
+        if not report.ok:
+            return (f"the ledger {book.location} does not extend the head {policy.ledger_anchor[:24]}… that policy "
+                    f"{policy.label} pins: {report.problem}")
+    return None
+
+
+def check_ledger(policy: Policy | None, book) -> None:
+    """Refuse, before any row is read, a run whose ledger is not the one its policy pins (identity only).
+
+    Raises:
+        UserError: one line naming the policy and the fix; nothing is read or charged.
+    """
+    problem = ledger_problem(policy, book, anchor=False)
+    if problem is not None:
+        raise UserError(f"{problem}: run with the project's ledger (ledger.path, $PRIVTRAIN_LEDGER), or change the "
+                        "policy's `ledger:`. Nothing was read or charged.")

@@ -4,6 +4,9 @@ A policy is YAML, kept beside the ledger (the project's ``.privtrain/policy.yaml
 ledger is) or named with ``ledger.policy=PATH``. Example::
 
     version: 1
+    ledger:                       # optional: the project's ledger (privtrain ledger id); runs and releases elsewhere are refused
+      id: 3f2a...                 # the hash of its first entry
+      anchor: "120:ab12..."       # optional: a head it must still extend (privtrain ledger head)
     sources:                      # tags belong to sources here: a run's dataset.tags can only add rules
       patients: {tags: [health]}
     rules:
@@ -80,6 +83,8 @@ class Policy:
     rules: tuple[Rule, ...]
     source_tags: dict = field(default_factory=dict)  # source name -> tags the policy gives it
     text: str = ""  # the file as read (the bytes the hash covers): what the ledger's policy entry records
+    ledger_id: str | None = None  # the project's ledger, pinned: the hash of its first entry
+    ledger_anchor: str | None = None  # a head (COUNT:HASH) the pinned ledger must still extend
 
     @property
     def label(self) -> str:
@@ -132,7 +137,7 @@ def load(path: str | Path) -> Policy:
         raise UserError(f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path}).") from None
     where = f"policy {path}"
     require(isinstance(data, dict), f"{where}: expected a mapping with `rules:`")
-    _unknown(data, {"version", "sources", "rules"}, where)
+    _unknown(data, {"version", "ledger", "sources", "rules"}, where)
     require(data.get("version", 1) == 1, f"{where}: version {data.get('version')!r} is not supported; use version: 1")
     sources = data.get("sources") or {}
     require(isinstance(sources, dict), f"{where}: `sources` must map source names to {{tags: [...]}}")
@@ -147,8 +152,32 @@ def load(path: str | Path) -> Policy:
     names = [r.name for r in parsed]
     dup = next((n for n in names if names.count(n) > 1), None)
     require(dup is None, f"{where}: two rules are named {dup!r}; give each rule its own name")
+    ledger_id, anchor = _ledger_pin(data.get("ledger"), where)
     return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
-                  raw.decode("utf-8", errors="replace"))
+                  raw.decode("utf-8", errors="replace"), ledger_id, anchor)
+
+
+def _ledger_pin(pin, where: str) -> tuple[str | None, str | None]:
+    """``ledger: {id: HASH, anchor: COUNT:HASH}``: the project's ledger, by identity (and a head it extends)."""
+    if pin is None:
+        return None, None
+    require(isinstance(pin, dict) and "id" in pin, f"{where}: `ledger` must be a mapping like {{id: HASH}} with the "
+            "project ledger's id (privtrain ledger id)")
+    _unknown(pin, {"id", "anchor"}, f"{where}: ledger")
+    ledger_id = str(pin["id"]).strip().lower()
+    require(_is_hash(ledger_id), f"{where}: ledger.id={pin['id']!r} is not a ledger id; paste the 64 hex digits "
+            "`privtrain ledger id` prints")
+    anchor = pin.get("anchor")
+    if anchor is not None:
+        anchor = str(anchor).strip().lower()
+        count, _, digest = anchor.rpartition(":")
+        require(_is_hash(digest) and (not count or count.isdigit()), f"{where}: ledger.anchor={pin['anchor']!r} is "
+                "not a head; paste what `privtrain ledger head` prints (COUNT:HASH)")
+    return ledger_id, anchor
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _rule(data, i: int, where: str) -> Rule:

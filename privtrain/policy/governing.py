@@ -9,7 +9,7 @@ the project's policy with another one for one run.
 from __future__ import annotations
 
 from privtrain.errors import UserError
-from privtrain.policy.check import Evaluation, RunFacts, check_run
+from privtrain.policy.check import Evaluation, RunFacts, check_ledger, check_run
 from privtrain.policy.file import beside, find, load
 
 
@@ -37,6 +37,7 @@ def evaluate(book, facts: RunFacts, explicit: str | None) -> Evaluation | None:
                             "(a policy with no rules lifts them, as a recorded change).")
         return None
     rules = Evaluation(load(path), facts)
+    check_ledger(rules.policy, book)  # a policy that pins the project's ledger refuses any other
     check_run(rules.policy, rules.facts)
     return rules
 

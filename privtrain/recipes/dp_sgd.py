@@ -81,7 +81,7 @@ def plan(s) -> Planned:
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
-    resume = _load_resume(s.resume, dataset.fingerprint, s.model)
+    resume = _load_resume(s.resume, dataset.fingerprint, s.model, s.ledger.path)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
@@ -206,22 +206,25 @@ def inherited_guarantee(lineage) -> Guarantee:
     return Guarantee(lineage.epsilon, lineage.delta, lineage.unit, "lineage", tuple(lineage.events), (note,))
 
 
-def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
-    """The checkpoint to continue from, checked against this run before anything is charged."""
+def _load_resume(path, fingerprint: str, model_spec, ledger_path: str | None) -> dict | None:
+    """The checkpoint to continue from, checked against this run (and its ledger) before anything is charged."""
     if not path:
         return None
     import torch
 
+    from privtrain.artifacts import checkpoint_ledger
+
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise UserError(f"resume: no checkpoint at {str(file)!r}; pass the checkpoint.pt of an earlier run.")
-    _check_recorded(file)
+    checkpoint_ledger.require_charged_here(file, ledger_path)  # loaded only once its hash matches this ledger
     try:  # weights and plain values only: a crafted pickle cannot run code here
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
         meta = ckpt["meta"]
     except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is the user's to fix
         raise UserError(f"resume: {file} is not a privtrain checkpoint that loads safely "
                         f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run.") from None
+    checkpoint_ledger.require_same_ledger(file, meta, ledger_path)
     if meta.get("fingerprint") != fingerprint:
         raise UserError(f"resume: {file} was trained on a different dataset; resume with the same dataset.* settings.")
     if meta.get("model") != model_spec.to_dict():
@@ -230,27 +233,10 @@ def _load_resume(path, fingerprint: str, model_spec) -> dict | None:
     return ckpt
 
 
-def _check_recorded(file: Path) -> None:
-    """A checkpoint is loaded only after its hash matches what its run's ledger entry recorded."""
-    from privtrain.artifacts.run_dir import sha256_file
-    from privtrain.artifacts.verify import recorded_hashes
-
-    try:
-        _, hashes, ledger_path = recorded_hashes(file.parent)
-    except UserError as exc:
-        raise UserError(f"resume: {file} must be the checkpoint.pt of a privtrain run whose ledger recorded it "
-                        f"({' '.join(str(exc).split())})") from None
-    if hashes.get(file.name) != sha256_file(file):
-        raise UserError(f"resume: {file} does not match the hash its run's ledger entry recorded ({ledger_path}): "
-                        "it was edited or replaced; resume from an unmodified run.")
-
-
-
-
-
 def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
     import torch
 
+    from privtrain.artifacts import checkpoint_ledger
     from privtrain.privacy.events import dumps
 
     s, dp, dataset = p.settings, p.dp, p.dataset
@@ -264,7 +250,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
                  "noise_multiplier": dp.noise_multiplier if dp else None, "sample_rate": dp.sample_rate if dp else None,
                  "events": dumps(guarantee.events), "delta": guarantee.delta, "epsilon": str(guarantee.epsilon),
                  "model": s.model.to_dict(), "config_hash": s.config_hash, "schema": dataset.schema.to_dict(),
-                 "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
+                 "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+                 "ledger": checkpoint_ledger.stamp(s.ledger.path, reserved.run_id)},  # a resume continues there
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None

@@ -247,7 +247,8 @@ def _write_outputs(out: Path, s: SynthSettings, rows, saved_meta, source: RealTa
     from privtrain.synthetic import metadata, output
 
     rows_path = output.write_rows(rows, out, s.fmt)
-    meta_path = metadata.save(saved_meta, out / "metadata.json")
+    meta_path = metadata.save(saved_meta, out / "metadata.json",
+                              bounds="declared" if domain is not None else metadata.saved_origin(s.metadata))
     pii_cols = {f.column for f in findings}
     target = source.target if source.target in rows.columns else None
     if domain is not None:

@@ -5,6 +5,12 @@ off the data. For a non-DP synthesizer that is no extra leak (its output carries
 the saved JSON must still never hold a PII value verbatim, so :func:`saved_dict` drops the
 ranges of PII columns. The DP synthesizer never detects anything: its metadata comes from
 the declared, public schema (:func:`from_schema`).
+
+Every metadata JSON privtrain writes says where its bounds came from, under a top-level ``privtrain`` key
+(:func:`save`): ``rows`` (SDV read them off the private rows), ``reviewed`` (a ``synth.metadata`` file the
+user declared) or ``declared`` (the DP synthesizer's public domain). A file marked ``rows`` is refused as the
+DP synthesizer's domain (:func:`bounds_origin`); privtrain removes the key before SDV reads a file (SDV
+rejects unknown keys: to load such a file with SDV directly, drop ``privtrain`` first).
 """
 
 from __future__ import annotations
@@ -20,6 +26,13 @@ from privtrain.errors import UserError
 from privtrain.synthetic import pii
 
 _RANGE_KEYS = ("range_values", "range_min", "range_max", "regex_format", "decimal_places", "high_cardinality")
+MARK = "privtrain"  # privtrain's own top-level key in a metadata JSON it writes: where the bounds came from
+_ORIGINS = {
+    "rows": "SDV detected these ranges and categories from the private rows: they are not a public domain, and "
+            "the DP synthesizer refuses this file as one",
+    "reviewed": "copied from the reviewed synth.metadata file the run was given",
+    "declared": "the DP synthesizer's declared public domain",
+}
 
 
 def detect(frame: pd.DataFrame, table: str):
@@ -46,6 +59,8 @@ def load(path: str, frame: pd.DataFrame, table: str):
                         "previous synthetic run, or synth.metadata=null to detect it.")
     try:
         raw = json.loads(file.read_text())
+        if isinstance(raw, dict):
+            raw.pop(MARK, None)  # privtrain's own note: SDV rejects keys it does not know
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             metadata = Metadata.load_from_dict(raw, single_table_name=table)
@@ -157,6 +172,27 @@ def sdtypes(metadata, table: str) -> dict[str, str]:
     return {k: v["sdtype"] for k, v in metadata.to_dict()["tables"][table]["columns"].items()}
 
 
-def save(metadata_dict: dict, path: Path) -> Path:
-    path.write_text(json.dumps(metadata_dict, indent=2, default=str) + "\n")
+def save(metadata_dict: dict, path: Path, *, bounds: str) -> Path:
+    """Write the metadata with privtrain's note on where its bounds came from (``rows``, ``reviewed``,
+    ``declared``), so a file whose bounds are the data's extremes is never taken for a public domain."""
+    marked = {**metadata_dict, MARK: {"bounds": bounds, "note": _ORIGINS[bounds]}}
+    path.write_text(json.dumps(marked, indent=2, default=str) + "\n")
     return path
+
+
+def bounds_origin(raw: dict) -> str | None:
+    """Where a metadata JSON's bounds came from, as privtrain marked it (None: not written by privtrain)."""
+    mark = raw.get(MARK) if isinstance(raw, dict) else None
+    return mark.get("bounds") if isinstance(mark, dict) else None
+
+
+def saved_origin(reviewed_path: str | None) -> str:
+    """Where a non-DP run's saved bounds come from: detected from the rows, or the reviewed file, whose own
+    ``rows`` mark carries over (reviewing a detected file does not make its extremes public)."""
+    if not reviewed_path:
+        return "rows"
+    try:
+        raw = json.loads(Path(str(reviewed_path)).expanduser().read_text())
+    except (OSError, ValueError):
+        return "rows"
+    return "rows" if bounds_origin(raw) == "rows" else "reviewed"

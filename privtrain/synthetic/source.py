@@ -110,12 +110,19 @@ def dp_domain(source: RealTable, model: str, metadata: str | None) -> tuple[list
 def domain_from_metadata(path: str) -> list[Column]:
     import json
 
+    from privtrain.synthetic.metadata import MARK, bounds_origin
+
     file = Path(str(path)).expanduser()
     try:
-        tables = json.loads(file.read_text())["tables"]
-        (spec,) = tables.values()
-    except (OSError, ValueError, KeyError, TypeError):
+        raw = json.loads(file.read_text())
+        (spec,) = raw["tables"].values()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"synth.metadata: {str(file)!r} is not a one-table SDV metadata JSON; fix the path.") from None
+    if bounds_origin(raw) == "rows":  # the data's own extremes: the guarantee would claim a finite ε it lacks
+        raise UserError(f"synth.metadata: {str(file)!r} holds bounds SDV read off the private rows ({MARK}.bounds "
+                        "is rows), not a public domain; declare public bounds in dataset.schema, or in a copy widen "
+                        f"range_min/range_max/range_values to public values and set {MARK}.bounds to declared. "
+                        "Nothing was charged.")
     out = []
     for name, col in spec["columns"].items():
         sdtype = col.get("sdtype")
