@@ -230,9 +230,11 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
         known = {"loader", "source", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
-                 "test_size", "_target_", "size", "classes", "drop", "pii"}
+                 "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
+        extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
         if r.has(key):
             extra[field] = tuple(map(str, r.list(key, optional=True) or ()))

@@ -52,6 +52,7 @@ class Planned:
     dataset_info: dict
     void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
+    public_rows: int | None = None  # DP: the public training rows that fixed the sampling rate and steps
 
 
 def plan(s) -> Planned:
@@ -66,10 +67,7 @@ def plan(s) -> Planned:
     # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
     evaluation = real_held_out(s.dataset.path, dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
         else None
-    # The training split's size sets the sampling rate; like the row count it is treated as public.
-    n_train = dataset.n_rows if isinstance(evaluation, RealHeldOut) else \
-        int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
-    train = s.train.for_rows(n_train)
+    train = s.train
     if train.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
         raise UserError(f"recipe.grad_sample_mode={train.grad_sample_mode!r} is unknown; choose one of "
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
@@ -82,7 +80,11 @@ def plan(s) -> Planned:
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
+    if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
+        raise UserError(AMP_GHOST)
     resume = _load_resume(s.resume, dataset.fingerprint, s.model)
+    n_train = _training_rows(s, dataset, evaluation)  # public under DP: it fixes the sampling rate, steps and delta
+    train = train.for_rows(n_train)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
@@ -94,7 +96,39 @@ def plan(s) -> Planned:
         default_budget=s.ledger.default_budget)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, request, info, void, evaluation)
+    return Planned(s, dataset, train, dp, resume, request, info, void, evaluation, n_train if dp else None)
+
+
+AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
+             "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
+             "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false.")
+NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, steps and delta from a public row count, "
+                  "never from the rows it reads (one row more or less would otherwise run another mechanism); declare "
+                  "the table's approximate size, known without reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
+
+
+def _training_rows(s, dataset, evaluation) -> int:
+    """The number of training rows the plan uses: public under DP.
+
+    The public size is ``dataset.public_n`` (the built-ins' configs state their published sizes), a
+    custom dataset's declared ``dataset.size``, or the row count of released synthetic rows. The
+    training split keeps each row independently with probability 1 - test_size
+    (:mod:`privtrain.data.assign`), so its public size is the expected share. Without DP, the rows read.
+
+    Raises:
+        UserError: DP without a public size.
+    """
+    spec = s.dataset
+    size = spec.public_n if spec.public_n is not None else spec.size
+    if size is None and spec.loader == "synthetic":
+        size = dataset.n_rows  # rows a synthesizer released: their count is public, like the rows
+    if size is not None:
+        return size if isinstance(evaluation, RealHeldOut) else dp_plan.public_rows(size, 1 - spec.test_size)
+    if s.privacy.private:
+        raise UserError(NO_PUBLIC_SIZE)
+    if isinstance(evaluation, RealHeldOut):
+        return dataset.n_rows
+    return int((~held_out(dataset.frame, seed=s.seed, test_size=spec.test_size)).sum())
 
 
 def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
@@ -136,7 +170,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
     delta = p.request.mechanisms[0].delta
-    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void)]
+    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void, _fixed_note(p))]
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
@@ -185,12 +219,23 @@ def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
     return dp, list(dp.events), dp.delta, dp.epsilon
 
 
-def _guarantee(dp, outcome, resume, run_events, delta, dataset, void) -> Guarantee:
+def _fixed_note(p: Planned) -> str:
+    """What fixed the mechanism: public values only (the add/remove adjacency needs one mechanism)."""
+    if p.dp is None:
+        return ""
+    return (f"add/remove-one-example adjacency: sampling rate {p.dp.sample_rate:.4g} = batch {p.train.batch_size} / "
+            f"{p.public_rows} public training rows, divisor {p.train.batch_size} and {p.dp.steps} steps, all fixed "
+            "from public values before any row was read (never from the rows' count)")
+
+
+def _guarantee(dp, outcome, resume, run_events, delta, dataset, void, fixed: str = "") -> Guarantee:
     from privtrain.privacy.events import epsilon_pld, loads
 
     notes = list(dataset.schema.notes) + list(void)
     if dp is None or void:
         return Guarantee(math.inf, delta, "example", "none", tuple(run_events), tuple(notes))
+    if fixed:
+        notes.append(fixed)
     events: tuple[DpEvent, ...] = run_events
     if resume is not None:
         events = tuple(loads(resume["meta"]["events"])) + run_events
@@ -270,7 +315,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
                  "image_shape": list(dataset.image_shape) if dataset.image_shape else None},
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
-               "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None
+               "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta,
+               "expected_batch_size": p.train.batch_size, "public_training_rows": p.public_rows} if dp else None
     record = RunRecord(
         recipe="dp_sgd", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
         source={"key": reserved.source, "name": reserved.source_name, "kind": dataset.source.kind},
@@ -301,7 +347,7 @@ def _mechanism(p: Planned, outcome, info: dict) -> dict:
     """What the card says DP-SGD did: the values the run used."""
     dp, t = p.dp, p.train
     return {"kind": "dp_sgd", "max_grad_norm": dp.max_grad_norm, "noise_multiplier": dp.noise_multiplier,
-            "sample_rate": dp.sample_rate, "batch_size": round(dp.sample_rate * info["n_train"], 1),
+            "sample_rate": dp.sample_rate, "batch_size": t.batch_size,  # the expected batch and the divisor
             "steps": outcome.steps, "epochs": t.epochs, "lr": t.lr, "optimizer": t.optimizer,
             "accountant": dp.accountant, "delta": dp.delta}
 
