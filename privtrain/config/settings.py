@@ -364,7 +364,16 @@ def _fl(r: _Reader):
         client_sampling=r.str("fl.client_sampling", CLIENT_SAMPLING),
         sampling_rate=r.num("fl.sampling_rate", optional=True),
         reuse_ray=r.bool("fl.simulation.reuse_ray"),
-        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False).validate()
+        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
+        public_n=_public_n(r)).validate()
+
+
+def _public_n(r: _Reader) -> int | None:
+    """The dataset's public size for local DP-SGD: ``dataset.public_n``, else a custom dataset's ``dataset.size``."""
+    for key in ("dataset.public_n", "dataset.size"):
+        if r.has(key) and r.raw(key) is not None:
+            return r.int(key, minimum=1)
+    return None
 
 
 def _synth(r: _Reader) -> SynthSettings:

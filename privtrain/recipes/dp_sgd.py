@@ -76,17 +76,18 @@ def plan(s) -> Planned:
     if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":
         raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
                         "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
+    if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
+        raise UserError(AMP_GHOST)
     built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
-    if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
-        raise UserError(AMP_GHOST)
     resume = _load_resume(s.resume, dataset.fingerprint, s.model)
-    n_train = _training_rows(s, dataset, evaluation)  # public under DP: it fixes the sampling rate, steps and delta
+    void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
+    # Public under DP: it fixes the sampling rate, steps and delta (a void guarantee needs no public size).
+    n_train = _training_rows(s, dataset, evaluation, public=s.privacy.private and not void)
     train = train.for_rows(n_train)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
-    void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
     request = RunRequest(
@@ -107,8 +108,9 @@ NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, 
                   "the table's approximate size, known without reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
 
 
-def _training_rows(s, dataset, evaluation) -> int:
-    """The number of training rows the plan uses: public under DP.
+def _training_rows(s, dataset, evaluation, *, public: bool) -> int:
+    """The number of training rows the plan uses: a public one if declared, and always under DP
+    (``public``); otherwise (no guarantee to keep) the rows read.
 
     The public size is ``dataset.public_n`` (the built-ins' configs state their published sizes), a
     custom dataset's declared ``dataset.size``, or the row count of released synthetic rows. The
@@ -116,7 +118,7 @@ def _training_rows(s, dataset, evaluation) -> int:
     (:mod:`privtrain.data.assign`), so its public size is the expected share. Without DP, the rows read.
 
     Raises:
-        UserError: DP without a public size.
+        UserError: ``public`` and no public size.
     """
     spec = s.dataset
     size = spec.public_n if spec.public_n is not None else spec.size
@@ -124,7 +126,7 @@ def _training_rows(s, dataset, evaluation) -> int:
         size = dataset.n_rows  # rows a synthesizer released: their count is public, like the rows
     if size is not None:
         return size if isinstance(evaluation, RealHeldOut) else dp_plan.public_rows(size, 1 - spec.test_size)
-    if s.privacy.private:
+    if public:
         raise UserError(NO_PUBLIC_SIZE)
     if isinstance(evaluation, RealHeldOut):
         return dataset.n_rows
