@@ -52,6 +52,19 @@ class PoissonBatches(UniformWithReplacementSampler):
             yield self.rows[chosen].tolist()
 
 
+class _Collate:
+    """Stack a batch of (x, y) rows; an empty batch gives empty tensors of the right shape. (Opacus' own
+    wrapper logs a warning when the first batch is empty: a fact about the secret sampling.)"""
+
+    def __init__(self, empty_x: torch.Tensor, empty_y: torch.Tensor) -> None:
+        self.empty = (empty_x, empty_y)
+
+    def __call__(self, batch: list):
+        from torch.utils.data import default_collate
+
+        return default_collate(batch) if batch else self.empty
+
+
 @dataclass
 class Private:
     """What the training loop uses under DP: each part carries the plan's public values."""
@@ -76,11 +89,9 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
         world: :func:`privtrain.distributed.world`, or None for one process.
     """
     from opacus.accountants import create_accountant
-    from opacus.data_loader import wrap_collate_with_empty
     from opacus.grad_sample.utils import prepare_module
     from opacus.optimizers import get_optimizer_class
     from opacus.validators import ModuleValidator
-    from torch.utils.data._utils.collate import default_collate
 
     from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
@@ -115,10 +126,8 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
     share = torch.arange(len(y)) if world is None else torch.arange(world.rank, len(y), world.size)
     batches = PoissonBatches(share, sample_rate=dp.sample_rate, steps=dp.steps,
                              generator=torch_generator(reproducible_noise_from, f"poisson{rank}"))
-    collate = wrap_collate_with_empty(collate_fn=default_collate, sample_empty_shapes=[(0, *x.shape[1:]), (0,)],
-                                      dtypes=[torch.from_numpy(x[:0]).dtype, torch.from_numpy(y[:0]).dtype])
-    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_sampler=batches,
-                        collate_fn=collate)
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
+    loader = DataLoader(TensorDataset(x_t, y_t), batch_sampler=batches, collate_fn=_Collate(x_t[:0], y_t[:0]))
     return Private(module, dp_optimizer, criterion, loader, accountant)
 
 
