@@ -29,10 +29,10 @@ from privtrain.errors import UserError
 class TrainSettings:
     """Training settings (``recipe.*`` of dp_sgd; the federated clients build their own).
 
-    ``epochs=None`` (dp_sgd's default) trains ``steps`` optimizer steps, rounded up to whole epochs once
-    the number of training rows is known (:meth:`for_rows`): a fixed number of epochs would give a
+    ``epochs=None`` (dp_sgd's default) trains ``steps`` optimizer steps, rounded up to whole epochs of
+    the training rows (public under DP, :meth:`for_rows`): a fixed number of epochs would give a
     455-row table a quarter of the steps of a 1,437-row one at the same batch size. An explicit
-    ``epochs`` wins.
+    ``epochs`` wins. Under DP the plan's steps (``DpSgdPlan.steps``) are what :func:`train` runs.
     """
 
     epochs: int | None
@@ -104,7 +104,9 @@ def train(
     (:mod:`privtrain.privacy.randomness`), never from ``seed``.
 
     Args:
-        dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training.
+        dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training. Under DP
+            exactly ``dp.steps`` steps are taken at sampling rate ``dp.sample_rate``, each noisy sum
+            divided by ``settings.batch_size`` (``settings.epochs`` applies to non-private training).
         reproducible_noise_from: debugging only: derive the noise and sampling from this seed. The
             run's guarantee is then void (the caller reports ε = ∞).
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.

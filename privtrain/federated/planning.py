@@ -1,7 +1,8 @@
 """From settings to privacy: refuse unsound combinations, plan the mechanisms, and state the outcome.
 
 Everything before the ledger reservation reads only public facts: the settings, the number of
-clients, and the partition sizes (treated as public, like a dataset's row count).
+clients and the dataset's public size (``dataset.public_n``), which fixes local DP-SGD's sampling
+rate and steps per client (the realised partition sizes shape no DP mechanism).
 
 Every federated run charges its source's **example-level** budget, whatever its privacy:
 
