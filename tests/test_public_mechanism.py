@@ -159,3 +159,28 @@ def test_the_committed_charge_and_the_card_state_the_public_mechanism(tmp_path, 
     assert "PoissonSampledDpEvent" in next(iter(committed.values()))
     assert any("add/remove-one-example adjacency" in n for n in runs[0].guarantee.notes)
     assert "expected batch size 128" in (runs[0].output_dir / "model_card.md").read_text()
+
+
+def test_a_local_dp_client_without_rows_still_takes_its_noisy_steps(flower_identity, tmp_path):
+    """Whether a client holds rows must not show: it trains its public steps (zero sums, full noise)."""
+    import torch
+    from opacus.accountants import create_accountant
+
+    from privtrain.federated import task
+    from privtrain.federated.client_app import _state, make_client_app
+    from test_federated import _context, _job, _train_message
+
+    run, job = _job(tmp_path, "privacy=dp", "fl.num_clients=1500", "fl.rounds=1", "fl.local_epochs=1")
+    empty = next(k for k in range(job.num_clients) if len(job.client(k).y_train) == 0)
+    full = next(k for k in range(job.num_clients) if len(job.client(k).y_train) > 0)
+    assert job.local.client_dp(empty) == job.local.client_dp(full) and job.weight(empty) == job.weight(full) > 0
+    model = task.build_model(run.model, job.shape)
+    sent = {k: v.clone() for k, v in model.state_dict().items()}
+    context = _context(empty)
+    reply = make_client_app(job)(_train_message(model, 1), context)
+    moved = reply.content["arrays"].to_torch_state_dict()
+    assert any(not torch.equal(moved[k], sent[k]) for k in sent)  # noise moved the model
+    kept = create_accountant("prv")
+    kept.load_state_dict(_state(context)["accountant"])
+    assert [tuple(h) for h in kept.history] == [(job.local.noise_multiplier, job.local.sample_rate(empty),
+                                                 job.local.steps_per_round(empty))]
