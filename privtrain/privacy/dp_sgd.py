@@ -27,6 +27,9 @@ MAX_TARGET_EPSILON = 50.0
 MIN_NOISE_MULTIPLIER = 0.3
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
 CLIPPING = ("flat", "per_layer")
+AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
+             "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
+             "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false.")
 GDP_NOTE = ("the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
             "the ledger composes the same events with a tight PLD accountant")
 

@@ -87,16 +87,22 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
         resume: a checkpoint whose accountant state continues.
         reproducible_noise_from: debugging only: noise and sampling from this seed (guarantee void).
         world: :func:`privtrain.distributed.world`, or None for one process.
+
+    Raises:
+        UserError: mixed precision with ghost clipping (its norms would be bfloat16).
     """
     from opacus.accountants import create_accountant
+    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
     from opacus.grad_sample.utils import prepare_module
     from opacus.optimizers import get_optimizer_class
     from opacus.validators import ModuleValidator
 
-    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
-
+    from privtrain.errors import UserError
+    from privtrain.privacy.dp_sgd import AMP_GHOST
     from privtrain.privacy.randomness import torch_generator
 
+    if settings.amp and settings.grad_sample_mode == "ghost":
+        raise UserError(AMP_GHOST)
     accountant = create_accountant(mechanism=dp.accountant)
     if resume is not None and resume.get("accountant") is not None:
         accountant.load_state_dict(resume["accountant"])

@@ -77,7 +77,7 @@ def plan(s) -> Planned:
         raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
                         "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
     if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
-        raise UserError(AMP_GHOST)
+        raise UserError(dp_plan.AMP_GHOST)
     built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
     if s.privacy.private:
@@ -100,9 +100,6 @@ def plan(s) -> Planned:
     return Planned(s, dataset, train, dp, resume, request, info, void, evaluation, n_train if dp else None)
 
 
-AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
-             "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
-             "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false.")
 NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, steps and delta from a public row count, "
                   "never from the rows it reads (one row more or less would otherwise run another mechanism); declare "
                   "the table's approximate size, known without reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
