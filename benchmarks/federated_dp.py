@@ -74,7 +74,8 @@ def validation_data(out: Path) -> list[str]:
     pool.to_csv(path, index=False)
     columns = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in pool.columns if c != "target")
     schema = f"+dataset.schema={{{columns}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", schema, "fl.partition_seed=100"]
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", schema, "fl.partition_seed=100",
+            f"dataset.public_n={len(pool)}"]
 
 
 def tune(out: Path, clients: int, eps: float, seeds: list[int], axes, base: dict) -> tuple[dict, pd.DataFrame]:

@@ -2,8 +2,10 @@
 
 ``auto`` picks the GPU when PyTorch sees one (under torchrun, the process's own ``LOCAL_RANK``),
 else the CPU. Mixed precision (``recipe.amp=true``) is bfloat16 autocast for the forward pass: Opacus
-computes per-sample gradients for the hooks, functorch and ghost modes under it, and clips and adds
-noise in the parameters' float32. No loss scaling is needed with bfloat16, so none is used.
+computes per-sample gradients for the hooks and functorch modes under it; privtrain upcasts them so
+that Opacus clips in float32 (:mod:`privtrain.privacy.opacus_parts`) and adds noise in the
+parameters' float32. Ghost clipping under AMP is refused (its norms are bfloat16). No loss scaling is
+needed with bfloat16, so none is used.
 """
 
 from __future__ import annotations

@@ -5,8 +5,13 @@ run protocol: it plans, has the ledger reserve the budget, then tells the other 
 not); they load the data only after that word, train their share of every Poisson-sampled batch
 with Opacus' ``DPDDP`` and ``DistributedDPOptimizer`` (rank 0 alone adds the noise, to the sum of
 all ranks' clipped gradients), and write nothing. Rank 0 evaluates, writes the artifacts and
-commits. The sampling rate is the global batch over all training rows, so ε is the one a single
-process gets with the same global settings.
+commits. The sampling rate is the global batch over the public training rows, so ε is the one a
+single process gets with the same global settings.
+
+Every rank takes every one of the plan's steps: a rank whose share of a batch is empty adds a zero
+sum and still joins the all-reduce (:mod:`privtrain.privacy.opacus_parts`), and
+:func:`check_in_step` confirms at the end that all ranks counted the same steps, which rank 0 then
+commits.
 """
 
 from __future__ import annotations
@@ -73,6 +78,23 @@ def wait_for_go() -> None:
         raise UserError(message[1])
     if message[0] == "stop":
         raise Stop
+
+
+def check_in_step(steps: int, device) -> None:
+    """Every rank: confirm that all ranks took ``steps`` optimizer steps (a collective call, on the
+    training ``device``: NCCL reduces GPU tensors only).
+
+    Raises:
+        RuntimeError: the ranks disagree (a bug: the job then stays charged at its reservation).
+    """
+    import torch
+    import torch.distributed as dist
+
+    counts = torch.tensor([steps, -steps], dtype=torch.int64, device=device)
+    dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+    if int(counts[0]) != steps or int(-counts[1]) != steps:
+        raise RuntimeError(f"torchrun ranks fell out of step: {int(-counts[1])} to {int(counts[0])} steps; "
+                           "the job stays charged at its reservation")
 
 
 class Stop(Exception):

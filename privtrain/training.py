@@ -1,10 +1,13 @@
 """Plain PyTorch training and evaluation, private (Opacus) or not.
 
-Recipes call :func:`train` with arrays and plain settings. Under DP it wraps
-the model with Opacus' PrivacyEngine: Poisson sampling, per-sample clipping,
-Gaussian noise, and BatchMemoryManager for logical batches larger than the
-physical one. The weights' exponential moving average (post-processing of the
-DP iterates, so free) is what the run returns.
+Recipes call :func:`train` with arrays and plain settings. Under DP it assembles
+Opacus' parts from the plan's public values (:mod:`privtrain.privacy.opacus_parts`):
+Poisson sampling at the planned rate for exactly the planned steps (empty batches
+included), per-sample clipping in float32, Gaussian noise, a divisor that is the
+configured batch size, and BatchMemoryManager for logical batches larger than the
+physical one. The weights' exponential moving average (post-processing of the DP
+iterates, so free) is what the run returns. The progress bar shows steps and ε,
+never the training-batch loss (a non-DP statistic of the training rows).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from privtrain.errors import UserError
 class TrainSettings:
     """Training settings (``recipe.*`` of dp_sgd; the federated clients build their own).
 
-    ``epochs=None`` (dp_sgd's default) trains ``steps`` optimizer steps, rounded up to whole epochs once
-    the number of training rows is known (:meth:`for_rows`): a fixed number of epochs would give a
+    ``epochs=None`` (dp_sgd's default) trains ``steps`` optimizer steps, rounded up to whole epochs of
+    the training rows (public under DP, :meth:`for_rows`): a fixed number of epochs would give a
     455-row table a quarter of the steps of a 1,437-row one at the same batch size. An explicit
-    ``epochs`` wins.
+    ``epochs`` wins. Under DP the plan's steps (``DpSgdPlan.steps``) are what :func:`train` runs.
     """
 
     epochs: int | None
@@ -101,7 +104,9 @@ def train(
     (:mod:`privtrain.privacy.randomness`), never from ``seed``.
 
     Args:
-        dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training.
+        dp: a :class:`privtrain.privacy.dp_sgd.DpSgdPlan`, or None for non-private training. Under DP
+            exactly ``dp.steps`` steps are taken at sampling rate ``dp.sample_rate``, each noisy sum
+            divided by ``settings.batch_size`` (``settings.epochs`` applies to non-private training).
         reproducible_noise_from: debugging only: derive the noise and sampling from this seed. The
             run's guarantee is then void (the caller reports ε = ∞).
         resume: a checkpoint dict from :func:`checkpoint`: optimizer and accountant state.
@@ -133,56 +138,67 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = model.to(device)
-    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
-    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=dp is None, generator=generator)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.momentum)
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
-    criterion: nn.Module = nn.CrossEntropyLoss()
-    engine = None
-    if dp is not None:
-        model, optimizer, criterion, loader, engine = _make_private(model, optimizer, criterion, loader, dp, settings,
-                                                                    resume, reproducible_noise_from, device, world)
+    private = None
+    if dp is not None:  # the sampling rate, steps and divisor are the plan's public values (privacy.opacus_parts)
+        from privtrain.privacy.opacus_parts import float32_grad_samples, make_private, physical_batches
+
+        private = make_private(model, optimizer, x, y, dp, settings, resume=resume,
+                               reproducible_noise_from=reproducible_noise_from, device=device, world=world)
+        model, optimizer, criterion, total = private.model, private.optimizer, private.criterion, dp.steps
+        batches = physical_batches(private, settings)
+    else:
+        criterion = nn.CrossEntropyLoss()
+        loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=settings.batch_size,
+                            shuffle=True, generator=generator)
+        total, batches = len(loader) * settings.epochs, _epochs(loader, settings.epochs)
     averaged = [p.detach().clone() for p in model.parameters()]
     losses: list[float] = []
     steps = 0
-    expected = math.ceil(len(dataset) / settings.batch_size) * settings.epochs
-    bar = tqdm(total=expected, desc=desc, unit="step", disable=not settings.progress or not distributed.is_main(),
+    # The bar shows steps and epsilon only: the training-batch loss is a non-DP statistic of the training rows.
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not settings.progress or not distributed.is_main(),
                leave=False)
     model.train()
-    for _ in range(settings.epochs):
-        for xb, yb, is_step in _batches(loader, optimizer, engine, settings):
-            if len(xb) == 0 and world is None:
-                continue  # (under torchrun every rank steps together, an empty share included)
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            with devices.autocast(device, settings.amp):
-                logits = model(xb)
-            loss = criterion(logits.float(), yb)  # the loss (and Opacus' ghost criterion) in float32
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's note on full backward hooks with no input grads
-                loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not is_step():
-                continue
-            steps += 1
-            if settings.ema:
-                with torch.no_grad():
-                    for avg, p in zip(averaged, model.parameters()):
-                        avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
+    for xb, yb, is_step in batches:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        with devices.autocast(device, settings.amp):
+            logits = model(xb)
+        loss = criterion(logits.float(), yb)  # the loss (and Opacus' ghost criterion) in float32
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on full backward hooks with no input grads
+            loss.backward()
+        if private is not None:
+            float32_grad_samples(optimizer)  # Opacus clips what it finds: float32 norms keep it within C
+        optimizer.step()  # under DP also for an empty batch: zero gradient, full noise, a step like any other
+        optimizer.zero_grad(set_to_none=True)
+        if not is_step():
+            continue
+        steps += 1
+        if settings.ema:
+            with torch.no_grad():
+                for avg, p in zip(averaged, model.parameters()):
+                    avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
+        if len(yb):
             losses.append(float(loss.detach()))
-            tracking.report_train_loss(steps, losses[-1])
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", **_eps_postfix(engine, dp, bar, steps))
+            tracking.report_train_loss(steps, losses[-1])  # only where tracking.log_train_loss=true declares it
+        bar.update(1)
+        postfix = _eps_postfix(private, dp, bar, steps)
+        if postfix:
+            bar.set_postfix(**postfix)
     bar.close()
+    if world is not None:
+        distributed.check_in_step(steps, device)  # every rank took every step, or the job fails (charged as reserved)
     plain = model._module if hasattr(model, "_module") else model
     plain = plain.module if isinstance(plain, _DPDDP()) else plain
     if settings.ema and steps:
         with torch.no_grad():
             for avg, p in zip(averaged, model.parameters()):
                 p.copy_(avg)
-    accountant_state = engine.accountant.state_dict() if engine else None
-    epsilon = _epsilon(engine, dp.delta) if engine and report_epsilon else None
+    accountant = private.accountant if private is not None else None
+    accountant_state = accountant.state_dict() if accountant is not None else None
+    epsilon = _epsilon(accountant, dp.delta) if accountant is not None and report_epsilon else None
     return TrainOutcome(plain.cpu(), optimizer.state_dict(), accountant_state, epsilon, steps, losses)
 
 
@@ -195,79 +211,28 @@ def _DPDDP():
 _EPS_EVERY = 25  # steps between epsilon refreshes on the bar (the PRV accountant takes ~0.1 s)
 
 
-def _epsilon(engine, delta: float) -> float:
+def _epsilon(accountant, delta: float) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus' notes on alpha ranges
-        return float(engine.accountant.get_epsilon(delta=delta))
+        return float(accountant.get_epsilon(delta=delta))
 
 
-def _eps_postfix(engine, dp, bar, steps: int) -> dict:
+def _eps_postfix(private, dp, bar, steps: int) -> dict:
     """ε so far, every _EPS_EVERY steps, for the progress bar and the experiment tracker."""
-    if engine is None or (bar.disable and not tracking.listening()):
+    if private is None or (bar.disable and not tracking.listening()):
         return {}
     if steps % _EPS_EVERY == 1 or steps == bar.total:
-        epsilon = _epsilon(engine, dp.delta)
+        epsilon = _epsilon(private.accountant, dp.delta)
         bar._privtrain_eps = f"{epsilon:.2f}"
         tracking.report(steps, epsilon=epsilon)
     return {"eps": getattr(bar, "_privtrain_eps", "0.00")}
 
 
-def _make_private(model, optimizer, criterion, loader, dp, settings, resume, reproducible_noise_from, device, world):
-    from opacus import PrivacyEngine
-    from opacus.utils.uniform_sampler import DistributedUniformWithReplacementSampler, UniformWithReplacementSampler
-
-    from privtrain.privacy.randomness import torch_generator
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Secure RNG turned off": stated in the model card instead
-        engine = PrivacyEngine(accountant=dp.accountant)
-    if resume is not None and resume.get("accountant") is not None:
-        engine.accountant.load_state_dict(resume["accountant"])
-    if world is not None:  # Opacus sees DPDDP and builds the distributed sampler and optimizer
-        model = _DPDDP()(model)
-    n_params = len([p for p in model.parameters() if p.requires_grad])
-    max_grad_norm = dp.max_grad_norm if settings.clipping == "flat" else [dp.max_grad_norm / math.sqrt(n_params)] * n_params
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Opacus warns about secure RNG; see the model card
-        wrapped = engine.make_private(
-            module=model, optimizer=optimizer, criterion=criterion, data_loader=loader,
-            noise_multiplier=dp.noise_multiplier, max_grad_norm=max_grad_norm,
-            poisson_sampling=True, clipping=settings.clipping, grad_sample_mode=settings.grad_sample_mode,
-            noise_generator=torch_generator(reproducible_noise_from, "dp-sgd-noise", device=device),
-        )
-    if settings.grad_sample_mode == "ghost":
-        model, optimizer, criterion, loader = wrapped
-    else:
-        model, optimizer, loader = wrapped
-    # Opacus' Poisson sampler draws from the global RNG, which `seed` sets: give it a secret one.
-    if not isinstance(loader.batch_sampler, (UniformWithReplacementSampler, DistributedUniformWithReplacementSampler)):
-        raise RuntimeError("Opacus did not build a Poisson sampler; refusing to train with a public sampling RNG")
-    rank = "" if world is None else f"-rank{world.rank}"  # each rank samples its own share, independently
-    loader.batch_sampler.generator = torch_generator(reproducible_noise_from, f"poisson{rank}")
-    return model, optimizer, criterion, loader, engine
-
-
-def _batches(loader, optimizer, engine, settings):
-    """Yield (x, y, is_step) where is_step() tells whether the optimizer really stepped.
-
-    With BatchMemoryManager a logical batch is split into physical ones and the
-    DP optimizer skips the step for all but the last.
-    """
-    if engine is None:
+def _epochs(loader, epochs: int):
+    """Non-private training: shuffled batches, every batch a step."""
+    for _ in range(epochs):
         for xb, yb in loader:
             yield xb, yb, lambda: True
-        return
-    if settings.max_physical_batch_size < settings.batch_size:
-        from opacus.utils.batch_memory_manager import BatchMemoryManager
-
-        with BatchMemoryManager(
-            data_loader=loader, max_physical_batch_size=settings.max_physical_batch_size, optimizer=optimizer
-        ) as memory_safe:
-            for xb, yb in memory_safe:
-                yield xb, yb, lambda: not optimizer._is_last_step_skipped
-        return
-    for xb, yb in loader:
-        yield xb, yb, lambda: True
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ def _digits_csv(path, rows: slice) -> list[str]:
     frame = load_digits(as_frame=True).frame.sample(frac=1.0, random_state=0).iloc[rows]
     frame.to_csv(path, index=False)
     decl = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in frame.columns if c != "target")
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target",
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", f"dataset.public_n={len(frame)}",
             f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"]
 
 

@@ -91,3 +91,67 @@ def test_mixed_precision_trains_with_the_same_guarantee(tmp_path, ledger_path):
     assert amp.guarantee.epsilon == pytest.approx(plain.guarantee.epsilon, rel=1e-12)  # accounting is unchanged
     assert amp.metrics["accuracy"] > 0.6  # bfloat16 forward passes still learn digits
     assert "amp: true" in (amp.output_dir / "config.yaml").read_text()
+
+
+def test_clipped_per_example_gradients_stay_within_c_under_mixed_precision():
+    """One SGD step (lr 1, no noise, divisor 1) on one example at a time, through the real training path
+    with bfloat16 autocast: the weights move by exactly that example's clipped gradient. Norms taken in
+    bfloat16 let it reach 1.006 C here (1.0084 C in the issue); clipped in float32 it stays at C."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from privtrain import models, training
+    from privtrain.privacy.dp_sgd import DpSgdPlan
+
+    clip = 0.5
+    settings = training.TrainSettings(epochs=1, batch_size=1, max_physical_batch_size=1, optimizer="sgd", lr=1.0,
+                                      progress=False, amp=True)
+    one_step = DpSgdPlan(0.0, 1.0, 1, 1e-5, clip, "rdp", math.nan)  # q = 1: the example is in the batch
+    rng = np.random.default_rng(0)
+    spec = models.ModelSpec("mlp", (32,), "tanh", (), 1)
+    ratios, clipped = [], 0
+    for i in range(120):
+        x = (rng.normal(size=(1, 64)) * 4).astype(np.float32)
+        y = rng.integers(0, 10, size=1)
+        models.seed_everything(i)
+        model = models.build(spec, n_inputs=64, n_classes=10, image_shape=None)
+        before = [p.detach().double().clone() for p in model.parameters()]
+        out = training.train(model, x, y, settings, dp=one_step, report_epsilon=False)
+        assert out.steps == 1
+        moved = math.sqrt(sum(float(((p.detach().double() - b) ** 2).sum())
+                              for p, b in zip(out.model.parameters(), before)))
+        ratios.append(moved / clip)
+        clipped += moved > 0.99 * clip
+    assert clipped > 100  # the inputs are large: clipping is active for nearly every example
+    assert max(ratios) <= 1 + 1e-5, max(ratios)  # float32 rounding only (about 1e-7), never bfloat16's 0.6%
+
+
+@pytest.mark.slow
+def test_empty_local_batches_keep_the_ranks_in_step_and_the_charge_covers_every_step(tmp_path, ledger_path):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.uniform(0, 1, 40).round(3), "label": rng.integers(0, 2, 40)})
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    # A global batch of 2 over 2 ranks: each rank's share is empty in about 37% of the 80 steps, so both
+    # ranks meet empty batches (the chance that neither does is below 1e-15).
+    out = _torchrun(tmp_path, ledger_path, "dataset=csv", f"dataset.path={tmp_path / 'small.csv'}",
+                    "dataset.target=label", "dataset.schema={a: {min: 0, max: 1}, label: {categories: [0, 1]}}",
+                    "dataset.public_n=40", "recipe.batch_size=2", "recipe.max_physical_batch_size=2", "recipe.epochs=5",
+                    "recipe.progress=false", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
+                    "model=logreg")
+    assert out.returncode == 0, (out.stderr[-2000:], _rank_output(tmp_path, 1, "stderr")[-2000:])
+    assert _rank_output(tmp_path, 1, "stderr").strip() == ""  # rank 1 neither crashed nor complained
+    (run_dir,) = [p.parent for p in (tmp_path / "outputs").rglob("run.json")]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    planned = 5 * 16  # epochs x ceil(32 public training rows / 2)
+    assert metrics["metrics"]["steps"] == metrics["dp"]["steps"] == planned
+    (entry,) = [e for e in ledger.open(ledger_path).entries() if e.status == "committed"]
+    charged = json.loads(entry.events_json)[0]
+    assert charged["type"] == "SelfComposedDpEvent" and charged["count"] == planned  # every step trained is charged
+    assert charged["event"]["sampling_probability"] == pytest.approx(2 / 32)

@@ -91,3 +91,24 @@ def test_csv_with_inferred_schema_voids_the_guarantee(tmp_path, ledger_path):
     assert metrics["dataset"]["schema"] == "inferred" and "final_train_loss" not in metrics["metrics"]
     (entry,) = [e for e in ledger.open(ledger_path).entries() if e.status == "committed"]
     assert entry.events_json == '[{"type":"NonPrivateDpEvent"}]'  # charged as what it is
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_the_progress_bar_shows_steps_and_epsilon_never_the_training_loss(capsys, private):
+    import numpy as np
+
+    from privtrain import training
+    from privtrain.privacy import dp_sgd
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 4)).astype(np.float32), rng.integers(0, 2, 200)
+    settings = training.TrainSettings(epochs=2, batch_size=50, max_physical_batch_size=50, optimizer="sgd", lr=0.1,
+                                      progress=True)
+    plan = dp_sgd.plan(n_train=200, batch_size=50, epochs=2, target_epsilon=None, noise_multiplier=1.0, delta=1e-5,
+                       max_grad_norm=1.0, accountant="rdp") if private else None
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    out = training.train(model, x, y, settings, dp=plan, desc="bar")
+    err = capsys.readouterr().err
+    assert out.steps == 8 and "/8 [" in err  # the bar ran, over the planned steps
+    assert "loss" not in err.lower()  # a non-DP statistic of the training rows: not printed by default
+    assert ("eps=" in err) == private

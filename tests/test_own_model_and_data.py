@@ -71,7 +71,7 @@ def test_an_image_folder_trains_a_cnn_and_its_subset_is_the_same_source(tmp_path
 
     folder = shapes(tmp_path / "shapes", n=150, size=16)
     result = privtrain.run("dp_sgd", [*TINY, "dataset=image_folder", f"dataset.path={folder}",
-                                      "recipe.batch_size=32"], output_dir=tmp_path / "r")
+                                      "recipe.batch_size=32", "dataset.public_n=150"], output_dir=tmp_path / "r")
     card = (result.output_dir / "model_card.md").read_text()
     assert "`cnn`" in card and result.dataset["name"] == "shapes"  # the CNN by default for images
     import shutil
@@ -81,7 +81,8 @@ def test_an_image_folder_trains_a_cnn_and_its_subset_is_the_same_source(tmp_path
         (subset / label).mkdir(parents=True)
         for file in sorted((folder / label).iterdir())[:20]:
             shutil.copy(file, subset / label / file.name)
-    again = privtrain.run("dp_sgd", [*TINY, "dataset=image_folder", f"dataset.path={subset}", "recipe.batch_size=16"],
+    again = privtrain.run("dp_sgd", [*TINY, "dataset=image_folder", f"dataset.path={subset}", "recipe.batch_size=16",
+                                     "dataset.public_n=60"],
                           output_dir=tmp_path / "again")
     (charge,) = again.ledger["charges"]
     assert charge["source"] == result.ledger["charges"][0]["source"] and "belong to source `shapes`" in charge["link"]

@@ -21,7 +21,8 @@ def test_calibrated_noise_reaches_target_epsilon_within_one_percent(accountant, 
                        delta=1e-5, max_grad_norm=1.0, accountant=accountant)
     assert plan.epsilon <= target * 1.0001
     assert plan.epsilon >= target * 0.99
-    assert plan.steps == 12 * 15 and plan.sample_rate == pytest.approx(1 / 12)
+    # q = batch / public training rows (not 1/ceil(n/batch)); 12 steps per epoch
+    assert plan.steps == 12 * 15 and plan.sample_rate == pytest.approx(128 / 1437)
 
 
 def test_golden_accountant_numbers():

@@ -34,7 +34,8 @@ def _schema(frame: pd.DataFrame) -> str:
 
 def _csv(frame: pd.DataFrame, path) -> list[str]:
     frame.to_csv(path, index=False)
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", _schema(frame)]
+    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", _schema(frame),
+            f"dataset.public_n={len(frame)}"]
 
 
 def _refused(recipe: str, overrides: list[str], tmp_path, error=UserError) -> str:
@@ -79,7 +80,7 @@ def test_tables_holding_a_sources_rows_are_charged_to_it(tmp_path, ledger_path):
     cases = {
         "subset": _csv(frame.sample(frac=0.3, random_state=0), tmp_path / "subset.csv"),
         "parquet, reordered": ["dataset=parquet", f"dataset.path={tmp_path / 'digits.parquet'}",
-                               "dataset.target=target", _schema(frame)],
+                               "dataset.target=target", _schema(frame), f"dataset.public_n={len(frame)}"],
         "appended rows": _csv(pd.concat([frame, frame.sample(300, random_state=2).assign(pixel_3_3=16.0)]),
                               tmp_path / "appended.csv"),
     }

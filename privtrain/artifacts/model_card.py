@@ -25,7 +25,8 @@ COMMON_NOT_COVERED = (
     "of the same data unless they are charged to the same ledger, which composes them.",
 )
 OPACUS_NOT_COVERED = (
-    "The dataset's size (number of rows) is treated as public, as Opacus does when it sets the sampling rate.",
+    "The row counts this card reports are facts about the data, not covered by the guarantee; the mechanism does "
+    "not depend on them (its sampling rate, divisor and steps come from the declared public size).",
     "Floating-point and pseudo-random number generation are not hardened against side channels "
     "(Opacus secure_mode is off).",
 )

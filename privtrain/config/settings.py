@@ -230,9 +230,11 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
         known = {"loader", "source", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
-                 "test_size", "_target_", "size", "classes", "drop", "pii"}
+                 "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
+        extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
         if r.has(key):
             extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
@@ -362,7 +364,16 @@ def _fl(r: _Reader):
         client_sampling=r.str("fl.client_sampling", CLIENT_SAMPLING),
         sampling_rate=r.num("fl.sampling_rate", optional=True),
         reuse_ray=r.bool("fl.simulation.reuse_ray"),
-        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False).validate()
+        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
+        public_n=_public_n(r)).validate()
+
+
+def _public_n(r: _Reader) -> int | None:
+    """The dataset's public size for local DP-SGD: ``dataset.public_n``, else a custom dataset's ``dataset.size``."""
+    for key in ("dataset.public_n", "dataset.size"):
+        if r.has(key) and r.raw(key) is not None:
+            return r.int(key, minimum=1)
+    return None
 
 
 def _synth(r: _Reader) -> SynthSettings:

@@ -41,6 +41,9 @@ class DatasetSpec:
             stay those of the whole file, so the run is recognised as the same people as any other
             run on that file (see :mod:`privtrain.data.pii_gate`).
         pii_allow: ``dataset.pii.allow``: columns of personal data the user declares (recorded).
+        public_n: ``dataset.public_n``: the table's size as known without reading it (a built-in's
+            published size, or the data owner's declared approximate count). DP-SGD fixes its
+            sampling rate, steps and delta from it, never from the rows read (docs/privacy.md).
     """
 
     loader: str
@@ -60,6 +63,7 @@ class DatasetSpec:
     tags: tuple[str, ...] = ()  # for a policy's rules by tag (a run can add tags to its source, never remove)
     drop: tuple[str, ...] = ()
     pii_allow: tuple[str, ...] = ()
+    public_n: int | None = None
 
     def to_dict(self) -> dict:
         from dataclasses import asdict

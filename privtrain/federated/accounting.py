@@ -1,9 +1,11 @@
 """Example-level accounting of local DP-SGD, from what the server itself knows.
 
 Local DP (unit ``example``). Each client runs DP-SGD with Opacus (Poisson sampling at rate
-``1/ceil(n_k/batch)``, ``local_epochs`` epochs per round) and keeps its accountant across rounds.
-Partitions are disjoint, so an example's loss is its own client's: the population's epsilon is the
-maximum over clients.
+``batch / N``, ``local_epochs * ceil(N / batch)`` steps per round, divisor ``batch``) and keeps its
+accountant across rounds. ``N`` is the client's **public** size (the dataset's public size shared
+over the clients, :func:`privtrain.federated.planning.client_rows`), never the rows it holds: one
+row more or less at a client would otherwise change its mechanism. Partitions are disjoint, so an
+example's loss is its own client's: the population's epsilon is the maximum over clients.
 
 The server never takes a client's word for how much it trained. It counts the TRAIN messages it
 sent to each node (:class:`TrainCounts`), learns which partition a node serves from the node's
@@ -34,17 +36,18 @@ class LocalPlan:
     batch_size: int
     local_epochs: int
     rounds: int
-    sizes: tuple[int, ...]  # training rows per client (treated as public, like n in dp_sgd)
+    sizes: tuple[int, ...]  # each client's public training rows (not the rows it holds): fix q and steps
     epsilon: float  # planned: the largest client's epsilon if it trains in every round
 
     def batches(self, k: int) -> int:
         return math.ceil(self.sizes[k] / self.batch_size)
 
     def sample_rate(self, k: int) -> float:
-        return 1.0 / max(1, self.batches(k))
+        """``batch / N``: the expected batch among client ``k``'s N public rows (every row, if N <= batch)."""
+        return min(1.0, self.batch_size / max(1, self.sizes[k]))
 
     def steps_per_round(self, k: int) -> int:
-        """DP-SGD steps of one round of client ``k``; 0 for a client without training rows (it does not train)."""
+        """DP-SGD steps of one round of client ``k`` (also when it holds no row: zero sums, full noise)."""
         return self.batches(k) * self.local_epochs
 
     def client_dp(self, k: int):

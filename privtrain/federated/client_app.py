@@ -50,7 +50,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     cfg = msg.content["config"]
     server_round = int(cfg["server-round"])
     metrics: dict = {"partition-id": k}
-    if len(client.y_train):
+    if len(client.y_train) or job.local is not None:  # under local DP even without rows: its steps are public
         state = _state(context)
         dp = job.local.client_dp(k) if job.local is not None else None
         outcome = local_train(model, client, settings, dp=dp, accountant_state=state.get("accountant"),

@@ -52,10 +52,18 @@ class Job:
         return pop.x_test, pop.y_test
 
     def steps_per_round(self, k: int) -> int:
-        """Optimizer steps of one round of client ``k`` (the server's own count): batches x local epochs."""
+        """Optimizer steps of one round of client ``k`` (the server's own count): batches x local epochs
+        (under local DP, the plan's, from the client's public size)."""
         if not 0 <= k < len(self.train_sizes):
             return 0
+        if self.local is not None:
+            return self.local.steps_per_round(k)
         return math.ceil(self.train_sizes[k] / self.settings.batch_size) * self.settings.local_epochs
+
+    def weight(self, k: int) -> float:
+        """Client ``k``'s aggregation weight: its rows, or under local DP its public size (the rows it
+        holds are not covered by the clients' guarantee)."""
+        return float(self.local.sizes[k] if self.local is not None else self.train_sizes[k])
 
     def with_rows(self, rows) -> "Job":
         return replace(self, rows=rows)

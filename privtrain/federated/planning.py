@@ -1,7 +1,8 @@
 """From settings to privacy: refuse unsound combinations, plan the mechanisms, and state the outcome.
 
 Everything before the ledger reservation reads only public facts: the settings, the number of
-clients, and the partition sizes (treated as public, like a dataset's row count).
+clients and the dataset's public size (``dataset.public_n``), which fixes local DP-SGD's sampling
+rate and steps per client (the realised partition sizes shape no DP mechanism).
 
 Every federated run charges its source's **example-level** budget, whatever its privacy:
 
@@ -58,10 +59,11 @@ def local_spec(privacy) -> tuple[object, str]:
 
 
 def plan(privacy, model_spec, s: FlSettings, population: Population):
-    """(central plan or None, local plan or None).
+    """(central plan or None, local plan or None). Local DP-SGD's sampling rate and steps follow from
+    the dataset's public size (``s.public_n``), never from the rows each client holds.
 
     Raises:
-        UserError: a setting out of range, or a model that cannot be built.
+        UserError: a setting out of range, a model that cannot be built, or local DP without a public size.
     """
     k = population.num_clients
     if k < 2 and s.central:
@@ -76,7 +78,7 @@ def plan(privacy, model_spec, s: FlSettings, population: Population):
     if s.local:
         lp, field = local_spec(privacy)
         local = accounting.plan_local(
-            sizes=population.train_sizes(), batch_size=s.batch_size, local_epochs=s.local_epochs, rounds=s.rounds,
+            sizes=client_rows(s, population), batch_size=s.batch_size, local_epochs=s.local_epochs, rounds=s.rounds,
             target_epsilon=lp.target_epsilon, noise_multiplier=lp.noise_multiplier, delta=lp.delta,
             max_grad_norm=lp.max_grad_norm, accountant=str(lp.accountant), field=field)
     from privtrain import models
@@ -86,6 +88,30 @@ def plan(privacy, model_spec, s: FlSettings, population: Population):
     if s.local:
         models.validate_for_dp(built)
     return central, local
+
+
+def client_rows(s: FlSettings, population: Population) -> list[int]:
+    """Each client's training rows as local DP-SGD plans them: the public size's expected share per client.
+
+    Every row lands in the pool, a client's training side and a client independently of the other
+    rows (:mod:`privtrain.data.assign`), so ``public_n (1 - test_size) (1 - client_test_size) / clients``
+    is public. (With ``fl.partition=column`` the number of clients is the number of distinct ids,
+    treated as public.) A run whose guarantee is void anyway plans with the rows the clients hold.
+
+    Raises:
+        UserError: no public size, and a guarantee to keep.
+    """
+    if s.public_n is None:
+        if void_reasons(s, population):
+            return population.train_sizes()
+        raise UserError(NO_PUBLIC_SIZE)
+    k = population.num_clients
+    return [dp_plan.public_rows(s.public_n, 1 - s.test_size, 1 - s.client_test_size, 1 / k)] * k
+
+
+NO_PUBLIC_SIZE = ("dataset.public_n is not set: local DP-SGD fixes each client's sampling rate and steps from a public "
+                  "row count, never from the rows the client holds; declare the table's approximate size, known without "
+                  "reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
 
 
 def void_reasons(s: FlSettings, population: Population) -> tuple[str, ...]:
@@ -177,7 +203,10 @@ def outcome(s: FlSettings, population: Population, central, local, history: dict
                f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
                f"the server counts the TRAIN messages it sent to each client (never what clients report); partitions "
                f"are disjoint, so the population's epsilon is the largest client's (client {worst}, {worst_steps} "
-               f"steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else "no client trained"]
+               f"steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else "no client trained",
+               f"each client's sampling rate (batch {local.batch_size} / {local.sizes[0]} public rows per client), "
+               "steps and aggregation weight are fixed from public values, not from the rows it holds; a client "
+               "without rows still takes its steps (zero sums, full noise): add/remove-one-example adjacency"]
         if unknown:
             how.append(f"{unknown} TRAIN message(s) went to nodes whose partition is unknown; charged as the worst "
                        "case over partitions")

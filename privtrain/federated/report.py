@@ -115,7 +115,8 @@ CENTRAL_NOT_COVERED = (
     "The number of clients and the cohort size are treated as public.",
 )
 LOCAL_NOT_COVERED = (
-    "Each client's number of training rows is treated as public, as Opacus does when it sets the sampling rate.",
+    "Each client's number of training rows (partition.json) is reported, not covered; the mechanism does not "
+    "depend on it (a client's sampling rate, steps and weight come from its public size).",
     "Floating-point and pseudo-random number generation in the clients are not hardened against side channels "
     "(Opacus secure_mode is off).",
 )

@@ -59,8 +59,8 @@ class ServerStep:
             self.releases += 1  # every round is released, whoever replied
             info["releases"] = self.releases
             return arrays, info
-        mean = agg.weighted_mean(arrays, [(reply, float(self.job.train_sizes[k])) for k, reply, _ in accepted])
-        if self.adam is not None and any(self.job.train_sizes[k] > 0 for k, _, _ in accepted):
+        mean = agg.weighted_mean(arrays, [(reply, self.job.weight(k)) for k, reply, _ in accepted])
+        if self.adam is not None and any(self.job.weight(k) > 0 for k, _, _ in accepted):
             mean = self.adam.step(server_round, arrays, mean)
         if losses and sum(w for _, w in losses) > 0:  # privacy=none only: the clients send nothing else
             info["nonprivate_train_loss"] = sum(l * w for l, w in losses) / sum(w for _, w in losses)

@@ -55,6 +55,7 @@ class FlSettings:
     sampling_rate: float | None = None  # q for Poisson sampling; None: clients_per_round / clients (or fraction)
     reuse_ray: bool = True  # simulation: keep one Ray runtime (and its client actors) for the whole process
     reproducible_noise: bool = False  # debugging only: noise and sampling from `seed`, guarantee void
+    public_n: int | None = None  # dataset.public_n (or a custom dataset's size): fixes local DP-SGD's q and steps
 
     def validate(self) -> "FlSettings":
         """Raise :class:`UserError` for a setting out of range; returns self."""

@@ -1,8 +1,14 @@
 """Planning DP-SGD: delta, sampling rate, steps, noise, and the events they imply.
 
-Everything here is computed from the config and public facts (the number of
-training rows), before any training data is read, so the ledger can refuse a
-run that does not fit.
+Everything here is computed from the config and declared public facts, before any training row is
+read, so the ledger can refuse a run that does not fit. The row count that fixes the sampling rate,
+the steps and delta is a **public** one (``dataset.public_n``, a built-in's published size), never
+the number of rows actually read: with Opacus' own rate ``1/ceil(n/batch)`` and divisor
+``floor(n q)``, the datasets with 128 and 129 training rows (batch 128) would run q = 1 against
+q = 0.5 and divide by 128 against 64, so the update's scale alone would tell whether a row was
+there, whatever the noise. Here ``q = batch / public rows``, the divisor is the batch size, and
+the steps are ``epochs * ceil(public rows / batch)``: one mechanism for every pair of neighbouring
+datasets, which is what the add/remove accounting assumes (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ MAX_TARGET_EPSILON = 50.0
 MIN_NOISE_MULTIPLIER = 0.3
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
 CLIPPING = ("flat", "per_layer")
+AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
+             "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
+             "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false.")
 GDP_NOTE = ("the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
             "the ledger composes the same events with a tight PLD accountant")
 
@@ -60,7 +69,25 @@ def resolve_delta(delta: float | None, n: int) -> float:
     return delta
 
 
+def public_rows(public_n: int, *kept: float) -> int:
+    """The public row count of a share of a table of ``public_n`` rows that keeps each row with the
+    probabilities ``kept`` (e.g. 1 - test_size): its expected size, rounded; at least 1.
+
+    The keyed split sends each row to a side independently (:mod:`privtrain.data.assign`), so the
+    expected share is a public number whatever the rows are.
+    """
+    share = float(public_n)
+    for fraction in kept:
+        share *= fraction
+    return max(1, round(share))
+
+
 def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """``ceil(n_train / batch_size)``, the steps of one epoch over ``n_train`` (public) training rows.
+
+    Raises:
+        UserError: a batch below 1 or above the training rows.
+    """
     if batch_size < 1:
         raise UserError(f"recipe.batch_size={batch_size} must be at least 1.")
     if batch_size > n_train:
@@ -68,6 +95,17 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
             f"recipe.batch_size={batch_size} is larger than the {n_train} training rows; use recipe.batch_size<={n_train}."
         )
     return math.ceil(n_train / batch_size)
+
+
+def sampling(n_train: int, batch_size: int) -> tuple[float, int]:
+    """(Poisson sampling rate, steps per epoch) for an expected batch of ``batch_size`` among ``n_train``
+    public training rows: ``batch_size / n_train`` and ``ceil(n_train / batch_size)``.
+
+    Raises:
+        UserError: a batch below 1 or above the training rows.
+    """
+    per_epoch = batches_per_epoch(n_train, batch_size)
+    return batch_size / n_train, per_epoch
 
 
 def plan(
@@ -81,10 +119,12 @@ def plan(
     max_grad_norm: float,
     accountant: str,
 ) -> DpSgdPlan:
-    """Plan DP-SGD with Poisson sampling at rate 1/ceil(n/batch) (as Opacus' DPDataLoader).
+    """Plan DP-SGD with Poisson sampling at rate ``batch_size / n_train`` for ``epochs * ceil(n_train / batch_size)``
+    steps; the training divides every step's noisy sum by ``batch_size``.
 
-    Exactly one of ``target_epsilon`` (noise calibrated to reach it) and
-    ``noise_multiplier`` must be set.
+    ``n_train`` is the **public** number of training rows (a declared or published size, see the
+    module docstring), never the count of rows read. Exactly one of ``target_epsilon`` (noise
+    calibrated to reach it) and ``noise_multiplier`` must be set.
 
     Raises:
         UserError: a field is out of range or both/neither noise settings are given.
@@ -95,8 +135,8 @@ def plan(
         raise UserError(f"recipe.epochs={epochs} must be at least 1.")
     if max_grad_norm is None or max_grad_norm <= 0:
         raise UserError(f"privacy.max_grad_norm={max_grad_norm} must be > 0.")
-    per_epoch = batches_per_epoch(n_train, batch_size)
-    sample_rate, steps = 1.0 / per_epoch, per_epoch * epochs
+    sample_rate, per_epoch = sampling(n_train, batch_size)
+    steps = per_epoch * epochs
     delta = resolve_delta(delta, n_train)
     if (target_epsilon is None) == (noise_multiplier is None):
         raise UserError(

@@ -51,6 +51,7 @@ class Planned:
     dataset_info: dict
     void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
+    public_rows: int | None = None  # DP: the public training rows that fixed the sampling rate and steps
 
 
 def plan(s) -> Planned:
@@ -65,10 +66,7 @@ def plan(s) -> Planned:
     # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
     evaluation = real_held_out(s.dataset.path, dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
         else None
-    # The training split's size sets the sampling rate; like the row count it is treated as public.
-    n_train = dataset.n_rows if isinstance(evaluation, RealHeldOut) else \
-        int((~held_out(dataset.frame, seed=s.seed, test_size=s.dataset.test_size)).sum())
-    train = s.train.for_rows(n_train)
+    train = s.train
     if train.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
         raise UserError(f"recipe.grad_sample_mode={train.grad_sample_mode!r} is unknown; choose one of "
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
@@ -77,13 +75,18 @@ def plan(s) -> Planned:
     if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":
         raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
                         "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
+    if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
+        raise UserError(dp_plan.AMP_GHOST)
     built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
     resume = _load_resume(s.resume, dataset.fingerprint, s.model, s.ledger.path)
-    dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
+    # Public under DP: it fixes the sampling rate, steps and delta (a void guarantee needs no public size).
+    n_train = _training_rows(s, dataset, evaluation, public=s.privacy.private and not void)
+    train = train.for_rows(n_train)
+    dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
     access = Access(
@@ -91,7 +94,37 @@ def plan(s) -> Planned:
         table=dataset.frame, id_column=dataset.id_column)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation)
+    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None)
+
+
+NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, steps and delta from a public row count, "
+                  "never from the rows it reads (one row more or less would otherwise run another mechanism); declare "
+                  "the table's approximate size, known without reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
+
+
+def _training_rows(s, dataset, evaluation, *, public: bool) -> int:
+    """The number of training rows the plan uses: a public one if declared, and always under DP
+    (``public``); otherwise (no guarantee to keep) the rows read.
+
+    The public size is ``dataset.public_n`` (the built-ins' configs state their published sizes), a
+    custom dataset's declared ``dataset.size``, or the row count of released synthetic rows. The
+    training split keeps each row independently with probability 1 - test_size
+    (:mod:`privtrain.data.assign`), so its public size is the expected share. Without DP, the rows read.
+
+    Raises:
+        UserError: ``public`` and no public size.
+    """
+    spec = s.dataset
+    size = spec.public_n if spec.public_n is not None else spec.size
+    if size is None and spec.loader == "synthetic":
+        size = dataset.n_rows  # rows a synthesizer released: their count is public, like the rows
+    if size is not None:
+        return size if isinstance(evaluation, RealHeldOut) else dp_plan.public_rows(size, 1 - spec.test_size)
+    if public:
+        raise UserError(NO_PUBLIC_SIZE)
+    if isinstance(evaluation, RealHeldOut):
+        return dataset.n_rows
+    return int((~held_out(dataset.frame, seed=s.seed, test_size=spec.test_size)).sum())
 
 
 def _void_reasons(s, dataset, resume) -> tuple[str, ...]:
@@ -133,7 +166,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
     run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
                                steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
     delta = p.access.mechanisms[0].delta
-    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void)]
+    guarantees = [_guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void, _fixed_note(p))]
     if reserved.lineage is not None:
         guarantees.insert(0, inherited_guarantee(reserved.lineage))
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
@@ -182,12 +215,23 @@ def _plan_dp(privacy, settings, n_train: int, resume: dict | None):
     return dp, list(dp.events), dp.delta, dp.epsilon
 
 
-def _guarantee(dp, outcome, resume, run_events, delta, dataset, void) -> Guarantee:
+def _fixed_note(p: Planned) -> str:
+    """What fixed the mechanism: public values only (the add/remove adjacency needs one mechanism)."""
+    if p.dp is None:
+        return ""
+    return (f"add/remove-one-example adjacency: sampling rate {p.dp.sample_rate:.4g} = batch {p.train.batch_size} / "
+            f"{p.public_rows} public training rows, divisor {p.train.batch_size} and {p.dp.steps} steps, all fixed "
+            "from public values before any row was read (never from the rows' count)")
+
+
+def _guarantee(dp, outcome, resume, run_events, delta, dataset, void, fixed: str = "") -> Guarantee:
     from privtrain.privacy.events import epsilon_pld, loads
 
     notes = list(dataset.schema.notes) + list(void)
     if dp is None or void:
         return Guarantee(math.inf, delta, "example", "none", tuple(run_events), tuple(notes))
+    if fixed:
+        notes.append(fixed)
     events: tuple[DpEvent, ...] = run_events
     if resume is not None:
         events = tuple(loads(resume["meta"]["events"])) + run_events
@@ -254,7 +298,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
                  "ledger": checkpoint_ledger.stamp(s.ledger.path, reserved.run_id)},  # a resume continues there
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
-               "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta} if dp else None
+               "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta,
+               "expected_batch_size": p.train.batch_size, "public_training_rows": p.public_rows} if dp else None
     record = RunRecord(
         recipe="dp_sgd", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
         source={"key": reserved.source, "name": reserved.source_name, "kind": dataset.source.kind},
@@ -285,7 +330,7 @@ def _mechanism(p: Planned, outcome, info: dict) -> dict:
     """What the card says DP-SGD did: the values the run used."""
     dp, t = p.dp, p.train
     return {"kind": "dp_sgd", "max_grad_norm": dp.max_grad_norm, "noise_multiplier": dp.noise_multiplier,
-            "sample_rate": dp.sample_rate, "batch_size": round(dp.sample_rate * info["n_train"], 1),
+            "sample_rate": dp.sample_rate, "batch_size": t.batch_size,  # the expected batch and the divisor
             "steps": outcome.steps, "epochs": t.epochs, "lr": t.lr, "optimizer": t.optimizer,
             "accountant": dp.accountant, "delta": dp.delta}
 
