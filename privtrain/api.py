@@ -49,6 +49,33 @@ def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir:
     return execute(recipe, cfg, Path(output_dir))
 
 
+def audit_one_run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None,
+                  mode: str | None = None, canaries: int | None = None, confidence: float | None = None) -> dict:
+    """The one-run audit of a configuration: retrain it on public rows with canaries; nothing is charged.
+
+    Settings come from ``audit.one_run.*`` (overridable here); see docs/audit.md.
+
+    Returns:
+        The report (``one_run_audit.json``): ``epsilon_lower_bound``, ``claimed``, ``red_flag``, each attack.
+
+    Raises:
+        UserError: bad input, or a recipe the audit does not cover.
+    """
+    from privtrain.audit import one_run
+    from privtrain.audit.settings import ONE_RUN_RECIPES
+
+    if recipe not in ONE_RUN_RECIPES:
+        config.check_recipe(recipe)
+        raise UserError(f"privtrain audit --one-run audits {', '.join(ONE_RUN_RECIPES)}; the {recipe} recipe is not "
+                        "covered yet (docs/audit.md).")
+    settings = config.settings(recipe, config.compose(recipe, list(overrides)))
+    one = settings.audit.one_run.with_overrides(mode=mode, canaries=canaries, confidence=confidence)
+    if output_dir is None:
+        output_dir = Path("outputs") / "one_run_audit" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{secrets.token_hex(3)}"
+    planned = recipes.get(recipe).plan(settings)  # reads no row for training; nothing is reserved or charged
+    return one_run.audit_planned(planned, one, Path(output_dir), progress=settings.train.progress)
+
+
 def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
     """Run a composed config through the run protocol. Shared by the API and the CLI."""
     return execute_settings(config.settings(recipe, cfg), Path(output_dir))

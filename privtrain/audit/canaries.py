@@ -104,6 +104,7 @@ class DiracObserver:
     """
 
     def __init__(self, model: CanaryModel, *, stop_after: int | None = None, on_step=None) -> None:
+        self.model = model
         self.params = [layer.weight for layer in model.canary]
         self.stop_after, self.on_step = stop_after, on_step
         self.rows: list[np.ndarray] = []
@@ -123,7 +124,8 @@ class DiracObserver:
         self.divisor = float(optimizer.expected_batch_size)
         self.built = {"divisor": self.divisor, "sample_rate": _sampler_rate(loader), "steps": int(steps),
                       "noise_std": float(optimizer.noise_multiplier * optimizer.max_grad_norm),
-                      "sigma_eff": float(optimizer.noise_multiplier * optimizer.max_grad_norm * math.sqrt(k) / self.kept),
+                      # noise std in canary units = noise multiplier x geometry (1 for flat clipping)
+                      "geometry": float(optimizer.max_grad_norm * math.sqrt(k) / self.kept),
                       "canary_tensors": k, "clipped_canary_norm": float(math.sqrt(sum(c * c for c in kept)))}
         previous = optimizer.step_hook
 
