@@ -150,6 +150,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         plan = book.plan(request).render() + ("" if rules is None else "\n" + rules.render())
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": plan, "path": str(book.path)}, dry_run=True)
+    one_run = _one_run_gate(settings, planned, output_dir)  # audit.one_run: the mechanism, before any charge
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
@@ -162,14 +163,34 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                             environment.summary())
         outcome = module.train(planned, reserved, output_dir)
-        outcome.files = [*outcome.files, *sbom_files]
+        outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
         tracker.finish(outcome.result, outcome.files)
     result = outcome.result
+    if one_run is not None:
+        result.metrics["one_run_audit"] = {k: one_run[k] for k in ("epsilon_lower_bound", "best_attack", "verdict",
+                                                                   "confidence", "canaries", "mode")}
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)
     return result
+
+
+def _one_run_gate(settings: config.RunSettings, planned, output_dir: Path) -> dict | None:
+    """``audit.one_run.enabled``: audit the planned mechanism on public rows before anything is reserved; a red
+    flag stops the run (exit 3) with nothing charged. Returns the report (its files under ``paths``)."""
+    if not settings.audit.one_run.enabled:
+        return None
+    from privtrain.audit import OneRunRedFlag, one_run
+    from privtrain.audit.one_run_report import JSON, MARKDOWN, PNG
+
+    where = output_dir / "one_run_audit"
+    report = one_run.audit_planned(planned, settings.audit.one_run, where, progress=settings.train.progress)
+    if report["red_flag"]:
+        raise OneRunRedFlag(f"the one-run audit of this configuration found a red flag ({'; '.join(report['reasons'])}); "
+                            f"nothing was charged; see {where / MARKDOWN}")
+    report["paths"] = [where / name for name in (JSON, MARKDOWN, PNG)]
+    return report
 
 
 def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple[str, ...]):

@@ -46,6 +46,9 @@ class Probed(Exception):
 class CanaryModel(nn.Module):
     """``base`` plus Dirac canaries; its input is ``base``'s features and one more column, the canary id.
 
+    A canary row must carry the label :data:`CANARY_LABEL`: then its gradient is +``norm`` e_j (with label 0 it
+    would point the other way and be twice as long).
+
     Args:
         base: the configured model.
         n_canaries: m, the canaries' coordinates in every canary tensor.
