@@ -163,6 +163,10 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                             environment.summary())
         outcome = module.train(planned, reserved, output_dir)
+        if one_run is not None:  # the card states the configuration's audit; it is hashed with the other files
+            from privtrain.audit.one_run_report import add_to_card
+
+            add_to_card(output_dir / "model_card.md", one_run)
         outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)

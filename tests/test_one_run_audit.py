@@ -139,6 +139,14 @@ def test_the_run_option_audits_before_any_charge_and_a_red_flag_stops_the_run(tm
     ok = privtrain.run("dp_sgd", [*SMALL, "audit.one_run.enabled=true"], output_dir=tmp_path / "ok")
     assert ok.metrics["one_run_audit"]["verdict"] == "consistent"
     assert (tmp_path / "ok" / "one_run_audit" / "one_run_audit.json").is_file()
+    card = (tmp_path / "ok" / "model_card.md").read_text()
+    assert "## One-run audit of the training mechanism" in card and "consistent with the claimed" in card
+    assert card.index("One-run audit") < card.index("## Provenance")
+    from privtrain.artifacts.verify import problems, recorded_hashes
+
+    _, hashes, _ = recorded_hashes(tmp_path / "ok")  # the card with its section is what the ledger recorded
+    assert "model_card.md" in hashes and "one_run_audit/one_run_audit.json" in hashes
+    assert problems(tmp_path / "ok", hashes) == []
     book = ledger.open(str(ledger_path))
     before = len(book.entries())
     monkeypatch.setenv("PRIVTRAIN_MUTANT", "half_noise")

@@ -60,6 +60,9 @@ def job_from_planned(planned, data: str = "auto") -> AuditJob:
         raise UserError("privtrain audit --one-run audits DP-SGD; privacy=none claims no guarantee to audit "
                         "(drop privacy=none).")
     rows = training_rows(planned)
+    batch = planned.train.batch_size
+    if not any(math.isclose(dp.sample_rate, q, rel_tol=1e-9) for q in (1 / math.ceil(rows / batch), batch / rows)):
+        raise RuntimeError(f"the audit's {rows} training rows do not give the plan's sampling rate {dp.sample_rate}")
     schema = dataset.schema
     pool = None
     if data == "auto" and dataset.source.kind == "builtin":

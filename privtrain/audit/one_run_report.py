@@ -135,3 +135,38 @@ def plot_scores(path: Path, scores: dict, audit: dict) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+CARD_MARKERS = ("<!-- privtrain-one-run-audit:start -->", "<!-- privtrain-one-run-audit:end -->")
+
+
+def card_section(audit: dict) -> str:
+    """The model card's paragraph on the configuration's one-run audit, for a reviewer."""
+    claimed, lb = audit["claimed"]["epsilon"], audit["epsilon_lower_bound"]
+    conf = f"{audit['confidence']:.0%}"
+    expected = (audit.get("expected") or {}).get("clt_epsilon")
+    verdict = (f"consistent with the claimed ε = {_eps(claimed)}" if not audit["red_flag"] else
+               f"**more than the claimed ε = {_eps(claimed)}: a red flag**")
+    lines = [CARD_MARKERS[0], "## One-run audit of the training mechanism", "",
+             f"Before this run read its data, privtrain retrained the same configuration on public rows with "
+             f"{audit['canaries']} canaries, each included with probability ½, and measured how much a single "
+             f"training example shows through the training ({audit['mode']} mode). Lower bound: ε ≥ {_eps(lb)} "
+             f"({conf} confidence), {verdict}."
+             + (f" A correct implementation of the claimed mechanism is expected to show about ε = {_eps(expected)}."
+                if expected is not None else ""), "",
+             "This checks the implementation (the noise, the clipping, the sampling rate, the divisor, noise that can "
+             "be replayed from the seed), not this trained model: a bound can show that a mechanism leaks more than "
+             f"claimed, never that it is private. Details: `one_run_audit/{MARKDOWN}`.", CARD_MARKERS[1]]
+    return "\n".join(lines)
+
+
+def add_to_card(card: Path, audit: dict) -> None:
+    """Put :func:`card_section` into the card at ``card``, before its Provenance section (or at the end)."""
+    text = Path(card).read_text()
+    section, marker = card_section(audit), "\n## Provenance"
+    if marker in text:
+        head, tail = text.split(marker, 1)
+        text = head.rstrip("\n") + "\n\n" + section + "\n" + marker + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    Path(card).write_text(text)
