@@ -73,7 +73,11 @@ def audit_one_run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, o
     if output_dir is None:
         output_dir = Path("outputs") / "one_run_audit" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{secrets.token_hex(3)}"
     planned = recipes.get(recipe).plan(settings)  # reads no row for training; nothing is reserved or charged
-    return one_run.audit_planned(planned, one, Path(output_dir), progress=settings.train.progress)
+    return one_run.audit_planned(planned, one, Path(output_dir), progress=_progress(settings))
+
+
+def _progress(settings: config.RunSettings) -> bool:
+    return bool(settings.train.progress if settings.train is not None else settings.fl is None or settings.fl.progress)
 
 
 def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
@@ -189,7 +193,7 @@ def _one_run_gate(settings: config.RunSettings, planned, output_dir: Path) -> di
     from privtrain.audit.one_run_report import JSON, MARKDOWN, PNG
 
     where = output_dir / "one_run_audit"
-    report = one_run.audit_planned(planned, settings.audit.one_run, where, progress=settings.train.progress)
+    report = one_run.audit_planned(planned, settings.audit.one_run, where, progress=_progress(settings))
     if report["red_flag"]:
         raise OneRunRedFlag(f"the one-run audit of this configuration found a red flag ({'; '.join(report['reasons'])}); "
                             f"nothing was charged; see {where / MARKDOWN}")

@@ -115,7 +115,9 @@ def test_cli_one_run_audit_writes_its_report_and_charges_nothing(tmp_path, ledge
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["audit", "--one-run", "federated"], "covered"),
+    (["audit", "--one-run", "synthetic"], "covered"),
+    (["audit", "--one-run", "federated", "privacy=dp"], "central DP-FedAvg"),
+    (["audit", "--one-run", "federated", "--mode", "both"], "white-box"),
     (["audit", "--one-run", "dp_sgd", "privacy=none"], "privacy=none"),
     (["audit", "--one-run", "dp_sgd", "audit.one_run.mode=bogus"], "audit.one_run.mode"),
     (["audit", "--one-run", "dp_sgd", "--canaries", "5"], "canaries"),

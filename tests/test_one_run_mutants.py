@@ -60,3 +60,34 @@ def test_every_mutant_is_flagged(mutant, tmp_path, monkeypatch):
         assert _eps(audit, "replay") > 3 * claimed
     if mutant != "double_rate" and mutant != "rows_divisor":
         assert not structure["flag"]
+
+
+# --- federated central DP: canary clients through the server's sampler and DP-FedAvg release ------------------
+
+FEDERATED = ["recipe.progress=false"]  # digits, 500 clients, 60 rounds, q = 0.1, client-level ε = 3
+
+
+def _federated(tmp_path, name: str) -> dict:
+    from privtrain.api import audit_one_run
+
+    return audit_one_run("federated", FEDERATED, output_dir=tmp_path / name, confidence=0.99)
+
+
+def test_federated_central_dp_passes_and_its_bugs_are_flagged(tmp_path, monkeypatch, ledger_path):
+    from privtrain.federated import aggregation
+
+    correct = _federated(tmp_path, "correct")
+    assert correct["claimed"]["unit"] == "client" and correct["verdict"] == "consistent"
+    assert 0 < correct["epsilon_lower_bound"] <= correct["claimed"]["epsilon"]
+    release = aggregation.dp_fedavg
+
+    def half_noise(*args, noise_multiplier, **kwargs):
+        return release(*args, noise_multiplier=noise_multiplier / 2, **kwargs)
+
+    monkeypatch.setattr(aggregation, "dp_fedavg", half_noise)
+    assert _federated(tmp_path, "half_noise")["red_flag"]
+    monkeypatch.setattr(aggregation, "dp_fedavg", release)
+    monkeypatch.setattr(aggregation, "clip", lambda update, clipping_norm: update)  # the server forgets to clip
+    unclipped = _federated(tmp_path, "unclipped")
+    assert unclipped["red_flag"] and unclipped["attacks"]["gauss"]["epsilon_lower"] > unclipped["claimed"]["epsilon"]
+    assert not ledger_path.exists()

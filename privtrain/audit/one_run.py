@@ -106,35 +106,39 @@ def _expected(job, built: dict) -> dict:
 
 
 def _report(job, settings, m: int, attacks: dict, extra: dict, seconds: dict, n_tests: int, mutant) -> dict:
+    dp = job.dp
+    claimed = {"epsilon": job.claimed_epsilon, "delta": dp.delta, "unit": "example", "accountant": dp.accountant,
+               "noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": dp.steps,
+               "max_grad_norm": dp.max_grad_norm, "void": list(job.void)}
+    return report_content(recipe="dp_sgd", configuration=job.describe, claimed=claimed, settings=settings, canaries=m,
+                          rows=job.rows, attacks=attacks, structure=extra.get("structure"), built=extra.get("built"),
+                          expected=extra.get("expected"), included={k: v for k, v in extra.items() if k.endswith("_in")},
+                          seconds=seconds, n_tests=n_tests, mutant=mutant)
+
+
+def report_content(*, recipe: str, configuration: dict, claimed: dict, settings, canaries: int, rows: int,
+                   attacks: dict, structure: dict | None, built: dict | None, expected: dict | None, included: dict,
+                   seconds: dict, n_tests: int, mutant: str | None) -> dict:
+    """The report: the largest bound over ``attacks``, the reasons for a flag, the verdict."""
     best = max(attacks, key=lambda a: attacks[a]["epsilon_lower"])
     eps_lb = float(attacks[best]["epsilon_lower"])
-    claimed = job.claimed_epsilon
+    eps = claimed["epsilon"]
     reasons = []
-    if math.isfinite(claimed) and eps_lb > claimed:
-        reasons.append(f"the {best} attack shows epsilon >= {eps_lb:.3g}, more than the claimed {claimed:.3g}")
-    structure = extra.get("structure")
-    if structure and structure["flag"]:
-        if structure["varies_with_rows"]:
-            reasons.append("the mechanism given to Opacus changes with the number of rows "
-                           f"({', '.join(structure['varies_with_rows'])} differ for {job.rows - 1}, {job.rows} "
-                           f"and {job.rows + 1} rows)")
-        if structure["differs_from_plan"]:
-            reasons.append(f"the mechanism given to Opacus differs from the plan ({', '.join(structure['differs_from_plan'])})")
-    red_flag = math.isfinite(claimed) and bool(reasons)
-    dp = job.dp
+    if math.isfinite(eps) and eps_lb > eps:
+        reasons.append(f"the {best} attack shows epsilon >= {eps_lb:.3g}, more than the claimed {eps:.3g}")
+    if structure and structure["varies_with_rows"]:
+        reasons.append(f"the mechanism given to Opacus changes with the number of rows ({', '.join(structure['varies_with_rows'])} "
+                       f"differ for {rows - 1}, {rows} and {rows + 1} rows)")
+    if structure and structure["differs_from_plan"]:
+        reasons.append(f"the mechanism given to Opacus differs from the plan ({', '.join(structure['differs_from_plan'])})")
+    red_flag = math.isfinite(eps) and bool(reasons)
     return {
-        "kind": "one_run", "recipe": "dp_sgd",
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "configuration": job.describe,
-        "claimed": {"epsilon": claimed, "delta": dp.delta, "unit": "example", "accountant": dp.accountant,
-                    "noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": dp.steps,
-                    "max_grad_norm": dp.max_grad_norm, "void": list(job.void)},
-        "mode": settings.mode, "confidence": float(settings.confidence), "n_tests": n_tests,
-        "canaries": m, "rows": job.rows, "included": {k: v for k, v in extra.items() if k.endswith("_in")},
-        "attacks": attacks, "best_attack": best, "epsilon_lower_bound": eps_lb,
-        "structure": structure, "built": extra.get("built"), "expected": extra.get("expected"),
-        "red_flag": red_flag, "reasons": reasons,
-        "verdict": "red_flag" if red_flag else ("consistent" if math.isfinite(claimed) else "no_guarantee"),
+        "kind": "one_run", "recipe": recipe, "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "configuration": configuration, "claimed": claimed, "mode": settings.mode if recipe == "dp_sgd" else "whitebox",
+        "confidence": float(settings.confidence), "n_tests": n_tests, "canaries": canaries, "rows": rows,
+        "included": included, "attacks": attacks, "best_attack": best, "epsilon_lower_bound": eps_lb,
+        "structure": structure, "built": built, "expected": expected, "red_flag": red_flag, "reasons": reasons,
+        "verdict": "red_flag" if red_flag else ("consistent" if math.isfinite(eps) else "no_guarantee"),
         "seconds": {k: round(v, 2) for k, v in seconds.items()}, "mutant": mutant,
     }
 
@@ -158,8 +162,14 @@ def audit_planned(planned, settings, output_dir, *, progress: bool = True) -> di
         raise UserError("the one-run audit trains in one process; run `privtrain audit --one-run dp_sgd ...` "
                         "outside torchrun (it audits the per-example mechanism every rank shares).")
     started = time.perf_counter()
-    job = one_run_data.job_from_planned(planned, settings.data)
-    audit, scores = audit_job(job, settings, progress=progress)
+    if getattr(planned, "central", None) is not None or hasattr(planned, "population"):  # the federated recipe
+        from privtrain.audit import federated_one_run
+
+        audit, scores = federated_one_run.audit_job(federated_one_run.job_from_planned(planned), settings,
+                                                    progress=progress)
+    else:
+        job = one_run_data.job_from_planned(planned, settings.data)
+        audit, scores = audit_job(job, settings, progress=progress)
     audit["seconds"]["total"] = round(time.perf_counter() - started, 2)
     audit["output_dir"] = str(Path(output_dir))
     one_run_report.write(Path(output_dir), audit, scores)

@@ -67,7 +67,10 @@ def job_from_planned(planned, data: str = "auto") -> AuditJob:
     pool = None
     if data == "auto" and dataset.source.kind == "builtin":
         pool = (schema.transform(dataset.frame), schema.encode_target(dataset.frame[dataset.target]))
-    describe = {"dataset": dataset.name, "source": dataset.source.key, "model": s.model.name,
+    t = planned.train
+    describe = {"summary": (f"dp_sgd on {dataset.name} ({s.model.name}, {t.grad_sample_mode} per-sample gradients, "
+                            f"{t.clipping} clipping, batch {t.batch_size})"),
+                "dataset": dataset.name, "source": dataset.source.key, "model": s.model.name,
                 "config_hash": s.config_hash, "rows_from": "built-in table" if pool is not None else "public schema",
                 "grad_sample_mode": planned.train.grad_sample_mode, "clipping": planned.train.clipping,
                 "batch_size": planned.train.batch_size, "epochs": planned.train.epochs}

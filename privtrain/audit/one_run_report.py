@@ -42,7 +42,7 @@ def summary(audit: dict) -> str:
     claimed = audit["claimed"]
     lines = [f"privtrain one-run audit ({audit['mode']}, {audit['canaries']} canaries, "
              f"{audit['confidence']:.0%} confidence over {audit['n_tests']} attacks)",
-             f"  claimed      ε = {_eps(claimed['epsilon'])} at δ = {claimed['delta']:.1e} per example",
+             f"  claimed      ε = {_eps(claimed['epsilon'])} at δ = {claimed['delta']:.1e} per {claimed['unit']}",
              f"  lower bound  ε ≥ {_eps(audit['epsilon_lower_bound'])} ({audit['best_attack']})"]
     for name, a in audit["attacks"].items():
         lines.append(f"    {name:<17} ε ≥ {_eps(a['epsilon_lower'])}  [{KIND[name]}]")
@@ -66,11 +66,10 @@ def markdown(audit: dict) -> str:
     out = [
         "# One-run privacy audit", "",
         verdict, *[f"- {r}" for r in audit["reasons"]], "",
-        f"Configuration: dp_sgd on {cfg['dataset']} ({cfg['model']}, {cfg['grad_sample_mode']} per-sample gradients, "
-        f"{cfg['clipping']} clipping, batch {cfg['batch_size']}); config hash `{cfg['config_hash'][:12]}`. "
-        f"The audit retrained it on {audit['rows']} public rows ({cfg['rows_from']}); nothing was charged.", "",
-        f"Claimed: ε = {_eps(c['epsilon'])} at δ = {c['delta']:.1e} per example ({c['accountant']} accountant; "
-        f"σ = {c['noise_multiplier']:.4g}, q = {c['sample_rate']:.4g}, {c['steps']} steps, C = {c['max_grad_norm']:g}).", "",
+        f"Configuration: {cfg['summary']}; config hash `{cfg['config_hash'][:12]}`. The audit retrained it on "
+        f"public data ({cfg['rows_from']}); nothing was charged.", "",
+        f"Claimed: ε = {_eps(c['epsilon'])} at δ = {c['delta']:.1e} per {c['unit']} ({c['accountant']} accountant; "
+        f"σ = {c['noise_multiplier']:.4g}, q = {c['sample_rate']:.4g}, {c['steps']} {_steps(c)}, C = {c['max_grad_norm']:g}).", "",
         f"**Lower bound: ε ≥ {_eps(audit['epsilon_lower_bound'])}** with {audit['confidence']:.0%} confidence "
         f"({audit['canaries']} canaries, each included with probability 1/2; the largest bound of "
         f"{audit['n_tests']} attacks, each at level {(1 - audit['confidence']) / audit['n_tests']:.3g}).", "",
@@ -101,6 +100,10 @@ def markdown(audit: dict) -> str:
     if audit.get("mutant"):
         out += [f"Test build: the injected bug `{audit['mutant']}` was active (PRIVTRAIN_MUTANT).", ""]
     return "\n".join(out)
+
+
+def _steps(claimed: dict) -> str:
+    return "rounds" if claimed["unit"] == "client" else "steps"
 
 
 def _detail(name: str, a: dict) -> str:
@@ -152,7 +155,7 @@ def card_section(audit: dict) -> str:
              f"{audit['canaries']} canaries, each included with probability ½, and measured how much a single "
              f"training example shows through the training ({audit['mode']} mode). Lower bound: ε ≥ {_eps(lb)} "
              f"({conf} confidence), {verdict}."
-             + (f" A correct implementation of the claimed mechanism is expected to show about ε = {_eps(expected)}."
+             + (f" Before that confidence margin, the canaries of a correct implementation carry about ε = {_eps(expected)}."
                 if expected is not None else ""), "",
              "This checks the implementation (the noise, the clipping, the sampling rate, the divisor, noise that can "
              "be replayed from the seed), not this trained model: a bound can show that a mechanism leaks more than "

@@ -9,7 +9,7 @@ from privtrain.errors import UserError
 SHADOW_DATA = ("charged", "pool")
 AUDITABLE = ("dp_sgd", "synthetic")
 ONE_RUN_MODES = ("whitebox", "blackbox", "both")
-ONE_RUN_RECIPES = ("dp_sgd",)
+ONE_RUN_RECIPES = ("dp_sgd", "federated")
 ONE_RUN_DATA = ("auto", "schema")
 
 
