@@ -164,3 +164,39 @@ def test_the_run_option_is_refused_for_recipes_it_does_not_cover(ledger_path):
 
     with pytest.raises(UserError, match="one-run audit covers dp_sgd"):
         privtrain.run("synthetic", ["audit.one_run.enabled=true"])
+
+
+# --- release: a policy can require the configuration's one-run audit --------------------------------------------
+
+POLICY = "version: 1\nrules:\n  - name: audited\n    require_one_run_audit: true\n"
+
+
+def test_a_policy_can_require_a_one_run_audit_of_the_same_configuration_before_release(tmp_path, ledger_path, capsys):
+    import privtrain
+    from privtrain.cli import main
+
+    (ledger_path.parent / "policy.yaml").write_text(POLICY)
+    plain = privtrain.run("dp_sgd", SMALL, output_dir=tmp_path / "plain")
+    assert main(["release", str(plain.output_dir)]) == 1
+    assert "FAIL  one-run audit: the policy requires a one-run audit" in capsys.readouterr().out
+    audited = privtrain.run("dp_sgd", [*SMALL, "audit.one_run.enabled=true"], output_dir=tmp_path / "audited")
+    assert main(["release", str(audited.output_dir)]) == 0
+    assert "pass  one-run audit: the configuration's one-run audit shows ε ≥" in capsys.readouterr().out
+
+
+def test_the_release_gate_refuses_an_audit_of_another_configuration_or_one_not_chained(tmp_path):
+    from types import SimpleNamespace
+
+    from privtrain.artifacts.release import _one_run_gate
+
+    report = tmp_path / "one_run_audit" / "one_run_audit.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({"configuration": {"config_hash": "abc"}, "verdict": "consistent",
+                                  "epsilon_lower_bound": 1.0}))
+    chained = {"one_run_audit/one_run_audit.json": "sha"}
+    assert _one_run_gate(tmp_path, SimpleNamespace(config_hash="abc"), chained).ok
+    other = _one_run_gate(tmp_path, SimpleNamespace(config_hash="xyz"), chained)
+    assert not other.ok and "another configuration" in other.detail
+    assert "not chained" in _one_run_gate(tmp_path, SimpleNamespace(config_hash="abc"), {}).detail
+    report.write_text(json.dumps({"configuration": {"config_hash": "abc"}, "verdict": "red_flag"}))
+    assert "red_flag" in _one_run_gate(tmp_path, SimpleNamespace(config_hash="abc"), chained).detail
