@@ -21,6 +21,8 @@ def register(subparsers) -> None:
         description="Attack a run's model with membership inference (loss, confidence and LiRA shadow models), "
         "compute an empirical lower bound on epsilon, and write audit.json, audit_roc.png and a model card "
         "section. Settings default to the run's audit.* config, then configs/audit/default.yaml. "
+        "With --one-run RECIPE [overrides], audit the configuration's mechanism instead: retrain it once on public "
+        "rows with canaries (DP-SGD or central DP-FedAvg), nothing charged, and bound epsilon from below. "
         "Exits 3 if the lower bound exceeds the claimed epsilon.",
         epilog="examples: privtrain audit outputs/dp_sgd/RUN --shadow-models 0 | "
         "privtrain audit outputs/dp_sgd/RUN --shadow-data charged | "
