@@ -49,6 +49,37 @@ def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir:
     return execute(recipe, cfg, Path(output_dir))
 
 
+def audit_one_run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None,
+                  mode: str | None = None, canaries: int | None = None, confidence: float | None = None) -> dict:
+    """The one-run audit of a configuration: retrain it on public rows with canaries; nothing is charged.
+
+    Settings come from ``audit.one_run.*`` (overridable here); see docs/audit.md.
+
+    Returns:
+        The report (``one_run_audit.json``): ``epsilon_lower_bound``, ``claimed``, ``red_flag``, each attack.
+
+    Raises:
+        UserError: bad input, or a recipe the audit does not cover.
+    """
+    from privtrain.audit import one_run
+    from privtrain.audit.settings import ONE_RUN_RECIPES
+
+    if recipe not in ONE_RUN_RECIPES:
+        config.check_recipe(recipe)
+        raise UserError(f"privtrain audit --one-run audits {', '.join(ONE_RUN_RECIPES)}; the {recipe} recipe is not "
+                        "covered yet (docs/audit.md).")
+    settings = config.settings(recipe, config.compose(recipe, list(overrides)))
+    one = settings.audit.one_run.with_overrides(mode=mode, canaries=canaries, confidence=confidence)
+    if output_dir is None:
+        output_dir = Path("outputs") / "one_run_audit" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{secrets.token_hex(3)}"
+    planned = recipes.get(recipe).plan(settings)  # reads no row for training; nothing is reserved or charged
+    return one_run.audit_planned(planned, one, Path(output_dir), progress=_progress(settings))
+
+
+def _progress(settings: config.RunSettings) -> bool:
+    return bool(settings.train.progress if settings.train is not None else settings.fl is None or settings.fl.progress)
+
+
 def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
     """Run a composed config through the run protocol. Shared by the API and the CLI."""
     return execute_settings(config.settings(recipe, cfg), Path(output_dir))
@@ -124,6 +155,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         text = plans.render() + ("" if rules is None else "\n" + rules.render())
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": text, "path": str(book.path), "fits": plans.fits}, dry_run=True)
+    one_run = _one_run_gate(settings, planned, output_dir)  # audit.one_run: the mechanism, before any charge
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
@@ -136,14 +168,38 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                             environment.summary())
         outcome = module.train(planned, reserved, output_dir)
-        outcome.files = [*outcome.files, *sbom_files]
+        if one_run is not None:  # the card states the configuration's audit; it is hashed with the other files
+            from privtrain.audit.one_run_report import add_to_card
+
+            add_to_card(output_dir / "model_card.md", one_run)
+        outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
         run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                    derived=outcome.derived)
         tracker.finish(outcome.result, outcome.files)
     result = outcome.result
+    if one_run is not None:
+        result.metrics["one_run_audit"] = {k: one_run[k] for k in ("epsilon_lower_bound", "best_attack", "verdict",
+                                                                   "confidence", "canaries", "mode")}
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)
     return result
+
+
+def _one_run_gate(settings: config.RunSettings, planned, output_dir: Path) -> dict | None:
+    """``audit.one_run.enabled``: audit the planned mechanism on public rows before anything is reserved; a red
+    flag stops the run (exit 3) with nothing charged. Returns the report (its files under ``paths``)."""
+    if not settings.audit.one_run.enabled:
+        return None
+    from privtrain.audit import OneRunRedFlag, one_run
+    from privtrain.audit.one_run_report import JSON, MARKDOWN, PNG
+
+    where = output_dir / "one_run_audit"
+    report = one_run.audit_planned(planned, settings.audit.one_run, where, progress=_progress(settings))
+    if report["red_flag"]:
+        raise OneRunRedFlag(f"the one-run audit of this configuration found a red flag ({'; '.join(report['reasons'])}); "
+                            f"nothing was charged; see {where / MARKDOWN}")
+    report["paths"] = [where / name for name in (JSON, MARKDOWN, PNG)]
+    return report
 
 
 def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple[str, ...]):

@@ -54,7 +54,15 @@ def _parser() -> argparse.ArgumentParser:
 
     for module in _SUBCOMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    sub.choices["audit"].set_defaults(one_run_command=_one_run_audit)  # the audit layer cannot plan a recipe
     return parser
+
+
+def _one_run_audit(args) -> int:
+    from privtrain.api import audit_one_run
+    from privtrain.audit.cli import one_run_command
+
+    return one_run_command(audit_one_run)(args)
 
 
 def _cmd_ls(args) -> int:

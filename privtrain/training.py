@@ -96,6 +96,7 @@ def train(
     report_epsilon: bool = True,
     reproducible_noise_from: int | None = None,
     device: str = "cpu",
+    instrument=None,
 ) -> TrainOutcome:
     """Train ``model`` on ``(x, y)``.
 
@@ -114,19 +115,22 @@ def train(
             (:mod:`privtrain.distributed`) each rank trains its share of every batch; only rank 0 adds noise.
         report_epsilon: compute the outcome's epsilon (one accountant call, up to ~1 s for PRV at a
             high sampling rate). Federated clients skip it: the server accounts from their step counts.
+        instrument: the one-run audit's probe (:mod:`privtrain.audit.canaries`): called under DP with
+            ``(model, optimizer, loader, steps=..., rows=...)`` once the Opacus parts are built, before the
+            first step. It may observe every noisy update or stop the training by raising.
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.threads))
     try:
         return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc,
                       report_epsilon=report_epsilon, reproducible_noise_from=reproducible_noise_from,
-                      device=devices.resolve(device))
+                      device=devices.resolve(device), instrument=instrument)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str,
-           report_epsilon: bool, reproducible_noise_from: int | None, device) -> TrainOutcome:
+           report_epsilon: bool, reproducible_noise_from: int | None, device, instrument=None) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     world = distributed.world()
@@ -148,6 +152,13 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
         private = make_private(model, optimizer, x, y, dp, settings, resume=resume,
                                reproducible_noise_from=reproducible_noise_from, device=device, world=world)
         model, optimizer, criterion, total = private.model, private.optimizer, private.criterion, dp.steps
+        # --- one-run audit hooks: the mechanism as built, before the first step (privtrain/audit/canaries.py) ---
+        from privtrain.privacy import mutants
+
+        mutants.apply(model, optimizer, private.loader, rows=len(y), seed=seed)  # tests only: PRIVTRAIN_MUTANT
+        if instrument is not None:
+            instrument(model, optimizer, private.loader, steps=dp.steps, rows=len(y))
+        # --- end of the one-run audit hooks ---
         batches = physical_batches(private, settings)
     else:
         criterion = nn.CrossEntropyLoss()

@@ -13,6 +13,9 @@ A run is releasable only when every gate passes:
   (required when the policy asks for a scan);
 - **audit**: when a rule covering the source requires one, the run was audited (``audit.json``,
   its hashes chained) and the audit raised no red flag.
+- **one-run audit**: when a rule requires one (``require_one_run_audit``), the run audited its own
+  configuration first (``audit.one_run.enabled=true``): its report is chained with the run's files,
+  names this run's config hash, and is consistent with the claim.
 
 On success it writes ``release.json``, the signed-off manifest: the artifact hashes, the ledger's
 head, the policy's hash, each gate's verdict, who and when; an HMAC with ``$PRIVTRAIN_LEDGER_KEY``
@@ -103,7 +106,25 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
                         "the policy requires an audit: run privtrain audit RUN_DIR" if not audit else
                         "audit.json is not chained in the ledger" if not chained else
                         "the audit raised a red flag: its ε lower bound exceeds the claimed ε"))
+    if any(r.require_one_run_audit for r in rules):
+        out.append(_one_run_gate(run_dir, record, hashes))
     return out
+
+
+def _one_run_gate(run_dir: Path, record, hashes: dict[str, str]) -> Gate:
+    """``require_one_run_audit``: the run audited its own configuration (``audit.one_run.enabled``), the report
+    is chained with the run's files, it was of this run's configuration (same config hash), and it passed."""
+    name = "one_run_audit/one_run_audit.json"
+    audit = _read_json(run_dir / name)
+    same = (audit.get("configuration") or {}).get("config_hash") == record.config_hash
+    ok = bool(audit) and name in hashes and same and audit.get("verdict") == "consistent"
+    return Gate("one-run audit", ok,
+                f"the configuration's one-run audit shows ε ≥ {audit.get('epsilon_lower_bound', 0):.3g}, within the claim"
+                if ok else "the policy requires a one-run audit of the configuration: run it with "
+                "audit.one_run.enabled=true" if not audit else
+                f"{name} is not chained in the ledger" if name not in hashes else
+                "the one-run audit was of another configuration (config hash differs)" if not same else
+                f"the one-run audit's verdict is {audit.get('verdict')}, not consistent")
 
 
 def _pii_gate(pii, *, required: bool) -> Gate:

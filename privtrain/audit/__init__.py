@@ -28,9 +28,15 @@ from pathlib import Path
 
 from privtrain.errors import UserError
 
-__all__ = ["RED_FLAG_EXIT", "audit_run", "preflight"]
+__all__ = ["RED_FLAG_EXIT", "OneRunRedFlag", "audit_run", "preflight"]
 
 RED_FLAG_EXIT = 3  # `privtrain audit` exit status when the empirical bound exceeds the claimed epsilon
+
+
+class OneRunRedFlag(UserError):
+    """``audit.one_run.enabled``: the configuration's one-run audit flagged it; the run stops before any charge."""
+
+    exit_code = RED_FLAG_EXIT
 
 
 def preflight(settings, recipe: str) -> None:
@@ -40,8 +46,11 @@ def preflight(settings, recipe: str) -> None:
         UserError: the recipe cannot be audited, or shadow models on a dp_sgd run without
             ``audit.shadow_data``.
     """
-    from privtrain.audit.settings import AUDITABLE
+    from privtrain.audit.settings import AUDITABLE, ONE_RUN_RECIPES
 
+    if settings.one_run.enabled and recipe not in ONE_RUN_RECIPES:
+        raise UserError(f"audit.one_run.enabled=true: the one-run audit covers {', '.join(ONE_RUN_RECIPES)}, not "
+                        f"{recipe}; drop audit.one_run.enabled. Nothing was run or charged.")
     if not settings.enabled:
         return
     if recipe not in AUDITABLE:

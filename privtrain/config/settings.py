@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from privtrain.audit.settings import AuditSettings
+from privtrain.audit.settings import AuditSettings, OneRunSettings
 from privtrain.tracking import KINDS, TrackingSettings
 from privtrain.errors import UserError
 from privtrain.ledger.model import LedgerSettings
@@ -331,7 +331,18 @@ def _audit(r: _Reader) -> AuditSettings:
     return AuditSettings(
         enabled=r.bool("audit.enabled"), shadow_models=r.int("audit.shadow_models", minimum=0),
         shadow_data=r.opt_str("audit.shadow_data"), pool_path=r.opt_str("audit.pool_path"),
-        confidence=r.num("audit.confidence"), seed=seed, update_card=r.bool("audit.update_card")).validate()
+        confidence=r.num("audit.confidence"), seed=seed, update_card=r.bool("audit.update_card"),
+        one_run=_one_run(r)).validate()
+
+
+def _one_run(r: _Reader) -> OneRunSettings:
+    if not r.has("audit.one_run"):
+        return OneRunSettings()
+    return OneRunSettings(
+        enabled=r.bool("audit.one_run.enabled"), mode=r.str("audit.one_run.mode"),
+        canaries=r.int("audit.one_run.canaries", minimum=20), confidence=r.num("audit.one_run.confidence"),
+        replay_steps=r.int("audit.one_run.replay_steps", optional=True, minimum=1),
+        data=r.str("audit.one_run.data")).validate()
 
 
 def _fl(r: _Reader):

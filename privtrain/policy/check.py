@@ -87,6 +87,9 @@ def _run_demands(rule: Rule, f: RunFacts):
         yield judge(f"δ ≤ {rule.max_delta_per_run:g} per run", f.delta <= rule.max_delta_per_run, f"δ={f.delta:g}")
     if rule.require_audit:
         yield judge("an audit before release", True, "checked by privtrain release")
+    if rule.require_one_run_audit:
+        yield judge("a one-run audit of the configuration", True, "checked by privtrain release "
+                    "(audit.one_run.enabled=true)")
     if rule.max_epsilon_total is not None:
         yield judge(f"ε ≤ {rule.max_epsilon_total:g} in total", True,
                     "enforced as the source's ledger budget when the run is admitted")

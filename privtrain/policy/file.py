@@ -21,6 +21,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
         forbid_inferred_schema: true
         require_pii_scan: true
         require_audit: true       # before `privtrain release` marks a model releasable
+        require_one_run_audit: true   # the run audited its own configuration first (audit.one_run.enabled=true)
         dp_synthesizers_only: true
 """
 
@@ -38,7 +39,8 @@ POLICY_NAME = "policy.yaml"
 RECIPES = ("dp_sgd", "federated", "synthetic")
 UNITS = ("example", "client")
 _NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
-_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only")
+_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only",
+          "require_one_run_audit")
 _LISTS = ("recipes", "units")
 
 
@@ -60,6 +62,7 @@ class Rule:
     require_pii_scan: bool = False
     require_audit: bool = False
     dp_synthesizers_only: bool = False
+    require_one_run_audit: bool = False
 
     def covers(self, source: str, tags: set[str]) -> bool:
         """Does the rule apply to runs on ``source`` carrying ``tags``? No ``when``: every source."""
