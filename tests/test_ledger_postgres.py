@@ -26,13 +26,13 @@ def test_a_url_selects_postgresql_and_creates_a_marked_append_only_schema(postgr
     assert ledger.default_path() == postgres_url
     book = ledger.open()
     assert book.backend == "postgresql" and book.path == postgres_url and not book.read_only
-    assert _tables(postgres_url) == {"meta", "entries", "source_rows", "source_samples", "cache", "pld_totals"}
+    assert _tables(postgres_url) == {"meta", "entries", "source_sketches", "cache", "pld_totals"}
     meta = {r["key"]: r["value"] for r in query(postgres_url, "SELECT key, value FROM meta")}
     assert meta["app"] == "privtrain-ledger" and meta["schema_version"] == str(store.SCHEMA_VERSION)
     run(book, charge("r1", gaussian(4.0)))
     assert meta["head_id"] == "0" and book.head()[0] == 2
     for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "TRUNCATE entries",
-                "TRUNCATE source_rows"):
+                "TRUNCATE source_sketches", "DELETE FROM source_sketches", "UPDATE source_sketches SET layout = ''"):
         with pytest.raises(Exception, match="append-only"):
             execute(postgres_url, sql)
     assert book.verify().ok and book.verify().message == "ledger ok: 2 entries, hash chain intact"

@@ -181,7 +181,7 @@ def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
         run_id=f"{SHADOW_RECIPE}-{secrets.token_hex(6)}", recipe=SHADOW_RECIPE, config_hash=record.config_hash,
         source=dataset.source, fingerprint=dataset.fingerprint,
         mechanisms=(ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
-        table=dataset.frame, id_column=dataset.id_column,
+        table=dataset.identity_table, id_column=dataset.id_column,
         allow_non_private=bool(record.ledger.get("allow_non_private")),
         default_budget=tuple(default) if default else None)
     return book.charging(*book.charges(request))

@@ -89,20 +89,32 @@ def _values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, bool]:
 
 def grid_step(levels: np.ndarray) -> float:
     """The step of the grid the sorted distinct values ``levels`` lie on (0.0: none). Affine maps scale it;
-    float32 round-off does not hide it; noise destroys it."""
+    float32 round-off does not hide a grid coarser than it; noise destroys it.
+
+    A dense grid shows in the smallest gaps (a small divisor of them); a sparse one (incomes to the cent) is
+    the approximate greatest common divisor of the gaps, found by Euclid's algorithm with a tolerance."""
     if len(levels) < 2:
         return 0.0
+    size = max(float(np.abs(levels).max()), float(levels[-1] - levels[0]))
     d = np.diff(levels)
-    d = d[d > 1e-6 * max(float(np.abs(levels).max()), float(levels[-1] - levels[0]))]
+    d = d[d > 1e-9 * size]
     if len(d) == 0:
         return 0.0
     if len(d) == 1:
         return float(d[0])
-    step = float(np.quantile(d, 0.02))
-    for k in range(1, 11):
-        r = d / (step / k)
-        if np.mean(np.abs(r - np.round(r)) < 0.05) >= 0.95:
-            return step / k
+    smallest = float(np.quantile(d, 0.02, method="lower"))
+    candidates = [smallest / k for k in range(1, 11)]
+    g = float(d.min())
+    for x in np.sort(d)[:32]:
+        a, b = float(x), g
+        while b > 1e-9 * size:
+            a, b = b, math.fmod(a, b)
+        g = a
+    candidates.append(g)
+    for h in candidates:
+        r = d / h
+        if h > 1e-9 * size and np.mean(np.abs(r - np.round(r)) < 0.05) >= 0.95:
+            return h
     return 0.0
 
 

@@ -346,6 +346,12 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
     return _decide(source, share, share * new.n_rows / n_known, se, excess / sd0, len(mapped), len(parts))
 
 
+def same_table(source: str) -> Overlap:
+    """The overlap with a stored table of the same content fingerprint: the same rows."""
+    return Overlap(source, 1.0, 1.0, 0.0, math.inf, 0, 0, True,
+                   f"about 100% of these rows belong to source `{source}` (about 100% of it; the same table)")
+
+
 def _about(share: float) -> str:
     if share >= 0.95:
         return "100%"

@@ -19,6 +19,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
         require_pii_scan: true
         require_audit: true       # before `privtrain release` marks a model releasable
         dp_synthesizers_only: true
+        require_registered_source: true   # a table must be a registered source, hold one's people, or be declared
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ POLICY_NAME = "policy.yaml"
 RECIPES = ("dp_sgd", "federated", "synthetic")
 UNITS = ("example", "client")
 _NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
-_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only")
+_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only",
+          "require_registered_source")
 _LISTS = ("recipes", "units")
 
 
@@ -57,6 +59,7 @@ class Rule:
     require_pii_scan: bool = False
     require_audit: bool = False
     dp_synthesizers_only: bool = False
+    require_registered_source: bool = False  # refuse a table the ledger does not know and nobody declared
 
     def covers(self, source: str, tags: set[str]) -> bool:
         """Does the rule apply to runs on ``source`` carrying ``tags``? No ``when``: every source."""

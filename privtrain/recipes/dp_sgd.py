@@ -90,7 +90,7 @@ def plan(s) -> Planned:
     request = RunRequest(
         run_id=f"dp_sgd-{secrets.token_hex(6)}", recipe="dp_sgd", config_hash=s.config_hash, source=dataset.source,
         fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
-        table=dataset.frame, id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
+        table=dataset.identity_table, id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
         default_budget=s.ledger.default_budget)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}

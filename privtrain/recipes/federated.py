@@ -59,7 +59,7 @@ def plan(s) -> Planned:
     dataset = population.dataset
     request = RunRequest(
         run_id=f"federated-{secrets.token_hex(6)}", recipe="federated", config_hash=s.config_hash,
-        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.frame,
+        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.identity_table,
         id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
         default_budget=s.ledger.default_budget)
     return Planned(s, population, central, local, example.delta, request, report.dataset_info(population))
