@@ -194,9 +194,7 @@ def _continuous(name, position, desc, values, null, levels) -> View:
         mid = np.where(null, NULL, np.round((np.nan_to_num(values) - anchor) / step)).astype(np.int64)
         grid = np.where(null, NULL, np.round(np.nan_to_num(values) / step)).astype(np.int64) if zero else mid
         spread = float(np.std(present) / step)
-        # The median's grid index, rounded to 5 steps: where to start looking when the new column is shifted.
-        extra = {**extra, "grain": float(f"{step / scale:.2g}"), "grid": True, "zero": zero,
-                 "mid": int(5 * round(anchor / step / 5)) if zero else 0}
+        extra = {**extra, "grain": float(f"{step / scale:.2g}"), "grid": True, "zero": zero}
     else:
         step = 0.0
     return View(position, str(name), "continuous", codes.astype(np.int64), {**desc, "k": "c", **extra},
@@ -332,18 +330,19 @@ def map_grid(new: View, desc: dict, n_known: float, limit: int) -> list[np.ndarr
     """Candidate grid codes of ``new`` under a stored grid column, nearest first (None: more than ``limit``).
 
     When 0 is on both grids (the values were only rescaled: units, /16, float32) the grid index itself is
-    the code. Otherwise the new column was shifted (standardised): its index from its own median, plus the
-    stored median's index when the stored codes are absolute, is off by a sampling error, searched over."""
+    the code. When the stored column was itself shifted (its codes count from its median), the new column's
+    index from its own median is off by a sampling error, searched over. A new column shifted away from a
+    stored absolute grid is not read here (no stored value says where its median was; coarse groups read it).
+    """
     if new.grid is None:
         return None
-    if desc.get("zero") and new.zero:
-        return [new.grid]
-    reach = offset_range(new, n_known) + (3 if desc.get("zero") else 0)
+    if desc.get("zero"):
+        return [new.grid] if new.zero else None
+    reach = offset_range(new, n_known)
     if 2 * reach + 1 > limit:
         return None
-    start = desc.get("mid", 0) if desc.get("zero") else 0
     valid = new.mid != NULL
-    return [np.where(valid, new.mid + start + k, NULL) for k in sorted(range(-reach, reach + 1), key=abs)]
+    return [np.where(valid, new.mid + k, NULL) for k in sorted(range(-reach, reach + 1), key=abs)]
 
 
 # --- correspondence: which new column is which stored column ------------------------------------------

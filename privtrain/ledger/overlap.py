@@ -21,8 +21,9 @@ hits when a probed bit reads 1. Per row and group the hit probability is known u
 * a row of the source reads its own bit (1 with probability ``1 - p``) when its probes hold its true tuple
   (probability ``s``: 1 minus the chance that sampling moved it across an unprobed bin edge).
 
-The share of the new table's rows that are the source's people is the method-of-moments estimate
-``f = sum(hits - E0) / sum(E1 - E0)``; ``z = sum(hits - E0) / sd0`` tests "no shared people".
+``z = sum(hits - E0) / sd0`` over every group read tests "no shared people". The share of the new
+table's rows that are the source's people is the method-of-moments estimate ``f = sum(hits - E0) /
+sum(E1 - E0)`` over the groups that see the source (their own z >= 2).
 
 **Deciding** (:func:`_decide`). Linked when ``z >= Z_LINK`` (5 standard deviations: a chance link
 has probability below 3e-7 under the model) **and** the shared rows are at least ``MIN_SHARE`` of the
@@ -70,17 +71,16 @@ def subkey(key: bytes, label: str) -> str:
 
 @dataclass
 class Table:
-    """A table as the ledger compares it: distinct rows, one view per usable column. Never stored."""
+    """A table as the ledger compares it: one view per usable column. Never stored."""
 
     n_rows: int
     views: list = field(repr=False)
 
 
 def read(frame: pd.DataFrame, key: bytes, id_column: str | None = None) -> Table:
-    """The table-relative views of ``frame``'s columns (exact duplicate rows counted once)."""
+    """The table-relative views of ``frame``'s columns."""
     if frame.columns.duplicated().any():
         raise ValueError("column names must be distinct")
-    frame = frame.loc[~frame.duplicated()] if len(frame) else frame
     hkey = subkey(key, "exact")
 
     def hash_text(text):
@@ -221,7 +221,7 @@ def register(table: Table, key: bytes, *, eps_s: float = sketch.EPS_S, rng=None)
     rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
     groups = choose_groups(table, rng)
     flip = sketch.flip_probability(eps_s / max(len(groups), 1))
-    salt = secrets.token_hex(8)
+    salt = rng.bytes(8).hex()
     layout = {"v": 1, "n": float(f"{table.n_rows:.2g}"), "eps_s": eps_s if math.isfinite(eps_s) else None,
               "flip": flip, "salt": salt, "columns": [v.descriptor for v in table.views], "groups": []}
     bits = []
@@ -338,12 +338,17 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
     if not parts or new.n_rows == 0:
         return None
     hits, e0, e1, var0 = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    signal, excess = float((e1 - e0).sum()), float((hits - e0).sum())
     sd0 = math.sqrt(max(float(var0.sum()), 1e-12))
+    z = float((hits - e0).sum()) / sd0
+    # The share is estimated from the groups that see the source at all (z >= 2): a group read under a
+    # wrong coding (a grid shifted by an unknown number of steps) only dilutes it. The decision uses z.
+    seen = [p for p in parts if (p[0] - p[1]).sum() >= 2 * math.sqrt(max(p[3].sum(), 1e-12))] or parts
+    hits, e0, e1, var0 = (np.concatenate([p[i] for p in seen]) for i in range(4))
+    signal, excess = float((e1 - e0).sum()), float((hits - e0).sum())
     share = min(1.0, max(0.0, excess / signal)) if signal > 0 else 0.0
     var = share * e1 * (1 - e1) + (1 - share) * var0
     se = math.sqrt(float(var.sum())) / signal if signal > 0 else math.inf
-    return _decide(source, share, share * new.n_rows / n_known, se, excess / sd0, len(mapped), len(parts))
+    return _decide(source, share, share * new.n_rows / n_known, se, z, len(mapped), len(parts))
 
 
 def same_table(source: str) -> Overlap:
