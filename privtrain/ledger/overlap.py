@@ -33,6 +33,7 @@ give shares rounded to 10%, never row counts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -61,12 +62,12 @@ MIN_SHARE = 0.2
 AMBIGUOUS = 0.05        # discrete orientations whose profiles are this close are both tried
 
 
-def subkey(key: bytes, label: str) -> str:
-    """A 16-character SipHash key (112 bits) derived from the row key for one use."""
+@functools.lru_cache(maxsize=256)
+def subkey(key: bytes, label: str) -> bytes:
+    """A 16-byte SipHash key derived from the row key for one use (HMAC-SHA256)."""
     if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
         raise ValueError("the row key must be at least 16 bytes")
-    digest = hmac.new(bytes(key), b"privtrain.overlap/" + label.encode(), hashlib.sha256).digest()
-    return "".join(chr(b & 0x7F) for b in digest[:16])
+    return hmac.new(bytes(key), b"privtrain.overlap/" + label.encode(), hashlib.sha256).digest()[:16]
 
 
 @dataclass
@@ -81,7 +82,7 @@ def read(frame: pd.DataFrame, key: bytes, id_column: str | None = None) -> Table
     """The table-relative views of ``frame``'s columns."""
     if frame.columns.duplicated().any():
         raise ValueError("column names must be distinct")
-    hkey = subkey(key, "exact")
+    hkey = "".join(chr(b & 0x7F) for b in subkey(key, "exact"))  # pandas' SipHash takes 16 ASCII characters
 
     def hash_text(text):
         return pd.util.hash_array(np.asarray(text, dtype=object), hash_key=hkey, categorize=True)
@@ -257,7 +258,7 @@ class Overlap:
     reason: str
 
 
-def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key: bytes, n_known: float):
+def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key: bytes, n_known: float, memo: dict):
     """(hits, E0, E1, Var0) of the rows that test stored group ``gi`` (None: a column of it did not match).
 
     A group with several possible codings (ambiguous discrete orientations, grid offsets) picks the coding
@@ -275,10 +276,14 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
                 return None
             options.append(codings)
         elif desc["k"] == "d":
-            cands = cols.level_codings(view, desc)
-            options.append([cols.row_codes(view, c) for score, c in cands if score <= cands[0][0] + AMBIGUOUS][:2])
+            if ("d", c) not in memo:
+                cands = cols.level_codings(view, desc)
+                memo["d", c] = [cols.row_codes(view, lc) for score, lc in cands if score <= cands[0][0] + AMBIGUOUS][:2]
+            options.append(memo["d", c])
         elif desc["k"] == "c":
-            p = cols.map_continuous(view, n_known)
+            if ("c", c) not in memo:
+                memo["c", c] = cols.map_continuous(view, n_known)
+            p = memo["c", c]
             options.append([p.first])
             probed.append((len(options) - 1, p))
             survival *= p.survival
@@ -293,11 +298,16 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     if len(hypotheses) > 1:
         order = np.random.default_rng(new.n_rows).permutation(new.n_rows)
         scan, rows = np.sort(order[: new.n_rows // 2]), np.sort(order[new.n_rows // 2:])
-        best = max(hypotheses, key=lambda h: _probe(np.column_stack(h)[scan], probed, scan, bits, hkey, m)[0].sum())
+        found = [_probe_tuples(np.column_stack(h)[scan], probed, scan) for h in hypotheses]
+        hits = _read(np.concatenate([t for t, _, _ in found]),
+                     np.concatenate([o + i * len(scan) for i, (_, o, _) in enumerate(found)]),
+                     len(hypotheses) * len(scan), bits, hkey, m)
+        best = hypotheses[int(np.argmax(hits.reshape(len(hypotheses), len(scan)).sum(axis=1)))]
     else:
         best = hypotheses[0]
     base = np.column_stack(best)
-    hit, n_probes = _probe(base[rows], probed, rows, bits, hkey, m)
+    tuples, owner, n_probes = _probe_tuples(base[rows], probed, rows)
+    hit = _read(tuples, owner, len(rows), bits, hkey, m)
     flip, ones = layout["flip"], float(bits.mean())
     pairs_new = new.n_rows * (new.n_rows - 1) / 2
     pairs_known = n_known * (n_known - 1) / 2
@@ -309,23 +319,35 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     return hit.astype(float), e0, e1, e0 * (1 - e0)
 
 
-def _probe(base: np.ndarray, probed, rows: np.ndarray, bits: np.ndarray, hkey: str, m: int):
-    """Whether any probe of each row reads 1, and how many distinct probes each row has."""
+def _probe_tuples(base: np.ndarray, probed, rows: np.ndarray):
+    """Every code tuple each row probes: (tuples, owner row of each, number of distinct probes per row).
+
+    A row probes its own tuple, and for each continuous cell near a bin edge (at most ``MAX_PROBED`` of them)
+    also the tuples with that cell in the neighbouring bin, in every combination."""
     alts = [(col, p.second[rows]) for col, p in probed]
     differs = (np.column_stack([second != base[:, col] for col, second in alts]) if alts
                else np.zeros((len(base), 0), bool))
     differs &= np.cumsum(differs, axis=1) <= MAX_PROBED  # further cells of a row are not probed
-    hit = bits[sketch.positions(base, hkey, m)]
+    tuples, owner = [base], [np.arange(len(base))]
     for mask in range(1, 1 << len(alts)):
         chosen = [i for i in range(len(alts)) if mask >> i & 1]
-        at = np.all(differs[:, chosen], axis=1)
-        if not at.any():
+        if len(chosen) > MAX_PROBED:
+            continue
+        at = np.nonzero(np.all(differs[:, chosen], axis=1))[0]
+        if len(at) == 0:
             continue
         codes = base[at].copy()
         for i in chosen:
             codes[:, alts[i][0]] = alts[i][1][at]
-        hit[at] |= bits[sketch.positions(codes, hkey, m)]
-    return hit, 2.0 ** differs.sum(axis=1)
+        tuples.append(codes)
+        owner.append(at)
+    return np.concatenate(tuples), np.concatenate(owner), 2.0 ** differs.sum(axis=1)
+
+
+def _read(tuples: np.ndarray, owner: np.ndarray, n: int, bits: np.ndarray, hkey: bytes, m: int) -> np.ndarray:
+    """Whether any tuple of each of ``n`` owners reads 1 in ``bits``."""
+    ones = bits[sketch.positions(tuples, hkey, m)]
+    return np.bincount(owner, weights=ones, minlength=n) > 0
 
 
 def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known source") -> Overlap | None:
@@ -333,8 +355,9 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
     layout = stored.layout
     n_known = float(layout["n"])
     mapped = cols.correspond(new.views, layout["columns"])
+    memo: dict = {}  # a column's codings, shared by the groups that hold it
     parts = [r for gi in range(len(layout["groups"]))
-             if (r := _group_hits(new, stored, gi, mapped, key, n_known)) is not None]
+             if (r := _group_hits(new, stored, gi, mapped, key, n_known, memo)) is not None]
     if not parts or new.n_rows == 0:
         return None
     hits, e0, e1, var0 = (np.concatenate([p[i] for p in parts]) for i in range(4))

@@ -32,7 +32,6 @@ import math
 import secrets
 
 import numpy as np
-import pandas as pd
 
 EPS_S = 2.0           # the bound above, for one registered table
 BITS_PER_CODE = 4     # array size per distinct code: about a fifth of true bits are set
@@ -48,13 +47,59 @@ def size_for(distinct: int) -> int:
     return 1 << max(10, math.ceil(math.log2(max(distinct, 1) * BITS_PER_CODE)))
 
 
-def positions(codes: np.ndarray, key: str, m: int) -> np.ndarray:
-    """Bit positions of code tuples (an n x k int64 array) under the 16-character SipHash ``key``."""
-    codes = np.ascontiguousarray(codes, dtype="<i8")
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _rotl(x: np.ndarray, b: int) -> np.ndarray:
+    return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
+
+
+def _round(v0, v1, v2, v3):
+    v0 = v0 + v1
+    v1 = _rotl(v1, 13) ^ v0
+    v0 = _rotl(v0, 32)
+    v2 = v2 + v3
+    v3 = _rotl(v3, 16) ^ v2
+    v0 = v0 + v3
+    v3 = _rotl(v3, 21) ^ v0
+    v2 = v2 + v1
+    v1 = _rotl(v1, 17) ^ v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+def siphash(words: np.ndarray, key: bytes) -> np.ndarray:
+    """SipHash-2-4 of each row of ``words`` (n x k uint64, read as 8k little-endian bytes) under a 16-byte key,
+    vectorised over the rows (the same function as the reference implementation)."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    k0, k1 = (np.uint64(int.from_bytes(key[i:i + 8], "little")) for i in (0, 8))
+    n = len(words)
+    v0 = np.full(n, k0 ^ np.uint64(0x736F6D6570736575))
+    v1 = np.full(n, k1 ^ np.uint64(0x646F72616E646F6D))
+    v2 = np.full(n, k0 ^ np.uint64(0x6C7967656E657261))
+    v3 = np.full(n, k1 ^ np.uint64(0x7465646279746573))
+    with np.errstate(over="ignore"):
+        for c in range(words.shape[1]):
+            m = words[:, c]
+            v3 = v3 ^ m
+            v0, v1, v2, v3 = _round(*_round(v0, v1, v2, v3))
+            v0 = v0 ^ m
+        b = np.uint64(((8 * words.shape[1]) & 0xFF) << 56)
+        v3 = v3 ^ b
+        v0, v1, v2, v3 = _round(*_round(v0, v1, v2, v3))
+        v0 = v0 ^ b
+        v2 = v2 ^ np.uint64(0xFF)
+        for _ in range(4):
+            v0, v1, v2, v3 = _round(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def positions(codes: np.ndarray, key: bytes, m: int) -> np.ndarray:
+    """Bit positions of code tuples (an n x k int64 array) under the 16-byte SipHash ``key``."""
+    codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim == 1:
         codes = codes[:, None]
-    rows = codes.view(f"S{8 * codes.shape[1]}").ravel().astype(object)  # fixed-length: stays injective
-    return (pd.util.hash_array(rows, hash_key=key, categorize=True) % np.uint64(m)).astype(np.int64)
+    return (siphash(codes.view(np.uint64), key) % np.uint64(m)).astype(np.int64)
 
 
 def build(bit_positions: np.ndarray, m: int, flip: float, rng=None) -> np.ndarray:
