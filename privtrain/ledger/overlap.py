@@ -329,8 +329,9 @@ def _probe_tuples(base: np.ndarray, probed, rows: np.ndarray):
                else np.zeros((len(base), 0), bool))
     differs &= np.cumsum(differs, axis=1) <= MAX_PROBED  # further cells of a row are not probed
     tuples, owner = [base], [np.arange(len(base))]
-    for mask in range(1, 1 << len(alts)):
-        chosen = [i for i in range(len(alts)) if mask >> i & 1]
+    live = [i for i in range(len(alts)) if differs[:, i].any()]  # columns where some row probes
+    for mask in range(1, 1 << len(live)):
+        chosen = [live[i] for i in range(len(live)) if mask >> i & 1]
         if len(chosen) > MAX_PROBED:
             continue
         at = np.nonzero(np.all(differs[:, chosen], axis=1))[0]
