@@ -106,7 +106,8 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
         run(writer, charge("by-writer", gaussian(4.0)))
         assert writer.spent(FP) > 0 and writer.verify().ok
         for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "ALTER TABLE entries DISABLE TRIGGER USER",
-                    "DROP TABLE entries", "TRUNCATE entries"):
+                    "DROP TABLE entries", "TRUNCATE entries", "UPDATE source_sketches SET layout = ''",
+                    "DELETE FROM source_sketches", "TRUNCATE source_sketches"):
             with pytest.raises(Exception, match="permission denied|must be owner|append-only"):
                 execute(writer_url, sql)
         auditor = ledger.open(auditor_url)
@@ -117,7 +118,8 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
                 pass
         with pytest.raises(UserError, match="read-only"):
             auditor.set_budget(FP, "example", 60.0, 1e-5)
-        for sql in ("INSERT INTO meta VALUES ('x', 'y')", "UPDATE meta SET value = '0' WHERE key = 'head_id'"):
+        for sql in ("INSERT INTO meta VALUES ('x', 'y')", "UPDATE meta SET value = '0' WHERE key = 'head_id'",
+                    "INSERT INTO source_sketches VALUES ('s', 'f', '{}', '')"):
             with pytest.raises(Exception, match="permission denied"):
                 execute(auditor_url, sql)
         assert len(owner.entries()) == 3 and owner.verify().ok
