@@ -16,7 +16,7 @@ from privtrain.data import pii_gate
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
 from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
-from privtrain.data.schema import Schema, declared_schema, inferred_schema
+from privtrain.data.schema import Schema, declared_schema, inferred_schema, some_rows
 from privtrain.errors import UserError
 from privtrain.sources import Source
 
@@ -195,7 +195,8 @@ def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
         values = frame[col.name]
         text = int((values.notna() & pd.to_numeric(values, errors="coerce").isna()).sum())
         if text:
-            raise UserError(f"dataset.schema.{col.name}: {text} row(s) hold text where the schema declares numbers in "
+            raise UserError(f"dataset.schema.{col.name}: {some_rows(text, len(values))} hold text where the schema "
+                            f"declares numbers in "
                             f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")
 
 

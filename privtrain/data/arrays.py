@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from privtrain.data.schema import some_rows
 from privtrain.errors import UserError
 
 SAMPLE = "sample"
@@ -52,7 +53,7 @@ class ArraySchema:
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = int(sum(v not in index for v in values))
         if unknown:
-            raise UserError(f"dataset: {unknown} sample(s) have a label outside the declared classes "
+            raise UserError(f"dataset: {some_rows(unknown, len(values), 'samples')} have a label outside the declared classes "
                             f"{list(self.classes)[:20]}; declare every class.")
         return values.map(index).to_numpy(dtype=np.int64)
 
