@@ -209,6 +209,7 @@ def test_what_is_stored_holds_no_value(cancer, cancer_stored):
         assert float(f"{c.get('grain', 0):.2g}") == c.get("grain", 0)  # a resolution, to two digits
     for g in layout["groups"]:
         assert set(g) == {"cols", "grid", "m", "collide"} and g["m"] & (g["m"] - 1) == 0
+        assert g["collide"] == 0 or np.log2(g["collide"]) == round(np.log2(g["collide"]))
     raw = cancer.to_numpy(dtype=float).astype("<f8").tobytes()
     blob = cancer_stored.blob()
     assert not {blob[i:i + 8] for i in range(0, len(blob) - 7, 8)} & {raw[i:i + 8] for i in range(0, len(raw), 8)}

@@ -8,7 +8,8 @@ preferring columns no earlier group used (so that dropping a few columns leaves 
 declared id column is a group of its own. Each group's code tuples go into a noisy bit array
 (:mod:`privtrain.ledger.sketch`: one row changes the stored likelihood by at most ``e^EPS_S``). The
 ledger stores the arrays, the columns' name-free descriptors, the groups (column positions), each
-group's rate of colliding code tuples, and the row count rounded to two significant digits.
+group's rate of colliding code tuples (rounded up to a power of two), and the row count rounded to two
+significant digits.
 
 **Comparing a new table** (:func:`compare`). Its columns are matched to the stored ones by content; each
 stored group whose columns all matched is read: every new row probes the bit of its code tuple (and, for
@@ -232,8 +233,14 @@ def register(table: Table, key: bytes, *, eps_s: float = sketch.EPS_S, rng=None)
         m = sketch.size_for(pd.unique(keys).size)
         pos = sketch.positions(tuples, subkey(key, f"sketch/{salt}/{gi}"), m)
         bits.append(sketch.build(pos, m, flip, rng))
-        layout["groups"].append({**group, "m": m, "collide": float(f"{_collision_rate(keys):.2g}")})
+        layout["groups"].append({**group, "m": m, "collide": _power_of_two(_collision_rate(keys))})
     return Stored(layout, bits)
+
+
+def _power_of_two(rate: float) -> float:
+    """A rate rounded up to a power of two (0 stays 0): no exact count of equal pairs is stored, and rounding
+    up only makes chance collisions look likelier (links harder, never easier)."""
+    return 0.0 if rate <= 0 else float(2.0 ** math.ceil(math.log2(rate)))
 
 
 def _row_keys(tuples: np.ndarray) -> np.ndarray:
