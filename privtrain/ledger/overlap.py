@@ -2,18 +2,17 @@
 
 **Registering a table** (:func:`register`). Every column becomes a table-relative code per cell
 (:mod:`privtrain.ledger.columns`: invariant to affine maps, unit and dtype changes, bijective recodings,
-renamed or reordered columns). Up to ``MAX_GROUPS`` column groups are chosen greedily, each the fewest
-columns (at most ``MAX_GROUP_COLUMNS``) whose code tuples are ``TARGET_DISTINCT`` distinct in the table,
-preferring columns no earlier group used (so that dropping a few columns leaves a group whole); a
-declared id column is a group of its own. Each group's code tuples go into a noisy bit array
+renamed or reordered columns). Column groups small enough to survive dropped columns and distinct enough
+to identify people are chosen (:mod:`privtrain.ledger.groups`). Each group's code tuples go into a noisy bit array
 (:mod:`privtrain.ledger.sketch`: one row changes the stored likelihood by at most ``e^EPS_S``). The
 ledger stores the arrays, the columns' name-free descriptors, the groups (column positions), each
 group's rate of colliding code tuples (rounded up to a power of two), and the row count rounded to two
 significant digits.
 
-**Comparing a new table** (:func:`compare`). Its columns are matched to the stored ones by content; each
+**Comparing a new table** (:func:`compare`). Its columns are matched to the stored ones by content
+(:mod:`privtrain.ledger.matching`); each
 stored group whose columns all matched is read: every new row probes the bit of its code tuple (and, for
-a continuous cell within ``Z_PROBE`` sampling errors of a bin edge, the tuple across that edge). A row
+a continuous cell within ``matching.Z_PROBE`` sampling errors of a bin edge, the tuple across that edge). A row
 hits when a probed bit reads 1. Per row and group the hit probability is known under both hypotheses:
 
 * a row of other people reads a uniformly random bit (1 with probability ``o``, the array's share of ones),
@@ -46,15 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from privtrain.ledger import columns as cols
-from privtrain.ledger import sketch
+from privtrain.ledger import columns, groups, matching, sketch
 
-MAX_GROUPS = 3         # coarse groups (quantile bins: robust to row subsets)
-MAX_GRID_GROUPS = 3    # fine groups (grid values: robust to column subsets)
-MAX_GROUP_COLUMNS = 8
-TARGET_DISTINCT = 0.95
-MIN_DISTINCT = 0.5      # a group whose codes are less distinct than this identifies nobody
-SELECT_ROWS = 4000      # groups are chosen on a random sample of at most this many rows
 MAX_PROBED = 6          # at most this many continuous cells of one row probe their neighbouring bin
 MAX_OFFSET = 12         # a grid column whose anchor may be further off than this many steps is not searched
 MAX_HYPOTHESES = 400    # codings of one group tried on the scan half of the rows
@@ -88,7 +80,7 @@ def read(frame: pd.DataFrame, key: bytes, id_column: str | None = None) -> Table
     def hash_text(text):
         return pd.util.hash_array(np.asarray(text, dtype=object), hash_key=hkey, categorize=True)
 
-    views = [cols.view(frame.iloc[:, i], i, exact=str(c) == id_column, hash_text=hash_text)
+    views = [columns.view(frame.iloc[:, i], i, exact=str(c) == id_column, hash_text=hash_text)
              for i, c in enumerate(frame.columns)]
     return Table(len(frame), [v for v in views if v is not None])
 
@@ -112,142 +104,23 @@ class Stored:
         return cls(layout, sketch.unpack(blob, [g["m"] for g in layout["groups"]]))
 
 
-def _combine(acc: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    return acc * np.uint64(0x9E3779B97F4A7C15) + codes.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)
-
-
-def _distinct(keys: np.ndarray) -> float:
-    return pd.unique(keys).size / max(len(keys), 1)
-
-
-def choose_groups(table: Table, rng=None) -> list[dict]:
-    """Column groups, each ``{"cols": [view indices], "grid": [uses grid codes?]}``.
-
-    * the declared id column (or another exact column with distinct values) alone;
-    * up to ``MAX_GROUPS`` coarse groups: greedily the column that makes the group's code tuples most distinct,
-      preferring columns no earlier group used, until ``TARGET_DISTINCT``;
-    * up to ``MAX_GRID_GROUPS`` fine groups: one or two columns on a grid (exact values, up to an offset)
-      plus the discrete columns that make them distinct, each grid column in one group if possible.
-    """
-    rng = rng if rng is not None else np.random.default_rng(secrets.randbits(64))
-    n = table.n_rows
-    pick = np.sort(rng.choice(n, SELECT_ROWS, replace=False)) if n > SELECT_ROWS else np.arange(n)
-    views = table.views
-    codes = [v.codes[pick].astype(np.uint64) for v in views]
-    ids = [j for j, v in enumerate(views) if v.kind == "exact" and _distinct(codes[j]) >= TARGET_DISTINCT][:1]
-    groups = [{"cols": ids, "grid": [False]}] if ids else []
-    rest = [j for j in range(len(views)) if j not in ids]
-    used = np.zeros(len(views), int)
-    for _ in range(MAX_GROUPS):
-        group = _greedy([], rest, codes, used, len(pick))
-        if group is None or any(sorted(group) == sorted(g["cols"]) for g in groups):
-            break
-        groups.append({"cols": group, "grid": [False] * len(group)})
-        used[group] += 1
-    grids = {j: views[j].grid[pick].astype(np.uint64) for j in rest if views[j].grid is not None}
-    discrete = [j for j in rest if views[j].kind == "discrete"]
-    used_grid = np.zeros(len(views), int)
-    for _ in range(MAX_GRID_GROUPS):
-        best = None
-        for a in grids:
-            for b in [None, *grids]:
-                if b is not None and b <= a:
-                    continue
-                pair = [a] if b is None else [a, b]
-                acc = np.zeros(len(pick), np.uint64)
-                for j in pair:
-                    acc = _combine(acc, grids[j])
-                score = _distinct(acc) - 0.2 * used_grid[pair].sum() - 0.01 * len(pair)
-                if best is None or score > best[0]:
-                    best = (score, pair, acc)
-        if best is None:
-            break
-        _, pair, acc = best
-        extra = _greedy_from(acc, discrete, codes, len(pick), limit=3)
-        if extra is None:
-            break
-        group = {"cols": pair + extra, "grid": [True] * len(pair) + [False] * len(extra)}
-        if any(sorted(group["cols"]) == sorted(g["cols"]) for g in groups):
-            break
-        groups.append(group)
-        used_grid[pair] += 1
-    return groups
-
-
-def _greedy(group, candidates, codes, used, n) -> list[int] | None:
-    acc, ratio = np.zeros(n, np.uint64), 0.0
-    group = list(group)
-    while len(group) < MAX_GROUP_COLUMNS and ratio < TARGET_DISTINCT:
-        best = max((j for j in candidates if j not in group),
-                   key=lambda j: _distinct(_combine(acc, codes[j])) - 0.1 * used[j], default=None)
-        if best is None:
-            break
-        new_ratio = _distinct(_combine(acc, codes[best]))
-        if group and new_ratio < ratio + 0.002:
-            break
-        group.append(best)
-        acc, ratio = _combine(acc, codes[best]), new_ratio
-    return group if ratio >= MIN_DISTINCT else None
-
-
-def _greedy_from(acc, candidates, codes, n, limit) -> list[int] | None:
-    """Discrete columns added to a grid group until it is distinct enough (None: it never is)."""
-    out, ratio = [], _distinct(acc)
-    while ratio < TARGET_DISTINCT and len(out) < limit:
-        best = max((j for j in candidates if j not in out), key=lambda j: _distinct(_combine(acc, codes[j])),
-                   default=None)
-        if best is None:
-            break
-        new_ratio = _distinct(_combine(acc, codes[best]))
-        if new_ratio < ratio + 0.002:
-            break
-        out.append(best)
-        acc, ratio = _combine(acc, codes[best]), new_ratio
-    return out if ratio >= MIN_DISTINCT else None
-
-
-def _collision_rate(keys: np.ndarray) -> float:
-    """Pairs of rows with equal code tuples, per pair of rows."""
-    _, counts = np.unique(keys, return_counts=True)
-    pairs = len(keys) * (len(keys) - 1) / 2
-    return float((counts * (counts - 1) / 2).sum() / pairs) if pairs else 0.0
-
-
-def _tuples(table: Table, group: dict) -> np.ndarray:
-    return np.column_stack([table.views[j].grid if grid else table.views[j].codes
-                            for j, grid in zip(group["cols"], group["grid"])])
-
-
 def register(table: Table, key: bytes, *, eps_s: float = sketch.EPS_S, rng=None) -> Stored:
     """The noisy sketch of a table (``eps_s = inf``: no noise, for public data such as the built-ins)."""
     rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    groups = choose_groups(table, rng)
-    flip = sketch.flip_probability(eps_s / max(len(groups), 1))
+    chosen = groups.choose(table, rng)
+    flip = sketch.flip_probability(eps_s / max(len(chosen), 1))
     salt = rng.bytes(8).hex()
     layout = {"v": 1, "n": float(f"{table.n_rows:.2g}"), "eps_s": eps_s if math.isfinite(eps_s) else None,
               "flip": flip, "salt": salt, "columns": [v.descriptor for v in table.views], "groups": []}
     bits = []
-    for gi, group in enumerate(groups):
-        tuples = _tuples(table, group)
-        keys = _row_keys(tuples)
+    for gi, group in enumerate(chosen):
+        tuples = groups.tuples(table, group)
+        keys = groups.row_keys(tuples)
         m = sketch.size_for(pd.unique(keys).size)
         pos = sketch.positions(tuples, subkey(key, f"sketch/{salt}/{gi}"), m)
         bits.append(sketch.build(pos, m, flip, rng))
-        layout["groups"].append({**group, "m": m, "collide": _power_of_two(_collision_rate(keys))})
+        layout["groups"].append({**group, "m": m, "collide": groups.power_of_two(groups.collision_rate(keys))})
     return Stored(layout, bits)
-
-
-def _power_of_two(rate: float) -> float:
-    """A rate rounded up to a power of two (0 stays 0): no exact count of equal pairs is stored, and rounding
-    up only makes chance collisions look likelier (links harder, never easier)."""
-    return 0.0 if rate <= 0 else float(2.0 ** math.ceil(math.log2(rate)))
-
-
-def _row_keys(tuples: np.ndarray) -> np.ndarray:
-    acc = np.zeros(len(tuples), np.uint64)
-    for c in range(tuples.shape[1]):
-        acc = _combine(acc, tuples[:, c])
-    return acc
 
 
 @dataclass(frozen=True)
@@ -278,18 +151,18 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     for c, grid in zip(group["cols"], group["grid"]):
         view, desc = new.views[mapped[c]], layout["columns"][c]
         if grid:
-            codings = cols.map_grid(view, desc, n_known, 2 * MAX_OFFSET + 1)
+            codings = matching.map_grid(view, desc, n_known, 2 * MAX_OFFSET + 1)
             if codings is None:
                 return None
             options.append(codings)
         elif desc["k"] == "d":
             if ("d", c) not in memo:
-                cands = cols.level_codings(view, desc)
-                memo["d", c] = [cols.row_codes(view, lc) for score, lc in cands if score <= cands[0][0] + AMBIGUOUS][:2]
+                cands = matching.level_codings(view, desc)
+                memo["d", c] = [matching.row_codes(view, lc) for score, lc in cands if score <= cands[0][0] + AMBIGUOUS][:2]
             options.append(memo["d", c])
         elif desc["k"] == "c":
             if ("c", c) not in memo:
-                memo["c", c] = cols.map_continuous(view, n_known)
+                memo["c", c] = matching.map_continuous(view, n_known)
             p = memo["c", c]
             options.append([p.first])
             probed.append((len(options) - 1, p))
@@ -318,7 +191,7 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     flip, ones = layout["flip"], float(bits.mean())
     pairs_new = new.n_rows * (new.n_rows - 1) / 2
     pairs_known = n_known * (n_known - 1) / 2
-    q = (_collision_rate(_row_keys(base)) * pairs_new + group["collide"] * pairs_known + 1) / (pairs_new + pairs_known)
+    q = (groups.collision_rate(groups.row_keys(base)) * pairs_new + group["collide"] * pairs_known + 1) / (pairs_new + pairs_known)
     kappa = np.minimum(1.0, n_probes * n_known * q)
     e0 = kappa * (1 - flip) + (1 - kappa) * (1 - (1 - ones) ** n_probes)
     own = (1 - flip) + flip * (1 - (1 - ones) ** (n_probes - 1))
@@ -362,7 +235,7 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
     """The overlap of ``new`` with one stored table; None when no stored group can be read."""
     layout = stored.layout
     n_known = float(layout["n"])
-    mapped = cols.correspond(new.views, layout["columns"])
+    mapped = matching.correspond(new.views, layout["columns"])
     memo: dict = {}  # a column's codings, shared by the groups that hold it
     parts = [r for gi in range(len(layout["groups"]))
              if (r := _group_hits(new, stored, gi, mapped, key, n_known, memo)) is not None]
