@@ -138,7 +138,7 @@ def view(series: pd.Series, position: int, *, exact: bool = False, hash_text=Non
         return View(position, str(series.name), "exact", codes, {**desc, "k": "x"})
     if len(levels) <= DISCRETE_MAX:
         return _discrete(series.name, position, desc, levels if numeric else None, inverse, counts, null)
-    return _continuous(series.name, position, desc, values, null, levels)
+    return _continuous(series.name, position, desc, values, null, levels, inverse, counts)
 
 
 def _canonical(value) -> str:
@@ -173,25 +173,38 @@ def _discrete(name, position, desc, numbers, inverse, counts, null) -> View:
                 level_of_row, shares, numbers, step)
 
 
-def _continuous(name, position, desc, values, null, levels) -> View:
-    present = values[~null]
-    ranks = pd.Series(present).rank(method="average").to_numpy()
+def _quantiles(levels: np.ndarray, counts: np.ndarray, probs) -> np.ndarray:
+    """np.quantile (linear) of the values ``levels`` repeated ``counts`` times, without repeating them."""
+    ends = np.cumsum(counts)
+    h = (ends[-1] - 1) * np.asarray(probs, float)
+    lo = np.floor(h).astype(np.int64)
+    at = lambda k: levels[np.searchsorted(ends, k, side="right")]  # noqa: E731  (the k-th smallest value)
+    return at(lo) + (h - lo) * (at(np.minimum(lo + 1, ends[-1] - 1)) - at(lo))
+
+
+def _continuous(name, position, desc, values, null, levels, inverse, counts) -> View:
+    n = int(counts.sum())
+    u_level = (np.cumsum(counts) - counts / 2) / n  # each value's mid-rank quantile (ties share it)
     u = np.full(len(values), np.nan)
-    u[~null] = (ranks - 0.5) / len(present)
+    u[~null] = u_level[inverse]
     codes = np.where(null, NULL, np.minimum((np.nan_to_num(u) * BINS).astype(np.int64), BINS - 1))
-    q25, q75 = np.quantile(present, [0.25, 0.75])
+    q = _quantiles(levels, counts, [*SHAPE_PROBS, 0.5])
+    q25, q75, median = q[SHAPE_PROBS.index(0.25)], q[SHAPE_PROBS.index(0.75)], q[-1]
     scale = (q75 - q25) or (levels[-1] - levels[0])
     step = grid_step(levels)
-    extra = {"grain": 0.0, "grid": False, "shape": _shape(present)}
+    shape = [round(float(v) * 20) / 20 for v in np.clip((q[:-1] - median) / scale, -20, 20)]
+    extra = {"grain": 0.0, "grid": False, "shape": shape}
     grid = mid = None
     spread, zero = 0.0, False
     if step > 0 and (levels[-1] - levels[0]) / step >= MIN_GRID_LEVELS:
-        index = present / step
-        zero = bool(np.mean(np.abs(index - np.round(index)) < 0.02) >= 0.99)  # 0 is on the grid: no offset
-        anchor = levels[np.argmin(np.abs(levels - np.median(present)))]
+        index = levels / step
+        on_grid = np.abs(index - np.round(index)) < 0.02
+        zero = bool(counts[on_grid].sum() >= 0.99 * n)  # 0 is on the grid: no offset
+        anchor = levels[np.argmin(np.abs(levels - median))]
         mid = np.where(null, NULL, np.round((np.nan_to_num(values) - anchor) / step)).astype(np.int64)
         grid = np.where(null, NULL, np.round(np.nan_to_num(values) / step)).astype(np.int64) if zero else mid
-        spread = float(np.std(present) / step)
+        mean = float((levels * counts).sum() / n)
+        spread = float(np.sqrt((counts * (levels - mean) ** 2).sum() / n) / step)
         extra = {**extra, "grain": float(f"{step / scale:.2g}"), "grid": True, "zero": zero}
     else:
         step = 0.0
@@ -210,10 +223,3 @@ def _cells(shares: np.ndarray, frequent: np.ndarray, level_code: np.ndarray) -> 
         else:
             out.append([cum, int(code) if freq else None])
     return [[round(c * 200) / 200, code] for c, code in out]
-
-
-def _shape(x: np.ndarray) -> list[float]:
-    q = np.quantile(x, [*SHAPE_PROBS, 0.5])
-    q25, q75 = np.quantile(x, [0.25, 0.75])
-    scale = (q75 - q25) or (x.max() - x.min()) or 1.0
-    return [round(float(v) * 20) / 20 for v in np.clip((q[:-1] - q[-1]) / scale, -20, 20)]

@@ -25,6 +25,7 @@ MAX_GROUP_COLUMNS = 8
 TARGET_DISTINCT = 0.95
 MIN_DISTINCT = 0.5      # a group whose codes are less distinct than this identifies nobody
 SELECT_ROWS = 4000      # groups are chosen on a random sample of at most this many rows
+GRID_CANDIDATES = 32    # grid columns considered for fine groups (the most distinct ones)
 
 
 def combine(acc: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -53,6 +54,9 @@ def choose(table, rng=None) -> list[dict]:
         groups.append({"cols": group, "grid": [False] * len(group)})
         used[group] += 1
     grids = {j: views[j].grid[pick].astype(np.uint64) for j in rest if views[j].grid is not None}
+    if len(grids) > GRID_CANDIDATES:  # wide tables (pooled images): pairs among the most distinct columns only
+        keep = sorted(grids, key=lambda j: -distinct(grids[j]))[:GRID_CANDIDATES]
+        grids = {j: grids[j] for j in sorted(keep)}
     discrete = [j for j in rest if views[j].kind == "discrete"]
     used_grid = np.zeros(len(views), int)
     for _ in range(MAX_GRID_GROUPS):

@@ -186,6 +186,27 @@ def _sorted_shares(shares) -> np.ndarray:
 
 
 
+def _continuous_costs(cost: np.ndarray, new: list[View], known: list[dict]) -> None:
+    """:func:`_cost` of every continuous pair at once (wide tables have thousands of pairs)."""
+    jn = [j for j, v in enumerate(new) if v.kind == "continuous"]
+    kn = [k for k, d in enumerate(known) if d["k"] == "c"]
+    if not jn or not kn:
+        return
+    shape_n = np.array([new[j].descriptor["shape"] for j in jn])
+    shape_k = np.array([known[k]["shape"] for k in kn])
+    grain_n = np.array([new[j].descriptor["grain"] for j in jn])[:, None]
+    grain_k = np.array([known[k]["grain"] for k in kn])[None, :]
+    c = (np.abs(np.array([new[j].descriptor["null"] for j in jn])[:, None]
+                - np.array([known[k]["null"] for k in kn])[None, :])
+         + np.abs(shape_n[:, None, :] - shape_k[None, :, :]).mean(axis=2) / 2)
+    names_n = np.array([new[j].descriptor["name"] for j in jn], dtype=object)[:, None]
+    names_k = np.array([known[k]["name"] for k in kn], dtype=object)[None, :]
+    c -= 0.2 * ((names_n == names_k) & (names_n != ""))
+    c -= 0.05 * (np.array([new[j].position for j in jn])[:, None] == np.array([known[k]["pos"] for k in kn])[None, :])
+    ok = (grain_k == 0) | ((grain_n > 0) & (grain_n >= GRAIN_FLOOR * grain_k))  # grain_compatible, elementwise
+    cost[np.ix_(jn, kn)] = np.where(ok, c, math.inf)
+
+
 def correspond(new: list[View], known: list[dict]) -> dict[int, int]:
     """{stored column index: new column index} for the pairs that match by content (Hungarian assignment).
 
@@ -209,8 +230,9 @@ def correspond(new: list[View], known: list[dict]) -> dict[int, int]:
                      if known[k]["pos"] == new[j].position or known[k]["name"] == new[j].descriptor["name"]}
             for i in keep:
                 cost[j, disc_known[i]] = _cost(new[j], known[disc_known[i]])
+    _continuous_costs(cost, new, known)
     for j, v in enumerate(new):
-        if v.kind != "discrete":
+        if v.kind == "exact":
             for k, d in enumerate(known):
                 cost[j, k] = _cost(v, d)
     rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
