@@ -159,3 +159,23 @@ def test_the_row_key_and_anchor_of_a_url_leave_out_its_password(postgres_url):
     assert saved["ledger"] == postgres_url and saved["count"] == 2
     for name in os.listdir(integrity.anchor_file(postgres_url).parent):
         assert "s3cret" not in name
+
+
+def test_a_ledger_from_before_sketches_loses_its_invertible_rows_and_still_verifies(ledger_path):
+    """Row hashes and per-cell samples could be inverted by anyone holding the row key: a writable open
+    deletes them. The chain's old ``rows`` entries (no sketch digest) stay verifiable."""
+    from ledger_helpers.db import execute
+
+    book = ledger.open(ledger_path)
+    with book._transaction():  # what privtrain 0.2 chained when it registered a table's row hashes
+        book._append(status="rows", source="patients", source_name="patients", unit="example", epsilon=0.0,
+                     delta=0.0, detail=json.dumps({"key_id": "0" * 16, "n_rows": 3, "digest": "ab" * 32}))
+    book.close()
+    execute(ledger_path, "CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL)",
+            "INSERT INTO source_rows VALUES ('patients', 12345)",
+            "CREATE TABLE source_samples (source TEXT, fingerprint TEXT, columns TEXT, n_rows INTEGER, sample BLOB)",
+            "INSERT INTO source_samples VALUES ('patients', 'f', '[\"age\"]', 3, x'0102')")
+    reopened = ledger.open(ledger_path)
+    tables = {r["name"] for r in query(ledger_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "source_rows" not in tables and "source_samples" not in tables and "source_sketches" in tables
+    assert reopened.verify().ok

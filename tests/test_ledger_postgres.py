@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from ledger_helpers import FP, ROOT, charge, cli, env, gaussian, run
 from ledger_helpers.db import execute, query
@@ -15,6 +17,7 @@ from privtrain import ledger
 from privtrain.errors import UserError
 from privtrain.ledger import backends, store
 from privtrain.ledger.backends import postgres
+from privtrain.sources import Source
 
 
 def _tables(url) -> set[str]:
@@ -31,11 +34,13 @@ def test_a_url_selects_postgresql_and_creates_a_marked_append_only_schema(postgr
     assert meta["app"] == "privtrain-ledger" and meta["schema_version"] == str(store.SCHEMA_VERSION)
     run(book, charge("r1", gaussian(4.0)))
     assert meta["head_id"] == "0" and book.head()[0] == 2
+    table = pd.DataFrame({"age": np.arange(300) % 70 + 18, "income": np.round(np.linspace(1e4, 9e4, 300), 2)})
+    book.register_table(Source("people", "people", "declared"), "ab" * 32, table)  # a stored sketch
     for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "TRUNCATE entries",
                 "TRUNCATE source_sketches", "DELETE FROM source_sketches", "UPDATE source_sketches SET layout = ''"):
         with pytest.raises(Exception, match="append-only"):
             execute(postgres_url, sql)
-    assert book.verify().ok and book.verify().message == "ledger ok: 2 entries, hash chain intact"
+    assert book.verify().ok and book.verify().message == "ledger ok: 3 entries, hash chain intact"
 
 
 def test_cli_path_and_env_accept_a_url(postgres_url):
