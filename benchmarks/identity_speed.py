@@ -14,7 +14,7 @@ Each code version runs in its own process (``PYTHONPATH`` = its checkout) on a f
 Tables admitted: ``subset`` (a random half of source 0: linked by both versions), ``standardised`` (source 0
 with its numbers standardised: linked after only) and ``new`` (other people: linked by neither, registered).
 
-    python benchmarks/identity_speed.py --before /work/main [--sources 10] [--repeat 3]
+    python benchmarks/identity_speed.py --before /work/main [--sources 10] [--repeat 3] [--rounds 2]
 
 Writes out/identity_speed/{speed.csv,README.md}.
 """
@@ -95,12 +95,14 @@ def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, default=None, help="the checkout to compare with (e.g. /work/main)")
     parser.add_argument("--sources", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="admissions per table and round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds alternating the versions (load drifts)")
     args = parser.parse_args(argv)
     rows = []
     versions = ([("before", args.before)] if args.before else []) + [("after", ROOT)]
-    for label, checkout in versions:
-        rows += run_version(label, checkout.resolve(), args.sources, args.repeat)
+    for _ in range(args.rounds):
+        for label, checkout in versions:
+            rows += run_version(label, checkout.resolve(), args.sources, args.repeat)
     raw = pd.DataFrame(rows)
     raw["total"] = raw["match"] + raw["admit"]
     table = (raw.groupby(["code", "table"], sort=False)
@@ -112,8 +114,9 @@ def main(argv=None) -> Path:
     worst = float(table.loc[table.code == "after", "total"].max())
     text = (f"# Admission latency with identity matching, 10,000 entries, {args.sources} registered tables\n\n"
             f"Machine: {machine()}. Command: `python benchmarks/identity_speed.py"
-            f"{' --before ' + str(args.before) if args.before else ''} --sources {args.sources} --repeat {args.repeat}`. "
-            f"Seconds, median of {args.repeat}, SQLite.\n\n{shown}\n\n"
+            f"{' --before ' + str(args.before) if args.before else ''} --sources {args.sources} --repeat {args.repeat} "
+            f"--rounds {args.rounds}`. Seconds, median of {args.repeat * args.rounds} (rounds alternate the versions), "
+            f"SQLite.\n\n{shown}\n\n"
             f"Target: an admission (match + admit) under {TARGET_S:g} s; after: at most {worst:.3f} s.\n")
     (out / "README.md").write_text(text)
     print(text)

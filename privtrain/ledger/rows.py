@@ -153,7 +153,7 @@ def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
 
 def is_registered(book, fingerprint: str) -> bool:
     """Whether this very table (by its content fingerprint) is registered under some source."""
-    return any(fp == fingerprint for _, fp, _, _ in _stored(book))
+    return any(fp == fingerprint for _, fp in _backend(book).sketch_keys())
 
 
 @functools.lru_cache(maxsize=8)
@@ -180,7 +180,7 @@ def register(book, source: str, source_name: str, rows: TableRows) -> None:
     if rows.standing == "builtin" or rows.known_share >= ALREADY_KNOWN:
         return
     backend = _backend(book)
-    if any(fp == rows.fingerprint for fp, _, _ in backend.source_sketches(source)):
+    if (source, rows.fingerprint) in backend.sketch_keys():
         return
     if not backend.has_sketches():
         raise UserError(f"the ledger {book.path} has no table for sketches (a ledger from before privtrain 0.3 "

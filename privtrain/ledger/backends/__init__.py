@@ -78,6 +78,9 @@ class Backend(Protocol):
     def sketches(self) -> list[tuple[str, str, str, bytes]]:
         """(source, fingerprint, layout, sketch) of every registered table."""
 
+    def sketch_keys(self) -> set[tuple[str, str]]:
+        """(source, fingerprint) of every registered table (no bits read)."""
+
     def source_sketches(self, source: str) -> list[tuple[str, str, bytes]]:
         """(fingerprint, layout, sketch) of the tables registered under ``source``."""
 

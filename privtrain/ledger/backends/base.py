@@ -174,6 +174,12 @@ class SqlBackend:
                 for r in self._all("SELECT source, fingerprint, layout, sketch FROM source_sketches "
                                    "ORDER BY source, fingerprint")]
 
+    def sketch_keys(self) -> set[tuple[str, str]]:
+        """(source, fingerprint) of every registered table (no bits read)."""
+        if not self.has_sketches():
+            return set()
+        return {(r["source"], r["fingerprint"]) for r in self._all("SELECT source, fingerprint FROM source_sketches")}
+
     def source_sketches(self, source: str) -> list[tuple[str, str, bytes]]:
         """(fingerprint, layout, sketch) of the tables registered under ``source``."""
         if not self.has_sketches():
