@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import machine, out_dir
+from common import machine, out_dir, report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's privtrain and test helpers
@@ -103,9 +103,7 @@ def main(argv=None) -> Path:
             f"{summary.to_markdown(index=False)}\n\nThe bound: a likelihood ratio of at most e^{sketch.EPS_S:g} = "
             f"{math.exp(sketch.EPS_S):.2f}, so no membership exceeds a posterior of "
             f"{math.exp(sketch.EPS_S) / (1 + math.exp(sketch.EPS_S)):.2f} from even odds.\n")
-    (out / "README.md").write_text(text)
-    print(text)
-    return out
+    return report(out, text)
 
 
 if __name__ == "__main__":

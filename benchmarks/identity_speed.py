@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from common import machine, out_dir
+from common import machine, out_dir, report
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
@@ -118,9 +118,7 @@ def main(argv=None) -> Path:
             f"--rounds {args.rounds}`. Seconds, median of {args.repeat * args.rounds} (rounds alternate the versions), "
             f"SQLite.\n\n{shown}\n\n"
             f"Target: an admission (match + admit) under {TARGET_S:g} s; after: at most {worst:.3f} s.\n")
-    (out / "README.md").write_text(text)
-    print(text)
-    return out
+    return report(out, text)
 
 
 if __name__ == "__main__":
