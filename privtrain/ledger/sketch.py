@@ -1,8 +1,8 @@
 """Noisy bit arrays: what the ledger stores of a table's rows, and why no row can be read back from them.
 
 For each column group g of a registered table, every row's code tuple (see :mod:`privtrain.ledger.columns`)
-is hashed with a keyed SipHash-2-4 (the row key's ``sketch`` subkey, salted with the table's fingerprint
-and the group) to one of ``m_g`` bit positions, and that bit is set. Then **every** bit of the array is
+is hashed with a keyed SipHash-2-4 (a subkey of the row key for this table's random salt and this group)
+to one of ``m_g`` bit positions, and that bit is set. Then **every** bit of the array is
 flipped independently with probability ``p = 1 / (1 + e^eps_b)`` (randomized response), drawn from the
 operating system's entropy and never recorded. Only the flipped array is stored.
 
@@ -13,8 +13,10 @@ bits in all. For any stored array ``r`` and true arrays ``b``, ``b'`` that diffe
 most ``e^EPS_S``, whatever else an observer knows: every other row, every key, the code of the row itself.
 An observer who tests a row it already holds (the strongest membership test there is) moves from prior
 odds ``o`` to posterior odds at most ``o * e^EPS_S``: from even odds to at most e^2 / (1 + e^2) = 88%.
-Enumerating every value of every column therefore recovers no row with confidence above that, and no
-cell value (a cell is only ever hashed inside its row's code tuple, with the other columns of its group).
+Enumerating every value of every column therefore recovers no row with confidence above that. A cell is
+only ever hashed inside its row's code tuple: guessing one hidden cell of a row known otherwise, two
+candidate values differ in at most 2k bits (k: the groups holding its column, k * eps_b <= EPS_S), so their
+odds move by at most e^(2 k eps_b). tests/test_ledger_inversion.py measures both attacks.
 
 A registered table gets one sketch; a person whose rows are registered in k tables is protected at
 ``k * EPS_S`` (the ledger registers a table only when it brings rows it does not already hold).
