@@ -63,6 +63,13 @@ def temp_project():
         yield project
 
 
+def report(out: Path, text: str) -> Path:
+    """Write ``text`` as the benchmark's README in ``out``, print it, and return ``out``."""
+    (out / "README.md").write_text(text)
+    print(text)
+    return out
+
+
 def machine() -> str:
     import torch
 

@@ -3,11 +3,12 @@
 A budget protects people, so it belongs to a *source*, not to a file or a recipe:
 
 - a built-in dataset is its own source (``digits``);
-- a file declares its source with ``dataset.source=NAME``;
+- a file declares its source with ``dataset.source=NAME``, or declares that it was derived from a known
+  source's table with ``dataset.derived_from=NAME`` (charged to NAME);
 - otherwise the table's content fingerprint identifies it (shown under the file's stem).
 
-The ledger also recognises tables that share rows with a known source (a subset, appended rows,
-another format, dropped columns) and charges them there; see :mod:`privtrain.ledger.overlap`.
+The ledger also recognises tables that hold a known source's people (a subset, appended rows, another
+format, rescaled, renamed or recoded columns) and charges them there; see :mod:`privtrain.ledger.overlap`.
 This module is a leaf: plain values that the config layer, the data layer and the ledger share.
 """
 
@@ -27,11 +28,14 @@ class Source:
         name: what people read (the built-in or declared name, or the file's stem).
         kind: ``builtin``, ``declared``, ``content`` (identified by its fingerprint) or ``derived``
             (rows written by a synthesizer; the ledger knows their parent).
+        derived_from: declared with ``dataset.derived_from``: ``key`` names the known source the table was
+            derived from (kind ``declared``); the ledger checks that it knows it.
     """
 
     key: str
     name: str
     kind: str
+    derived_from: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -74,8 +74,8 @@ def test_truncation_with_an_edited_head_an_older_backup_and_a_fresh_file_are_cau
     execute(path, "UPDATE meta SET value=? WHERE key='head_hash'", params=(head,))
     assert "this machine saw 5 entries" in ledger.open(path).verify().problem
     if is_pg(path):  # a fresh ledger in the same database
-        execute(path, *[f"DROP TABLE {t} CASCADE" for t in ("meta", "entries", "source_rows", "source_samples",
-                                                             "cache", "pld_totals")])
+        execute(path, *[f"DROP TABLE {t} CASCADE" for t in ("meta", "entries", "source_sketches", "cache",
+                                                             "pld_totals")])
         fresh = ledger.open(path)
         assert len(fresh.entries()) == 0 and not fresh.verify().ok
         return

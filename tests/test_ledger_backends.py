@@ -25,7 +25,7 @@ def _table(n: int = 400, seed: int = 0) -> pd.DataFrame:
                          "zip": rng.integers(10000, 99999, n), "target": rng.integers(0, 2, n)})
 
 
-def test_keyed_rows_link_a_subset_and_verify_checks_them(ledger_at, monkeypatch):
+def test_sketches_link_a_subset_and_verify_checks_them(ledger_at, monkeypatch):
     monkeypatch.delenv("PRIVTRAIN_ROW_KEY", raising=False)
     book = ledger.open(ledger_at)
     table = _table()
@@ -38,18 +38,25 @@ def test_keyed_rows_link_a_subset_and_verify_checks_them(ledger_at, monkeypatch)
         assert key_file.name.startswith("postgresql-postgres@127.0.0.1-")
     else:
         assert key_file == ledger_at.with_suffix(".rowkey")
-    subset = table.iloc[::3].reset_index(drop=True)
-    found = book.links(subset, fingerprint_frame(subset))
-    assert [link.source for link in found] == ["patients"] and found[0].fraction_of_new == 1.0
-    other = _table(seed=1)
-    assert book.links(other, fingerprint_frame(other)) == []
-    assert book.verify().ok
     (entry,) = [e for e in book.entries() if e.status == "rows"]
     assert entry.detail["rows"] == 400 and entry.detail["key_id"] == rows.key_id(rows.row_key(book.core))
-    some = query(ledger_at, "SELECT hash FROM source_rows LIMIT 1")[0]["hash"]
-    tamper(ledger_at, "DELETE FROM source_rows WHERE hash = ?", params=(some,))
+    assert entry.detail["eps_s"] == 2.0 and entry.detail["groups"] >= 1
+    subset = table.sample(frac=0.5, random_state=0).reset_index(drop=True)
+    found = book.links(subset, fingerprint_frame(subset))
+    assert [link.source for link in found] == ["patients"] and found[0].fraction_of_new >= 0.7
+    other = _table(seed=1)
+    assert book.links(other, fingerprint_frame(other)) == []
+    probes = [e.detail["probe"] for e in book.entries() if e.status == "rows" and "probe" in e.detail]
+    assert probes == [{"compared": ["patients"], "linked": ["patients"]}, {"compared": ["patients"], "linked": []}]
+    assert book.verify().ok
+    (stored,) = query(ledger_at, "SELECT layout, sketch FROM source_sketches")
+    assert "age" in stored["layout"] and len(bytes(stored["sketch"])) >= 128  # names, noisy bits: no value
+    tamper(ledger_at, "UPDATE source_sketches SET sketch = ?", params=(bytes(len(bytes(stored["sketch"]))),))
     report = ledger.open(ledger_at).verify()
-    assert not report.ok and "keyed row hashes of source 'patients'" in report.problem
+    assert not report.ok and "stored sketches of source 'patients'" in report.problem
+    tamper(ledger_at, "DELETE FROM source_sketches")
+    report = ledger.open(ledger_at).verify()
+    assert not report.ok and "stored sketches of source 'patients'" in report.problem
 
 
 def test_a_swapped_row_key_is_refused(ledger_at, monkeypatch):
@@ -152,3 +159,23 @@ def test_the_row_key_and_anchor_of_a_url_leave_out_its_password(postgres_url):
     assert saved["ledger"] == postgres_url and saved["count"] == 2
     for name in os.listdir(integrity.anchor_file(postgres_url).parent):
         assert "s3cret" not in name
+
+
+def test_a_ledger_from_before_sketches_loses_its_invertible_rows_and_still_verifies(ledger_path):
+    """Row hashes and per-cell samples could be inverted by anyone holding the row key: a writable open
+    deletes them. The chain's old ``rows`` entries (no sketch digest) stay verifiable."""
+    from ledger_helpers.db import execute
+
+    book = ledger.open(ledger_path)
+    with book.core.transaction():  # what privtrain 0.2 chained when it registered a table's row hashes
+        book.core.append(status="rows", source="patients", source_name="patients", unit="example", epsilon=0.0,
+                     delta=0.0, detail=json.dumps({"key_id": "0" * 16, "n_rows": 3, "digest": "ab" * 32}))
+    book.close()
+    execute(ledger_path, "CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL)",
+            "INSERT INTO source_rows VALUES ('patients', 12345)",
+            "CREATE TABLE source_samples (source TEXT, fingerprint TEXT, columns TEXT, n_rows INTEGER, sample BLOB)",
+            "INSERT INTO source_samples VALUES ('patients', 'f', '[\"age\"]', 3, x'0102')")
+    reopened = ledger.open(ledger_path)
+    tables = {r["name"] for r in query(ledger_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "source_rows" not in tables and "source_samples" not in tables and "source_sketches" in tables
+    assert reopened.verify().ok

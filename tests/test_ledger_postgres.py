@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from ledger_helpers import FP, ROOT, charge, charging, cli, env, gaussian, run
 from ledger_helpers.db import execute, query
@@ -15,6 +17,7 @@ from privtrain import ledger
 from privtrain.errors import UserError
 from privtrain.ledger import backends, store
 from privtrain.ledger.backends import postgres
+from privtrain.sources import Source
 
 
 def _tables(url) -> set[str]:
@@ -26,16 +29,18 @@ def test_a_url_selects_postgresql_and_creates_a_marked_append_only_schema(postgr
     assert ledger.default_path() == postgres_url
     book = ledger.open()
     assert book.backend == "postgresql" and book.path == postgres_url and not book.read_only
-    assert _tables(postgres_url) == {"meta", "entries", "source_rows", "source_samples", "cache", "pld_totals"}
+    assert _tables(postgres_url) == {"meta", "entries", "source_sketches", "cache", "pld_totals"}
     meta = {r["key"]: r["value"] for r in query(postgres_url, "SELECT key, value FROM meta")}
     assert meta["app"] == "privtrain-ledger" and meta["schema_version"] == str(store.SCHEMA_VERSION)
     run(book, charge("r1", gaussian(4.0)))
     assert meta["head_id"] == "0" and book.head()[0] == 2
+    table = pd.DataFrame({"age": np.arange(300) % 70 + 18, "income": np.round(np.linspace(1e4, 9e4, 300), 2)})
+    book.register_table(Source("people", "people", "declared"), "ab" * 32, table)  # a stored sketch
     for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "TRUNCATE entries",
-                "TRUNCATE source_rows"):
+                "TRUNCATE source_sketches", "DELETE FROM source_sketches", "UPDATE source_sketches SET layout = ''"):
         with pytest.raises(Exception, match="append-only"):
             execute(postgres_url, sql)
-    assert book.verify().ok and book.verify().message == "ledger ok: 2 entries, hash chain intact"
+    assert book.verify().ok and book.verify().message == "ledger ok: 3 entries, hash chain intact"
 
 
 def test_cli_path_and_env_accept_a_url(postgres_url):
@@ -106,7 +111,8 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
         run(writer, charge("by-writer", gaussian(4.0)))
         assert writer.spent(FP) > 0 and writer.verify().ok
         for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "ALTER TABLE entries DISABLE TRIGGER USER",
-                    "DROP TABLE entries", "TRUNCATE entries"):
+                    "DROP TABLE entries", "TRUNCATE entries", "UPDATE source_sketches SET layout = ''",
+                    "DELETE FROM source_sketches", "TRUNCATE source_sketches"):
             with pytest.raises(Exception, match="permission denied|must be owner|append-only"):
                 execute(writer_url, sql)
         auditor = ledger.open(auditor_url)
@@ -117,7 +123,8 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
                 pass
         with pytest.raises(UserError, match="read-only"):
             auditor.set_budget(FP, "example", 60.0, 1e-5)
-        for sql in ("INSERT INTO meta VALUES ('x', 'y')", "UPDATE meta SET value = '0' WHERE key = 'head_id'"):
+        for sql in ("INSERT INTO meta VALUES ('x', 'y')", "UPDATE meta SET value = '0' WHERE key = 'head_id'",
+                    "INSERT INTO source_sketches VALUES ('s', 'f', '{}', '')"):
             with pytest.raises(Exception, match="permission denied"):
                 execute(auditor_url, sql)
         assert len(owner.entries()) == 3 and owner.verify().ok

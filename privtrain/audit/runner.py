@@ -186,7 +186,7 @@ def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
                                      default_budget=tuple(default) if default else None)
     access = ledger.Access(dataset.source, dataset.fingerprint,
                            (ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
-                           table=dataset.frame, id_column=dataset.id_column)
+                           table=dataset.identity_table, id_column=dataset.id_column)
     request = ledger.RunRequest.of(SHADOW_RECIPE, access, config_hash=record.config_hash, ledger=settings,
                                    policy=rules)
     return book.charging(request)

@@ -220,6 +220,9 @@ def _dataset(r: _Reader) -> "DatasetSpec":
     source = r.opt_str("dataset.source")
     if source is not None:
         source = check_name(source)
+    derived_from = r.opt_str("dataset.derived_from") if r.has("dataset.derived_from") else None
+    if derived_from is not None:
+        derived_from = check_name(derived_from, "dataset.derived_from")
     features = r.list("dataset.features", optional=True)
     tags = r.list("dataset.tags", optional=True) if r.has("dataset.tags") else None
     extra = {"tags": tuple(str(t) for t in tags or ())}
@@ -229,7 +232,7 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         extra.update(factory=r.opt_str("dataset._target_"), size=r.int("dataset.size", optional=True, minimum=1))
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
-        known = {"loader", "source", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
+        known = {"loader", "source", "derived_from", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
                  "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
@@ -239,7 +242,7 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         if r.has(key):
             extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
     return DatasetSpec(
-        loader=loader, source=source, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
+        loader=loader, source=source, derived_from=derived_from, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
         id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
         schema=r.mapping("dataset.schema"), infer_schema=r.bool("dataset.infer_schema"),
         test_size=r.num("dataset.test_size"), **extra)

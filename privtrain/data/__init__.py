@@ -16,7 +16,7 @@ from privtrain.data import pii_gate
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
 from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
-from privtrain.data.schema import Schema, declared_schema, inferred_schema
+from privtrain.data.schema import Schema, declared_schema, inferred_schema, some_rows
 from privtrain.errors import UserError
 from privtrain.sources import Source
 
@@ -34,6 +34,7 @@ class DatasetSpec:
         loader: how to read the rows: a built-in name, ``csv``, ``parquet`` or ``synthetic``.
         source: the declared data source (the people a budget protects), for files; None: the
             built-in's name, or else the content fingerprint (shown under the file's stem).
+        derived_from: instead of ``source``: the known source this table was derived from (charged there).
         id_column: a column identifying a person; never a feature; lets the ledger recognise
             tables that share people even when their other columns differ.
         drop: ``dataset.drop``: columns never used for training (e.g. identifiers the PII gate found).
@@ -48,6 +49,7 @@ class DatasetSpec:
 
     loader: str
     source: str | None = None
+    derived_from: str | None = None
     path: str | None = None
     target: str | None = TARGET
     id_column: str | None = None
@@ -106,6 +108,16 @@ class Dataset:
     def features(self) -> list[str]:
         return [c.name for c in self.schema.features]
 
+    @property
+    def identity_table(self) -> pd.DataFrame:
+        """The table the ledger recognises this dataset's people by: the raw table, or for samples (images, a
+        user's Dataset) their pooled values and labels (:func:`privtrain.data.arrays.identity_frame`)."""
+        from privtrain.data.arrays import ArraySchema, identity_frame
+
+        if isinstance(self.schema, ArraySchema):
+            return identity_frame(self.frame, self.schema)
+        return self.frame
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -138,6 +150,10 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
     if spec.source is not None and spec.loader not in DECLARABLE:
         raise UserError(f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
                         f"dataset.source for {', '.join(DECLARABLE)} data only.")
+    if spec.derived_from is not None and (spec.loader not in DECLARABLE or spec.source is not None):
+        raise UserError(f"dataset.derived_from={spec.derived_from!r}: declare either dataset.source (whose people) or "
+                        f"dataset.derived_from (the known source this table came from), for "
+                        f"{', '.join(DECLARABLE)} data only.")
     if (spec.drop or spec.pii_allow) and spec.loader not in ("csv", "parquet"):
         raise UserError(f"dataset.drop / dataset.pii.allow apply to dataset=csv or parquet; dataset={spec.loader} "
                         "has no columns of yours to drop or declare.")
@@ -183,7 +199,8 @@ def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
         values = frame[col.name]
         text = int((values.notna() & pd.to_numeric(values, errors="coerce").isna()).sum())
         if text:
-            raise UserError(f"dataset.schema.{col.name}: {text} row(s) hold text where the schema declares numbers in "
+            raise UserError(f"dataset.schema.{col.name}: {some_rows(text, len(values))} hold text where the schema "
+                            f"declares numbers in "
                             f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")
 
 
@@ -195,6 +212,8 @@ def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
         return Source(spec.loader, spec.loader, "builtin")
     if spec.source is not None:
         return Source(spec.source, spec.source, "declared")
+    if spec.derived_from is not None:  # the ledger checks that it knows this source, and charges it
+        return Source(spec.derived_from, spec.derived_from, "declared", derived_from=True)
     stem = Path(str(spec.path)).name if spec.loader == "image_folder" else Path(str(spec.path)).stem if spec.path \
         else spec.loader
     return Source(fingerprint, stem, "derived" if spec.loader == "synthetic" else "content")

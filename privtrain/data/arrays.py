@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from privtrain.data.schema import some_rows
 from privtrain.errors import UserError
 
 SAMPLE = "sample"
@@ -52,7 +53,7 @@ class ArraySchema:
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = int(sum(v not in index for v in values))
         if unknown:
-            raise UserError(f"dataset: {unknown} sample(s) have a label outside the declared classes "
+            raise UserError(f"dataset: {some_rows(unknown, len(values), 'samples')} have a label outside the declared classes "
                             f"{list(self.classes)[:20]}; declare every class.")
         return values.map(index).to_numpy(dtype=np.int64)
 
@@ -74,3 +75,25 @@ def table(x: np.ndarray, labels, classes: tuple, *, notes: tuple[str, ...] = (),
             keep.append(i)
     frame = pd.DataFrame({SAMPLE: hashes, "target": list(labels)})
     return frame, ArraySchema(x[keep], index, tuple(classes), "declared", notes, kind=kind)
+
+
+POOLED = 8          # image samples are pooled to at most POOLED x POOLED per channel for the ledger
+MAX_FEATURES = 256  # flat samples longer than this are pooled to this many values
+
+
+def identity_frame(frame: pd.DataFrame, schema: ArraySchema) -> pd.DataFrame:
+    """The samples' values as a table (one column per pooled pixel, and the label): what the ledger
+    compares to recognise the same samples under another preprocessing (a declared mean/std, /16, another
+    dtype). Block means commute with the per-channel affine maps preprocessing applies."""
+    x = schema.samples[[schema.index[h] for h in frame[SAMPLE]]]
+    if x.ndim == 4:  # (n, channels, height, width)
+        rows = np.array_split(np.arange(x.shape[2]), min(POOLED, x.shape[2]))
+        cols = np.array_split(np.arange(x.shape[3]), min(POOLED, x.shape[3]))
+        x = np.stack([np.stack([x[:, :, r][:, :, :, c].mean(axis=(2, 3)) for c in cols], axis=-1)
+                      for r in rows], axis=-2)
+    x = x.reshape(len(x), -1)
+    if x.shape[1] > MAX_FEATURES:
+        x = np.stack([x[:, part].mean(axis=1) for part in np.array_split(np.arange(x.shape[1]), MAX_FEATURES)], 1)
+    out = pd.DataFrame(x.astype(np.float64), columns=[f"p{i}" for i in range(x.shape[1])])
+    out["target"] = frame["target"].to_numpy()
+    return out

@@ -32,9 +32,9 @@ def load_custom(spec):
 
     if not spec.factory:
         raise UserError("dataset._target_ is required for dataset=custom; e.g. dataset._target_=pkg.module.MyDataset.")
-    if spec.source is None:
+    if spec.source is None and spec.derived_from is None:
         raise UserError("dataset.source is required for dataset=custom: name whose people these are, e.g. "
-                        "dataset.source=clinic_scans.")
+                        "dataset.source=clinic_scans (or dataset.derived_from=NAME: a known source's samples).")
     if not spec.classes or len(spec.classes) < 2:
         raise UserError("dataset.classes is required for dataset=custom: list the (public) class labels, at least 2.")
     factory = import_object(spec.factory, "dataset._target_")

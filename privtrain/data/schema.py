@@ -79,10 +79,19 @@ class Schema:
         unknown = int(sum(v not in index for v in values))
         if unknown:  # the message names the declared (public) classes, never a value read from the rows
             raise UserError(
-                f"dataset.schema: {unknown} row(s) have a target label outside the declared classes "
+                f"dataset.schema: {some_rows(unknown, len(values))} have a target label outside the declared classes "
                 f"{list(self.classes)}; add the missing labels to the target's categories (or drop those rows)."
             )
         return values.map(index).to_numpy(dtype=np.int64)
+
+
+def some_rows(count: int, total: int, what: str = "rows") -> str:
+    """How many rows an error is about, no finer than the fix needs: an exact count of bad values would be
+    a free oracle on the private rows (one more row holding X changes it)."""
+    share = count / max(total, 1)
+    if share < 0.05:
+        return f"some {what} (under 5%)"
+    return f"about {max(10, round(share * 10) * 10)}% of the {what}"
 
 
 def _column_from_decl(name: str, decl) -> Column:

@@ -130,28 +130,7 @@ class Ledger:
         Raises:
             UserError: unknown or ambiguous.
         """
-        require(bool(source), "Expected a source name or fingerprint, got an empty string.")
-        rows_ = self.core.backend.source_names()
-        keys = {r[0] for r in rows_}
-        if source in keys or source in BUILTIN_SOURCES:
-            return source
-        text = source.lower()
-        by_name = {r[0] for r in rows_ if r[1] == source}
-        by_table = {r[0] for r in rows_ if r[2] and r[2] == text}
-        matches = by_name or by_table
-        if not matches and len(text) >= 6:
-            matches = {k for k in keys if k.startswith(text)} or {r[0] for r in rows_ if r[2] and r[2].startswith(text)}
-        if len(matches) == 1:
-            return next(iter(matches))
-        if len(matches) > 1:
-            raise UserError(f"source {source!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}; "
-                            "give a longer fingerprint prefix.")
-        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
-            return text  # a content fingerprint not seen yet: fine for a budget set before first use
-        names = sorted({r[1] or r[0][:12] for r in rows_})
-        raise UserError(f"unknown source {source!r}: not in the ledger {self.path}"
-                        + (f"; known: {', '.join(names)}" if names else " (it is empty)")
-                        + "; give a built-in or declared source name, a fingerprint, or a file path.")
+        return self.core.resolve(source)
 
     def name(self, source: str) -> str | None:
         """A source's display name (a built-in's or declared name, or a file's stem), or None."""

@@ -4,12 +4,16 @@ Every recipe describes its mechanisms (a :class:`~privtrain.ledger.model.RunRequ
 turns them into charges, so that no recipe can get the accounting wrong on its own:
 
 - an **example-level** mechanism charges the run's source, and every known source that shares
-  rows with the run's table (found with keyed row hashes, see :mod:`privtrain.ledger.rows`). An
-  undeclared table that is mostly a known source's rows (a subset, appended rows, another format,
-  dropped columns) *is* that source: it is charged there and its rows join it;
+  people with the run's table (found by content from noisy sketches, see :mod:`privtrain.ledger.rows`).
+  An undeclared table that holds a known source's people (a subset, appended rows, another format,
+  rescaled, renamed or recoded columns) *is* that source: it is charged there. A table declared as
+  derived from a known source (``dataset.derived_from``) is charged to it;
 - a **client-level** mechanism charges the source's federated population (source + partitioning);
 - **derived** (synthetic) data is post-processing: its runs are charged to the derived table only,
   and the plan names the parent whose guarantee it inherits.
+
+The table's *standing* (built-in, declared, registered, linked or unregistered) travels with the
+charge that registers its rows, for a policy's ``require_registered_source`` rule.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 
+from privtrain.errors import UserError
 from privtrain.ledger import rowcount
 from privtrain.ledger import rows as rows_mod
 from privtrain.ledger.model import Charge, RunRequest
@@ -34,26 +39,54 @@ def build(core, request: RunRequest) -> tuple[Charge, ...]:
         name = lineage.child_name or access.source.name
         return tuple(_charge(m, Source(access.fingerprint, name, "derived"), parent=lineage.parent, **common)
                      for m in access.mechanisms)
-    primary, links, table_rows, adopted = access.source, [], None, None
+    primary, links, table_rows, adopted, declared_link = access.source, [], None, None, None
+    if primary.derived_from:
+        primary, declared_link = _parent(core, primary)
     if access.table is not None:
         table_rows = rows_mod.of_table(core, access.table, access.fingerprint, access.id_column)
         links = rows_mod.links(core, table_rows, exclude={primary.key})
         if primary.kind == "content" and links:  # an undeclared table holding a known source's people
             adopted, links = links[0], links[1:]
             primary = Source(adopted.source, adopted.name, "content")
+        table_rows = table_rows.with_standing(*_standing(core, access.source, table_rows, adopted))
     out: list[Charge] = []
     n_rows = rowcount.known_rows(None if access.table is None else len(access.table), source=primary.key)
     for m in access.mechanisms:
         if m.unit == "client":
             out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
             continue
-        out.append(_charge(m, primary, link=adopted.reason if adopted else None, n_rows=n_rows, **common))
+        out.append(_charge(m, primary, link=adopted.reason if adopted else declared_link, n_rows=n_rows, **common))
         out.extend(_charge(m, Source(l.source, l.name, "content"), link=l.reason,
                            n_rows=rowcount.known_rows(source=l.source), **common) for l in links)
     if table_rows is not None and out:
         first = next(i for i, c in enumerate(out) if c.source == primary.key)
         out[first] = _with_rows(out[first], table_rows)
     return tuple(out)
+
+
+def _parent(core, source: Source) -> tuple[Source, str]:
+    """``dataset.derived_from=NAME``: the known source NAME (or a built-in) the run is charged to, and why."""
+    try:
+        key = core.resolve(source.key) if source.key != "ledger" else None
+    except UserError:
+        key = None
+    if key is None:
+        raise UserError(f"dataset.derived_from={source.key!r}: the ledger {core.path} knows no such source; name a "
+                        "built-in or a source it has charged or registered (privtrain ledger show), or declare a "
+                        "new source with dataset.source=NAME.")
+    name = core.name(key) or source.name
+    return (Source(key, name, "declared", derived_from=True),
+            f"declared derived from source `{name}` (dataset.derived_from)")
+
+
+def _standing(core, declared: Source, table_rows, adopted) -> tuple[str, float]:
+    if declared.kind == "builtin":
+        return "builtin", 0.0
+    if declared.declared:
+        return "declared", 0.0
+    if adopted is not None:
+        return "linked", adopted.fraction_of_new
+    return ("registered" if rows_mod.is_registered(core, table_rows.fingerprint) else "unregistered"), 0.0
 
 
 def _charge(m, source: Source, **kw) -> Charge:

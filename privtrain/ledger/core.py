@@ -118,6 +118,37 @@ class Core:
         another grid), kept up to date incrementally."""
         return self.key_state(source, unit, scope).rdp_sum(tuple(orders), curve)
 
+    def resolve(self, source: str) -> str:
+        """A source's key from its key, its name, a fingerprint (prefix) of a table charged to it.
+
+        A built-in name resolves before first use; so does any full 64-hex fingerprint.
+
+        Raises:
+            UserError: unknown or ambiguous.
+        """
+        require(bool(source), "Expected a source name or fingerprint, got an empty string.")
+        rows_ = self.backend.source_names()
+        keys = {r[0] for r in rows_}
+        if source in keys or source in BUILTIN_SOURCES:
+            return source
+        text = source.lower()
+        by_name = {r[0] for r in rows_ if r[1] == source}
+        by_table = {r[0] for r in rows_ if r[2] and r[2] == text}
+        matches = by_name or by_table
+        if not matches and len(text) >= 6:
+            matches = {k for k in keys if k.startswith(text)} or {r[0] for r in rows_ if r[2] and r[2].startswith(text)}
+        if len(matches) == 1:
+            return next(iter(matches))
+        if len(matches) > 1:
+            raise UserError(f"source {source!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}; "
+                            "give a longer fingerprint prefix.")
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return text  # a content fingerprint not seen yet: fine for a budget set before first use
+        names = sorted({r[1] or r[0][:12] for r in rows_})
+        raise UserError(f"unknown source {source!r}: not in the ledger {self.path}"
+                        + (f"; known: {', '.join(names)}" if names else " (it is empty)")
+                        + "; give a built-in or declared source name, a fingerprint, or a file path.")
+
     def name(self, source: str) -> str | None:
         row = self.backend.latest(source=source, present="source_name")
         return row["source_name"] if row is not None else (source if source in BUILTIN_SOURCES else None)

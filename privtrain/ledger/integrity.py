@@ -180,7 +180,7 @@ def _anchor_problem(seen: dict | None, n_entries: int, hash_of) -> str | None:
 def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = True,
            on_rows=None) -> VerifyReport:
     """Every check above, over the whole chain. ``full`` adds the storage engine's own check (SQLite's
-    page-by-page ``integrity_check``; PostgreSQL has none here) and the source rows' digests. ``on_rows(rows)``
+    page-by-page ``integrity_check``; PostgreSQL has none here) and the stored sketches' digests. ``on_rows(rows)``
     receives every verified entry when the chain verifies (the caller may keep what it needs)."""
     from privtrain.ledger.model import VerifyReport as Report
 
@@ -280,9 +280,16 @@ def _tail_signatures(tail: list[dict], key: bytes | None, signed_before: bool) -
 
 
 def _check_rows(backend, rows: list[dict], rows_digest) -> str | None:
-    digests = {r["source"]: json.loads(r["detail"])["digest"] for r in rows if r["status"] == "rows"}
+    """Each source's stored sketches against the digest its newest ``rows`` entry chained (entries from before
+    sketches chain no ``sketches`` digest: what they described was deleted as invertible)."""
+    digests = {}
+    for r in rows:
+        if r["status"] == "rows":
+            detail = json.loads(r["detail"])
+            if "sketches" in detail:
+                digests[r["source"]] = detail["sketches"]
     for source in sorted(backend.sources_with_rows() | set(digests)):
-        if rows_digest(backend.source_hashes(source)) != digests.get(source):
-            return (f"the keyed row hashes of source {source[:24]!r} differ from what the chain recorded: rows were "
-                    "added or deleted outside privtrain")
+        if rows_digest(backend.source_sketches(source)) != digests.get(source):
+            return (f"the stored sketches of source {source[:24]!r} differ from what the chain recorded: a sketch "
+                    "was added, changed or deleted outside privtrain")
     return None

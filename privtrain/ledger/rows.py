@@ -1,14 +1,20 @@
-"""The rows a source is known by: keyed hashes, the ledger's row key, and finding overlap.
+"""The rows a source is known by: noisy sketches, the ledger's row key, and finding overlap (a recorded act).
 
-The ledger never stores raw values. It stores, per source, keyed hashes of its rows (and keyed cell
-hashes of a random sample of each table's rows), computed with a secret *row key* that lives outside
-the ledger: ``PRIVTRAIN_ROW_KEY`` (hex), else ``<ledger>.rowkey`` beside an SQLite ledger, or for a
-PostgreSQL ledger a key file in the user's data folder named after the database URL (without its
-password); either is created on first use, readable by its owner only. Without the key, the ledger cannot be used to test whether a given
-row is in a dataset. The key's id is chained in every ``rows`` entry, so a lost or swapped key is
-refused rather than silently breaking the links.
+The ledger never stores raw values, nor anything that reveals a row. Per registered table it stores a
+noisy sketch of column-group codes (:mod:`privtrain.ledger.overlap`, :mod:`privtrain.ledger.sketch`):
+one row's presence changes what is stored by a likelihood factor of at most ``e^EPS_S``, even for a reader
+who holds every key. The codes are keyed with a secret *row key* that lives outside the ledger:
+``PRIVTRAIN_ROW_KEY`` (hex), else ``<ledger>.rowkey`` beside an SQLite ledger, or for a PostgreSQL ledger a
+key file in the user's data folder named after the database URL (without its password); either is created
+on first use, readable by its owner only. The key's id is chained in every ``rows`` entry, so a lost or
+swapped key is refused rather than silently breaking the links.
 
-The maths of hashing and deciding a link lives in :mod:`privtrain.ledger.overlap`.
+**Every comparison with a registered table is recorded** before its result is used: a ``rows`` entry with
+``detail.probe`` (the table's fingerprint, the sources compared, those linked). A read-only handle cannot
+record, so it compares with the built-in datasets only (public: known in full, never registered).
+
+The functions here take the ledger's core (:class:`privtrain.ledger.core.Core`): its backend, its
+``append`` and ``transaction``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,8 @@ from privtrain.ledger import backends
 from privtrain.ledger.model import Link
 
 KEY_ENV = "PRIVTRAIN_ROW_KEY"
+BUILTIN_SOURCES = ("digits", "breast_cancer", "wine")
+ALREADY_KNOWN = 0.9  # a table whose rows are at least this share of its source's is not registered again
 
 
 def key_file(ledger_path: Path | str) -> Path:
@@ -70,11 +78,6 @@ def row_key(book) -> bytes:
     return key
 
 
-def _recorded_key_id(book) -> str | None:
-    row = book.backend.latest(statuses=("rows",))
-    return None if row is None else json.loads(row["detail"]).get("key_id")
-
-
 def _check_key(book, key: bytes) -> None:
     recorded = _recorded_key_id(book)
     if recorded is not None and recorded != key_id(key):
@@ -84,115 +87,141 @@ def _check_key(book, key: bytes) -> None:
 
 @dataclass(frozen=True)
 class TableRows:
-    """A table's keyed row profile, ready to compare and register. Holds no raw values."""
+    """A table's column views, ready to compare and register. Holds no raw values and is never stored.
+
+    ``standing`` says how the ledger knows the table's people (set when its charges are built):
+    ``builtin``, ``declared`` (``dataset.source`` / ``dataset.derived_from``), ``registered`` (this very
+    table is registered), ``linked`` (it shares people with a known source) or ``unregistered``.
+    """
 
     fingerprint: str
     key_id: str
-    profile: Any = field(repr=False)  # overlap.RowProfile
-    columns: tuple[str, ...] = ()
-    cells: Any = field(default=None, repr=False)  # the n x c cell-hash matrix (compared, never stored)
+    table: Any = field(repr=False)  # overlap.Table
     id_column: str | None = None
+    standing: str = "unregistered"
+    known_share: float = 0.0  # the share of its rows the charged source already holds (estimated)
+
+    def with_standing(self, standing: str, known_share: float = 0.0) -> "TableRows":
+        return replace(self, standing=standing, known_share=known_share)
 
 
 def of_table(book, table, fingerprint: str, id_column: str | None = None) -> TableRows:
-    """Hash a table's rows with the ledger's key."""
+    """A table's views under the ledger's row key (the key is checked against the one the ledger records)."""
     from privtrain.ledger import overlap
 
     key = row_key(book)
     _check_key(book, key)
-    columns, cells = overlap.cell_hashes(table, key)
-    profile = overlap.profile_cells(columns, cells, key)
-    return TableRows(fingerprint, key_id(key), profile, columns, cells, id_column)
+    return TableRows(fingerprint, key_id(key), overlap.read(table, key, id_column), id_column)
 
 
 def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
-    """Known sources that share rows with ``rows``' table, strongest first (one per source)."""
-    import numpy as np
+    """Known sources that share people with ``rows``' table, strongest first (one per source).
 
+    Comparisons with registered tables are recorded (one ``rows`` entry, before the result is returned);
+    a read-only ledger compares with the built-in datasets only.
+    """
     from privtrain.ledger import overlap
 
     key = row_key(book)
     found: dict[str, overlap.Overlap] = {}
 
     def keep(o):
-        if o is None or not o.linked or o.source in exclude:
-            return
-        best = found.get(o.source)
-        if best is None or max(o.fraction_of_new, o.fraction_of_known) > max(best.fraction_of_new, best.fraction_of_known):
-            found[o.source] = o
+        if o is not None and o.linked and o.source not in exclude:
+            best = found.get(o.source)
+            if best is None or o.z > best.z:
+                found[o.source] = o
 
-    probe = overlap.hashes_to_int64(rows.profile.row_hashes)
-    for source, count in book.backend.shared_rows(probe).items():
-        if source in exclude or count == 0:
-            continue
-        known = overlap.int64_to_hashes(np.array(book.backend.source_hashes(source), dtype=np.int64))
-        keep(overlap.compare_rows(rows.profile, known, len(known), source=source))
-    for source, fingerprint, columns, n_rows, blob in book.backend.samples():
-        if source in exclude or fingerprint == rows.fingerprint:
-            continue
-        if tuple(columns) == rows.columns and rows.id_column is None:
-            continue  # same columns: the exact row match above decides
-        sample = overlap.sample_from_bytes(blob, len(columns))
-        keep(overlap.compare_columns(rows.cells, rows.columns, sample, columns, n_rows,
-                                     id_column=rows.id_column, key=key, source=source))
-    for name in BUILTIN_SOURCES:  # public tables, known in full before any run: a copy is never a fresh source
-        if name in exclude:
-            continue
-        builtin = _builtin_rows(name, key)
-        if not set(builtin.columns) & set(rows.columns) - {"target"}:
-            continue
-        if builtin.columns == rows.columns:
-            keep(overlap.compare_rows(rows.profile, builtin.profile.row_hashes, builtin.profile.n_rows, source=name))
+    stored = [] if book.read_only else [s for s in _stored(book) if s[0] not in exclude]
+    for source, fingerprint, layout, blob in stored:
+        if fingerprint == rows.fingerprint:  # this very table is registered there
+            found[source] = overlap.same_table(source)
         else:
-            keep(overlap.compare_columns(rows.cells, rows.columns, builtin.profile.sample, builtin.columns,
-                                         builtin.profile.n_rows, id_column=rows.id_column, key=key, source=name))
-    ranked = sorted(found.values(), key=lambda o: (-max(o.fraction_of_new, o.fraction_of_known), -o.shared_rows))
+            keep(overlap.compare(rows.table, overlap.Stored.load(layout, blob), key, source=source))
+    for name in BUILTIN_SOURCES:  # public tables, known in full before any run: a copy is never a fresh source
+        if name not in exclude:
+            keep(overlap.compare(rows.table, _builtin(name, key), key, source=name))
+    ranked = sorted(found.values(), key=lambda o: (-max(o.fraction_of_new, o.fraction_of_known), -o.z))
+    if stored:
+        _record_probe(book, rows, sorted({s[0] for s in stored}), [o.source for o in ranked])
     out = []
     for o in ranked:
         name = book.name(o.source) or o.source[:12]
         out.append(Link(o.source, name, o.reason.replace(f"`{o.source}`", f"`{name}`"),
-                        o.fraction_of_new, o.fraction_of_known))
+                        round(o.fraction_of_new, 1), round(o.fraction_of_known, 1)))
     return out
 
 
-BUILTIN_SOURCES = ("digits", "breast_cancer", "wine")
+def is_registered(book, fingerprint: str) -> bool:
+    """Whether this very table (by its content fingerprint) is registered under some source."""
+    return any(fp == fingerprint for _, fp in book.backend.sketch_keys())
 
 
 @functools.lru_cache(maxsize=8)
-def _builtin_rows(name: str, key: bytes) -> TableRows:
-    """A built-in dataset's keyed rows (its whole table as the sample), computed once per process."""
+def _builtin(name: str, key: bytes):
+    """A built-in dataset's sketch, without noise (the data are public), computed once per process."""
+    import math
+
     import numpy as np
 
     from privtrain import data
     from privtrain.ledger import overlap
 
-    ds = data.load(data.DatasetSpec(loader=name))
-    columns, cells = overlap.cell_hashes(ds.frame, key)
-    profile = overlap.profile_cells(columns, cells, key, sample_rows=len(cells), rng=np.random.default_rng(0))
-    return TableRows(ds.fingerprint, key_id(key), profile, columns, None)
+    table = overlap.read(data.load(data.DatasetSpec(loader=name)).frame, key)
+    return overlap.register(table, key, eps_s=math.inf, rng=np.random.default_rng(0))
 
 
 def register(book, source: str, source_name: str, rows: TableRows) -> None:
-    """Add a table's row hashes and sample to ``source`` and chain a ``rows`` entry (inside a transaction)."""
-    from privtrain.ledger import overlap
+    """Store the noisy sketch of a table under ``source`` and chain a ``rows`` entry (inside a transaction).
 
+    Nothing is stored for a built-in's own table (public), for a table already registered under ``source``,
+    or for one whose rows the source already holds (each registration of a person costs ``EPS_S`` more)."""
+    from privtrain.ledger import overlap, sketch
+
+    if rows.standing == "builtin" or rows.known_share >= ALREADY_KNOWN:
+        return
     backend = book.backend
-    if rows.fingerprint in backend.sample_fingerprints(source):
-        return  # this table is already known under this source
-    new = backend.add_rows(source, overlap.hashes_to_int64(rows.profile.row_hashes))
-    backend.add_sample(source, rows.fingerprint, rows.columns, rows.profile.n_rows,
-                       overlap.sample_to_bytes(rows.profile.sample))
+    if (source, rows.fingerprint) in backend.sketch_keys():
+        return
+    if not backend.has_sketches():
+        raise UserError(f"the ledger {book.path} has no table for sketches (a ledger from before privtrain 0.3 "
+                        "on PostgreSQL): open it once as the database's owner, which creates it.")
+    stored = overlap.register(rows.table, row_key(book))
+    layout, blob = stored.layout_json(), stored.blob()
+    backend.add_sketch(source, rows.fingerprint, layout, blob)
     book.append(status="rows", source=source, source_name=source_name, unit="example",
-                 dataset_fingerprint=rows.fingerprint, epsilon=0.0, delta=0.0,
-                 detail=json.dumps({"key_id": rows.key_id, "n_rows": rows.profile.n_rows, "new_rows": new,
-                                    "rows": backend.count_rows(source), "columns": len(rows.columns),
-                                    "digest": digest_of(backend.source_hashes(source))}))
+            dataset_fingerprint=rows.fingerprint, epsilon=0.0, delta=0.0,
+            detail=json.dumps({"key_id": rows.key_id, "sketch": sketch.digest(layout, blob),
+                               "sketches": digest_of(backend.source_sketches(source)),
+                               "rows": stored.layout["n"], "columns": len(stored.layout["columns"]),
+                               "groups": len(stored.layout["groups"]), "eps_s": stored.layout["eps_s"]}))
 
 
-def digest_of(hashes) -> str:
-    """The chained digest of a source's set of stored (signed 64-bit) row hashes."""
-    from privtrain.ledger import overlap
+def digest_of(sketches) -> str:
+    """The chained digest of a source's stored sketches: [(fingerprint, layout, sketch), ...]."""
+    from privtrain.ledger import sketch
 
-    import numpy as np
+    h = hashlib.sha256(b"privtrain-sketches/v1")
+    for fingerprint, layout, blob in sorted(sketches):
+        h.update(f"\n{fingerprint}:{sketch.digest(layout, blob)}".encode())
+    return h.hexdigest()
 
-    return overlap.set_digest(overlap.int64_to_hashes(np.array(list(hashes), dtype=np.int64)))
+
+def _stored(core) -> list[tuple[str, str, str, bytes]]:
+    return core.backend.sketches()
+
+
+def _recorded_key_id(core) -> str | None:
+    row = core.backend.latest(statuses=("rows",))
+    return None if row is None else json.loads(row["detail"]).get("key_id")
+
+
+def _record_probe(core, rows: TableRows, compared: list[str], linked: list[str]) -> None:
+    """Chain a comparison of a table with registered tables (in the caller's transaction, or its own)."""
+    fields = dict(status="rows", source="ledger", unit="example", dataset_fingerprint=rows.fingerprint,
+                  epsilon=0.0, delta=0.0, detail=json.dumps({"key_id": rows.key_id, "probe": {
+                      "compared": compared, "linked": linked}}))
+    if core.backend.in_write:
+        core.append(**fields)
+        return
+    with core.transaction():
+        core.append(**fields)

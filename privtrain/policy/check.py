@@ -93,6 +93,9 @@ def _run_demands(rule: Rule, f: RunFacts):
     if rule.max_epsilon_total is not None:
         yield judge(f"ε ≤ {rule.max_epsilon_total:g} in total", True,
                     "enforced as the source's ledger budget when the run is admitted")
+    if rule.require_registered_source:
+        yield judge("a registered or declared source", True,
+                    "checked when the ledger has compared the table with its registered sources")
 
 
 class Evaluation:
@@ -162,6 +165,12 @@ def _charge_failure(rule: Rule, c) -> Finding | None:
         return Finding(rule.name, rule.scope(), demand, False, why)
 
     eps, private = float(c.epsilon), math.isfinite(float(c.epsilon))
+    if rule.require_registered_source and getattr(c.rows, "standing", None) == "unregistered":
+        return fail("a registered or declared source",
+                    "this table is not a registered source, holds no known source's people by content, and declares "
+                    "no source; declare whose people these are (dataset.source=NAME, or dataset.derived_from=NAME for "
+                    "a table made from a known source), or register it first (privtrain ledger budget set FILE "
+                    "--source NAME ...)")
     if rule.units is not None and c.unit not in rule.units:
         return fail(f"units {', '.join(rule.units)}", f"the run charges the {c.unit} level")
     if rule.forbid_non_private and not private:

@@ -23,6 +23,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
         require_audit: true       # before `privtrain release` marks a model releasable
         require_one_run_audit: true   # the run audited its own configuration first (audit.one_run.enabled=true)
         dp_synthesizers_only: true
+        require_registered_source: true   # a table must be a registered source, hold one's people, or be declared
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ RECIPES = ("dp_sgd", "federated", "synthetic")
 UNITS = ("example", "client")
 _NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
 _FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only",
-          "require_one_run_audit")
+          "require_one_run_audit", "require_registered_source")
 _LISTS = ("recipes", "units")
 
 
@@ -63,6 +64,7 @@ class Rule:
     require_audit: bool = False
     dp_synthesizers_only: bool = False
     require_one_run_audit: bool = False
+    require_registered_source: bool = False  # refuse a table the ledger does not know and nobody declared
 
     def covers(self, source: str, tags: set[str]) -> bool:
         """Does the rule apply to runs on ``source`` carrying ``tags``? No ``when``: every source."""

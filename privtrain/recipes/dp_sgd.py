@@ -91,7 +91,7 @@ def plan(s) -> Planned:
         events, epsilon = [non_private_event()], math.inf
     access = Access(
         source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
-        table=dataset.frame, id_column=dataset.id_column)
+        table=dataset.identity_table, id_column=dataset.id_column)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
     return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None)

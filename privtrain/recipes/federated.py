@@ -57,7 +57,7 @@ def plan(s) -> Planned:
     example = next(m for m in mechanisms if m.unit == "example")
     dataset = population.dataset
     access = Access(
-        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.frame,
+        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.identity_table,
         id_column=dataset.id_column)
     return Planned(s, population, central, local, example.delta, access, report.dataset_info(population))
 

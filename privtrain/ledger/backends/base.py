@@ -1,4 +1,4 @@
-"""What both SQL backends share: URL helpers and the SQL of every entry, row and derived-data query.
+"""What both SQL backends share: URL helpers and the SQL of every entry, sketch and derived-data query.
 
 Statements are written once with ``?`` placeholders; a backend whose driver wants another style
 rewrites them (:meth:`SqlBackend._sql`). Dialect-specific parts (connecting, the write lock, the
@@ -161,35 +161,40 @@ class SqlBackend:
                          f"({', '.join('?' * len(exclude))}) GROUP BY source, unit, scope", exclude)
         return [(r["source"], r["unit"], r["scope"], int(r["first"])) for r in rows]
 
-    # --- source rows and samples -----------------------------------------------------------------
-    def add_rows(self, source: str, hashes: Iterable[int]) -> int:
-        before = self.count_rows(source)
-        self._many("INSERT INTO source_rows (source, hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                   ((source, int(h)) for h in hashes))
-        return self.count_rows(source) - before
+    # --- source sketches (noisy, see privtrain.ledger.sketch) ---------------------------------------
+    def add_sketch(self, source: str, fingerprint: str, layout: str, blob: bytes) -> None:
+        self._exec("INSERT INTO source_sketches (source, fingerprint, layout, sketch) VALUES (?, ?, ?, ?)",
+                   (source, fingerprint, layout, bytes(blob)))
 
-    def source_hashes(self, source: str) -> list[int]:
-        return [int(r["hash"]) for r in self._all("SELECT hash FROM source_rows WHERE source = ?", (source,))]
+    def sketches(self) -> list[tuple[str, str, str, bytes]]:
+        """(source, fingerprint, layout, sketch) of every registered table."""
+        if not self.has_sketches():
+            return []
+        return [(r["source"], r["fingerprint"], r["layout"], bytes(r["sketch"]))
+                for r in self._all("SELECT source, fingerprint, layout, sketch FROM source_sketches "
+                                   "ORDER BY source, fingerprint")]
 
-    def count_rows(self, source: str) -> int:
-        return int(self._one("SELECT COUNT(*) AS n FROM source_rows WHERE source = ?", (source,))["n"])
+    def sketch_keys(self) -> set[tuple[str, str]]:
+        """(source, fingerprint) of every registered table (no bits read)."""
+        if not self.has_sketches():
+            return set()
+        return {(r["source"], r["fingerprint"]) for r in self._all("SELECT source, fingerprint FROM source_sketches")}
 
-    def add_sample(self, source: str, fingerprint: str, columns, n_rows: int, blob: bytes) -> None:
-        self._exec("INSERT INTO source_samples (source, fingerprint, columns, n_rows, sample) VALUES (?, ?, ?, ?, ?) "
-                   "ON CONFLICT (source, fingerprint) DO UPDATE SET columns = excluded.columns, "
-                   "n_rows = excluded.n_rows, sample = excluded.sample",
-                   (source, fingerprint, json.dumps(list(columns)), int(n_rows), bytes(blob)))
-
-    def sample_fingerprints(self, source: str) -> set[str]:
-        return {r["fingerprint"] for r in self._all("SELECT fingerprint FROM source_samples WHERE source = ?",
-                                                    (source,))}
-
-    def samples(self) -> list[tuple[str, str, list[str], int, bytes]]:
-        return [(r["source"], r["fingerprint"], json.loads(r["columns"]), int(r["n_rows"]), bytes(r["sample"]))
-                for r in self._all("SELECT source, fingerprint, columns, n_rows, sample FROM source_samples")]
+    def source_sketches(self, source: str) -> list[tuple[str, str, bytes]]:
+        """(fingerprint, layout, sketch) of the tables registered under ``source``."""
+        if not self.has_sketches():
+            return []
+        return [(r["fingerprint"], r["layout"], bytes(r["sketch"]))
+                for r in self._all("SELECT fingerprint, layout, sketch FROM source_sketches WHERE source = ? "
+                                   "ORDER BY fingerprint", (source,))]
 
     def sources_with_rows(self) -> set[str]:
-        return {r["source"] for r in self._all("SELECT DISTINCT source FROM source_rows")}
+        if not self.has_sketches():
+            return set()
+        return {r["source"] for r in self._all("SELECT DISTINCT source FROM source_sketches")}
+
+    def has_sketches(self) -> bool:
+        raise NotImplementedError
 
     # --- derived data: the multiset cache and the stored PLD totals ---------------------------
     def cache_get(self, key: str) -> float | None:

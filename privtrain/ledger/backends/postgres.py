@@ -6,7 +6,7 @@ one machine). The transaction runs at READ COMMITTED, so every statement after t
 previous writer committed: plan and reserve are atomic across machines. Readers never take the lock.
 
 The tables live in the connection's current schema (``?options=-csearch_path%3Dprivtrain`` picks one).
-Triggers refuse UPDATE, DELETE and TRUNCATE of entries and DELETE of source rows, as SQLite's do;
+Triggers refuse UPDATE, DELETE and TRUNCATE of entries and of sketches, as SQLite's do;
 database roles decide who may write at all (see docs/ledger.md).
 """
 
@@ -35,10 +35,6 @@ _SCHEMA = [
         mac TEXT)""",
     "CREATE INDEX entries_by_source ON entries (source, unit, scope, id)",
     "CREATE INDEX entries_by_fingerprint ON entries (dataset_fingerprint)",
-    "CREATE TABLE source_rows (source TEXT NOT NULL, hash BIGINT NOT NULL, PRIMARY KEY (source, hash))",
-    "CREATE INDEX source_rows_by_hash ON source_rows (hash)",
-    """CREATE TABLE source_samples (source TEXT NOT NULL, fingerprint TEXT NOT NULL, columns TEXT NOT NULL,
-        n_rows INTEGER NOT NULL, sample BYTEA NOT NULL, PRIMARY KEY (source, fingerprint))""",
     """CREATE TABLE cache (key TEXT PRIMARY KEY, fingerprint TEXT, unit TEXT, delta DOUBLE PRECISION,
         accountant TEXT, value DOUBLE PRECISION NOT NULL, created TEXT NOT NULL)""",
     """CREATE TABLE pld_totals (source TEXT NOT NULL, unit TEXT NOT NULL, scope TEXT NOT NULL,
@@ -53,11 +49,19 @@ _SCHEMA = [
     "FOR EACH ROW EXECUTE FUNCTION privtrain_append_only('entries')",
     "CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON entries "
     "FOR EACH STATEMENT EXECUTE FUNCTION privtrain_append_only('entries')",
-    "CREATE TRIGGER source_rows_append_only BEFORE DELETE ON source_rows "
-    "FOR EACH ROW EXECUTE FUNCTION privtrain_append_only('source rows')",
-    "CREATE TRIGGER source_rows_no_truncate BEFORE TRUNCATE ON source_rows "
-    "FOR EACH STATEMENT EXECUTE FUNCTION privtrain_append_only('source rows')",
 ]
+# Noisy sketches of registered tables (privtrain.ledger.sketch): what the ledger knows of their rows.
+_SKETCHES = [
+    """CREATE TABLE source_sketches (source TEXT NOT NULL, fingerprint TEXT NOT NULL, layout TEXT NOT NULL,
+        sketch BYTEA NOT NULL, PRIMARY KEY (source, fingerprint))""",
+    "CREATE TRIGGER source_sketches_append_only BEFORE UPDATE OR DELETE ON source_sketches "
+    "FOR EACH ROW EXECUTE FUNCTION privtrain_append_only('sketches')",
+    "CREATE TRIGGER source_sketches_no_truncate BEFORE TRUNCATE ON source_sketches "
+    "FOR EACH STATEMENT EXECUTE FUNCTION privtrain_append_only('sketches')",
+]
+# Before sketches, the ledger kept keyed hashes of every row and per-cell hashes of a sample: invertible by
+# anyone holding the row key. The owner's first open deletes them (their sources must be registered again).
+_LEGACY = ("source_rows", "source_samples")
 _LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))"
 
 
@@ -102,6 +106,7 @@ class PostgresBackend(SqlBackend):
         self.location = location
         self.read_only = False
         self._writing = False
+        self._sketch_table = False
 
     def close(self) -> None:
         self.conn.close()
@@ -125,6 +130,23 @@ class PostgresBackend(SqlBackend):
                             f"supports ({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
         row = self._one("SELECT has_table_privilege('entries', 'INSERT') AS w")
         self.read_only = not row["w"]
+        if "source_sketches" not in present or present & set(_LEGACY):
+            self._upgrade_rows(present)
+        self._sketch_table = "source_sketches" in self._present_tables()
+
+    def _upgrade_rows(self, present: set[str]) -> None:
+        """A ledger from before sketches: create their table and drop the invertible row hashes and samples,
+        when this role owns the schema (other roles go on; registering needs the table)."""
+        owner = self._one("SELECT pg_get_userbyid(nspowner) = current_user AS own FROM pg_namespace "
+                          "WHERE nspname = current_schema()")
+        if not owner or not owner["own"]:
+            return
+        with self.write():
+            if "source_sketches" not in present:
+                for statement in _SKETCHES:
+                    self.conn.execute(statement)
+            for table in _LEGACY:
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _present_tables(self) -> set[str]:
         rows = self._all("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
@@ -139,7 +161,7 @@ class PostgresBackend(SqlBackend):
                 raise UserError(f"{self.location} is not a usable privtrain ledger (a foreign database with tables "
                                 f"{', '.join(sorted(present)[:5])}); nothing was changed: use a dedicated database, "
                                 "or a schema of its own (?options=-csearch_path%3Dprivtrain).")
-            for statement in _SCHEMA:
+            for statement in [*_SCHEMA, *_SKETCHES]:
                 self.conn.execute(statement)
             self._exec("INSERT INTO meta (key, value) VALUES ('app', 'privtrain-ledger'), ('schema_version', ?), "
                        "('head_id', '0'), ('head_hash', ?)", (str(SCHEMA_VERSION), GENESIS))
@@ -209,13 +231,8 @@ class PostgresBackend(SqlBackend):
         self._exec("UPDATE meta SET value = ? WHERE key = 'head_id'", (str(rows[-1]["id"]),))
         self._exec("UPDATE meta SET value = ? WHERE key = 'head_hash'", (rows[-1]["hash"],))
 
-    def shared_rows(self, hashes: Iterable[int]) -> dict[str, int]:
-        probe = sorted({int(h) for h in hashes})
-        if not probe:
-            return {}
-        rows = self._all("SELECT source, COUNT(*) AS n FROM source_rows WHERE hash = ANY(?::bigint[]) "
-                         "GROUP BY source", (probe,))
-        return {r["source"]: int(r["n"]) for r in rows}
+    def has_sketches(self) -> bool:
+        return self._sketch_table
 
     def integrity_check(self, full: bool = True) -> str | None:
         return None  # PostgreSQL checks its own pages (checksums, WAL); the chain is checked above it

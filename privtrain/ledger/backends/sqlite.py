@@ -31,6 +31,21 @@ CREATE TABLE pld_totals (
 );
 """
 
+# Noisy sketches of registered tables (privtrain.ledger.sketch): what the ledger knows of their rows.
+_SKETCHES = """
+CREATE TABLE source_sketches (
+    source TEXT NOT NULL, fingerprint TEXT NOT NULL, layout TEXT NOT NULL, sketch BLOB NOT NULL,
+    PRIMARY KEY (source, fingerprint)
+);
+CREATE TRIGGER source_sketches_append_only_update BEFORE UPDATE ON source_sketches
+BEGIN SELECT RAISE(ABORT, 'privtrain ledger sketches are append-only'); END;
+CREATE TRIGGER source_sketches_append_only_delete BEFORE DELETE ON source_sketches
+BEGIN SELECT RAISE(ABORT, 'privtrain ledger sketches are append-only'); END;
+"""
+# Before sketches, the ledger kept keyed hashes of every row and per-cell hashes of a sample: invertible by
+# anyone holding the row key. A writable open deletes them (their sources must be registered again).
+_LEGACY = ("source_rows", "source_samples")
+
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE entries (
@@ -47,12 +62,6 @@ CREATE TABLE entries (
 );
 CREATE INDEX entries_by_source ON entries (source, unit, scope, id);
 CREATE INDEX entries_by_fingerprint ON entries (dataset_fingerprint);
-CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL, PRIMARY KEY (source, hash)) WITHOUT ROWID;
-CREATE INDEX source_rows_by_hash ON source_rows (hash);
-CREATE TABLE source_samples (
-    source TEXT NOT NULL, fingerprint TEXT NOT NULL, columns TEXT NOT NULL, n_rows INTEGER NOT NULL,
-    sample BLOB NOT NULL, PRIMARY KEY (source, fingerprint)
-);
 CREATE TABLE cache (
     key TEXT PRIMARY KEY, fingerprint TEXT, unit TEXT, delta REAL, accountant TEXT,
     value REAL NOT NULL, created TEXT NOT NULL
@@ -63,9 +72,7 @@ CREATE TRIGGER entries_append_only_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
 CREATE TRIGGER entries_append_only_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
-CREATE TRIGGER source_rows_append_only BEFORE DELETE ON source_rows
-BEGIN SELECT RAISE(ABORT, 'privtrain ledger source rows are append-only'); END;
-"""
+""" + _SKETCHES
 
 
 def _not_a_ledger(path: Path, why: str) -> UserError:
@@ -153,7 +160,9 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    elif not read_only and not _has_table(conn, "pld_totals"):  # a ledger from before stored PLD totals
+    elif not read_only and (not _has_table(conn, "source_sketches") or any(_has_table(conn, t) for t in _LEGACY)):
+        _upgrade_rows(conn)
+    if not read_only and not _has_table(conn, "pld_totals"):  # a ledger from before stored PLD totals
         try:
             conn.execute(f"PRAGMA busy_timeout={BEST_EFFORT_TIMEOUT_MS}")
             conn.execute("BEGIN IMMEDIATE")
@@ -166,6 +175,21 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(1000 * BUSY_TIMEOUT_S)}")
     return read_only
+
+
+def _upgrade_rows(conn: sqlite3.Connection) -> None:
+    """A ledger from before sketches: create their table, delete the invertible row hashes and samples."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_table(conn, "source_sketches"):
+            for statement in _split(_SKETCHES):
+                conn.execute(statement)
+        for table in _LEGACY:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")  # its triggers go with it
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -302,14 +326,8 @@ class SqliteBackend(SqlBackend):
                 self.conn.execute("COMMIT")
 
     # --- dialect ---
-    def shared_rows(self, hashes: Iterable[int]) -> dict[str, int]:
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe (hash INTEGER PRIMARY KEY)")
-        self.conn.execute("DELETE FROM probe")
-        self.conn.executemany("INSERT OR IGNORE INTO probe VALUES (?)", ((int(h),) for h in hashes))
-        rows = self.conn.execute("SELECT r.source, COUNT(*) FROM source_rows r JOIN probe p ON r.hash = p.hash "
-                                 "GROUP BY r.source").fetchall()
-        self.conn.execute("DELETE FROM probe")
-        return {r[0]: int(r[1]) for r in rows}
+    def has_sketches(self) -> bool:
+        return _has_table(self.conn, "source_sketches")
 
     def integrity_check(self, full: bool = True) -> str | None:
         """SQLite's own check of the file: ``integrity_check`` (every page), or the faster ``quick_check``."""
