@@ -101,7 +101,7 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
-    from privtrain.artifacts import sbom
+    from privtrain.artifacts import run_dir, sbom
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
@@ -125,6 +125,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
                          {"plan": plan, "path": str(book.path)}, dry_run=True)
     if rules is not None:
         book.record_policy(rules.policy.sha256, rules.policy.label, rules.policy.text)
+    run_dir.prepare(output_dir)  # a folder the run cannot write costs no budget either
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,

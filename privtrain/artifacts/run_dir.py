@@ -22,6 +22,23 @@ def _jsonable(value):
     return value
 
 
+def prepare(output_dir: Path) -> None:
+    """Make the run's folder and check that it takes files: called before the charge, so a folder the run
+    cannot write (read-only, a name too long, no permission) costs no budget.
+
+    Raises:
+        UserError: the folder cannot be created or written.
+    """
+    import tempfile
+
+    from privtrain.errors import user_paths
+
+    with user_paths(f"output directory {output_dir}"):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+
+
 def write_json(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")

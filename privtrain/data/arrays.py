@@ -50,9 +50,8 @@ class ArraySchema:
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = int(sum(v not in index for v in values))
-        if unknown:
-            raise UserError(f"dataset: {unknown} sample(s) have a label outside the declared classes "
+        if any(v not in index for v in values):  # no count: it would be a fact about private samples
+            raise UserError(f"dataset: some samples have a label outside the declared classes "
                             f"{list(self.classes)[:20]}; declare every class.")
         return values.map(index).to_numpy(dtype=np.int64)
 

@@ -146,21 +146,23 @@ def build_population(dataset, settings: FlSettings) -> Population:
     x = dataset.schema.transform(frame)
     test = held_out(frame, seed=spec.seed, test_size=settings.test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={settings.test_size}: {len(y)} rows leave an empty "
+        raise UserError(f"dataset.test_size={settings.test_size}: the rows leave an empty "
                         f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
     pool = np.flatnonzero(~test)
     pool_frame = frame.iloc[pool]
     ids = pool_frame[spec.client_column].to_numpy() if spec.kind == "column" else None
     n = part.num_clients(spec, ids)
+    if spec.kind != "column" and n > len(pool):  # the message says no more than that: the row count is private
+        raise UserError(f"fl.num_clients={n} is more than the training rows: some clients would hold no row; "
+                        "use fewer clients (fl.num_clients), or more rows.")
     client_of = part.assign(uniforms(pool_frame, seed=spec.seed, purpose="client"), y[pool],
                             len(dataset.schema.classes), spec, ids)
     local_eval = uniforms(pool_frame, seed=spec.seed, purpose="client-eval") < settings.client_test_size
     train_parts = part.group(client_of, n, ~local_eval)
     eval_parts = part.group(client_of, n, local_eval)
     if not any(len(t) for t in train_parts):
-        raise UserError(f"fl.partition={spec.kind}: no client holds a training row ({len(pool)} pool rows, "
-                        f"fl.client_test_size={settings.client_test_size}); use more rows or a smaller "
-                        "fl.client_test_size.")
+        raise UserError(f"fl.partition={spec.kind}: no client holds a training row (fl.client_test_size="
+                        f"{settings.client_test_size}); use more rows or a smaller fl.client_test_size.")
     identity = {**spec.identity(), "test_size": settings.test_size, "client_test_size": settings.client_test_size}
     key = hashlib.sha256(json.dumps({"table": dataset.fingerprint, "population": identity},
                                     sort_keys=True).encode()).hexdigest()[:16]
@@ -172,14 +174,13 @@ def encode_labels(dataset) -> np.ndarray:
     """The target encoded by the declared classes.
 
     Raises:
-        UserError: some rows hold a label outside them; the message counts the rows and never shows
-            the values (they are private data).
+        UserError: some rows hold a label outside them; the message neither counts those rows nor shows
+            their values (both are facts about private data).
     """
     classes = dataset.schema.classes
     index = {c: i for i, c in enumerate(classes)}
-    unknown = sum(1 for v in dataset.frame[dataset.target] if v not in index)
-    if unknown:
-        raise UserError(f"dataset.target={dataset.target!r}: {unknown} row(s) hold a label that is not among the "
+    if any(v not in index for v in dataset.frame[dataset.target]):
+        raise UserError(f"dataset.target={dataset.target!r}: some rows hold a label that is not among the "
                         f"{len(classes)} declared classes (values not shown: they are private data); add it to the "
                         "target's categories in dataset.schema.")
     return dataset.frame[dataset.target].map(index).to_numpy(dtype=np.int64)

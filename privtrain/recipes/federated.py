@@ -52,6 +52,10 @@ def plan(s) -> Planned:
         from privtrain.federated import deployment
 
         deployment.preflight(fl)  # an unreachable SuperLink fails here, before anything is charged
+    elif not s.ledger.plan_only:
+        from privtrain.federated import simulation
+
+        simulation.preflight(fl)  # so does a Ray runtime that cannot start (a dry run starts none)
     population = task.build_population(task.load_dataset(s.dataset, fl), fl)
     central, local = planning.plan(s.privacy, s.model, fl, population)
     mechanisms = planning.mechanisms(s.privacy, fl, population, central, local)
