@@ -106,9 +106,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
 
     module = recipes.get(settings.recipe)
     output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory
-    if (output_dir / "run.json").exists() or (output_dir / "metrics.json").exists():
-        raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
-                        "files (the ledger holds their hashes): choose another output_dir.")
+    run_dir.check_new(output_dir)
     audit.preflight(settings.audit, settings.recipe)
     tracking.preflight(settings.tracking)
     book = ledger.open(settings.ledger.path)

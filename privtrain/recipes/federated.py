@@ -52,10 +52,6 @@ def plan(s) -> Planned:
         from privtrain.federated import deployment
 
         deployment.preflight(fl)  # an unreachable SuperLink fails here, before anything is charged
-    elif not s.ledger.plan_only:
-        from privtrain.federated import simulation
-
-        simulation.preflight(fl)  # so does a Ray runtime that cannot start (a dry run starts none)
     population = task.build_population(task.load_dataset(s.dataset, fl), fl)
     central, local = planning.plan(s.privacy, s.model, fl, population)
     mechanisms = planning.mechanisms(s.privacy, fl, population, central, local)
@@ -66,6 +62,10 @@ def plan(s) -> Planned:
         source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.frame,
         id_column=dataset.id_column, allow_non_private=s.ledger.allow_non_private,
         default_budget=s.ledger.default_budget)
+    if fl.engine == "simulation" and not s.ledger.plan_only:
+        from privtrain.federated import simulation
+
+        simulation.preflight(fl)  # a Ray runtime that cannot start fails here too (a dry run starts none)
     return Planned(s, population, central, local, example.delta, request, report.dataset_info(population))
 
 
