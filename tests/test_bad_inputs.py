@@ -174,8 +174,6 @@ IN_PROCESS = [
      "dataset.path: File name too long"),
     ("dp_sgd", [f"ledger.policy={LONG}.yaml"], "ledger.policy: File name too long"),
     ("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=1e9"], "synth.epsilon=1e+09 is above 50"),
-    ("federated", ["dataset=breast_cancer", "fl.num_clients=500"],
-     "fl.num_clients=500 is more than the training rows"),
 ]
 
 

@@ -152,9 +152,6 @@ def build_population(dataset, settings: FlSettings) -> Population:
     pool_frame = frame.iloc[pool]
     ids = pool_frame[spec.client_column].to_numpy() if spec.kind == "column" else None
     n = part.num_clients(spec, ids)
-    if spec.kind != "column" and n > len(pool):  # the message says no more than that: the row count is private
-        raise UserError(f"fl.num_clients={n} is more than the training rows: some clients would hold no row; "
-                        "use fewer clients (fl.num_clients), or more rows.")
     client_of = part.assign(uniforms(pool_frame, seed=spec.seed, purpose="client"), y[pool],
                             len(dataset.schema.classes), spec, ids)
     local_eval = uniforms(pool_frame, seed=spec.seed, purpose="client-eval") < settings.client_test_size
