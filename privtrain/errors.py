@@ -49,13 +49,13 @@ def path_error(exc: OSError, what: str) -> UserError:
 
 
 @contextmanager
-def user_paths(what: str) -> Iterator[None]:
+def user_paths(what: str, errnos: frozenset[int] = USER_ERRNOS) -> Iterator[None]:
     """Turn an :class:`OSError` raised on a path the user gave into one :class:`UserError` line (a name too
     long, a read-only or unreadable folder, ...); any other error passes through."""
     try:
         yield
     except OSError as exc:
-        if exc.errno not in USER_ERRNOS:
+        if exc.errno not in errnos:
             raise
         raise path_error(exc, what) from None
 
@@ -65,14 +65,8 @@ ENVIRONMENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, e
                                 errno.EDQUOT})
 
 
-@contextmanager
-def environment_errors(what: str) -> Iterator[None]:
+def environment_errors(what: str):
     """The CLI's last net: a read-only folder, a name too long, no permission or a full disk is one line (and
     exit 2), not a traceback. Code that reads a path the user named checks it earlier with :func:`user_paths`,
     before any charge; this net says nothing about charges."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
-            raise
-        raise path_error(exc, what) from None
+    return user_paths(what, ENVIRONMENT_ERRNOS)
