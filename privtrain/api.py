@@ -133,15 +133,13 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
-    from privtrain.artifacts import sbom
+    from privtrain.artifacts import run_dir, sbom
     from privtrain.config.facts import run_facts
     from privtrain.artifacts.run_dir import hash_artifacts
 
     module = recipes.get(settings.recipe)
     output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory
-    if (output_dir / "run.json").exists() or (output_dir / "metrics.json").exists():
-        raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
-                        "files (the ledger holds their hashes): choose another output_dir.")
+    run_dir.check_new(output_dir)
     audit.preflight(settings.audit, settings.recipe)
     tracking.preflight(settings.tracking)
     book = ledger.open(settings.ledger.path)
@@ -156,6 +154,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": text, "path": str(book.path), "fits": plans.fits}, dry_run=True)
     one_run = _one_run_gate(settings, planned, output_dir)  # audit.one_run: the mechanism, before any charge
+    run_dir.prepare(output_dir)  # a folder the run cannot write costs no budget either
     environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
     # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
     tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,

@@ -17,7 +17,7 @@ import os
 import sys
 
 from privtrain import __version__
-from privtrain.errors import UserError
+from privtrain.errors import UserError, environment_errors
 
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
 _SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
@@ -135,7 +135,8 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
         logging.getLogger().setLevel(logging.WARNING)
 
         try:
-            result = execute(recipe, cfg, HydraConfig.get().runtime.output_dir)
+            with environment_errors("privtrain run"):
+                result = execute(recipe, cfg, HydraConfig.get().runtime.output_dir)
         except UserError as exc:
             _print_error(exc)
             raise SystemExit(exc.exit_code) from None
@@ -161,7 +162,18 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
                      "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     # Hydra's parser takes the overrides as one positional list, so they go before the flags.
     sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]
-    hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()
+    # Hydra prints an error in its own run-directory set-up (a read-only working directory, a name too long)
+    # as a traceback; told to re-raise it, it reaches environment_errors and becomes one line.
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        with environment_errors("the run's output folder (hydra.run.dir; the working directory by default)"):
+            hydra.main(version_base=None, config_path=str(config.config_dir()), config_name=recipe)(task)()
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
     return 0
 
 
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with environment_errors(f"privtrain {args.command}"):
+            return int(args.func(args) or 0)
     except UserError as exc:
         _print_error(exc)
         return exc.exit_code

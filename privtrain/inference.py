@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from privtrain.errors import UserError
+from privtrain.errors import UserError, user_paths
 
 
 @dataclass
@@ -88,14 +88,18 @@ def _cmd(args: argparse.Namespace) -> int:
 
     from privtrain.data.files import read_table
 
+    output = Path(args.output or Path(args.data).with_suffix(".predictions.csv"))
+    if not output.parent.is_dir():  # checked first: a model loaded and rows read for nothing help no one
+        raise UserError(f"predict --output {output}: the folder {str(output.parent)!r} does not exist; create it or "
+                        "write elsewhere.")
     predictor = load(args.run_dir, ledger_path=args.ledger)
     rows = read_table(args.data, "parquet" if str(args.data).endswith(".parquet") else "csv")
     proba = predictor.predict_proba(rows)
     out = pd.DataFrame({"prediction": np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]})
     for i, c in enumerate(predictor.classes):
         out[f"p_{c}"] = proba[:, i].round(6)
-    output = Path(args.output or Path(args.data).with_suffix(".predictions.csv"))
-    out.to_csv(output, index=False)
+    with user_paths(f"predict --output {output}"):
+        out.to_csv(output, index=False)
     print(f"wrote {len(out)} predictions of run {predictor.run_id} to {output}")
     return 0
 

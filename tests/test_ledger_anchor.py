@@ -114,7 +114,7 @@ def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path, l
     n = len(book.entries())
     out = cli("accept-damage", "--reason", "entry 3 was hand-edited during an incident; budget raised to compensate",
               path=path)
-    assert out.returncode == 0 and "is accepted as it stands" in out.stdout
+    assert out.returncode == 0 and "is accepted" in out.stdout and "bounded by the spend this machine verified" in out.stdout
     assert book.verify().ok and len(book.entries()) == n + 1
     run(book, charge("next", gaussian(10.0)))  # admits runs again
     assert book.verify().ok

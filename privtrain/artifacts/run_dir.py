@@ -22,6 +22,39 @@ def _jsonable(value):
     return value
 
 
+def check_new(output_dir: Path) -> None:
+    """Refuse a folder that already holds a run (a run never overwrites another's files: the ledger holds their
+    hashes), or a path the filesystem cannot take (a name too long, ...).
+
+    Raises:
+        UserError: either.
+    """
+    from privtrain.errors import UserError, user_paths
+
+    with user_paths(f"output directory {output_dir}"):
+        taken = (output_dir / "run.json").exists() or (output_dir / "metrics.json").exists()
+    if taken:
+        raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
+                        "files (the ledger holds their hashes): choose another output_dir.")
+
+
+def prepare(output_dir: Path) -> None:
+    """Make the run's folder and check that it takes files: called before the charge, so a folder the run
+    cannot write (read-only, a name too long, no permission) costs no budget.
+
+    Raises:
+        UserError: the folder cannot be created or written.
+    """
+    import tempfile
+
+    from privtrain.errors import user_paths
+
+    with user_paths(f"output directory {output_dir}"):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+
+
 def write_json(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")

@@ -38,10 +38,27 @@ def read_run(run_dir: Path, record) -> RunInfo:
     for name in ("metrics.json", record.outputs.get("checkpoint") or "checkpoint.pt"):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: no {name}; pass the output directory of a finished dp_sgd run.")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     own = record.own_guarantee  # the run's own guarantee on its training rows (not an inherited one)
     eps = math.inf if own["epsilon"] == "inf" else float(own["epsilon"])
     return RunInfo(run_dir, record, metrics, eps, float(own["delta"]), own["unit"])
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """``metrics.json`` of a run directory.
+
+    Raises:
+        UserError: it is not the JSON object a run writes (edited or cut short).
+    """
+    file = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        metrics = None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{file} is not a run's metrics (not a JSON object: edited or cut short); audit an unmodified "
+                        f"run directory (privtrain verify {run_dir} names the files that changed).")
+    return metrics
 
 
 def _dataset(run: RunInfo):

@@ -10,14 +10,13 @@ report, or computed here) and its CAP disclosure protection are reported beside 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from privtrain.audit.runner import RunInfo
+from privtrain.audit.runner import RunInfo, read_metrics
 from privtrain.audit.settings import AuditSettings
 from privtrain.errors import UserError
 
@@ -34,11 +33,15 @@ def audit_synthetic(run_dir: Path, record, settings: AuditSettings) -> dict:
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     if settings.shadow_models and settings.shadow_data is not None:
         raise UserError("audit.shadow_models: shadow models are for trained models; a synthetic run is audited "
                         "by its distance test alone; pass audit.shadow_models=0.")
-    rows_path = Path(metrics["output"]["path"])
+    written = (metrics.get("output") or {}).get("path") if isinstance(metrics.get("output"), dict) else None
+    if not isinstance(written, str):
+        raise UserError(f"{run_dir}/metrics.json does not name the synthetic rows (output.path); audit an unmodified "
+                        "run directory.")
+    rows_path = Path(written)
     if not rows_path.is_file():
         rows_path = run_dir / rows_path.name  # the run directory was moved
     if not rows_path.is_file():

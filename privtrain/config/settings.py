@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # these live beside pandas and torch: imported when a run is 
     from privtrain.models import ModelSpec
     from privtrain.training import TrainSettings
 
+MAX_INT = 2**63 - 1  # what NumPy and PyTorch hold in an int64
+MAX_SEED = 2**32 - 1
+
 RECIPE_GROUPS = {"dp_sgd": ("model", "privacy", "recipe"), "federated": ("model", "privacy", "fl", "recipe"),
                  "synthetic": ("synth",)}
 
@@ -70,7 +73,7 @@ def settings(recipe: str, cfg) -> RunSettings:
             raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
                             f"({_GROUP_HINTS.get((recipe, group), 'see privtrain ls')}).")
     r = _Reader(d, recipe)
-    out = dict(recipe=recipe, seed=r.int("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
+    out = dict(recipe=recipe, seed=r.seed("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
                reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
                tracking=_tracking(r))
@@ -134,20 +137,26 @@ class _Reader:
         self.free.add(key)
         return value
 
-    def num(self, key: str, *, optional: bool = False, positive: bool = False, minimum: float | None = None):
+    def num(self, key: str, *, optional: bool = False, positive: bool = False, minimum: float | None = None,
+            below: float | None = None):
+        """A finite number (inf is refused: no setting means "unbounded" by it); ``below``: an open upper bound."""
         value = self.raw(key)
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
             raise UserError(f"{key}={value!r} must be a number{' or null' if optional else ''}.")
         value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"{key}={value:g} must be a finite number.")
         if positive and not value > 0:
             raise UserError(f"{key}={value:g} must be > 0.")
         if minimum is not None and value < minimum:
             raise UserError(f"{key}={value:g} must be at least {minimum:g}.")
+        if below is not None and not value < below:
+            raise UserError(f"{key}={value:g} must be below {below:g}.")
         return value
 
-    def int(self, key: str, *, optional: bool = False, minimum: int | None = None):
+    def int(self, key: str, *, optional: bool = False, minimum: int | None = None, maximum: int = MAX_INT):
         value = self.raw(key)
         if value is None and optional:
             return None
@@ -156,7 +165,13 @@ class _Reader:
         value = int(value)
         if minimum is not None and value < minimum:
             raise UserError(f"{key}={value} must be at least {minimum}.")
+        if value > maximum:
+            raise UserError(f"{key}={value:.4g} is too large; use a whole number up to {maximum}.")
         return value
+
+    def seed(self, key: str, *, optional: bool = False):
+        """A seed: NumPy, PyTorch and scikit-learn all take 0 .. 2**32 - 1."""
+        return self.int(key, optional=optional, minimum=0, maximum=MAX_SEED)
 
     def bool(self, key: str) -> bool:
         value = self.raw(key)
@@ -279,7 +294,8 @@ def _train(r: _Reader):
         batch_size=r.int("recipe.batch_size", minimum=1),
         max_physical_batch_size=r.int("recipe.max_physical_batch_size", minimum=1),
         optimizer=r.str("recipe.optimizer", ("adam", "sgd")), lr=r.num("recipe.lr", positive=True),
-        momentum=r.num("recipe.momentum", minimum=0.0), ema=r.num("recipe.ema", minimum=0.0),
+        momentum=r.num("recipe.momentum", minimum=0.0),
+        ema=r.num("recipe.ema", minimum=0.0, below=1.0),  # the decay of an average: 1 would freeze it
         grad_sample_mode=r.str("recipe.grad_sample_mode"), clipping=r.str("recipe.clipping"),
         progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1),
         amp=r.bool("recipe.amp") if r.has("recipe.amp") else False)
@@ -330,7 +346,7 @@ def _tracking(r: _Reader) -> TrackingSettings:
 
 
 def _audit(r: _Reader) -> AuditSettings:
-    seed = r.int("audit.seed", optional=True)
+    seed = r.seed("audit.seed", optional=True)
     return AuditSettings(
         enabled=r.bool("audit.enabled"), shadow_models=r.int("audit.shadow_models", minimum=0),
         shadow_data=r.opt_str("audit.shadow_data"), pool_path=r.opt_str("audit.pool_path"),
@@ -358,7 +374,7 @@ def _fl(r: _Reader):
     return FlSettings(
         engine=r.str("fl.engine", ENGINES),
         partition=PartitionSpec(r.str("fl.partition"), r.int("fl.num_clients"), r.num("fl.alpha", optional=True),
-                                r.opt_str("fl.client_column"), r.int("fl.partition_seed")),
+                                r.opt_str("fl.client_column"), r.seed("fl.partition_seed")),
         client_test_size=r.num("fl.client_test_size"), test_size=r.num("dataset.test_size"),
         rounds=r.int("fl.rounds", minimum=1), clients_per_round=r.int("fl.clients_per_round", optional=True),
         fraction=r.num("fl.fraction"), round_timeout=r.num("fl.round_timeout", positive=True),
@@ -369,7 +385,7 @@ def _fl(r: _Reader):
         local_epochs=r.int("fl.local_epochs", minimum=1), batch_size=r.int("fl.batch_size", minimum=1),
         optimizer=r.str("fl.optimizer", ("sgd", "adam")), lr=r.num("fl.lr", positive=True),
         local_dp_lr=r.num("fl.local_dp_lr", positive=True), momentum=r.num("fl.momentum", minimum=0.0),
-        grad_sample_mode=r.str("fl.grad_sample_mode"), privacy=r.str("privacy.name"), seed=r.int("seed"),
+        grad_sample_mode=r.str("fl.grad_sample_mode"), privacy=r.str("privacy.name"), seed=r.seed("seed"),
         progress=r.bool("recipe.progress") & (r.str("recipe.name") == "federated"),
         num_cpus=float(num_cpus if num_cpus is not None else (os.cpu_count() or 1)),
         cpus_per_client=r.num("fl.simulation.cpus_per_client", positive=True),

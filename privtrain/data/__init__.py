@@ -16,7 +16,7 @@ from privtrain.data import pii_gate
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
 from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
-from privtrain.data.schema import Schema, declared_schema, inferred_schema, some_rows
+from privtrain.data.schema import Schema, declared_schema, inferred_schema
 from privtrain.errors import UserError
 from privtrain.sources import Source
 
@@ -189,7 +189,8 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
 
 
 def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
-    """Rows that contradict the schema fail here, before any charge; messages count rows, never echo values."""
+    """Rows that contradict the schema fail here, before any charge. Messages say "some rows": a count of the
+    offending rows, like their values, is a fact about private rows that a refused run must not reveal."""
     if len(schema.classes) < 2:
         raise UserError(f"dataset.schema: the target {target!r} has {len(schema.classes)} class; a classifier needs at "
                         "least 2 (declare the target's categories, or use another target).")
@@ -197,10 +198,8 @@ def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
         if col.is_categorical:
             continue
         values = frame[col.name]
-        text = int((values.notna() & pd.to_numeric(values, errors="coerce").isna()).sum())
-        if text:
-            raise UserError(f"dataset.schema.{col.name}: {some_rows(text, len(values))} hold text where the schema "
-                            f"declares numbers in "
+        if (values.notna() & pd.to_numeric(values, errors="coerce").isna()).any():
+            raise UserError(f"dataset.schema.{col.name}: some rows hold text where the schema declares numbers in "
                             f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")
 
 
@@ -271,6 +270,6 @@ def split(dataset: Dataset, *, seed: int, test_size: float) -> Splits:
     x = dataset.schema.transform(dataset.frame)
     test = held_out(dataset.frame, seed=seed, test_size=test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={test_size}: {len(y)} rows leave an empty "
+        raise UserError(f"dataset.test_size={test_size}: the rows leave an empty "
                         f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
     return Splits(x[~test], y[~test], x[test], y[test], dataset.schema.classes)

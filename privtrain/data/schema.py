@@ -8,6 +8,7 @@ run's guarantee says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,22 +77,12 @@ class Schema:
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = int(sum(v not in index for v in values))
-        if unknown:  # the message names the declared (public) classes, never a value read from the rows
+        if any(v not in index for v in values):  # names the declared (public) classes; no value, no count
             raise UserError(
-                f"dataset.schema: {some_rows(unknown, len(values))} have a target label outside the declared classes "
+                f"dataset.schema: some rows have a target label outside the declared classes "
                 f"{list(self.classes)}; add the missing labels to the target's categories (or drop those rows)."
             )
         return values.map(index).to_numpy(dtype=np.int64)
-
-
-def some_rows(count: int, total: int, what: str = "rows") -> str:
-    """How many rows an error is about, no finer than the fix needs: an exact count of bad values would be
-    a free oracle on the private rows (one more row holding X changes it)."""
-    share = count / max(total, 1)
-    if share < 0.05:
-        return f"some {what} (under 5%)"
-    return f"about {max(10, round(share * 10) * 10)}% of the {what}"
 
 
 def _column_from_decl(name: str, decl) -> Column:
@@ -103,11 +94,26 @@ def _column_from_decl(name: str, decl) -> Column:
             raise UserError(f"dataset.schema.{name}.categories is empty; list the column's possible values.")
         return Column(name, categories=cats)
     if "min" in decl and "max" in decl:
-        low, high = float(decl["min"]), float(decl["max"])
+        low, high = _bound(name, "min", decl["min"]), _bound(name, "max", decl["max"])
         if not high > low:
             raise UserError(f"dataset.schema.{name}: max ({high}) must be greater than min ({low}).")
         return Column(name, low=low, high=high)
     raise UserError(f"dataset.schema.{name}: give min and max for a numeric column, or categories for a categorical one.")
+
+
+def _bound(name: str, which: str, value) -> float:
+    """A declared bound: a finite number (a scale needs both ends; an infinite one would map every value to 0)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(value)
+        bound = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"dataset.schema.{name}.{which}={value!r} must be a number, e.g. "
+                        f"dataset.schema.{name}.{which}=0.") from None
+    if not math.isfinite(bound):
+        raise UserError(f"dataset.schema.{name}.{which}={bound:g} must be a finite number: declare the column's "
+                        "public range (or its categories).")
+    return bound
 
 
 def declared_schema(decl: dict, features: list[str], target: str) -> Schema:

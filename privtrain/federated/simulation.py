@@ -39,8 +39,31 @@ class StoredRows:
         return _CACHE[key].client(k)
 
 
+def preflight(settings) -> None:
+    """Start the Ray runtime the run will use, before anything is charged: a runtime that cannot start (a stale
+    ``RAY_ADDRESS``, no memory, an overloaded machine timing out) costs no budget. With
+    ``fl.simulation.reuse_ray=false`` this is the run's fresh runtime.
+
+    Raises:
+        UserError: Ray did not start.
+    """
+    from privtrain.errors import UserError
+
+    with runtime._LOCK:  # noqa: SLF001 - the runtime is shared by the process's simulations
+        if not settings.reuse_ray:
+            runtime.shutdown()
+        try:
+            runtime.ensure(settings.num_cpus)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types; none of them is privtrain's bug
+            runtime.shutdown()
+            why = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise UserError(f"the federated simulation could not start Ray ({why}); nothing was charged: unset a "
+                            "stale RAY_ADDRESS, free memory, lower fl.simulation.num_cpus, or try again.") from None
+
+
 def run(job: Job) -> None:
-    """Run ``job`` with one virtual SuperNode per client; blocks until the last round."""
+    """Run ``job`` with one virtual SuperNode per client; blocks until the last round (:func:`preflight` has
+    started Ray before the charge; a runtime that stopped since is started again)."""
     import ray
     from flwr.simulation import run_simulation
 
@@ -49,8 +72,6 @@ def run(job: Job) -> None:
 
     s = job.settings
     with runtime._LOCK:  # noqa: SLF001 - one simulation at a time per process: they share the runtime
-        if not s.reuse_ray:
-            runtime.shutdown()
         runtime.ensure(s.num_cpus)  # before private_tmp: Ray's processes must not inherit a per-run TMPDIR
         ref = ray.put(job.rows)
         job = job.with_rows(StoredRows(ref))

@@ -144,7 +144,7 @@ def build_population(dataset, settings: FlSettings) -> Population:
     x = dataset.schema.transform(frame)
     test = held_out(frame, seed=spec.seed, test_size=settings.test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={settings.test_size}: {len(y)} rows leave an empty "
+        raise UserError(f"dataset.test_size={settings.test_size}: the rows leave an empty "
                         f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
     pool = np.flatnonzero(~test)
     pool_frame = frame.iloc[pool]
@@ -156,9 +156,8 @@ def build_population(dataset, settings: FlSettings) -> Population:
     train_parts = part.group(client_of, n, ~local_eval)
     eval_parts = part.group(client_of, n, local_eval)
     if not any(len(t) for t in train_parts):
-        raise UserError(f"fl.partition={spec.kind}: no client holds a training row ({len(pool)} pool rows, "
-                        f"fl.client_test_size={settings.client_test_size}); use more rows or a smaller "
-                        "fl.client_test_size.")
+        raise UserError(f"fl.partition={spec.kind}: no client holds a training row (fl.client_test_size="
+                        f"{settings.client_test_size}); use more rows or a smaller fl.client_test_size.")
     key = part.population_key(spec, table=dataset.fingerprint, test_size=settings.test_size,
                               client_test_size=settings.client_test_size)
     return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], train_parts,
@@ -169,14 +168,13 @@ def encode_labels(dataset) -> np.ndarray:
     """The target encoded by the declared classes.
 
     Raises:
-        UserError: some rows hold a label outside them; the message counts the rows and never shows
-            the values (they are private data).
+        UserError: some rows hold a label outside them; the message neither counts those rows nor shows
+            their values (both are facts about private data).
     """
     classes = dataset.schema.classes
     index = {c: i for i, c in enumerate(classes)}
-    unknown = sum(1 for v in dataset.frame[dataset.target] if v not in index)
-    if unknown:
-        raise UserError(f"dataset.target={dataset.target!r}: {unknown} row(s) hold a label that is not among the "
+    if any(v not in index for v in dataset.frame[dataset.target]):
+        raise UserError(f"dataset.target={dataset.target!r}: some rows hold a label that is not among the "
                         f"{len(classes)} declared classes (values not shown: they are private data); add it to the "
                         "target's categories in dataset.schema.")
     return dataset.frame[dataset.target].map(index).to_numpy(dtype=np.int64)

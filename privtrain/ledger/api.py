@@ -263,24 +263,49 @@ class Ledger:
         return None if first is None else first["hash"]
 
     @guarded
-    def accept_damage(self, reason: str) -> Entry:
-        """Record, as a chained entry, that the ledger's current damage is accepted as it stands.
+    def accept_damage(self, reason: str, *, exhaust_budgets: bool = False) -> Entry:
+        """Record, as a chained entry (signed with ``PRIVTRAIN_LEDGER_KEY`` when the ledger is), that the ledger's
+        damage is accepted, without lowering what it counts as spent or raising a budget: what the damaged
+        entries no longer show is charged in the same transaction (see :mod:`privtrain.ledger.damage`).
+
+        Args:
+            exhaust_budgets: when entries that nothing bounds were edited or lost, count every budget as
+                spent instead of refusing.
 
         Raises:
-            UserError: nothing to accept (it verifies), or no reason given.
+            UserError: nothing to accept (it verifies), no reason given, a signed ledger without its key, or
+                unbounded damage without ``exhaust_budgets``.
         """
-        from privtrain.ledger import integrity
+        from privtrain.ledger import damage, integrity
 
         require(bool(reason and reason.strip()), "accept-damage needs --reason: say why the damage is accepted.")
+        self.core.require_writable()
+        anchor, recorded = integrity.read_anchor(self.location), integrity.read_floors(self.location)
         report = self.verify()
         if report.ok:
             raise UserError(f"the ledger {self.path} verifies: there is no damage to accept.")
+        key = integrity.ledger_key()
         stored = self.core.backend.chain_rows()
+        require(key is not None or not any(r["mac"] for r in stored),
+                f"the ledger {self.path} is signed: accepting its damage is a signed decision; set "
+                f"{integrity.KEY_ENV} to its key.")
+        assessment = damage.assess(stored, self.core.backend.head_record(), anchor=anchor, recorded=recorded,
+                                   key=key, exhaust=exhaust_budgets)
+        last = (stored[-1]["id"], stored[-1]["hash"]) if stored else None
         with self.core.transaction():
-            return self.core.append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
-                                detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
-                                                   "entries": len(stored),
-                                                   "prefix_digest": integrity.prefix_digest(stored)}))
+            require(self.core.backend.last_entry() == last, "the ledger changed while its damage was assessed; "
+                                                        "run accept-damage again.")
+            accepted = self.core.append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
+                                    detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
+                                                       "entries": len(stored),
+                                                       "prefix_digest": integrity.prefix_digest(stored),
+                                                       "outcome": assessment.summary(), **assessment.detail()}))
+            reservation = None
+            for fields in damage.entries(assessment, accepted.id):
+                if fields["status"] == "committed":
+                    fields["ref"] = reservation.id
+                reservation = self.core.append(**fields)
+        return accepted
 
     # --- planning and charging -------------------------------------------------------
 

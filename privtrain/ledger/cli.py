@@ -162,9 +162,10 @@ def cmd_id(args) -> int:
 
 
 def cmd_accept_damage(args) -> int:
-    entry = _open(args).accept_damage(args.reason)
-    print(f"recorded: the damage ({entry.detail['problem']}) is accepted as it stands (entry {entry.id}); "
-          "later changes to the entries before it are still detected")
+    entry = _open(args).accept_damage(args.reason, exhaust_budgets=args.exhaust_budgets)
+    print(f"recorded: the damage ({entry.detail['problem']}) is accepted (entry {entry.id}): "
+          f"{entry.detail['outcome']}; what the ledger counts as spent was not lowered, and later changes to the "
+          "entries before it are still detected")
     return 0
 
 
@@ -281,8 +282,12 @@ def register(subparsers) -> None:
     s.set_defaults(func=cmd_id)
 
     s = sub.add_parser("accept-damage", parents=[common],
-                       help="record that a ledger's damage is accepted as it stands, so it admits runs again")
+                       help="record that a ledger's damage is accepted, so it admits runs again; what it counts as "
+                            "spent is never lowered")
     s.add_argument("--reason", required=True, help="why (recorded in the chain)")
+    s.add_argument("--exhaust-budgets", action="store_true",
+                   help="when edited or lost entries cannot be bounded by what this machine last verified, count "
+                        "every budget as spent (ε=inf) instead of refusing")
     s.set_defaults(func=cmd_accept_damage)
 
     s = sub.add_parser("export", parents=[common], help="all entries as JSON or CSV")

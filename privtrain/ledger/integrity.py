@@ -15,8 +15,10 @@
   the last entry it verified and re-check the head record, the signatures and the anchor. A full
   ``privtrain ledger verify`` always walks everything (and, on SQLite, checks every page of the file).
 - **Accepted damage.** A damaged ledger admits no run until it is restored, or until someone records,
-  as a chained ``accepted`` entry, that they accept the damage as it stands (with a reason). The entry
-  holds a digest of every row before it, so any later change to that prefix is still detected.
+  as a chained (and, with a key, signed) ``accepted`` entry, that they accept the damage (with a reason).
+  The entry holds a digest of every row before it, so any later change to that prefix is still detected.
+  Accepting never lowers what the ledger counts as spent (:mod:`privtrain.ledger.damage`): every state
+  that verifies is also recorded as this machine's spend floor (:mod:`privtrain.ledger.floors`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 import weakref
 from pathlib import Path
 
-from privtrain.ledger import backends, store
+from privtrain.ledger import backends, floors, store
 from privtrain.ledger.model import VerifyReport
 
 KEY_ENV = "PRIVTRAIN_LEDGER_KEY"
@@ -146,6 +148,17 @@ def record_anchor(ledger_path: Path | str, count: int, head: str) -> None:
         os.replace(tmp, file)
     except (OSError, ValueError):
         pass
+    _refresh_floors(ledger_path)
+
+
+def _refresh_floors(ledger_path: Path | str) -> None:
+    """After a write: a handle in this process that verified the ledger checks the entries just written
+    (only those) and moves the spend floor forward to them."""
+    name = _anchor_name(ledger_path)
+    for backend in list(_VERIFIED.keys()):
+        if _anchor_name(backend.location) == name:
+            verify_tail(backend)
+            return
 
 
 def read_anchor(ledger_path: Path | str) -> dict | None:
@@ -160,7 +173,9 @@ def read_anchor(ledger_path: Path | str) -> dict | None:
 
 
 def check_anchor(seen: dict | None, rows: list[dict]) -> str | None:
-    return _anchor_problem(seen, len(rows), lambda i: rows[i - 1]["hash"])
+    # by entry id, not position: a ledger whose deleted entries were accepted has gaps in its ids
+    by_id = {r["id"]: r["hash"] for r in rows}
+    return _anchor_problem(seen, rows[-1]["id"] if rows else 0, by_id.get)
 
 
 def _anchor_problem(seen: dict | None, n_entries: int, hash_of) -> str | None:
@@ -220,9 +235,25 @@ def _key_digest(key: bytes | None) -> str | None:
     return hashlib.sha256(key).hexdigest() if key else None
 
 
+# backend -> the spend of its verified entries (see ledger.floors), moved forward with each verified tail
+_SPEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _remember(backend, rows: list[dict], key: bytes | None) -> None:
     if rows:
         _VERIFIED[backend] = (_key_digest(key), rows[-1]["id"], rows[-1]["hash"], any(r["mac"] for r in rows))
+        _SPEND[backend] = spend = floors.Spend()
+        spend.add(rows)
+        _record_floors(backend, rows[-1]["id"], rows[-1]["hash"], spend, key)
+
+
+def _record_floors(backend, count: int, head: str, spend: floors.Spend, key: bytes | None) -> None:
+    floors.record(anchor_file(backend.location), _anchor_name(backend.location), count, head, spend, key)
+
+
+def read_floors(ledger_path: Path | str) -> dict | None:
+    """This machine's record of the ledger's last verified spend (see :mod:`privtrain.ledger.floors`)."""
+    return floors.read(anchor_file(ledger_path), _anchor_name(ledger_path), ledger_key())
 
 
 def verify_tail(backend, *, on_rows=None) -> VerifyReport:
@@ -264,6 +295,10 @@ def verify_tail(backend, *, on_rows=None) -> VerifyReport:
     if problem is not None:
         return Report(False, n, None, problem)
     _VERIFIED[backend] = (_key_digest(key), n, prev, signed_before or any(r["mac"] for r in tail))
+    spend = _SPEND.get(backend)
+    if spend is not None and len(tail) > 1:
+        spend.add(tail[1:])
+        _record_floors(backend, n, prev, spend, key)
     return Report(True, n)
 
 

@@ -34,7 +34,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privtrain.errors import UserError, require
+from privtrain.errors import UserError, require, user_paths
 
 POLICY_NAME = "policy.yaml"
 RECIPES = ("dp_sgd", "federated", "synthetic")
@@ -110,18 +110,31 @@ def find(explicit: str | None, ledger_location: str | Path | None) -> Path | Non
     named = explicit or os.environ.get("PRIVTRAIN_POLICY")
     if named:
         path = Path(named).expanduser()
-        if not path.is_file():
+        with user_paths("ledger.policy"):
+            found = path.is_file()
+        if not found:
             raise UserError(f"ledger.policy={named}: no such policy file; check the path (privtrain policy check PATH).")
         return path
     return beside(ledger_location)
 
 
 def beside(ledger_location: str | Path | None) -> Path | None:
-    """The project's policy: ``policy.yaml`` in the ledger's folder, if there is one (not for a URL)."""
+    """The project's policy: ``policy.yaml`` in the ledger's folder, if there is one (not for a URL).
+
+    Raises:
+        UserError: something that is not a file stands there: a run must not go ahead ungoverned because the
+            project's policy cannot be read.
+    """
     if ledger_location is None or "://" in str(ledger_location):
         return None
     path = Path(ledger_location).parent / POLICY_NAME
-    return path if path.is_file() else None
+    with user_paths(f"the project's policy {path}"):
+        if not path.exists():
+            return None
+        if not path.is_file():
+            raise UserError(f"the project's policy {path} is not a file (a folder?): no run goes ahead ungoverned; "
+                            "put the policy YAML there (one with `rules: []` lifts the rules, as a recorded change).")
+    return path
 
 
 def load(path: str | Path) -> Policy:
@@ -197,7 +210,7 @@ def _rule(data, i: int, where: str) -> Rule:
                sources=tuple(map(str, _list(when.get("sources"), f"{at}: when.sources"))))
     for key in _NUMBERS:
         if data.get(key) is not None:
-            out[key] = _number(data[key], f"{at}: {key}", delta=key.endswith("delta"))
+            out[key] = _number(data[key], f"{at}: {key}", delta="delta" in key)
     for key in _FLAGS:
         if key in data:
             require(isinstance(data[key], bool), f"{at}: {key} must be true or false, got {data[key]!r}")

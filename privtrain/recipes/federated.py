@@ -59,6 +59,10 @@ def plan(s) -> Planned:
     access = Access(
         source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.identity_table,
         id_column=dataset.id_column)
+    if fl.engine == "simulation" and not s.ledger.plan_only:
+        from privtrain.federated import simulation
+
+        simulation.preflight(fl)  # a Ray runtime that cannot start fails here too (a dry run starts none)
     return Planned(s, population, central, local, example.delta, access, report.dataset_info(population))
 
 

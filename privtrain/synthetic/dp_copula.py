@@ -49,6 +49,7 @@ import pandas as pd
 from privtrain.data.schema import Column
 from privtrain.errors import UserError
 from privtrain.privacy import events as ev
+from privtrain.privacy.dp_sgd import MAX_TARGET_EPSILON
 
 _U_CLIP = 1e-3  # normal scores stay within ±Φ⁻¹(1 - 1e-3) ≈ ±3.09
 
@@ -99,6 +100,9 @@ def plan(*, epsilon: float, delta: float, n_columns: int, bins: int = 16, margin
     key = "synth"
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise UserError(f"{key}.epsilon={epsilon} must be > 0 and finite.")
+    if epsilon > MAX_TARGET_EPSILON:  # as for DP-SGD: the calibration would overflow, and the guarantee say nothing
+        raise UserError(f"{key}.epsilon={epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer says "
+                        "anything useful; use synth=gaussian_copula for a non-private synthesizer.")
     if not 0 < delta < 1:
         raise UserError(f"{key}.delta={delta} must lie in (0, 1).")
     if int(bins) < 2:

@@ -81,7 +81,7 @@ def split(source: RealTable, *, seed: int, test_size: float) -> tuple[pd.DataFra
     frame = source.frame
     test = held_out(frame, seed=seed, test_size=test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={test_size}: {len(frame)} rows leave an empty "
+        raise UserError(f"dataset.test_size={test_size}: the rows leave an empty "
                         f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
     return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 

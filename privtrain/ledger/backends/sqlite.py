@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from privtrain.errors import UserError
+from privtrain.errors import UserError, user_paths
 from privtrain.ledger.backends.base import SqlBackend
 from privtrain.ledger.store import GENESIS, SCHEMA_VERSION
 
@@ -94,9 +94,11 @@ def connect(path: Path, *, create: bool = True) -> "SqliteBackend":
             file, is a foreign, older or newer database, or is corrupt.
     """
     path = Path(path).expanduser()
-    if path.is_dir():
+    with user_paths("the ledger's path (ledger.path, PRIVTRAIN_LEDGER)"):
+        is_dir, exists = path.is_dir(), path.exists()
+    if is_dir:
         raise UserError(f"ledger path {path} is a directory; give a file such as {path / 'ledger.db'}.")
-    if not path.exists():
+    if not exists:
         if not create:
             raise UserError(f"no ledger at {path}; nothing was created. The first run (or `privtrain ledger budget "
                             "set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger.")
