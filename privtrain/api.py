@@ -154,27 +154,30 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
                          {"plan": text, "path": str(book.path), "fits": plans.fits}, dry_run=True)
     one_run = _one_run_gate(settings, planned, output_dir)  # audit.one_run: the mechanism, before any charge
-    run_dir.prepare(output_dir)  # a folder the run cannot write costs no budget either
-    environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
-    # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
-    tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
-                             config_yaml=settings.config_yaml, output_dir=output_dir)
-    with tracking.active(tracker), book.charging(request) as run:
-        # Only now, with every budget the run touches reserved, does the recipe read rows for training.
-        go("go")
-        sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
-        summary = _card_summary(run.summary, rules, settings.dataset.tags)
-        reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
-                            environment.summary())
-        outcome = module.train(planned, reserved, output_dir)
-        if one_run is not None:  # the card states the configuration's audit; it is hashed with the other files
-            from privtrain.audit.one_run_report import add_to_card
+    # The folder is made before the charge (a folder the run cannot write costs no budget) and removed again if
+    # the run is refused or cannot start (nothing charged, nothing left behind).
+    with run_dir.Provisional(output_dir) as folder:
+        environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
+        # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
+        tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
+                                 config_yaml=settings.config_yaml, output_dir=output_dir)
+        with tracking.active(tracker), book.charging(request) as run:
+            # Only now, with every budget the run touches reserved, does the recipe read rows for training.
+            folder.keep()
+            go("go")
+            sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
+            summary = _card_summary(run.summary, rules, settings.dataset.tags)
+            reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
+                                environment.summary())
+            outcome = module.train(planned, reserved, output_dir)
+            if one_run is not None:  # the card states the configuration's audit; it is hashed with the other files
+                from privtrain.audit.one_run_report import add_to_card
 
-            add_to_card(output_dir / "model_card.md", one_run)
-        outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
-        run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
-                   derived=outcome.derived)
-        tracker.finish(outcome.result, outcome.files)
+                add_to_card(output_dir / "model_card.md", one_run)
+            outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
+            run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
+                       derived=outcome.derived)
+            tracker.finish(outcome.result, outcome.files)
     result = outcome.result
     if one_run is not None:
         result.metrics["one_run_audit"] = {k: one_run[k] for k in ("epsilon_lower_bound", "best_attack", "verdict",

@@ -146,7 +146,10 @@ def test_pool_shadows_charge_nothing_and_a_pool_of_private_rows_is_refused(tmp_p
     assert np.isfinite(audit["attacks"]["lira"]["auc"])
     added = book.entries()[len(before):]
     assert book.entries()[:len(before)] == before
-    assert [e.status for e in added] == ["artifacts"]  # the audit chains the card it rewrote; it charges nothing
+    # the pool's comparison with registered tables is a recorded probe; the audit chains the card it rewrote;
+    # neither charges anything
+    assert [e.status for e in added] == ["rows", "artifacts"] and "probe" in added[0].detail
+    assert all(e.epsilon == 0.0 for e in added)
     with pytest.raises(UserError, match=r"row\(s\) of .* are rows of the private dataset"):
         audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "private.csv"))
     with pytest.raises(UserError, match=r"others.csv is private data known to the ledger .*source `digits`"):

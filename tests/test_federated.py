@@ -202,7 +202,8 @@ def test_every_privacy_charges_the_source_example_level_and_central_dp_its_popul
         central, local = planning.plan(run.privacy, run.model, s, pop)
         mechanisms = planning.mechanisms(run.privacy, s, pop, central, local)
         assert [m.unit for m in mechanisms] == (["example"] if name == "dp" else ["client", "example"]), name
-        request = ledger.RunRequest("r", "federated", "cfg", pop.dataset.source, pop.dataset.fingerprint, mechanisms)
+        access = ledger.Access(pop.dataset.source, pop.dataset.fingerprint, mechanisms)
+        request = ledger.RunRequest.of("federated", access, config_hash="cfg", ledger=ledger.LedgerSettings())
         charges = book.charges(request)
         assert {(c.source, c.unit, c.scope) for c in charges} == {
             ("digits", m.unit, pop.key if m.unit == "client" else "") for m in mechanisms}

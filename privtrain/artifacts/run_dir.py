@@ -55,6 +55,28 @@ def prepare(output_dir: Path) -> None:
             pass
 
 
+class Provisional:
+    """The run's folder, made (:func:`prepare`) before the charge; removed again when the block raises before
+    :meth:`keep` (the run was refused, or could not start): a run that charged nothing leaves nothing behind."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir, self.kept = output_dir, False
+        self.made = not output_dir.exists()
+
+    def keep(self) -> None:
+        self.kept = True
+
+    def __enter__(self) -> "Provisional":
+        prepare(self.output_dir)
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None and self.made and not self.kept:
+            import shutil
+
+            shutil.rmtree(self.output_dir, ignore_errors=True)
+
+
 def write_json(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")

@@ -354,7 +354,7 @@ class Ledger:
             UserError: the new budget is below what the filter already certifies, without ``force``.
         """
         key, unit = self._admin_key(source), check_unit(unit)
-        n = rowcount.known_rows(rowcount.registered_rows(self, key), source=key) if unit == "example" else None
+        n = rowcount.known_rows(rowcount.registered_rows(self.core, key), source=key) if unit == "example" else None
         epsilon, delta = check_budget(epsilon, delta, n, what=f"the budget of source {self.name(key) or key[:12]!r}:")
         if unit == "client":
             require(bool(scope), "a client-level budget belongs to a federated population: give its scope "

@@ -11,9 +11,12 @@ from __future__ import annotations
 BUILTIN_ROWS = {"digits": 1797, "breast_cancer": 569, "wine": 178}  # scikit-learn's published sizes
 
 
-def registered_rows(book, source: str) -> int | None:
-    """The distinct rows the ledger's ``rows`` entries say are registered under ``source`` (None: none)."""
-    counts = [e.detail.get("rows") for e in book.entries(source) if e.status == "rows"]
+def registered_rows(core, source: str) -> int | None:
+    """The rows the ledger's ``rows`` entries say are registered under the source key ``source`` (None: none;
+    also for a name not yet in the ledger)."""
+    import json
+
+    counts = [json.loads(r["detail"]).get("rows") for r in core.backend.entries(source=source, statuses=("rows",))]
     counts = [int(c) for c in counts if isinstance(c, (int, float))]
     return max(counts) if counts else None
 
