@@ -155,8 +155,8 @@ def measure(name: str, modes: list[str], device: str, rounds: int, steps: int) -
         fns = {"non-private": plain_stepper(factory, x, y), **{m: dp_stepper(factory, x, y, m) for m in modes}}
         for fn in fns.values():
             fn()  # warm-up
-        # at least ~0.2 s of non-private steps per round: a 2 ms step timed 3 times is mostly timer noise
-        steps = max(steps, int(0.2 / max(timed(fns["non-private"]), 1e-6)))
+        # ~0.1 s of non-private steps per round (at most 30 steps): a 2 ms step timed 3 times is mostly noise
+        steps = max(steps, min(30, int(0.1 / max(timed(fns["non-private"]), 1e-6))))
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(rounds):
             for k, fn in fns.items():
