@@ -151,5 +151,7 @@ def test_auto_is_the_default_and_the_card_and_run_json_say_which_ran(tmp_path, l
     assert "every trainable layer supports it" in run["dp"]["grad_sample_mode_reason"]
     card = (result.output_dir / "model_card.md").read_text()
     assert "Opacus' ghost mode (auto: ghost clipping" in card
-    amp_like = privtrain.run("dp_sgd", [*TINY, "model=mlp", "recipe.clipping=per_layer"], output_dir=tmp_path / "p")
-    assert json.loads((amp_like.output_dir / "run.json").read_text())["dp"]["grad_sample_mode"] == "hooks"
+    per_layer = privtrain.run("dp_sgd", [*TINY, "model=mlp", "recipe.clipping=per_layer"], output_dir=tmp_path / "p")
+    run = json.loads((per_layer.output_dir / "run.json").read_text())
+    assert run["dp"]["grad_sample_mode"] == "hooks" and "flat clipping only" in run["dp"]["grad_sample_mode_reason"]
+    assert "Opacus' hooks mode (auto: hooks" in (per_layer.output_dir / "model_card.md").read_text()
