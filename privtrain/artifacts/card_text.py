@@ -60,7 +60,9 @@ def mechanism_text(m: dict | None) -> str:
                 f"standard deviation {num(m['noise_multiplier'])} × the clip norm (noise multiplier "
                 f"{num(m['noise_multiplier'])}) before the {m['optimizer']} update, learning rate {num(m['lr'])}. "
                 f"The run took {m['steps']} steps ({m['epochs']} epoch(s)); the {m['accountant']} accountant "
-                f"composed them at δ = {delta(m['delta'])}.")
+                f"composed them at δ = {delta(m['delta'])}."
+                + (f" Per-example gradient norms: Opacus' {m['grad_sample_mode']} mode "
+                   f"({m.get('grad_sample_mode_reason', 'as configured')})." if m.get("grad_sample_mode") else ""))
     if k == "federated_central":
         sampling = (f"each round samples each client independently with probability {num(m['sample_rate'])} "
                     f"(Poisson; expected cohort {num(m['expected_cohort'])} of {m['clients']} clients)"

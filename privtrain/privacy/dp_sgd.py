@@ -25,7 +25,7 @@ ACCOUNTANTS = ("prv", "rdp", "gdp")
 # 77 s at σ = 0.1 and did not finish at ε = 1e6): refused with one line instead.
 MAX_TARGET_EPSILON = 50.0
 MIN_NOISE_MULTIPLIER = 0.3
-GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch")
+GRAD_SAMPLE_MODES = ("auto", "hooks", "ghost", "functorch")  # auto: privtrain.privacy.clipping_mode
 CLIPPING = ("flat", "per_layer")
 AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
              "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "

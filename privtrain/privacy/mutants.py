@@ -5,7 +5,8 @@ Opacus parts are built) makes the training deviate from the mechanism it account
 published DP code has:
 
 - ``half_noise``: the noise added is half what the accountant assumes (σ/2);
-- ``unclipped_linear``: per-sample gradients of ``nn.Linear`` layers are summed without clipping;
+- ``unclipped_linear``: per-sample gradients of ``nn.Linear`` layers are summed without clipping (under ghost
+  clipping, where no per-layer sum exists, every example's clipping factor is 1);
 - ``double_rate``: the loader Poisson-samples at 2q while the accountant charges q;
 - ``rows_divisor``: the noisy sum is divided by (rows read) × q, a function of the private row count;
 - ``seeded_noise``: the noise generator is seeded from the public ``seed``.
@@ -67,8 +68,12 @@ def _half_noise(optimizer) -> None:
 
 
 def _unclipped_linear(model, optimizer) -> None:
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping
     from torch import nn
 
+    if isinstance(model, GradSampleModuleFastGradientClipping):  # ghost clipping (auto's usual pick)
+        _unclipped_ghost(model)
+        return
     linear = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
     targets = [p for p in optimizer.params if id(p) in linear]
     clip_and_accumulate = optimizer.clip_and_accumulate
@@ -78,9 +83,22 @@ def _unclipped_linear(model, optimizer) -> None:
         raw = {id(p): optimizer._get_flat_grad_sample(p) for p in targets}
         clip_and_accumulate()
         for p in targets:
-            if raw[id(p)] is None:  # ghost clipping keeps no per-sample gradients: nothing to skip
+            if raw[id(p)] is None:  # no per-sample gradient kept for it: nothing to skip
                 continue
             unclipped = raw[id(p)].to(p.dtype).sum(0)
             p.summed_grad = unclipped if before[id(p)] is None else before[id(p)] + unclipped
 
     optimizer.clip_and_accumulate = skip_linear
+
+
+def _unclipped_ghost(model) -> None:
+    """Ghost clipping has no per-layer sums to skip: every example's clipping factor becomes 1 (the norms are
+    still taken), so the second backward pass sums the gradients unclipped."""
+    import torch
+
+    coefficients = model.get_clipping_coef
+
+    def ones() -> torch.Tensor:
+        return torch.ones_like(coefficients())
+
+    model.get_clipping_coef = ones

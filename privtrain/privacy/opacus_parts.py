@@ -88,6 +88,9 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
         reproducible_noise_from: debugging only: noise and sampling from this seed (guarantee void).
         world: :func:`privtrain.distributed.world`, or None for one process.
 
+    ``settings.grad_sample_mode=auto`` is resolved here by :func:`privtrain.privacy.clipping_mode.choose`
+    (recipes resolve it at plan time, to record why).
+
     Raises:
         UserError: mixed precision with ghost clipping (its norms would be bfloat16).
     """
@@ -97,10 +100,15 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
     from opacus.optimizers import get_optimizer_class
     from opacus.validators import ModuleValidator
 
+    from dataclasses import replace
+
     from privtrain.errors import UserError
+    from privtrain.privacy.clipping_mode import AUTO, choose
     from privtrain.privacy.dp_sgd import AMP_GHOST
     from privtrain.privacy.randomness import torch_generator
 
+    if settings.grad_sample_mode == AUTO:  # callers that did not resolve it at plan time (e.g. fl.grad_sample_mode=auto)
+        settings = replace(settings, grad_sample_mode=choose(AUTO, model, clipping=settings.clipping, amp=settings.amp).mode)
     if settings.amp and settings.grad_sample_mode == "ghost":
         raise UserError(AMP_GHOST)
     accountant = create_accountant(mechanism=dp.accountant)

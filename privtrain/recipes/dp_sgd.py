@@ -6,7 +6,8 @@ Features and the keys that turn them on:
 - delta:                             ``privacy.delta`` (default well below 1/n; >= 1/n is refused)
 - accountant:                        ``privacy.accountant=prv|rdp|gdp``
 - clipping:                          ``privacy.max_grad_norm``, ``recipe.clipping=flat|per_layer``
-- per-sample gradients:              ``recipe.grad_sample_mode=hooks|ghost|functorch``
+- per-sample gradients:              ``recipe.grad_sample_mode=auto|hooks|ghost|functorch`` (auto: ghost clipping
+                                     when every layer supports it, :mod:`privtrain.privacy.clipping_mode`)
 - logical vs physical batch:         ``recipe.batch_size``, ``recipe.max_physical_batch_size``
 - non-private baseline:              ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted source)
 - resume:                            ``resume=outputs/.../checkpoint.pt`` (epsilon keeps accumulating)
@@ -19,7 +20,7 @@ ledger reserve it; :func:`train` then splits, trains, evaluates and writes the a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from privtrain import data, devices, distributed, models
@@ -31,6 +32,8 @@ from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
 from privtrain.ledger import Access, Mechanism
 from privtrain.privacy import dp_sgd as dp_plan
+from privtrain.privacy.clipping_mode import ClippingMode
+from privtrain.privacy.clipping_mode import choose as choose_clipping_mode
 from privtrain.privacy.events import DpEvent, dp_sgd_event, non_private_event
 from privtrain.result import Guarantee, Outcome, RunResult
 
@@ -52,6 +55,7 @@ class Planned:
     void: tuple[str, ...] = ()  # why the guarantee is void (ε = ∞) although the training may be DP-SGD
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
     public_rows: int | None = None  # DP: the public training rows that fixed the sampling rate and steps
+    clipping_mode: ClippingMode | None = None  # DP: the per-sample-gradient mode that runs, and why
 
 
 def plan(s) -> Planned:
@@ -72,15 +76,18 @@ def plan(s) -> Planned:
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
     if train.clipping not in dp_plan.CLIPPING:
         raise UserError(f"recipe.clipping={train.clipping!r} is unknown; choose one of {', '.join(dp_plan.CLIPPING)}.")
-    if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":
+    if train.grad_sample_mode == "ghost" and train.clipping == "per_layer":  # auto picks hooks there instead
         raise UserError("recipe.grad_sample_mode=ghost supports recipe.clipping=flat only (Opacus' ghost clipping "
                         "computes one norm per example); use recipe.clipping=flat, or grad_sample_mode=hooks.")
     if train.amp and train.grad_sample_mode == "ghost" and s.privacy.private:
         raise UserError(dp_plan.AMP_GHOST)
     built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
                          image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
+    clipping_mode = None
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
+        clipping_mode = choose_clipping_mode(train.grad_sample_mode, built, clipping=train.clipping, amp=train.amp)
+        train = replace(train, grad_sample_mode=clipping_mode.mode)
     resume = _load_resume(s.resume, dataset.fingerprint, s.model, s.ledger.path)
     void = _void_reasons(s, dataset, resume) if s.privacy.private else ()
     # Public under DP: it fixes the sampling rate, steps and delta (a void guarantee needs no public size).
@@ -94,7 +101,7 @@ def plan(s) -> Planned:
         table=dataset.identity_table, id_column=dataset.id_column)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None)
+    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None, clipping_mode)
 
 
 NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, steps and delta from a public row count, "
@@ -299,7 +306,8 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
     }, ckpt)
     dp_info = {"noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": outcome.steps,
                "max_grad_norm": dp.max_grad_norm, "accountant": dp.accountant, "delta": dp.delta,
-               "expected_batch_size": p.train.batch_size, "public_training_rows": p.public_rows} if dp else None
+               "expected_batch_size": p.train.batch_size, "public_training_rows": p.public_rows,
+               **_clipping_mode(p)} if dp else None
     record = RunRecord(
         recipe="dp_sgd", run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash, fingerprint=dataset.fingerprint,
         source={"key": reserved.source, "name": reserved.source_name, "kind": dataset.source.kind},
@@ -332,7 +340,14 @@ def _mechanism(p: Planned, outcome, info: dict) -> dict:
     return {"kind": "dp_sgd", "max_grad_norm": dp.max_grad_norm, "noise_multiplier": dp.noise_multiplier,
             "sample_rate": dp.sample_rate, "batch_size": t.batch_size,  # the expected batch and the divisor
             "steps": outcome.steps, "epochs": t.epochs, "lr": t.lr, "optimizer": t.optimizer,
-            "accountant": dp.accountant, "delta": dp.delta}
+            "accountant": dp.accountant, "delta": dp.delta, **_clipping_mode(p)}
+
+
+def _clipping_mode(p: Planned) -> dict:
+    """The per-sample-gradient mode that ran and why (run.json, metrics.json and the card)."""
+    chosen = p.clipping_mode
+    return {"grad_sample_mode": p.train.grad_sample_mode,
+            "grad_sample_mode_reason": chosen.reason if chosen is not None else "as configured"}
 
 
 def _asdict(value) -> dict:
