@@ -52,8 +52,12 @@ class Column:
         """The column as ``dataset.schema`` declares it."""
         if self.categories is not None:
             return {"categories": list(self.categories)}
-        return {"min": self.low, "max": self.high, **({"transform": self.transform} if self.transform != "none" else {}),
-                **({"bins": list(self.bins)} if self.bins is not None else {})}
+        out = {"min": self.low, "max": self.high}
+        if self.transform != "none":
+            out["transform"] = self.transform
+        if self.bins is not None:
+            out["bins"] = list(self.bins)
+        return out
 
     def describe(self) -> str | None:
         """The declared transform in a few words (None: plain min-max scaling or one-hot categories)."""
