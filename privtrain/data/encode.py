@@ -59,8 +59,9 @@ def category_codes(values: pd.Series, categories: tuple, where: str) -> np.ndarr
     A value matches a category when it is equal, when both read the same as text (``1`` and ``"1"``: a
     quoted YAML number, a CSV column read as numbers), or when the category is a boolean that YAML made of
     an unquoted yes/no/on/off/y/n/true/false and the value is that word in any case (YAML has already lost
-    the case). Other case differences are not matched: they refuse (below), since ``F``/``f`` may be meant as
-    different values and a silent all-zero input is the failure this guards against.
+    the case) or the number 1/0 (as Python compares them). Other case differences are not matched: they
+    refuse (below), since ``F``/``f`` may be meant as different values and a silent all-zero input is the
+    failure this guards against.
 
     Raises:
         UserError: some values match a declared category only when case is ignored (the message names the
@@ -72,8 +73,8 @@ def category_codes(values: pd.Series, categories: tuple, where: str) -> np.ndarr
     mapping, wrong_case = {}, False
     for value in pd.unique(values.dropna()):
         code = index.get(_text(value), -1)
-        if code < 0 and booleans and isinstance(value, str):
-            code = booleans.get(YAML_BOOLEANS.get(value.strip().casefold()), -1)  # type: ignore[arg-type]
+        if code < 0 and booleans:
+            code = booleans.get(_as_boolean(value), -1)  # type: ignore[arg-type]
         wrong_case = wrong_case or (code < 0 and _text(value).casefold() in folded)
         mapping[value] = code
     if wrong_case:
@@ -89,6 +90,15 @@ def one_hot(codes: np.ndarray, width: int) -> np.ndarray:
     known = codes >= 0
     out[np.flatnonzero(known), codes[known]] = 1.0
     return out
+
+
+def _as_boolean(value) -> bool | None:
+    """The boolean a yes/no word (any case) or a 0/1 number stands for; None for anything else."""
+    if isinstance(value, str):
+        return YAML_BOOLEANS.get(value.strip().casefold())
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    return None
 
 
 def _text(value) -> str:
