@@ -104,6 +104,14 @@ def test_public_bins_one_hot_by_interval_and_clip_to_the_outer_edges():
                              ["amount"], "y")
     assert within.features[0].bins == (0, 10, 50, 100) and within.n_inputs == 3
     assert "amount: one-hot over public bins [0, 10, 50, 100]" in " ".join(within.notes)
+    # What a run saves is what predict rebuilds, and a synthetic child's schema declares the same column again.
+    from privtrain.data.schema import Schema
+
+    for s in (schema, within):
+        assert Schema.from_dict(s.to_dict()) == s
+        assert declared_schema({"amount": s.features[0].to_decl(), "y": {"categories": [0, 1]}}, ["amount"], "y") == s
+    logged = declared_schema({"m": {**MONEY, "transform": "log1p"}, "y": {"categories": [0, 1]}}, ["m"], "y")
+    assert Schema.from_dict(logged.to_dict()) == logged and logged.features[0].to_decl()["transform"] == "log1p"
 
 
 @pytest.mark.parametrize("decl, match", [
