@@ -87,7 +87,7 @@ def _cmd_run(args) -> int:
     rest = list(args.overrides)
     if "--dry-run" not in rest:
         overrides, flags = _split_flags(rest)
-        config.validate_overrides(args.recipe, overrides)
+        config.validate_overrides(args.recipe, [*_search_path(flags), *overrides])
         return _hydra_main(args.recipe, overrides, flags)
     # A dry run writes nothing: Hydra's run folder is a temporary one, removed afterwards.
     import shutil
@@ -97,7 +97,7 @@ def _cmd_run(args) -> int:
     rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true", f"hydra.run.dir={scratch}/run",
                                                     f"hydra.sweep.dir={scratch}/sweep", "hydra.output_subdir=null"]
     overrides, flags = _split_flags(rest)
-    config.validate_overrides(args.recipe, overrides)
+    config.validate_overrides(args.recipe, [*_search_path(flags), *overrides])
     try:
         return _hydra_main(args.recipe, overrides, flags)
     finally:
@@ -117,6 +117,29 @@ def _split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             overrides.append(arg)
     return overrides, flags
+
+
+def _search_path(flags: list[str]) -> list[str]:
+    """Hydra's ``--config-dir DIR`` (``-cd``) adds DIR to the config search path when Hydra runs; the same search path
+    as an override, so that validating the overrides first finds the configs there too (e.g. dataset=mine).
+
+    Raises:
+        UserError: DIR is not a folder.
+    """
+    dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
+    dirs += [flag.split("=", 1)[1] for flag in flags if flag.startswith(("--config-dir=", "-cd="))]
+    if not dirs:
+        return []
+    from pathlib import Path
+
+    found = []
+    for name in dirs:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise UserError(f"--config-dir {name}: no such folder; pass a folder holding config groups, e.g. "
+                            "DIR/dataset/mine.yaml for dataset=mine.")
+        found.append(f"file://{path.resolve()}")
+    return [f"hydra.searchpath=[{','.join(found)}]"]
 
 
 def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:

@@ -12,6 +12,7 @@ run's ledger entry recorded, and only as weights (no code runs while loading).
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,26 @@ class Predictor:
             missing = [c.name for c in self.schema.features if c.name not in rows.columns]
             if missing:
                 raise UserError(f"predict: the rows lack column(s) {missing[:5]} the model was trained on.")
+            clipped = self.clipped_note(rows)
+            if clipped:
+                import warnings
+
+                warnings.warn(clipped, UserWarning, stacklevel=2)
             x = self.schema.transform(rows)
         else:
             x = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
         with torch.no_grad():
             return torch.softmax(self.model(torch.from_numpy(x)), dim=1).numpy()
+
+    def clipped_note(self, rows) -> str | None:
+        """One line on the values of ``rows`` outside the declared bounds (clipped to them, as in training), with
+        counts: these rows are the caller's own. None when there are none (or the run is not a table)."""
+        counts = self.schema.clipped(rows) if self.schema is not None else {}
+        if not counts:
+            return None
+        where = ", ".join(f"{name} ({n})" for name, n in counts.items())
+        return (f"predict: {sum(counts.values())} value(s) outside the declared bounds were clipped to the bounds, as "
+                f"in training: {where}")
 
     def predict(self, rows) -> np.ndarray:
         """The predicted class label of each row."""
@@ -94,7 +110,14 @@ def _cmd(args: argparse.Namespace) -> int:
                         "write elsewhere.")
     predictor = load(args.run_dir, ledger_path=args.ledger)
     rows = read_table(args.data, "parquet" if str(args.data).endswith(".parquet") else "csv")
-    proba = predictor.predict_proba(rows)
+    import warnings
+
+    with warnings.catch_warnings():  # said once, as a line of its own, below
+        warnings.simplefilter("ignore", UserWarning)
+        proba = predictor.predict_proba(rows)
+    note = predictor.clipped_note(rows)  # after predict_proba, which checked the columns
+    if note:
+        print(f"privtrain: note: {note}", file=sys.stderr)
     out = pd.DataFrame({"prediction": np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]})
     for i, c in enumerate(predictor.classes):
         out[f"p_{c}"] = proba[:, i].round(6)

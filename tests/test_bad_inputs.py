@@ -102,6 +102,8 @@ CASES = [
     # a tester's corpus (issue 19): Hydra's own run-directory set-up, a name too long for the filesystem
     (["run", "dp_sgd", "hydra.run.dir=" + "a" * 300], "File name too long"),
     (["run", "dp_sgd", "recipe.lr=inf"], "recipe.lr=inf must be a finite number"),
+    # issue 21: a user's config folder that is not there
+    (["run", "dp_sgd", "dataset=mine", "--config-dir", "nope"], "--config-dir nope: no such folder"),
 ]
 
 
@@ -148,6 +150,8 @@ def test_the_corpus_is_large_and_covers_every_recipe_and_command():
 
 LONG = "a" * 300
 SCHEMA = "+dataset.schema={x: {min: %s, max: %s}, y: {categories: [0, 1]}}"
+CASE = ["dataset=csv", "dataset.path=case.csv", "dataset.target=y", "+dataset.schema={x: {categories: [F, M]}, "
+        "y: {categories: [0, 1]}}"]
 IN_PROCESS = [
     # accepted before: a setting that cannot be right, a policy that could not be met
     ("dp_sgd", ["recipe.lr=inf"], "recipe.lr=inf must be a finite number"),
@@ -174,6 +178,13 @@ IN_PROCESS = [
      "dataset.path: File name too long"),
     ("dp_sgd", [f"ledger.policy={LONG}.yaml"], "ledger.policy: File name too long"),
     ("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=1e9"], "synth.epsilon=1e+09 is above 50"),
+    # issue 21: schemas that used to fail silently (all-zero inputs) or take parameters from the rows
+    ("dp_sgd", [*CASE, "dataset.public_n=50"], "dataset.schema.x: some rows hold values that match the declared "
+     "categories ['F', 'M'] only when case is ignored"),
+    ("synthetic", [*CASE, "synth=dp_gaussian_copula"], "only when case is ignored"),
+    ("dp_sgd", [*CSV, "+dataset.schema={x: {min: 0, max: 1, transform: standardize}, y: {categories: [0, 1]}}"],
+     "dataset.schema.x.transform='standardize' would take its parameters from the private rows"),
+    ("dp_sgd", [*CSV, "+dataset.schema={x: {bins: 10}, y: {categories: [0, 1]}}"], "list the public edges"),
 ]
 
 
@@ -188,6 +199,8 @@ def files(tmp_path, ledger_path, monkeypatch):
         frame.loc[5, "x"] = value
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     pd.DataFrame({"x": rng.random(50), "y": rng.integers(0, 2, 50)}).to_csv(tmp_path / "data.csv", index=False)
+    pd.DataFrame({"x": ["F", "M", "f", "m", "F"] * 10, "y": rng.integers(0, 2, 50)}).to_csv(tmp_path / "case.csv",
+                                                                                            index=False)
     for label in ("a", "b"):
         (tmp_path / "images" / label).mkdir(parents=True)
         for i in range(4):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from privtrain.data import pii_gate
 from privtrain.data.builtin import BUILTIN, TARGET, load_builtin
+from privtrain.data.encode import category_codes
 from privtrain.data.files import read_table
 from privtrain.data.fingerprint import canonicalize
 from privtrain.data.schema import Schema, declared_schema, inferred_schema
@@ -195,9 +196,10 @@ def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
         raise UserError(f"dataset.schema: the target {target!r} has {len(schema.classes)} class; a classifier needs at "
                         "least 2 (declare the target's categories, or use another target).")
     for col in schema.features:
-        if col.is_categorical:
-            continue
         values = frame[col.name]
+        if col.is_categorical:  # wrong-case categories would be all-zero inputs: refused here, before the charge
+            category_codes(values, col.categories, f"dataset.schema.{col.name}")
+            continue
         if (values.notna() & pd.to_numeric(values, errors="coerce").isna()).any():
             raise UserError(f"dataset.schema.{col.name}: some rows hold text where the schema declares numbers in "
                             f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")

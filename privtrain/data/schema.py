@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from privtrain.data import encode
 from privtrain.errors import UserError
 
 
@@ -25,10 +26,44 @@ class Column:
     low: float | None = None
     high: float | None = None
     categories: tuple | None = None
+    transform: str = "none"  # a public map applied before scaling (privtrain.data.encode.TRANSFORMS)
+    bins: tuple[float, ...] | None = None  # public edges, low and high included: the column is one-hot by interval
 
     @property
     def is_categorical(self) -> bool:
         return self.categories is not None
+
+    @property
+    def width(self) -> int:
+        """How many inputs the column becomes."""
+        if self.categories is not None:
+            return len(self.categories)
+        return len(self.bins) - 1 if self.bins is not None else 1
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        """The column as model inputs in [0, 1], shape (n, width): what training and predict both use."""
+        if self.categories is not None:
+            return encode.one_hot(encode.category_codes(values, self.categories, f"column {self.name!r}"), self.width)
+        if self.bins is not None:
+            return encode.one_hot_bins(values, self.bins)
+        return encode.scale(values, self.low, self.high, self.transform)
+
+    def to_decl(self) -> dict:
+        """The column as ``dataset.schema`` declares it."""
+        if self.categories is not None:
+            return {"categories": list(self.categories)}
+        out = {"min": self.low, "max": self.high}
+        if self.transform != "none":
+            out["transform"] = self.transform
+        if self.bins is not None:
+            out["bins"] = list(self.bins)
+        return out
+
+    def describe(self) -> str | None:
+        """The declared transform in a few words (None: plain min-max scaling or one-hot categories)."""
+        if self.bins is not None:
+            return f"{self.name}: one-hot over public bins [{', '.join(f'{e:g}' for e in self.bins)}]"
+        return f"{self.name}: {self.transform}" if self.transform != "none" else None
 
 
 @dataclass(frozen=True)
@@ -46,59 +81,119 @@ class Schema:
         """Plain values (run.json, the checkpoint): what a predictor needs to preprocess new rows."""
         return {"kind": "table", "classes": list(self.classes), "source": self.source, "notes": list(self.notes),
                 "features": [{"name": c.name, "low": c.low, "high": c.high,
-                              "categories": None if c.categories is None else list(c.categories)}
+                              "categories": None if c.categories is None else list(c.categories),
+                              "transform": c.transform, "bins": None if c.bins is None else list(c.bins)}
                              for c in self.features]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
-        cols = tuple(Column(c["name"], c["low"], c["high"], None if c["categories"] is None else tuple(c["categories"]))
+        cols = tuple(Column(c["name"], c["low"], c["high"], None if c["categories"] is None else tuple(c["categories"]),
+                            c.get("transform", "none"), None if c.get("bins") is None else tuple(c["bins"]))
                      for c in d["features"])
         return cls(cols, tuple(d["classes"]), d["source"], tuple(d.get("notes", ())))
 
     @property
     def n_inputs(self) -> int:
-        return sum(len(c.categories) if c.is_categorical else 1 for c in self.features)
+        return sum(c.width for c in self.features)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Features as float32 in [0, 1]: numeric columns min-max scaled by the
-        public bounds and clipped, categorical ones one-hot (unknown -> zeros)."""
-        parts = []
-        for col in self.features:
-            values = frame[col.name]
-            if col.is_categorical:
-                onehot = np.stack([(values == c).to_numpy() for c in col.categories], axis=1)
-                parts.append(onehot.astype(np.float32))
-            else:
-                span = (col.high - col.low) or 1.0
-                x = (pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64) - col.low) / span
-                x = np.nan_to_num(x, nan=0.5)  # missing -> middle of the public range
-                parts.append(np.clip(x, 0.0, 1.0).astype(np.float32)[:, None])
+        """Features as float32 in [0, 1]: numeric columns clipped to their public bounds, put through their
+        declared transform and min-max scaled (or one-hot over their public bins), categorical ones one-hot
+        (an undeclared value -> zeros).
+
+        Raises:
+            UserError: categorical values that match the declared categories only when case is ignored.
+        """
+        parts = [col.encode(frame[col.name]) for col in self.features]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
 
+    def clipped(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per numeric column, how many values lie outside its declared bounds (and are clipped to them).
+        For predict only: its rows are the user's own; for training rows such a count is private."""
+        counts = {c.name: encode.out_of_range(frame[c.name], c.low, c.high) for c in self.features
+                  if not c.is_categorical}
+        return {name: n for name, n in counts.items() if n}
+
     def encode_target(self, values: pd.Series) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        if any(v not in index for v in values):  # names the declared (public) classes; no value, no count
+        codes = encode.category_codes(values, self.classes, "the target")
+        if (codes < 0).any():  # names the declared (public) classes; no value, no count
             raise UserError(
                 f"dataset.schema: some rows have a target label outside the declared classes "
                 f"{list(self.classes)}; add the missing labels to the target's categories (or drop those rows)."
             )
-        return values.map(index).to_numpy(dtype=np.int64)
+        return codes
+
+
+_NUMERIC_KEYS = ("min", "max", "transform", "clip", "bins")
 
 
 def _column_from_decl(name: str, decl) -> Column:
     if not isinstance(decl, dict):
         raise UserError(f"dataset.schema.{name}: expected {{min: , max: }} or {{categories: [...]}}, got {decl!r}.")
+    unknown = [k for k in decl if k not in ("categories", *_NUMERIC_KEYS)]
+    if unknown:  # a misspelt `transfrom: log1p` would otherwise be dropped without a word
+        raise UserError(f"dataset.schema.{name}: unknown key(s) {unknown}; a column declares categories, or min and "
+                        f"max with an optional transform ({', '.join(encode.TRANSFORMS)}), clip: true or bins.")
     if "categories" in decl:
+        mixed = [k for k in _NUMERIC_KEYS if k in decl]
+        if mixed:
+            raise UserError(f"dataset.schema.{name}: categories cannot be combined with {mixed}; declare either the "
+                            "categories or a numeric range.")
         cats = tuple(decl["categories"])
         if not cats:
             raise UserError(f"dataset.schema.{name}.categories is empty; list the column's possible values.")
         return Column(name, categories=cats)
+    if decl.get("clip", True) is not True:  # declared explicitly: the behaviour is the same either way
+        raise UserError(f"dataset.schema.{name}.clip={decl['clip']!r}: values outside the declared bounds are always "
+                        "clipped to them (the scaled inputs must stay bounded); write clip: true or leave it out, "
+                        "and widen min/max to keep larger values apart.")
+    if "bins" in decl:
+        return _binned(name, decl)
     if "min" in decl and "max" in decl:
         low, high = _bound(name, "min", decl["min"]), _bound(name, "max", decl["max"])
         if not high > low:
             raise UserError(f"dataset.schema.{name}: max ({high}) must be greater than min ({low}).")
-        return Column(name, low=low, high=high)
+        return Column(name, low=low, high=high, transform=_transform(name, decl.get("transform"), low))
     raise UserError(f"dataset.schema.{name}: give min and max for a numeric column, or categories for a categorical one.")
+
+
+def _transform(name: str, value, low: float) -> str:
+    """A declared transform's name, checked against the declared min (never against the rows)."""
+    text = "none" if value is None else str(value).strip().lower()
+    if text in encode.DATA_DEPENDENT:
+        raise UserError(f"dataset.schema.{name}.transform={value!r} would take its parameters from the private rows; "
+                        f"use a public one ({', '.join(encode.TRANSFORMS)}) with the declared min/max, or public bins.")
+    if text not in encode.TRANSFORMS:
+        raise UserError(f"dataset.schema.{name}.transform={value!r} is unknown; choose one of "
+                        f"{', '.join(encode.TRANSFORMS)}.")
+    floor, strict = encode.TRANSFORM_DOMAIN.get(text, (-math.inf, False))
+    if low < floor or (strict and low == floor):
+        raise UserError(f"dataset.schema.{name}: transform {text} needs min {'>' if strict else '>='} {floor:g} "
+                        f"(declared min is {low:g}); raise min or choose another transform.")
+    return text
+
+
+def _binned(name: str, decl: dict) -> Column:
+    """Public bin edges, with the declared min/max as the outer edges when given."""
+    edges = decl["bins"]
+    if not isinstance(edges, (list, tuple)):  # e.g. `bins: 10`: quantiles of the private rows
+        raise UserError(f"dataset.schema.{name}.bins={edges!r}: list the public edges, e.g. bins: [0, 1000, 10000, "
+                        "100000]; a number of (quantile) bins would read its edges off the private rows.")
+    if decl.get("transform") not in (None, "none"):
+        raise UserError(f"dataset.schema.{name}: bins one-hot the column by interval, so a transform does not apply; "
+                        "declare one or the other.")
+    if ("min" in decl) != ("max" in decl):
+        raise UserError(f"dataset.schema.{name}: with bins, declare both min and max (the outer edges) or neither.")
+    edges = [_bound(name, "bins", e) for e in edges]
+    if "min" in decl:
+        low, high = _bound(name, "min", decl["min"]), _bound(name, "max", decl["max"])
+        if any(e < low or e > high for e in edges):
+            raise UserError(f"dataset.schema.{name}: the bins must lie within min ({low:g}) and max ({high:g}).")
+        edges = [low, *(e for e in edges if low < e < high), high]
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise UserError(f"dataset.schema.{name}.bins: give at least two strictly increasing edges, e.g. "
+                        "bins: [0, 1000, 10000, 100000].")
+    return Column(name, low=edges[0], high=edges[-1], bins=tuple(edges))
 
 
 def _bound(name: str, which: str, value) -> float:
@@ -127,7 +222,20 @@ def declared_schema(decl: dict, features: list[str], target: str) -> Schema:
     target_col = _column_from_decl(target, decl[target])
     if not target_col.is_categorical:
         raise UserError(f"dataset.schema.{target}: the target needs categories (its class labels), not min/max.")
-    return Schema(tuple(_column_from_decl(f, decl[f]) for f in features), target_col.categories, "declared")
+    columns = tuple(_column_from_decl(f, decl[f]) for f in features)
+    return Schema(columns, target_col.categories, "declared", _declared_notes(columns))
+
+
+def _declared_notes(columns: tuple[Column, ...]) -> tuple[str, ...]:
+    """What the card says about a declared schema's preprocessing: facts about the declaration only (whether any
+    training row was clipped or undeclared is a private fact, so the card never says)."""
+    notes = ["preprocessing is declared and public: numeric values outside their declared bounds are clipped to "
+             "the bounds, and values outside a column's declared categories are encoded as all zeros, at training "
+             "and at predict"]
+    described = [d for d in (c.describe() for c in columns) if d]
+    if described:
+        notes.append("declared transforms (public, no privacy cost, applied again at predict): " + "; ".join(described))
+    return tuple(notes)
 
 
 def inferred_schema(frame: pd.DataFrame, features: list[str], target: str) -> Schema:

@@ -153,11 +153,16 @@ class _Marginal:
     def cum(self) -> np.ndarray:
         return np.concatenate([[0.0], np.cumsum(self.probs)])
 
+    def _codes(self, values: pd.Series) -> np.ndarray:
+        """Category indices (-1: missing or undeclared), matched as training matches them (YAML booleans, text)."""
+        from privtrain.data.encode import category_codes
+
+        return category_codes(values, self.column.categories, f"dataset.schema.{self.column.name}")
+
     def counts(self, values: pd.Series) -> np.ndarray:
         if self.edges is None:
-            index = {c: i for i, c in enumerate(self.column.categories)}
-            codes = values.map(index).dropna().to_numpy(dtype=np.int64)
-            return np.bincount(codes, minlength=len(index)).astype(float)
+            codes = self._codes(values)
+            return np.bincount(codes[codes >= 0], minlength=len(self.column.categories)).astype(float)
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         x = np.clip(x[~np.isnan(x)], self.column.low, self.column.high)
         return np.histogram(x, bins=self.edges)[0].astype(float)
@@ -166,10 +171,8 @@ class _Marginal:
         """Each value's position in [0, 1] under the noisy marginal (missing/unknown: 0.5)."""
         cum, probs = self.cum, self.probs
         if self.edges is None:
-            index = {c: i for i, c in enumerate(self.column.categories)}
-            codes = values.map(index)
-            known = codes.notna().to_numpy()
-            k = codes.fillna(0).to_numpy(dtype=np.int64)
+            codes = self._codes(values)
+            known, k = codes >= 0, np.maximum(codes, 0)
             u = cum[k] + rng.uniform(size=len(k)) * probs[k]
             return np.where(known, u, 0.5)
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)

@@ -27,13 +27,9 @@ def write_rows(frame: pd.DataFrame, out: Path, fmt: str) -> Path:
     return path
 
 
-def _decl(col: Column) -> dict:
-    return {"categories": list(col.categories)} if col.is_categorical else {"min": col.low, "max": col.high}
-
-
 def declared_columns(domain: list[Column], frame: pd.DataFrame) -> dict:
     """Public bounds for the columns of ``domain`` present in the synthetic ``frame``."""
-    return {c.name: _decl(c) for c in domain if c.name in frame.columns}
+    return {c.name: c.to_decl() for c in domain if c.name in frame.columns}
 
 
 def columns_from_rows(frame: pd.DataFrame, skip, target: str | None) -> dict:
