@@ -77,9 +77,15 @@ def test_red_flag_fires_when_noise_was_silently_disabled(tmp_path, ledger_path, 
     import torch
     from opacus.optimizers import optimizer as dp_optimizer
 
-    # The planted bug: Opacus adds no noise, while the accountant (and so the claim) believes it does.
-    monkeypatch.setattr(dp_optimizer, "_generate_noise",
-                        lambda std, reference, generator=None, secure_mode=False: torch.zeros_like(reference))
+    from opacus.optimizers import optimizer_fast_gradient_clipping as ghost_optimizer
+
+    # The planted bug: Opacus adds no noise, while the accountant (and so the claim) believes it does (in the
+    # optimizer of every clipping mode: ghost clipping's imports its own reference to the noise function).
+    def silent(std, reference, generator=None, secure_mode=False):
+        return torch.zeros_like(reference)
+
+    monkeypatch.setattr(dp_optimizer, "_generate_noise", silent)
+    monkeypatch.setattr(ghost_optimizer, "_generate_noise", silent)
     data = _digits_csv(tmp_path / "digits300.csv", slice(0, 300))
     result = privtrain.run("dp_sgd", [*data, *OVERFIT, "privacy.target_epsilon=0.5", "privacy.max_grad_norm=10"],
                            output_dir=tmp_path / "run")

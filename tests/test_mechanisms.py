@@ -31,13 +31,13 @@ def _same(a: dict, b: dict) -> bool:
 
 def _replay_dp_sgd(result, frame: pd.DataFrame | None = None):
     """The attacker: retrain with the run's public settings and noise derived from its seed."""
+    dp = _dp_of(result)  # the mechanism's public parameters, as metrics.json states them (the clipping mode too)
     s_train = training.TrainSettings(epochs=1, batch_size=256, max_physical_batch_size=256, optimizer="adam",
-                                     lr=0.05, ema=0.95, progress=False)
+                                     lr=0.05, ema=0.95, progress=False, grad_sample_mode=dp["grad_sample_mode"])
     ds = data.load(data.DatasetSpec(loader="digits"))
     if frame is not None:
         ds = data.Dataset(ds.source, frame.reset_index(drop=True), ds.target, ds.schema, ds.fingerprint, ds.image_shape)
     splits = data.split(ds, seed=0, test_size=0.2)
-    dp = _dp_of(result)  # the mechanism's public parameters, as metrics.json states them
     plan = dp_plan.DpSgdPlan(dp["noise_multiplier"], dp["sample_rate"], dp["steps"], 1e-5, 0.5, "prv", math.nan)
     models.seed_everything(0)
     model = models.build(models.ModelSpec("logreg", (), "tanh", (), 1), n_inputs=64, n_classes=10, image_shape=(1, 8, 8))
