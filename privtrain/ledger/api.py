@@ -20,7 +20,7 @@ from pathlib import Path
 from privtrain.errors import UserError, require
 from privtrain.ledger import admission, backends, compose, core, estimates, rowcount, rows, store
 from privtrain.ledger import filter as rdp_filter
-from privtrain.ledger.core import BUILTIN_SOURCES, guarded
+from privtrain.ledger.core import guarded
 from privtrain.ledger.model import (
     Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
 )

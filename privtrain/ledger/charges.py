@@ -93,11 +93,7 @@ def _charge(m, source: Source, **kw) -> Charge:
     """One charge; its ε is the larger of the recipe's accountant's and the tight PLD figure of its events,
     so every check downstream (policy limits, reservation, card) uses at least the reported (PLD) figure."""
     return Charge(source=source.key, source_name=source.name, unit=m.unit, events=m.events, delta=m.delta,
-                  epsilon=_reported_epsilon(m), **kw)
-
-
-def _reported_epsilon(m) -> float:
-    return reported_epsilon(m.events, m.delta, m.epsilon)
+                  epsilon=reported_epsilon(m.events, m.delta, m.epsilon), **kw)
 
 
 def reported_epsilon(events, delta: float, epsilon: float) -> float:
