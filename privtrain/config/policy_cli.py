@@ -48,6 +48,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     evaluation = policy.Evaluation(p, facts)
     print(f"run: {facts.recipe} on source {facts.source!r}, tags {', '.join(sorted(evaluation.tags())) or '-'}, "
           f"{'private' if facts.private else 'NOT private'}, units {', '.join(facts.units)}, target ε {target}")
+    risk = evaluation.risk
+    print(risk.line() if risk is not None else "risk class: none (the policy has no class for this run)"
+          if p.risk is not None else "risk class: the policy defines no risk classes")
     findings = evaluation.findings
     if not findings:
         print("no rule covers this source: the policy allows the run")

@@ -64,7 +64,7 @@ def charges_for(core, request: RunRequest) -> tuple[Charge, ...]:
     if rules is None:
         return built
     return policy.check_charges(rules.policy, built, run_source=rules.facts.source, run_tags=rules.facts.tags,
-                                budget_of=lambda c: core.budget(*c.key))
+                                purpose=rules.facts.purpose, budget_of=lambda c: core.budget(*c.key))
 
 
 def plan_charge(core, charge: Charge) -> Plan:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from privtrain.errors import UserError
 from privtrain.policy.file import Policy, Rule
+from privtrain.policy.risk import Classification
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class RunFacts:
     inferred_schema: bool = False
     pii_scan: bool = True  # the PII gate scans this dataset (a table, scanning not switched off)
     dp_synthesizer: bool | None = None  # synthetic recipe only
+    purpose: str | None = None  # run.purpose: what the run is for (checked against a source's consent scope)
+    region: str | None = None  # site.region: where the run executes (checked against a source's regions)
+    encrypted: bool = False  # a key is configured: checkpoints, synthetic rows and predictions are written encrypted
+    monitoring: bool = False  # the run releases DP reference statistics for drift monitoring
+    one_run_audit: bool = False  # audit.one_run.enabled: the run audits its own configuration first
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,51 @@ def run_findings(policy: Policy, facts: RunFacts) -> list[Finding]:
     out = []
     for rule in policy.rules_for(facts.source, facts.tags):
         out += list(_run_demands(rule, facts))
+    risk = classify(policy, facts)
+    if risk is not None:
+        out += list(_class_demands(risk, facts))
     return out
+
+
+def classify(policy: Policy, facts: RunFacts) -> Classification | None:
+    """The run's risk class under the policy (None: the policy has no classes, or none matches)."""
+    if policy.risk is None:
+        return None
+    return policy.risk.classify(facts.source, policy.tags_of(facts.source, facts.tags), facts.purpose)
+
+
+def _class_demands(risk: Classification, f: RunFacts):
+    """A risk class's controls that the config alone can judge; the rest are checked at admission or release."""
+    c, scope = risk.controls, f"risk class {risk.name}: {'; '.join(risk.reasons)}"
+
+    def judge(demand: str, ok: bool, why: str) -> Finding:
+        return Finding(f"class {risk.name}", scope, demand, ok, why)
+
+    if c.max_epsilon is not None or c.units is not None:
+        yield judge("a private run", f.private, "the run is differentially private" if f.private
+                    else "the run is not private (ε = ∞)")
+    if c.max_epsilon is not None and f.private and f.target_epsilon is not None:
+        yield judge(f"ε ≤ {c.max_epsilon:g} per run", f.target_epsilon <= c.max_epsilon,
+                    f"privacy target ε={f.target_epsilon:g}")
+    if c.units is not None:
+        bad = [u for u in f.units if u not in c.units]
+        yield judge(f"units {', '.join(c.units)}", not bad, f"this run protects one {' and one '.join(f.units)}")
+    if c.encryption:
+        yield judge("encrypted artifacts", f.encrypted, "a key is configured" if f.encrypted else
+                    "no artifact key is configured (docs/governance.md, \"Encrypted artifacts\")")
+    if c.monitoring:
+        yield judge("drift monitoring", f.monitoring, "the run releases DP reference statistics" if f.monitoring
+                    else "the run releases no reference statistics (monitor.reference=true)")
+    if c.audit == "one_run":
+        yield judge("a one-run audit of the configuration", f.one_run_audit,
+                    "audit.one_run.enabled=true" if f.one_run_audit else "audit.one_run.enabled is false")
+    for demand in ("approvals", "audit", "max_fairness_gap"):
+        if getattr(c, demand) not in (None, 0) and not (demand == "audit" and c.audit == "one_run"):
+            yield judge(next(d for d in c.demands() if _names(d, demand)), True, "checked by privtrain release")
+
+
+def _names(words: str, demand: str) -> bool:
+    return {"approvals": "approval", "audit": "audit", "max_fairness_gap": "gap"}[demand] in words
 
 
 def _run_demands(rule: Rule, f: RunFacts):
@@ -117,6 +167,11 @@ class Evaluation:
     def tags(self) -> set[str]:
         return self.policy.tags_of(self.facts.source, self.facts.tags)
 
+    @property
+    def risk(self) -> Classification | None:
+        """The run's risk class (None: unclassified)."""
+        return classify(self.policy, self.facts)
+
 
 def check_run(policy: Policy | None, facts: RunFacts) -> None:
     """Step 1: refuse, with one line naming the rule and the file, a run the policy forbids on its config."""
@@ -127,7 +182,8 @@ def check_run(policy: Policy | None, facts: RunFacts) -> None:
         raise UserError(_refusal(policy, failed, facts.source, "Nothing was read or charged"))
 
 
-def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: tuple[str, ...], budget_of) -> tuple:
+def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: tuple[str, ...], budget_of,
+                  purpose: str | None = None) -> tuple:
     """Step 2: each charge against the rules of its source; returns the charges with the policy's hash and,
     where a rule caps the total, that cap as the default budget. ``budget_of(charge)`` is the ledger's budget
     for the charge's key (or None)."""
@@ -138,6 +194,9 @@ def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: 
         tags = run_tags if c.source_name == run_source else ()
         rules = policy.rules_for(c.source_name, tags)
         cap = None
+        failed = _class_failure(policy, c, tags, purpose)
+        if failed is not None:
+            raise UserError(_refusal(policy, failed, c.source_name, "Nothing was charged", link=c.link))
         for rule in rules:
             failed = _charge_failure(rule, c)
             if failed is not None:
@@ -158,6 +217,25 @@ def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: 
                     changes["default_budget"] = cap[:2]
         out.append(dataclasses.replace(c, **changes))
     return tuple(out)
+
+
+def _class_failure(policy: Policy, c, tags, purpose: str | None) -> Finding | None:
+    """The charged source's risk class against one charge: its ε cap and units (the purpose is the run's)."""
+    if policy.risk is None:
+        return None
+    risk = policy.risk.classify(c.source_name, policy.tags_of(c.source_name, tags), purpose)
+    if risk is None:
+        return None
+    controls, eps = risk.controls, float(c.epsilon)
+
+    def fail(demand: str, why: str) -> Finding:
+        return Finding(f"class {risk.name}", f"risk class {risk.name}: {'; '.join(risk.reasons)}", demand, False, why)
+
+    if controls.units is not None and c.unit not in controls.units:
+        return fail(f"units {', '.join(controls.units)}", f"the run charges the {c.unit} level")
+    if controls.max_epsilon is not None and not eps <= controls.max_epsilon * (1 + 1e-6):
+        return fail(f"ε ≤ {controls.max_epsilon:g} per run", f"the run's planned ε={eps:.4g} at the {c.unit} level")
+    return None
 
 
 def _charge_failure(rule: Rule, c) -> Finding | None:

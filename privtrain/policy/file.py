@@ -24,6 +24,9 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
         require_one_run_audit: true   # the run audited its own configuration first (audit.one_run.enabled=true)
         dp_synthesizers_only: true
         require_registered_source: true   # a table must be a registered source, hold one's people, or be declared
+    risk:                         # optional: risk classes and their controls (privtrain.policy.risk)
+      classes:
+        high: {when: {tags: [health]}, controls: {max_epsilon: 3, approvals: 2, encryption: true}}
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from privtrain.errors import UserError, require, user_paths
+from privtrain.policy.risk import RiskPolicy
+from privtrain.policy.risk import parse as parse_risk
 
 POLICY_NAME = "policy.yaml"
 RECIPES = ("dp_sgd", "federated", "synthetic")
@@ -90,6 +95,7 @@ class Policy:
     text: str = ""  # the file as read (the bytes the hash covers): what the ledger's policy entry records
     ledger_id: str | None = None  # the project's ledger, pinned: the hash of its first entry
     ledger_anchor: str | None = None  # a head (COUNT:HASH) the pinned ledger must still extend
+    risk: RiskPolicy | None = None  # risk classes and the controls each requires (privtrain.policy.risk)
 
     @property
     def label(self) -> str:
@@ -155,7 +161,7 @@ def load(path: str | Path) -> Policy:
         raise UserError(f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path}).") from None
     where = f"policy {path}"
     require(isinstance(data, dict), f"{where}: expected a mapping with `rules:`")
-    _unknown(data, {"version", "ledger", "sources", "rules"}, where)
+    _unknown(data, {"version", "ledger", "sources", "rules", "risk"}, where)
     require(data.get("version", 1) == 1, f"{where}: version {data.get('version')!r} is not supported; use version: 1")
     sources = data.get("sources") or {}
     require(isinstance(sources, dict), f"{where}: `sources` must map source names to {{tags: [...]}}")
@@ -171,8 +177,9 @@ def load(path: str | Path) -> Policy:
     dup = next((n for n in names if names.count(n) > 1), None)
     require(dup is None, f"{where}: two rules are named {dup!r}; give each rule its own name")
     ledger_id, anchor = _ledger_pin(data.get("ledger"), where)
+    risk = parse_risk(data["risk"], where) if data.get("risk") is not None else None
     return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
-                  raw.decode("utf-8", errors="replace"), ledger_id, anchor)
+                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk)
 
 
 def _ledger_pin(pin, where: str) -> tuple[str | None, str | None]:
