@@ -22,4 +22,6 @@ def run_facts(s) -> RunFacts:
     # federated runs charge the population's clients and the source's examples, except local DP (examples only)
     units = ("client", "example") if s.recipe == "federated" and p.name != "dp" else ("example",)
     private = p.private and not s.reproducible_noise and not spec.infer_schema  # both void the guarantee
-    return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table)
+    one_run = s.audit.one_run is not None and s.audit.one_run.enabled
+    return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table,
+                    one_run_audit=one_run)
