@@ -101,7 +101,8 @@ def counted(book, run_id: str, hashes: dict[str, str], policy_sha: str | None) -
     """The approvals that count now, one per approver (the first), and why each other one does not.
 
     An approval counts while the run's files are the ones it covered and the policy is the one it was given
-    under; never one by the run's own launcher (whatever wrote it).
+    under; never one by the run's own launcher, nor one whose approver is not the login the entry was
+    stamped with (chained past ``approve``, in someone else's name).
     """
     digest, launchers = files_digest(hashes), launched_by(book, run_id)
     valid: dict[str, Approval] = {}
@@ -109,6 +110,8 @@ def counted(book, run_id: str, hashes: dict[str, str], policy_sha: str | None) -
     for a in recorded(book, run_id):
         if a.approver in launchers or a.login in launchers:
             void.append(f"{a.approver} (entry {a.entry}) launched the run")
+        elif a.identity == "login" and a.login != a.approver:  # written past `approve`, in another's name
+            void.append(f"{a.approver} (entry {a.entry}) was recorded by login {a.login}")
         elif a.artifacts != digest:
             void.append(f"{a.approver} (entry {a.entry}) approved other files (re-chained since)")
         elif a.policy != policy_sha:
