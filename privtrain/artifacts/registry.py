@@ -213,7 +213,7 @@ def describe(entry) -> str:
             f"records its manifest {d['manifest_sha256'][:12]} and {len(d['files'])} file hashes")
 
 
-def _entries(book, uri: str, name: str) -> dict[str, object]:
+def _entries(book, uri: str, name: str) -> dict:
     """The ledger's registry entries of model ``name`` in ``uri``, by version."""
     return {e.detail["version"]: e for e in book.decisions(STATUS)
             if e.detail.get("uri") == _where(uri) and e.detail.get("name") == name}
@@ -263,8 +263,10 @@ def rollback(name: str, to_version: str, *, uri: str | None = None, ledger_path:
     uri = uri or default_uri(book)
     client = _client(uri)
     entry = _entries(book, uri, name).get(str(to_version))
-    require(entry is not None, f"privtrain registry rollback refused: the ledger {book.location} records no version "
-            f"{to_version} of {name!r} in {_where(uri)}; see privtrain registry verify {name}; nothing was registered.")
+    if entry is None:
+        raise UserError(f"privtrain registry rollback refused: the ledger {book.location} records no version "
+                        f"{to_version} of {name!r} in {_where(uri)}; see privtrain registry verify {name}; nothing "
+                        "was registered.")
     d = entry.detail
     found = _differences(d["files"], stored_files(client, d["mlflow_run"]))
     try:

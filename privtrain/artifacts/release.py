@@ -33,7 +33,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from privtrain.artifacts.release_gates import Gate, audit_gate, one_run_gate, read_json as _read_json
+from privtrain.artifacts.release_gates import Gate, audit_gate, one_run_gate
+from privtrain.artifacts.release_gates import read_json as _read_json
 from privtrain.errors import UserError
 
 MANIFEST = "release.json"
