@@ -228,3 +228,40 @@ def test_the_audit_control_maps_to_the_membership_and_one_run_audits(project):
     assert release_gates.class_gates(*_facts(project), member, None)[0].ok
     assert release_gates.class_gates(*_facts(project), either, None)[0].ok  # a membership audit is "any"
     assert not release_gates.class_gates(*_facts(project), one, None)[0].ok
+
+
+@pytest.mark.slow
+def test_on_postgresql_the_approver_is_the_servers_role_not_the_environment(postgres_url, postgres_server, tmp_path,
+                                                                            monkeypatch, capsys):
+    import re
+
+    from ledger_helpers.db import execute
+
+    import privtrain
+    from tests.conftest import REPO, TINY
+
+    database = postgres_url.rsplit("/", 1)[1]
+    monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)
+    as_user(monkeypatch, LAUNCHER)
+    run_dir = privtrain.run("dp_sgd", [*TINY, f"ledger.path={postgres_url}"], output_dir=tmp_path / "run").output_dir
+    text = (REPO / "docs" / "ledger.md").read_text()  # the writer's grants from the docs, given to alice's role
+    block = next(b for b in re.findall(r"```sql\n(.*?)```", text, re.DOTALL) if "privtrain_writer" in b)
+    block = re.sub(r"--[^\n]*", "", block).replace("DATABASE ledger", f'DATABASE "{database}"')
+    grants = [s.strip().replace("privtrain_writer, privtrain_auditor", "alice").replace("privtrain_writer", "alice")
+              for s in block.split(";") if s.strip() and "CREATE ROLE privtrain" not in s]
+    try:
+        execute(postgres_url, "CREATE ROLE alice LOGIN", *grants)
+        alice = postgres_server.url(database, user="alice")
+        as_user(monkeypatch, "mallory")  # the environment names someone else: it does not matter
+        code, out = _cli(capsys, "approve", str(run_dir), "--as", "mallory", "--ledger", alice)
+        _one_line(code, out, 2, "--as 'mallory' is not you", "postgresql role 'alice'")
+        code, out = _cli(capsys, "approve", str(run_dir), "--as", "alice", "--ledger", alice)
+        assert code == 0 and "as alice (postgresql role)" in out, out
+        (entry,) = ledger.open(postgres_url).decisions("approval")
+        assert entry.detail["approver"] == "alice" and entry.user == "mallory"  # the role, and the login beside it
+        as_user(monkeypatch, LAUNCHER)  # the launcher, logged in as themselves, using alice's role
+        code, out = _cli(capsys, "approve", str(run_dir), "--as", "alice", "--ledger", alice)
+        _one_line(code, out, 2, f"{LAUNCHER} launched run")
+    finally:
+        postgres_server.drop(postgres_url)
+        execute(postgres_server.admin_url, "DROP ROLE IF EXISTS alice")

@@ -164,5 +164,8 @@ def test_rollback_registers_the_earlier_release_again_and_is_recorded(released, 
     assert client.get_model_version(MODEL, "2").tags["privtrain.manifest_sha256"] == first.detail["manifest_sha256"]
     code, text = _registry(capsys, p, "verify", MODEL)
     assert code == 0 and "all 2 versions" in text
+    code, text = _cli(capsys, "ledger", "runs", "digits", "--path", str(p / "ledger.db"))
+    assert code == 0 and "approved by alice (login)" in text and f"register: {MODEL} version 1" in text
+    assert f"rollback: {MODEL} version 2" in text
     code, text = _registry(capsys, p, "rollback", MODEL, "--to-version", "7")
     assert code == 2 and "records no version 7" in text and len(_registered(p)) == 2

@@ -20,7 +20,6 @@ The default registry is ``sqlite:///<the ledger's folder>/registry.db`` with art
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import tempfile
@@ -280,35 +279,3 @@ def rollback(name: str, to_version: str, *, uri: str | None = None, ledger_path:
                                      tags=d["tags"])
     detail = dict(d, action="rollback", version=str(mv.version), rollback_of=str(to_version))
     return _record(book, client, entry.run_id, name, str(mv.version), detail)
-
-
-def _verify_cmd(args: argparse.Namespace) -> int:
-    n, problems = verify(args.name, uri=args.registry_uri, ledger_path=args.ledger)
-    if problems:
-        print(f"model {args.name}: {len(problems)} problem(s): {' | '.join(problems)}")
-        return 1
-    print(f"model {args.name}: all {n} versions hold the files and tags their ledger entries recorded")
-    return 0
-
-
-def _rollback_cmd(args: argparse.Namespace) -> int:
-    print(describe(rollback(args.name, args.to_version, uri=args.registry_uri, ledger_path=args.ledger)))
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("registry", help="verify or roll back models released to the MLflow registry",
-                              description="Registered releases against their ledger entries (see "
-                              "docs/governance/registry.md).")
-    sub = p.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
-    for name, help_, func in (("verify", "check every version's artifacts and tags against the ledger", _verify_cmd),
-                              ("rollback", "register an earlier version's release again, as a recorded rollback",
-                               _rollback_cmd)):
-        q = sub.add_parser(name, help=help_, description=help_)
-        q.add_argument("name", help="registered model name")
-        if name == "rollback":
-            q.add_argument("--to-version", required=True, metavar="V", help="the version to restore")
-        q.add_argument("--registry-uri", default=None, metavar="URI", help="MLflow tracking/registry URI (default: "
-                       "sqlite:///<the ledger's folder>/registry.db)")
-        q.add_argument("--ledger", default=None, metavar="PATH", help="the ledger (default: the project's)")
-        q.set_defaults(func=func)
