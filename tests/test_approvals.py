@@ -14,19 +14,10 @@ from privtrain.artifacts.release import MANIFEST
 from privtrain.artifacts.verify import run_evidence
 from privtrain.cli import main
 from privtrain.policy.risk import Classification, Controls
-from tests.governance_runs import LAUNCHER, as_user, build, copy
+from tests.governance_runs import LAUNCHER, as_user, build, class_policy, copy
 
-POLICY = """version: 1
-rules:
-  - name: every-source
-    max_epsilon_per_run: 5
-risk:
-  classes:
-    high:
-      when: {sources: [digits]}
-      controls: {approvals: 2, max_epsilon: 3}
-"""
-STRICT = POLICY.replace("{approvals: 2, max_epsilon: 3}", "{approvals: 2, audit: membership, max_fairness_gap: 0.1}")
+POLICY = class_policy("high", "{approvals: 2, max_epsilon: 3}")
+STRICT = class_policy("high", "{approvals: 2, audit: membership, max_fairness_gap: 0.1}")
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,9 @@ from privtrain import ledger
 from privtrain.artifacts import approvals, registry
 from privtrain.artifacts.release import MANIFEST
 from privtrain.cli import main
-from tests.governance_runs import build, copy
+from tests.governance_runs import build, class_policy, copy
 
-POLICY = """version: 1
-rules:
-  - name: every-source
-    max_epsilon_per_run: 5
-risk:
-  classes:
-    reviewed:
-      when: {sources: [digits]}
-      controls: {approvals: 1}
-"""
+POLICY = class_policy("reviewed", "{approvals: 1}")
 MODEL = "digits-classifier"
 
 
