@@ -46,6 +46,7 @@ class RunRecord:
     dp: dict | None = None
     outputs: dict = field(default_factory=dict)
     schema: dict | None = None  # the public preprocessing (privtrain.load uses it to predict)
+    encryption: dict | None = None  # {"key_id", "algorithm"} when the artifacts were written encrypted
     version: int = VERSION
 
     def write(self, run_dir: Path) -> Path:

@@ -30,37 +30,21 @@ import getpass
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from privtrain.artifacts.release_gates import Gate, audit_gate, one_run_gate
+from privtrain.artifacts.release_gates import read_json as _read_json
 from privtrain.errors import UserError
 
 MANIFEST = "release.json"
-
-
-@dataclass(frozen=True)
-class Gate:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'pass' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Gate]:
     """Every gate's verdict for the run in ``run_dir`` (see the module docstring); ``rec`` is what its ledger
     recorded (:class:`~privtrain.artifacts.evidence.Recorded`)."""
     from privtrain import policy
-    from privtrain.artifacts import evidence
+    from privtrain.artifacts import evidence, release_gates
 
     out = []
     hashes = rec.hashes
@@ -98,33 +82,13 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
     pii = (_read_json(run_dir / "metrics.json").get("dataset") or {}).get("pii")
     out.append(_pii_gate(pii, required=any(r.require_pii_scan for r in rules)))
     if any(r.require_audit for r in rules):
-        audit = _read_json(run_dir / "audit.json")
-        chained = "audit.json" in hashes
-        red = bool(audit.get("red_flag"))
-        out.append(Gate("audit", bool(audit) and chained and not red,
-                        "audited, no red flag" if audit and chained and not red else
-                        "the policy requires an audit: run privtrain audit RUN_DIR" if not audit else
-                        "audit.json is not chained in the ledger" if not chained else
-                        "the audit raised a red flag: its ε lower bound exceeds the claimed ε"))
+        out.append(audit_gate(run_dir, hashes))
     if any(r.require_one_run_audit for r in rules):
-        out.append(_one_run_gate(run_dir, record, hashes))
+        out.append(one_run_gate(run_dir, record, hashes))
+    risk = release_gates.classification(current, record, run_dir)
+    if risk is not None:
+        out += release_gates.class_gates(run_dir, book, record, rec, risk, current.sha256)
     return out
-
-
-def _one_run_gate(run_dir: Path, record, hashes: dict[str, str]) -> Gate:
-    """``require_one_run_audit``: the run audited its own configuration (``audit.one_run.enabled``), the report
-    is chained with the run's files, it was of this run's configuration (same config hash), and it passed."""
-    name = "one_run_audit/one_run_audit.json"
-    audit = _read_json(run_dir / name)
-    same = (audit.get("configuration") or {}).get("config_hash") == record.config_hash
-    ok = bool(audit) and name in hashes and same and audit.get("verdict") == "consistent"
-    return Gate("one-run audit", ok,
-                f"the configuration's one-run audit shows ε ≥ {audit.get('epsilon_lower_bound', 0):.3g}, within the claim"
-                if ok else "the policy requires a one-run audit of the configuration: run it with "
-                "audit.one_run.enabled=true" if not audit else
-                f"{name} is not chained in the ledger" if name not in hashes else
-                "the one-run audit was of another configuration (config hash differs)" if not same else
-                f"the one-run audit's verdict is {audit.get('verdict')}, not consistent")
 
 
 def _pii_gate(pii, *, required: bool) -> Gate:
@@ -143,7 +107,7 @@ def _pii_gate(pii, *, required: bool) -> Gate:
 def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str | None = None) -> tuple[list[Gate], Path | None]:
     """Check every gate; on success write and chain the manifest. Returns (gates, manifest or None)."""
     from privtrain import policy
-    from privtrain.artifacts import evidence
+    from privtrain.artifacts import approvals, evidence, release_gates
     from privtrain.artifacts.record import RunRecord
     from privtrain.artifacts.verify import run_evidence
     from privtrain.ledger import integrity
@@ -166,14 +130,20 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
     checks = gates(run_dir, book, record, rec, found)
     if not all(g.ok for g in checks):
         return checks, None
+    current = None if found is None else policy.load(found)
+    risk = release_gates.classification(current, record, run_dir)
+    valid, _ = approvals.counted(book, run_id, hashes, None if current is None else current.sha256)
     head_id, head_hash = book.head()
     manifest = {
         "run_id": run_id, "recipe": record.recipe, "source": record.source.get("name"),
         "releasable": True, "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "released_by": getpass.getuser(), "artifacts": dict(sorted(hashes.items())),
         "ledger": {"file": Path(str(path)).name, "head_entry": head_id, "head_hash": head_hash},
-        "policy": None if found is None else {"file": found.name, "sha256": policy.load(found).sha256},
+        "policy": None if current is None else {"file": found.name, "sha256": current.sha256},
         "gates": [{"name": g.name, "ok": g.ok, "detail": g.detail} for g in checks],
+        "risk_class": None if risk is None else {"name": risk.name, "reasons": list(risk.reasons),
+                                                 "controls": risk.controls.demands()},
+        "approvals": [a.to_dict() for a in valid],
     }
     body = json.dumps(manifest, sort_keys=True)
     key = integrity.ledger_key()
@@ -187,14 +157,21 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    checks, manifest = release(Path(args.run_dir), ledger_path=args.ledger, policy_path=args.policy)
-    for g in checks:
-        print(f"  {g.line()}")
-    if manifest is None:
-        failed = [g.name for g in checks if not g.ok]
-        print(f"not releasable: {', '.join(failed)} failed; nothing was written")
-        return 1
-    print(f"releasable: manifest {manifest} (its hash chained in the ledger)")
+    run_dir = Path(args.run_dir)
+    if not (args.register and (run_dir / MANIFEST).exists()):  # a released run is registered as it was released
+        checks, manifest = release(run_dir, ledger_path=args.ledger, policy_path=args.policy)
+        for g in checks:
+            print(f"  {g.line()}")
+        if manifest is None:
+            failed = [g.name for g in checks if not g.ok]
+            print(f"not releasable: {', '.join(failed)} failed; nothing was written")
+            return 1
+        print(f"releasable: manifest {manifest} (its hash chained in the ledger)")
+    if args.register:
+        from privtrain.artifacts import registry
+
+        entry = registry.register_release(run_dir, uri=args.registry_uri, name=args.name, ledger_path=args.ledger)
+        print(registry.describe(entry))
     return 0
 
 
@@ -204,4 +181,10 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", help="output directory of a finished run")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
     p.add_argument("--policy", default=None, metavar="PATH", help="the policy (default: the one beside the ledger)")
+    p.add_argument("--register", action="store_true", help="push the released run to the MLflow Model Registry "
+                   "(a run already released is registered as released; see docs/governance/registry.md)")
+    p.add_argument("--registry-uri", default=None, metavar="URI", help="MLflow tracking/registry URI (default: "
+                   "sqlite:///<the ledger's folder>/registry.db)")
+    p.add_argument("--name", default=None, metavar="MODEL", help="registered model name (default: "
+                   "privtrain-<source>-<recipe>)")
     p.set_defaults(func=_cmd)

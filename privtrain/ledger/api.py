@@ -28,6 +28,8 @@ from privtrain.ledger.run import Run
 from privtrain.sources import Source, check_name
 
 DEFAULT_PATH = Path(".privtrain") / "ledger.db"
+#: Decisions about a finished run, chained but charging nothing (see :meth:`Ledger.record_decision`).
+DECISIONS = ("approval", "registry")
 
 
 def default_path(start: Path | None = None) -> Path | str:
@@ -173,7 +175,7 @@ class Ledger:
     @guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy"))
+        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy", *DECISIONS))
         first = {}
         for source, unit, scope, at in keys:
             first[source] = min(first.get(source, at), at)
@@ -431,6 +433,36 @@ class Ledger:
                                 source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
                                 artifacts=_artifacts(artifacts),
                                 detail=json.dumps({"why": why, "replaces": dict(sorted((replaces or {}).items()))}))
+
+    @guarded
+    def record_decision(self, run_id: str, status: str, detail: dict) -> Entry:
+        """Chain a decision about a finished run (an approval, a registry push or rollback); charges nothing.
+
+        Args:
+            status: one of :data:`DECISIONS`.
+            detail: what was decided (JSON-serialisable), chained as the entry's detail.
+
+        Raises:
+            UserError: the run has no committed entry here, or the ledger is read-only.
+        """
+        require(status in DECISIONS, f"Expected a decision status in {', '.join(DECISIONS)}, got {status!r}.")
+        runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
+        require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
+        with self.core.transaction():
+            return self.core.append(status=status, run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
+                                    source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
+                                    detail=json.dumps(detail, sort_keys=True))
+
+    @guarded
+    def decisions(self, status: str, run_id: str | None = None) -> list[Entry]:
+        """The chained decisions of one kind (:data:`DECISIONS`), optionally of one run, in chain order."""
+        found = [store.to_entry(r) for r in self.core.backend.entries(statuses=(status,))]
+        return [e for e in found if run_id is None or e.run_id == run_id]
+
+    @guarded
+    def role(self) -> str | None:
+        """The database role this ledger is written as (PostgreSQL's ``current_user``); None for a file."""
+        return self.core.backend.role()
 
     def policy(self) -> dict | None:
         """The policy last recorded in the ledger: ``{"sha256", "file", "entry", "time"}``, or None."""

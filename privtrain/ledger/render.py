@@ -62,6 +62,10 @@ def render_runs(entries: Sequence[Entry], title: str) -> str:
         note = detail.get("link") or ("forced below spend" if detail.get("forced") else "")
         if e.status == "rows":
             note = f"{detail.get('n_rows')} rows registered ({detail.get('new_rows')} new)"
+        elif e.status == "approval":
+            note = f"approved by {detail.get('approver')} ({detail.get('identity')})"
+        elif e.status == "registry":
+            note = f"{detail.get('action')}: {detail.get('name')} version {detail.get('version')}"
         rows.append((str(e.id), e.status, e.run_id or "-", e.time[:19], e.recipe or "-", e.unit,
                      (e.scope_label or e.scope[:8]) if e.scope else "-", eps(e.epsilon), f"{e.delta:g}",
                      e.user or "-", str(e.ref) if e.ref else "-", note))

@@ -91,6 +91,10 @@ class SqlBackend:
     kind = "sql"
     placeholder = "?"
 
+    def role(self) -> str | None:
+        """The database role this connection writes as (None: a file has no roles; see PostgresBackend)."""
+        return None
+
     # --- driver hooks -----------------------------------------------------------------
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)

@@ -111,6 +111,11 @@ class PostgresBackend(SqlBackend):
     def close(self) -> None:
         self.conn.close()
 
+    def role(self) -> str | None:
+        """``current_user``: the role the server authenticated (what its grants apply to), not a name the
+        client chose to print."""
+        return self._one("SELECT current_user AS role")["role"]
+
     # --- the schema ---
     def prepare(self, create: bool) -> None:
         present = self._present_tables()
