@@ -23,6 +23,7 @@ engine, which reads the clients' rows.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,15 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     from privtrain.federated import planning, report
 
     s, output_dir = p.settings, Path(output_dir).resolve()
+    ledger_info = reserved.summary()
+    allowed = (ledger_info.get("governance") or {}).get("allowed_regions")  # residency: the apps refuse other nodes
+    fl = s.fl if allowed is None else dataclasses.replace(s.fl, allowed_regions=tuple(allowed))
     started = time.perf_counter()
-    history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
+    history = _engine(fl).run_job(fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started
     _track(history)
     guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
-    ledger_info = reserved.summary()
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
     files = report.write_artifacts(output_dir, s, p.population, info, guarantees, metrics, history,
                                    p.central, p.local, ledger_info, reserved.run_id, reserved.sbom)
