@@ -275,7 +275,7 @@ def register(subparsers) -> None:
 
     from privtrain.ledger import consent_cli
 
-    consent_cli.register(sub, common)
+    consent_cli.register(sub, common, _open)
     s = sub.add_parser("verify", parents=[common], help="check the file, the chain, its signature and anchors "
                                                        "(exit 1 on tampering)")
     s.add_argument("--head", default=None, metavar="COUNT:HASH",

@@ -6,9 +6,7 @@ import argparse
 
 
 def cmd_set(args) -> int:
-    from privtrain.ledger.cli import _open
-
-    led = _open(args, create=True)
+    led = args.open_ledger(args, create=True)
     prov = led.set_provenance(args.source, reason=args.reason, collected_by=args.collected_by, basis=args.basis,
                               purposes=args.purposes, retain_until=args.retain_until, regions=args.regions)
     print(f"provenance of {args.source} recorded in entry {prov.entry}: {prov.describe()}")
@@ -17,9 +15,8 @@ def cmd_set(args) -> int:
 
 def cmd_show(args) -> int:
     from privtrain.errors import UserError
-    from privtrain.ledger.cli import _open
 
-    led = _open(args)
+    led = args.open_ledger(args)
     key = led.resolve(args.source)
     prov = led.provenance(key)
     if prov is None:
@@ -41,8 +38,9 @@ def lines(name: str, prov, history=()) -> list[str]:
     return out
 
 
-def register(sub, common) -> None:
-    """``ledger provenance`` under the ``ledger`` command's subparsers."""
+def register(sub, common, open_ledger) -> None:
+    """``ledger provenance`` under the ``ledger`` command's subparsers; ``open_ledger(args, create=...)`` opens the
+    ledger the command names (``privtrain.ledger.cli`` passes its own, so this module does not import it)."""
     p = sub.add_parser("provenance", parents=[common], help="declare or show a source's provenance and consent")
     psub = p.add_subparsers(dest="provenance_command", metavar="COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -58,7 +56,7 @@ def register(sub, common) -> None:
     s.add_argument("--retain-until", default=None, help="ISO date after which no run may start")
     s.add_argument("--regions", default=None, help="comma-separated regions it may be processed in (site.region)")
     s.add_argument("--reason", required=True, help="why (recorded with who decided)")
-    s.set_defaults(func=cmd_set)
+    s.set_defaults(func=cmd_set, open_ledger=open_ledger)
     s = psub.add_parser("show", parents=[common], help="a source's provenance and every recorded change")
     s.add_argument("source", help="source name, key or fingerprint prefix")
-    s.set_defaults(func=cmd_show)
+    s.set_defaults(func=cmd_show, open_ledger=open_ledger)
