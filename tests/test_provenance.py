@@ -180,3 +180,31 @@ def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(l
     message = _refused([*overrides, "run.purpose=research", "site.region=us-east"], tmp_path)
     assert "on source 'scans' (charged because" in message and "site.region=us-east" in message
     assert len(_charged(ledger.open())) == charged  # the copy's refusals reserved nothing
+
+
+def test_policy_explain_shows_the_class_why_and_each_provenance_finding(cli, ledger_path):
+    (ledger_path.parent / "policy.yaml").write_text(textwrap.dedent("""
+        version: 1
+        sources:
+          digits: {tags: [health]}
+        rules:
+          - name: consented-data
+            require_provenance: true
+        risk:
+          classes:
+            high: {when: {purposes: [diagnosis]}, controls: {max_epsilon: 3}}
+            low: {when: {tags: [health]}}
+    """))
+    _declare(retain_until="2020-01-31")
+    out = cli("policy", "explain", "dp_sgd", "run.purpose=diagnosis", "site.region=us-east")
+    assert out.returncode == 1, out.stderr
+    text = out.stdout
+    assert "purpose diagnosis, region us-east; source provenance: collected by St Mary clinic" in text
+    assert "risk class high (purpose diagnosis): ε ≤ 3 per run" in text  # the class, and why
+    assert "pass  rule 'provenance of digits'" in text and "a purpose within consent (diagnosis, research)" in text
+    assert "FAIL  rule 'provenance of digits'" in text and "retention date 2020-01-31" in text
+    assert "processing in eu-west, eu-central: site.region=us-east" in text
+    assert "pass  rule 'consented-data' (every source): declared provenance" in text
+    assert "verdict: refused by rule 'provenance of digits'" in text
+    low = cli("policy", "explain", "dp_sgd", "run.purpose=research", "site.region=eu-west").stdout
+    assert "risk class low (tag health)" in low
