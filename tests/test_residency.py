@@ -85,3 +85,26 @@ def test_the_server_stops_before_any_model_is_sent_to_a_node_outside_the_regions
     ok = dataclasses.replace(settings, regions=("eu-west",))
     simulation.run(dataclasses.replace(job, settings=ok))
     assert (tmp_path / "history.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_real_supernode_declaring_another_region_is_refused_before_any_model_is_sent(tmp_path):
+    """Real flower-superlink and flower-supernode processes: the second SuperNode declares region='us-east' in its
+    node config (fl.regions feeds the node config of the SuperNodes privtrain starts); the ServerApp's query stops
+    the run with one line, before the first TRAIN message."""
+    from privtrain.federated import deployment, planning
+    from privtrain.federated.residency import REFUSAL
+    from test_federated import _population
+
+    run, fl, pop = _population("privacy=none", "fl.engine=deployment", "fl.num_clients=2", "fl.rounds=1",
+                               "fl.local_epochs=1", "fl.federated_evaluation=false", "recipe.progress=false")
+    central, local = planning.plan(run.privacy, run.model, fl, pop)
+    fl = dataclasses.replace(fl, regions=("eu-west", "us-east"), allowed_regions=("eu-west",))
+    with pytest.raises(UserError) as info:
+        deployment.run_job(fl, run.dataset, run.model, pop, central, local, tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "is in us-east, outside the source's allowed regions (eu-west)" in message
+    assert not (tmp_path / "rounds.jsonl").exists() and not (tmp_path / REFUSAL).exists()
+    inside = dataclasses.replace(fl, regions=("eu-west",))  # every node answers eu-west: the rounds run
+    history = deployment.run_job(inside, run.dataset, run.model, pop, central, local, tmp_path / "ok")
+    assert [r["round"] for r in history["rounds"]] == [0, 1]

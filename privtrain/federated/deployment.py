@@ -185,6 +185,9 @@ class Deployment:
         finally:
             bar.close()
         if status != "finished:completed" or not (Path(job.output_dir) / "history.json").is_file():
+            from privtrain.federated import residency
+
+            residency.raise_recorded(Path(job.output_dir))  # a node outside the allowed regions: one line
             log = self.flwr("log", run_id, CONNECTION, "--show", timeout=60)
             raise RuntimeError(f"Flower run {run_id} ended {status!r}. Its log:\n{log.stdout[-4000:]}\n{self.logs()}")
 

@@ -19,11 +19,14 @@ these guards cover what only the nodes know: regions declared by whoever started
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 
 from privtrain.errors import UserError
 
 QUERY = "region"
+REFUSAL = "residency_refused.txt"  # a deployment's ServerApp runs in another process: its refusal comes back here
 
 
 def node_region(context: Context, settings, k: int) -> str | None:
@@ -57,8 +60,11 @@ def handle_query(msg: Message, context: Context, job) -> Message:
                    reply_to=msg)
 
 
-def check_nodes(grid, nodes: list[int], settings, timeout: float) -> dict[int, str]:
+def check_nodes(grid, nodes: list[int], settings, timeout: float, record: Path | None = None) -> dict[int, str]:
     """Ask every node its region (a metadata-only QUERY) and stop the run if one is outside the allowed regions.
+
+    Args:
+        record: where to write the refusal's line too (the run's output folder, read back by the deployment engine).
 
     Returns:
         node id -> declared region ("" when none); empty when no region is restricted (nothing is asked).
@@ -76,13 +82,31 @@ def check_nodes(grid, nodes: list[int], settings, timeout: float) -> dict[int, s
             answers[int(reply.metadata.src_node_id)] = str(reply.content["config"]["region"])
     allowed = ", ".join(settings.allowed_regions) or "no region"
     for node, region in sorted(answers.items()):
+        why = None
         if region is None:
-            raise UserError(f"federated node {node} did not declare its region within {timeout:g} s; the source may be "
-                            f"processed only in {allowed}: no model or data was sent to any node. Start its SuperNode "
-                            "with --node-config \"region='REGION'\" (and a current privtrain app).")
-        if outside(settings, region or None):
-            raise UserError(f"federated node {node} is in {region or 'no declared region'}, outside the source's "
-                            f"allowed regions ({allowed}): no model or data was sent to any node. Run it in an "
-                            "allowed region (--node-config \"region='REGION'\", fl.regions=[...]), or record a "
-                            "decision that changes the source's regions (privtrain ledger provenance set).")
+            why = (f"federated node {node} did not declare its region within {timeout:g} s; the source may be "
+                   f"processed only in {allowed}: no model or data was sent to any node. Start its SuperNode "
+                   "with --node-config \"region='REGION'\" (and a current privtrain app).")
+        elif outside(settings, region or None):
+            why = (f"federated node {node} is in {region or 'no declared region'}, outside the source's allowed "
+                   f"regions ({allowed}): no model or data was sent to any node. Run it in an allowed region "
+                   "(--node-config \"region='REGION'\", fl.regions=[...]), or record a decision that changes the "
+                   "source's regions (privtrain ledger provenance set).")
+        if why is not None:
+            if record is not None:
+                record.write_text(why + "\n")
+            raise UserError(why)
     return {n: r or "" for n, r in answers.items()}
+
+
+def raise_recorded(output_dir: Path) -> None:
+    """In the process that started a deployment: raise the ServerApp's residency refusal, if it recorded one.
+
+    Raises:
+        UserError: the refusal's line (the file is removed: it is not one of the run's files).
+    """
+    path = Path(output_dir) / REFUSAL
+    if path.is_file():
+        why = path.read_text().strip()
+        path.unlink()
+        raise UserError(why)

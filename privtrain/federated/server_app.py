@@ -65,7 +65,7 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
     model = build_model(job.model, job.shape)
     arrays = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
     nodes = wait_for_nodes(grid, job.num_clients, s.startup_timeout)
-    residency.check_nodes(grid, nodes, s, s.round_timeout)  # metadata only, before any model is sent
+    residency.check_nodes(grid, nodes, s, s.round_timeout, out / residency.REFUSAL)  # metadata only, before any model
     sampler = sampling.for_job(s, job.num_clients)
     server = rnd.ServerStep(job)
     counts = TrainCounts()
