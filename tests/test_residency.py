@@ -13,7 +13,7 @@ import pytest
 import privtrain
 from privtrain import ledger
 from privtrain.errors import UserError
-from test_federated import _context, _job, _train_message
+from test_federated import _context, _job, _population, _train_message
 
 FAST = ["fl.num_clients=4", "fl.rounds=1", "fl.local_epochs=1", "fl.fraction=1.0", "fl.client_sampling=fixed",
         "recipe.progress=false"]
@@ -94,7 +94,6 @@ def test_a_real_supernode_declaring_another_region_is_refused_before_any_model_i
     the run with one line, before the first TRAIN message."""
     from privtrain.federated import deployment, planning
     from privtrain.federated.residency import REFUSAL
-    from test_federated import _population
 
     run, fl, pop = _population("privacy=none", "fl.engine=deployment", "fl.num_clients=2", "fl.rounds=1",
                                "fl.local_epochs=1", "fl.federated_evaluation=false", "recipe.progress=false")
@@ -108,3 +107,18 @@ def test_a_real_supernode_declaring_another_region_is_refused_before_any_model_i
     inside = dataclasses.replace(fl, regions=("eu-west",))  # every node answers eu-west: the rounds run
     history = deployment.run_job(inside, run.dataset, run.model, pop, central, local, tmp_path / "ok")
     assert [r["round"] for r in history["rounds"]] == [0, 1]
+
+
+def test_clients_privtrain_runs_itself_execute_at_the_runs_region_unless_fl_regions_places_them(tmp_path):
+    from privtrain.federated import residency
+
+    _, fl, _ = _population("privacy=none", "fl.num_clients=4")
+    governance = {"allowed_regions": ["eu-west"], "region": "eu-west"}
+    here = residency.for_run(fl, governance)
+    assert here.allowed_regions == ("eu-west",) and [here.region_of(k) for k in range(4)] == ["eu-west"] * 4
+    placed = residency.for_run(dataclasses.replace(fl, regions=("eu-west", "us-east", "eu-west", "eu-west")),
+                               governance)
+    assert placed.region_of(1) == "us-east"  # fl.regions is never overridden
+    remote = residency.for_run(dataclasses.replace(fl, superlink="10.0.0.1:9093"), governance)
+    assert remote.regions == () and remote.region_of(0) is None  # remote SuperNodes must declare their own
+    assert residency.for_run(fl, {"allowed_regions": None, "region": "eu-west"}) is fl  # nothing restricted

@@ -29,6 +29,24 @@ QUERY = "region"
 REFUSAL = "residency_refused.txt"  # a deployment's ServerApp runs in another process: its refusal comes back here
 
 
+def for_run(settings, governance: dict | None):
+    """The run's FlSettings with the allowed regions the ledger found (``governance``: the run summary's).
+
+    Clients privtrain runs itself (simulation, or SuperNodes it starts, i.e. no ``fl.deployment.superlink``) and
+    that ``fl.regions`` does not place execute where the run does: ``site.region``.
+    """
+    import dataclasses
+
+    governance = governance or {}
+    allowed = governance.get("allowed_regions")
+    if allowed is None:
+        return settings
+    regions = settings.regions
+    if not regions and settings.superlink is None and governance.get("region"):
+        regions = (governance["region"],)
+    return dataclasses.replace(settings, allowed_regions=tuple(allowed), regions=tuple(regions))
+
+
 def node_region(context: Context, settings, k: int) -> str | None:
     """The region node ``k`` declares: its node config's ``region``, else ``fl.regions``; None: none declared."""
     declared = context.node_config.get("region")

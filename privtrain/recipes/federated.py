@@ -23,7 +23,6 @@ engine, which reads the clients' rows.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +67,11 @@ def plan(s) -> Planned:
 
 
 def train(p: Planned, reserved, output_dir: Path) -> Outcome:
-    from privtrain.federated import planning, report
+    from privtrain.federated import planning, report, residency
 
     s, output_dir = p.settings, Path(output_dir).resolve()
     ledger_info = reserved.summary()
-    allowed = (ledger_info.get("governance") or {}).get("allowed_regions")  # residency: the apps refuse other nodes
-    fl = s.fl if allowed is None else dataclasses.replace(s.fl, allowed_regions=tuple(allowed))
+    fl = residency.for_run(s.fl, ledger_info.get("governance"))  # the apps refuse nodes outside the allowed regions
     started = time.perf_counter()
     history = _engine(fl).run_job(fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started
