@@ -8,16 +8,16 @@ import json
 import textwrap
 
 import pytest
-from ledger_helpers.db import tamper
-
-import privtrain
 from conftest import TINY
-from privtrain import ledger
-from privtrain.errors import UserError
+from ledger_helpers.db import tamper
 from test_sources import _csv, _digits
 
-CONSENT = dict(collected_by="St Mary clinic", basis="consent form v3", purposes="diagnosis,research",
-               retain_until="2030-06-30", regions="eu-west,eu-central")
+import privtrain
+from privtrain import ledger
+from privtrain.errors import UserError
+
+CONSENT = {"collected_by": "St Mary clinic", "basis": "consent form v3", "purposes": "diagnosis,research",
+           "retain_until": "2030-06-30", "regions": "eu-west,eu-central"}
 OK = ["run.purpose=research", "site.region=eu-west"]
 
 
@@ -151,8 +151,8 @@ def test_the_card_and_run_json_state_the_provenance_and_the_purpose(ledger_path,
     assert record["purpose"] == "research" and record["provenance"]["digits"]["basis"] == "consent form v3"
     assert record["provenance"]["digits"]["sha256"] == ledger.open().provenance("digits").digest()
     assert run.ledger["governance"] == record
-    from privtrain.artifacts.verify import recorded_hashes
     from privtrain.artifacts.run_dir import hash_artifacts
+    from privtrain.artifacts.verify import recorded_hashes
 
     _, hashes, _ = recorded_hashes(tmp_path / "run")  # the card and run.json are chained like every run file
     assert {"model_card.md", "run.json"} <= set(hashes)

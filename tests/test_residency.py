@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from test_federated import _context, _job, _population, _train_message
 
 import privtrain
 from privtrain import ledger
 from privtrain.errors import UserError
-from test_federated import _context, _job, _population, _train_message
 
 FAST = ["fl.num_clients=4", "fl.rounds=1", "fl.local_epochs=1", "fl.fraction=1.0", "fl.client_sampling=fixed",
         "recipe.progress=false"]

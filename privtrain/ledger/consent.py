@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from privtrain.errors import UserError, require
 
@@ -90,7 +90,7 @@ def check_words(values, what: str) -> tuple[str, ...]:
 
 def today() -> date:
     """The date a run starts, in UTC (retention is checked against it)."""
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def current(core, source: str) -> Provenance | None:

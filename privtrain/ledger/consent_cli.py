@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 
 def cmd_set(args) -> int:
     led = args.open_ledger(args, create=True)
