@@ -143,10 +143,11 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
     audit.preflight(settings.audit, settings.recipe)
     tracking.preflight(settings.tracking)
     book = ledger.open(settings.ledger.path)
-    rules = policy.evaluate(book, run_facts(settings), settings.ledger.policy)  # before any row is read
+    facts = run_facts(settings)
+    rules = policy.evaluate(book, facts, settings.ledger.policy)  # before any row is read (consent included)
     planned = module.plan(settings)
     request = ledger.RunRequest.of(settings.recipe, planned.access, config_hash=settings.config_hash,
-                                   ledger=settings.ledger, policy=rules)
+                                   ledger=settings.ledger, policy=rules, facts=facts)
     if settings.ledger.plan_only:
         go("stop")
         plans = book.plan(request)
@@ -166,7 +167,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
             folder.keep()
             go("go")
             sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
-            summary = _card_summary(run.summary, rules, settings.dataset.tags)
+            summary = _card_summary(run.summary, rules, settings.dataset.tags, book, facts)
             reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
                                 environment.summary())
             outcome = module.train(planned, reserved, output_dir)
@@ -204,10 +205,13 @@ def _one_run_gate(settings: config.RunSettings, planned, output_dir: Path) -> di
     return report
 
 
-def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple[str, ...]):
-    """The ledger's summary of the run, with the policy evaluated and the source's tags, for the card."""
+def _card_summary(summary, rules: policy.Evaluation | None, declared_tags: tuple[str, ...], book, facts):
+    """The ledger's summary of the run, with the policy evaluated, the source's tags and its provenance, for the card."""
+    from privtrain.policy import consent
+
     def card() -> dict:
         out = summary()
+        out["governance"] = consent.summary(book, out["charges"], facts, None if rules is None else rules.policy)
         tags = set(declared_tags) | (rules.tags() if rules else set())
         if tags:
             out["tags"] = sorted(tags)

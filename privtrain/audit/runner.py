@@ -195,8 +195,10 @@ def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
     book = ledger.open(ledger_path if ledger_path is not None else record.ledger["path"])
     spec = data.DatasetSpec.from_dict(record.dataset)
     private = math.isfinite(shadow["epsilon"])
+    stated = record.ledger.get("governance") or {}  # the audited run's purpose and region bind its shadows too
     facts = policy.RunFacts(SHADOW_RECIPE, policy.source_name(spec), tuple(spec.tags), private, (run.unit,),
-                            shadow["epsilon"] if private else None, run.delta if private else None)
+                            shadow["epsilon"] if private else None, run.delta if private else None,
+                            purpose=stated.get("purpose"), region=stated.get("region"))
     rules = policy.evaluate(book, facts, record.ledger.get("policy"))
     default = record.ledger.get("default_budget")
     settings = ledger.LedgerSettings(allow_non_private=bool(record.ledger.get("allow_non_private")),
@@ -205,7 +207,7 @@ def _reserve(run: RunInfo, shadow: dict, dataset, ledger_path: str | None):
                            (ledger.Mechanism(run.unit, tuple(shadow["events"]), run.delta, shadow["epsilon"]),),
                            table=dataset.identity_table, id_column=dataset.id_column)
     request = ledger.RunRequest.of(SHADOW_RECIPE, access, config_hash=record.config_hash, ledger=settings,
-                                   policy=rules)
+                                   policy=rules, facts=facts)
     return book.charging(request)
 
 

@@ -45,9 +45,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     facts = run_facts(settings)
     target = "set when the noise is calibrated" if facts.target_epsilon is None else f"{facts.target_epsilon:g}"
     print(f"policy {p.path} (sha256 {p.sha256[:12]})")
-    evaluation = policy.Evaluation(p, facts)
+    recorded = _recorded_provenance(overrides, settings.ledger.path, facts.source)
+    evaluation = policy.Evaluation(p, facts, recorded)
     print(f"run: {facts.recipe} on source {facts.source!r}, tags {', '.join(sorted(evaluation.tags())) or '-'}, "
           f"{'private' if facts.private else 'NOT private'}, units {', '.join(facts.units)}, target ε {target}")
+    print(f"purpose {facts.purpose or '(not stated: run.purpose)'}, region {facts.region or '(not stated: site.region)'}"
+          + (f", clients in {', '.join(sorted(set(facts.node_regions)))}" if facts.node_regions else "") + "; "
+          + (f"source provenance: {recorded.describe()} (ledger entry {recorded.entry})" if recorded is not None
+             else "source provenance: none recorded (privtrain ledger provenance set)"))
     risk = evaluation.risk
     print(risk.line() if risk is not None else "risk class: none (the policy has no class for this run)"
           if p.risk is not None else "risk class: the policy defines no risk classes")
@@ -61,6 +66,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
                          "allowed so far; the exact ε per unit, the total, and the rules of any source that shares "
                          "rows with this table are checked when the run is planned (privtrain run ... --dry-run)"))
     return 1 if failed else 0
+
+
+def _recorded_provenance(overrides: list[str], path: str | None, source: str):
+    """The provenance the project's ledger records for ``source`` (None: no ledger yet, or none recorded)."""
+    from privtrain import ledger
+
+    try:
+        return ledger.open(path, create=False).provenance(source)
+    except UserError:
+        return None  # no ledger yet: nothing recorded
 
 
 def register(subparsers) -> None:

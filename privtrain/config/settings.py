@@ -51,6 +51,8 @@ class RunSettings:
     reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
     tracking: TrackingSettings = TrackingSettings()
     device: str = "auto"  # dp_sgd: auto | cpu | cuda | cuda:N (privtrain.devices)
+    purpose: str | None = None  # run.purpose: what the run is for (checked against the source's consent)
+    region: str | None = None  # site.region: where the run executes (checked against the source's regions)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -76,7 +78,7 @@ def settings(recipe: str, cfg) -> RunSettings:
     out = dict(recipe=recipe, seed=r.seed("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
                reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-               tracking=_tracking(r))
+               tracking=_tracking(r), **_governance(r))
     if recipe == "dp_sgd":
         out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
                    device=_device(r))
@@ -325,6 +327,17 @@ def _privacy(r: _Reader, at: str) -> PrivacySpec:
     return PrivacySpec(**spec)
 
 
+def _governance(r: _Reader) -> dict:
+    """``run.purpose`` and ``site.region`` (docs/governance/provenance.md)."""
+    from privtrain.ledger.consent import check_words
+
+    out = {}
+    for key, name in (("run.purpose", "purpose"), ("site.region", "region")):
+        value = r.opt_str(key) if r.has(key) else None
+        out[name] = None if value is None else check_words([value], key)[0]
+    return out
+
+
 def _ledger(r: _Reader) -> LedgerSettings:
     eps = r.num("ledger.default_budget.epsilon", optional=True)
     delta = r.num("ledger.default_budget.delta", optional=True)
@@ -395,7 +408,23 @@ def _fl(r: _Reader):
         sampling_rate=r.num("fl.sampling_rate", optional=True),
         reuse_ray=r.bool("fl.simulation.reuse_ray"),
         reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-        public_n=_public_n(r)).validate()
+        public_n=_public_n(r), regions=_regions(r)).validate()
+
+
+def _regions(r: _Reader) -> tuple[str, ...]:
+    """``fl.regions``: one region for every client, or one per client (docs/governance/provenance.md)."""
+    from privtrain.ledger.consent import check_words
+
+    value = r.raw("fl.regions") if r.has("fl.regions") else None
+    if value is None:
+        return ()
+    listed = [value] if isinstance(value, str) else value if isinstance(value, list) else [str(value)]
+    values = tuple(check_words([v], "fl.regions")[0] for v in listed)  # per client: repeats are meant
+    n = r.int("fl.num_clients")
+    if len(values) not in (1, n):
+        raise UserError(f"fl.regions has {len(values)} regions for {n} clients; give one region for all "
+                        f"(fl.regions=eu-west) or one per client (fl.regions=[eu-west,...]).")
+    return values
 
 
 def _public_n(r: _Reader) -> int | None:

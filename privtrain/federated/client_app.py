@@ -15,6 +15,7 @@ import json
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from privtrain.federated import residency
 from privtrain.federated.job import Job
 
 STATE_KEY = "privtrain"
@@ -32,6 +33,10 @@ def make_client_app(job: Job) -> ClientApp:
     def evaluate(msg: Message, context: Context) -> Message:
         return handle_evaluate(msg, context, job)
 
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:  # the residency check: metadata only, no rows read
+        return residency.handle_query(msg, context, job)
+
     return app
 
 
@@ -43,6 +48,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     torch.set_num_threads(1)  # clients share the cores; parallelism comes from running several
     settings = job.settings
     k = int(context.node_config["partition-id"])
+    residency.guard(context, settings, k)  # before a row is loaded
     client = job.client(k)
     model = build_model(job.model, job.shape)
     sent = msg.content["arrays"].to_torch_state_dict()
@@ -89,6 +95,7 @@ def handle_evaluate(msg: Message, context: Context, job: Job) -> Message:
 
     torch.set_num_threads(1)
     k = int(context.node_config["partition-id"])
+    residency.guard(context, job.settings, k)  # before a row is loaded
     client = job.client(k)
     out = {"n": 0, "accuracy": 0.0, "loss": 0.0}
     if len(client.y_eval):  # a client without local evaluation rows takes no part

@@ -117,7 +117,7 @@ class Deployment:
         for k in range(self.num_clients):
             self._spawn(f"supernode-{k}", [
                 "flower-supernode", "--insecure", "--superlink", self.address, "--host", "127.0.0.1",
-                "--port", str(free_port()), "--node-config", f"partition-id={k} num-partitions={self.num_clients}"])
+                "--port", str(free_port()), "--node-config", _node_config(self.settings, k, self.num_clients)])
         time.sleep(0.5)
         for proc in self.procs:
             if proc.poll() is not None:
@@ -185,6 +185,9 @@ class Deployment:
         finally:
             bar.close()
         if status != "finished:completed" or not (Path(job.output_dir) / "history.json").is_file():
+            from privtrain.federated import residency
+
+            residency.raise_recorded(Path(job.output_dir))  # a node outside the allowed regions: one line
             log = self.flwr("log", run_id, CONNECTION, "--show", timeout=60)
             raise RuntimeError(f"Flower run {run_id} ended {status!r}. Its log:\n{log.stdout[-4000:]}\n{self.logs()}")
 
@@ -192,6 +195,12 @@ class Deployment:
         out = self.flwr("ls", CONNECTION, "--run-id", str(run_id), "--format", "json", timeout=60)
         runs = _json(out.stdout).get("runs") or [{}]
         return str(runs[0].get("status", ""))
+
+
+def _node_config(settings, k: int, num_clients: int) -> str:
+    """A local SuperNode's node config: its partition, and its region when fl.regions declares one."""
+    region = settings.region_of(k)
+    return f"partition-id={k} num-partitions={num_clients}" + (f" region='{region}'" if region else "")
 
 
 def _follow(path: Path, seen: int, bar, postfix) -> int:

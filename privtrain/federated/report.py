@@ -70,7 +70,8 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
         dataset=settings.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees],
         audit=asdict(settings.audit), ledger={"path": ledger_info["path"], "allow_non_private":
                                               settings.ledger.allow_non_private,
-                                              "default_budget": settings.ledger.default_budget},
+                                              "default_budget": settings.ledger.default_budget,
+                                              "governance": ledger_info.get("governance")},
         model=asdict(settings.model), outputs={"model": "final_model.pt"})
     files = [write_text(out / "config.yaml", settings.config_yaml), out / "final_model.pt", record.write(out)]
     files.append(write_json(out / "partition.json", summary))

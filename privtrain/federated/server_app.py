@@ -27,6 +27,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from privtrain.federated import residency
 from privtrain.federated import rounds as rnd
 from privtrain.federated.job import Job
 
@@ -64,6 +65,7 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
     model = build_model(job.model, job.shape)
     arrays = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
     nodes = wait_for_nodes(grid, job.num_clients, s.startup_timeout)
+    residency.check_nodes(grid, nodes, s, s.round_timeout, out / residency.REFUSAL)  # metadata only, before any model
     sampler = sampling.for_job(s, job.num_clients)
     server = rnd.ServerStep(job)
     counts = TrainCounts()

@@ -56,6 +56,8 @@ class FlSettings:
     reuse_ray: bool = True  # simulation: keep one Ray runtime (and its client actors) for the whole process
     reproducible_noise: bool = False  # debugging only: noise and sampling from `seed`, guarantee void
     public_n: int | None = None  # dataset.public_n (or a custom dataset's size): fixes local DP-SGD's q and steps
+    regions: tuple[str, ...] = ()  # fl.regions: where clients execute (one for all, or one per client)
+    allowed_regions: tuple[str, ...] | None = None  # where the source may be processed (from the ledger): None: anywhere
 
     def validate(self) -> "FlSettings":
         """Raise :class:`UserError` for a setting out of range; returns self."""
@@ -84,7 +86,9 @@ class FlSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlSettings":
-        return cls(**{**d, "partition": PartitionSpec(**d["partition"])})
+        allowed = d.get("allowed_regions")
+        return cls(**{**d, "partition": PartitionSpec(**d["partition"]), "regions": tuple(d.get("regions") or ()),
+                      "allowed_regions": None if allowed is None else tuple(allowed)})
 
     @property
     def central(self) -> bool:
@@ -139,6 +143,12 @@ class FlSettings:
         if not self.federated_evaluation:
             return False
         return num_clients <= EVALUATE_EVERY_ROUND_UP_TO or server_round == self.rounds
+
+    def region_of(self, k: int) -> str | None:
+        """Client ``k``'s declared region in ``fl.regions`` (None: not declared there)."""
+        if not self.regions:
+            return None
+        return self.regions[0] if len(self.regions) == 1 else self.regions[k] if k < len(self.regions) else None
 
     @property
     def noise_seed(self) -> int | None:

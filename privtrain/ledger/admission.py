@@ -57,10 +57,14 @@ def charges_for(core, request: RunRequest) -> tuple[Charge, ...]:
     rule the run breaks, before anything is written.
     """
     from privtrain import policy
-    from privtrain.ledger import charges
+    from privtrain.ledger import charges, consent
+    from privtrain.policy import consent as consent_rules
 
     built = charges.build(core, request)
     rules = request.policy
+    # every charged source's recorded consent binds the run, with or without a policy (a linked copy included)
+    consent_rules.check_charges(None if rules is None else rules.policy, built, request.facts,
+                                lambda key: consent.current(core, key))
     if rules is None:
         return built
     return policy.check_charges(rules.policy, built, run_source=rules.facts.source, run_tags=rules.facts.tags,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from privtrain.errors import UserError, require
-from privtrain.ledger import admission, backends, compose, core, estimates, rowcount, rows, store
+from privtrain.ledger import admission, backends, compose, consent, core, estimates, rowcount, rows, store
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.core import guarded
 from privtrain.ledger.model import (
@@ -175,7 +175,8 @@ class Ledger:
     @guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy", *DECISIONS))
+        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy",
+                                                      consent.STATUS, *DECISIONS))
         first = {}
         for source, unit, scope, at in keys:
             first[source] = min(first.get(source, at), at)
@@ -463,6 +464,32 @@ class Ledger:
     def role(self) -> str | None:
         """The database role this ledger is written as (PostgreSQL's ``current_user``); None for a file."""
         return self.core.backend.role()
+
+    @guarded
+    def provenance(self, source: str) -> consent.Provenance | None:
+        """The provenance and consent declared for a source (name, key or prefix); None: none, or unknown source."""
+        try:
+            key = self.resolve(source)
+        except UserError:
+            return None
+        return consent.current(self.core, key)
+
+    @guarded
+    def provenances(self) -> dict[str, tuple[str | None, consent.Provenance]]:
+        """Every source with declared provenance: key -> (its name, the provenance in force)."""
+        keys = dict.fromkeys(r["source"] for r in self.core.backend.entries(statuses=(consent.STATUS,)))
+        return {k: (self.name(k), consent.current(self.core, k)) for k in keys}
+
+    @guarded
+    def set_provenance(self, source: str, *, reason: str, **facts) -> consent.Provenance:
+        """Declare or change a source's provenance (collected_by, basis, purposes, retain_until, regions) as a
+        chained entry naming the values it replaces; facts not given stay as recorded.
+
+        Raises:
+            UserError: no reason, a malformed value, or nothing would change.
+        """
+        key = self._admin_key(source)
+        return consent.record(self.core, key, self.name(key) or _display(key), reason=reason, **facts)[1]
 
     def policy(self) -> dict | None:
         """The policy last recorded in the ledger: ``{"sha256", "file", "entry", "time"}``, or None."""

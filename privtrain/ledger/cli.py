@@ -35,6 +35,10 @@ def cmd_show(args) -> int:
 
     led = _open(args)
     print(render_show(led.sources(), str(led.path)))
+    from privtrain.ledger.consent_cli import lines
+
+    for key, (name, prov) in led.provenances().items():
+        print(lines(name or key[:12], prov)[0])
     current = led.policy()
     if current is not None:
         print(f"policy: {current.get('file')} (sha256 {str(current.get('sha256'))[:12]}), recorded in entry "
@@ -269,6 +273,9 @@ def register(subparsers) -> None:
     s.add_argument("--population", **population)
     s.set_defaults(func=cmd_budget_remove)
 
+    from privtrain.ledger import consent_cli
+
+    consent_cli.register(sub, common, _open)
     s = sub.add_parser("verify", parents=[common], help="check the file, the chain, its signature and anchors "
                                                        "(exit 1 on tampering)")
     s.add_argument("--head", default=None, metavar="COUNT:HASH",

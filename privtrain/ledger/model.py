@@ -115,14 +115,18 @@ class RunRequest:
     allow_non_private: bool = False
     default_budget: tuple[float, float] | None = None
     policy: Any = field(default=None, compare=False)
+    facts: Any = field(default=None, compare=False)  # privtrain.policy.RunFacts: purpose, regions (consent checks)
 
     @classmethod
-    def of(cls, recipe: str, access: Access, *, config_hash: str, ledger: LedgerSettings, policy=None) -> "RunRequest":
-        """The run request of one run: a fresh run id, the run's ledger settings and its policy."""
+    def of(cls, recipe: str, access: Access, *, config_hash: str, ledger: LedgerSettings, policy=None,
+           facts=None) -> "RunRequest":
+        """The run request of one run: a fresh run id, the run's ledger settings, its policy and its facts
+        (default: the policy's; every charged source's recorded provenance is checked against them)."""
         import secrets
 
         return cls(run_id=f"{recipe}-{secrets.token_hex(6)}", recipe=recipe, config_hash=config_hash, access=access,
-                   allow_non_private=ledger.allow_non_private, default_budget=ledger.default_budget, policy=policy)
+                   allow_non_private=ledger.allow_non_private, default_budget=ledger.default_budget, policy=policy,
+                   facts=facts if facts is not None or policy is None else policy.facts)
 
 
 @dataclass(frozen=True)

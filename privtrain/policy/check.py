@@ -38,6 +38,7 @@ class RunFacts:
     dp_synthesizer: bool | None = None  # synthetic recipe only
     purpose: str | None = None  # run.purpose: what the run is for (checked against a source's consent scope)
     region: str | None = None  # site.region: where the run executes (checked against a source's regions)
+    node_regions: tuple[str, ...] = ()  # fl.regions: where simulated federated clients execute (same check)
     encrypted: bool = False  # a key is configured: checkpoints, synthetic rows and predictions are written encrypted
     monitoring: bool = False  # the run releases DP reference statistics for drift monitoring
     one_run_audit: bool = False  # audit.one_run.enabled: the run audits its own configuration first
@@ -151,9 +152,12 @@ def _run_demands(rule: Rule, f: RunFacts):
 class Evaluation:
     """A policy, the run's facts, and every demand's verdict on them (for the plan, the card and the ledger)."""
 
-    def __init__(self, policy: Policy, facts: RunFacts) -> None:
-        self.policy, self.facts = policy, facts
-        self.findings = run_findings(policy, facts)
+    def __init__(self, policy: Policy, facts: RunFacts, provenance=None) -> None:
+        """``provenance``: what the ledger records for the run's source (privtrain.ledger.consent.Provenance)."""
+        from privtrain.policy import consent  # consent builds on this module's Finding
+
+        self.policy, self.facts, self.provenance = policy, facts, provenance
+        self.findings = run_findings(policy, facts) + consent.findings(policy, facts, provenance)
 
     def render(self) -> str:
         head = f"policy {self.policy.label} (sha256 {self.policy.sha256[:12]})"

@@ -8,7 +8,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
       id: 3f2a...                 # the hash of its first entry
       anchor: "120:ab12..."       # optional: a head it must still extend (privtrain ledger head)
     sources:                      # tags belong to sources here: a run's dataset.tags can only add rules
-      patients: {tags: [health]}
+      patients: {tags: [health], regions: [eu-west]}   # regions: narrows the source's declared regions
     rules:
       - name: health-limits
         when: {tags: [health]}    # or {sources: [patients, digits]}; no `when`: every source
@@ -24,6 +24,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
         require_one_run_audit: true   # the run audited its own configuration first (audit.one_run.enabled=true)
         dp_synthesizers_only: true
         require_registered_source: true   # a table must be a registered source, hold one's people, or be declared
+        require_provenance: true  # the source's collector, basis and purposes are recorded (privtrain ledger provenance)
     risk:                         # optional: risk classes and their controls (privtrain.policy.risk)
       classes:
         high: {when: {tags: [health]}, controls: {max_epsilon: 3, approvals: 2, encryption: true}}
@@ -46,7 +47,7 @@ RECIPES = ("dp_sgd", "federated", "synthetic")
 UNITS = ("example", "client")
 _NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
 _FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only",
-          "require_one_run_audit", "require_registered_source")
+          "require_one_run_audit", "require_registered_source", "require_provenance")
 _LISTS = ("recipes", "units")
 
 
@@ -70,6 +71,7 @@ class Rule:
     dp_synthesizers_only: bool = False
     require_one_run_audit: bool = False
     require_registered_source: bool = False  # refuse a table the ledger does not know and nobody declared
+    require_provenance: bool = False  # refuse a source whose collector, basis and purposes are not recorded
 
     def covers(self, source: str, tags: set[str]) -> bool:
         """Does the rule apply to runs on ``source`` carrying ``tags``? No ``when``: every source."""
@@ -96,6 +98,7 @@ class Policy:
     ledger_id: str | None = None  # the project's ledger, pinned: the hash of its first entry
     ledger_anchor: str | None = None  # a head (COUNT:HASH) the pinned ledger must still extend
     risk: RiskPolicy | None = None  # risk classes and the controls each requires (privtrain.policy.risk)
+    source_regions: dict = field(default_factory=dict)  # source name -> regions it may be processed in (narrowing)
 
     @property
     def label(self) -> str:
@@ -165,11 +168,13 @@ def load(path: str | Path) -> Policy:
     require(data.get("version", 1) == 1, f"{where}: version {data.get('version')!r} is not supported; use version: 1")
     sources = data.get("sources") or {}
     require(isinstance(sources, dict), f"{where}: `sources` must map source names to {{tags: [...]}}")
-    source_tags = {}
+    source_tags, source_regions = {}, {}
     for name, spec in sources.items():
         require(isinstance(spec, dict), f"{where}: sources.{name} must be a mapping like {{tags: [health]}}")
-        _unknown(spec, {"tags"}, f"{where}: sources.{name}")
+        _unknown(spec, {"tags", "regions"}, f"{where}: sources.{name}")
         source_tags[str(name)] = tuple(map(str, _list(spec.get("tags"), f"{where}: sources.{name}.tags")))
+        if spec.get("regions") is not None:
+            source_regions[str(name)] = tuple(map(str, _list(spec["regions"], f"{where}: sources.{name}.regions")))
     rules = data.get("rules") or []
     require(isinstance(rules, list), f"{where}: `rules` must be a list of rules")
     parsed = tuple(_rule(r, i, where) for i, r in enumerate(rules))
@@ -179,7 +184,7 @@ def load(path: str | Path) -> Policy:
     ledger_id, anchor = _ledger_pin(data.get("ledger"), where)
     risk = parse_risk(data["risk"], where) if data.get("risk") is not None else None
     return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
-                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk)
+                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk, source_regions)
 
 
 def _ledger_pin(pin, where: str) -> tuple[str | None, str | None]:

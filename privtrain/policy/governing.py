@@ -9,6 +9,7 @@ the project's policy with another one for one run.
 from __future__ import annotations
 
 from privtrain.errors import UserError
+from privtrain.policy import consent
 from privtrain.policy.check import Evaluation, RunFacts, check_ledger, check_run
 from privtrain.policy.file import beside, find, load
 
@@ -20,9 +21,11 @@ def evaluate(book, facts: RunFacts, explicit: str | None) -> Evaluation | None:
         explicit: ``ledger.policy=PATH`` (or None: ``$PRIVTRAIN_POLICY``, else ``policy.yaml`` beside the ledger).
 
     Raises:
-        UserError: the policy refuses the run on its facts; another policy than the project's; no policy found
-            for a ledger that has recorded one.
+        UserError: the policy refuses the run on its facts, or the source's recorded provenance does (purpose,
+            retention, region: binding with or without a policy); another policy than the project's; no policy
+            found for a ledger that has recorded one.
     """
+    recorded = book.provenance(facts.source)  # None: not declared, or a source the ledger does not know yet
     location = None if book.backend != "sqlite" else book.location
     path, project = find(explicit, location), beside(location)
     if project is not None and path is not None and path.resolve() != project.resolve():
@@ -35,10 +38,12 @@ def evaluate(book, facts: RunFacts, explicit: str | None) -> Evaluation | None:
                             f"{str(current.get('sha256'))[:12]}, entry {current['entry']}) but this run finds no "
                             "policy: run it from the project, or name the policy with ledger.policy=PATH "
                             "(a policy with no rules lifts them, as a recorded change).")
+        consent.check_run(None, facts, recorded)
         return None
-    rules = Evaluation(load(path), facts)
+    rules = Evaluation(load(path), facts, recorded)
     check_ledger(rules.policy, book)  # a policy that pins the project's ledger refuses any other
     check_run(rules.policy, rules.facts)
+    consent.check_run(rules.policy, rules.facts, recorded)
     return rules
 
 

@@ -313,7 +313,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         source={"key": reserved.source, "name": reserved.source_name, "kind": dataset.source.kind},
         dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees], audit=_asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
-                "default_budget": s.ledger.default_budget},
+                "default_budget": s.ledger.default_budget, "governance": ledger_info.get("governance")},
         model=s.model.to_dict(), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name},
         schema={**dataset.schema.to_dict(), "target": dataset.target,
                 "image_shape": list(dataset.image_shape) if dataset.image_shape else None})

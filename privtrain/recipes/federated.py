@@ -67,16 +67,17 @@ def plan(s) -> Planned:
 
 
 def train(p: Planned, reserved, output_dir: Path) -> Outcome:
-    from privtrain.federated import planning, report
+    from privtrain.federated import planning, report, residency
 
     s, output_dir = p.settings, Path(output_dir).resolve()
+    ledger_info = reserved.summary()
+    fl = residency.for_run(s.fl, ledger_info.get("governance"))  # the apps refuse nodes outside the allowed regions
     started = time.perf_counter()
-    history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
+    history = _engine(fl).run_job(fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started
     _track(history)
     guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
-    ledger_info = reserved.summary()
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
     files = report.write_artifacts(output_dir, s, p.population, info, guarantees, metrics, history,
                                    p.central, p.local, ledger_info, reserved.run_id, reserved.sbom)

@@ -162,7 +162,7 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
                                               "kind": real.source.kind},
         dataset=s.dataset.to_dict(), guarantees=[guarantee.to_dict()], audit=dataclasses.asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
-                "default_budget": s.ledger.default_budget},
+                "default_budget": s.ledger.default_budget, "governance": ledger_info.get("governance")},
         outputs={"rows": Path(files[0]).name, "target": child.target})
     files.append(write_text(output_dir / "config.yaml", s.config_yaml))
     files.append(record.write(output_dir))

@@ -25,3 +25,8 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     return _app(str(context.run_config["job"]))(msg, context)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:  # residency: the node's declared region, metadata only
+    return _app(str(context.run_config["job"]))(msg, context)
