@@ -51,6 +51,7 @@ class RunSettings:
     reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
     tracking: TrackingSettings = TrackingSettings()
     device: str = "auto"  # dp_sgd: auto | cpu | cuda | cuda:N (privtrain.devices)
+    key_file: str | None = None  # artifacts.key_file: the key that seals artifacts (else the environment's)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -76,7 +77,8 @@ def settings(recipe: str, cfg) -> RunSettings:
     out = dict(recipe=recipe, seed=r.seed("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
                reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-               tracking=_tracking(r))
+               tracking=_tracking(r),
+               key_file=r.opt_str("artifacts.key_file") if r.has("artifacts.key_file") else None)
     if recipe == "dp_sgd":
         out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
                    device=_device(r))
