@@ -20,7 +20,6 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
-
 from common import WRAP, machine, out_dir, report, run_timed_child, temp_project
 
 TIMED_RUN = WRAP + '''
@@ -70,19 +69,19 @@ def main() -> None:
     text = "\n".join([
         "# Encryption at rest: overhead on a default `privtrain run dp_sgd`\n",
         f"Machine: {machine()}\n",
-        f"Command: `python benchmarks/encryption_overhead.py --repeats {args.repeats}` (default digits run, 360 steps; "
-        f"fresh process per run, plain and sealed interleaved, SBOM cache warm; medians of {args.repeats} pairs)\n",
+        (f"Command: `python benchmarks/encryption_overhead.py --repeats {args.repeats}` (default digits run, 360 steps; "
+        f"fresh process per run, plain and sealed interleaved, SBOM cache warm; medians of {args.repeats} pairs)\n"),
         "| | median |", "|---|---:|",
         f"| whole run, no key (s) | {med['plain_s']:.2f} |",
         f"| whole run, with a key (s) | {med['sealed_s']:.2f} |",
         f"| ratio with/without (median of pairs) | {med['ratio']:.3f} |",
-        f"| sealing the checkpoint, AES-256-GCM (s) | {med['seal_s']:.4f} |",
+        f"| sealing the checkpoint, AES-256-GCM, with importing `cryptography` (s) | {med['seal_s']:.4f} |",
         f"| reading the key file (s) | {med['key_s']:.4f} |",
         f"| sealing + key as a share of the sealed run | {(med['seal_s'] + med['key_s']) / med['sealed_s']:.3%} |",
         "",
         "Per-pair ratios: " + ", ".join(f"{r:.3f}" for r in frame.ratio) + ".",
-        "The whole-run ratio carries the shared machine's run-to-run noise; the timed sealing is the cost the key "
-        "itself adds (plus the synthetic rows' or predictions' sealing in those commands, of the same order per MB).",
+        ("The whole-run ratio carries the shared machine's run-to-run noise; the timed sealing is the cost the key "
+        "itself adds (plus the synthetic rows' or predictions' sealing in those commands, of the same order per MB)."),
         "",
     ])
     report(out, text)
