@@ -137,9 +137,9 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
     from privtrain.artifacts import run_dir, sbom
-    from privtrain.crypto import files
-    from privtrain.config.facts import run_facts
     from privtrain.artifacts.run_dir import hash_artifacts
+    from privtrain.config.facts import run_facts
+    from privtrain.crypto import files
 
     module = recipes.get(settings.recipe)
     output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory

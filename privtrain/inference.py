@@ -78,10 +78,10 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str |
     """
     from privtrain import models
     from privtrain.artifacts import sealed
-    from privtrain.crypto import keys
     from privtrain.artifacts.record import RunRecord
     from privtrain.artifacts.run_dir import sha256_file
     from privtrain.artifacts.verify import recorded_hashes
+    from privtrain.crypto import keys
     from privtrain.data.schema import Schema
 
     run_dir = Path(run_dir)

@@ -47,9 +47,8 @@ def prepare(output_dir: Path) -> None:
     """
     import tempfile
 
-    from privtrain.errors import user_paths
-
     from privtrain.crypto.files import make_private_dirs
+    from privtrain.errors import user_paths
 
     with user_paths(f"output directory {output_dir}"):
         make_private_dirs(output_dir)  # 0700: a run's files are its owner's alone
