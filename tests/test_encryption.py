@@ -308,3 +308,18 @@ def test_run_files_are_0600_and_folders_0700_whatever_the_umask(tmp_path, ledger
     finally:
         os.umask(old)
     assert stat.S_IMODE(fresh.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.slow
+def test_federated_final_model_is_sealed_before_it_is_hashed(tmp_path, ledger_path):
+    fl_tiny = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=1", "fl.local_epochs=1", "recipe.progress=false",
+               "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+    key_file = _key_file(tmp_path)
+    run_dir = privtrain.run("federated", [*fl_tiny, f"artifacts.key_file={key_file}"],
+                            output_dir=tmp_path / "fed").output_dir
+    final = run_dir / "final_model.pt"
+    assert final.read_bytes().startswith(aead.MAGIC) and stat.S_IMODE(final.stat().st_mode) == 0o600
+    weights = sealed.load_torch(final, keyring=keys.from_file(key_file))
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())
+    assert json.loads((run_dir / "run.json").read_text())["encryption"]["key_id"] == "k1"
+    assert main(["verify", str(run_dir)]) == 0  # the ledger chained the sealed file, not the plaintext
