@@ -139,6 +139,17 @@ def test_environment_keys_hex_or_base64_with_an_id_and_ambiguity_refused(tmp_pat
         keys.resolve(None)
 
 
+def test_a_key_that_cannot_be_used_stops_a_run_before_anything_is_read_or_charged(tmp_path, ledger_path):
+    loose = _key_file(tmp_path)
+    loose.chmod(0o640)
+    for key_file, words in ((tmp_path / "missing.json", "does not exist"), (loose, "must be 0600")):
+        with pytest.raises(UserError, match=words) as refused:
+            privtrain.run("dp_sgd", [*TINY, f"artifacts.key_file={key_file}"], output_dir=tmp_path / "run")
+        assert "\n" not in str(refused.value)
+        assert not (tmp_path / "run").exists()
+    assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []
+
+
 # --- a run with a key ------------------------------------------------------------------------------------
 
 
@@ -237,6 +248,10 @@ def test_rotation_re_encrypts_without_retraining_is_chained_and_the_old_key_no_l
     assert detail["key_rotation"] == {"old_key_ids": ["k1"], "new_key_id": "k2", "files": ["checkpoint.pt"]}
     assert set(detail["replaces"]) == {"checkpoint.pt", "run.json"}
     assert main(["ledger", "verify"]) == 0  # the chain itself still holds
+
+    capsys.readouterr()  # a second rotation to the same key has nothing to do, and says so
+    _one_line(capsys, main(["keys", "rotate", str(run_dir), "--new-key-file", str(new_file)]), 2, "nothing to rotate")
+    assert len(ledger.open(ledger_path).entries()) == entries + 1
 
     data = bytearray((run_dir / "checkpoint.pt").read_bytes())  # an edit after the rotation is still caught
     data[-1] ^= 1
