@@ -24,11 +24,11 @@ def run(recipe: str, overrides=(), *, output_dir=None):
     return _run(recipe, overrides, output_dir=output_dir)
 
 
-def load(run_dir, *, ledger_path=None):
+def load(run_dir, *, ledger_path=None, key_file=None):
     """A finished dp_sgd run's model with its preprocessing; see :func:`privtrain.inference.load`."""
     from privtrain.inference import load as _load
 
-    return _load(run_dir, ledger_path=ledger_path)
+    return _load(run_dir, ledger_path=ledger_path, key_file=key_file)
 
 
 def __getattr__(name: str):

@@ -121,8 +121,11 @@ class _Go:
 
 
 def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
+    from privtrain.crypto import files, keys
+
     try:
-        return _reserve_train_commit(settings, output_dir, go)
+        with files.using(keys.resolve(settings.key_file)):  # a key that cannot be used is refused before any read
+            return _reserve_train_commit(settings, output_dir, go)
     except UserError as exc:
         go("refused", str(exc))  # the other ranks stop with the same line, having read nothing
         raise
@@ -134,8 +137,9 @@ def _protocol(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunRes
 def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _Go) -> RunResult:
     from privtrain import audit, ledger, tracking
     from privtrain.artifacts import run_dir, sbom
-    from privtrain.config.facts import run_facts
     from privtrain.artifacts.run_dir import hash_artifacts
+    from privtrain.config.facts import run_facts
+    from privtrain.crypto import files
 
     module = recipes.get(settings.recipe)
     output_dir = Path(output_dir).resolve()  # artifacts are hashed relative to it; engines may change directory
@@ -165,6 +169,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
         with tracking.active(tracker), book.charging(request) as run:
             # Only now, with every budget the run touches reserved, does the recipe read rows for training.
             folder.keep()
+            files.bind(run.run_id)  # sealed files are sealed as this run's (docs/governance/encryption.md)
             go("go")
             sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
             summary = _card_summary(run.summary, rules, settings.dataset.tags, book, facts)
@@ -176,6 +181,7 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
 
                 add_to_card(output_dir / "model_card.md", one_run)
             outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
+            run_dir.lock(outcome.files, output_dir)  # 0600 files, 0700 folders, whichever library wrote them
             run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
                        derived=outcome.derived)
             tracker.finish(outcome.result, outcome.files)
@@ -230,6 +236,9 @@ def _worker(settings: config.RunSettings, output_dir: Path) -> None:
         distributed.wait_for_go()
     except distributed.Stop:
         return None
+    from privtrain.crypto import files, keys
+
     module = recipes.get(settings.recipe)
-    module.train(module.plan(settings), None, output_dir)  # writes nothing: rank 0 evaluates and commits
+    with files.using(keys.resolve(settings.key_file)):  # a resumed checkpoint may be sealed
+        module.train(module.plan(settings), None, output_dir)  # writes nothing: rank 0 evaluates and commits
     return None

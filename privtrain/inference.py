@@ -65,19 +65,23 @@ class Predictor:
         return np.asarray(self.classes, dtype=object)[self.predict_proba(rows).argmax(1)]
 
 
-def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
+def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str | None = None) -> Predictor:
     """The model of a finished dp_sgd run, ready to predict.
 
-    Raises:
-        UserError: not a run directory, a model this privtrain cannot rebuild, or a checkpoint that does not
-            match its ledger entry.
-    """
-    import torch
+    Args:
+        key_file: the key file that opens an encrypted checkpoint (default: the environment's key,
+            docs/governance/encryption.md).
 
+    Raises:
+        UserError: not a run directory, a model this privtrain cannot rebuild, a checkpoint that does not
+            match its ledger entry, or an encrypted one that the configured key cannot open.
+    """
     from privtrain import models
+    from privtrain.artifacts import sealed
     from privtrain.artifacts.record import RunRecord
     from privtrain.artifacts.run_dir import sha256_file
     from privtrain.artifacts.verify import recorded_hashes
+    from privtrain.crypto import keys
     from privtrain.data.schema import Schema
 
     run_dir = Path(run_dir)
@@ -94,7 +98,7 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
     n_inputs = schema.n_inputs if schema is not None else int(np.prod(record.schema["sample_shape"]))
     model = models.build(models.ModelSpec.from_dict(record.model), n_inputs=n_inputs, n_classes=len(classes),
                          image_shape=tuple(shape) if shape else None)
-    model.load_state_dict(torch.load(run_dir / name, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(sealed.load_torch(run_dir / name, keyring=keys.resolve(key_file))["model"])
     model.eval()
     return Predictor(model, schema, classes, record.run_id)
 
@@ -108,7 +112,10 @@ def _cmd(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():  # checked first: a model loaded and rows read for nothing help no one
         raise UserError(f"predict --output {output}: the folder {str(output.parent)!r} does not exist; create it or "
                         "write elsewhere.")
-    predictor = load(args.run_dir, ledger_path=args.ledger)
+    from privtrain.crypto import files, keys
+
+    keyring = keys.resolve(args.key_file)  # a bad key is refused before the model loads or rows are read
+    predictor = load(args.run_dir, ledger_path=args.ledger, key_file=args.key_file)
     rows = read_table(args.data, "parquet" if str(args.data).endswith(".parquet") else "csv")
     import warnings
 
@@ -121,9 +128,11 @@ def _cmd(args: argparse.Namespace) -> int:
     out = pd.DataFrame({"prediction": np.asarray(predictor.classes, dtype=object)[proba.argmax(1)]})
     for i, c in enumerate(predictor.classes):
         out[f"p_{c}"] = proba[:, i].round(6)
-    with user_paths(f"predict --output {output}"):
-        out.to_csv(output, index=False)
-    print(f"wrote {len(out)} predictions of run {predictor.run_id} to {output}")
+    with user_paths(f"predict --output {output}"):  # sealed under the key when one is configured; 0600
+        files.write_file(output, out.to_csv(index=False).encode(), keyring,
+                         f"predictions of run {predictor.run_id}/{output.name}")
+    sealed_note = f" (encrypted under key id {keyring.current})" if keyring is not None else ""
+    print(f"wrote {len(out)} predictions of run {predictor.run_id} to {output}{sealed_note}")
     return 0
 
 
@@ -135,4 +144,7 @@ def register(subparsers) -> None:
     p.add_argument("data", help="CSV or Parquet file with the training features")
     p.add_argument("--output", default=None, help="CSV to write (default: DATA.predictions.csv)")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
+    p.add_argument("--key-file", default=None, metavar="PATH",
+                   help="key file that opens an encrypted run and encrypts the predictions (default: "
+                   "PRIVTRAIN_ARTIFACT_KEY_FILE or PRIVTRAIN_ARTIFACT_KEY)")
     p.set_defaults(func=_cmd)

@@ -37,6 +37,8 @@ def _private_user_data(tmp_path, monkeypatch, _sbom_cache):
     monkeypatch.delenv("PRIVTRAIN_LEDGER_KEY", raising=False)
     monkeypatch.setenv("PRIVTRAIN_CACHE", str(_sbom_cache))  # one SBOM per test session, never the user's cache
     monkeypatch.delenv("PRIVTRAIN_POLICY", raising=False)
+    for name in ("PRIVTRAIN_ARTIFACT_KEY", "PRIVTRAIN_ARTIFACT_KEY_ID", "PRIVTRAIN_ARTIFACT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)  # a key in the user's environment would seal the tests' runs
 
 
 @pytest.fixture

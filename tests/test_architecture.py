@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "privtrain"
 
 # Lower layers first. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    {"errors", "sources", "devices", "distributed", "tracking", "figures", "scores"},
+    {"errors", "sources", "devices", "distributed", "tracking", "figures", "scores", "crypto"},
     {"privacy"},
     {"data"},
     {"ledger", "models", "training", "policy"},

@@ -118,8 +118,10 @@ def require_intact(run_dir: Path, rec: Recorded, *, command: str) -> None:
                         "charged.")
 
 
-def rechain(book, run_dir: Path, rec: Recorded, written: list[str], *, why: str):
+def rechain(book, run_dir: Path, rec: Recorded, written: list[str], *, why: str, detail: dict | None = None):
     """Chain the new hashes of files this command wrote itself, each naming the version it replaces.
+
+    ``detail`` adds facts to the entry (a key rotation names its key ids).
 
     ``rec`` is what :func:`require_intact` checked before the command wrote anything: if another command
     re-recorded a file in between, this entry names an older version and ``privtrain verify`` reports it.
@@ -138,4 +140,4 @@ def rechain(book, run_dir: Path, rec: Recorded, written: list[str], *, why: str)
         raise UserError(f"{why}: {'; '.join(found)}: a file changed while privtrain wrote it; nothing was "
                         "recorded. Restore the run's files and run the command again.")
     replaces = {n: rec.hashes[n] for n in hashes if n in rec.hashes}
-    return book.record_artifacts(rec.run_id, hashes, why=why, replaces=replaces)
+    return book.record_artifacts(rec.run_id, hashes, why=why, replaces=replaces, detail=detail)

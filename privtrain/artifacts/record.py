@@ -29,6 +29,7 @@ class RunRecord:
         model, train: the model spec and the resolved training settings (trained models).
         dp: the DP-SGD mechanism (noise multiplier, sample rate, steps, clipping, accountant, δ).
         outputs: files of the run, relative to its directory (``checkpoint``, ``rows``) and the target.
+        encryption: the key id and algorithm its sealed files were written under (None: none sealed).
     """
 
     recipe: str
@@ -48,11 +49,15 @@ class RunRecord:
     schema: dict | None = None  # the public preprocessing (privtrain.load uses it to predict)
     encryption: dict | None = None  # {"key_id", "algorithm"} when the artifacts were written encrypted
     version: int = VERSION
+    encryption: dict | None = None  # {"key_id", "algorithm"} when the run sealed its artifacts (privtrain.artifacts.sealed)
 
     def write(self, run_dir: Path) -> Path:
+        from privtrain.artifacts import sealed
         from privtrain.artifacts.run_dir import write_json
 
-        return write_json(Path(run_dir) / RECORD, asdict(self))
+        data = asdict(self)
+        data["encryption"] = data["encryption"] or sealed.record()  # the key the running run seals with
+        return write_json(Path(run_dir) / RECORD, data)
 
     @property
     def own_guarantee(self) -> dict:

@@ -47,10 +47,11 @@ def prepare(output_dir: Path) -> None:
     """
     import tempfile
 
+    from privtrain.crypto.files import make_private_dirs
     from privtrain.errors import user_paths
 
     with user_paths(f"output directory {output_dir}"):
-        output_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(output_dir)  # 0700: a run's files are its owner's alone
         with tempfile.TemporaryFile(dir=output_dir):
             pass
 
@@ -78,15 +79,38 @@ class Provisional:
 
 
 def write_json(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
-    return path
+    """Write ``data`` as JSON, mode 0600 (folders made 0700)."""
+    return write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
 
 
 def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    """Write ``text`` (UTF-8), mode 0600 whatever the umask (folders made 0700)."""
+    from privtrain.crypto.files import write_private
+
+    return write_private(path, text.encode())
+
+
+def lock(paths: list[Path], root: Path) -> None:
+    """Make the run's folder 0700 and every file and folder in it 0600 / 0700, ``paths`` included wherever they
+    are: files other libraries wrote (a figure, a card, Hydra's ``.hydra``) were created with the umask's mode.
+    The hashes do not change."""
+    import os
+
+    from privtrain.crypto.files import DIR_MODE, FILE_MODE
+
+    root = Path(root)
+    for p in paths:
+        if Path(p).is_file():
+            Path(p).chmod(FILE_MODE)
+    if not root.is_dir():
+        return
+    root.chmod(DIR_MODE)
+    for folder, dirs, names in os.walk(root):
+        for d in dirs:
+            os.chmod(os.path.join(folder, d), DIR_MODE, follow_symlinks=False)
+        for n in names:
+            if not os.path.islink(os.path.join(folder, n)):
+                os.chmod(os.path.join(folder, n), FILE_MODE)
 
 
 def sha256_file(path: Path) -> str:

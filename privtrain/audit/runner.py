@@ -120,9 +120,8 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
 
 
 def _load_target(run: RunInfo, splits, dataset):
-    import torch
-
     from privtrain import models
+    from privtrain.artifacts import sealed
 
     model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
@@ -134,7 +133,9 @@ def _load_target(run: RunInfo, splits, dataset):
         raise UserError(f"{run.run_dir}/checkpoint.pt does not match the hash its ledger entry recorded: it was "
                         "edited or replaced; audit an unmodified run directory.")
     try:  # weights and plain values only: a crafted pickle cannot run code here
-        ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        ckpt = sealed.load_torch(run.run_dir / "checkpoint.pt")  # opened with the configured key when sealed
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{run.run_dir}/checkpoint.pt does not load safely ({type(exc).__name__}); audit an "
                         "unmodified run directory.") from None

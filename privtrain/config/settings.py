@@ -53,6 +53,7 @@ class RunSettings:
     device: str = "auto"  # dp_sgd: auto | cpu | cuda | cuda:N (privtrain.devices)
     purpose: str | None = None  # run.purpose: what the run is for (checked against the source's consent)
     region: str | None = None  # site.region: where the run executes (checked against the source's regions)
+    key_file: str | None = None  # artifacts.key_file: the key that seals artifacts (else the environment's)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -78,7 +79,8 @@ def settings(recipe: str, cfg) -> RunSettings:
     out = dict(recipe=recipe, seed=r.seed("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
                config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
                reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-               tracking=_tracking(r), **_governance(r))
+               tracking=_tracking(r), **_governance(r),
+               key_file=r.opt_str("artifacts.key_file") if r.has("artifacts.key_file") else None)
     if recipe == "dp_sgd":
         out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
                    device=_device(r))

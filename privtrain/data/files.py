@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from privtrain.crypto.files import is_sealed_file, read_bytes
 from privtrain.errors import UserError, user_paths
 
 
@@ -19,8 +20,13 @@ def read_table(path: str | None, kind: str) -> pd.DataFrame:
         found = file.is_file()
     if not found:
         raise UserError(f"dataset.path: no such file {str(file)!r}; check the path.")
+    source = file
+    if is_sealed_file(file):  # rows a run wrote encrypted (synthetic.csv): opened with the configured key
+        import io
+
+        source = io.BytesIO(read_bytes(file))
     try:
-        frame = pd.read_csv(file) if kind == "csv" else pd.read_parquet(file)
+        frame = pd.read_csv(source) if kind == "csv" else pd.read_parquet(source)
     except Exception as exc:  # pandas raises many types for a malformed file
         raise UserError(f"dataset.path: cannot read {str(file)!r} as {kind}: {str(exc).splitlines()[0]}") from None
     if frame.empty:

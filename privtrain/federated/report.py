@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from privtrain.artifacts import model_card
+from privtrain.artifacts import model_card, sealed
 from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.federated import partition as part
@@ -32,13 +32,11 @@ def dataset_info(population: Population) -> dict:
 
 def final_metrics(model_spec, population: Population, output_dir: Path, history: dict, wall: float) -> dict:
     """Held-out metrics of the final global model, plus the last round's federated evaluation."""
-    import torch
-
     from privtrain import training
     from privtrain.federated.task import build_model, shape_of
 
     model = build_model(model_spec, shape_of(population))
-    model.load_state_dict(torch.load(output_dir / "final_model.pt", weights_only=True))
+    model.load_state_dict(sealed.load_torch(output_dir / "final_model.pt"))
     metrics = training.evaluate(model, population.x_test, population.y_test, population.n_classes)
     last = history["rounds"][-1] if history["rounds"] else {}
     for key in ("federated_accuracy", "federated_loss"):
@@ -73,7 +71,8 @@ def write_artifacts(out: Path, settings, population: Population, dataset_info: d
                                               "default_budget": settings.ledger.default_budget,
                                               "governance": ledger_info.get("governance")},
         model=asdict(settings.model), outputs={"model": "final_model.pt"})
-    files = [write_text(out / "config.yaml", settings.config_yaml), out / "final_model.pt", record.write(out)]
+    final = sealed.seal_in_place(out / "final_model.pt")  # Flower's server app wrote it in the clear
+    files = [write_text(out / "config.yaml", settings.config_yaml), final, record.write(out)]
     files.append(write_json(out / "partition.json", summary))
     files.append(plots.partition_png(summary, out / "partition.png",
                                      f"{population.dataset.name}: {population.spec.kind} partition"))

@@ -420,10 +420,11 @@ class Ledger:
 
     @guarded
     def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str,
-                         replaces: dict[str, str] | None = None) -> Entry:
+                         replaces: dict[str, str] | None = None, detail: dict | None = None) -> Entry:
         """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing.
 
-        ``replaces`` names, per re-recorded file, the hash the ledger held before (see privtrain.artifacts.evidence).
+        ``replaces`` names, per re-recorded file, the hash the ledger held before (see privtrain.artifacts.evidence);
+        ``detail`` adds facts of the command (a key rotation's key ids).
         """
         from privtrain.ledger.run import _artifacts
 
@@ -433,7 +434,8 @@ class Ledger:
             return self.core.append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
                                 source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
                                 artifacts=_artifacts(artifacts),
-                                detail=json.dumps({"why": why, "replaces": dict(sorted((replaces or {}).items()))}))
+                                detail=json.dumps({**(detail or {}), "why": why,
+                                                   "replaces": dict(sorted((replaces or {}).items()))}))
 
     @guarded
     def record_decision(self, run_id: str, status: str, detail: dict) -> Entry:

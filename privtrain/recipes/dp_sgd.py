@@ -261,17 +261,17 @@ def _load_resume(path, fingerprint: str, model_spec, ledger_path: str | None) ->
     """The checkpoint to continue from, checked against this run (and its ledger) before anything is charged."""
     if not path:
         return None
-    import torch
-
-    from privtrain.artifacts import checkpoint_ledger
+    from privtrain.artifacts import checkpoint_ledger, sealed
 
     file = Path(str(path)).expanduser()
     if not file.is_file():
         raise UserError(f"resume: no checkpoint at {str(file)!r}; pass the checkpoint.pt of an earlier run.")
     checkpoint_ledger.require_charged_here(file, ledger_path)  # loaded only once its hash matches this ledger
     try:  # weights and plain values only: a crafted pickle cannot run code here
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+        ckpt = sealed.load_torch(file)  # opened with the run's key when sealed
         meta = ckpt["meta"]
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is the user's to fix
         raise UserError(f"resume: {file} is not a privtrain checkpoint that loads safely "
                         f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run.") from None
@@ -285,9 +285,7 @@ def _load_resume(path, fingerprint: str, model_spec, ledger_path: str | None) ->
 
 
 def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
-    import torch
-
-    from privtrain.artifacts import checkpoint_ledger
+    from privtrain.artifacts import checkpoint_ledger, sealed
     from privtrain.privacy.events import dumps
 
     s, dp, dataset = p.settings, p.dp, p.dataset
@@ -295,7 +293,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
     prior_steps = p.resume["meta"]["steps"] if p.resume else 0
     guarantee = guarantees[-1]  # this training run's own guarantee
     ckpt = out / "checkpoint.pt"
-    torch.save({
+    sealed.save_torch({  # sealed when a key is configured (privtrain.artifacts.sealed)
         "model": outcome.model.state_dict(), "optimizer": outcome.optimizer_state, "accountant": outcome.accountant_state,
         "meta": {"fingerprint": dataset.fingerprint, "steps": prior_steps + outcome.steps,
                  "noise_multiplier": dp.noise_multiplier if dp else None, "sample_rate": dp.sample_rate if dp else None,

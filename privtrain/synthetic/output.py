@@ -19,12 +19,10 @@ def write_rows(frame: pd.DataFrame, out: Path, fmt: str) -> Path:
     """``synthetic.csv`` or ``synthetic.parquet`` in ``out``."""
     if fmt not in FORMATS:
         raise UserError(f"synth.format={fmt!r} is unknown; choose one of {', '.join(FORMATS)}.")
-    path = out / f"synthetic.{fmt}"
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return path
+    from privtrain.artifacts.sealed import table_bytes
+    from privtrain.crypto.files import write_run_file
+
+    return write_run_file(out / f"synthetic.{fmt}", table_bytes(frame, fmt))  # sealed when a key is configured
 
 
 def declared_columns(domain: list[Column], frame: pd.DataFrame) -> dict:
