@@ -62,8 +62,8 @@ def process_group(device):
 
 
 def announce(message: tuple | None) -> tuple:
-    """Rank 0 sends ``message`` to every rank (the others pass None); each rank returns it. ``("go",)``, ``("stop",)`` or
-    ``("refused", text)``."""
+    """Rank 0 sends ``message`` to every rank (the others pass None); each rank returns it. ``("go",)``,
+    ``("stop",)`` or ``("refused", text)``."""
     import torch.distributed as dist
 
     box = [message]

@@ -15,7 +15,8 @@ import pandas as pd
 from privtrain.errors import UserError
 
 # Monotone maps applied to the clipped value before min-max scaling by the mapped bounds.
-TRANSFORMS: dict[str, Callable[[np.ndarray | float], np.ndarray | float]] = {"none": lambda x: x, "log1p": np.log1p, "log": np.log, "sqrt": np.sqrt}
+Transform = Callable[[np.ndarray | float], np.ndarray | float]
+TRANSFORMS: dict[str, Transform] = {"none": lambda x: x, "log1p": np.log1p, "log": np.log, "sqrt": np.sqrt}
 # A transform's lowest allowed declared min: below it the map is undefined (strict: log 0 is -inf).
 TRANSFORM_DOMAIN = {"log1p": (-1.0, True), "log": (0.0, True), "sqrt": (0.0, False)}
 # Transforms whose parameters come from the data: refused by name (privtrain scales by public bounds).
