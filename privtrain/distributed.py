@@ -61,13 +61,15 @@ def process_group(device):
         dist.destroy_process_group()
 
 
-def announce(message: tuple) -> tuple:
-    """Rank 0 sends ``message`` to every rank; each rank returns it. ``("go",)``, ``("stop",)`` or
-    ``("refused", text)``."""
+def announce(message: tuple | None) -> tuple:
+    """Rank 0 sends ``message`` to every rank (the others pass None); each rank returns it. ``("go",)``,
+    ``("stop",)`` or ``("refused", text)``."""
     import torch.distributed as dist
 
     box = [message]
     dist.broadcast_object_list(box, src=0)
+    if box[0] is None:  # rank 0 always sends a message
+        raise RuntimeError("rank 0 broadcast no message")
     return box[0]
 
 

@@ -41,9 +41,10 @@ def path_error(exc: OSError, what: str) -> UserError:
     name = str(exc.filename) if exc.filename is not None else ""
     shown = name if len(name) <= 80 else f"{name[:40]}…{name[-30:]}, {len(name)} characters"
     reason = exc.strerror or type(exc).__name__
-    fix = {errno.ENAMETOOLONG: "use a shorter path", errno.EROFS: "run from (or write to) a writable folder",
-           errno.EACCES: "fix its permissions or choose another path", errno.EPERM: "fix its permissions or choose "
-           "another path", errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space"}
+    fix: dict[int | None, str] = {  # exc.errno may be None: no fix of its own
+        errno.ENAMETOOLONG: "use a shorter path", errno.EROFS: "run from (or write to) a writable folder",
+        errno.EACCES: "fix its permissions or choose another path", errno.EPERM: "fix its permissions or choose "
+        "another path", errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space"}
     return UserError(f"{what}: {reason}{f' ({shown})' if shown else ''}; "
                      f"{fix.get(exc.errno, 'check the path')}.")
 

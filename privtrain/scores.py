@@ -35,11 +35,12 @@ def classification(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dic
     present = np.unique(y_true)
     recall = {str(c): (float((pred[y_true == c] == c).mean()) if (y_true == c).any() else None) for c in range(n_classes)}
     counts = np.bincount(y_true, minlength=n_classes)
-    out = {
-        "accuracy": float((pred == y_true).mean()),
+    accuracy, baseline = float((pred == y_true).mean()), float(counts.max() / len(y_true))
+    out: dict[str, float | int | str | dict[str, float | None]] = {
+        "accuracy": accuracy,
         "balanced_accuracy": float(np.mean([recall[str(c)] for c in present])),
         "macro_f1": float(f1_score(y_true, pred, labels=list(range(n_classes)), average="macro", zero_division=0)),
-        "majority_baseline": float(counts.max() / len(y_true)),
+        "majority_baseline": baseline,
         "per_class_accuracy": recall,
         "predicted_classes": int(len(np.unique(pred))),
     }
@@ -48,7 +49,7 @@ def classification(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dic
     if out["predicted_classes"] == 1 and len(present) > 1:
         out["warning"] = (f"the model predicts one class ({int(pred[0])}) for every held-out row: its accuracy "
                           f"equals the majority baseline at best; look at balanced accuracy")
-    elif out["accuracy"] <= out["majority_baseline"] and len(present) > 1:
-        out["warning"] = (f"accuracy {out['accuracy']:.3f} is no better than always answering the majority class "
-                          f"({out['majority_baseline']:.3f})")
+    elif accuracy <= baseline and len(present) > 1:
+        out["warning"] = (f"accuracy {accuracy:.3f} is no better than always answering the majority class "
+                          f"({baseline:.3f})")
     return out

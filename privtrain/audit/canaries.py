@@ -26,6 +26,7 @@ block therefore has k = 9 P tensors for ``per_layer``, so a canary's clipped nor
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -61,9 +62,10 @@ class CanaryModel(nn.Module):
         super().__init__()
         self.base = base
         self.n_canaries, self.n_classes = n_canaries, n_classes
-        self.canary = nn.ModuleList(nn.Linear(n_canaries, 1, bias=False) for _ in range(tensors))
-        for layer in self.canary:
+        layers = [nn.Linear(n_canaries, 1, bias=False) for _ in range(tensors)]
+        for layer in layers:
             nn.init.zeros_(layer.weight)
+        self.canary = nn.ModuleList(layers)
         # d CE / d c = 1/K at uniform logits, so an input of norm * K gives a gradient of norm `norm`.
         self.scale = float(norm) * n_classes
 
@@ -93,6 +95,17 @@ def _sampler_rate(loader) -> float:
     return float(loader.batch_sampler.sample_rate)
 
 
+def _grad(param: torch.Tensor) -> torch.Tensor:
+    """The noisy gradient the optimizer step left in ``param``.
+
+    Raises:
+        RuntimeError: it has none (the step did not touch the canary tensors).
+    """
+    if param.grad is None:
+        raise RuntimeError("a canary tensor has no gradient at the optimizer step; the audit cannot observe it")
+    return param.grad
+
+
 class DiracObserver:
     """The instrument of a white-box run: records every noisy update's canary block.
 
@@ -108,7 +121,8 @@ class DiracObserver:
 
     def __init__(self, model: CanaryModel, *, stop_after: int | None = None, on_step=None) -> None:
         self.model = model
-        self.params = [layer.weight for layer in model.canary]
+        # nn.ModuleList is not generic: its items are typed nn.Module, these are the nn.Linear layers above.
+        self.params = [cast(nn.Linear, layer).weight for layer in model.canary]
         self.stop_after, self.on_step = stop_after, on_step
         self.rows: list[np.ndarray] = []
         self.built: dict = {}
@@ -136,7 +150,7 @@ class DiracObserver:
             if previous is not None:
                 previous(opt)  # the accountant
             with torch.no_grad():
-                block = torch.stack([p.grad.reshape(-1).float() for p in self.params]).sum(0)
+                block = torch.stack([_grad(p).reshape(-1).float() for p in self.params]).sum(0)
             self.rows.append((block * (self.divisor / self.kept)).cpu().numpy().astype(np.float64))
             if self.on_step is not None:
                 self.on_step()

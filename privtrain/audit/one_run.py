@@ -58,6 +58,7 @@ def audit_job(job, settings, *, progress: bool = True) -> tuple[dict, dict]:
     bar = tqdm(total=total, desc="one-run audit", unit="step", disable=not progress, leave=False)
     conf, delta = float(settings.confidence), job.delta
     attacks, scores, seconds, extra = {}, {}, {}, {}
+    in_counts: dict[str, int] = {}  # canaries included, per audit
     try:
         if white:
             included = rng.random(m) < 0.5
@@ -81,7 +82,7 @@ def audit_job(job, settings, *, progress: bool = True) -> tuple[dict, dict]:
             seconds["structure"] = time.perf_counter() - started
             extra["built"] = built
             extra["expected"] = _expected(job, built)
-            extra["whitebox_in"] = int(included.sum())
+            in_counts["whitebox_in"] = int(included.sum())
         if black:
             included = rng.random(m) < 0.5
             started = time.perf_counter()
@@ -92,10 +93,10 @@ def audit_job(job, settings, *, progress: bool = True) -> tuple[dict, dict]:
                                                               n_tests=n_tests).to_dict()
             attacks["blackbox_gauss"] = stats.gauss_mu(b[included], b[~included], delta=delta, confidence=conf,
                                                        n_tests=n_tests).to_dict()
-            extra["blackbox_in"] = int(included.sum())
+            in_counts["blackbox_in"] = int(included.sum())
     finally:
         bar.close()
-    return _report(job, settings, m, attacks, extra, seconds, n_tests, mutants.active()), scores
+    return _report(job, settings, m, attacks, extra, in_counts, seconds, n_tests, mutants.active()), scores
 
 
 def _expected(job, built: dict) -> dict:
@@ -105,14 +106,15 @@ def _expected(job, built: dict) -> dict:
     return {"clt_mu": mu, "clt_epsilon": stats.gdp_epsilon(mu, job.delta), "claimed_gdp_mu": claimed_mu}
 
 
-def _report(job, settings, m: int, attacks: dict, extra: dict, seconds: dict, n_tests: int, mutant) -> dict:
+def _report(job, settings, m: int, attacks: dict, extra: dict, in_counts: dict[str, int], seconds: dict, n_tests: int,
+            mutant) -> dict:
     dp = job.dp
     claimed = {"epsilon": job.claimed_epsilon, "delta": dp.delta, "unit": "example", "accountant": dp.accountant,
                "noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": dp.steps,
                "max_grad_norm": dp.max_grad_norm, "void": list(job.void)}
     return report_content(recipe="dp_sgd", configuration=job.describe, claimed=claimed, settings=settings, canaries=m,
                           rows=job.rows, attacks=attacks, structure=extra.get("structure"), built=extra.get("built"),
-                          expected=extra.get("expected"), included={k: v for k, v in extra.items() if k.endswith("_in")},
+                          expected=extra.get("expected"), included=in_counts,
                           seconds=seconds, n_tests=n_tests, mutant=mutant)
 
 

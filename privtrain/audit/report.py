@@ -68,16 +68,16 @@ def write(run_dir: Path, audit: dict, scores: dict, *, update_card: bool = True,
     from privtrain.artifacts.run_dir import sha256_file, write_json
 
     files = [plot_roc(run_dir / ROC_PNG, scores, audit)]
-    card = run_dir / card
-    if update_card and card.is_file():
-        audit["card"] = card.name
-        audit["card_sha256_before_audit"] = sha256_file(card)
+    card_file = run_dir / card
+    if update_card and card_file.is_file():
+        audit["card"] = card_file.name
+        audit["card_sha256_before_audit"] = sha256_file(card_file)
         from privtrain.artifacts.model_card import no_paths
 
-        text = update_card_text(card.read_bytes().decode("utf-8"), no_paths(card_section(audit)),
+        text = update_card_text(card_file.read_bytes().decode("utf-8"), no_paths(card_section(audit)),
                                 red_flag_banner(audit))
-        card.write_bytes(text.encode("utf-8"))
-        files.append(card)
+        card_file.write_bytes(text.encode("utf-8"))
+        files.append(card_file)
     files.insert(0, write_json(run_dir / AUDIT_JSON, audit))
     return files
 

@@ -12,11 +12,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.audit.settings import AuditSettings
 from privtrain.errors import UserError
+
+if TYPE_CHECKING:
+    from privtrain.artifacts.record import RunRecord
 
 SHADOW_RECIPE = "audit-shadow"
 
@@ -26,14 +30,14 @@ class RunInfo:
     """What the audit needs from a run directory: its record and its own claim."""
 
     run_dir: Path
-    record: object  # privtrain.artifacts.record.RunRecord
+    record: RunRecord
     metrics: dict
     claimed_epsilon: float
     delta: float
     unit: str
 
 
-def read_run(run_dir: Path, record) -> RunInfo:
+def read_run(run_dir: Path, record: RunRecord) -> RunInfo:
     """The run's claim and metrics; UserError if the directory is not an auditable run."""
     for name in ("metrics.json", record.outputs.get("checkpoint") or "checkpoint.pt"):
         if not (run_dir / name).is_file():
@@ -70,6 +74,9 @@ def _dataset(run: RunInfo):
 def _model_spec(run: RunInfo):
     from privtrain.models import ModelSpec
 
+    if run.record.model is None:
+        raise UserError(f"{run.run_dir}: its run record names no model (not a trained model's run); pass the "
+                        "output directory of a finished dp_sgd run.")
     return ModelSpec.from_dict(run.record.model)
 
 
@@ -90,7 +97,7 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
     shadow = _shadow_plan(run, settings, dataset, ledger_path) if settings.shadow_models else None
     charged = shadow is not None and shadow["data"] == "charged"
     # Shadows on the private rows are reserved before anything reads them; a crash stays charged.
-    with _reserve(run, shadow, dataset, ledger_path) if charged else nullcontext() as entry:
+    with _reserve(run, shadow, dataset, ledger_path) if shadow is not None and charged else nullcontext() as entry:
         splits = data.split(dataset, seed=record.seed, test_size=float(record.dataset["test_size"]))
         model = _load_target(run, splits, dataset)
         target_in = attacks.model_outputs(model, splits.x_train, splits.y_train)
@@ -110,7 +117,7 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
                                 n_attacks=len(scores))
         audit["seconds"] = round(time.perf_counter() - started, 2)
         files = report.write(run.run_dir, audit, scores, update_card=settings.update_card)
-        if entry is not None:
+        if entry is not None and shadow is not None:  # an entry exists only for charged shadows
             entry.commit({run.unit: shadow["events"]}, artifacts=hash_artifacts(files, run.run_dir),
                          epsilon=shadow["epsilon"])
     return audit
@@ -156,8 +163,18 @@ def _shadow_plan(run: RunInfo, settings: AuditSettings, dataset, ledger_path: st
     from privtrain.training import TrainSettings
 
     k = settings.shadow_models
+    if run.record.train is None:
+        raise UserError(f"{run.run_dir}: its run record has no training settings (not a trained model's run); "
+                        "pass the output directory of a finished dp_sgd run.")
     train_settings = TrainSettings(**run.record.train)  # the target's resolved settings, as it trained
-    pool = _load_pool(settings.pool_path, dataset, run, ledger_path) if settings.shadow_data == "pool" else None
+    if train_settings.epochs is None:
+        raise UserError(f"{run.run_dir}: its run record's training settings have no resolved epochs (edited); "
+                        "audit an unmodified run directory.")
+    pool = None
+    if settings.shadow_data == "pool":
+        if settings.pool_path is None:  # AuditSettings refuses this; checked again for the type
+            raise UserError("audit.shadow_data=pool needs audit.pool_path=/path/to/pool.csv.")
+        pool = _load_pool(settings.pool_path, dataset, run, ledger_path)
     n_pool = dataset.n_rows if pool is None else len(pool[1])
     half = n_pool // 2
     if half < train_settings.batch_size:

@@ -66,7 +66,7 @@ def table(x: np.ndarray, labels, classes: tuple, *, notes: tuple[str, ...] = (),
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     hashes = [hashlib.sha256(sample.tobytes()).hexdigest() for sample in x]
     index: dict[str, int] = {}
-    keep = []
+    keep: list[int] = []
     for i, h in enumerate(hashes):
         if h not in index:
             index[h] = len(keep)

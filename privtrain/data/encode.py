@@ -7,13 +7,16 @@ training and at predict time (the schema is saved with the run).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from privtrain.errors import UserError
 
 # Monotone maps applied to the clipped value before min-max scaling by the mapped bounds.
-TRANSFORMS = {"none": lambda x: x, "log1p": np.log1p, "log": np.log, "sqrt": np.sqrt}
+Transform = Callable[[np.ndarray | float], np.ndarray | float]
+TRANSFORMS: dict[str, Transform] = {"none": lambda x: x, "log1p": np.log1p, "log": np.log, "sqrt": np.sqrt}
 # A transform's lowest allowed declared min: below it the map is undefined (strict: log 0 is -inf).
 TRANSFORM_DOMAIN = {"log1p": (-1.0, True), "log": (0.0, True), "sqrt": (0.0, False)}
 # Transforms whose parameters come from the data: refused by name (privtrain scales by public bounds).

@@ -114,7 +114,7 @@ def is_ssn(value: str) -> bool:
 
 def is_ni_number(value: str) -> bool:
     m = _NINO.match(value.upper())
-    return bool(m) and m.group(1) not in _NINO_NEVER
+    return m is not None and m.group(1) not in _NINO_NEVER
 
 
 def _parses(address_type, value: str) -> bool:

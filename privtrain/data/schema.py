@@ -34,6 +34,28 @@ class Column:
         return self.categories is not None
 
     @property
+    def levels(self) -> tuple:
+        """A categorical column's ``categories``.
+
+        Raises:
+            ValueError: the column has none (it is numeric).
+        """
+        if self.categories is None:
+            raise ValueError(f"column {self.name!r} has no categories (numeric columns have bounds)")
+        return self.categories
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """A numeric column's ``(low, high)``.
+
+        Raises:
+            ValueError: the column has no bounds (it is categorical).
+        """
+        if self.low is None or self.high is None:
+            raise ValueError(f"column {self.name!r} has no numeric bounds (categorical columns have none)")
+        return self.low, self.high
+
+    @property
     def width(self) -> int:
         """How many inputs the column becomes."""
         if self.categories is not None:
@@ -46,13 +68,13 @@ class Column:
             return encode.one_hot(encode.category_codes(values, self.categories, f"column {self.name!r}"), self.width)
         if self.bins is not None:
             return encode.one_hot_bins(values, self.bins)
-        return encode.scale(values, self.low, self.high, self.transform)
+        return encode.scale(values, *self.bounds, self.transform)
 
     def to_decl(self) -> dict:
         """The column as ``dataset.schema`` declares it."""
         if self.categories is not None:
             return {"categories": list(self.categories)}
-        out = {"min": self.low, "max": self.high}
+        out: dict[str, float | str | list[float] | None] = {"min": self.low, "max": self.high}
         if self.transform != "none":
             out["transform"] = self.transform
         if self.bins is not None:
@@ -110,7 +132,7 @@ class Schema:
     def clipped(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per numeric column, how many values lie outside its declared bounds (and are clipped to them).
         For predict only: its rows are the user's own; for training rows such a count is private."""
-        counts = {c.name: encode.out_of_range(frame[c.name], c.low, c.high) for c in self.features
+        counts = {c.name: encode.out_of_range(frame[c.name], *c.bounds) for c in self.features
                   if not c.is_categorical}
         return {name: n for name, n in counts.items() if n}
 
@@ -220,7 +242,7 @@ def declared_schema(decl: dict, features: list[str], target: str) -> Schema:
             "or drop them from dataset.features."
         )
     target_col = _column_from_decl(target, decl[target])
-    if not target_col.is_categorical:
+    if target_col.categories is None:  # not categorical
         raise UserError(f"dataset.schema.{target}: the target needs categories (its class labels), not min/max.")
     columns = tuple(_column_from_decl(f, decl[f]) for f in features)
     return Schema(columns, target_col.categories, "declared", _declared_notes(columns))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from privtrain.errors import UserError
@@ -97,7 +98,7 @@ class LocalPlan:
         return (self.client_event(k, self.planned_steps[k]),)
 
 
-def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: int, target_epsilon: float | None,
+def plan_local(*, sizes: Sequence[int], batch_size: int, local_epochs: int, rounds: int, target_epsilon: float | None,
                noise_multiplier: float | None, delta: float | None, max_grad_norm: float | None, accountant: str,
                field: str = "privacy") -> LocalPlan:
     """Plan local DP-SGD so that no client exceeds ``target_epsilon`` even if it trains every round.
@@ -123,10 +124,12 @@ def plan_local(*, sizes: list[int], batch_size: int, local_epochs: int, rounds: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sigma = max(dp_plan.calibrate(float(target_epsilon), delta, q, steps, accountant) for q, steps in shapes)
-    else:
+    elif noise_multiplier is not None:
         if not noise_multiplier > 0:
             raise UserError(f"{field}.noise_multiplier={noise_multiplier} must be > 0.")
         sigma = float(noise_multiplier)
+    else:  # unreachable: exactly one of the two is set (refused above); narrows noise_multiplier
+        raise AssertionError("neither target_epsilon nor noise_multiplier is set")
     plan = LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds, sizes, math.nan)
     _, eps = plan.worst(plan.planned_steps)
     return LocalPlan(sigma, float(max_grad_norm), accountant, delta, batch_size, local_epochs, rounds, sizes, eps)

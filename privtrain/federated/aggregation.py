@@ -91,7 +91,8 @@ def weighted_mean(global_arrays: Arrays, replies: list[tuple[Arrays, float]]) ->
     total_weight = sum(w for _, w in replies)
     out = dict(global_arrays)
     for k in floating(global_arrays):
-        acc = sum(np.asarray(r[k], dtype=np.float64) * w for r, w in replies) / total_weight
+        # sum() may return its start 0 for no items; replies is not empty, so wrap its array sum as one
+        acc = np.asarray(sum(np.asarray(r[k], dtype=np.float64) * w for r, w in replies)) / total_weight
         out[k] = acc.astype(global_arrays[k].dtype)
     return out
 

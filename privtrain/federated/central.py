@@ -134,17 +134,17 @@ def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None
     if clipping_norm is None or not clipping_norm > 0:
         raise UserError(f"privacy.clipping_norm={clipping_norm} must be > 0 (the L2 bound on one client's update).")
     delta = client_delta(delta, num_clients)
-    if (target_epsilon is None) == (noise_multiplier is None):
-        raise UserError("privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
-                        "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1).")
-    if target_epsilon is not None:
+    if target_epsilon is not None and noise_multiplier is None:
         if not target_epsilon > 0:
             raise UserError(f"privacy.target_epsilon={target_epsilon} must be > 0; use e.g. privacy.target_epsilon=3.")
         sigma = calibrate(float(target_epsilon), delta, rounds, sample_rate, sampling)
-    else:
+    elif noise_multiplier is not None and target_epsilon is None:
         if not noise_multiplier > 0:
             raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
         sigma = float(noise_multiplier)
+    else:
+        raise UserError("privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
+                        "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1).")
     plan = CentralPlan(sigma, float(clipping_norm), clipping_side, int(rounds), sampling, float(sample_rate),
                        float(denominator), int(num_clients), delta, math.nan)
     return replace(plan, epsilon=plan.epsilon_after(rounds, exact=True))

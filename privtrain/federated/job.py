@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -22,12 +23,22 @@ from privtrain.federated.central import CentralPlan
 from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import ClientData, Population, build_population, load_dataset
 
+if TYPE_CHECKING:
+    from privtrain.data import DatasetSpec
+    from privtrain.models import ModelSpec
+
+
+class ClientSource(Protocol):
+    """Where a job's clients' rows come from: ``ClientRows`` in memory, or a simulation's object-store handle."""
+
+    def client(self, k: int) -> ClientData: ...
+
 
 @dataclass(frozen=True)
 class Job:
     settings: FlSettings
-    dataset: object  # privtrain.data.DatasetSpec
-    model: object  # privtrain.models.ModelSpec
+    dataset: DatasetSpec
+    model: ModelSpec
     shape: dict  # n_inputs, n_classes, image_shape
     num_clients: int
     central: CentralPlan | None
@@ -35,7 +46,7 @@ class Job:
     output_dir: str  # where the ServerApp writes history.json and final_model.pt
     train_sizes: tuple[int, ...] = ()  # each client's training rows (public): weights and steps per round
     void: bool = False  # the guarantee is void (reproducible noise, inferred schema): epsilon so far reads inf
-    rows: object | None = field(default=None, repr=False)  # ClientRows, or a handle with .client(k) (simulation)
+    rows: ClientSource | None = field(default=None, repr=False)  # ClientRows, or a handle (simulation)
     test: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _rows: list | None = field(default=None, repr=False, compare=False)  # this process's loaded population
 
@@ -65,7 +76,7 @@ class Job:
         holds are not covered by the clients' guarantee)."""
         return float(self.local.sizes[k] if self.local is not None else self.train_sizes[k])
 
-    def with_rows(self, rows) -> "Job":
+    def with_rows(self, rows: ClientSource) -> "Job":
         return replace(self, rows=rows)
 
     def _population(self) -> Population:

@@ -130,6 +130,8 @@ def assign(u: np.ndarray, labels: np.ndarray, n_classes: int, spec: PartitionSpe
 
 def dirichlet_shares(spec: PartitionSpec, n_classes: int) -> np.ndarray:
     """Per class, each client's share: ``Dir(alpha)`` from a public generator seeded by the partition seed."""
+    if spec.alpha is None:  # validated with the spec; checked again for the type
+        raise UserError("fl.partition=dirichlet needs fl.alpha (e.g. fl.alpha=0.5).")
     rng = np.random.default_rng([int(spec.seed), 0xD1])
     shares = rng.dirichlet(np.full(spec.num_clients, float(spec.alpha)), size=n_classes)
     shares = np.nan_to_num(shares, nan=0.0)  # a tiny alpha can underflow; fall back below

@@ -36,6 +36,7 @@ from privtrain.ledger import Population as LedgerPopulation
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import epsilon_pld, non_private_event
 from privtrain.privacy.randomness import VOID_NOTE
+from privtrain.privacy.spec import PrivacySpec
 from privtrain.result import Guarantee
 
 
@@ -53,9 +54,17 @@ def check_combination(s: FlSettings) -> None:
                         f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
 
 
-def local_spec(privacy) -> tuple[object, str]:
-    """The local DP-SGD block and its config path: ``privacy`` itself for privacy=dp, else ``privacy.local``."""
-    return (privacy, "privacy") if privacy.name == "dp" else (privacy.local, "privacy.local")
+def local_spec(privacy: PrivacySpec) -> tuple[PrivacySpec, str]:
+    """The local DP-SGD block and its config path: ``privacy`` itself for privacy=dp, else ``privacy.local``.
+
+    Raises:
+        UserError: ``privacy.local`` is not set.
+    """
+    if privacy.name == "dp":
+        return privacy, "privacy"
+    if privacy.local is None:
+        raise UserError(f"privacy={privacy.name} needs privacy.local, the example-level DP-SGD block.")
+    return privacy.local, "privacy.local"
 
 
 def plan(privacy, model_spec, s: FlSettings, population: Population):

@@ -54,6 +54,8 @@ class ServerStep:
         info = {"replies": len(accepted), "failed": failed, "rejected": rejected}
         c = self.job.central
         if c is not None:
+            if self.noise is None:  # made with the central plan in __init__
+                raise RuntimeError("a central DP round needs the server's noise generator")
             arrays = agg.dp_fedavg(arrays, [u for _, _, u in accepted], clipping_norm=c.clipping_norm,
                                    noise_multiplier=c.noise_multiplier, denominator=c.denominator, rng=self.noise)
             self.releases += 1  # every round is released, whoever replied

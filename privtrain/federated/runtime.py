@@ -43,7 +43,9 @@ def ensure(num_cpus: float) -> str:
         pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # Ray's note on accelerator env vars at num_gpus=0
-            ray.init(num_cpus=num_cpus, num_gpus=0, _temp_dir=tmp, include_dashboard=False,
+            # Ray annotates num_cpus as int, but its resource spec holds CPU counts as floats: 2.0 starts 2 CPUs.
+            ray.init(num_cpus=num_cpus,  # type: ignore[arg-type]
+                     num_gpus=0, _temp_dir=tmp, include_dashboard=False,
                      logging_level=logging.ERROR, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TMPDIR": tmp, "RAY_TMPDIR": tmp,
                                                "FLWR_TELEMETRY_ENABLED": "0"}})

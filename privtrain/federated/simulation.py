@@ -16,9 +16,15 @@ import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 from privtrain.federated import runtime
 from privtrain.federated.job import Job
+
+if TYPE_CHECKING:
+    from flwr.server.superlink.fleet.vce.backend import BackendConfig
+
+    from privtrain.federated.task import ClientData
 
 _CACHE: dict = {}  # in each Ray worker: the rows of the run it serves (one run at a time)
 
@@ -29,7 +35,7 @@ class StoredRows:
     def __init__(self, ref) -> None:
         self.ref = ref
 
-    def client(self, k: int):
+    def client(self, k: int) -> ClientData:
         key = self.ref.hex()
         if key not in _CACHE:
             import ray
@@ -75,7 +81,7 @@ def run(job: Job) -> None:
         runtime.ensure(s.num_cpus)  # before private_tmp: Ray's processes must not inherit a per-run TMPDIR
         ref = ray.put(job.rows)
         job = job.with_rows(StoredRows(ref))
-        backend = {"client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
+        backend: BackendConfig = {"client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
                    "init_args": {"logging_level": logging.ERROR, "log_to_driver": False}}
         try:
             with private_tmp(), quiet_flower(), (runtime.reusing_backend() if s.reuse_ray else nullcontext()):

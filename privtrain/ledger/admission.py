@@ -192,6 +192,8 @@ def refusal_error(plan: Plan) -> UserError:
 
 def budget_exceeded_message(plan: Plan) -> str:
     c, b = plan.charge, plan.budget
+    if b is None:  # over budget implies a budget
+        raise ValueError("budget_exceeded_message needs a plan with a budget")
     most = plan.max_epsilon
     if plan.filter_before is not None and math.isinf(plan.filter_before):
         return (f"over budget: a non-private run was charged to {c.describe()}, so its budget ε={b.epsilon:g} is "

@@ -53,6 +53,8 @@ def build(core, request: RunRequest) -> tuple[Charge, ...]:
     n_rows = rowcount.known_rows(None if access.table is None else len(access.table), source=primary.key)
     for m in access.mechanisms:
         if m.unit == "client":
+            if m.population is None:  # Mechanism requires one for the client unit
+                raise ValueError("a client-level mechanism without its population")
             out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
             continue
         out.append(_charge(m, primary, link=adopted.reason if adopted else declared_link, n_rows=n_rows, **common))

@@ -162,7 +162,7 @@ def _discrete(name, position, desc, numbers, inverse, counts, null) -> View:
         rule = "min" if shares[0] >= ANCHOR_SHARE else "max" if shares[-1] >= ANCHOR_SHARE else "mode"
         level_code = np.round((numbers - numbers[anchor_level(rule, shares)]) / step).astype(np.int64)
         frequent = shares >= RARE_SHARE
-        extra = {"grid": rule}
+        extra: dict[str, str | None] = {"grid": rule}
     else:
         frequent = shares >= RARE_SHARE
         level_code = np.where(frequent, np.cumsum(frequent) - 1, OTHER)
@@ -215,7 +215,8 @@ def _continuous(name, position, desc, values, null, levels, inverse, counts) -> 
 def _cells(shares: np.ndarray, frequent: np.ndarray, level_code: np.ndarray) -> list[list]:
     """A discrete column's profile in ascending value order: [[upper bound (cumulative share), code], ...];
     consecutive rare values form one gap (code None). Rounded to 0.5%: no value, no count."""
-    out, cum = [], 0.0
+    out: list[list] = []  # [cumulative share, code or None]
+    cum = 0.0
     for share, freq, code in zip(shares, frequent, level_code):
         cum += float(share)
         if not freq and out and out[-1][1] is None:

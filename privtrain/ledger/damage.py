@@ -78,7 +78,8 @@ class Assessment:
 
 
 def _ranges(ids: list[int]) -> str:
-    out, ids = [], sorted(ids)
+    out: list[list[int]] = []  # [first, last] id of each run of consecutive ids
+    ids = sorted(ids)
     for i in ids:
         if out and out[-1][1] == i - 1:
             out[-1][1] = i

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
 from privtrain.ledger import compose
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.model import Plan
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """The planned run's charge as composition reads it (it has no ledger entry yet)."""
+
+    events_json: str
 
 
 def estimate(core, plan: Plan) -> Plan:
@@ -24,8 +32,8 @@ def estimate(core, plan: Plan) -> Plan:
 
     c, runs = plan.charge, list(plan.runs)
     planned_json = ev.dumps(c.events)
-    planned = compose.RunCharge(0, c.run_id, "planned", planned_json, c.epsilon, c.delta, None)
-    most = math.inf
+    planned = _Planned(planned_json)
+    most: float | None = math.inf
     if plan.budget is not None:
         most = rdp_filter.max_epsilon(plan.spent_rdp, planned_json, budget_epsilon=plan.budget.epsilon,
                                       budget_delta=plan.budget.delta, run_delta=c.delta or plan.budget.delta,

@@ -99,7 +99,9 @@ def rdp_curve(events, orders=ORDERS) -> tuple[float, ...]:
     return _rdp_curve_cached(_canonical(events), _orders(orders))
 
 
-rdp_curve.cache_info, rdp_curve.cache_clear = _rdp_curve_cached.cache_info, _rdp_curve_cached.cache_clear
+# mypy does not model attributes added to a function: the cache's own are exposed on the public name.
+rdp_curve.cache_info, rdp_curve.cache_clear = (  # type: ignore[attr-defined]
+    _rdp_curve_cached.cache_info, _rdp_curve_cached.cache_clear)
 
 
 def thresholds(budget_epsilon: float, budget_delta: float, orders=ORDERS) -> tuple[float, ...]:
@@ -158,8 +160,8 @@ def _scale(node, k: float):
         return [p[0] for p in pairs], any(p[1] for p in pairs)
     if not isinstance(node, dict):
         return node, False
-    pairs = {key: _scale(v, k) for key, v in node.items()}
-    out, found = {key: p[0] for key, p in pairs.items()}, any(p[1] for p in pairs.values())
+    by_key = {key: _scale(v, k) for key, v in node.items()}
+    out, found = {key: p[0] for key, p in by_key.items()}, any(p[1] for p in by_key.values())
     if node.get("type") in _NOISY:
         out["noise_multiplier"] = float(node["noise_multiplier"]) * k
         found = True

@@ -154,7 +154,11 @@ def _file(anchor_file: Path) -> Path:
 
 
 def _mac(body: str, key: bytes | None) -> str | None:
-    return None if key is None else hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return None if key is None else _hmac(body, key)
+
+
+def _hmac(body: str, key: bytes) -> str:
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
 def _encode(curve: tuple[float, ...]) -> list:
@@ -191,7 +195,7 @@ def read(anchor_file: Path, ledger: str, key: bytes | None, *, check: bool = Tru
         return None
     if data.get("ledger") != ledger:
         return None
-    if check and key is not None and not hmac.compare_digest(str(outer.get("mac")), _mac(body, key)):
+    if check and key is not None and not hmac.compare_digest(str(outer.get("mac")), _hmac(body, key)):
         return None
     data["keys"] = {key_from_text(k): (tuple(float(x) for x in v["rdp"]), tuple(v["budget"]))
                     for k, v in data["keys"].items()}

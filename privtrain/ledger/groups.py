@@ -44,7 +44,7 @@ def choose(table, rng=None) -> list[dict]:
     views = table.views
     codes = [v.codes[pick].astype(np.uint64) for v in views]
     ids = [j for j, v in enumerate(views) if v.kind == "exact" and distinct(codes[j]) >= TARGET_DISTINCT][:1]
-    groups = [{"cols": ids, "grid": [False]}] if ids else []
+    groups: list[dict] = [{"cols": ids, "grid": [False]}] if ids else []
     rest = [j for j in range(len(views)) if j not in ids]
     used = np.zeros(len(views), int)
     for _ in range(MAX_GROUPS):
@@ -78,10 +78,10 @@ def choose(table, rng=None) -> list[dict]:
         extra = _greedy_from(acc, discrete, codes, len(pick), limit=3)
         if extra is None:
             break
-        group = {"cols": pair + extra, "grid": [True] * len(pair) + [False] * len(extra)}
-        if any(sorted(group["cols"]) == sorted(g["cols"]) for g in groups):
+        fine: dict[str, list] = {"cols": pair + extra, "grid": [True] * len(pair) + [False] * len(extra)}
+        if any(sorted(fine["cols"]) == sorted(g["cols"]) for g in groups):
             break
-        groups.append(group)
+        groups.append(fine)
         used_grid[pair] += 1
     return groups
 
@@ -104,7 +104,8 @@ def _greedy(group, candidates, codes, used, n) -> list[int] | None:
 
 def _greedy_from(acc, candidates, codes, n, limit) -> list[int] | None:
     """Discrete columns added to a grid group until it is distinct enough (None: it never is)."""
-    out, ratio = [], distinct(acc)
+    out: list[int] = []
+    ratio = distinct(acc)
     while ratio < TARGET_DISTINCT and len(out) < limit:
         best = max((j for j in candidates if j not in out), key=lambda j: distinct(combine(acc, codes[j])),
                    default=None)

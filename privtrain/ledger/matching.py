@@ -23,6 +23,18 @@ MAX_COST = 0.6      # columns farther apart than this (see _cost) do not corresp
 SHORTLIST = 4       # stored discrete columns per new one whose full cost is computed (nearest by sorted shares)
 
 
+def _present(array: np.ndarray | None, what: str) -> np.ndarray:
+    """``array``, which the view's kind guarantees (a discrete view has level shares, a continuous one its
+    quantiles, a gridded one its median index).
+
+    Raises:
+        ValueError: the array is missing (a view of the wrong kind was passed: a bug).
+    """
+    if array is None:
+        raise ValueError(f"this column view has no {what} (a view of the wrong kind)")
+    return array
+
+
 def _level_codes_by_position(shares: np.ndarray, order: np.ndarray, cells: list, by_share: bool) -> np.ndarray:
     """Each new level's stored code: the stored cell (in value or frequency order) holding its mid share."""
     upper = np.array([c[0] for c in cells], float)
@@ -56,12 +68,12 @@ def level_codings(new: View, desc: dict) -> list[tuple[float, np.ndarray]]:
     descending or frequency order. The score is the L1 distance between the new shares and the stored shares
     of the codes they map to (0: the same profile).
     """
-    shares, cells = new.level_shares, desc["cells"]
+    shares, cells = _present(new.level_shares, "level shares"), desc["cells"]
     widths = np.diff(np.r_[0.0, [c[0] for c in cells]])
     stored = {c[1]: w for c, w in zip(cells, widths) if c[1] is not None}
     candidates = []
     if desc.get("grid") and new.step > 0:
-        values = new.level_values
+        values = _present(new.level_values, "level values")  # a grid step implies numeric levels
         flipped = {"min": "max", "max": "min"}.get(desc["grid"], "mode")
         for sign, rule in ((1, desc["grid"]), (-1, flipped)):
             anchor = values[anchor_level(rule, shares)]
@@ -80,7 +92,8 @@ def level_codings(new: View, desc: dict) -> list[tuple[float, np.ndarray]]:
 
 def row_codes(new: View, level_code: np.ndarray) -> np.ndarray:
     """The code of every row of a discrete column, given each level's code."""
-    return np.where(new.level_of_row >= 0, level_code[np.maximum(new.level_of_row, 0)], NULL).astype(np.int64)
+    level_of_row = _present(new.level_of_row, "level of each row")
+    return np.where(level_of_row >= 0, level_code[np.maximum(level_of_row, 0)], NULL).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -103,7 +116,7 @@ def map_continuous(new: View, n_known: float) -> Probes:
     """Codes of ``new`` with probes near bin edges, and each cell's chance that its true bin is probed."""
     from scipy.special import ndtr
 
-    u = new.quantile
+    u = _present(new.quantile, "quantiles")
     n = int(np.isfinite(u).sum())
     sd = np.sqrt(np.clip(np.nan_to_num(u * (1 - u)), 1.0 / max(n, 1), None)) * sampling_sd(n, n_known)
     pos = np.nan_to_num(u) * BINS
@@ -121,7 +134,7 @@ def map_continuous(new: View, n_known: float) -> Probes:
 
 def offset_range(new: View, n_known: float, z: float = 3.0) -> int:
     """How many grid steps the median anchor of ``new`` may sit from the stored table's (z standard errors)."""
-    n = int((new.mid != NULL).sum())
+    n = int((_present(new.mid, "median grid index") != NULL).sum())
     return int(math.ceil(z * 1.2533 * new.spread * sampling_sd(n, n_known)))
 
 
@@ -140,8 +153,9 @@ def map_grid(new: View, desc: dict, n_known: float, limit: int) -> list[np.ndarr
     reach = offset_range(new, n_known)
     if 2 * reach + 1 > limit:
         return None
-    valid = new.mid != NULL
-    return [np.where(valid, new.mid + k, NULL) for k in sorted(range(-reach, reach + 1), key=abs)]
+    mid = _present(new.mid, "median grid index")  # set with every grid
+    valid = mid != NULL
+    return [np.where(valid, mid + k, NULL) for k in sorted(range(-reach, reach + 1), key=abs)]
 
 
 # --- correspondence: which new column is which stored column ------------------------------------------
@@ -155,7 +169,7 @@ def _cost(new: View, desc: dict) -> float:
     cost = abs(new.descriptor["null"] - desc["null"])
     if desc["k"] == "d":
         stored_levels = sum(1 for c in desc["cells"] if c[1] is not None)
-        if int((new.level_shares >= 2 * RARE_SHARE).sum()) > stored_levels + 1:
+        if int((_present(new.level_shares, "level shares") >= 2 * RARE_SHARE).sum()) > stored_levels + 1:
             return math.inf  # a map of values cannot create values
         cost += level_codings(new, desc)[0][0] / 2
     elif desc["k"] == "c":

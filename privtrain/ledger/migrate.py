@@ -82,7 +82,8 @@ def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
             curve = None
             if r["status"] in ("reserved", "committed", "failed"):
                 curve = json.dumps([x if x != float("inf") else "inf" for x in rdp_filter.rdp_curve(r["events"])])
-            detail = {"migrated": {k: r[k] for k in ("id", "hash", "time", "user", "version", "git_commit")}}
+            detail: dict[str, dict | list[float]] = {
+                "migrated": {k: r[k] for k in ("id", "hash", "time", "user", "version", "git_commit")}}
             if r["status"] == "budget":
                 detail["orders"] = list(rdp_filter.ORDERS)
             entry = book.core.append(

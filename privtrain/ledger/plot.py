@@ -54,12 +54,12 @@ def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) ->
     if summary.budget and runs:
         from privtrain.ledger import filter as rdp_filter
 
-        total, certified = tuple(0.0 for _ in summary.budget.orders), []
+        spent_rdp, certified = tuple(0.0 for _ in summary.budget.orders), []
         for i, r in enumerate(runs, 1):
             curve = r.rdp if r.rdp is not None and summary.budget.orders == rdp_filter.ORDERS else \
                 rdp_filter.rdp_curve(r.events_json, summary.budget.orders)
-            total = rdp_filter.add(total, curve)
-            certified.append((i, rdp_filter.certified_epsilon(total, budget_delta=summary.budget.delta,
+            spent_rdp = rdp_filter.add(spent_rdp, curve)
+            certified.append((i, rdp_filter.certified_epsilon(spent_rdp, budget_delta=summary.budget.delta,
                                                               orders=summary.budget.orders)))
         ax.plot(*zip(*clip([(0, 0.0)] + certified)), ls="-.", color="darkorange",
                 label="admission filter (RDP, adaptive)")

@@ -41,7 +41,8 @@ def render_show(summaries: Sequence[SourceSummary], path: str) -> str:
         return f"ledger {path}: empty (no runs, no budgets)"
     header = ("SOURCE", "UNIT", "BUDGET ε", "δ", "SPENT ε (PLD)", "FILTER ε", "REMAINING ε", "NAIVE Σε", "RUNS",
               "NOTE")
-    rows, notes = [], []
+    rows = []
+    notes: list[str] = []
     for s in summaries:
         note = "" if s.budget else NO_BUDGET
         if s.lineage is not None:

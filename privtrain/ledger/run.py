@@ -21,7 +21,7 @@ def entry_fields(charge: Charge, events, epsilon: float, *, where: dict | None =
 
     text = ev.dumps(list(events))
     curve = [x if math.isfinite(x) else "inf" for x in rdp_filter.rdp_curve(text)]
-    detail = {"link": charge.link} if charge.link else {}
+    detail: dict[str, str | dict] = {"link": charge.link} if charge.link else {}
     if where is not None:
         detail["process"] = where
     if charge.policy:

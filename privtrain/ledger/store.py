@@ -53,7 +53,7 @@ def chain(fields: Iterable[dict[str, Any]], head: tuple[int, str] | None, sign=N
     last_id, last_hash = head if head is not None else (0, GENESIS)
     out = []
     for f in fields:
-        row = {k: f.get(k) for k in COLUMNS}
+        row: dict[str, Any] = {k: f.get(k) for k in COLUMNS}
         row["scope"] = row["scope"] or ""
         row["detail"] = row["detail"] or "{}"
         row["id"], row["prev_hash"] = last_id + 1, last_hash

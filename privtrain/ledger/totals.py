@@ -23,9 +23,17 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 from privtrain.ledger import compose
 from privtrain.ledger.compose import PLD_DISCRETIZATION, RunCharge
+
+
+class Charged(Protocol):
+    """What composing a charge reads: its events (canonical JSON). A stored :class:`RunCharge`, or a plan's."""
+
+    @property
+    def events_json(self) -> str: ...
 
 MAGIC = b"privtrain-pld/1\n"
 KEEP = 3  # totals kept per key: older positions help when a later commit changed a run's events
@@ -116,7 +124,7 @@ def _prefix_digests(runs: Sequence[RunCharge], positions: Sequence[int]) -> dict
     return out
 
 
-def compose_onto(base, runs: Sequence[RunCharge], discretization: float = PLD_DISCRETIZATION):
+def compose_onto(base, runs: Sequence[Charged], discretization: float = PLD_DISCRETIZATION):
     """``base`` (None: nothing yet) composed with the charges of ``runs``, identical events grouped."""
     import dp_accounting
 
@@ -187,7 +195,7 @@ class Totals:
             return math.inf
         return self._pld(key, runs, upto, discretization, delta, store)[1]
 
-    def after(self, key: tuple[str, str, str], runs: Sequence[RunCharge], planned: RunCharge, delta: float,
+    def after(self, key: tuple[str, str, str], runs: Sequence[RunCharge], planned: Charged, delta: float,
               upto: int, *, discretization: float = PLD_DISCRETIZATION) -> float:
         """Tight ε of every charge plus a planned run (composed onto the stored total, not stored)."""
         if any('"NonPrivateDpEvent"' in r.events_json for r in (*runs, planned)):

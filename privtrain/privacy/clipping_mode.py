@@ -48,7 +48,8 @@ def ghost_layers(model: nn.Module) -> tuple[dict[str, int], list[str]]:
     from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
     counts = {"ghost norm": 0, "per-sample-gradient norm": 0}
-    unsupported, seen = [], set()
+    unsupported: list[str] = []
+    seen: set[int] = set()
     for name, module in model.named_modules():
         own = [p for p in module.parameters(recurse=False) if p.requires_grad]
         if not own:

@@ -138,17 +138,17 @@ def plan(
     sample_rate, per_epoch = sampling(n_train, batch_size)
     steps = per_epoch * epochs
     delta = resolve_delta(delta, n_train)
-    if (target_epsilon is None) == (noise_multiplier is None):
+    if target_epsilon is not None and noise_multiplier is None:
+        check_target(target_epsilon)
+        sigma = calibrate(target_epsilon, delta, sample_rate, steps, accountant)
+    elif noise_multiplier is not None and target_epsilon is None:
+        check_noise(noise_multiplier)
+        sigma = float(noise_multiplier)
+    else:
         raise UserError(
             "privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
             "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1)."
         )
-    if target_epsilon is not None:
-        check_target(target_epsilon)
-        sigma = calibrate(target_epsilon, delta, sample_rate, steps, accountant)
-    else:
-        check_noise(noise_multiplier)
-        sigma = float(noise_multiplier)
     eps = epsilon_of(sigma, sample_rate, steps, delta, accountant)
     return DpSgdPlan(sigma, sample_rate, steps, delta, float(max_grad_norm), accountant, eps)
 

@@ -18,8 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import dp_accounting
 from dp_accounting import dp_event as _dp_event
-
-DpEvent = _dp_event.DpEvent
+from dp_accounting.dp_event import DpEvent  # a class (an alias assigned at runtime is not a type to mypy)
 
 
 def dp_sgd_event(*, sample_rate: float, noise_multiplier: float, steps: int) -> DpEvent:

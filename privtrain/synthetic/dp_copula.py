@@ -157,14 +157,14 @@ class _Marginal:
         """Category indices (-1: missing or undeclared), matched as training matches them (YAML booleans, text)."""
         from privtrain.data.encode import category_codes
 
-        return category_codes(values, self.column.categories, f"dataset.schema.{self.column.name}")
+        return category_codes(values, self.column.levels, f"dataset.schema.{self.column.name}")
 
     def counts(self, values: pd.Series) -> np.ndarray:
         if self.edges is None:
             codes = self._codes(values)
-            return np.bincount(codes[codes >= 0], minlength=len(self.column.categories)).astype(float)
+            return np.bincount(codes[codes >= 0], minlength=len(self.column.levels)).astype(float)
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-        x = np.clip(x[~np.isnan(x)], self.column.low, self.column.high)
+        x = np.clip(x[~np.isnan(x)], *self.column.bounds)
         return np.histogram(x, bins=self.edges)[0].astype(float)
 
     def cdf(self, values: pd.Series, rng: np.random.Generator) -> np.ndarray:
@@ -177,7 +177,8 @@ class _Marginal:
             return np.where(known, u, 0.5)
         x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         missing = np.isnan(x)
-        x = np.clip(np.nan_to_num(x, nan=self.column.low), self.column.low, self.column.high)
+        low, high = self.column.bounds
+        x = np.clip(np.nan_to_num(x, nan=low), low, high)
         k = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(probs) - 1)
         width = self.edges[k + 1] - self.edges[k]
         u = cum[k] + probs[k] * (x - self.edges[k]) / width
@@ -214,7 +215,7 @@ class DpCopula:
         data = {}
         for j, m in enumerate(self.marginals):
             values = m.inverse(u[:, j])
-            data[m.column.name] = values if m.edges is not None else _typed(values, m.column.categories)
+            data[m.column.name] = values if m.edges is not None else _typed(values, m.column.levels)
         return pd.DataFrame(data)
 
 
@@ -252,8 +253,8 @@ def fit(frame: pd.DataFrame, domain: list[Column], p: DpCopulaPlan, *, rng: np.r
         raise RuntimeError(f"plan for {p.n_columns} columns, domain has {len(domain)}")
     marginals = []
     for col in domain:
-        edges = None if col.is_categorical else np.linspace(col.low, col.high, p.bins + 1)
-        m = _Marginal(col, np.zeros(len(col.categories) if col.is_categorical else p.bins), edges)
+        edges = None if col.categories is not None else np.linspace(*col.bounds, p.bins + 1)
+        m = _Marginal(col, np.zeros(len(col.categories) if col.categories is not None else p.bins), edges)
         noisy = np.clip(m.counts(frame[col.name]) + rng.normal(0.0, p.marginal_noise, size=len(m.probs)), 0.0, None)
         m.probs = noisy / noisy.sum() if noisy.sum() > 0 else np.full(len(noisy), 1.0 / len(noisy))
         marginals.append(m)

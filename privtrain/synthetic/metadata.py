@@ -103,7 +103,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def mark_pii(metadata, frame: pd.DataFrame, table: str, *, check: bool, skip: set[str] = frozenset()):
+def mark_pii(metadata, frame: pd.DataFrame, table: str, *, check: bool, skip: frozenset[str] | set[str] = frozenset()):
     """List the PII columns SDV found, add privtrain's findings, and retype those so SDV anonymizes them.
 
     Args:

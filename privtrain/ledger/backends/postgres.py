@@ -134,6 +134,8 @@ class PostgresBackend(SqlBackend):
             raise UserError(f"the ledger {self.location} has schema version {version}, newer than this privtrain "
                             f"supports ({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
         row = self._one("SELECT has_table_privilege('entries', 'INSERT') AS w")
+        if row is None:  # a SELECT of a function returns one row
+            raise RuntimeError(f"{self.location}: has_table_privilege returned no row")
         self.read_only = not row["w"]
         if "source_sketches" not in present or present & set(_LEGACY):
             self._upgrade_rows(present)
