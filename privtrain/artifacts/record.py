@@ -47,7 +47,6 @@ class RunRecord:
     dp: dict | None = None
     outputs: dict = field(default_factory=dict)
     schema: dict | None = None  # the public preprocessing (privtrain.load uses it to predict)
-    encryption: dict | None = None  # {"key_id", "algorithm"} when the artifacts were written encrypted
     version: int = VERSION
     encryption: dict | None = None  # {"key_id", "algorithm"} when the run sealed its artifacts (privtrain.artifacts.sealed)
 
