@@ -88,6 +88,15 @@ def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: 
     """The Opacus tutorial recipe on privtrain's split: MLP n-128-C (ReLU), SGD lr 1.0, batch 128,
     clip 1.0, PRV accountant, make_private_with_epsilon. ``eps=None`` trains the same MLP without DP
     (Adam lr 1e-2). Returns test accuracy."""
+    import torch
+
+    model = plain_opacus_model(splits, eps, seed, epochs, delta)
+    with torch.no_grad():
+        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
+
+
+def plain_opacus_model(splits, eps: float | None, seed: int, epochs: int = 30, delta: float = 1e-5):
+    """The model :func:`plain_opacus` trains on ``splits.x_train`` (its Opacus wrapper, in eval mode)."""
     import warnings
 
     import torch
@@ -112,5 +121,4 @@ def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: 
                     opt.zero_grad()
                     nn.functional.cross_entropy(model(xb), yb).backward()
                     opt.step()
-    with torch.no_grad():
-        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
+    return model.eval()
