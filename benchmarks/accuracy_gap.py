@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=None, help="labels of the rows to run (default: all)")
     parser.add_argument("--extra", nargs="*", default=[],
                         help='more rows, "label:override override", e.g. "C 1, lr .02:privacy.max_grad_norm=1 recipe.lr=0.02"')
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain Opacus row")
     args = parser.parse_args(argv)
     import torch
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"validation accuracy on {args.dataset}, seeds {args.seeds} (mean ± s.e.; the test split is not read)\n")
     print("| setting | " + " | ".join(f"ε={e:g} accuracy | ε={e:g} loss" for e in args.eps) + " |")
     print("|---|" + "---|---|" * len(args.eps), flush=True)
-    for label, overrides in [*rows, (PLAIN, None)]:
+    for label, overrides in [*rows, *([] if args.no_plain else [(PLAIN, None)])]:
         row = []
         for eps in args.eps:
             if overrides is None:

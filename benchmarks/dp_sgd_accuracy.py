@@ -38,11 +38,16 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--also", nargs="*", default=[], help='more privtrain rows: "label:override override"')
     parser.add_argument("--no-baselines", action="store_true", help="skip the non-private rows")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="noise draws per seed and ε: privtrain's noise is fresh each run, plain Opacus' follows "
+                             "its seed, so one draw compares one random run with one fixed one")
+    parser.add_argument("--tag", default="", help="suffix of the output folder")
     args = parser.parse_args()
     import privtrain
     from privtrain import data
 
-    out = out_dir("dp_sgd_accuracy" if args.dataset == "digits" else f"dp_sgd_accuracy/{args.dataset}")
+    name = "dp_sgd_accuracy" if args.dataset == "digits" and not args.tag else f"dp_sgd_accuracy/{args.dataset}"
+    out = out_dir(name + (f"-{args.tag}" if args.tag else ""))
     also = [(e.split(":", 1)[0], e.split(":", 1)[1].split()) for e in args.also]
     base = [f"dataset={args.dataset}", "recipe.progress=false"]
     os.environ["PRIVTRAIN_LEDGER"] = str(out / "ledger.db")
@@ -52,13 +57,15 @@ def main() -> None:
         splits = data.split(data.load(data.DatasetSpec(args.dataset)), seed=seed, test_size=0.2)
         first = len(rows)
         for eps in args.eps:
-            for i, (label, overrides) in enumerate([("privtrain dp_sgd", []), *also]):
+            for draw in range(args.draws):
+                for i, (label, overrides) in enumerate([("privtrain dp_sgd", []), *also]):
+                    t = time.perf_counter()
+                    r = privtrain.run("dp_sgd", [*base, *overrides, f"privacy.target_epsilon={eps}", f"seed={seed}"],
+                                      output_dir=out / "runs" / f"privtrain{i}-{eps}-{seed}-{draw}")
+                    rows.append((label, eps, seed, r.metrics["accuracy"], time.perf_counter() - t))
                 t = time.perf_counter()
-                r = privtrain.run("dp_sgd", [*base, *overrides, f"privacy.target_epsilon={eps}", f"seed={seed}"],
-                                  output_dir=out / "runs" / f"privtrain{i}-{eps}-{seed}")
-                rows.append((label, eps, seed, r.metrics["accuracy"], time.perf_counter() - t))
-            t = time.perf_counter()
-            rows.append(("plain Opacus (tutorial)", eps, seed, plain_opacus(splits, eps, seed), time.perf_counter() - t))
+                rows.append(("plain Opacus (tutorial)", eps, seed, plain_opacus(splits, eps, seed, draw=draw),
+                             time.perf_counter() - t))
         if not args.no_baselines:
             r = privtrain.run("dp_sgd", [*base, "privacy=none", f"seed={seed}"],
                               output_dir=out / "runs" / f"privtrain-none-{seed}")
@@ -69,7 +76,8 @@ def main() -> None:
     frame.to_csv(out / "trials.csv", index=False)
     table = mean_std_table(frame, "method", "epsilon", "accuracy")
     command = " ".join(["python benchmarks/dp_sgd_accuracy.py", *(f'"{a}"' if " " in a else a for a in sys.argv[1:])])
-    text = (f"# DP-SGD test accuracy on {args.dataset} (delta={DELTA}, seeds {args.seeds}, mean ± std)\n\n"
+    text = (f"# DP-SGD test accuracy on {args.dataset} (delta={DELTA}, seeds {args.seeds}, {args.draws} noise "
+            f"draw(s) each, mean ± std over all runs)\n\n"
             f"Machine: {machine()}\n\nCommand: `{command}`\n\n{table.to_markdown()}\n")
     (out / "table.md").write_text(text)
     print(text)
