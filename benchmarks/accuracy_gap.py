@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import plain_opacus_model  # noqa: E402
-from tune_validation import validation_scores  # noqa: E402
+from common import plain_opacus_model
+from tune_validation import validation_scores
 
 PLAIN = "plain Opacus (tutorial)"
 # (label, overrides of the shipped dp_sgd config): each moves one thing toward the plain Opacus recipe.

@@ -25,7 +25,6 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-
 from common import machine, mean_std_table, out_dir, plain_opacus
 
 DELTA = 1e-5

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, mean_std_table, out_dir  # noqa: E402
+from common import machine, mean_std_table, out_dir
 
 ROWS = 3000
 MONEY_COLUMNS = ("income", "balance", "spend")
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
 def render(frame: pd.DataFrame, args, seconds: float) -> str:
     frame = frame.assign(row=frame["table"] + " · " + frame["method"])
     parts = [f"# Real tables: privtrain dp_sgd vs scikit-learn logistic regression (seeds {args.seeds}, mean ± std)",
-             "", f"Machine: {machine()}  ", f"Command: `python benchmarks/real_tables.py`  ",
+             "", f"Machine: {machine()}  ", "Command: `python benchmarks/real_tables.py`  ",
              f"Wall time: {seconds / 60:.1f} min", ""]
     for metric in ("balanced_accuracy", "auc"):
         table = mean_std_table(frame, "row", "epsilon", metric).fillna("")
