@@ -84,10 +84,23 @@ def mean_std_table(frame: pd.DataFrame, rows: str, cols: str, value: str, fmt: s
     return agg.pivot(index=rows, columns=cols, values="cell")
 
 
-def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: float = 1e-5) -> float:
+def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: float = 1e-5, draw: int = 0) -> float:
     """The Opacus tutorial recipe on privtrain's split: MLP n-128-C (ReLU), SGD lr 1.0, batch 128,
     clip 1.0, PRV accountant, make_private_with_epsilon. ``eps=None`` trains the same MLP without DP
-    (Adam lr 1e-2). Returns test accuracy."""
+    (Adam lr 1e-2). Returns test accuracy.
+
+    ``seed`` fixes the initialisation and, for ``draw=0``, the sampling and noise too (torch's global
+    generator, as in the tutorial): the figure is then one fixed draw per seed. ``draw=k`` keeps the
+    initialisation and draws the sampling and noise from seed ``seed + 1000 k``."""
+    import torch
+
+    model = plain_opacus_model(splits, eps, seed, epochs, delta, draw)
+    with torch.no_grad():
+        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
+
+
+def plain_opacus_model(splits, eps: float | None, seed: int, epochs: int = 30, delta: float = 1e-5, draw: int = 0):
+    """The model :func:`plain_opacus` trains on ``splits.x_train`` (its Opacus wrapper, in eval mode)."""
     import warnings
 
     import torch
@@ -97,6 +110,8 @@ def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: 
     torch.manual_seed(seed)
     n_in, n_out = splits.x_train.shape[1], len(splits.classes)
     model = nn.Sequential(nn.Linear(n_in, 128), nn.ReLU(), nn.Linear(128, n_out))
+    if draw:
+        torch.manual_seed(seed + 1000 * draw)
     opt = torch.optim.SGD(model.parameters(), lr=1.0) if eps else torch.optim.Adam(model.parameters(), lr=1e-2)
     ds = torch.utils.data.TensorDataset(torch.from_numpy(splits.x_train), torch.from_numpy(splits.y_train))
     loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
@@ -112,5 +127,4 @@ def plain_opacus(splits, eps: float | None, seed: int, epochs: int = 30, delta: 
                     opt.zero_grad()
                     nn.functional.cross_entropy(model(xb), yb).backward()
                     opt.step()
-    with torch.no_grad():
-        return float((model(torch.from_numpy(splits.x_test)).argmax(1).numpy() == splits.y_test).mean())
+    return model.eval()

@@ -20,6 +20,12 @@ import math
 
 def score(dataset: str, overrides: tuple[str, ...], eps: float, seed: int) -> float:
     """Validation accuracy of the dp_sgd recipe's settings with ``overrides`` at one ε (inf: non-private)."""
+    return validation_scores(dataset, overrides, eps, seed)["accuracy"]
+
+
+def validation_scores(dataset: str, overrides: tuple[str, ...], eps: float, seed: int) -> dict:
+    """Every validation score (:func:`privtrain.training.evaluate`: accuracy, balanced accuracy, AUC, loss, ...)
+    of the dp_sgd recipe's settings with ``overrides`` at one ε (inf: non-private)."""
     import numpy as np
     from sklearn.model_selection import train_test_split
 
@@ -39,7 +45,7 @@ def score(dataset: str, overrides: tuple[str, ...], eps: float, seed: int) -> fl
                            target_epsilon=eps, noise_multiplier=None, delta=s.privacy.delta,
                            max_grad_norm=float(s.privacy.max_grad_norm), accountant=str(s.privacy.accountant))
     out = training.train(model, x_tr.astype(np.float32), y_tr, settings, dp=plan, seed=seed, report_epsilon=False)
-    return training.evaluate(out.model, x_va.astype(np.float32), y_va, n_classes)["accuracy"]
+    return training.evaluate(out.model, x_va.astype(np.float32), y_va, n_classes)
 
 
 def parse_grid(items: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
