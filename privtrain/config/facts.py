@@ -23,5 +23,6 @@ def run_facts(s) -> RunFacts:
     units = ("client", "example") if s.recipe == "federated" and p.name != "dp" else ("example",)
     private = p.private and not s.reproducible_noise and not spec.infer_schema  # both void the guarantee
     one_run = s.audit.one_run is not None and s.audit.one_run.enabled
+    monitoring = s.recipe == "dp_sgd" and s.monitor.reference  # DP reference statistics for drift monitoring
     return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table,
-                    one_run_audit=one_run)
+                    one_run_audit=one_run, monitoring=monitoring)
