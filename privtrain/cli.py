@@ -22,7 +22,7 @@ from privtrain.errors import UserError, environment_errors
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
 _SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
                        "privtrain.config.policy_cli", "privtrain.artifacts.release",
-                       "privtrain.artifacts.sbom")
+                       "privtrain.artifacts.sbom", "privtrain.monitoring.cli")
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}
