@@ -71,8 +71,8 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
     with warnings.catch_warnings():  # out-of-range values are counted in the report instead
         warnings.simplefilter("ignore", UserWarning)
         predicted = model.predict_proba(rows).argmax(1)
-    label = doc["label"]
-    found.append(drift.compare(drift.PREDICTED, label["bins"], label["counts"],
+    label, reference_predictions = doc["label"], doc["predictions"]
+    found.append(drift.compare(drift.PREDICTED, reference_predictions["bins"], reference_predictions["counts"],
                                np.bincount(predicted, minlength=len(label["bins"])), sd, warn=warn_v, alert=alert_v))
     if label["name"] in rows.columns:  # observed labels, when the new rows have them
         codes = _label_codes(rows[label["name"]], schema.classes)

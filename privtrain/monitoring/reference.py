@@ -1,18 +1,21 @@
 """DP reference statistics: noisy per-column histograms of the training rows, charged like any mechanism.
 
 Mechanism (Gaussian, add/remove-one-example adjacency). The release is a vector of h histograms: one per
-feature over its public bins (:mod:`privtrain.monitoring.bins`) and one of the training labels over the
-declared classes. Every row falls in exactly one bin of each histogram, so adding or removing one row
-changes h coordinates by 1: the L2 sensitivity of the whole vector is sqrt(h). Gaussian noise of standard
+feature over its public bins (:mod:`privtrain.monitoring.bins`), one of the training labels and one of the
+trained model's predicted classes on the training rows, both over the declared classes. Every row falls in
+exactly one bin of each histogram, so adding or removing one row changes h coordinates by 1: the L2
+sensitivity of the vector is sqrt(h). (The predictions' histogram is computed after training, from the DP
+model: given the model, its sensitivity is 1, and Gaussian mechanisms with fixed noise compose adaptively
+exactly as one Gaussian of the summed squared sensitivities, so the one event below covers it.) Gaussian noise of standard
 deviation ``sigma = z * sqrt(h)`` on every bin is the Gaussian mechanism with noise multiplier ``z``; ``z`` is
 the smallest that gives ``(monitor.epsilon, delta)`` alone, from dp-accounting's analytic (PLD) calibration
 (Balle & Wang 2018). The event charged is ``GaussianDpEvent(z)``; the ledger composes it with DP-SGD's
 events in the run's one example-level charge (so admission, the policy's ε cap and the card see the
 composition).
 
-Predictions on training rows would be another private statistic; they are not released. Drift of the
-model's predictions on new rows is judged against the noisy label histogram instead (the class mix the
-model was trained on).
+Predictions on training rows are a private statistic too, which is why they are in the same charged
+release: drift of the model's predictions on new rows is judged against them (comparing with the label
+histogram would flag an imperfect model's own bias as drift).
 
 The bins and ``z`` are fixed from the config and the public schema before any row is read; the noise draws
 from the operating system's entropy (:mod:`privtrain.privacy.randomness`), never from ``seed``.
@@ -47,7 +50,7 @@ class ReferencePlan:
 
     @property
     def histograms(self) -> int:
-        return len(self.schema.features) + 1  # every feature, and the labels
+        return len(self.schema.features) + 2  # every feature, the labels and the model's predictions
 
     @property
     def sensitivity(self) -> float:
@@ -98,13 +101,14 @@ def noise_multiplier(epsilon: float, delta: float) -> float:
     return float(accountant.get_smallest_gaussian_noise(common.DifferentialPrivacyParameters(epsilon, delta)))
 
 
-def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, out: Path, *,
+def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, predicted: np.ndarray, out: Path, *,
             reproducible_from: int | None = None, composed_epsilon: float | None = None) -> Path:
     """Noise the training rows' histograms and write ``reference_stats.json`` in ``out``.
 
     Args:
         ref: the planned release.
         x_train, y_train: the encoded training rows and their label codes (private: only noisy counts leave).
+        predicted: the trained model's class codes for ``x_train`` (private too).
         out: the run directory.
         reproducible_from: ``reproducible_noise``'s seed (debugging; the run's guarantee is then void).
         composed_epsilon: the ε the ledger charges for the run (training and this release), for the file.
@@ -123,7 +127,9 @@ def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, out: P
         counts = bins.counts_encoded(block)
         features.append({"name": bins.column.name, "kind": bins.kind, "bins": list(bins.labels),
                          "counts": _noisy(counts, ref.noise_sd, rng)})
-    labels = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=len(ref.schema.classes)).astype(np.float64)
+    k = len(ref.schema.classes)
+    labels = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=k).astype(np.float64)
+    predictions = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=k).astype(np.float64)
     doc = {
         "kind": KIND, "version": 1,
         "rows": "the run's training rows",
@@ -140,6 +146,8 @@ def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, out: P
         "features": features,
         "label": {"name": ref.target, "bins": [str(c) for c in ref.schema.classes],
                   "counts": _noisy(labels, ref.noise_sd, rng)},
+        "predictions": {"bins": [str(c) for c in ref.schema.classes], "counts": _noisy(predictions, ref.noise_sd, rng),
+                        "model": "the run's trained model, on its training rows"},
     }
     path = Path(out) / FILE
     path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")

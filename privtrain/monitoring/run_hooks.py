@@ -44,8 +44,15 @@ class Finished:
     sections: list[str] = field(default_factory=list)  # card sections
 
     def add_to_card(self, card: Path) -> None:
-        if self.sections:
-            card.write_text(card.read_text().rstrip("\n") + "\n\n" + "\n".join(self.sections))
+        """Put the sections before the card's Provenance section (or at the end), as the one-run audit does."""
+        if not self.sections:
+            return
+        text, section, marker = card.read_text(), "\n".join(self.sections), "\n## Provenance"
+        if marker in text:
+            head, tail = text.split(marker, 1)
+            card.write_text(head.rstrip("\n") + "\n\n" + section + marker + tail)
+        else:
+            card.write_text(text.rstrip("\n") + "\n\n" + section)
 
 
 def finish(m: Planned, s, splits, held_out_frame, model, out: Path, run_events: tuple, own: dict | None,
@@ -58,7 +65,8 @@ def finish(m: Planned, s, splits, held_out_frame, model, out: Path, run_events: 
         events, eps = m.reference.compose(tuple(run_events), own["example"] if own else math.inf)
         done.events, done.own = events, ({"example": eps} if own else None)
         Path(out).mkdir(parents=True, exist_ok=True)
-        done.files.append(reference.release(m.reference, splits.x_train, splits.y_train, Path(out),
+        done.files.append(reference.release(m.reference, splits.x_train, splits.y_train,
+                                            _predict(model, splits.x_train), Path(out),
                                             reproducible_from=s.seed if s.reproducible_noise else None,
                                             composed_epsilon=eps if own else None))
         done.metrics["monitoring"] = {"reference": reference.FILE, "epsilon": m.reference.settings.epsilon,
@@ -90,7 +98,8 @@ def _monitoring_section(ref: reference.ReferencePlan, run_eps: float | None) -> 
     charged = f"ε = {run_eps:.3g}" if run_eps is not None else "no finite ε"
     return ("## Monitoring\n\n"
             f"This run released DP reference statistics (`{reference.FILE}`): noisy histograms of its training rows, "
-            f"one per feature over the schema's public bins and one of the labels ({ref.histograms} histograms, "
+            f"one per feature over the schema's public bins, one of the labels and one of the model's predicted classes "
+            f"({ref.histograms} histograms, "
             f"Gaussian noise σ = {ref.noise_sd:.3g} per bin, add/remove adjacency, L2 sensitivity √{ref.histograms}). "
             f"They alone are (ε = {ref.settings.epsilon:g}, δ = {ref.delta:.3g})-DP; the ledger charged the run for "
             f"their composition with training: {charged}. `privtrain monitor` compares new rows with them; a drift "
