@@ -161,7 +161,8 @@ def test_reference_is_charged_with_the_training_and_monitor_pages_on_shift(data,
 
     assert main(["monitor", str(data / "run"), str(data / "same.csv"), "--out", str(data / "m0")]) == 0
     ok = json.loads((data / "m0" / "drift_report.json").read_text())
-    assert not ok["alert"] and ok["guarantee"]["epsilon"] == 0.5
+    assert not ok["alert"] and ok["guarantee"]["reference_epsilon"] == 0.5
+    assert ok["guarantee"]["epsilon"] == pytest.approx(entry.epsilon, rel=1e-3)  # references and model, composed
     assert main(["monitor", str(data / "run"), str(data / "shifted.csv"), "--out", str(data / "m1")]) == 1
     bad = json.loads((data / "m1" / "drift_report.json").read_text())
     levels = {f["name"]: f["level"] for f in bad["features"]}

@@ -255,6 +255,9 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
     if r.has("dataset.sensitive"):  # fairness: per-group accuracy on the held-out split (privtrain.monitoring)
         extra["sensitive"] = tuple(map(str, r.list("dataset.sensitive", optional=True) or ()))
+        if extra["sensitive"] and r.recipe != "dp_sgd":
+            raise UserError(f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
+                            f"for {r.recipe} (docs/governance/fairness.md).")
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only

@@ -87,14 +87,21 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
         "features": [d.to_dict() for d in found],
         "out_of_range": {c.name: out_of_range(rows[c.name], c.low, c.high) for c in schema.features
                          if not c.is_categorical and out_of_range(rows[c.name], c.low, c.high)},
-        "guarantee": {**{k: doc["guarantee"][k] for k in ("epsilon", "delta", "unit")},
-                      "note": "the new rows are the monitor's own data; toward the training rows this report is "
-                              "post-processing of the run's DP reference statistics (and of its DP model), so its "
-                              "guarantee is theirs"},
+        "guarantee": _guarantee(doc["guarantee"]),
     }
     _write(out_dir, report, found)
     report["out"] = str(out_dir)
     return report
+
+
+def _guarantee(g: dict) -> dict:
+    """The report's guarantee toward the training rows: that of what it reads from the run, the reference
+    statistics and (through its predictions) the model, i.e. the run's charged composition; null when void."""
+    return {"epsilon": g.get("run_epsilon") if g.get("epsilon") is not None else None, "delta": g["delta"],
+            "unit": g["unit"], "reference_epsilon": g.get("epsilon"),
+            "note": "the new rows are the monitor's own data; toward the training rows this report is post-processing "
+                    "of the run's DP reference statistics and of its model's predictions, so its guarantee is that of "
+                    "both, the composition the ledger charged the run (the references alone: reference_epsilon)"}
 
 
 def _policy(explicit: str | None, ledger: str, policy_mod):
@@ -122,7 +129,8 @@ def markdown(report: dict) -> str:
     """The report as a Markdown table, worst first."""
     t = report["thresholds"]
     g = report["guarantee"]
-    eps = "void (no guarantee)" if g["epsilon"] is None else f"ε = {g['epsilon']:g}, δ = {g['delta']:.3g}"
+    eps = "void (no guarantee)" if g["epsilon"] is None else \
+        f"ε = {g['epsilon']:.3g}, δ = {g['delta']:.3g} (the references alone: ε = {g['reference_epsilon']:g})"
     lines = [f"# Drift report: run {report['run_id']}", "",
              f"{report['n_rows']} rows from `{report['rows']}` against the run's DP reference statistics. "
              f"PSI thresholds: warn > {t['psi_warn']:g}, alert > {t['psi_alert']:g} ({t['from']}).", "",
@@ -134,8 +142,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Values outside the declared bounds (clipped, as at training): "
                   + ", ".join(f"{k} ({v})" for k, v in report["out_of_range"].items()) + "."]
     lines += ["", f"Verdict: **{'ALERT' if report['alert'] else 'warn' if report['warn'] else 'ok'}**.",
-              f"Guarantee (toward the training rows): that of the reference statistics, {eps}, per example. "
-              + g["note"] + "."]
+              f"Guarantee (toward the training rows): {eps}, per example; " + g["note"] + "."]
     return "\n".join(lines) + "\n"
 
 

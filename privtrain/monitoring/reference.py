@@ -83,7 +83,7 @@ def plan(settings: MonitorSettings, dataset, delta: float) -> ReferencePlan | No
     """
     if not settings.reference:
         return None
-    if dataset.image_shape is not None or not dataset.schema.features:
+    if not getattr(dataset.schema, "features", None):  # image folders and custom datasets have no columns
         raise UserError("monitor.reference=true needs a table with a schema (csv, parquet or a built-in table); "
                         "images have no per-column bins: drop monitor.reference.")
     if not (math.isfinite(settings.epsilon) and settings.epsilon > 0):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from privtrain.errors import UserError
 from privtrain.monitoring import fairness, reference
 
 
@@ -29,6 +30,9 @@ def plan(s, dataset, delta: float) -> Planned:
     ref = reference.plan(s.monitor, dataset, delta) if s.monitor.reference else None
     sensitive = None
     if s.dataset.sensitive:
+        if s.dataset.loader == "synthetic":  # scored on the parent's real rows, whose groups the run cannot see
+            raise UserError("dataset.sensitive: a model trained on synthetic rows is scored on its parent's real "
+                            "held-out rows, whose groups this run does not read; drop dataset.sensitive here.")
         sensitive = fairness.categories(s.dataset.sensitive, s.dataset.schema, dataset.frame.columns)
     return Planned(ref, sensitive, fairness.comparable_hash(s.config_yaml) if sensitive else None)
 
