@@ -7,7 +7,9 @@ Each run is a fresh process (`privtrain run dp_sgd recipe.progress=false privacy
 without `monitor.reference=true`) in one temporary project with a warm SBOM cache (the first, uncounted run
 fills it). Runs alternate (off, on, off, ...) so drifting machine load hits both alike. Inside the process the
 monitoring calls are timed: planning the release (noise calibration and the PLD composition the ledger charges),
-the release itself (histograms of 64 features, labels and predictions, noise, the file), and the fairness hook.
+the release itself (histograms of 64 features, labels and predictions, noise, the file), and the fairness hook;
+and every PLD composition of the run (``privacy.events.epsilon_pld``: the plan's composed ε, the ledger's
+charge and its spend after the run), which monitoring changes by adding one event.
 The whole run is the process's wall time, measured outside. Also reported: the ε the ledger charged each way.
 Writes out/monitoring_overhead/{runs.csv, README.md}.
 """
@@ -41,9 +43,9 @@ def _run(project: Path, cache: Path, on: bool) -> dict:
     source = TIMED_RUN.replace("*sys.argv[1:]", '"monitor.reference=true"' if on else "")
     stdout, whole = run_timed_child(source, project, cache)
     values = {line.split("\t")[0]: float(line.split("\t")[-1]) for line in stdout.splitlines()
-              if line.startswith(("GATE\t", "EPS\t"))}
+              if line.startswith(("GATE\t", "EPS\t", "PLD\t"))}
     return {"monitoring": "on" if on else "off", "run_seconds": whole, "monitoring_seconds": values["GATE"],
-            "ledger_epsilon": values["EPS"]}
+            "pld_seconds": values["PLD"], "ledger_epsilon": values["EPS"]}
 
 
 def main() -> None:
@@ -62,15 +64,17 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "runs.csv", index=False)
     med = frame.groupby("monitoring").median(numeric_only=True)
+    paired = (frame[frame.monitoring == "on"].run_seconds.to_numpy() - frame[frame.monitoring == "off"].run_seconds.to_numpy())
     off, on = med.loc["off", "run_seconds"], med.loc["on", "run_seconds"]
     inside = med.loc["on", "monitoring_seconds"]
     md = ["# Time `monitor.reference=true` adds to `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
           f"Command: `python benchmarks/monitoring_overhead.py --repeats {args.repeats}` (default run: digits, "
           f"logreg, ε = 1; {args.repeats} interleaved pairs of fresh processes, medians)\n",
-          "| | run s (median) | monitoring calls s | ε charged by the ledger |", "|---|---:|---:|---:|",
-          f"| monitoring off | {off:.2f} | {med.loc['off', 'monitoring_seconds']:.3f} | "
-          f"{med.loc['off', 'ledger_epsilon']:.3f} |",
-          f"| monitoring on | {on:.2f} | {inside:.3f} | {med.loc['on', 'ledger_epsilon']:.3f} |", "",
+          "| | run s (median) | monitoring calls s | PLD compositions s | ε charged by the ledger |",
+          "|---|---:|---:|---:|---:|",
+          *(f"| monitoring {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'monitoring_seconds']:.3f} | "
+            f"{med.loc[k, 'pld_seconds']:.3f} | {med.loc[k, 'ledger_epsilon']:.3f} |" for k in ("off", "on")), "",
+          f"Paired differences on - off (s): {', '.join(f'{d:+.2f}' for d in paired)}; median {statistics.median(paired):+.2f}.",
           f"Ratio on / off (whole process): **{on / off:.3f}**; the monitoring calls themselves: {inside:.3f} s "
           f"({inside / on:.1%} of the run with monitoring on).",
           "The ε difference is the reference release's privacy cost (monitor.epsilon = 0.5 at the run's δ, composed "

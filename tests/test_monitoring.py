@@ -198,3 +198,21 @@ def test_a_policy_cap_the_composition_exceeds_refuses_and_charges_nothing(data, 
     # the training alone fits the cap
     privtrain.run("dp_sgd", overrides(data / "train.csv", N, "privacy.target_epsilon=2"), output_dir=data / "ok")
     assert len(_committed(ledger_path)) == 1
+
+
+def test_policy_monitoring_section_is_parsed_and_checked(tmp_path):
+    from privtrain.policy import load
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\nrules: []\nmonitoring: {psi_warn: 0.05, psi_alert: 0.2}\n")
+    policy = load(path)
+    assert policy.monitoring == (0.05, 0.2)
+    assert drift.thresholds(policy, None, None) == (0.05, 0.2, "policy policy.yaml")
+    path.write_text("version: 1\nrules: []\nmonitoring: {psi_warn: 0.3, psi_alert: 0.2}\n")
+    with pytest.raises(UserError, match="psi_warn"):
+        load(path)
+    path.write_text("version: 1\nrules: []\nmonitoring: {psi_alarm: 0.3}\n")
+    with pytest.raises(UserError, match="unknown key 'psi_alarm'"):
+        load(path)
+    path.write_text("version: 1\nrules: []\n")
+    assert load(path).monitoring is None
