@@ -29,9 +29,12 @@ TIMED_RUN = WRAP + '''
 from privtrain.monitoring import run_hooks
 wrap(run_hooks, "plan", "monitoring")
 wrap(run_hooks, "finish", "monitoring")
+from privtrain.privacy import events
+wrap(events, "epsilon_pld", "pld")
 import privtrain.cli as cli
 code = cli.main(["run", "dp_sgd", "recipe.progress=false", "privacy.target_epsilon=1", *sys.argv[1:]])
 print(f"GATE\\tmonitoring\\t{sum(s for g, s in marks if g == 'monitoring'):.4f}", flush=True)
+print(f"PLD\\t{sum(s for g, s in marks if g == 'pld'):.4f}", flush=True)
 from privtrain import ledger
 e = [e for e in ledger.open(".privtrain/ledger.db").entries() if e.status == "committed"][-1]
 print(f"EPS\\t{e.epsilon:.6f}", flush=True)
