@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from common import WRAP, machine, out_dir, run_timed_child, temp_project
 
 TIMED_RUN = WRAP + '''
@@ -71,17 +70,17 @@ def main() -> None:
     off, on = med.loc["off", "run_seconds"], med.loc["on", "run_seconds"]
     inside = med.loc["on", "monitoring_seconds"]
     md = ["# Time `monitor.reference=true` adds to `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
-          f"Command: `python benchmarks/monitoring_overhead.py --repeats {args.repeats}` (default run: digits, "
-          f"logreg, ε = 1; {args.repeats} interleaved pairs of fresh processes, medians)\n",
+          (f"Command: `python benchmarks/monitoring_overhead.py --repeats {args.repeats}` (default run: digits, "
+          f"logreg, ε = 1; {args.repeats} interleaved pairs of fresh processes, medians)\n"),
           "| | run s (median) | monitoring calls s | PLD compositions s | ε charged by the ledger |",
           "|---|---:|---:|---:|---:|",
           *(f"| monitoring {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'monitoring_seconds']:.3f} | "
             f"{med.loc[k, 'pld_seconds']:.3f} | {med.loc[k, 'ledger_epsilon']:.3f} |" for k in ("off", "on")), "",
           f"Paired differences on - off (s): {', '.join(f'{d:+.2f}' for d in paired)}; median {statistics.median(paired):+.2f}.",
-          f"Ratio on / off (whole process): **{on / off:.3f}**; the monitoring calls themselves: {inside:.3f} s "
-          f"({inside / on:.1%} of the run with monitoring on).",
-          "The ε difference is the reference release's privacy cost (monitor.epsilon = 0.5 at the run's δ, composed "
-          "with the training by PLD: less than the sum).", ""]
+          (f"Ratio on / off (whole process): **{on / off:.3f}**; the monitoring calls themselves: {inside:.3f} s "
+          f"({inside / on:.1%} of the run with monitoring on)."),
+          ("The ε difference is the reference release's privacy cost (monitor.epsilon = 0.5 at the run's δ, composed "
+          "with the training by PLD: less than the sum)."), ""]
     text = "\n".join(md)
     (out / "README.md").write_text(text)
     print(text)

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from monitoring_helpers import overrides, table
 
 import privtrain
 from privtrain.errors import UserError
 from privtrain.monitoring import fairness
-
-from monitoring_helpers import overrides, table
 
 N = 4000
 

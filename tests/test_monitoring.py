@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from monitoring_helpers import overrides, table
 
 import privtrain
 from privtrain import ledger
@@ -18,8 +19,6 @@ from privtrain.monitoring import drift, reference
 from privtrain.monitoring.bins import schema_bins
 from privtrain.monitoring.settings import MonitorSettings
 from privtrain.privacy import events as ev
-
-from monitoring_helpers import overrides, table
 
 N = 4000
 DECL = {"x1": {"min": 0, "max": 100}, "x2": {"min": 0, "max": 10, "transform": "log1p"},

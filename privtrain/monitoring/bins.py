@@ -11,6 +11,7 @@ Each row falls in exactly one bin of each column: that is what fixes the release
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -60,11 +61,11 @@ def column_bins(column: Column, n_bins: int) -> ColumnBins:
     if column.bins is not None:
         edges = column.bins
         labels = tuple(f"[{a:g}, {b:g}{']' if i == len(edges) - 2 else ')'}"
-                       for i, (a, b) in enumerate(zip(edges, edges[1:])))
+                       for i, (a, b) in enumerate(pairwise(edges)))
         return ColumnBins(column, (*labels, MISSING), "binned")
     edges = numeric_edges(column, n_bins)
     labels = tuple(f"[{a:.4g}, {b:.4g}{']' if i == n_bins - 1 else ')'}"
-                   for i, (a, b) in enumerate(zip(edges, edges[1:])))
+                   for i, (a, b) in enumerate(pairwise(edges)))
     return ColumnBins(column, labels, "numeric")
 
 

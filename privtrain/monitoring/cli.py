@@ -82,7 +82,7 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
     out_dir = Path(out) if out else run_dir / "monitoring" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     report = {
         "kind": "privtrain.drift_report", "run_id": run_id, "run_dir": str(run_dir), "rows": str(rows_path),
-        "n_rows": int(len(rows)), "thresholds": {"psi_warn": warn_v, "psi_alert": alert_v, "from": origin},
+        "n_rows": len(rows), "thresholds": {"psi_warn": warn_v, "psi_alert": alert_v, "from": origin},
         "alert": any(d.level == "alert" for d in found), "warn": any(d.level == "warn" for d in found),
         "features": [d.to_dict() for d in found],
         "out_of_range": {c.name: out_of_range(rows[c.name], c.low, c.high) for c in schema.features
@@ -132,8 +132,8 @@ def markdown(report: dict) -> str:
     eps = "void (no guarantee)" if g["epsilon"] is None else \
         f"ε = {g['epsilon']:.3g}, δ = {g['delta']:.3g} (the references alone: ε = {g['reference_epsilon']:g})"
     lines = [f"# Drift report: run {report['run_id']}", "",
-             f"{report['n_rows']} rows from `{report['rows']}` against the run's DP reference statistics. "
-             f"PSI thresholds: warn > {t['psi_warn']:g}, alert > {t['psi_alert']:g} ({t['from']}).", "",
+             (f"{report['n_rows']} rows from `{report['rows']}` against the run's DP reference statistics. "
+             f"PSI thresholds: warn > {t['psi_warn']:g}, alert > {t['psi_alert']:g} ({t['from']})."), "",
              "| Feature | PSI | Expected without drift | Level |", "|---|---|---|---|"]
     for f in sorted(report["features"], key=lambda f: -f["psi"]):
         lines.append(f"| {f['name']} | {f['psi']:.4f} | {f['expected_without_drift']:.4f} | "

@@ -69,7 +69,7 @@ def report(attributes: dict[str, tuple], frame, y_true: np.ndarray, y_pred: np.n
         for i, cat in enumerate(cats):
             mask = codes == i
             n = int(mask.sum())
-            entry = {"n": int(round(n, -1))}
+            entry = {"n": round(n, -1)}
             if n >= MIN_GROUP:
                 entry["accuracy"] = round(float(correct[mask].mean()), 4)
             else:
@@ -129,9 +129,9 @@ def cost_of_privacy(private: dict, baseline: dict) -> dict:
 def card_section(fair: dict) -> str:
     """The card's Fairness section (Markdown)."""
     lines = ["## Fairness", "",
-             f"Per-group accuracy on {fair['evaluated_on']}, for the declared sensitive attributes "
+             (f"Per-group accuracy on {fair['evaluated_on']}, for the declared sensitive attributes "
              f"{', '.join(fair['attributes'])}. Group sizes are rounded to 10; groups under {fair['min_group']} "
-             "held-out rows are withheld.", ""]
+             "held-out rows are withheld."), ""]
     cost = (fair.get("cost_of_privacy") or {}).get("accuracy_drop", {})
     head = "| Attribute | Group | Held-out rows | Accuracy |" + (" Cost of privacy |" if cost else "")
     lines += [head, "|---|---|---|---|" + ("---|" if cost else "")]

@@ -116,8 +116,8 @@ def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, predic
     Returns:
         The file written.
     """
-    from privtrain.privacy.randomness import numpy_generator
     from privtrain.privacy.events import to_json
+    from privtrain.privacy.randomness import numpy_generator
 
     rng = numpy_generator(reproducible_from, purpose="reference_stats")
     features, start = [], 0

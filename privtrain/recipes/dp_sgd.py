@@ -22,7 +22,7 @@ ledger reserve it; :func:`train` then splits, trains, evaluates and writes the a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from privtrain import data, devices, distributed, models
@@ -59,7 +59,7 @@ class Planned:
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
     public_rows: int | None = None  # DP: the public training rows that fixed the sampling rate and steps
     clipping_mode: ClippingMode | None = None  # DP: the per-sample-gradient mode that runs, and why
-    monitoring: run_hooks.Planned = run_hooks.Planned()  # reference statistics (charged) and fairness
+    monitoring: run_hooks.Planned = field(default_factory=run_hooks.Planned)  # reference statistics (charged) and fairness
 
 
 def plan(s) -> Planned:
