@@ -23,7 +23,7 @@ from privtrain.errors import UserError, environment_errors
 _SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
                        "privtrain.config.policy_cli", "privtrain.artifacts.release",
                        "privtrain.artifacts.sbom", "privtrain.artifacts.approvals", "privtrain.artifacts.registry_cli",
-                       "privtrain.artifacts.keys_cli")
+                       "privtrain.artifacts.keys_cli", "privtrain.monitoring.cli")
 
 _HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                            "--config-dir", "-cd", "--info", "--experimental-rerun"}

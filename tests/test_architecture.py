@@ -18,7 +18,7 @@ LAYERS = [
     {"result"},
     {"artifacts"},
     {"synthetic", "federated", "audit"},
-    {"recipes", "config", "inference"},
+    {"recipes", "config", "inference", "monitoring"},
     {"api", "cli", "__init__", "__main__"},
 ]
 BORDER = {"config", "api", "cli", "__init__", "__main__"}  # the only code that may know Hydra/OmegaConf

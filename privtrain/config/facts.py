@@ -26,6 +26,7 @@ def run_facts(s) -> RunFacts:
     private = p.private and not s.reproducible_noise and not spec.infer_schema  # both void the guarantee
     one_run = s.audit.one_run is not None and s.audit.one_run.enabled
     nodes = s.fl.regions if s.fl is not None else ()
+    monitoring = s.recipe == "dp_sgd" and s.monitor.reference  # DP reference statistics for drift monitoring
     return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table,
                     one_run_audit=one_run, purpose=s.purpose, region=s.region, node_regions=tuple(nodes),
-                    encrypted=configured(s.key_file))
+                    encrypted=configured(s.key_file), monitoring=monitoring)

@@ -15,6 +15,7 @@ from privtrain.audit.settings import AuditSettings, OneRunSettings
 from privtrain.tracking import KINDS, TrackingSettings
 from privtrain.errors import UserError
 from privtrain.ledger.model import LedgerSettings
+from privtrain.monitoring.settings import MonitorSettings
 from privtrain.privacy.spec import PrivacySpec
 from privtrain.synthetic.settings import SynthSettings
 
@@ -54,6 +55,7 @@ class RunSettings:
     purpose: str | None = None  # run.purpose: what the run is for (checked against the source's consent)
     region: str | None = None  # site.region: where the run executes (checked against the source's regions)
     key_file: str | None = None  # artifacts.key_file: the key that seals artifacts (else the environment's)
+    monitor: MonitorSettings = MonitorSettings()  # dp_sgd: DP reference statistics (privtrain.monitoring)
 
 
 def settings(recipe: str, cfg) -> RunSettings:
@@ -83,7 +85,7 @@ def settings(recipe: str, cfg) -> RunSettings:
                key_file=r.opt_str("artifacts.key_file") if r.has("artifacts.key_file") else None)
     if recipe == "dp_sgd":
         out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
-                   device=_device(r))
+                   device=_device(r), monitor=_monitor(r))
     elif recipe == "federated":
         out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
     elif recipe == "synthetic":
@@ -255,6 +257,11 @@ def _dataset(r: _Reader) -> "DatasetSpec":
                  "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    if r.has("dataset.sensitive"):  # fairness: per-group accuracy on the held-out split (privtrain.monitoring)
+        extra["sensitive"] = tuple(map(str, r.list("dataset.sensitive", optional=True) or ()))
+        if extra["sensitive"] and r.recipe != "dp_sgd":
+            raise UserError(f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
+                            f"for {r.recipe} (docs/governance/fairness.md).")
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
@@ -358,6 +365,13 @@ def _tracking(r: _Reader) -> TrackingSettings:
     read = {k: r.opt_str(f"tracking.{k}") for k in ("uri", "experiment", "log_dir") if r.has(f"tracking.{k}")}
     loss = r.bool("tracking.log_train_loss") if r.has("tracking.log_train_loss") else False
     return TrackingSettings(kind=kind, log_train_loss=loss, **read)
+
+
+def _monitor(r: _Reader) -> MonitorSettings:
+    if not r.has("monitor"):
+        return MonitorSettings()
+    return MonitorSettings(reference=r.bool("monitor.reference"), epsilon=r.num("monitor.epsilon", positive=True),
+                           bins=r.int("monitor.bins", minimum=1, maximum=1000))
 
 
 def _audit(r: _Reader) -> AuditSettings:

@@ -67,6 +67,7 @@ class DatasetSpec:
     drop: tuple[str, ...] = ()
     pii_allow: tuple[str, ...] = ()
     public_n: int | None = None
+    sensitive: tuple[str, ...] = ()  # fairness: declared columns whose groups the card reports (categorical)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -76,7 +77,7 @@ class DatasetSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "DatasetSpec":
         d = dict(d)
-        for key in ("features", "classes", "drop", "pii_allow"):
+        for key in ("features", "classes", "drop", "pii_allow", "sensitive"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)

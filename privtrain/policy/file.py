@@ -28,6 +28,7 @@ ledger is) or named with ``ledger.policy=PATH``. Example::
     risk:                         # optional: risk classes and their controls (privtrain.policy.risk)
       classes:
         high: {when: {tags: [health]}, controls: {max_epsilon: 3, approvals: 2, encryption: true}}
+    monitoring: {psi_warn: 0.1, psi_alert: 0.25}   # optional: `privtrain monitor`'s thresholds (these are the defaults)
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class Policy:
     ledger_anchor: str | None = None  # a head (COUNT:HASH) the pinned ledger must still extend
     risk: RiskPolicy | None = None  # risk classes and the controls each requires (privtrain.policy.risk)
     source_regions: dict = field(default_factory=dict)  # source name -> regions it may be processed in (narrowing)
+    monitoring: tuple[float, float] | None = None  # (psi_warn, psi_alert) for `privtrain monitor`
 
     @property
     def label(self) -> str:
@@ -164,7 +166,7 @@ def load(path: str | Path) -> Policy:
         raise UserError(f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path}).") from None
     where = f"policy {path}"
     require(isinstance(data, dict), f"{where}: expected a mapping with `rules:`")
-    _unknown(data, {"version", "ledger", "sources", "rules", "risk"}, where)
+    _unknown(data, {"version", "ledger", "sources", "rules", "risk", "monitoring"}, where)
     require(data.get("version", 1) == 1, f"{where}: version {data.get('version')!r} is not supported; use version: 1")
     sources = data.get("sources") or {}
     require(isinstance(sources, dict), f"{where}: `sources` must map source names to {{tags: [...]}}")
@@ -184,7 +186,20 @@ def load(path: str | Path) -> Policy:
     ledger_id, anchor = _ledger_pin(data.get("ledger"), where)
     risk = parse_risk(data["risk"], where) if data.get("risk") is not None else None
     return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
-                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk, source_regions)
+                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk, source_regions,
+                  _monitoring(data.get("monitoring"), where))
+
+
+def _monitoring(spec, where: str) -> tuple[float, float] | None:
+    """``monitoring: {psi_warn, psi_alert}``: drift thresholds (defaults 0.1 and 0.25), warn below alert."""
+    if spec is None:
+        return None
+    require(isinstance(spec, dict), f"{where}: `monitoring` must be a mapping like {{psi_warn: 0.1, psi_alert: 0.25}}")
+    _unknown(spec, {"psi_warn", "psi_alert"}, f"{where}: monitoring")
+    warn = _number(spec.get("psi_warn", 0.1), f"{where}: monitoring.psi_warn", delta=False)
+    alert = _number(spec.get("psi_alert", 0.25), f"{where}: monitoring.psi_alert", delta=False)
+    require(warn < alert, f"{where}: monitoring.psi_warn ({warn:g}) must be below psi_alert ({alert:g})")
+    return warn, alert
 
 
 def _ledger_pin(pin, where: str) -> tuple[str | None, str | None]:

@@ -12,6 +12,8 @@ Features and the keys that turn them on:
 - non-private baseline:              ``privacy=none`` (needs ``ledger.allow_non_private=true`` on a budgeted source)
 - resume:                            ``resume=outputs/.../checkpoint.pt`` (epsilon keeps accumulating)
 - dry run:                           ``--dry-run`` / ``ledger.plan_only=true``
+- DP reference stats for monitoring: ``monitor.reference=true`` (``monitor.epsilon``, ``monitor.bins``; charged)
+- fairness in the card:              ``dataset.sensitive=[sex,age_band]`` (:mod:`privtrain.monitoring.fairness`)
 
 :func:`plan` loads and identifies the table and plans the mechanism from the config; the API has the
 ledger reserve it; :func:`train` then splits, trains, evaluates and writes the artifacts.
@@ -20,7 +22,7 @@ ledger reserve it; :func:`train` then splits, trains, evaluates and writes the a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from privtrain import data, devices, distributed, models
@@ -31,6 +33,7 @@ from privtrain.artifacts.record import RunRecord
 from privtrain.artifacts.run_dir import write_json, write_text
 from privtrain.errors import UserError
 from privtrain.ledger import Access, Mechanism
+from privtrain.monitoring import run_hooks
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.clipping_mode import ClippingMode
 from privtrain.privacy.clipping_mode import choose as choose_clipping_mode
@@ -56,6 +59,7 @@ class Planned:
     evaluation: "RealHeldOut | str | None" = None  # synthetic rows: the parent's real held-out rows, or why not
     public_rows: int | None = None  # DP: the public training rows that fixed the sampling rate and steps
     clipping_mode: ClippingMode | None = None  # DP: the per-sample-gradient mode that runs, and why
+    monitoring: run_hooks.Planned = field(default_factory=run_hooks.Planned)  # reference statistics (charged) and fairness
 
 
 def plan(s) -> Planned:
@@ -94,6 +98,9 @@ def plan(s) -> Planned:
     n_train = _training_rows(s, dataset, evaluation, public=s.privacy.private and not void)
     train = train.for_rows(n_train)
     dp, events, delta, epsilon = _plan_dp(s.privacy, train, n_train, resume)
+    monitoring = run_hooks.plan(s, dataset, delta)
+    if monitoring.reference is not None:  # the histograms' event joins the one example-level charge
+        events, epsilon = monitoring.reference.compose(tuple(events), epsilon)
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
     access = Access(
@@ -101,7 +108,8 @@ def plan(s) -> Planned:
         table=dataset.identity_table, id_column=dataset.id_column)
     info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
             "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None, clipping_mode)
+    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None, clipping_mode,
+                   monitoring)
 
 
 NO_PUBLIC_SIZE = ("dataset.public_n is not set: DP-SGD fixes its sampling rate, steps and delta from a public row count, "
@@ -180,12 +188,22 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome | None:
                 n_test=len(splits.y_test), schema=dataset.schema.source, evaluated_on=_evaluated_on(p))
     ledger_info = reserved.summary()
     metrics["steps"] = outcome.steps  # no training loss: a non-DP statistic of the training rows
-    files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info)
-    result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
     # The entry records this run's own ε for the steps it charged: after a resume, the guarantee covers all
     # steps but the new entry only the new ones (the reservation's ε when the steps went as planned).
     own = None if dp is None or p.void or p.resume is not None else {"example": guarantees[-1].epsilon}
-    return Outcome(result, {"example": run_events}, files, epsilon=own)
+    extra = run_hooks.finish(p.monitoring, s, splits, _held_out_frame(p), outcome.model, Path(output_dir), run_events,
+                             own, delta)
+    files = _write_artifacts(Path(output_dir), p, reserved, info, guarantees, metrics, outcome, ledger_info, extra)
+    result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
+    return Outcome(result, {"example": extra.events}, files + extra.files, epsilon=extra.own)
+
+
+def _held_out_frame(p: Planned):
+    """The held-out rows as a table, aligned with the split's x_test (None: synthetic rows scored on real ones)."""
+    if isinstance(p.evaluation, RealHeldOut) or not p.monitoring.sensitive:
+        return None
+    frame = p.dataset.frame
+    return frame[held_out(frame, seed=p.settings.seed, test_size=p.settings.dataset.test_size)]
 
 
 def _evaluated_on(p: Planned) -> str:
@@ -284,7 +302,8 @@ def _load_resume(path, fingerprint: str, model_spec, ledger_path: str | None) ->
     return ckpt
 
 
-def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info) -> list[Path]:
+def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics, outcome, ledger_info,
+                     extra: run_hooks.Finished) -> list[Path]:
     from privtrain.artifacts import checkpoint_ledger, sealed
     from privtrain.privacy.events import dumps
 
@@ -319,6 +338,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
     files.append(write_json(out / "metrics.json", {
         "recipe": "dp_sgd", "metrics": metrics, "guarantee": guarantees[0].to_dict(),
         "guarantees": [g.to_dict() for g in guarantees], "dataset": info, "ledger": ledger_info, "dp": dp_info,
+        **extra.metrics,  # fairness (held-out split) and the monitoring references' ε
     }))
     described = models.describe(outcome.model, s.model)
     card = model_card.render(
@@ -329,6 +349,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         mechanism=_mechanism(p, outcome, info) if dp is not None else {"kind": "none", "what": "the model"},
     )
     files.append(model_card.write(out / "model_card.md", card))
+    extra.add_to_card(out / "model_card.md")
     return files
 
 
