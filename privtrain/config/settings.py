@@ -251,6 +251,9 @@ def _dataset(r: _Reader) -> "DatasetSpec":
                  "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
+    if r.has("dataset.text_column"):  # dataset=text (privtrain.pretrained.text)
+        extra["text"] = {"column": r.str("dataset.text_column"), "max_length": r.int("dataset.max_length", minimum=2),
+                         "tokenizer": r.opt_str("dataset.tokenizer")}
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
@@ -267,6 +270,12 @@ def _model(r: _Reader) -> "ModelSpec":
     from privtrain.models import ModelSpec
 
     name = r.str("model.name")
+    if name == "pretrained":  # local weights and a fine-tuning mode (privtrain.pretrained.spec)
+        from privtrain.pretrained.spec import from_mapping
+
+        node = r.raw("model")
+        r.free.update(f"model.{k}" for k in node)
+        return ModelSpec(name=name, hidden=(), channels=(), pretrained=from_mapping(node).to_dict())
     target = r.opt_str("model._target_") if r.has("model._target_") else None
     if name == "custom":
         known = {"name", "_target_", "fix"}
