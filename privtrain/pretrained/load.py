@@ -111,7 +111,7 @@ class SequenceClassifier(nn.Module):
             pad = x.new_zeros((1, *x.shape[1:]))
             pad[:, 1, 0] = 1  # one attended position: an all-masked row could give NaN activations
             return self.forward(pad)[:0]
-        ids, mask = x[:, 0], x[:, 1]
+        ids, mask = x[:, 0].contiguous(), x[:, 1].contiguous()  # Opacus views the ids of an Embedding
         extra = {}
         if self._positions:
             extra["position_ids"] = torch.arange(ids.shape[1], device=ids.device).repeat(ids.shape[0], 1)
