@@ -141,6 +141,21 @@ def describe(model: nn.Module, spec: ModelSpec) -> str:
     return f"`{name}` ({count_parameters(model):,} parameters){fixed}"
 
 
+def record(model: nn.Module, spec: ModelSpec) -> dict:
+    """``spec`` for run.json, with what a pretrained model loaded and trained (name, weights' SHA-256, counts)."""
+    from privtrain.pretrained.build import info
+
+    loaded = info(model)
+    return {**spec.to_dict(), "loaded": loaded} if loaded is not None else spec.to_dict()
+
+
+def not_covered(model: nn.Module) -> tuple[str, ...]:
+    """What the guarantee does not cover because of the model: a pretrained model's weights (a public input)."""
+    from privtrain.pretrained.build import NOT_COVERED, info
+
+    return (NOT_COVERED[0].upper() + NOT_COVERED[1:] + ".",) if info(model) is not None else ()
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -251,7 +251,7 @@ def _dataset(r: _Reader) -> "DatasetSpec":
                  "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
-    if r.has("dataset.text_column"):  # dataset=text (privtrain.pretrained.text)
+    if r.has("dataset.text_column"):  # dataset=text (privtrain.data.text)
         extra["text"] = {"column": r.str("dataset.text_column"), "max_length": r.int("dataset.max_length", minimum=2),
                          "tokenizer": r.opt_str("dataset.tokenizer")}
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps

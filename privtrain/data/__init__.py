@@ -23,7 +23,7 @@ from privtrain.sources import Source
 
 FILE_LOADERS = ("csv", "parquet", "synthetic")
 ARRAY_LOADERS = ("image_folder", "custom")
-TEXT_LOADERS = ("text",)  # a CSV of texts for a pretrained model (privtrain.pretrained.text)
+TEXT_LOADERS = ("text",)  # a CSV of texts for a pretrained model (privtrain.data.text)
 LOADERS = (*BUILTIN, *FILE_LOADERS, *ARRAY_LOADERS, *TEXT_LOADERS)
 DECLARABLE = ("csv", "parquet", *ARRAY_LOADERS, *TEXT_LOADERS)  # loaders whose source the user declares
 
@@ -68,7 +68,7 @@ class DatasetSpec:
     drop: tuple[str, ...] = ()
     pii_allow: tuple[str, ...] = ()
     public_n: int | None = None
-    text: dict | None = None  # text: column, max_length, tokenizer (privtrain.pretrained.text)
+    text: dict | None = None  # text: column, max_length, tokenizer (privtrain.data.text)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -171,7 +171,7 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         target = TARGET
         pii = pii_gate.check(frame, [*(c.name for c in schema.features), target], where=f"dataset={spec.loader}")
     elif spec.loader in TEXT_LOADERS:  # a text column tokenized by the pretrained model's tokenizer
-        from privtrain.pretrained.text import text_pii, text_schema
+        from privtrain.data.text import text_pii, text_schema
 
         frame = read_table(spec.path, "csv")
         target, image_shape = spec.target, None

@@ -5,7 +5,7 @@
   torch state dict for a privtrain-built network), and their SHA-256 (a public input).
 - :mod:`.modes`: which parameters train (``all``, ``last_k``, ``lora``); everything else is frozen,
   so Opacus clips and noises the trainable parameters only.
-- :mod:`.text`: ``dataset=text``: a CSV of texts and labels, tokenized by the model's own tokenizer.
+- :mod:`privtrain.data.text`: ``dataset=text``: a CSV of texts and labels, tokenized by the model's own tokenizer.
 
 The pretrained weights are a public input: the privacy guarantee covers the fine-tuning rows only.
 """

@@ -15,36 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from privtrain.data.text import require_llm
 from privtrain.errors import UserError, user_paths
 from privtrain.pretrained.spec import PretrainedSpec
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 STATE_DICT_SUFFIXES = (".pt", ".pth")
-LLM_EXTRA = ("model=pretrained with a Hugging Face directory needs the llm extra (transformers, peft): "
-             "pip install 'privtrain[llm]'")
-
-
-def require_llm() -> None:
-    """Switch the Hugging Face hub offline, then import transformers; one line if the extra is missing.
-
-    Raises:
-        UserError: transformers or peft is not installed.
-    """
-    os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported: set before, and for good
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    try:
-        import peft  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        raise UserError(LLM_EXTRA) from None
-
-
 def local_path(spec: PretrainedSpec) -> Path:
     """The model's path, which must exist here: a directory with ``config.json`` or a ``.pt``/``.pth`` file.
 
@@ -91,7 +72,7 @@ def weights_digest(path: Path) -> dict:
 
 class SequenceClassifier(nn.Module):
     """A Hugging Face classifier on privtrain's inputs: each row is ``(2, max_length)`` int64, token ids over
-    the attention mask (:mod:`privtrain.pretrained.text`), so the training loop passes one tensor as for tables.
+    the attention mask (:mod:`privtrain.data.text`), so the training loop passes one tensor as for tables.
 
     Position and token-type ids are passed with the batch's size: the models' defaults are buffers of batch
     size 1, broadcast in the sum, which Opacus' per-sample gradients of those embeddings cannot follow.
@@ -126,7 +107,7 @@ def load_transformers(path: Path, n_classes: int) -> tuple[nn.Module, str]:
     Raises:
         UserError: the extra is missing, or the directory does not load as a sequence classifier.
     """
-    require_llm()
+    require_llm()  # offline first, then import
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 

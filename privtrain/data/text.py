@@ -1,4 +1,4 @@
-"""``dataset=text``: a CSV with a text column and a label, tokenized by the pretrained model's own tokenizer.
+"""``dataset=text`` (for ``model=pretrained``, :mod:`privtrain.pretrained`): a CSV with a text column and a label, tokenized by the pretrained model's own tokenizer.
 
 The tokenizer is loaded from the model's directory (``dataset.tokenizer``, by default ``model.path``) with
 ``local_files_only=True``; it is public and never fitted on the private text. Every row becomes
@@ -66,6 +66,26 @@ class TextSchema:
                 "notes": list(self.notes)}
 
 
+LLM_EXTRA = ("model=pretrained and dataset=text need the llm extra (transformers, peft): pip install 'privtrain[llm]'")
+
+
+def require_llm() -> None:
+    """Switch the Hugging Face hub offline, then import transformers and peft; one line if the extra is missing.
+
+    Raises:
+        UserError: transformers or peft is not installed.
+    """
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported: set before, and for good
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UserError(LLM_EXTRA) from None
+
+
 def load_tokenizer(path: str | None):
     """The tokenizer saved in a model's directory, from local files only.
 
@@ -75,7 +95,6 @@ def load_tokenizer(path: str | None):
     from pathlib import Path
 
     from privtrain.errors import user_paths
-    from privtrain.pretrained.load import require_llm
 
     if not path:
         raise UserError("dataset=text needs the model's tokenizer: use model=pretrained model.path=DIR (a Hugging "
