@@ -103,8 +103,8 @@ def load_tokenizer(path: str | None):
     with user_paths("dataset.tokenizer"):
         found = folder.is_dir()
     if not found:
-        raise UserError(f"dataset.tokenizer: no directory {str(folder)!r}; the tokenizer is read from the pretrained "
-                        "model's directory (model.path).")
+        raise UserError(f"dataset.tokenizer (by default model.path): no directory {str(folder)!r}; point model.path "
+                        "at a local Hugging Face model directory, which holds the tokenizer (nothing is downloaded).")
     require_llm()
     from transformers import AutoTokenizer
 
