@@ -206,12 +206,12 @@ def test_cli_missing_path_exits_2_with_one_line_and_a_run_writes_its_card(bert, 
     env = {**os.environ, "PRIVTRAIN_LEDGER": str(tmp_path / "ledger.db")}
     csv = _reviews(tmp_path, 300)
     base = [sys.executable, "-m", "privtrain.cli", "run", "dp_sgd", *_text_run(bert, csv, "dataset.public_n=300")]
-    bad = subprocess.run([*base, "model.path=/nowhere/bert"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    bad = subprocess.run([*base, "model.path=/nowhere/bert"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "model.path" in bad.stderr
     assert not (tmp_path / "ledger.db").exists() or not list(ledger.open(tmp_path / "ledger.db").entries())
     good = subprocess.run([*base, "privacy.target_epsilon=3", "recipe.steps=20", "recipe.batch_size=64",
                            "recipe.max_physical_batch_size=32", "model.finetune=last_k", f"hydra.run.dir={tmp_path}/out"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert good.returncode == 0, good.stderr[-2000:]
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert hashlib.sha256((bert / "model.safetensors").read_bytes()).hexdigest() in card

@@ -28,7 +28,11 @@ def build_tiny_bert(folder: str | Path, *, hidden: int = 32, layers: int = 2, he
     """
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        PreTrainedTokenizerFast,
+    )
 
     folder = Path(folder)
     vocab = {w: i for i, w in enumerate(WORDS)}
