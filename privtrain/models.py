@@ -40,6 +40,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         d = dict(d)
+        d.pop("loaded", None)  # run.json's record of a pretrained model's weights (models.record)
         for key in ("hidden", "channels"):
             d[key] = tuple(d.get(key) or ())
         return cls(**d)

@@ -62,7 +62,8 @@ def test_dp_lora_learns_the_words_and_the_card_names_the_weights(bert, tmp_path,
         "recipe.momentum=0.9"), output_dir=tmp_path / "run")
     m = result.metrics
     assert result.guarantee.epsilon <= 8 + 1e-6 and result.guarantee.unit == "example"
-    assert m["majority_baseline"] < 0.6 and m["balanced_accuracy"] >= 0.8, m  # a balanced 2-class task
+    # a balanced 2-class task; 0.84-0.92 in 3 runs (the noise is fresh each run: the margin absorbs it)
+    assert m["majority_baseline"] < 0.6 and m["balanced_accuracy"] >= 0.75, m
     weights = hashlib.sha256((bert / "model.safetensors").read_bytes()).hexdigest()
     card = (result.output_dir / "model_card.md").read_text()
     assert weights in card and "covers only the fine-tuning data" in card and "LoRA adapters" in card
@@ -215,3 +216,16 @@ def test_cli_missing_path_exits_2_with_one_line_and_a_run_writes_its_card(bert, 
     assert good.returncode == 0, good.stderr[-2000:]
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert hashlib.sha256((bert / "model.safetensors").read_bytes()).hexdigest() in card
+
+
+def test_run_json_model_reads_back_and_a_text_run_is_refused_by_predict_in_one_line(bert, tmp_path, ledger_path):
+    csv = _reviews(tmp_path, 200)
+    result = privtrain.run("dp_sgd", _text_run(bert, csv, "dataset.public_n=200", "privacy.target_epsilon=3",
+                                               "recipe.steps=4", "recipe.batch_size=32",
+                                               "recipe.max_physical_batch_size=16", "model.finetune=last_k",
+                                               "model.last_k=0"), output_dir=tmp_path / "r")
+    run = json.loads((result.output_dir / "run.json").read_text())
+    spec = models.ModelSpec.from_dict(run["model"])  # the loaded-weights record does not break the spec
+    assert spec.pretrained["finetune"] == "last_k" and run["model"]["loaded"]["last_k"] == 0
+    with pytest.raises(UserError, match="do not read dataset=text runs yet"):
+        privtrain.load(result.output_dir)
