@@ -229,3 +229,15 @@ def test_run_json_model_reads_back_and_a_text_run_is_refused_by_predict_in_one_l
     assert spec.pretrained["finetune"] == "last_k" and run["model"]["loaded"]["last_k"] == 0
     with pytest.raises(UserError, match="do not read dataset=text runs yet"):
         privtrain.load(result.output_dir)
+
+
+@pytest.mark.parametrize("recipe", ["federated", "synthetic"])
+def test_other_recipes_refuse_text_and_pretrained_in_one_line(recipe, bert, tmp_path):
+    from privtrain import config
+
+    csv = _reviews(tmp_path, 20)
+    overrides = ["dataset=text", f"dataset.path={csv}", "dataset.target=label"] + (
+        ["model=pretrained", f"model.path={bert}"] if recipe == "federated" else [])
+    with pytest.raises(UserError, match="run with privtrain run dp_sgd") as err:
+        config.settings(recipe, config.compose(recipe, overrides))
+    assert "\n" not in str(err.value)

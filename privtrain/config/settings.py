@@ -68,6 +68,10 @@ def settings(recipe: str, cfg) -> RunSettings:
     if recipe == "synthetic" and (d.get("dataset") or {}).get("loader") in ("image_folder", "custom"):
         raise UserError(f"dataset={d['dataset']['loader']}: synthetic data needs a table (csv, parquet or a built-in "
                         "dataset); train on the images with privtrain run dp_sgd.")
+    if recipe != "dp_sgd" and ((d.get("dataset") or {}).get("loader") == "text"
+                               or (d.get("model") or {}).get("name") == "pretrained"):
+        raise UserError(f"dataset=text and model=pretrained run with privtrain run dp_sgd; the {recipe} recipe does not "
+                        "take them yet (docs/pretrained.md).")
     for group in ("model", "privacy", "fl", "synth"):
         if d.get(group) is not None and group not in RECIPE_GROUPS.get(recipe, ()):
             raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
