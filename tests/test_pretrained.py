@@ -144,11 +144,11 @@ def test_state_dict_into_a_privtrain_network_last_k_and_a_new_head(tmp_path):
     assert torch.equal(model[0].weight, source[0].weight) and torch.equal(model[2].weight, source[2].weight)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"4.weight", "4.bias"}
     assert "initialised afresh" in models.describe(model, spec)
-    node["arch"] = {"name": "mlp", "hidden": [32]}
-    with pytest.raises(UserError, match="does not fit model.arch"):
-        pretrained_spec.from_mapping(node) and models.build(
-            models.ModelSpec(name="pretrained", pretrained=pretrained_spec.from_mapping(node).to_dict()),
-            n_inputs=4, n_classes=2, image_shape=None)
+    for arch, message in (({"name": "mlp", "hidden": [32]}, "does not fit model.arch"),
+                          ({"name": "mlp", "hiden": [16, 8]}, "model.arch.hiden does not apply")):
+        bad = models.ModelSpec(name="pretrained", pretrained=pretrained_spec.from_mapping({**node, "arch": arch}).to_dict())
+        with pytest.raises(UserError, match=message):
+            models.build(bad, n_inputs=4, n_classes=2, image_shape=None)
 
 
 def test_the_tokenizer_is_the_models_and_never_learns_the_private_words(bert, tmp_path, ledger_path):

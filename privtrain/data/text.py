@@ -10,6 +10,7 @@ any file. The table itself (every column) is what the ledger fingerprints and co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ class TextSchema:
     text_column: str
     max_length: int
     tokenizer_path: str
-    tokenizer: object = field(repr=False)  # a transformers PreTrainedTokenizerBase
+    tokenizer: Any = field(repr=False)  # a transformers PreTrainedTokenizerBase
     labels: Schema = field(repr=False)  # the target's declared categories
     source: str = "declared"
     features: tuple = ()  # no per-column bounds: the text column is tokenized
@@ -144,7 +145,7 @@ def text_schema(frame: pd.DataFrame, spec) -> TextSchema:
     if getattr(tokenizer, "pad_token", None) is None:
         raise UserError(f"dataset.tokenizer={text.get('tokenizer')!r}: the tokenizer has no padding token; set one "
                         "and save it again (tokenizer.pad_token = ...).")
-    return TextSchema(column, max_length, str(text.get("tokenizer")), tokenizer, labels)
+    return TextSchema(str(column), max_length, str(text.get("tokenizer")), tokenizer, labels)
 
 
 def text_pii(frame: pd.DataFrame, spec, schema: TextSchema) -> dict:

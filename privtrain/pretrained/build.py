@@ -22,6 +22,7 @@ def build(spec: PretrainedSpec, *, n_inputs: int, n_classes: int, image_shape: t
     """
     path = load.local_path(spec)
     transformers = path.is_dir()
+    model: nn.Module
     if transformers:
         hf_model, config_class = load.load_transformers(path, n_classes)
         model = load.SequenceClassifier(modes.apply(hf_model, spec, transformers=True))
@@ -30,7 +31,7 @@ def build(spec: PretrainedSpec, *, n_inputs: int, n_classes: int, image_shape: t
         net, note = load.load_state_dict_model(path, spec.arch, n_inputs=n_inputs, n_classes=n_classes,
                                                image_shape=image_shape)
         model = modes.apply(net, spec, transformers=False)
-        config_class, kind = f"privtrain {spec.arch['name']}", "state_dict"
+        config_class, kind = f"privtrain {(spec.arch or {}).get('name')}", "state_dict"
     trainable, total = modes.counts(model)
     record = {"name": Path(spec.path).name, "path": str(path), "format": kind, "config_class": config_class,
               "weights": load.weights_digest(path), "finetune": spec.finetune, "trainable_parameters": trainable,

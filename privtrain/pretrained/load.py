@@ -81,7 +81,7 @@ class SequenceClassifier(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
         accepted = inspect.signature(base.forward).parameters
         self._positions = "position_ids" in accepted
         self._token_types = "token_type_ids" in accepted and getattr(base.config, "type_vocab_size", 0) > 0
@@ -91,7 +91,7 @@ class SequenceClassifier(nn.Module):
             # and return none of it; no loss reaches that row, so its per-sample gradient is zero
             pad = x.new_zeros((1, *x.shape[1:]))
             pad[:, 1, 0] = 1  # one attended position: an all-masked row could give NaN activations
-            return self.forward(pad)[:0]
+            return self.forward(pad)[:0]  # type: ignore[operator]
         ids, mask = x[:, 0].contiguous(), x[:, 1].contiguous()  # Opacus views the ids of an Embedding
         extra = {}
         if self._positions:
@@ -141,12 +141,7 @@ def load_state_dict_model(path: Path, arch: dict | None, *, n_inputs: int, n_cla
     if not arch:
         raise UserError("model.arch.name is required for a .pt state dict: the network it fits, e.g. "
                         "model.arch.name=mlp model.arch.hidden=[128] (or custom with model.arch._target_).")
-    settings = dict(arch)
-    name = settings.pop("name")
-    target = settings.pop("_target_", None)
-    spec = models.ModelSpec(name=name, target=target, kwargs=settings if name == "custom" else {},
-                            **({} if name == "custom" else {k: tuple(v) if isinstance(v, list) else v
-                                                            for k, v in settings.items()}))
+    spec = _arch_spec(dict(arch))
     model = models.build(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -161,11 +156,32 @@ def load_state_dict_model(path: Path, arch: dict | None, *, n_inputs: int, n_cla
     resized = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if any(k not in head for k in resized) or set(own) != set(state):
         wrong = sorted(set(own) ^ set(state)) or [k for k in resized if k not in head]
-        raise UserError(f"model.path={str(path)!r} does not fit model.arch ({name}): tensor {wrong[0]!r} is missing, "
+        raise UserError(f"model.path={str(path)!r} does not fit model.arch ({spec.name}): tensor {wrong[0]!r} is missing, "
                         "extra or of another shape; describe the network the weights came from in model.arch.*.")
     model.load_state_dict({k: v for k, v in state.items() if k not in resized}, strict=False)
     note = f"the head ({', '.join(resized)}) had another shape and was initialised afresh" if resized else ""
     return model, note
+
+
+ARCH_KEYS = {"hidden", "activation", "channels", "groups"}
+
+
+def _arch_spec(arch: dict):
+    """``model.arch`` as a :class:`privtrain.models.ModelSpec`.
+
+    Raises:
+        UserError: a key the named network does not take.
+    """
+    from privtrain import models
+
+    name, target = arch.pop("name"), arch.pop("_target_", None)
+    if name == "custom":
+        return models.ModelSpec(name=name, hidden=(), channels=(), target=target, kwargs=arch)
+    unknown = sorted(set(arch) - ARCH_KEYS)
+    if unknown or target is not None:
+        raise UserError(f"model.arch.{(unknown or ['_target_'])[0]} does not apply to model.arch.name={name}; it takes "
+                        f"{', '.join(sorted(ARCH_KEYS))} (or name=custom with _target_).")
+    return models.ModelSpec.from_dict({"name": name, **arch})
 
 
 def _head_names(model: nn.Module) -> set[str]:

@@ -69,7 +69,9 @@ def _lora(model: nn.Module, spec: PretrainedSpec) -> nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 
     lora = spec.lora
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    # peft types lora_alpha as int but scales by alpha / r: a float alpha works
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]
+                        lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules) if lora.target_modules else None)
     try:
         return get_peft_model(model, config)

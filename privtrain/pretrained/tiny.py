@@ -44,7 +44,7 @@ def build_tiny_bert(folder: str | Path, *, hidden: int = 32, layers: int = 2, he
                                    sep_token="[SEP]", mask_token="[MASK]")
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(WORDS), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=2)
+                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=2)  # type: ignore[call-arg]
     BertForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
