@@ -50,7 +50,8 @@ def info(model: nn.Module) -> dict | None:
 
 
 def describe(model: nn.Module) -> str:
-    """One paragraph for the model card: the model, what trained, the weights' hash, and what is not covered."""
+    """The model card's model line: the model, what trained, and the weights' hash (what the guarantee does not
+    cover is listed by :func:`privtrain.models.not_covered`)."""
     r = info(model)
     if r is None:
         return ""
@@ -60,6 +61,7 @@ def describe(model: nn.Module) -> str:
     trained = r["trainable_parameters"]
     share = trained / r["total_parameters"] if r["total_parameters"] else 0.0
     extra = f"; {r['note']}" if r["note"] else ""
+    frozen = ", the rest frozen" if trained < r["total_parameters"] else ""
     return (f"pretrained `{r['name']}` ({r['config_class']}, {r['format']}), fine-tuned: {mode}, "
-            f"{trained:,} of {r['total_parameters']:,} parameters trained ({share:.2%}), the rest frozen; "
-            f"pretrained weights SHA-256 `{r['weights']['sha256']}`{extra}. Note: {NOT_COVERED}")
+            f"{trained:,} of {r['total_parameters']:,} parameters trained ({share:.2%}){frozen}; "
+            f"pretrained weights SHA-256 `{r['weights']['sha256']}` (a public input){extra}")
