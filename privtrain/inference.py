@@ -89,6 +89,9 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str |
     name = record.outputs.get("checkpoint")
     if record.recipe != "dp_sgd" or not name or record.schema is None:
         raise UserError(f"{run_dir}: privtrain.load reads dp_sgd runs (this is a {record.recipe} run).")
+    if record.schema.get("kind") == "text":  # docs/pretrained.md: not wired yet
+        raise UserError(f"{run_dir}: predict and load do not read dataset=text runs yet; its checkpoint.pt holds the "
+                        "fine-tuned model's state dict (docs/pretrained.md).")
     _, hashes, path = recorded_hashes(run_dir, ledger_path)
     if hashes.get(name) != sha256_file(run_dir / name):
         raise UserError(f"{run_dir}/{name} does not match the hash in the ledger {path}: it was edited or replaced.")

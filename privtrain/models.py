@@ -30,6 +30,7 @@ class ModelSpec:
     target: str | None = None  # model=custom: ``model._target_``, a torch.nn.Module subclass or factory
     kwargs: dict = field(default_factory=dict)  # model=custom: its keyword arguments
     fix: bool = False  # model=custom: apply Opacus' ModuleValidator.fix before training
+    pretrained: dict | None = None  # model=pretrained: privtrain.pretrained.spec.PretrainedSpec.to_dict()
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -39,6 +40,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         d = dict(d)
+        d.pop("loaded", None)  # run.json's record of a pretrained model's weights (models.record)
         for key in ("hidden", "channels"):
             d[key] = tuple(d.get(key) or ())
         return cls(**d)
@@ -50,6 +52,11 @@ def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[
     Raises:
         UserError: unknown model or activation, or a CNN on non-image data.
     """
+    if spec.pretrained is not None:  # local weights, frozen but for what model.finetune trains
+        from privtrain.pretrained import build as pretrained, spec as pretrained_spec
+
+        return pretrained.build(pretrained_spec.from_dict(spec.pretrained), n_inputs=n_inputs, n_classes=n_classes,
+                                image_shape=image_shape)
     if spec.target is not None:
         return _custom(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     if spec.name not in MODELS:
@@ -123,12 +130,31 @@ def _one_group_norms(model: nn.Module) -> nn.Module:
 
 def describe(model: nn.Module, spec: ModelSpec) -> str:
     """The model as a reviewer reads it: its real class, its parameter count, and whether Opacus fixed it."""
+    if spec.pretrained is not None:
+        from privtrain.pretrained.build import describe as describe_pretrained
+
+        return describe_pretrained(model)
     cls = type(model)
     name = f"{cls.__module__}.{cls.__qualname__}" if spec.target else spec.name
     fixed = ("; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true; "
              "BatchNorm1d became GroupNorm with one group)") \
         if spec.fix else ""
     return f"`{name}` ({count_parameters(model):,} parameters){fixed}"
+
+
+def record(model: nn.Module, spec: ModelSpec) -> dict:
+    """``spec`` for run.json, with what a pretrained model loaded and trained (name, weights' SHA-256, counts)."""
+    from privtrain.pretrained.build import info
+
+    loaded = info(model)
+    return {**spec.to_dict(), "loaded": loaded} if loaded is not None else spec.to_dict()
+
+
+def not_covered(model: nn.Module) -> tuple[str, ...]:
+    """What the guarantee does not cover because of the model: a pretrained model's weights (a public input)."""
+    from privtrain.pretrained.build import NOT_COVERED, info
+
+    return (NOT_COVERED[0].upper() + NOT_COVERED[1:] + ".",) if info(model) is not None else ()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -190,7 +190,8 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
         if settings.ema:
             with torch.no_grad():
                 for avg, p in zip(averaged, model.parameters()):
-                    avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
+                    if p.requires_grad:  # a frozen (pretrained) weight stays bit-identical: x*a + x*(1-a) may not
+                        avg.mul_(settings.ema).add_(p.detach(), alpha=1 - settings.ema)
         if len(yb):
             losses.append(float(loss.detach()))
             tracking.report_train_loss(steps, losses[-1])  # only where tracking.log_train_loss=true declares it

@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "sources", "devices", "distributed", "tracking", "figures", "scores", "crypto"},
     {"privacy"},
     {"data"},
-    {"ledger", "models", "training", "policy"},
+    {"ledger", "models", "training", "policy", "pretrained"},
     {"result"},
     {"artifacts"},
     {"synthetic", "federated", "audit"},

@@ -73,6 +73,10 @@ def settings(recipe: str, cfg) -> RunSettings:
     if recipe == "synthetic" and (d.get("dataset") or {}).get("loader") in ("image_folder", "custom"):
         raise UserError(f"dataset={d['dataset']['loader']}: synthetic data needs a table (csv, parquet or a built-in "
                         "dataset); train on the images with privtrain run dp_sgd.")
+    if recipe != "dp_sgd" and ((d.get("dataset") or {}).get("loader") == "text"
+                               or (d.get("model") or {}).get("name") == "pretrained"):
+        raise UserError(f"dataset=text and model=pretrained run with privtrain run dp_sgd; the {recipe} recipe does not "
+                        "take them yet (docs/pretrained.md).")
     for group in ("model", "privacy", "fl", "synth"):
         if d.get(group) is not None and group not in RECIPE_GROUPS.get(recipe, ()):
             raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
@@ -262,6 +266,9 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         if extra["sensitive"] and r.recipe != "dp_sgd":
             raise UserError(f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
                             f"for {r.recipe} (docs/governance/fairness.md).")
+    if r.has("dataset.text_column"):  # dataset=text (privtrain.data.text)
+        extra["text"] = {"column": r.str("dataset.text_column"), "max_length": r.int("dataset.max_length", minimum=2),
+                         "tokenizer": r.opt_str("dataset.tokenizer")}
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
@@ -278,6 +285,12 @@ def _model(r: _Reader) -> "ModelSpec":
     from privtrain.models import ModelSpec
 
     name = r.str("model.name")
+    if name == "pretrained":  # local weights and a fine-tuning mode (privtrain.pretrained.spec)
+        from privtrain.pretrained.spec import from_mapping
+
+        node = r.raw("model")
+        r.free.update(f"model.{k}" for k in node)
+        return ModelSpec(name=name, hidden=(), channels=(), pretrained=from_mapping(node).to_dict())
     target = r.opt_str("model._target_") if r.has("model._target_") else None
     if name == "custom":
         known = {"name", "_target_", "fix"}

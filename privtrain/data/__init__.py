@@ -23,8 +23,9 @@ from privtrain.sources import Source
 
 FILE_LOADERS = ("csv", "parquet", "synthetic")
 ARRAY_LOADERS = ("image_folder", "custom")
-LOADERS = (*BUILTIN, *FILE_LOADERS, *ARRAY_LOADERS)
-DECLARABLE = ("csv", "parquet", *ARRAY_LOADERS)  # loaders whose source the user declares
+TEXT_LOADERS = ("text",)  # a CSV of texts for a pretrained model (privtrain.data.text)
+LOADERS = (*BUILTIN, *FILE_LOADERS, *ARRAY_LOADERS, *TEXT_LOADERS)
+DECLARABLE = ("csv", "parquet", *ARRAY_LOADERS, *TEXT_LOADERS)  # loaders whose source the user declares
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class DatasetSpec:
     pii_allow: tuple[str, ...] = ()
     public_n: int | None = None
     sensitive: tuple[str, ...] = ()  # fairness: declared columns whose groups the card reports (categorical)
+    text: dict | None = None  # text: column, max_length, tokenizer (privtrain.data.text)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -156,7 +158,7 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         raise UserError(f"dataset.derived_from={spec.derived_from!r}: declare either dataset.source (whose people) or "
                         f"dataset.derived_from (the known source this table came from), for "
                         f"{', '.join(DECLARABLE)} data only.")
-    if (spec.drop or spec.pii_allow) and spec.loader not in ("csv", "parquet"):
+    if (spec.drop or spec.pii_allow) and spec.loader not in ("csv", "parquet", *TEXT_LOADERS):
         raise UserError(f"dataset.drop / dataset.pii.allow apply to dataset=csv or parquet; dataset={spec.loader} "
                         "has no columns of yours to drop or declare.")
     if spec.loader in ARRAY_LOADERS:
@@ -169,6 +171,13 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         frame, schema, image_shape = load_builtin(spec.loader)
         target = TARGET
         pii = pii_gate.check(frame, [*(c.name for c in schema.features), target], where=f"dataset={spec.loader}")
+    elif spec.loader in TEXT_LOADERS:  # a text column tokenized by the pretrained model's tokenizer
+        from privtrain.data.text import text_pii, text_schema
+
+        frame = read_table(spec.path, "csv")
+        target, image_shape = spec.target, None
+        schema = text_schema(frame, spec)
+        pii = text_pii(frame, spec, schema)
     elif spec.loader == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
         from privtrain.data.synthetic import load_synthetic
 

@@ -331,7 +331,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees], audit=_asdict(s.audit),
         ledger={"path": ledger_info["path"], "allow_non_private": s.ledger.allow_non_private,
                 "default_budget": s.ledger.default_budget, "governance": ledger_info.get("governance")},
-        model=s.model.to_dict(), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name},
+        model=models.record(outcome.model, s.model), train=_asdict(p.train), dp=dp_info, outputs={"checkpoint": ckpt.name},
         schema={**dataset.schema.to_dict(), "target": dataset.target,
                 "image_shape": list(dataset.image_shape) if dataset.image_shape else None})
     files = [write_text(out / "config.yaml", s.config_yaml), ckpt, record.write(out)]
@@ -345,7 +345,7 @@ def _write_artifacts(out: Path, p: Planned, reserved, info, guarantees, metrics,
         recipe="dp_sgd", intended_use=INTENDED_USE, dataset=info, guarantees=guarantees, metrics=metrics,
         lineage=reserved.lineage.describe() if reserved.lineage is not None else None,
         model=f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained without DP",
-        ledger=ledger_info, sbom=reserved.sbom, not_covered=model_card.OPACUS_NOT_COVERED,
+        ledger=ledger_info, sbom=reserved.sbom, not_covered=model_card.OPACUS_NOT_COVERED + models.not_covered(outcome.model),
         mechanism=_mechanism(p, outcome, info) if dp is not None else {"kind": "none", "what": "the model"},
     )
     files.append(model_card.write(out / "model_card.md", card))
