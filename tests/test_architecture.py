@@ -17,7 +17,7 @@ LAYERS = [
     {"ledger", "models", "training", "policy"},
     {"result"},
     {"artifacts"},
-    {"synthetic", "federated", "audit"},
+    {"synthetic", "federated", "audit", "runs"},
     {"recipes", "config", "inference"},
     {"api", "cli", "__init__", "__main__"},
 ]

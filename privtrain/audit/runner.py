@@ -12,11 +12,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.audit.settings import AuditSettings
 from privtrain.errors import UserError
+
+if TYPE_CHECKING:
+    from privtrain.artifacts.record import RunRecord
 
 SHADOW_RECIPE = "audit-shadow"
 
@@ -26,7 +30,7 @@ class RunInfo:
     """What the audit needs from a run directory: its record and its own claim."""
 
     run_dir: Path
-    record: object  # privtrain.artifacts.record.RunRecord
+    record: RunRecord
     metrics: dict
     claimed_epsilon: float
     delta: float
@@ -120,9 +124,8 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
 
 
 def _load_target(run: RunInfo, splits, dataset):
-    import torch
-
     from privtrain import models
+    from privtrain.artifacts import checkpoint
 
     model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
@@ -134,7 +137,7 @@ def _load_target(run: RunInfo, splits, dataset):
         raise UserError(f"{run.run_dir}/checkpoint.pt does not match the hash its ledger entry recorded: it was "
                         "edited or replaced; audit an unmodified run directory.")
     try:  # weights and plain values only: a crafted pickle cannot run code here
-        ckpt = torch.load(run.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        ckpt = checkpoint.load(run.run_dir / "checkpoint.pt")
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{run.run_dir}/checkpoint.pt does not load safely ({type(exc).__name__}); audit an "
                         "unmodified run directory.") from None
