@@ -16,30 +16,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.audit.settings import ONE_RUN_DATA as DATA
 from privtrain.errors import UserError
 
+if TYPE_CHECKING:
+    from privtrain.data.schema import Schema
+    from privtrain.models import ModelSpec
+    from privtrain.privacy.dp_sgd import DpSgdPlan
+    from privtrain.training import TrainSettings
+
 
 @dataclass(frozen=True)
 class AuditJob:
     """A planned dp_sgd run, as the audit retrains it."""
 
-    model: object  # privtrain.models.ModelSpec
+    model: ModelSpec
     n_inputs: int
     n_classes: int
     image_shape: tuple[int, ...] | None
-    train: object  # privtrain.training.TrainSettings, epochs resolved
-    dp: object  # privtrain.privacy.dp_sgd.DpSgdPlan
+    train: TrainSettings  # epochs resolved
+    dp: DpSgdPlan
     rows: int  # training rows of the plan: the audit trains on exactly this many
     seed: int
     device: str
     claimed_epsilon: float  # math.inf when the run's guarantee is void
     void: tuple[str, ...]
     pool: tuple[np.ndarray, np.ndarray] | None  # a built-in's public table, or None: draw from the schema
-    schema: object  # privtrain.data.schema.Schema
+    schema: Schema
     describe: dict
 
     @property

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,12 +23,16 @@ from privtrain.federated.central import CentralPlan
 from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import ClientData, Population, build_population, load_dataset
 
+if TYPE_CHECKING:
+    from privtrain.data import DatasetSpec
+    from privtrain.models import ModelSpec
+
 
 @dataclass(frozen=True)
 class Job:
     settings: FlSettings
-    dataset: object  # privtrain.data.DatasetSpec
-    model: object  # privtrain.models.ModelSpec
+    dataset: DatasetSpec
+    model: ModelSpec
     shape: dict  # n_inputs, n_classes, image_shape
     num_clients: int
     central: CentralPlan | None

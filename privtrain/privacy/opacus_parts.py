@@ -25,11 +25,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+if TYPE_CHECKING:
+    from opacus.accountants import IAccountant
+    from opacus.optimizers import DPOptimizer
 
 
 class PoissonBatches(UniformWithReplacementSampler):
@@ -70,10 +75,10 @@ class Private:
     """What the training loop uses under DP: each part carries the plan's public values."""
 
     model: nn.Module
-    optimizer: object  # opacus.optimizers.DPOptimizer (or a subclass)
+    optimizer: DPOptimizer  # or a subclass
     criterion: object
     loader: DataLoader
-    accountant: object  # an Opacus accountant, hooked to every optimizer step at the plan's rate
+    accountant: IAccountant  # hooked to every optimizer step at the plan's rate
 
 
 def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, settings, *, resume: dict | None,
