@@ -1,7 +1,7 @@
 """Using a trained model: ``privtrain.load(RUN_DIR).predict(rows)`` and ``privtrain predict RUN_DIR data.csv``.
 
-A run directory holds everything needed: the weights (``checkpoint.pt``), and in ``run.json`` the model
-spec and the public preprocessing (the schema: a public fact, saved with the run), so predicting needs
+A run directory holds everything needed: the weights (a dp_sgd run's ``checkpoint.pt``, or a federated run's
+final global model, ``final_model.pt``), and in ``run.json`` the model spec and the public preprocessing (the schema: a public fact, saved with the run), so predicting needs
 none of the original overrides or data. The checkpoint is loaded only after its hash matches what the
 run's ledger entry recorded, and only as weights (no code runs while loading).
 
@@ -15,18 +15,27 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.errors import UserError, user_paths
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from privtrain.artifacts.record import RunRecord
+    from privtrain.data.schema import Schema
+
+PREDICTS = ("dp_sgd", "federated")  # the recipes whose runs hold a model
 
 
 @dataclass
 class Predictor:
     """A trained model with its preprocessing."""
 
-    model: object  # torch.nn.Module, in eval mode
-    schema: object  # privtrain.data.schema.Schema (tables) or None (arrays: pass preprocessed samples)
+    model: nn.Module  # in eval mode
+    schema: Schema | None  # tables; None for arrays (pass samples preprocessed as the run's were)
     classes: tuple
     run_id: str
 
@@ -66,15 +75,14 @@ class Predictor:
 
 
 def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
-    """The model of a finished dp_sgd run, ready to predict.
+    """The model of a finished dp_sgd or federated run, ready to predict.
 
     Raises:
-        UserError: not a run directory, a model this privtrain cannot rebuild, or a checkpoint that does not
-            match its ledger entry.
+        UserError: not a run directory, a run without a model (synthetic), a model this privtrain cannot rebuild,
+            or a model file that does not match its ledger entry.
     """
-    import torch
-
     from privtrain import models
+    from privtrain.artifacts import checkpoint
     from privtrain.artifacts.record import RunRecord
     from privtrain.artifacts.run_dir import sha256_file
     from privtrain.artifacts.verify import recorded_hashes
@@ -82,9 +90,7 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
 
     run_dir = Path(run_dir)
     record = RunRecord.read(run_dir)
-    name = record.outputs.get("checkpoint")
-    if record.recipe != "dp_sgd" or not name or record.schema is None:
-        raise UserError(f"{run_dir}: privtrain.load reads dp_sgd runs (this is a {record.recipe} run).")
+    name = _model_file(run_dir, record)
     _, hashes, path = recorded_hashes(run_dir, ledger_path)
     if hashes.get(name) != sha256_file(run_dir / name):
         raise UserError(f"{run_dir}/{name} does not match the hash in the ledger {path}: it was edited or replaced.")
@@ -94,9 +100,30 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
     n_inputs = schema.n_inputs if schema is not None else int(np.prod(record.schema["sample_shape"]))
     model = models.build(models.ModelSpec.from_dict(record.model), n_inputs=n_inputs, n_classes=len(classes),
                          image_shape=tuple(shape) if shape else None)
-    model.load_state_dict(torch.load(run_dir / name, map_location="cpu", weights_only=True)["model"])
+    try:  # weights and plain values only: a crafted pickle cannot run code here
+        saved = checkpoint.load(run_dir / name)
+    except Exception as exc:  # noqa: BLE001 - the hash matched, so this is an old or foreign file format
+        raise UserError(f"{run_dir}/{name} does not load safely ({type(exc).__name__}); load an unmodified run.") from None
+    # dp_sgd's checkpoint holds the training state beside the weights; federated's final model is the weights
+    model.load_state_dict(saved["model"] if "checkpoint" in record.outputs else saved)
     model.eval()
     return Predictor(model, schema, classes, record.run_id)
+
+
+def _model_file(run_dir: Path, record: RunRecord) -> str:
+    """The run's model file, relative to its folder.
+
+    Raises:
+        UserError: a run without a model, or one written before federated runs recorded their preprocessing.
+    """
+    name = record.outputs.get("checkpoint") or record.outputs.get("model")
+    if record.recipe not in PREDICTS or not name:
+        raise UserError(f"{run_dir}: privtrain.load reads the model of a dp_sgd or federated run (this is a "
+                        f"{record.recipe} run, which has no model).")
+    if record.schema is None:
+        raise UserError(f"{run_dir}: this {record.recipe} run was written before run.json recorded its "
+                        "preprocessing; re-run it with this privtrain to predict with it.")
+    return str(name)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -128,10 +155,10 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd run's model",
+    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd or federated run's model",
                               description="Predict the class of every row of a CSV or Parquet file with the model of "
-                              "a finished dp_sgd run (its preprocessing comes from the run).")
-    p.add_argument("run_dir", help="output directory of a finished dp_sgd run")
+                              "a finished dp_sgd or federated run (its preprocessing comes from the run).")
+    p.add_argument("run_dir", help="output directory of a finished dp_sgd or federated run")
     p.add_argument("data", help="CSV or Parquet file with the training features")
     p.add_argument("--output", default=None, help="CSV to write (default: DATA.predictions.csv)")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
