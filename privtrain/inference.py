@@ -90,15 +90,15 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
 
     run_dir = Path(run_dir)
     record = RunRecord.read(run_dir)
-    name = _model_file(run_dir, record)
+    name, spec, model_spec = _model_file(run_dir, record)
     _, hashes, path = recorded_hashes(run_dir, ledger_path)
     if hashes.get(name) != sha256_file(run_dir / name):
         raise UserError(f"{run_dir}/{name} does not match the hash in the ledger {path}: it was edited or replaced.")
-    schema = Schema.from_dict(record.schema) if record.schema.get("kind") == "table" else None
-    classes = tuple(record.schema["classes"])
-    shape = record.schema.get("image_shape")
-    n_inputs = schema.n_inputs if schema is not None else int(np.prod(record.schema["sample_shape"]))
-    model = models.build(models.ModelSpec.from_dict(record.model), n_inputs=n_inputs, n_classes=len(classes),
+    schema = Schema.from_dict(spec) if spec.get("kind") == "table" else None
+    classes = tuple(spec["classes"])
+    shape = spec.get("image_shape")
+    n_inputs = schema.n_inputs if schema is not None else int(np.prod(spec["sample_shape"]))
+    model = models.build(models.ModelSpec.from_dict(model_spec), n_inputs=n_inputs, n_classes=len(classes),
                          image_shape=tuple(shape) if shape else None)
     try:  # weights and plain values only: a crafted pickle cannot run code here
         saved = checkpoint.load(run_dir / name)
@@ -110,8 +110,8 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
     return Predictor(model, schema, classes, record.run_id)
 
 
-def _model_file(run_dir: Path, record: RunRecord) -> str:
-    """The run's model file, relative to its folder.
+def _model_file(run_dir: Path, record: RunRecord) -> tuple[str, dict, dict]:
+    """The run's model file (relative to its folder), its preprocessing and its model spec.
 
     Raises:
         UserError: a run without a model, or one written before federated runs recorded their preprocessing.
@@ -120,10 +120,10 @@ def _model_file(run_dir: Path, record: RunRecord) -> str:
     if record.recipe not in PREDICTS or not name:
         raise UserError(f"{run_dir}: privtrain.load reads the model of a dp_sgd or federated run (this is a "
                         f"{record.recipe} run, which has no model).")
-    if record.schema is None:
+    if record.schema is None or record.model is None:
         raise UserError(f"{run_dir}: this {record.recipe} run was written before run.json recorded its "
                         "preprocessing; re-run it with this privtrain to predict with it.")
-    return str(name)
+    return str(name), record.schema, record.model
 
 
 def _cmd(args: argparse.Namespace) -> int:

@@ -63,11 +63,12 @@ class Planned:
 
 def plan(s: RunSettings) -> Planned:
     """Load and identify the table, check every setting, and plan the mechanism. Reads no row for training."""
+    assert s.model and s.train and s.privacy  # dp_sgd's groups: config.settings always sets them
     parts.check_settings(s)  # a bad setting (or a GPU that is not there) fails before anything is read or charged
     dataset = data.load(s.dataset)
     dataset.schema.encode_target(dataset.frame[dataset.target])  # a label outside the schema fails before any charge
     # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
-    evaluation = real_held_out(s.dataset.path, dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
+    evaluation = real_held_out(str(s.dataset.path), dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
         else None
     train = s.train
     built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
@@ -98,6 +99,7 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
     from privtrain import training
 
     s, dataset, dp = p.settings, p.dataset, p.dp
+    assert s.model is not None  # dp_sgd's group: config.settings always sets it
     splits = _splits(p)
     models.seed_everything(s.seed)  # initialisation is public randomness: it follows `seed`
     model = models.build(s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes),
@@ -140,8 +142,9 @@ def _run_files(p: Planned, reserved: Reserved, outcome: TrainOutcome, info: dict
                ledger_info: dict) -> run_files.RunFiles:
     """config.yaml, checkpoint.pt, run.json, metrics.json and the card of this run."""
     s, dp, dataset = p.settings, p.dp, p.dataset
-    stamp = checkpoint_ledger.stamp(s.ledger.path, reserved.run_id)
-    state = parts.checkpoint_state(s, outcome, dp, guarantees[-1], dataset, resuming.prior_steps(p.resume), stamp)
+    assert s.model is not None
+    state = parts.checkpoint_state(s, outcome, dp, guarantees[-1], dataset, resuming.prior_steps(p.resume),
+                                   checkpoint_ledger.stamp(s.ledger.path, reserved.run_id))  # a resume continues there
     dp_info = parts.dp_info(dp, p.train, outcome.steps, p.public_rows, p.clipping_mode)
     described = models.describe(outcome.model, s.model)
     return run_files.RunFiles(
@@ -151,6 +154,5 @@ def _run_files(p: Planned, reserved: Reserved, outcome: TrainOutcome, info: dict
         metrics_json={"dp": dp_info},
         card={"intended_use": INTENDED_USE, "not_covered": model_card.OPACUS_NOT_COVERED,
               "lineage": reserved.lineage.describe() if reserved.lineage is not None else None,
-              "model": f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained "
-                       "without DP",
+              "model": f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained without DP",
               "mechanism": parts.mechanism(dp, p.train, outcome.steps, p.clipping_mode)})

@@ -55,6 +55,7 @@ def plan(s: RunSettings) -> Planned:
     from privtrain.federated import planning, report, task
 
     fl = s.fl
+    assert fl is not None  # the federated recipe's group: config.settings always sets it
     planning.check_combination(fl)
     if fl.engine == "deployment":
         from privtrain.federated import deployment
@@ -80,6 +81,7 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
     from privtrain.federated import planning, report
 
     s, output_dir = p.settings, Path(output_dir).resolve()
+    assert s.fl is not None
     started = time.perf_counter()
     history = _engine(s.fl).run_job(s.fl, s.dataset, s.model, p.population, p.central, p.local, output_dir)
     wall = time.perf_counter() - started

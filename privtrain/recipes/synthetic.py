@@ -37,7 +37,6 @@ from privtrain.result import Outcome, Reserved, RunResult
 from privtrain.runs import synthetic as parts
 from privtrain.synthetic import DP_MODELS, quiet_logs
 from privtrain.synthetic import source as source_mod
-from privtrain.synthetic.settings import SynthSettings
 from privtrain.synthetic.source import RealTable
 
 if TYPE_CHECKING:
@@ -70,13 +69,15 @@ class Planned:
 def plan(s: RunSettings) -> Planned:
     """Load and identify the real table and plan the synthesizer. Reads no row for fitting."""
     quiet_logs()
-    syn: SynthSettings = s.synth
+    syn = s.synth
+    assert syn is not None  # the synthetic recipe's group: config.settings always sets it
     parts.check_settings(syn)
     real = source_mod.load_source(s.dataset, need_target=syn.utility, pii_handling=parts.pii_handling(syn))
     n_train = len(source_mod.split(real, seed=s.seed, test_size=s.dataset.test_size)[0])  # public, like n
     num_rows = n_train if syn.num_rows is None else syn.num_rows
     private = syn.model in DP_MODELS
-    domain, notes, dp = None, [], None
+    domain, dp = None, None
+    notes: list[str] = []
     if private:
         from privtrain.synthetic import dp_copula
 
@@ -103,6 +104,7 @@ def plan(s: RunSettings) -> Planned:
 def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
     """Fit, sample, write and report; the budget is already reserved."""
     s, syn, real, dp = p.settings, p.settings.synth, p.real, p.dp
+    assert syn is not None
     output_dir, notes = Path(output_dir), list(p.notes)
     train_rows, test = source_mod.split(real, seed=s.seed, test_size=s.dataset.test_size)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,7 @@ def plan_dp(privacy, settings: TrainSettings, n_train: int, resume: dict | None)
         dp_plan.batches_per_epoch(n_train, settings.batch_size)
         delta = dp_plan.resolve_delta(privacy.delta, n_train)
         return None, [non_private_event()], delta, math.inf
+    assert settings.epochs is not None  # resolved from the public rows by TrainSettings.for_rows
     target, sigma = privacy.target_epsilon, privacy.noise_multiplier
     if resume is not None and sigma is None and resume["meta"]["noise_multiplier"] is not None:
         target, sigma = None, resume["meta"]["noise_multiplier"]  # continue with the checkpoint's noise
@@ -153,6 +154,7 @@ def guarantee(dp: DpSgdPlan | None, outcome: TrainOutcome, resume: dict | None, 
     if resume is not None:
         events = tuple(loads(resume["meta"]["events"])) + run_events
         notes.append(f"resumed from a checkpoint after {resume['meta']['steps']} steps; epsilon covers all steps")
+    assert outcome.epsilon is not None  # DP training always reports its accountant's epsilon
     epsilon, accountant = float(outcome.epsilon), dp.accountant
     if dp.accountant == "gdp":  # an approximation that can underestimate: the headline is the PLD upper bound
         epsilon, accountant = max(epsilon, epsilon_pld(list(events), delta)), "pld"

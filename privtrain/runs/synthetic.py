@@ -128,7 +128,7 @@ def guarantee(dp, delta, events, lineage, findings, notes) -> Guarantee:
 
 
 def write_outputs(out: Path, s: SynthSettings, rows, saved_meta, source: RealTable, domain, findings, guarantee, run_id,
-                   held_out_ref: dict):
+                   held_out_ref: dict | None):
     from privtrain.synthetic import metadata, output
 
     rows_path = output.write_rows(rows, out, s.fmt)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from privtrain import data
 from privtrain.data.builtin import BUILTIN
-from privtrain.data.schema import Column
+from privtrain.data.schema import Column, Schema
 from privtrain.errors import UserError
 from privtrain.privacy.dp_sgd import default_delta
 from privtrain.sources import Source
@@ -27,7 +27,7 @@ class RealTable:
     frame: pd.DataFrame
     fingerprint: str
     target: str
-    schema: object | None  # privtrain.data.schema.Schema
+    schema: Schema | None
     pii: dict | None = None  # the PII gate's record (findings and how this recipe handles them)
 
     @property
