@@ -1,7 +1,8 @@
 """Using a trained model: ``privtrain.load(RUN_DIR).predict(rows)`` and ``privtrain predict RUN_DIR data.csv``.
 
 A run directory holds everything needed: the weights (a dp_sgd run's ``checkpoint.pt``, or a federated run's
-final global model, ``final_model.pt``), and in ``run.json`` the model spec and the public preprocessing (the schema: a public fact, saved with the run), so predicting needs
+final global model, ``final_model.pt``), and in ``run.json`` the model spec and the public preprocessing
+(the schema: a public fact, saved with the run), so predicting needs
 none of the original overrides or data. The checkpoint is loaded only after its hash matches what the
 run's ledger entry recorded, and only as weights (no code runs while loading).
 
@@ -103,7 +104,8 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None) -> Predictor:
     try:  # weights and plain values only: a crafted pickle cannot run code here
         saved = checkpoint.load(run_dir / name)
     except Exception as exc:  # noqa: BLE001 - the hash matched, so this is an old or foreign file format
-        raise UserError(f"{run_dir}/{name} does not load safely ({type(exc).__name__}); load an unmodified run.") from None
+        why = type(exc).__name__
+        raise UserError(f"{run_dir}/{name} does not load safely ({why}); load an unmodified run.") from None
     # dp_sgd's checkpoint holds the training state beside the weights; federated's final model is the weights
     model.load_state_dict(saved["model"] if "checkpoint" in record.outputs else saved)
     model.eval()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 from privtrain import config, ledger
 from privtrain.config.compose import to_yaml
 from privtrain.errors import UserError

@@ -154,5 +154,6 @@ def _run_files(p: Planned, reserved: Reserved, outcome: TrainOutcome, info: dict
         metrics_json={"dp": dp_info},
         card={"intended_use": INTENDED_USE, "not_covered": model_card.OPACUS_NOT_COVERED,
               "lineage": reserved.lineage.describe() if reserved.lineage is not None else None,
-              "model": f"{described}; weights are the EMA of the DP iterates" if dp else f"{described}, trained without DP",
+              "model": f"{described}; weights are the EMA of the DP iterates" if dp
+              else f"{described}, trained without DP",
               "mechanism": parts.mechanism(dp, p.train, outcome.steps, p.clipping_mode)})

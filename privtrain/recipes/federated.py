@@ -91,8 +91,9 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
     ledger_info = reserved.summary()
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
     summary = report.partition_summary(p.population)
-    files = run_files.write(output_dir, report.run_files_of(s, reserved, p.access, ledger_info, info, guarantees, metrics,
-                                                            p.population, history, p.central, p.local, summary))
+    written = report.run_files_of(s, reserved, p.access, ledger_info, info, guarantees, metrics, p.population,
+                                  history, p.central, p.local, summary)
+    files = run_files.write(output_dir, written)
     files += [output_dir / "final_model.pt",  # the ServerApp wrote it (possibly in another process)
               *report.write_federated_files(output_dir, s, p.population, guarantees, history, summary)]
     result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
