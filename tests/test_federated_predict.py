@@ -18,9 +18,11 @@ from privtrain.errors import UserError
 
 pytestmark = pytest.mark.slow
 
-# The smallest simulation the end-to-end tests use: 3 clients, all sampled, 2 rounds, one CPU for Ray.
+# The smallest simulation the end-to-end tests use: 3 clients, all sampled, 2 rounds, one CPU for Ray; without
+# noise, so the model is a learnt one (central DP at this size can leave it near chance, which proves nothing here).
 TINY = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=2", "fl.local_epochs=1", "recipe.progress=false",
-        "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+        "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5", "privacy=none",
+        "ledger.allow_non_private=true"]
 
 
 def test_a_federated_run_loads_and_predicts_what_it_evaluated(tmp_path, ledger_path, cli):
@@ -36,7 +38,7 @@ def test_a_federated_run_loads_and_predicts_what_it_evaluated(tmp_path, ledger_p
     predicted = model.predict(features).astype(int)
     accuracy = float(np.mean(predicted == test[ds.target].to_numpy()))
     assert accuracy == pytest.approx(result.metrics["accuracy"], abs=1e-6)  # the same model and preprocessing
-    assert accuracy > 0.2  # and not a constant: 10 classes
+    assert accuracy > 0.5 and len(set(predicted)) > 5  # a learnt model, not a constant (10 classes)
 
     features.to_csv(tmp_path / "rows.csv", index=False)
     out = cli("predict", str(result.output_dir), str(tmp_path / "rows.csv"))
