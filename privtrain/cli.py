@@ -160,6 +160,7 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
 
         try:
             with environment_errors("privtrain run"):
+                cfg = config.resumed(cfg, HydraConfig.get().overrides.task)  # resume=: the checkpoint's run's data
                 result = execute(recipe, cfg, HydraConfig.get().runtime.output_dir)
         except UserError as exc:
             _print_error(exc)

@@ -1,7 +1,8 @@
 """Using a trained model: ``privtrain.load(RUN_DIR).predict(rows)`` and ``privtrain predict RUN_DIR data.csv``.
 
-A run directory holds everything needed: the weights (``checkpoint.pt``), and in ``run.json`` the model
-spec and the public preprocessing (the schema: a public fact, saved with the run), so predicting needs
+A run directory holds everything needed: the weights (a dp_sgd run's ``checkpoint.pt``, or a federated run's
+final global model, ``final_model.pt``), and in ``run.json`` the model spec and the public preprocessing
+(the schema: a public fact, saved with the run), so predicting needs
 none of the original overrides or data. The checkpoint is loaded only after its hash matches what the
 run's ledger entry recorded, and only as weights (no code runs while loading).
 
@@ -15,18 +16,27 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.errors import UserError, user_paths
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from privtrain.artifacts.record import RunRecord
+    from privtrain.data.schema import Schema
+
+PREDICTS = ("dp_sgd", "federated")  # the recipes whose runs hold a model
 
 
 @dataclass
 class Predictor:
     """A trained model with its preprocessing."""
 
-    model: object  # torch.nn.Module, in eval mode
-    schema: object  # privtrain.data.schema.Schema (tables) or None (arrays: pass preprocessed samples)
+    model: nn.Module  # in eval mode
+    schema: Schema | None  # tables; None for arrays (pass samples preprocessed as the run's were)
     classes: tuple
     run_id: str
 
@@ -66,18 +76,18 @@ class Predictor:
 
 
 def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str | None = None) -> Predictor:
-    """The model of a finished dp_sgd run, ready to predict.
+    """The model of a finished dp_sgd or federated run, ready to predict.
 
     Args:
-        key_file: the key file that opens an encrypted checkpoint (default: the environment's key,
+        key_file: the key file that opens an encrypted model file (default: the environment's key,
             docs/governance/encryption.md).
 
     Raises:
-        UserError: not a run directory, a model this privtrain cannot rebuild, a checkpoint that does not
-            match its ledger entry, or an encrypted one that the configured key cannot open.
+        UserError: not a run directory, a run without a model (synthetic), a model this privtrain cannot rebuild,
+            a model file that does not match its ledger entry, or an encrypted one the configured key cannot open.
     """
     from privtrain import models
-    from privtrain.artifacts import sealed
+    from privtrain.artifacts import checkpoint
     from privtrain.artifacts.record import RunRecord
     from privtrain.artifacts.run_dir import sha256_file
     from privtrain.artifacts.verify import recorded_hashes
@@ -86,24 +96,46 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str |
 
     run_dir = Path(run_dir)
     record = RunRecord.read(run_dir)
-    name = record.outputs.get("checkpoint")
-    if record.recipe != "dp_sgd" or not name or record.schema is None:
-        raise UserError(f"{run_dir}: privtrain.load reads dp_sgd runs (this is a {record.recipe} run).")
-    if record.schema.get("kind") == "text":  # docs/pretrained.md: not wired yet
+    if record.schema is not None and record.schema.get("kind") == "text":  # docs/pretrained.md: not wired yet
         raise UserError(f"{run_dir}: predict and load do not read dataset=text runs yet; its checkpoint.pt holds the "
                         "fine-tuned model's state dict (docs/pretrained.md).")
+    name, spec, model_spec = _model_file(run_dir, record)
     _, hashes, path = recorded_hashes(run_dir, ledger_path)
     if hashes.get(name) != sha256_file(run_dir / name):
         raise UserError(f"{run_dir}/{name} does not match the hash in the ledger {path}: it was edited or replaced.")
-    schema = Schema.from_dict(record.schema) if record.schema.get("kind") == "table" else None
-    classes = tuple(record.schema["classes"])
-    shape = record.schema.get("image_shape")
-    n_inputs = schema.n_inputs if schema is not None else int(np.prod(record.schema["sample_shape"]))
-    model = models.build(models.ModelSpec.from_dict(record.model), n_inputs=n_inputs, n_classes=len(classes),
+    schema = Schema.from_dict(spec) if spec.get("kind") == "table" else None
+    classes = tuple(spec["classes"])
+    shape = spec.get("image_shape")
+    n_inputs = schema.n_inputs if schema is not None else int(np.prod(spec["sample_shape"]))
+    model = models.build(models.ModelSpec.from_dict(model_spec), n_inputs=n_inputs, n_classes=len(classes),
                          image_shape=tuple(shape) if shape else None)
-    model.load_state_dict(sealed.load_torch(run_dir / name, keyring=keys.resolve(key_file))["model"])
+    try:  # weights and plain values only: a crafted pickle cannot run code here
+        saved = checkpoint.load(run_dir / name, keyring=keys.resolve(key_file))  # opened with the key when sealed
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the hash matched, so this is an old or foreign file format
+        why = type(exc).__name__
+        raise UserError(f"{run_dir}/{name} does not load safely ({why}); load an unmodified run.") from None
+    # dp_sgd's checkpoint holds the training state beside the weights; federated's final model is the weights
+    model.load_state_dict(saved["model"] if "checkpoint" in record.outputs else saved)
     model.eval()
     return Predictor(model, schema, classes, record.run_id)
+
+
+def _model_file(run_dir: Path, record: RunRecord) -> tuple[str, dict, dict]:
+    """The run's model file (relative to its folder), its preprocessing and its model spec.
+
+    Raises:
+        UserError: a run without a model, or one written before federated runs recorded their preprocessing.
+    """
+    name = record.outputs.get("checkpoint") or record.outputs.get("model")
+    if record.recipe not in PREDICTS or not name:
+        raise UserError(f"{run_dir}: privtrain.load reads the model of a dp_sgd or federated run (this is a "
+                        f"{record.recipe} run, which has no model).")
+    if record.schema is None or record.model is None:
+        raise UserError(f"{run_dir}: this {record.recipe} run was written before run.json recorded its "
+                        "preprocessing; re-run it with this privtrain to predict with it.")
+    return str(name), record.schema, record.model
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -140,10 +172,10 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd run's model",
+    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd or federated run's model",
                               description="Predict the class of every row of a CSV or Parquet file with the model of "
-                              "a finished dp_sgd run (its preprocessing comes from the run).")
-    p.add_argument("run_dir", help="output directory of a finished dp_sgd run")
+                              "a finished dp_sgd or federated run (its preprocessing comes from the run).")
+    p.add_argument("run_dir", help="output directory of a finished dp_sgd or federated run")
     p.add_argument("data", help="CSV or Parquet file with the training features")
     p.add_argument("--output", default=None, help="CSV to write (default: DATA.predictions.csv)")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")

@@ -17,7 +17,7 @@ LAYERS = [
     {"ledger", "models", "training", "policy", "pretrained"},
     {"result"},
     {"artifacts"},
-    {"synthetic", "federated", "audit"},
+    {"synthetic", "federated", "audit", "runs"},
     {"recipes", "config", "inference", "monitoring"},
     {"api", "cli", "__init__", "__main__"},
 ]

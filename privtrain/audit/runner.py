@@ -128,7 +128,7 @@ def audit_dp_sgd(run: RunInfo, settings: AuditSettings, ledger_path: str | None)
 
 def _load_target(run: RunInfo, splits, dataset):
     from privtrain import models
-    from privtrain.artifacts import sealed
+    from privtrain.artifacts import checkpoint
 
     model = models.build(_model_spec(run), n_inputs=splits.x_train.shape[1],
                          n_classes=len(splits.classes), image_shape=dataset.image_shape)
@@ -140,7 +140,7 @@ def _load_target(run: RunInfo, splits, dataset):
         raise UserError(f"{run.run_dir}/checkpoint.pt does not match the hash its ledger entry recorded: it was "
                         "edited or replaced; audit an unmodified run directory.")
     try:  # weights and plain values only: a crafted pickle cannot run code here
-        ckpt = sealed.load_torch(run.run_dir / "checkpoint.pt")  # opened with the configured key when sealed
+        ckpt = checkpoint.load(run.run_dir / "checkpoint.pt")  # opened with the configured key when sealed
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -88,11 +88,14 @@ def compose(recipe: str, overrides: list[str] | tuple[str, ...] = ()):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir()), version_base=None):
-            return hydra_compose(config_name=recipe, overrides=list(overrides))
+            cfg = hydra_compose(config_name=recipe, overrides=list(overrides))
     except Exception as exc:  # Hydra raises several types for bad overrides
         raise UserError(_hydra_message(exc, recipe)) from None
     finally:
         GlobalHydra.instance().clear()
+    from privtrain.config.resume import resumed
+
+    return resumed(cfg, overrides)  # resume=: the dataset and model default to the checkpoint's run
 
 
 def validate_overrides(recipe: str, overrides: list[str]) -> None:

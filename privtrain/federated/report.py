@@ -1,13 +1,13 @@
-"""What a federated run leaves behind: metrics.json, partition.{json,png}, accuracy.png, model_card.md."""
+"""What a federated run leaves behind: partition.{json,png} and accuracy.png here, and (through
+:mod:`privtrain.artifacts.run_files`) config.yaml, run.json, metrics.json and model_card.md."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from privtrain.artifacts import model_card, sealed
-from privtrain.artifacts.record import RunRecord
-from privtrain.artifacts.run_dir import write_json, write_text
+from privtrain.artifacts import run_files
+from privtrain.artifacts.run_dir import write_json
 from privtrain.federated import partition as part
 from privtrain.federated.task import Population
 
@@ -33,10 +33,11 @@ def dataset_info(population: Population) -> dict:
 def final_metrics(model_spec, population: Population, output_dir: Path, history: dict, wall: float) -> dict:
     """Held-out metrics of the final global model, plus the last round's federated evaluation."""
     from privtrain import training
+    from privtrain.artifacts import checkpoint
     from privtrain.federated.task import build_model, shape_of
 
     model = build_model(model_spec, shape_of(population))
-    model.load_state_dict(sealed.load_torch(output_dir / "final_model.pt"))
+    model.load_state_dict(checkpoint.load(output_dir / "final_model.pt"))
     metrics = training.evaluate(model, population.x_test, population.y_test, population.n_classes)
     last = history["rounds"][-1] if history["rounds"] else {}
     for key in ("federated_accuracy", "federated_loss"):
@@ -48,61 +49,52 @@ def final_metrics(model_spec, population: Population, output_dir: Path, history:
     return metrics
 
 
-def write_artifacts(out: Path, settings, population: Population, dataset_info: dict, guarantees, metrics: dict,
-                    history: dict, central, local, ledger_info: dict, run_id: str, sbom: dict | None = None
-                    ) -> list[Path]:
-    from dataclasses import asdict
+def partition_summary(population: Population) -> dict:
+    """partition.json: the clients' public sizes and the partition's spec."""
+    summary = part.summary(population.train_sizes(), population.eval_sizes())
+    summary.update(kind=population.spec.kind, spec=population.spec.identity())
+    return summary
 
+
+def write_federated_files(out: Path, settings, population: Population, guarantees, history: dict,
+                          summary: dict) -> list[Path]:
+    """The files only a federated run leaves: partition.{json,png} and accuracy.png."""
     from privtrain.federated import plots
 
     s = settings.fl
-
-    out.mkdir(parents=True, exist_ok=True)
-    summary = part.summary(population.train_sizes(), population.eval_sizes())
-    summary.update(kind=population.spec.kind, spec=population.spec.identity())
-    ds = population.dataset
-    record = RunRecord(
-        recipe="federated", run_id=run_id, seed=settings.seed, config_hash=settings.config_hash,
-        fingerprint=ds.fingerprint, source={"key": dataset_info["source"], "name": dataset_info["name"],
-                                            "kind": ds.source.kind},
-        dataset=settings.dataset.to_dict(), guarantees=[g.to_dict() for g in guarantees],
-        audit=asdict(settings.audit), ledger={"path": ledger_info["path"], "allow_non_private":
-                                              settings.ledger.allow_non_private,
-                                              "default_budget": settings.ledger.default_budget,
-                                              "governance": ledger_info.get("governance")},
-        model=asdict(settings.model), outputs={"model": "final_model.pt"})
-    final = sealed.seal_in_place(out / "final_model.pt")  # Flower's server app wrote it in the clear
-    files = [write_text(out / "config.yaml", settings.config_yaml), final, record.write(out)]
-    files.append(write_json(out / "partition.json", summary))
+    files = [write_json(out / "partition.json", summary)]
     files.append(plots.partition_png(summary, out / "partition.png",
                                      f"{population.dataset.name}: {population.spec.kind} partition"))
     eps = ", ".join(f"ε={g.epsilon:.3g} per {g.unit}" if g.private else f"ε=inf per {g.unit}" for g in guarantees)
     files.append(plots.accuracy_png(history["rounds"], out / "accuracy.png",
                                     f"{population.dataset.name}, {s.strategy}, privacy={s.privacy} ({eps})"))
-    files.append(write_json(out / "metrics.json", {
-        "recipe": "federated", "metrics": metrics, "history": history["rounds"],
-        "guarantee": guarantees[0].to_dict(), "guarantees": [g.to_dict() for g in guarantees],
-        "dataset": dataset_info, "ledger": ledger_info,
-        "federated": {"engine": s.engine, "strategy": s.strategy, "rounds": s.rounds,
-                      "clients": population.num_clients, "client_sampling": s.client_sampling,
-                      "sampling_rate": s.sample_rate(population.num_clients),
-                      "expected_cohort": s.expected_cohort(population.num_clients),
-                      "local_epochs": s.local_epochs, "client_steps": history.get("client_steps"),
-                      "messages_sent": history.get("messages_sent"),
-                      "unknown_node_messages": history.get("unknown_node_messages"),
-                      "client_epsilon": history.get("client_epsilon")},
-        "not_covered": NOT_COVERED,
-        "central_dp": _plain(central), "local_dp": _plain(local),
-    }))
-    files.append(model_card.write(out / "model_card.md", model_card.render(
-        recipe="federated", intended_use=INTENDED_USE, dataset=dataset_info, guarantees=guarantees,
-        metrics=metrics, ledger=ledger_info,
-        model=f"`{settings.model.name}`, the final global model after {s.rounds} rounds of {s.strategy} "
-              f"over {population.num_clients} clients",
-        mechanism=_mechanism(s, population.num_clients, central, local), not_covered=_not_covered(central, local),
-        sbom=sbom, extra_sections=[("Federated setup", _setup_text(s, population, summary))],
-    )))
     return files
+
+
+def run_files_of(settings, reserved, access, ledger_info: dict, dataset_info: dict, guarantees, metrics: dict,
+                 population: Population, history: dict, central, local, summary: dict) -> run_files.RunFiles:
+    """config.yaml, run.json, metrics.json and the card of a federated run. The final global model
+    (``final_model.pt``, written by the ServerApp) is the run's model: run.json names it, with the model spec and
+    the public preprocessing, so ``privtrain.load`` and ``privtrain predict`` rebuild it."""
+    s, n = settings.fl, population.num_clients
+    return run_files.RunFiles(
+        "federated", settings, reserved, access, ledger_info, dataset_info, guarantees, metrics,
+        record={"model": settings.model.to_dict(), "outputs": {"model": "final_model.pt"},
+                "schema": run_files.schema_record(population.dataset)},
+        metrics_json={
+            "history": history["rounds"], "not_covered": NOT_COVERED,
+            "central_dp": _plain(central), "local_dp": _plain(local),
+            "federated": {"engine": s.engine, "strategy": s.strategy, "rounds": s.rounds, "clients": n,
+                          "client_sampling": s.client_sampling, "sampling_rate": s.sample_rate(n),
+                          "expected_cohort": s.expected_cohort(n), "local_epochs": s.local_epochs,
+                          "client_steps": history.get("client_steps"), "messages_sent": history.get("messages_sent"),
+                          "unknown_node_messages": history.get("unknown_node_messages"),
+                          "client_epsilon": history.get("client_epsilon")}},
+        card={"intended_use": INTENDED_USE,
+              "model": f"`{settings.model.name}`, the final global model after {s.rounds} rounds of {s.strategy} "
+                       f"over {n} clients",
+              "mechanism": _mechanism(s, n, central, local), "not_covered": _not_covered(central, local),
+              "extra_sections": [("Federated setup", _setup_text(s, population, summary))]})
 
 
 FEDERATED_NOT_COVERED = (

@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 
 from privtrain.federated import residency
+from privtrain.artifacts import checkpoint
 from privtrain.federated import rounds as rnd
 from privtrain.federated.job import Job
 
@@ -89,7 +90,7 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
     finally:
         bar.close()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
-    torch.save(model.state_dict(), out / "final_model.pt")
+    checkpoint.save(model.state_dict(), out / "final_model.pt")
     result = history.final()
     (out / "history.json").write_text(json.dumps(result, indent=1))
     return result

@@ -12,6 +12,10 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from privtrain.ledger.model import Entry
 
 
 def identity() -> dict:
@@ -47,7 +51,7 @@ def alive(where: dict) -> bool | None:
 class Reservation:
     """A reservation with no commit or failure after it."""
 
-    entry: object  # privtrain.ledger.model.Entry
+    entry: Entry
     alive: bool | None
 
     @property

@@ -5,6 +5,9 @@
   from the config and public facts. Nothing here reads rows for training.
 - ``train(planned, reserved, output_dir) -> Outcome``: called once the ledger has reserved every
   charge; trains, evaluates, writes artifacts and the run record, and says what it actually did.
+  The files every run leaves are written by :mod:`privtrain.artifacts.run_files` from a
+  :class:`~privtrain.artifacts.run_files.RunFiles` the recipe fills in; the pieces a recipe needs
+  besides (resume checks, guarantees, reports) live in :mod:`privtrain.runs`.
 
 Recipes never touch the ledger: the API builds the run request once, and the ledger's one door
 (``Ledger.charging``) builds the charges, checks the policy, reserves and records.

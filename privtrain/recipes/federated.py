@@ -26,26 +26,36 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from privtrain.artifacts import run_files
 from privtrain.ledger import Access
-from privtrain.result import Outcome, RunResult
+from privtrain.result import Outcome, Reserved, RunResult
+
+if TYPE_CHECKING:
+    from privtrain.config import RunSettings
+    from privtrain.federated.accounting import LocalPlan
+    from privtrain.federated.central import CentralPlan
+    from privtrain.federated.task import Population
 
 
 @dataclass(frozen=True)
 class Planned:
-    settings: object  # privtrain.config.RunSettings
-    population: object  # privtrain.federated.task.Population
-    central: object | None
-    local: object | None
+    settings: RunSettings
+    population: Population
+    central: CentralPlan | None
+    local: LocalPlan | None
     example_delta: float
     access: Access
     dataset_info: dict
 
 
-def plan(s) -> Planned:
+def plan(s: RunSettings) -> Planned:
+    """Load the table, split it into clients (public sizes and partitioning) and plan the mechanisms."""
     from privtrain.federated import planning, report, task
 
     fl = s.fl
+    assert fl is not None  # the federated recipe's group: config.settings always sets it
     planning.check_combination(fl)
     if fl.engine == "deployment":
         from privtrain.federated import deployment
@@ -66,10 +76,13 @@ def plan(s) -> Planned:
     return Planned(s, population, central, local, example.delta, access, report.dataset_info(population))
 
 
-def train(p: Planned, reserved, output_dir: Path) -> Outcome:
+def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
+    """Run the rounds on the engine, evaluate the final global model and write the artifacts."""
+    from privtrain.artifacts import sealed
     from privtrain.federated import planning, report, residency
 
     s, output_dir = p.settings, Path(output_dir).resolve()
+    assert s.fl is not None
     ledger_info = reserved.summary()
     fl = residency.for_run(s.fl, ledger_info.get("governance"))  # the apps refuse nodes outside the allowed regions
     started = time.perf_counter()
@@ -79,8 +92,12 @@ def train(p: Planned, reserved, output_dir: Path) -> Outcome:
     guarantees, events = planning.outcome(s.fl, p.population, p.central, p.local, history, p.example_delta)
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
-    files = report.write_artifacts(output_dir, s, p.population, info, guarantees, metrics, history,
-                                   p.central, p.local, ledger_info, reserved.run_id, reserved.sbom)
+    summary = report.partition_summary(p.population)
+    written = report.run_files_of(s, reserved, p.access, ledger_info, info, guarantees, metrics, p.population,
+                                  history, p.central, p.local, summary)
+    files = run_files.write(output_dir, written)
+    files += [sealed.seal_in_place(output_dir / "final_model.pt"),  # the ServerApp wrote it in the clear
+              *report.write_federated_files(output_dir, s, p.population, guarantees, history, summary)]
     result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
     return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
 
