@@ -35,8 +35,19 @@ VARIANTS: list[tuple[str, tuple[str, ...]]] = [
     ("ema=0", ("recipe.ema=0",)),
     ("grad_sample_mode=hooks", ("recipe.grad_sample_mode=hooks",)),
     ("sgd lr=1.0", ("recipe.optimizer=sgd", "recipe.lr=1.0")),
-    ("all of the above", ("model=mlp", "model.activation=relu", "privacy.max_grad_norm=1.0", "recipe.steps=120",
-                          "recipe.ema=0", "recipe.grad_sample_mode=hooks", "recipe.optimizer=sgd", "recipe.lr=1.0")),
+    (
+        "all of the above",
+        (
+            "model=mlp",
+            "model.activation=relu",
+            "privacy.max_grad_norm=1.0",
+            "recipe.steps=120",
+            "recipe.ema=0",
+            "recipe.grad_sample_mode=hooks",
+            "recipe.optimizer=sgd",
+            "recipe.lr=1.0",
+        ),
+    ),
 ]
 
 
@@ -47,8 +58,9 @@ def plain_on_validation(dataset: str, eps: float, seed: int) -> dict:
     from privtrain import data, training
 
     splits = data.split(data.load(data.DatasetSpec(dataset)), seed=seed, test_size=0.2)  # test split unused below
-    x_tr, x_va, y_tr, y_va = train_test_split(splits.x_train, splits.y_train, test_size=0.2,
-                                              stratify=splits.y_train, random_state=seed)
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        splits.x_train, splits.y_train, test_size=0.2, stratify=splits.y_train, random_state=seed
+    )
     model = plain_opacus_model(data.Splits(x_tr, y_tr, x_va, y_va, splits.classes), eps, seed)
     return training.evaluate(model, x_va, y_va, len(splits.classes))
 
@@ -69,8 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eps", nargs="+", type=float, default=[1.0, 3.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(100, 110)))
     parser.add_argument("--only", nargs="*", default=None, help="labels of the rows to run (default: all)")
-    parser.add_argument("--extra", nargs="*", default=[],
-                        help='more rows, "label:override override", e.g. "C 1, lr .02:privacy.max_grad_norm=1 recipe.lr=0.02"')
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help='more rows, "label:override override", e.g. "C 1, lr .02:privacy.max_grad_norm=1 recipe.lr=0.02"',
+    )
     parser.add_argument("--no-plain", action="store_true", help="skip the plain Opacus row")
     args = parser.parse_args(argv)
     import torch

@@ -25,8 +25,8 @@ import pandas as pd
 from common import machine, out_dir
 
 from privtrain import ledger
-from privtrain.ledger.admission import admitted as admit_charges
 from privtrain.errors import BudgetExceeded
+from privtrain.ledger.admission import admitted as admit_charges
 from privtrain.privacy import dp_sgd as dp_plan
 from privtrain.privacy.events import dp_sgd_event, epsilon_pld
 
@@ -35,14 +35,30 @@ N_TRAIN, BATCH, EPOCHS = 1437, 128, 30  # digits' training split, the recipe's d
 
 
 def digits_run(target: float):
-    plan = dp_plan.plan(n_train=N_TRAIN, batch_size=BATCH, epochs=EPOCHS, target_epsilon=target,
-                        noise_multiplier=None, delta=DELTA, max_grad_norm=0.5, accountant="prv")
+    plan = dp_plan.plan(
+        n_train=N_TRAIN,
+        batch_size=BATCH,
+        epochs=EPOCHS,
+        target_epsilon=target,
+        noise_multiplier=None,
+        delta=DELTA,
+        max_grad_norm=0.5,
+        accountant="prv",
+    )
     return plan.events, plan.epsilon
 
 
 def charge(i: int, events, eps: float) -> ledger.Charge:
-    return ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", source="digits", source_name="digits", unit="example",
-                         events=tuple(events), delta=DELTA, epsilon=eps)
+    return ledger.Charge(
+        run_id=f"r{i}",
+        recipe="dp_sgd",
+        source="digits",
+        source_name="digits",
+        unit="example",
+        events=tuple(events),
+        delta=DELTA,
+        epsilon=eps,
+    )
 
 
 def runs_that_fit(budget: float, events, eps: float) -> dict:
@@ -60,10 +76,14 @@ def runs_that_fit(budget: float, events, eps: float) -> dict:
     pld = 0
     while epsilon_pld(list(events) * (pld + 1), DELTA) <= budget:
         pld += 1
-    return {"budget ε": budget, "run ε (PRV)": round(eps, 3), "admitted by the RDP filter": admitted,
-            "admitted by PLD (natural filter, not valid adaptively)": pld,
-            "PLD ε of the admitted runs": round(book.spent("digits"), 3),
-            "filter ε of the admitted runs": round(book.filter_epsilon("digits"), 3)}
+    return {
+        "budget ε": budget,
+        "run ε (PRV)": round(eps, 3),
+        "admitted by the RDP filter": admitted,
+        "admitted by PLD (natural filter, not valid adaptively)": pld,
+        "PLD ε of the admitted runs": round(book.spent("digits"), 3),
+        "filter ε of the admitted runs": round(book.filter_epsilon("digits"), 3),
+    }
 
 
 def admission_time(prior: int, varied: bool) -> dict:
@@ -87,10 +107,13 @@ def admission_time(prior: int, varied: bool) -> dict:
         with admit_charges(book.core, [charge(prior + 100 + k, new, 1.0)]) as run:
             run.commit(new)
         reserves.append(time.perf_counter() - t)
-    return {"prior runs": prior, "settings": "all different" if varied else "all the same",
-            "plan (median s)": round(statistics.median(plans), 4),
-            "reserve + commit (median s)": round(statistics.median(reserves), 4),
-            "filling the ledger (s per run)": round(fill / prior, 4)}
+    return {
+        "prior runs": prior,
+        "settings": "all different" if varied else "all the same",
+        "plan (median s)": round(statistics.median(plans), 4),
+        "reserve + commit (median s)": round(statistics.median(reserves), 4),
+        "filling the ledger (s per run)": round(fill / prior, 4),
+    }
 
 
 def main() -> None:
@@ -103,12 +126,22 @@ def main() -> None:
     timing = pd.DataFrame([admission_time(args.prior, varied) for varied in (False, True)])
     fit.to_csv(out / "fit.csv", index=False)
     timing.to_csv(out / "timing.csv", index=False)
-    text = "\n".join([
-        "# Admission: RDP filter vs PLD, and the time of an admission check", "",
-        f"Machine: {machine()}. Command: `python benchmarks/admission.py --prior {args.prior}`.", "",
-        "## ε = 1 dp_sgd runs on digits (360 steps, batch 128, δ = 1e-5) that fit a budget", "",
-        fit.to_markdown(index=False), "",
-        "## Admission time with prior runs on one source", "", timing.to_markdown(index=False), ""])
+    text = "\n".join(
+        [
+            "# Admission: RDP filter vs PLD, and the time of an admission check",
+            "",
+            f"Machine: {machine()}. Command: `python benchmarks/admission.py --prior {args.prior}`.",
+            "",
+            "## ε = 1 dp_sgd runs on digits (360 steps, batch 128, δ = 1e-5) that fit a budget",
+            "",
+            fit.to_markdown(index=False),
+            "",
+            "## Admission time with prior runs on one source",
+            "",
+            timing.to_markdown(index=False),
+            "",
+        ]
+    )
     (out / "README.md").write_text(text)
     print(text)
 

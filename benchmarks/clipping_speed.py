@@ -65,7 +65,9 @@ class Encoder(nn.Module):
         self.norm, self.head = nn.LayerNorm(width), nn.Linear(width, classes)
 
     def forward(self, ids):
-        where = torch.arange(ids.shape[1], device=ids.device).expand_as(ids).contiguous()  # batch-first, for per-example gradients
+        where = (
+            torch.arange(ids.shape[1], device=ids.device).expand_as(ids).contiguous()
+        )  # batch-first, for per-example gradients
         x = self.tokens(ids) + self.positions(where)
         return self.head(self.norm(self.blocks(x)).mean(1))
 
@@ -82,12 +84,17 @@ def models(device: str) -> dict:
     """name -> (factory, inputs, labels); the batch sizes keep the CPU run short."""
     g = torch.Generator().manual_seed(0)
     return {
-        "mlp-100k": (lambda: nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                                           nn.Linear(128, 10)),
-                     torch.randn(128, 256, generator=g), torch.randint(0, 10, (128,), generator=g)),
+        "mlp-100k": (
+            lambda: nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)),
+            torch.randn(128, 256, generator=g),
+            torch.randint(0, 10, (128,), generator=g),
+        ),
         "cnn-1M": (cnn, torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g)),
-        "transformer-10M": (lambda: Encoder(vocab=1000, length=16, width=512, depth=3, heads=8, classes=2),
-                            torch.randint(0, 1000, (32, 16), generator=g), torch.randint(0, 2, (32,), generator=g)),
+        "transformer-10M": (
+            lambda: Encoder(vocab=1000, length=16, width=512, depth=3, heads=8, classes=2),
+            torch.randint(0, 1000, (32, 16), generator=g),
+            torch.randint(0, 2, (32,), generator=g),
+        ),
     }
 
 
@@ -114,13 +121,37 @@ def dp_stepper(factory, x, y, mode: str):
 
     torch.manual_seed(0)
     model = factory().to(x.device)
-    settings = TrainSettings(epochs=1, batch_size=len(y), max_physical_batch_size=len(y), optimizer="sgd", lr=0.01,
-                             grad_sample_mode=mode, progress=False)
-    plan = DpSgdPlan(noise_multiplier=1.0, sample_rate=0.01, steps=10**6, delta=1e-5, max_grad_norm=1.0,
-                     accountant="rdp", epsilon=float("inf"))
+    settings = TrainSettings(
+        epochs=1,
+        batch_size=len(y),
+        max_physical_batch_size=len(y),
+        optimizer="sgd",
+        lr=0.01,
+        grad_sample_mode=mode,
+        progress=False,
+    )
+    plan = DpSgdPlan(
+        noise_multiplier=1.0,
+        sample_rate=0.01,
+        steps=10**6,
+        delta=1e-5,
+        max_grad_norm=1.0,
+        accountant="rdp",
+        epsilon=float("inf"),
+    )
     rows = np.zeros((len(y), 1), dtype=np.float32)  # the loader is not used: every step takes the fixed batch
-    private = make_private(model, torch.optim.SGD(model.parameters(), lr=0.01), rows, y.cpu().numpy(), plan,
-                           settings, resume=None, reproducible_noise_from=None, device=x.device, world=None)
+    private = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        rows,
+        y.cpu().numpy(),
+        plan,
+        settings,
+        resume=None,
+        reproducible_noise_from=None,
+        device=x.device,
+        world=None,
+    )
 
     def step():
         private.criterion(private.model(x), y).backward()
@@ -163,11 +194,19 @@ def measure(name: str, modes: list[str], device: str, rounds: int, steps: int) -
                 times[k].append(timed(fn))
     model = factory()
     plain = float(np.median(times["non-private"]))
-    common = {"model": name, "parameters": sum(p.numel() for p in model.parameters()), "batch": len(y),
-              "device": device, "plain_ms": 1e3 * plain, "auto_picks": choose("auto", model, clipping="flat", amp=False).mode}
+    common = {
+        "model": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch": len(y),
+        "device": device,
+        "plain_ms": 1e3 * plain,
+        "auto_picks": choose("auto", model, clipping="flat", amp=False).mode,
+    }
     common["steps_per_round"] = steps
-    return [{**common, "mode": m, "dp_ms": 1e3 * float(np.median(times[m])),
-             "ratio": float(np.median(times[m])) / plain} for m in modes]
+    return [
+        {**common, "mode": m, "dp_ms": 1e3 * float(np.median(times[m])), "ratio": float(np.median(times[m])) / plain}
+        for m in modes
+    ]
 
 
 def plot(frame, path: Path, device: str) -> None:
@@ -197,20 +236,34 @@ def main() -> None:
     parser.add_argument("--out", help="output folder (default benchmarks/out/clipping_speed)")
     args = parser.parse_args()
     import pandas as pd
-
     from common import machine, out_dir
 
     torch.set_num_threads(1)
     rows = []
     for name in args.models:
-        modes = [m for m in args.modes if not (name.startswith("transformer") and m == "functorch"
-                                               and "--modes" not in sys.argv)]  # see the module docstring
+        modes = [
+            m
+            for m in args.modes
+            if not (name.startswith("transformer") and m == "functorch" and "--modes" not in sys.argv)
+        ]  # see the module docstring
         rounds = args.rounds if not name.startswith("transformer") else max(3, args.rounds - 2)
         for row in measure(name, modes, args.device, rounds, args.steps):
             rows.append(row)
             print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    frame = pd.DataFrame(rows)[["model", "parameters", "batch", "device", "mode", "plain_ms", "dp_ms", "ratio",
-                                "auto_picks", "steps_per_round"]]
+    frame = pd.DataFrame(rows)[
+        [
+            "model",
+            "parameters",
+            "batch",
+            "device",
+            "mode",
+            "plain_ms",
+            "dp_ms",
+            "ratio",
+            "auto_picks",
+            "steps_per_round",
+        ]
+    ]
     out = Path(args.out) if args.out else out_dir("clipping_speed")
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"clipping_speed_{args.device.replace(':', '')}"
@@ -219,7 +272,9 @@ def main() -> None:
         f"# Clipping speed ({args.device}, {torch.get_num_threads()} thread(s))\n\nMachine: {machine()}\n\n"
         f"Command: `python benchmarks/clipping_speed.py {' '.join(sys.argv[1:])}`\n\n"
         "ratio = median DP step / median non-private step, interleaved rounds on the same batch, same process.\n\n"
-        + frame.to_markdown(index=False, floatfmt=".2f") + "\n")
+        + frame.to_markdown(index=False, floatfmt=".2f")
+        + "\n"
+    )
     plot(frame, stem.with_suffix(".png"), args.device)
     print(f"wrote {stem}.{{csv,md,png}}")
 

@@ -20,7 +20,7 @@ def out_dir(name: str) -> Path:
 
 
 # Python source for a timed child process: wrap(owner, name, label) records each call's seconds in `marks`.
-WRAP = '''
+WRAP = """
 import functools, sys, time
 t0 = time.perf_counter()
 marks = []
@@ -34,7 +34,7 @@ def wrap(owner, name, label):
         finally:
             marks.append((label, time.perf_counter() - t))
     setattr(owner, name, timed)
-'''
+"""
 
 
 def run_timed_child(source: str, project: Path, cache: Path) -> tuple[str, float]:
@@ -73,8 +73,10 @@ def report(out: Path, text: str) -> Path:
 def machine() -> str:
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def mean_std_table(frame: pd.DataFrame, rows: str, cols: str, value: str, fmt: str = "{:.3f}") -> pd.DataFrame:
@@ -119,8 +121,14 @@ def plain_opacus_model(splits, eps: float | None, seed: int, epochs: int = 30, d
         warnings.simplefilter("ignore")  # Opacus' secure-RNG and backward-hook notices
         if eps:
             model, opt, loader = PrivacyEngine(accountant="prv").make_private_with_epsilon(
-                module=model, optimizer=opt, data_loader=loader, target_epsilon=eps, target_delta=delta,
-                epochs=epochs, max_grad_norm=1.0)
+                module=model,
+                optimizer=opt,
+                data_loader=loader,
+                target_epsilon=eps,
+                target_delta=delta,
+                epochs=epochs,
+                max_grad_norm=1.0,
+            )
         for _ in range(epochs):
             for xb, yb in loader:
                 if len(xb):

@@ -37,9 +37,13 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--also", nargs="*", default=[], help='more privtrain rows: "label:override override"')
     parser.add_argument("--no-baselines", action="store_true", help="skip the non-private rows")
-    parser.add_argument("--draws", type=int, default=1,
-                        help="noise draws per seed and ε: privtrain's noise is fresh each run, plain Opacus' follows "
-                             "its seed, so one draw compares one random run with one fixed one")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="noise draws per seed and ε: privtrain's noise is fresh each run, plain Opacus' follows "
+        "its seed, so one draw compares one random run with one fixed one",
+    )
     parser.add_argument("--tag", default="", help="suffix of the output folder")
     args = parser.parse_args()
     import privtrain
@@ -59,15 +63,26 @@ def main() -> None:
             for draw in range(args.draws):
                 for i, (label, overrides) in enumerate([("privtrain dp_sgd", []), *also]):
                     t = time.perf_counter()
-                    r = privtrain.run("dp_sgd", [*base, *overrides, f"privacy.target_epsilon={eps}", f"seed={seed}"],
-                                      output_dir=out / "runs" / f"privtrain{i}-{eps}-{seed}-{draw}")
+                    r = privtrain.run(
+                        "dp_sgd",
+                        [*base, *overrides, f"privacy.target_epsilon={eps}", f"seed={seed}"],
+                        output_dir=out / "runs" / f"privtrain{i}-{eps}-{seed}-{draw}",
+                    )
                     rows.append((label, eps, seed, r.metrics["accuracy"], time.perf_counter() - t))
                 t = time.perf_counter()
-                rows.append(("plain Opacus (tutorial)", eps, seed, plain_opacus(splits, eps, seed, draw=draw),
-                             time.perf_counter() - t))
+                rows.append(
+                    (
+                        "plain Opacus (tutorial)",
+                        eps,
+                        seed,
+                        plain_opacus(splits, eps, seed, draw=draw),
+                        time.perf_counter() - t,
+                    )
+                )
         if not args.no_baselines:
-            r = privtrain.run("dp_sgd", [*base, "privacy=none", f"seed={seed}"],
-                              output_dir=out / "runs" / f"privtrain-none-{seed}")
+            r = privtrain.run(
+                "dp_sgd", [*base, "privacy=none", f"seed={seed}"], output_dir=out / "runs" / f"privtrain-none-{seed}"
+            )
             rows.append(("privtrain non-private", float("inf"), seed, r.metrics["accuracy"], 0.0))
             rows.append(("non-private MLP (tutorial)", float("inf"), seed, plain_opacus(splits, None, seed), 0.0))
         print(pd.DataFrame(rows[first:], columns=["method", "epsilon", "seed", "accuracy", "seconds"]), flush=True)
@@ -75,9 +90,11 @@ def main() -> None:
     frame.to_csv(out / "trials.csv", index=False)
     table = mean_std_table(frame, "method", "epsilon", "accuracy")
     command = " ".join(["python benchmarks/dp_sgd_accuracy.py", *(f'"{a}"' if " " in a else a for a in sys.argv[1:])])
-    text = (f"# DP-SGD test accuracy on {args.dataset} (delta={DELTA}, seeds {args.seeds}, {args.draws} noise "
-            f"draw(s) each, mean ± std over all runs)\n\n"
-            f"Machine: {machine()}\n\nCommand: `{command}`\n\n{table.to_markdown()}\n")
+    text = (
+        f"# DP-SGD test accuracy on {args.dataset} (delta={DELTA}, seeds {args.seeds}, {args.draws} noise "
+        f"draw(s) each, mean ± std over all runs)\n\n"
+        f"Machine: {machine()}\n\nCommand: `{command}`\n\n{table.to_markdown()}\n"
+    )
     (out / "table.md").write_text(text)
     print(text)
     _plot(frame, out / "accuracy.png", args.dataset)

@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from common import WRAP, machine, out_dir
 
 HERE = Path(__file__).resolve().parent
-PHASES = WRAP + '''
+PHASES = (
+    WRAP
+    + """
 import privtrain.cli as cli
 from privtrain import api, config, training
 from privtrain.artifacts import run_dir
@@ -49,7 +50,8 @@ print("PHASES")
 for label, seconds in marks:
     print(f"{label}\\t{seconds:.3f}")
 print(f"whole process after interpreter start\\t{total:.3f}")
-'''
+"""
+)
 
 
 def _timed(cmd: list[str], cwd: Path) -> float:
@@ -75,8 +77,13 @@ def main() -> None:
         _timed(privtrain, project)  # warm the file cache for both (not counted)
         _timed([*plain, str(project / "plain")], project)
         for i in range(args.repeats):
-            rows.append({"repeat": i, "tool": "plain Opacus script", "seconds": _timed([*plain, str(project / "plain")],
-                                                                                   project)})
+            rows.append(
+                {
+                    "repeat": i,
+                    "tool": "plain Opacus script",
+                    "seconds": _timed([*plain, str(project / "plain")], project),
+                }
+            )
             rows.append({"repeat": i, "tool": "privtrain run dp_sgd", "seconds": _timed(privtrain, project)})
         phases = None
         if not args.no_profile:
@@ -87,23 +94,33 @@ def main() -> None:
     frame.to_csv(out / "end_to_end.csv", index=False)
     med = frame.groupby("tool")["seconds"].median()
     ratio = med["privtrain run dp_sgd"] / med["plain Opacus script"]
-    md = ["# End-to-end: `privtrain run dp_sgd` vs a plain Opacus script\n", f"Machine: {machine()}\n",
-          f"Command: `python benchmarks/end_to_end.py --repeats {args.repeats}`\n",
-          f"Median of {args.repeats} interleaved whole-process runs each:\n",
-          "| tool | median s | runs (s) |", "|---|---:|---|"]
+    md = [
+        "# End-to-end: `privtrain run dp_sgd` vs a plain Opacus script\n",
+        f"Machine: {machine()}\n",
+        f"Command: `python benchmarks/end_to_end.py --repeats {args.repeats}`\n",
+        f"Median of {args.repeats} interleaved whole-process runs each:\n",
+        "| tool | median s | runs (s) |",
+        "|---|---:|---|",
+    ]
     for tool in ("plain Opacus script", "privtrain run dp_sgd"):
         times = frame[frame.tool == tool].seconds
         md.append(f"| {tool} | {statistics.median(times):.2f} | {', '.join(f'{t:.1f}' for t in times)} |")
     md.append(f"\n**Ratio: {ratio:.2f}×** (privtrain ÷ plain).\n")
-    md.append("Both pay Python's start, the imports of torch and Opacus, the noise calibration (PRV, the same "
-              "search) and the training loop. privtrain adds Hydra's composition, the fingerprint and keyed row "
-              "hashes, the ledger's reservation and its PLD composition, the artifacts, and dp-accounting's "
-              "import. It saves the interpreter's teardown of the loaded modules (about 1 s here): once a "
-              "command has finished, `privtrain` flushes its output, runs the exit handlers and exits without it "
-              "(`privtrain.cli.entry`); the plain script pays it, as any script does.\n")
+    md.append(
+        "Both pay Python's start, the imports of torch and Opacus, the noise calibration (PRV, the same "
+        "search) and the training loop. privtrain adds Hydra's composition, the fingerprint and keyed row "
+        "hashes, the ledger's reservation and its PLD composition, the artifacts, and dp-accounting's "
+        "import. It saves the interpreter's teardown of the loaded modules (about 1 s here): once a "
+        "command has finished, `privtrain` flushes its output, runs the exit handlers and exits without it "
+        "(`privtrain.cli.entry`); the plain script pays it, as any script does.\n"
+    )
     if phases is not None:
-        md += ["Where privtrain's time goes (one profiled run; phases nest: the protocol holds plan, training, "
-               "artifacts):\n", "| phase | s |", "|---|---:|"]
+        md += [
+            "Where privtrain's time goes (one profiled run; phases nest: the protocol holds plan, training, "
+            "artifacts):\n",
+            "| phase | s |",
+            "|---|---:|",
+        ]
         md += [f"| {p} | {float(s):.2f} |" for p, s in zip(phases.phase, phases.seconds)]
     (out / "end_to_end.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from common import machine, out_dir
 
 DELTA = 1e-5
@@ -45,13 +44,25 @@ AXES = [  # coordinate descent, in this order; (rounds, q) keeps T·q = 6
 
 def overrides(setting: dict, clients: int, eps: float, seed: int) -> list[str]:
     """Hydra overrides of one federated run: DP-FedAvg at ``eps`` (inf: non-private FedAvg)."""
-    common = [f"fl.num_clients={clients}", f"fl.rounds={setting['rounds']}", f"fl.sampling_rate={setting['q']}",
-              f"fl.lr={setting['lr']}", f"fl.local_epochs={setting['epochs']}", f"seed={seed}",
-              "fl.federated_evaluation=false", "recipe.progress=false"]
+    common = [
+        f"fl.num_clients={clients}",
+        f"fl.rounds={setting['rounds']}",
+        f"fl.sampling_rate={setting['q']}",
+        f"fl.lr={setting['lr']}",
+        f"fl.local_epochs={setting['epochs']}",
+        f"seed={seed}",
+        "fl.federated_evaluation=false",
+        "recipe.progress=false",
+    ]
     if math.isinf(eps):
         return [*common, "privacy=none", "ledger.allow_non_private=true"]
-    return [*common, "privacy=central", f"privacy.target_epsilon={eps}", f"privacy.delta={DELTA}",
-            f"privacy.clipping_norm={setting['clip']}"]
+    return [
+        *common,
+        "privacy=central",
+        f"privacy.target_epsilon={eps}",
+        f"privacy.delta={DELTA}",
+        f"privacy.clipping_norm={setting['clip']}",
+    ]
 
 
 def run(extra: list[str], tag: str, out: Path) -> tuple[float, float]:
@@ -74,8 +85,14 @@ def validation_data(out: Path) -> list[str]:
     pool.to_csv(path, index=False)
     columns = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in pool.columns if c != "target")
     schema = f"+dataset.schema={{{columns}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", schema, "fl.partition_seed=100",
-            f"dataset.public_n={len(pool)}"]
+    return [
+        "dataset=csv",
+        f"dataset.path={path}",
+        "dataset.target=target",
+        schema,
+        "fl.partition_seed=100",
+        f"dataset.public_n={len(pool)}",
+    ]
 
 
 def tune(out: Path, clients: int, eps: float, seeds: list[int], axes, base: dict) -> tuple[dict, pd.DataFrame]:
@@ -126,8 +143,17 @@ def sweep(out: Path, runs: int) -> pd.DataFrame:
         runtime.shutdown()  # each sweep starts without a runtime
         started = time.perf_counter()
         for seed in range(runs):
-            _, secs = run(["fl.rounds=3", "fl.local_epochs=1", f"seed={seed}", "recipe.progress=false",
-                           f"fl.simulation.reuse_ray={str(reuse).lower()}"], f"sweep-{reuse}-{seed}", out)
+            _, secs = run(
+                [
+                    "fl.rounds=3",
+                    "fl.local_epochs=1",
+                    f"seed={seed}",
+                    "recipe.progress=false",
+                    f"fl.simulation.reuse_ray={str(reuse).lower()}",
+                ],
+                f"sweep-{reuse}-{seed}",
+                out,
+            )
             rows.append({"reuse_ray": reuse, "seed": seed, "seconds": secs})
         print(f"sweep reuse_ray={reuse}: {time.perf_counter() - started:.1f} s", flush=True)
     return pd.DataFrame(rows)
@@ -136,8 +162,13 @@ def sweep(out: Path, runs: int) -> pd.DataFrame:
 def table(trials: pd.DataFrame) -> str:
     """Markdown: mean ± std per (clients, ε), non-private, and the gap to non-private."""
     epsilons = sorted(e for e in trials.epsilon.unique() if math.isfinite(e))
-    head = "| clients | " + " | ".join(f"ε={e:g}" for e in epsilons) + " | non-private | " + \
-        " | ".join(f"gap at ε={e:g}" for e in epsilons) + " |"
+    head = (
+        "| clients | "
+        + " | ".join(f"ε={e:g}" for e in epsilons)
+        + " | non-private | "
+        + " | ".join(f"gap at ε={e:g}" for e in epsilons)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (2 + 2 * len(epsilons))]
     for clients, group in trials.groupby("clients"):
         stats = group.groupby("epsilon").accuracy.agg(["mean", "std"]).fillna(0.0)
@@ -154,13 +185,24 @@ def plot(trials: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (clients, group) in enumerate(trials.groupby("clients")):
+    for clients, group in trials.groupby("clients"):
         stats = group.groupby("epsilon").accuracy.agg(["mean", "std"]).fillna(0.0)
         private = stats[[math.isfinite(e) for e in stats.index]]
-        line = ax.errorbar(private.index, private["mean"], yerr=private["std"], marker="o", capsize=3,
-                           label=f"DP-FedAvg, {clients} clients")
-        ax.axhline(stats.loc[math.inf, "mean"], ls="--", color=line[0].get_color(), alpha=0.7,
-                   label=f"non-private, {clients} clients")
+        line = ax.errorbar(
+            private.index,
+            private["mean"],
+            yerr=private["std"],
+            marker="o",
+            capsize=3,
+            label=f"DP-FedAvg, {clients} clients",
+        )
+        ax.axhline(
+            stats.loc[math.inf, "mean"],
+            ls="--",
+            color=line[0].get_color(),
+            alpha=0.7,
+            label=f"non-private, {clients} clients",
+        )
     ax.set_xscale("log")
     ticks = sorted(e for e in trials.epsilon.unique() if math.isfinite(e))
     ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
@@ -187,11 +229,25 @@ def main(argv: list[str] | None = None) -> Path:
     os.environ["PRIVTRAIN_LEDGER"] = str(out / f"ledger-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db")
     started = time.perf_counter()
     if args.quick:
-        base, axes, val_seeds, populations, epsilons, seeds, sweep_runs = dict(BASE, rounds=10), \
-            [("clip", [1.0, 3.0])], [100], [100], [3.0], [0], 3
+        base, axes, val_seeds, populations, epsilons, seeds, sweep_runs = (
+            dict(BASE, rounds=10),
+            [("clip", [1.0, 3.0])],
+            [100],
+            [100],
+            [3.0],
+            [0],
+            3,
+        )
     else:
-        base, axes, val_seeds, populations, epsilons, seeds, sweep_runs = BASE, AXES, [100, 101], [100, 500, 1000], \
-            [1.0, 3.0, 8.0], [0, 1, 2], 10
+        base, axes, val_seeds, populations, epsilons, seeds, sweep_runs = (
+            BASE,
+            AXES,
+            [100, 101],
+            [100, 500, 1000],
+            [1.0, 3.0, 8.0],
+            [0, 1, 2],
+            10,
+        )
     setting, validation = tune(out, 500 if not args.quick else 100, 3.0, val_seeds, axes, base)
     validation.to_csv(out / "validation.csv", index=False)
     print(f"chosen on validation: {setting}", flush=True)
@@ -202,16 +258,22 @@ def main(argv: list[str] | None = None) -> Path:
     plot(trials, out / "accuracy.png")
     before, after = (timing[timing.reuse_ray == r].seconds.sum() for r in (False, True))
     cmd = "python benchmarks/federated_dp.py" + (" --quick" if args.quick else "")
-    text = "\n".join([
-        "# DP-FedAvg with Poisson client sampling on digits\n",
-        f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-        f"Wall time: {(time.perf_counter() - started) / 60:.1f} min\n",
-        f"Chosen on the validation split (client-level ε=3, {500 if not args.quick else 100} clients, seeds "
-        f"{val_seeds}): rounds {setting['rounds']}, sampling rate q={setting['q']} (expected cohort q·N), clipping "
-        f"norm {setting['clip']}, client lr {setting['lr']}, local epochs {setting['epochs']}.\n",
-        f"Test accuracy, mean ± std over seeds {seeds} (δ = {DELTA:g}):\n", table(trials),
-        f"Sweep of {sweep_runs} runs in one process: {before:.1f} s with Ray started per run, {after:.1f} s reusing "
-        f"one runtime ({before / after:.2f}x).\n", "![accuracy](accuracy.png)\n"])
+    text = "\n".join(
+        [
+            "# DP-FedAvg with Poisson client sampling on digits\n",
+            f"Command: `{cmd}`  ",
+            f"Machine: {machine()}  ",
+            f"Wall time: {(time.perf_counter() - started) / 60:.1f} min\n",
+            f"Chosen on the validation split (client-level ε=3, {500 if not args.quick else 100} clients, seeds "
+            f"{val_seeds}): rounds {setting['rounds']}, sampling rate q={setting['q']} (expected cohort q·N), clipping "
+            f"norm {setting['clip']}, client lr {setting['lr']}, local epochs {setting['epochs']}.\n",
+            f"Test accuracy, mean ± std over seeds {seeds} (δ = {DELTA:g}):\n",
+            table(trials),
+            f"Sweep of {sweep_runs} runs in one process: {before:.1f} s with Ray started per run, {after:.1f} s reusing "
+            f"one runtime ({before / after:.2f}x).\n",
+            "![accuracy](accuracy.png)\n",
+        ]
+    )
     (out / "table.md").write_text(text)
     print(text)
     return out

@@ -68,8 +68,9 @@ def hand_written(tmp: Path) -> float:
                 opt.zero_grad()
                 torch.nn.functional.cross_entropy(model(xb), yb).backward()
                 opt.step()
-        content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                              "metrics": MetricRecord({"num-examples": len(tr)})})
+        content = RecordDict(
+            {"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord({"num-examples": len(tr)})}
+        )
         return Message(content=content, reply_to=msg)
 
     @client.evaluate()
@@ -80,8 +81,9 @@ def hand_written(tmp: Path) -> float:
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         with torch.no_grad():
             acc = float((model(torch.from_numpy(x_tr[ev])).argmax(1) == torch.from_numpy(y_tr[ev])).float().mean())
-        return Message(content=RecordDict({"metrics": MetricRecord({"accuracy": acc, "num-examples": len(ev)})}),
-                       reply_to=msg)
+        return Message(
+            content=RecordDict({"metrics": MetricRecord({"accuracy": acc, "num-examples": len(ev)})}), reply_to=msg
+        )
 
     server = ServerApp()
     final = {}
@@ -97,13 +99,27 @@ def hand_written(tmp: Path) -> float:
             final["accuracy"] = acc
             return MetricRecord({"accuracy": acc})
 
-        FedAvg(fraction_train=1.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS,
-               min_evaluate_nodes=CLIENTS).start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()),
-                                                 num_rounds=ROUNDS, train_config=ConfigRecord(), evaluate_fn=central)
+        FedAvg(
+            fraction_train=1.0, min_train_nodes=CLIENTS, min_available_nodes=CLIENTS, min_evaluate_nodes=CLIENTS
+        ).start(
+            grid=grid,
+            initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=ROUNDS,
+            train_config=ConfigRecord(),
+            evaluate_fn=central,
+        )
 
-    backend = {"client_resources": {"num_cpus": CPUS_PER_CLIENT, "num_gpus": 0.0},
-               "init_args": {"num_cpus": NUM_CPUS, "num_gpus": 0, "_temp_dir": str(tmp), "include_dashboard": False,
-                             "logging_level": logging.ERROR, "log_to_driver": False}}
+    backend = {
+        "client_resources": {"num_cpus": CPUS_PER_CLIENT, "num_gpus": 0.0},
+        "init_args": {
+            "num_cpus": NUM_CPUS,
+            "num_gpus": 0,
+            "_temp_dir": str(tmp),
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,
+            "log_to_driver": False,
+        },
+    }
     logging.getLogger("flwr").setLevel(logging.ERROR)
     run_simulation(server_app=server, client_app=client, num_supernodes=CLIENTS, backend_config=backend)
     import ray
@@ -118,11 +134,23 @@ def through_privtrain(tmp: Path) -> float:
     import privtrain
 
     start = time.perf_counter()
-    result = privtrain.run("federated", [
-        "privacy=none", f"fl.num_clients={CLIENTS}", f"fl.rounds={ROUNDS}", f"fl.local_epochs={LOCAL_EPOCHS}",
-        f"fl.batch_size={BATCH}", f"fl.lr={LR}", "fl.optimizer=sgd", "recipe.progress=false",
-        f"fl.simulation.num_cpus={NUM_CPUS}", f"fl.simulation.cpus_per_client={CPUS_PER_CLIENT}",
-        f"ledger.path={tmp / 'ledger.db'}"], output_dir=tmp / "run")
+    result = privtrain.run(
+        "federated",
+        [
+            "privacy=none",
+            f"fl.num_clients={CLIENTS}",
+            f"fl.rounds={ROUNDS}",
+            f"fl.local_epochs={LOCAL_EPOCHS}",
+            f"fl.batch_size={BATCH}",
+            f"fl.lr={LR}",
+            "fl.optimizer=sgd",
+            "recipe.progress=false",
+            f"fl.simulation.num_cpus={NUM_CPUS}",
+            f"fl.simulation.cpus_per_client={CPUS_PER_CLIENT}",
+            f"ledger.path={tmp / 'ledger.db'}",
+        ],
+        output_dir=tmp / "run",
+    )
     seconds = time.perf_counter() - start
     print(f"  privtrain run federated: {seconds:6.1f} s   accuracy {result.metrics['accuracy']:.3f}", flush=True)
     return seconds
@@ -144,8 +172,10 @@ def main() -> None:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     h, p = statistics.median(hand), statistics.median(ours)
-    print(f"median wall time: hand-written {h:.1f} s, privtrain {p:.1f} s; ratio {p / h:.3f} "
-          f"(privtrain adds {100 * (p / h - 1):+.1f}%)")
+    print(
+        f"median wall time: hand-written {h:.1f} s, privtrain {p:.1f} s; ratio {p / h:.3f} "
+        f"(privtrain adds {100 * (p / h - 1):+.1f}%)"
+    )
 
 
 if __name__ == "__main__":

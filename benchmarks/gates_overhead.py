@@ -23,7 +23,6 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
-
 from common import WRAP, machine, out_dir, run_timed_child, temp_project
 
 POLICY = """version: 1
@@ -35,7 +34,9 @@ rules:
     require_pii_scan: true
 """
 
-TIMED_RUN = WRAP + '''
+TIMED_RUN = (
+    WRAP
+    + """
 import privtrain.api as api
 import privtrain.policy as policy
 from privtrain.artifacts import sbom
@@ -52,14 +53,16 @@ code = cli.main(["run", "dp_sgd", "recipe.progress=false", "privacy.target_epsil
 for gate in ("policy", "PII scan", "SBOM"):
     print(f"GATE\\t{gate}\\t{sum(s for g, s in marks if g == gate):.4f}", flush=True)
 sys.exit(code)
-'''
+"""
+)
 GATES = ("policy", "PII scan", "SBOM")
 
 
 def _run(project: Path, cache: Path) -> dict:
     stdout, whole = run_timed_child(TIMED_RUN, project, cache)
-    gates = {line.split("\t")[1]: float(line.split("\t")[2]) for line in stdout.splitlines()
-             if line.startswith("GATE\t")}
+    gates = {
+        line.split("\t")[1]: float(line.split("\t")[2]) for line in stdout.splitlines() if line.startswith("GATE\t")
+    }
     return {"run_seconds": whole, **gates}
 
 
@@ -76,15 +79,21 @@ def main() -> None:
     frame["all gates"] = frame[list(GATES)].sum(axis=1)
     frame.to_csv(out / "runs.csv", index=False)
     run = statistics.median(frame.run_seconds)
-    md = ["# Time the compliance gates add to `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
-          f"Command: `python benchmarks/gates_overhead.py --repeats {args.repeats}` (policy in force, SBOM cache "
-          f"warm; median of {args.repeats} whole-process runs, whole run {run:.2f} s)\n",
-          "| gate | median s | share of the run |", "|---|---:|---:|"]
+    md = [
+        "# Time the compliance gates add to `privtrain run dp_sgd`\n",
+        f"Machine: {machine()}\n",
+        f"Command: `python benchmarks/gates_overhead.py --repeats {args.repeats}` (policy in force, SBOM cache "
+        f"warm; median of {args.repeats} whole-process runs, whole run {run:.2f} s)\n",
+        "| gate | median s | share of the run |",
+        "|---|---:|---:|",
+    ]
     for gate in (*GATES, "all gates"):
         s = statistics.median(frame[gate])
         md.append(f"| {gate} | {s:.3f} | {s / run:.1%} |")
-    md.append("\nWith a cold SBOM cache (a new environment) the SBOM step is about 0.8 s more: "
-              "benchmarks/results/sbom_overhead/.\n")
+    md.append(
+        "\nWith a cold SBOM cache (a new environment) the SBOM step is about 0.8 s more: "
+        "benchmarks/results/sbom_overhead/.\n"
+    )
     (out / "gates.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -30,7 +30,9 @@ risk:
     high: {when: {sources: [digits]}, controls: {max_epsilon: 3, encryption: true, monitoring: true}}
 """
 
-TIMED_RUN = WRAP + '''
+TIMED_RUN = (
+    WRAP
+    + """
 from privtrain.monitoring import run_hooks
 wrap(run_hooks, "plan", "gates")
 wrap(run_hooks, "finish", "gates")
@@ -43,7 +45,8 @@ import privtrain.cli as cli
 code = cli.main(["run", "dp_sgd", "recipe.progress=false", "privacy.target_epsilon=1", *sys.argv[1:]])
 print(f"GATE\\t{sum(s for g, s in marks if g == 'gates'):.4f}", flush=True)
 sys.exit(code)
-'''
+"""
+)
 ON = ['"monitor.reference=true"', '"run.purpose=research"', '"site.region=eu-west"', '"artifacts.key_file=key.json"']
 
 
@@ -52,12 +55,34 @@ def _setup(project: Path, on: bool) -> None:
 
     (project / ".privtrain" / "policy.yaml").write_text(POLICY_ON if on else "version: 1\nrules: []\n")
     if on:
-        for args in (["ledger", "provenance", "set", "digits", "--collected-by", "UCI", "--basis", "public",
-                      "--purposes", "research", "--retain-until", "2099-01-01", "--regions", "eu-west",
-                      "--reason", "benchmark"], ["keys", "new", "key.json"]):
-            subprocess.run([sys.executable, "-m", "privtrain.cli", *args], cwd=project, check=True,
-                           capture_output=True, env={**__import__("os").environ,
-                                                     "PRIVTRAIN_LEDGER": str(project / ".privtrain" / "ledger.db")})
+        for args in (
+            [
+                "ledger",
+                "provenance",
+                "set",
+                "digits",
+                "--collected-by",
+                "UCI",
+                "--basis",
+                "public",
+                "--purposes",
+                "research",
+                "--retain-until",
+                "2099-01-01",
+                "--regions",
+                "eu-west",
+                "--reason",
+                "benchmark",
+            ],
+            ["keys", "new", "key.json"],
+        ):
+            subprocess.run(
+                [sys.executable, "-m", "privtrain.cli", *args],
+                cwd=project,
+                check=True,
+                capture_output=True,
+                env={**__import__("os").environ, "PRIVTRAIN_LEDGER": str(project / ".privtrain" / "ledger.db")},
+            )
 
 
 def _run(project: Path, cache: Path, on: bool) -> dict:
@@ -88,14 +113,22 @@ def main() -> None:
     off_s = frame[frame.gates == "off"].run_seconds.to_numpy()
     ratios = on_s / off_s
     inside = med.loc["on", "gate_seconds"]
-    md = ["# Time the governance gates add to `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
-          (f"Command: `python benchmarks/governance_overhead.py --repeats {args.repeats}` (digits, logreg, ε = 1; "
-           "off: a policy with no rules; on: a high-risk class requiring encryption and monitoring, recorded "
-           "provenance, a key, DP reference statistics, purpose and region)\n"),
-          "| gates | run s (median) | gate calls s (median) |", "|---|---:|---:|",
-          *(f"| {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'gate_seconds']:.3f} |" for k in ("off", "on")),
-          "", f"Paired ratios on / off: {', '.join(f'{r:.3f}' for r in ratios)}; median **{statistics.median(ratios):.3f}**.",
-          f"The gates' own calls: {inside:.3f} s, {inside / med.loc['on', 'run_seconds']:.1%} of the run.", ""]
+    md = [
+        "# Time the governance gates add to `privtrain run dp_sgd`\n",
+        f"Machine: {machine()}\n",
+        (
+            f"Command: `python benchmarks/governance_overhead.py --repeats {args.repeats}` (digits, logreg, ε = 1; "
+            "off: a policy with no rules; on: a high-risk class requiring encryption and monitoring, recorded "
+            "provenance, a key, DP reference statistics, purpose and region)\n"
+        ),
+        "| gates | run s (median) | gate calls s (median) |",
+        "|---|---:|---:|",
+        *(f"| {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'gate_seconds']:.3f} |" for k in ("off", "on")),
+        "",
+        f"Paired ratios on / off: {', '.join(f'{r:.3f}' for r in ratios)}; median **{statistics.median(ratios):.3f}**.",
+        f"The gates' own calls: {inside:.3f} s, {inside / med.loc['on', 'run_seconds']:.1%} of the run.",
+        "",
+    ]
     text = "\n".join(md)
     (out / "README.md").write_text(text)
     print(text)

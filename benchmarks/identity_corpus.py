@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from common import machine, out_dir, report
 
@@ -52,10 +51,18 @@ def corpus(repeat: int) -> pd.DataFrame:
         for name, kind, base, _ in DERIVATIONS:
             started = time.perf_counter()
             o = ov.compare(ov.read(frames[name], key, DECLARED.get(name)), stored[base], key)
-            rows.append({"derivation": name, "kind": kind, "base": base, "repeat": rep,
-                         "linked": bool(o is not None and o.linked),
-                         "share": None if o is None else round(o.fraction_of_new, 3),
-                         "z": None if o is None else round(o.z, 1), "seconds": time.perf_counter() - started})
+            rows.append(
+                {
+                    "derivation": name,
+                    "kind": kind,
+                    "base": base,
+                    "repeat": rep,
+                    "linked": bool(o is not None and o.linked),
+                    "share": None if o is None else round(o.fraction_of_new, 3),
+                    "z": None if o is None else round(o.z, 1),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -68,10 +75,17 @@ def inversion(repeat: int) -> pd.DataFrame:
             stored = ov.register(ov.read(members, key), key, eps_s=eps)
             found_rows = rows_attack(members, others, stored, key)
             found_cells = cells_attack(members, stored, key, n_rows=150 if math.isfinite(eps) else 40, seed=rep)
-            rows.append({"sketch": f"noisy (eps_s = {eps:g})" if math.isfinite(eps) else "without noise",
-                         "repeat": rep, "rows recovered": found_rows["recovered"], "of rows": found_rows["rows"],
-                         "largest likelihood ratio": round(found_rows["max_ratio"], 2),
-                         "cells recovered": found_cells["recovered"], "of cells": found_cells["cells"]})
+            rows.append(
+                {
+                    "sketch": f"noisy (eps_s = {eps:g})" if math.isfinite(eps) else "without noise",
+                    "repeat": rep,
+                    "rows recovered": found_rows["recovered"],
+                    "of rows": found_rows["rows"],
+                    "largest likelihood ratio": round(found_rows["max_ratio"], 2),
+                    "cells recovered": found_cells["recovered"],
+                    "of cells": found_cells["cells"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -82,27 +96,44 @@ def main(argv=None) -> Path:
     out = out_dir("identity_corpus")
     found = corpus(args.repeat)
     found.to_csv(out / "corpus.csv", index=False)
-    totals = (found.groupby("kind").agg(linked=("linked", "sum"), total=("linked", "size")).reindex(
-        ["careless", "deliberate", "control"]).reset_index())
-    per = (found.groupby(["kind", "derivation"], sort=False)
-           .agg(linked=("linked", "mean"), share=("share", "median"), z=("z", "median"),
-                seconds=("seconds", "median")).reset_index())
+    totals = (
+        found.groupby("kind")
+        .agg(linked=("linked", "sum"), total=("linked", "size"))
+        .reindex(["careless", "deliberate", "control"])
+        .reset_index()
+    )
+    per = (
+        found.groupby(["kind", "derivation"], sort=False)
+        .agg(linked=("linked", "mean"), share=("share", "median"), z=("z", "median"), seconds=("seconds", "median"))
+        .reset_index()
+    )
     per["linked"] = [f"{round(x * args.repeat)}/{args.repeat}" for x in per["linked"]]
     attack = inversion(args.repeat)
-    summary = (attack.groupby("sketch", sort=False)
-               .agg(**{"rows recovered (max)": ("rows recovered", "max"), "of rows": ("of rows", "first"),
-                       "cells recovered (max)": ("cells recovered", "max"), "of cells": ("of cells", "first"),
-                       "largest likelihood ratio": ("largest likelihood ratio", "max")}).reset_index())
-    text = (f"# Identity through preprocessing, and the inversion attack\n\nMachine: {machine()}. Command: "
-            f"`python benchmarks/identity_corpus.py --repeat {args.repeat}` (fresh row key and fresh noise each "
-            f"repeat). {len(DERIVATIONS)} derivations of a 3,000-row patients table, digits and a 3,000-row survey.\n\n"
-            f"## Linked / total (derivations x repeats)\n\n{totals.to_markdown(index=False)}\n\n"
-            f"## Per derivation (median estimated share of the derived table's rows, median z)\n\n"
-            f"{per.round(3).to_markdown(index=False)}\n\n"
-            f"## Inversion by a writer holding every key and every other row (max over {args.repeat} repeats)\n\n"
-            f"{summary.to_markdown(index=False)}\n\nThe bound: a likelihood ratio of at most e^{sketch.EPS_S:g} = "
-            f"{math.exp(sketch.EPS_S):.2f}, so no membership exceeds a posterior of "
-            f"{math.exp(sketch.EPS_S) / (1 + math.exp(sketch.EPS_S)):.2f} from even odds.\n")
+    summary = (
+        attack.groupby("sketch", sort=False)
+        .agg(
+            **{
+                "rows recovered (max)": ("rows recovered", "max"),
+                "of rows": ("of rows", "first"),
+                "cells recovered (max)": ("cells recovered", "max"),
+                "of cells": ("of cells", "first"),
+                "largest likelihood ratio": ("largest likelihood ratio", "max"),
+            }
+        )
+        .reset_index()
+    )
+    text = (
+        f"# Identity through preprocessing, and the inversion attack\n\nMachine: {machine()}. Command: "
+        f"`python benchmarks/identity_corpus.py --repeat {args.repeat}` (fresh row key and fresh noise each "
+        f"repeat). {len(DERIVATIONS)} derivations of a 3,000-row patients table, digits and a 3,000-row survey.\n\n"
+        f"## Linked / total (derivations x repeats)\n\n{totals.to_markdown(index=False)}\n\n"
+        f"## Per derivation (median estimated share of the derived table's rows, median z)\n\n"
+        f"{per.round(3).to_markdown(index=False)}\n\n"
+        f"## Inversion by a writer holding every key and every other row (max over {args.repeat} repeats)\n\n"
+        f"{summary.to_markdown(index=False)}\n\nThe bound: a likelihood ratio of at most e^{sketch.EPS_S:g} = "
+        f"{math.exp(sketch.EPS_S):.2f}, so no membership exceeds a posterior of "
+        f"{math.exp(sketch.EPS_S) / (1 + math.exp(sketch.EPS_S)):.2f} from even odds.\n"
+    )
     return report(out, text)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from common import machine, out_dir, report
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
 
-WORKER = r'''
+WORKER = r"""
 import json, sys, time
 sys.path.insert(0, {bench!r}); sys.path.insert(0, {tests!r})
 import ledger_speed
@@ -82,20 +81,29 @@ for name, table in tables.items():
         out.append({{"table": name, "match": match, "admit": admit, "linked": charges[0].link is not None,
                      "charged": charges[0].source_name}})
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def run_version(label: str, checkout: Path, sources: int, repeat: int) -> list[dict]:
     location = Path(tempfile.mkdtemp(prefix="identity-speed-")) / "ledger.db"
-    source = WORKER.format(bench=str(ROOT / "benchmarks"), tests=str(ROOT / "tests"), location=str(location),
-                           sources=sources, repeat=repeat)
-    env = {**os.environ, "PYTHONPATH": str(checkout), "PRIVTRAIN_ROW_KEY": "ab" * 32,
-           "XDG_DATA_HOME": str(location.parent / "data")}
+    source = WORKER.format(
+        bench=str(ROOT / "benchmarks"),
+        tests=str(ROOT / "tests"),
+        location=str(location),
+        sources=sources,
+        repeat=repeat,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(checkout),
+        "PRIVTRAIN_ROW_KEY": "ab" * 32,
+        "XDG_DATA_HOME": str(location.parent / "data"),
+    }
     done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, cwd=location.parent)
     if done.returncode != 0:
         raise SystemExit(f"{label} ({checkout}) failed:\n{done.stderr[-3000:]}")
-    line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
-    return [{"code": label, **r} for r in json.loads(line[len("RESULT "):])]
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    return [{"code": label, **r} for r in json.loads(line[len("RESULT ") :])]
 
 
 def main(argv=None) -> Path:
@@ -112,19 +120,29 @@ def main(argv=None) -> Path:
             rows += run_version(label, checkout.resolve(), args.sources, args.repeat)
     raw = pd.DataFrame(rows)
     raw["total"] = raw["match"] + raw["admit"]
-    table = (raw.groupby(["code", "table"], sort=False)
-             .agg(match=("match", "median"), admit=("admit", "median"), total=("total", "median"),
-                  linked=("linked", "all"), charged=("charged", "first")).reset_index())
+    table = (
+        raw.groupby(["code", "table"], sort=False)
+        .agg(
+            match=("match", "median"),
+            admit=("admit", "median"),
+            total=("total", "median"),
+            linked=("linked", "all"),
+            charged=("charged", "first"),
+        )
+        .reset_index()
+    )
     out = out_dir("identity_speed")
     raw.to_csv(out / "speed.csv", index=False)
     shown = table.round(3).to_markdown(index=False)
     worst = float(table.loc[table.code == "after", "total"].max())
-    text = (f"# Admission latency with identity matching, 10,000 entries, {args.sources} registered tables\n\n"
-            f"Machine: {machine()}. Command: `python benchmarks/identity_speed.py"
-            f"{' --before ' + str(args.before) if args.before else ''} --sources {args.sources} --repeat {args.repeat} "
-            f"--rounds {args.rounds}`. Seconds, median of {args.repeat * args.rounds} (rounds alternate the versions), "
-            f"SQLite.\n\n{shown}\n\n"
-            f"Target: an admission (match + admit) under {TARGET_S:g} s; after: at most {worst:.3f} s.\n")
+    text = (
+        f"# Admission latency with identity matching, 10,000 entries, {args.sources} registered tables\n\n"
+        f"Machine: {machine()}. Command: `python benchmarks/identity_speed.py"
+        f"{' --before ' + str(args.before) if args.before else ''} --sources {args.sources} --repeat {args.repeat} "
+        f"--rounds {args.rounds}`. Seconds, median of {args.repeat * args.rounds} (rounds alternate the versions), "
+        f"SQLite.\n\n{shown}\n\n"
+        f"Target: an admission (match + admit) under {TARGET_S:g} s; after: at most {worst:.3f} s.\n"
+    )
     return report(out, text)
 
 

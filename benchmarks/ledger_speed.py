@@ -51,8 +51,17 @@ from privtrain.ledger import store, totals  # noqa: E402
 from privtrain.privacy import events as ev  # noqa: E402
 
 DELTA, BUDGET = 1e-5, 1e9
-STAMP = dict(user="bench", version="0.1.0", git_commit=None, recipe="dp_sgd", source="digits", source_name="digits",
-             unit="example", scope="", artifacts="{}")
+STAMP = dict(
+    user="bench",
+    version="0.1.0",
+    git_commit=None,
+    recipe="dp_sgd",
+    source="digits",
+    source_name="digits",
+    unit="example",
+    scope="",
+    artifacts="{}",
+)
 
 
 def _events(kind: str, i: int) -> str:
@@ -84,8 +93,16 @@ def build(location, n_entries: int, kind: str) -> float:
     fields, now = [], "2026-11-26T00:00:00+00:00"
     for i in range((n_entries - 1) // 2):
         text = _events(kind, i)
-        common = dict(STAMP, run_id=f"r{i}", config_hash=f"c{i}", events=text, rdp=_curve(kind, text, i),
-                      epsilon=1.0, delta=DELTA, time=now)
+        common = dict(
+            STAMP,
+            run_id=f"r{i}",
+            config_hash=f"c{i}",
+            events=text,
+            rdp=_curve(kind, text, i),
+            epsilon=1.0,
+            delta=DELTA,
+            time=now,
+        )
         reserved = 2 + 2 * i
         fields.append(dict(common, status="reserved", detail=json.dumps({"process": {"host": "bench", "pid": 1}})))
         fields.append(dict(common, status="committed", ref=reserved, detail="{}"))
@@ -103,16 +120,32 @@ def build(location, n_entries: int, kind: str) -> float:
         sigma = sum((40.0 + 0.001 * i) ** -2 for i in range(len(runs))) ** -0.5
         pld = dp_accounting.pld.privacy_loss_distribution.from_gaussian_mechanism(sigma)
     eps = float(pld.get_epsilon_for_delta(DELTA))
-    fresh._backend.put_total("digits", "example", "", totals.PLD_DISCRETIZATION, state.last_id, len(runs),
-                             totals.covered_digest(runs), json.dumps({repr(DELTA): eps}), totals.dumps(pld), totals.KEEP)
+    fresh._backend.put_total(
+        "digits",
+        "example",
+        "",
+        totals.PLD_DISCRETIZATION,
+        state.last_id,
+        len(runs),
+        totals.covered_digest(runs),
+        json.dumps({repr(DELTA): eps}),
+        totals.dumps(pld),
+        totals.KEEP,
+    )
     assert fresh.head()[0] == 1 + len(fields)
     return time.perf_counter() - started
 
 
 def _cli(location, *args) -> float:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "privtrain.ledger", *args, "--path", str(location)],
-                         capture_output=True, text=True, env=env(), cwd=ROOT, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "privtrain.ledger", *args, "--path", str(location)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=600,
+    )
     elapsed = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(f"ledger {args[0]} failed: {out.stderr or out.stdout}")
@@ -121,8 +154,16 @@ def _cli(location, *args) -> float:
 
 def _charge(i: int) -> ledger.Charge:
     events = (ev.dp_sgd_event(sample_rate=0.02, noise_multiplier=1.5 + 0.01 * i, steps=120),)
-    return ledger.Charge(run_id=f"new-{i}", recipe="dp_sgd", source="digits", source_name="digits", unit="example",
-                         events=events, delta=DELTA, epsilon=1.0)
+    return ledger.Charge(
+        run_id=f"new-{i}",
+        recipe="dp_sgd",
+        source="digits",
+        source_name="digits",
+        unit="example",
+        events=events,
+        delta=DELTA,
+        epsilon=1.0,
+    )
 
 
 def measure(location, n_entries: int, kind: str, repeat: int, backend: str) -> dict:
@@ -144,8 +185,14 @@ def measure(location, n_entries: int, kind: str, repeat: int, backend: str) -> d
                 started = time.perf_counter()
                 run.commit(c.events)
             composes.append(time.perf_counter() - started)
-    row.update({"plan": statistics.median(plans), "admit": statistics.median(admits),
-                "admit again": statistics.median(again), "compose": statistics.median(composes)})
+    row.update(
+        {
+            "plan": statistics.median(plans),
+            "admit": statistics.median(admits),
+            "admit again": statistics.median(again),
+            "compose": statistics.median(composes),
+        }
+    )
     row["verify"] = statistics.median(_cli(location, "verify") for _ in range(repeat))
     return row
 
@@ -171,17 +218,29 @@ def main() -> None:
         for backend in args.backends:
             for size in args.sizes:
                 for kind in ("similar", "different"):
-                    location = (server.database() if backend == "postgresql"
-                                else Path(tempfile.mkdtemp(prefix="ledger-speed-")) / "ledger.db")
+                    location = (
+                        server.database()
+                        if backend == "postgresql"
+                        else Path(tempfile.mkdtemp(prefix="ledger-speed-")) / "ledger.db"
+                    )
                     rows.append(measure(location, size, kind, args.repeat, backend))
                     print(rows[-1], flush=True)
                     if server is not None and backend == "postgresql":
                         server.drop(location)
             for kind in ("similar", "different"):
-                location = (server.database() if backend == "postgresql"
-                            else Path(tempfile.mkdtemp(prefix="ledger-speed-")) / "ledger.db")
-                cold.append({"backend": backend, "runs": kind, "entries": 1000, "show, cold (s)":
-                             round(cold_show(location, kind), 2)})
+                location = (
+                    server.database()
+                    if backend == "postgresql"
+                    else Path(tempfile.mkdtemp(prefix="ledger-speed-")) / "ledger.db"
+                )
+                cold.append(
+                    {
+                        "backend": backend,
+                        "runs": kind,
+                        "entries": 1000,
+                        "show, cold (s)": round(cold_show(location, kind), 2),
+                    }
+                )
                 print(cold[-1], flush=True)
     finally:
         if server is not None:
@@ -192,17 +251,27 @@ def main() -> None:
     for col in ("show", "plan", "admit", "admit again", "compose", "verify"):
         shown[col] = shown[col].map(lambda x: f"{x:.3f}")
     command = "python benchmarks/ledger_speed.py " + " ".join(sys.argv[1:])
-    text = "\n".join([
-        "# Ledger speed: SQLite and PostgreSQL", "",
-        f"Machine: {machine()}. Command: `{command.strip()}`. Seconds, median of {args.repeat}.", "",
-        "Targets at 10,000 entries: `show` and an admission check under 1 s, `verify` under 2 s.", "",
-        shown.to_markdown(index=False), "",
-        "`show` and `verify` are whole processes (`python -m privtrain.ledger …`: start-up and imports included). "
-        "`admit` is on a fresh handle (the whole chain walked once), `admit again` on the same handle (the new "
-        "tail only); `compose` is the commit that composes the new run onto the stored PLD total, outside the "
-        "write lock. `build` is the bulk load, not a measured operation.", "",
-        "## `show` with no stored total (everything composed from scratch), 1,000 entries", "",
-        pd.DataFrame(cold).to_markdown(index=False), ""])
+    text = "\n".join(
+        [
+            "# Ledger speed: SQLite and PostgreSQL",
+            "",
+            f"Machine: {machine()}. Command: `{command.strip()}`. Seconds, median of {args.repeat}.",
+            "",
+            "Targets at 10,000 entries: `show` and an admission check under 1 s, `verify` under 2 s.",
+            "",
+            shown.to_markdown(index=False),
+            "",
+            "`show` and `verify` are whole processes (`python -m privtrain.ledger …`: start-up and imports included). "
+            "`admit` is on a fresh handle (the whole chain walked once), `admit again` on the same handle (the new "
+            "tail only); `compose` is the commit that composes the new run onto the stored PLD total, outside the "
+            "write lock. `build` is the bulk load, not a measured operation.",
+            "",
+            "## `show` with no stored total (everything composed from scratch), 1,000 entries",
+            "",
+            pd.DataFrame(cold).to_markdown(index=False),
+            "",
+        ]
+    )
     (out / "README.md").write_text(text)
     print(text)
 

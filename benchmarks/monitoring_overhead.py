@@ -24,7 +24,9 @@ from pathlib import Path
 import pandas as pd
 from common import WRAP, machine, out_dir, run_timed_child, temp_project
 
-TIMED_RUN = WRAP + '''
+TIMED_RUN = (
+    WRAP
+    + """
 from privtrain.monitoring import run_hooks
 wrap(run_hooks, "plan", "monitoring")
 wrap(run_hooks, "finish", "monitoring")
@@ -38,16 +40,25 @@ from privtrain import ledger
 e = [e for e in ledger.open(".privtrain/ledger.db").entries() if e.status == "committed"][-1]
 print(f"EPS\\t{e.epsilon:.6f}", flush=True)
 sys.exit(code)
-'''
+"""
+)
 
 
 def _run(project: Path, cache: Path, on: bool) -> dict:
     source = TIMED_RUN.replace("*sys.argv[1:]", '"monitor.reference=true"' if on else "")
     stdout, whole = run_timed_child(source, project, cache)
-    values = {line.split("\t")[0]: float(line.split("\t")[-1]) for line in stdout.splitlines()
-              if line.startswith(("GATE\t", "EPS\t", "PLD\t"))}
-    return {"monitoring": "on" if on else "off", "run_seconds": whole, "monitoring_seconds": values["GATE"],
-            "pld_seconds": values["PLD"], "ledger_epsilon": values["EPS"]}
+    values = {
+        line.split("\t")[0]: float(line.split("\t")[-1])
+        for line in stdout.splitlines()
+        if line.startswith(("GATE\t", "EPS\t", "PLD\t"))
+    }
+    return {
+        "monitoring": "on" if on else "off",
+        "run_seconds": whole,
+        "monitoring_seconds": values["GATE"],
+        "pld_seconds": values["PLD"],
+        "ledger_epsilon": values["EPS"],
+    }
 
 
 def main() -> None:
@@ -66,21 +77,37 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "runs.csv", index=False)
     med = frame.groupby("monitoring").median(numeric_only=True)
-    paired = (frame[frame.monitoring == "on"].run_seconds.to_numpy() - frame[frame.monitoring == "off"].run_seconds.to_numpy())
+    paired = (
+        frame[frame.monitoring == "on"].run_seconds.to_numpy() - frame[frame.monitoring == "off"].run_seconds.to_numpy()
+    )
     off, on = med.loc["off", "run_seconds"], med.loc["on", "run_seconds"]
     inside = med.loc["on", "monitoring_seconds"]
-    md = ["# Time `monitor.reference=true` adds to `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
-          (f"Command: `python benchmarks/monitoring_overhead.py --repeats {args.repeats}` (default run: digits, "
-          f"logreg, ε = 1; {args.repeats} interleaved pairs of fresh processes, medians)\n"),
-          "| | run s (median) | monitoring calls s | PLD compositions s | ε charged by the ledger |",
-          "|---|---:|---:|---:|---:|",
-          *(f"| monitoring {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'monitoring_seconds']:.3f} | "
-            f"{med.loc[k, 'pld_seconds']:.3f} | {med.loc[k, 'ledger_epsilon']:.3f} |" for k in ("off", "on")), "",
-          f"Paired differences on - off (s): {', '.join(f'{d:+.2f}' for d in paired)}; median {statistics.median(paired):+.2f}.",
-          (f"Ratio on / off (whole process): **{on / off:.3f}**; the monitoring calls themselves: {inside:.3f} s "
-          f"({inside / on:.1%} of the run with monitoring on)."),
-          ("The ε difference is the reference release's privacy cost (monitor.epsilon = 0.5 at the run's δ, composed "
-          "with the training by PLD: less than the sum)."), ""]
+    md = [
+        "# Time `monitor.reference=true` adds to `privtrain run dp_sgd`\n",
+        f"Machine: {machine()}\n",
+        (
+            f"Command: `python benchmarks/monitoring_overhead.py --repeats {args.repeats}` (default run: digits, "
+            f"logreg, ε = 1; {args.repeats} interleaved pairs of fresh processes, medians)\n"
+        ),
+        "| | run s (median) | monitoring calls s | PLD compositions s | ε charged by the ledger |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| monitoring {k} | {med.loc[k, 'run_seconds']:.2f} | {med.loc[k, 'monitoring_seconds']:.3f} | "
+            f"{med.loc[k, 'pld_seconds']:.3f} | {med.loc[k, 'ledger_epsilon']:.3f} |"
+            for k in ("off", "on")
+        ),
+        "",
+        f"Paired differences on - off (s): {', '.join(f'{d:+.2f}' for d in paired)}; median {statistics.median(paired):+.2f}.",
+        (
+            f"Ratio on / off (whole process): **{on / off:.3f}**; the monitoring calls themselves: {inside:.3f} s "
+            f"({inside / on:.1%} of the run with monitoring on)."
+        ),
+        (
+            "The ε difference is the reference release's privacy cost (monitor.epsilon = 0.5 at the run's δ, composed "
+            "with the training by PLD: less than the sum)."
+        ),
+        "",
+    ]
     text = "\n".join(md)
     (out / "README.md").write_text(text)
     print(text)

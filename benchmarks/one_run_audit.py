@@ -19,7 +19,6 @@ import time
 import warnings
 
 import pandas as pd
-
 from common import machine, out_dir
 
 BASE = ["recipe.progress=false"]
@@ -35,8 +34,9 @@ def _planned(eps: float):
 def _audit(eps: float, mode: str, canaries: int, out) -> dict:
     from privtrain.api import audit_one_run
 
-    return audit_one_run("dp_sgd", [*BASE, f"privacy.target_epsilon={eps}"], output_dir=out, mode=mode,
-                         canaries=canaries)
+    return audit_one_run(
+        "dp_sgd", [*BASE, f"privacy.target_epsilon={eps}"], output_dir=out, mode=mode, canaries=canaries
+    )
 
 
 def _plain_training_seconds(eps: float) -> float:
@@ -59,15 +59,29 @@ def tightness(args, out) -> pd.DataFrame:
             plain = _plain_training_seconds(eps)
             for mode in ("whitebox", "blackbox"):
                 a = _audit(eps, mode, args.canaries, out / "reports" / f"{mode}-{eps}-{run}")
-                rows.append({"claimed_eps": a["claimed"]["epsilon"], "target": eps, "run": run, "mode": mode,
-                             "lower_bound": a["epsilon_lower_bound"], "best_attack": a["best_attack"],
-                             **{f"lb_{k}": v["epsilon_lower"] for k, v in a["attacks"].items()},
-                             "mu_hat": a["attacks"].get("gauss", a["attacks"].get("blackbox_gauss"))["mu"],
-                             "clt_mu": (a["expected"] or {}).get("clt_mu"), "canaries": a["canaries"],
-                             "red_flag": a["red_flag"], "audit_seconds": a["seconds"]["total"],
-                             "plain_training_seconds": plain, "cost_multiple": a["seconds"]["total"] / plain})
-                print(f"eps={eps} run={run} {mode}: lower bound {a['epsilon_lower_bound']:.3f} "
-                      f"({a['seconds']['total']:.1f} s, plain training {plain:.1f} s)", flush=True)
+                rows.append(
+                    {
+                        "claimed_eps": a["claimed"]["epsilon"],
+                        "target": eps,
+                        "run": run,
+                        "mode": mode,
+                        "lower_bound": a["epsilon_lower_bound"],
+                        "best_attack": a["best_attack"],
+                        **{f"lb_{k}": v["epsilon_lower"] for k, v in a["attacks"].items()},
+                        "mu_hat": a["attacks"].get("gauss", a["attacks"].get("blackbox_gauss"))["mu"],
+                        "clt_mu": (a["expected"] or {}).get("clt_mu"),
+                        "canaries": a["canaries"],
+                        "red_flag": a["red_flag"],
+                        "audit_seconds": a["seconds"]["total"],
+                        "plain_training_seconds": plain,
+                        "cost_multiple": a["seconds"]["total"] / plain,
+                    }
+                )
+                print(
+                    f"eps={eps} run={run} {mode}: lower bound {a['epsilon_lower_bound']:.3f} "
+                    f"({a['seconds']['total']:.1f} s, plain training {plain:.1f} s)",
+                    flush=True,
+                )
     return pd.DataFrame(rows)
 
 
@@ -86,11 +100,19 @@ def mutants(args, out) -> pd.DataFrame:
             finally:
                 os.environ.pop("PRIVTRAIN_MUTANT", None)
             s = a["structure"]
-            rows.append({"mutant": mutant or "(correct code)", "run": run, "claimed_eps": a["claimed"]["epsilon"],
-                         "lower_bound": a["epsilon_lower_bound"], "best_attack": a["best_attack"],
-                         **{f"lb_{k}": v["epsilon_lower"] for k, v in a["attacks"].items()},
-                         "structure": ", ".join(s["varies_with_rows"] + s["differs_from_plan"]) or "-",
-                         "flagged": a["red_flag"], "reasons": " | ".join(a["reasons"])})
+            rows.append(
+                {
+                    "mutant": mutant or "(correct code)",
+                    "run": run,
+                    "claimed_eps": a["claimed"]["epsilon"],
+                    "lower_bound": a["epsilon_lower_bound"],
+                    "best_attack": a["best_attack"],
+                    **{f"lb_{k}": v["epsilon_lower"] for k, v in a["attacks"].items()},
+                    "structure": ", ".join(s["varies_with_rows"] + s["differs_from_plan"]) or "-",
+                    "flagged": a["red_flag"],
+                    "reasons": " | ".join(a["reasons"]),
+                }
+            )
             print(f"{mutant}: {a['epsilon_lower_bound']:.3f} flagged={a['red_flag']}", flush=True)
     return pd.DataFrame(rows)
 
@@ -101,45 +123,75 @@ def canary_sweep(args, out) -> pd.DataFrame:
         for eps in (2, 8):
             for m in (250, 500, 1000, 1465):
                 a = _audit(eps, "whitebox", m, out / "reports" / f"canaries-{eps}-{m}-{run}")
-                rows.append({"target": eps, "claimed_eps": a["claimed"]["epsilon"], "canaries": a["canaries"],
-                             "run": run, "lower_bound": a["epsilon_lower_bound"]})
+                rows.append(
+                    {
+                        "target": eps,
+                        "claimed_eps": a["claimed"]["epsilon"],
+                        "canaries": a["canaries"],
+                        "run": run,
+                        "lower_bound": a["epsilon_lower_bound"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def _mean_std(frame, by, value, fmt="{:.2f}"):
     g = frame.groupby(by)[value].agg(["mean", "std", "min", "max"])
-    return g.apply(lambda r: f"{fmt.format(r['mean'])} ± {fmt.format(r['std'])} ({fmt.format(r['min'])} to "
-                   f"{fmt.format(r['max'])})", axis=1)
+    return g.apply(
+        lambda r: (
+            f"{fmt.format(r['mean'])} ± {fmt.format(r['std'])} ({fmt.format(r['min'])} to {fmt.format(r['max'])})"
+        ),
+        axis=1,
+    )
 
 
 def render(t: pd.DataFrame, mut: pd.DataFrame, can: pd.DataFrame, out, command: str) -> None:
-    lines = ["# One-run audit: lower bound vs claim, mutants, cost", "",
-             f"Command: `{command}`  ", f"Machine: {machine()}; CPU only.", "",
-             "Default digits configuration (logreg, batch 128, 360 steps, C = 0.5, PRV accountant, δ = 1e-5, "
-             "1,465 training rows), 95% confidence, each mode audited on its own (white-box: 3 attacks, "
-             "black-box: 2, Bonferroni). Mean ± std (min to max) over runs.", "",
-             "## Lower bound vs claimed ε", "",
-             "| claimed ε | white-box lower bound | black-box lower bound | white-box / claim | canaries | "
-             "audit ÷ plain training (white-box) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# One-run audit: lower bound vs claim, mutants, cost",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; CPU only.",
+        "",
+        "Default digits configuration (logreg, batch 128, 360 steps, C = 0.5, PRV accountant, δ = 1e-5, "
+        "1,465 training rows), 95% confidence, each mode audited on its own (white-box: 3 attacks, "
+        "black-box: 2, Bonferroni). Mean ± std (min to max) over runs.",
+        "",
+        "## Lower bound vs claimed ε",
+        "",
+        "| claimed ε | white-box lower bound | black-box lower bound | white-box / claim | canaries | "
+        "audit ÷ plain training (white-box) |",
+        "|---|---|---|---|---|---|",
+    ]
     wb, bb = t[t["mode"] == "whitebox"], t[t["mode"] == "blackbox"]
     wb_cell, bb_cell = _mean_std(wb, "target", "lower_bound"), _mean_std(bb, "target", "lower_bound")
     for eps in sorted(t["target"].unique()):
         ratio = (wb[wb["target"] == eps]["lower_bound"] / wb[wb["target"] == eps]["claimed_eps"]).mean()
         cost = wb[wb["target"] == eps]["cost_multiple"].median()
-        lines.append(f"| {eps:g} | {wb_cell[eps]} | {bb_cell[eps]} | {ratio:.2f} | "
-                     f"{int(wb[wb['target'] == eps]['canaries'].iloc[0])} | {cost:.1f}× |")
-    lines += ["", "Wall time per audit (seconds, median): white-box "
-              f"{wb['audit_seconds'].median():.1f}, black-box {bb['audit_seconds'].median():.1f}; one plain training "
-              f"of the same configuration {t['plain_training_seconds'].median():.1f}. The white-box audit is one "
-              "training with canaries, a replay of the first steps and three structural probes; the black-box audit "
-              "one training.", "",
-              "## Mutants (white-box)", "",
-              f"Claimed ε = {mut['claimed_eps'].iloc[0]:.3g}; every run of every mutant:", "",
-              "| mutant | lower bound | gauss | steinke | replay | structure | flagged |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {eps:g} | {wb_cell[eps]} | {bb_cell[eps]} | {ratio:.2f} | "
+            f"{int(wb[wb['target'] == eps]['canaries'].iloc[0])} | {cost:.1f}× |"
+        )
+    lines += [
+        "",
+        "Wall time per audit (seconds, median): white-box "
+        f"{wb['audit_seconds'].median():.1f}, black-box {bb['audit_seconds'].median():.1f}; one plain training "
+        f"of the same configuration {t['plain_training_seconds'].median():.1f}. The white-box audit is one "
+        "training with canaries, a replay of the first steps and three structural probes; the black-box audit "
+        "one training.",
+        "",
+        "## Mutants (white-box)",
+        "",
+        f"Claimed ε = {mut['claimed_eps'].iloc[0]:.3g}; every run of every mutant:",
+        "",
+        "| mutant | lower bound | gauss | steinke | replay | structure | flagged |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, g in mut.groupby("mutant", sort=False):
-        lines.append(f"| {name} | {_cell(g['lower_bound'])} | {_cell(g['lb_gauss'])} | {_cell(g['lb_steinke'])} | "
-                     f"{_cell(g['lb_replay'])} | {', '.join(sorted(set(g['structure'])))} | "
-                     f"{int(g['flagged'].sum())} of {len(g)} |")
+        lines.append(
+            f"| {name} | {_cell(g['lower_bound'])} | {_cell(g['lb_gauss'])} | {_cell(g['lb_steinke'])} | "
+            f"{_cell(g['lb_replay'])} | {', '.join(sorted(set(g['structure'])))} | "
+            f"{int(g['flagged'].sum())} of {len(g)} |"
+        )
     if len(can):
         lines += ["", "## Canaries (white-box)", "", "| claimed ε | canaries | lower bound |", "|---|---|---|"]
         for (eps, m), g in can.groupby(["target", "canaries"]):
@@ -183,8 +235,13 @@ def main() -> None:
     out = out_dir("one_run_audit")
     command = " ".join(["python benchmarks/one_run_audit.py", *os.sys.argv[1:]])
     if args.render_only:
-        render(pd.read_csv(out / "tightness.csv"), pd.read_csv(out / "mutants.csv"),
-               pd.read_csv(out / "canaries.csv") if (out / "canaries.csv").exists() else pd.DataFrame(), out, command)
+        render(
+            pd.read_csv(out / "tightness.csv"),
+            pd.read_csv(out / "mutants.csv"),
+            pd.read_csv(out / "canaries.csv") if (out / "canaries.csv").exists() else pd.DataFrame(),
+            out,
+            command,
+        )
         return
     os.environ["PRIVTRAIN_LEDGER"] = str(out / "ledger.db")  # never opened: the audit charges nothing
     t = tightness(args, out)

@@ -27,8 +27,11 @@ MODES = ("hooks", "ghost", "functorch")
 def _model(name: str):
     from privtrain import models
 
-    spec = {"logreg": models.ModelSpec("logreg"), "mlp": models.ModelSpec("mlp", hidden=(128,)),
-            "cnn": models.ModelSpec("cnn", channels=(16, 32), groups=4)}[name]
+    spec = {
+        "logreg": models.ModelSpec("logreg"),
+        "mlp": models.ModelSpec("mlp", hidden=(128,)),
+        "cnn": models.ModelSpec("cnn", channels=(16, 32), groups=4),
+    }[name]
     return models.build(spec, n_inputs=64, n_classes=10, image_shape=(1, 8, 8))
 
 
@@ -74,7 +77,9 @@ def measure(model_name: str, batch: int, mode: str, steps: int, device: str) -> 
         opt = torch.optim.SGD(base.parameters(), lr=0.1)
         if mode == "ghost":
             dp_model = GradSampleModuleFastGradientClipping(base, max_grad_norm=1.0, use_ghost_clipping=True)
-            dp_opt = DPOptimizerFastGradientClipping(opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=batch)
+            dp_opt = DPOptimizerFastGradientClipping(
+                opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=batch
+            )
             dp_crit = DPLossFastGradientClipping(dp_model, dp_opt, crit)
         else:
             dp_model = GradSampleModule(base, force_functorch=(mode == "functorch"))
@@ -111,10 +116,17 @@ def measure(model_name: str, batch: int, mode: str, steps: int, device: str) -> 
     for _ in range(5):  # interleave so machine noise hits both alike
         plain_t.append(timed(plain_step, steps))
         dp_t.append(timed(dp_step, steps))
-    return {"model": model_name, "batch": batch, "mode": mode, "device": device,
-            "plain_ms": 1e3 * float(np.median(plain_t)), "dp_ms": 1e3 * float(np.median(dp_t)),
-            "time_ratio": float(np.median(dp_t) / np.median(plain_t)),
-            "plain_peak_mb": mem["plain"], "dp_peak_mb": mem["dp"]}
+    return {
+        "model": model_name,
+        "batch": batch,
+        "mode": mode,
+        "device": device,
+        "plain_ms": 1e3 * float(np.median(plain_t)),
+        "dp_ms": 1e3 * float(np.median(dp_t)),
+        "time_ratio": float(np.median(dp_t) / np.median(plain_t)),
+        "plain_peak_mb": mem["plain"],
+        "dp_peak_mb": mem["dp"],
+    }
 
 
 def accounting_speed() -> list[dict]:
@@ -139,25 +151,45 @@ def accounting_speed() -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 eps = acc.get_epsilon(delta=1e-5)
-            rows.append({"what": f"opacus {mechanism}", "size": f"{steps:,} steps", "seconds": time.perf_counter() - t,
-                         "epsilon": eps})
+            rows.append(
+                {
+                    "what": f"opacus {mechanism}",
+                    "size": f"{steps:,} steps",
+                    "seconds": time.perf_counter() - t,
+                    "epsilon": eps,
+                }
+            )
     for n_runs in (10, 100, 1000):
         path = Path(tempfile.mkdtemp()) / "ledger.db"
         book = ledger.open(path)
         book.warm_cache = False
         for i in range(n_runs):
             sigma = 4.0 + 0.25 * (i % 10)
-            charge = ledger.Charge(run_id=f"r{i}", recipe="dp_sgd", source="bench", source_name="bench",
-                                   unit="example", events=(dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=300),),
-                                   delta=1e-5, epsilon=1.0, config_hash="c")
+            charge = ledger.Charge(
+                run_id=f"r{i}",
+                recipe="dp_sgd",
+                source="bench",
+                source_name="bench",
+                unit="example",
+                events=(dp_sgd_event(sample_rate=0.05, noise_multiplier=sigma, steps=300),),
+                delta=1e-5,
+                epsilon=1.0,
+                config_hash="c",
+            )
             with admit_charges(book.core, [charge]) as run:
                 run.commit(charge.events)
         book._conn.execute("DELETE FROM cache")
         book._conn.commit()
         t = time.perf_counter()
         eps = book.spent("bench")
-        rows.append({"what": "ledger composition (PLD)", "size": f"{n_runs:,} runs", "seconds": time.perf_counter() - t,
-                     "epsilon": eps})
+        rows.append(
+            {
+                "what": "ledger composition (PLD)",
+                "size": f"{n_runs:,} runs",
+                "seconds": time.perf_counter() - t,
+                "epsilon": eps,
+            }
+        )
     return rows
 
 
@@ -176,24 +208,34 @@ def main() -> None:
         print(json.dumps(measure(m, int(b), mode, args.steps, args.device)))
         return
     import pandas as pd
-
     from common import machine, out_dir
 
     rows = []
     for model in args.models:
         for batch in args.batches:
             for mode in args.modes:
-                cmd = [sys.executable, __file__, "--one", f"{model},{batch},{mode}", "--steps", str(args.steps),
-                       "--device", args.device]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    f"{model},{batch},{mode}",
+                    "--steps",
+                    str(args.steps),
+                    "--device",
+                    args.device,
+                ]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     out = out_dir("overhead")
     frame.to_csv(out / f"overhead_{args.device}.csv", index=False)
-    text = (f"# DP-SGD overhead ({args.device})\n\nMachine: {machine()}\n\n"
-            f"Command: `python benchmarks/overhead.py {' '.join(sys.argv[1:])}`\n\n"
-            + frame.to_markdown(index=False, floatfmt=".2f") + "\n")
+    text = (
+        f"# DP-SGD overhead ({args.device})\n\nMachine: {machine()}\n\n"
+        f"Command: `python benchmarks/overhead.py {' '.join(sys.argv[1:])}`\n\n"
+        + frame.to_markdown(index=False, floatfmt=".2f")
+        + "\n"
+    )
     (out / f"overhead_{args.device}.md").write_text(text)
     if args.accounting:
         acc = pd.DataFrame(accounting_speed())

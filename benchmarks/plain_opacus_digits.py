@@ -27,13 +27,21 @@ def main(out: Path) -> None:
     x = (x / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)), batch_size=128)
+        torch.utils.data.TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)), batch_size=128
+    )
     model = torch.nn.Linear(64, 10)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     engine = PrivacyEngine(accountant="prv")
     model, optimizer, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=optimizer, data_loader=loader, target_epsilon=3.0, target_delta=1e-5, epochs=30,
-        max_grad_norm=1.0, poisson_sampling=True)
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        target_epsilon=3.0,
+        target_delta=1e-5,
+        epochs=30,
+        max_grad_norm=1.0,
+        poisson_sampling=True,
+    )
     criterion = torch.nn.CrossEntropyLoss()
     steps = 0
     for _ in range(30):

@@ -34,8 +34,9 @@ LR = {"lora": 2.0, "all": 1.0}
 def tokens(folder: Path, texts: list[str], length: int = 12) -> np.ndarray:
     from privtrain.data.text import load_tokenizer
 
-    enc = load_tokenizer(str(folder))(texts, padding="max_length", truncation=True, max_length=length,
-                                      return_tensors="np")
+    enc = load_tokenizer(str(folder))(
+        texts, padding="max_length", truncation=True, max_length=length, return_tensors="np"
+    )
     return np.stack([enc["input_ids"], enc["attention_mask"]], axis=1).astype(np.int64)
 
 
@@ -44,8 +45,9 @@ def factory(folder: Path, mode: str):
     from privtrain.pretrained import spec
 
     node = spec.from_mapping({"path": str(folder), "finetune": mode}).to_dict()
-    return lambda: models.build(models.ModelSpec(name="pretrained", pretrained=node), n_inputs=0, n_classes=2,
-                                image_shape=None).train()  # from_pretrained returns eval mode
+    return lambda: models.build(
+        models.ModelSpec(name="pretrained", pretrained=node), n_inputs=0, n_classes=2, image_shape=None
+    ).train()  # from_pretrained returns eval mode
 
 
 def speed(folder: Path, mode: str, device: str, rounds: int, steps: int, batch: int) -> list[dict]:
@@ -61,8 +63,11 @@ def speed(folder: Path, mode: str, device: str, rounds: int, steps: int, batch: 
     picked = choose("auto", make(), clipping="flat", amp=False).mode
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fns = {"non-private": plain_stepper(make, x, y), f"auto ({picked})": dp_stepper(make, x, y, picked),
-               "hooks": dp_stepper(make, x, y, "hooks")}
+        fns = {
+            "non-private": plain_stepper(make, x, y),
+            f"auto ({picked})": dp_stepper(make, x, y, picked),
+            "hooks": dp_stepper(make, x, y, "hooks"),
+        }
         for fn in fns.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in fns}
@@ -78,10 +83,21 @@ def speed(folder: Path, mode: str, device: str, rounds: int, steps: int, batch: 
                 times[k].append((time.perf_counter() - start) / steps)
     record = info(make())
     plain = float(np.median(times["non-private"]))
-    return [{"finetune": mode, "trainable": record["trainable_parameters"], "total": record["total_parameters"],
-             "batch": batch, "device": device, "dp_mode": k, "plain_ms": 1e3 * plain,
-             "dp_ms": 1e3 * float(np.median(v)), "ratio": float(np.median(v)) / plain}
-            for k, v in times.items() if k != "non-private"]
+    return [
+        {
+            "finetune": mode,
+            "trainable": record["trainable_parameters"],
+            "total": record["total_parameters"],
+            "batch": batch,
+            "device": device,
+            "dp_mode": k,
+            "plain_ms": 1e3 * plain,
+            "dp_ms": 1e3 * float(np.median(v)),
+            "ratio": float(np.median(v)) / plain,
+        }
+        for k, v in times.items()
+        if k != "non-private"
+    ]
 
 
 def accuracy(folder: Path, mode: str, epsilon: float) -> dict:
@@ -91,10 +107,27 @@ def accuracy(folder: Path, mode: str, epsilon: float) -> dict:
 
     texts, labels = sentiment_rows(3000, seed=1)
     x, y = tokens(folder, texts), np.array(labels)
-    plan = dp_plan.plan(n_train=2400, batch_size=256, epochs=30, target_epsilon=epsilon, noise_multiplier=None,
-                        delta=None, max_grad_norm=1.0, accountant="prv")
-    settings = training.TrainSettings(epochs=30, batch_size=256, max_physical_batch_size=256, optimizer="sgd",
-                                      lr=LR[mode], momentum=0.9, ema=0.95, grad_sample_mode="ghost", progress=False)
+    plan = dp_plan.plan(
+        n_train=2400,
+        batch_size=256,
+        epochs=30,
+        target_epsilon=epsilon,
+        noise_multiplier=None,
+        delta=None,
+        max_grad_norm=1.0,
+        accountant="prv",
+    )
+    settings = training.TrainSettings(
+        epochs=30,
+        batch_size=256,
+        max_physical_batch_size=256,
+        optimizer="sgd",
+        lr=LR[mode],
+        momentum=0.9,
+        ema=0.95,
+        grad_sample_mode="ghost",
+        progress=False,
+    )
     torch.manual_seed(0)
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -102,9 +135,15 @@ def accuracy(folder: Path, mode: str, epsilon: float) -> dict:
         out = training.train(factory(folder, mode)(), x[:2400], y[:2400], settings, dp=plan)
     seconds = time.perf_counter() - start
     scores = training.evaluate(out.model, x[2400:], y[2400:], 2)
-    return {"finetune": mode, "epsilon": epsilon, "steps": out.steps, "noise_multiplier": plan.noise_multiplier,
-            "accuracy": scores["accuracy"], "balanced_accuracy": scores["balanced_accuracy"],
-            "ms_per_step": 1e3 * seconds / max(1, out.steps)}
+    return {
+        "finetune": mode,
+        "epsilon": epsilon,
+        "steps": out.steps,
+        "noise_multiplier": plan.noise_multiplier,
+        "accuracy": scores["accuracy"],
+        "balanced_accuracy": scores["balanced_accuracy"],
+        "ms_per_step": 1e3 * seconds / max(1, out.steps),
+    }
 
 
 def main() -> None:
@@ -123,20 +162,28 @@ def main() -> None:
 
     torch.set_num_threads(1)
     folder = build_tiny_bert(Path(tempfile.mkdtemp()) / "bert-tiny")
-    rows = [r for mode in ("lora", "all") for r in speed(folder, mode, args.device, args.rounds, args.steps, args.batch)]
+    rows = [
+        r for mode in ("lora", "all") for r in speed(folder, mode, args.device, args.rounds, args.steps, args.batch)
+    ]
     for r in rows:
         print(r, flush=True)
     speed_table = pd.DataFrame(rows)
-    text = (f"# DP fine-tuning of the tiny transformer ({args.device}, 1 thread)\n\nMachine: {machine()}\n\n"
-            f"Command: `python benchmarks/pretrained_speed.py {' '.join(sys.argv[1:])}`\n\n"
-            "## Speed\n\nratio = median DP step / median non-private step, interleaved rounds on the same batch.\n\n"
-            + speed_table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    text = (
+        f"# DP fine-tuning of the tiny transformer ({args.device}, 1 thread)\n\nMachine: {machine()}\n\n"
+        f"Command: `python benchmarks/pretrained_speed.py {' '.join(sys.argv[1:])}`\n\n"
+        "## Speed\n\nratio = median DP step / median non-private step, interleaved rounds on the same batch.\n\n"
+        + speed_table.to_markdown(index=False, floatfmt=".2f")
+        + "\n"
+    )
     if not args.no_accuracy and args.device == "cpu":
         acc = [accuracy(folder, mode, eps) for mode in ("lora", "all") for eps in (3.0, 8.0)]
         for r in acc:
             print(r, flush=True)
-        text += ("\n## Accuracy (one run each, held-out 600 rows, balanced classes)\n\n"
-                 + pd.DataFrame(acc).to_markdown(index=False, floatfmt=".3f") + "\n")
+        text += (
+            "\n## Accuracy (one run each, held-out 600 rows, balanced classes)\n\n"
+            + pd.DataFrame(acc).to_markdown(index=False, floatfmt=".3f")
+            + "\n"
+        )
     out = Path(args.out) if args.out else out_dir("pretrained_speed")
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"pretrained_speed_{args.device.replace(':', '')}"

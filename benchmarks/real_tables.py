@@ -50,15 +50,25 @@ def money_table(path: Path, seed: int = 11) -> Path:
     spend = np.exp(rng.normal(7.0, 1.0, ROWS))
     score = 0.8 * (np.log(income) - 10.5) + 0.4 * (np.log(balance) - 8.0) - 0.6 * (np.log(spend) - 7.0)
     label = np.where(score + rng.normal(0, 0.5, ROWS) > 0, "good", "bad")
-    pd.DataFrame({"income": income.round(2), "balance": balance.round(2), "spend": spend.round(2),
-                  "tenure": rng.uniform(0, 30, ROWS).round(1), "label": label}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "income": income.round(2),
+            "balance": balance.round(2),
+            "spend": spend.round(2),
+            "tenure": rng.uniform(0, 30, ROWS).round(1),
+            "label": label,
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def money_schema(log1p: bool) -> dict:
     money = {**BOUNDS, "transform": "log1p"} if log1p else dict(BOUNDS)
-    return {**{c: dict(money) for c in MONEY_COLUMNS}, "tenure": {"min": 0, "max": 30},
-            "label": {"categories": ["bad", "good"]}}
+    return {
+        **{c: dict(money) for c in MONEY_COLUMNS},
+        "tenure": {"min": 0, "max": 30},
+        "label": {"categories": ["bad", "good"]},
+    }
 
 
 def _flow(value) -> str:
@@ -76,8 +86,13 @@ def table_overrides(table: str, csv: Path) -> tuple[list[str], dict]:
         return [f"dataset={table}"], {"loader": table}
     schema = money_schema(log1p="log1p" in table)
     spec = {"loader": "csv", "path": str(csv), "target": "label", "schema": schema, "public_n": ROWS}
-    return ["dataset=csv", f"dataset.path={csv}", "dataset.target=label", f"+dataset.schema={_flow(schema)}",
-            f"dataset.public_n={ROWS}"], spec
+    return [
+        "dataset=csv",
+        f"dataset.path={csv}",
+        "dataset.target=label",
+        f"+dataset.schema={_flow(schema)}",
+        f"dataset.public_n={ROWS}",
+    ], spec
 
 
 def scored(y: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[float, float]:
@@ -104,8 +119,11 @@ def trial(table: str, eps: float, seed: int, csv: Path, runs: Path) -> list[tupl
     splits = data.split(data.load(data.DatasetSpec(**spec)), seed=seed, test_size=0.2)
     n_classes = len(splits.classes)
     t = time.perf_counter()
-    run = privtrain.run("dp_sgd", [*overrides, f"privacy.target_epsilon={eps}", f"seed={seed}", "recipe.progress=false"],
-                        output_dir=runs / f"{table.replace(' ', '_')}-{eps}-{seed}")
+    run = privtrain.run(
+        "dp_sgd",
+        [*overrides, f"privacy.target_epsilon={eps}", f"seed={seed}", "recipe.progress=false"],
+        output_dir=runs / f"{table.replace(' ', '_')}-{eps}-{seed}",
+    )
     seconds = time.perf_counter() - t
     model = privtrain.load(run.output_dir).model
     with torch.no_grad():
@@ -116,8 +134,16 @@ def trial(table: str, eps: float, seed: int, csv: Path, runs: Path) -> list[tupl
 
         t = time.perf_counter()
         clf = LogisticRegression(max_iter=5000).fit(splits.x_train, splits.y_train)
-        rows.append((table, "sklearn logreg (non-private)", math.inf, seed,
-                     *scored(splits.y_test, clf.predict_proba(splits.x_test), n_classes), time.perf_counter() - t))
+        rows.append(
+            (
+                table,
+                "sklearn logreg (non-private)",
+                math.inf,
+                seed,
+                *scored(splits.y_test, clf.predict_proba(splits.x_test), n_classes),
+                time.perf_counter() - t,
+            )
+        )
     return rows
 
 
@@ -144,7 +170,7 @@ def main(argv: list[str] | None = None) -> Path:
             for seed in args.seeds:
                 for eps in args.eps:
                     rows += trial(table, eps, seed, csv, Path(tmp) / "runs")
-                print(pd.DataFrame(rows[-len(args.eps) - 1:], columns=COLUMNS).to_string(index=False), flush=True)
+                print(pd.DataFrame(rows[-len(args.eps) - 1 :], columns=COLUMNS).to_string(index=False), flush=True)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.to_csv(out / "trials.csv", index=False)
     text = render(frame, args, time.perf_counter() - start)
@@ -156,9 +182,14 @@ def main(argv: list[str] | None = None) -> Path:
 
 def render(frame: pd.DataFrame, args, seconds: float) -> str:
     frame = frame.assign(row=frame["table"] + " · " + frame["method"])
-    parts = [f"# Real tables: privtrain dp_sgd vs scikit-learn logistic regression (seeds {args.seeds}, mean ± std)",
-             "", f"Machine: {machine()}  ", "Command: `python benchmarks/real_tables.py`  ",
-             f"Wall time: {seconds / 60:.1f} min", ""]
+    parts = [
+        f"# Real tables: privtrain dp_sgd vs scikit-learn logistic regression (seeds {args.seeds}, mean ± std)",
+        "",
+        f"Machine: {machine()}  ",
+        "Command: `python benchmarks/real_tables.py`  ",
+        f"Wall time: {seconds / 60:.1f} min",
+        "",
+    ]
     for metric in ("balanced_accuracy", "auc"):
         table = mean_std_table(frame, "row", "epsilon", metric).fillna("")
         table.columns = ["ε=∞ (non-private)" if math.isinf(c) else f"ε={c:g}" for c in table.columns]
@@ -179,7 +210,9 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
         for i, (eps, g) in enumerate(frame.groupby("epsilon")):
             s = g.groupby("table")[metric].agg(["mean", "std"]).reindex(tables)
             label = "sklearn logreg (non-private)" if math.isinf(eps) else f"privtrain dp_sgd ε={eps:g}"
-            ax.bar(np.arange(len(tables)) + i * width, s["mean"], width, yerr=s["std"].fillna(0), capsize=2, label=label)
+            ax.bar(
+                np.arange(len(tables)) + i * width, s["mean"], width, yerr=s["std"].fillna(0), capsize=2, label=label
+            )
         ax.set_xticks(np.arange(len(tables)) + 0.4 - width / 2, tables, fontsize=8)
         ax.set_ylim(0.4, 1.0)
         ax.set_title(metric.replace("_", " "))

@@ -18,10 +18,11 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
-
 from common import WRAP, machine, out_dir, run_timed_child, temp_project
 
-TIMED_RUN = WRAP + '''
+TIMED_RUN = (
+    WRAP
+    + """
 from privtrain.artifacts import sbom
 wrap(sbom, "environment_bom", "build or read the SBOM")
 wrap(sbom.EnvironmentBom, "write", "write the SBOM and licence files")
@@ -29,7 +30,8 @@ import privtrain.cli as cli
 code = cli.main(["run", "dp_sgd", "recipe.progress=false"])
 print(f"SBOM_SECONDS\\t{sum(s for _, s in marks):.4f}", flush=True)
 sys.exit(code)
-'''
+"""
+)
 
 
 def _run(project: Path, cache: Path) -> tuple[float, float]:
@@ -50,23 +52,33 @@ def main() -> None:
         for i in range(args.repeats):
             for mode, cache in (("cold", project / f"cache-cold-{i}"), ("cached", warm)):
                 sbom_s, whole = _run(project, cache)
-                rows.append({"repeat": i, "cache": mode, "sbom_seconds": sbom_s, "run_seconds": whole,
-                             "ratio": sbom_s / whole})
+                rows.append(
+                    {"repeat": i, "cache": mode, "sbom_seconds": sbom_s, "run_seconds": whole, "ratio": sbom_s / whole}
+                )
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "sbom_overhead.csv", index=False)
-    md = ["# The SBOM step's share of `privtrain run dp_sgd`\n", f"Machine: {machine()}\n",
-          f"Command: `python benchmarks/sbom_overhead.py --repeats {args.repeats}`\n",
-          f"Median of {args.repeats} interleaved whole-process runs each (`privtrain run dp_sgd "
-          "recipe.progress=false`):\n",
-          "| SBOM cache | SBOM step s | whole run s | SBOM ÷ run | runs (SBOM s / run s) |", "|---|---:|---:|---:|---|"]
+    md = [
+        "# The SBOM step's share of `privtrain run dp_sgd`\n",
+        f"Machine: {machine()}\n",
+        f"Command: `python benchmarks/sbom_overhead.py --repeats {args.repeats}`\n",
+        f"Median of {args.repeats} interleaved whole-process runs each (`privtrain run dp_sgd "
+        "recipe.progress=false`):\n",
+        "| SBOM cache | SBOM step s | whole run s | SBOM ÷ run | runs (SBOM s / run s) |",
+        "|---|---:|---:|---:|---|",
+    ]
     for mode in ("cold", "cached"):
         part = frame[frame.cache == mode]
-        md.append(f"| {mode} | {statistics.median(part.sbom_seconds):.3f} | {statistics.median(part.run_seconds):.2f} "
-                  f"| {statistics.median(part.ratio):.1%} | "
-                  + ", ".join(f"{s:.2f}/{w:.1f}" for s, w in zip(part.sbom_seconds, part.run_seconds)) + " |")
-    md.append("\nCold: `cyclonedx-py environment` runs as a subprocess (reproducible JSON, no schema validation) "
-              "and the licences are classified. Cached: the environment key (every installed distribution's "
-              "name and version) is computed and the cached SBOM read; the licence files are written in both.\n")
+        md.append(
+            f"| {mode} | {statistics.median(part.sbom_seconds):.3f} | {statistics.median(part.run_seconds):.2f} "
+            f"| {statistics.median(part.ratio):.1%} | "
+            + ", ".join(f"{s:.2f}/{w:.1f}" for s, w in zip(part.sbom_seconds, part.run_seconds))
+            + " |"
+        )
+    md.append(
+        "\nCold: `cyclonedx-py environment` runs as a subprocess (reproducible JSON, no schema validation) "
+        "and the licences are classified. Cached: the environment key (every installed distribution's "
+        "name and version) is computed and the cached SBOM read; the licence files are written in both.\n"
+    )
     (out / "sbom_overhead.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

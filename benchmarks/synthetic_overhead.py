@@ -32,8 +32,12 @@ def privtrain_path(frame, table):
 
     meta = metadata.detect(frame, table)
     meta, _ = metadata.mark_pii(meta, frame, table, check=True, skip={"target"})
-    synth = sdv_models.build("gaussian_copula", meta, params={"default_distribution": "beta"},
-                             common={"enforce_min_max_values": True, "enforce_rounding": True, "locales": ["en_US"]})
+    synth = sdv_models.build(
+        "gaussian_copula",
+        meta,
+        params={"default_distribution": "beta"},
+        common={"enforce_min_max_values": True, "enforce_rounding": True, "locales": ["en_US"]},
+    )
     sdv_models.fit(synth, frame, table, seed=0)
 
 
@@ -58,8 +62,10 @@ def main() -> None:
                 fn(frame, name)
                 times[label].append(time.perf_counter() - start)
         a, b = statistics.median(times["direct"]), statistics.median(times["privtrain"])
-        print(f"| {name} | {frame.shape[0]} x {frame.shape[1]} | {a:.3f} | {b:.3f} | {100 * (b - a) / a:+.1f}% |",
-              flush=True)
+        print(
+            f"| {name} | {frame.shape[0]} x {frame.shape[1]} | {a:.3f} | {b:.3f} | {100 * (b - a) / a:+.1f}% |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from common import machine, out_dir
 
 # Run by torchrun in every process: times the training loop, then runs the CLI as `privtrain run` would.
-TIMED = '''
+TIMED = """
 import functools, json, os, sys, time
 from privtrain import training
 inner = training.train
@@ -41,13 +40,22 @@ training.train = timed
 import privtrain.cli as cli
 sys.argv = ["privtrain", *sys.argv[1:]]
 cli.main()
-'''
+"""
 
 
 def _job(nproc: int, project: Path, run_dir: Path, overrides: list[str]) -> dict:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", str(project / "timed.py"), "run", "dp_sgd",
-           "recipe.progress=false", f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [
+        torchrun,
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(project / "timed.py"),
+        "run",
+        "dp_sgd",
+        "recipe.progress=false",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -55,9 +63,15 @@ def _job(nproc: int, project: Path, run_dir: Path, overrides: list[str]) -> dict
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout[-1500:]}\n{out.stderr[-2500:]}")
     train = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("TRAIN "))[6:])
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"processes": nproc, "wall_s": wall, "train_s": train["seconds"], "steps": train["steps"],
-            "step_ms": 1000 * train["seconds"] / train["steps"], "epsilon": metrics["guarantee"]["epsilon"],
-            "accuracy": metrics["metrics"]["accuracy"]}
+    return {
+        "processes": nproc,
+        "wall_s": wall,
+        "train_s": train["seconds"],
+        "steps": train["steps"],
+        "step_ms": 1000 * train["seconds"] / train["steps"],
+        "epsilon": metrics["guarantee"]["epsilon"],
+        "accuracy": metrics["metrics"]["accuracy"],
+    }
 
 
 def main() -> None:
@@ -78,16 +92,25 @@ def main() -> None:
     frame.to_csv(out / "runs.csv", index=False)
     med = frame.groupby("processes").median(numeric_only=True)
     command = " ".join(["python benchmarks/torchrun_scaling.py", f"--repeats {args.repeats}", *args.overrides])
-    md = ["# torchrun scaling: `privtrain run dp_sgd` on 1 and 2 CPU processes (gloo)\n", f"Machine: {machine()}\n",
-          f"Command: `{command}`\n", f"Medians of {args.repeats} runs per count, interleaved:\n",
-          "| processes | job wall s | training s | steps | ms / step | ε | accuracy |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    md = [
+        "# torchrun scaling: `privtrain run dp_sgd` on 1 and 2 CPU processes (gloo)\n",
+        f"Machine: {machine()}\n",
+        f"Command: `{command}`\n",
+        f"Medians of {args.repeats} runs per count, interleaved:\n",
+        "| processes | job wall s | training s | steps | ms / step | ε | accuracy |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, r in med.iterrows():
-        md.append(f"| {n} | {r.wall_s:.2f} | {r.train_s:.2f} | {r.steps:.0f} | {r.step_ms:.1f} | {r.epsilon:.3f} | "
-                  f"{r.accuracy:.3f} |")
-    md.append(f"\nStep time, 2 processes ÷ 1: **{med.step_ms[2] / med.step_ms[1]:.2f}×**; job wall time: "
-              f"{med.wall_s[2] / med.wall_s[1]:.2f}×. ε is the same by construction (global batch, same steps): "
-              f"{statistics.median(frame[frame.processes == 1].epsilon):.4f} vs "
-              f"{statistics.median(frame[frame.processes == 2].epsilon):.4f}.\n")
+        md.append(
+            f"| {n} | {r.wall_s:.2f} | {r.train_s:.2f} | {r.steps:.0f} | {r.step_ms:.1f} | {r.epsilon:.3f} | "
+            f"{r.accuracy:.3f} |"
+        )
+    md.append(
+        f"\nStep time, 2 processes ÷ 1: **{med.step_ms[2] / med.step_ms[1]:.2f}×**; job wall time: "
+        f"{med.wall_s[2] / med.wall_s[1]:.2f}×. ε is the same by construction (global batch, same steps): "
+        f"{statistics.median(frame[frame.processes == 1].epsilon):.4f} vs "
+        f"{statistics.median(frame[frame.processes == 2].epsilon):.4f}.\n"
+    )
     (out / "scaling.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

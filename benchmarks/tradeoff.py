@@ -37,8 +37,14 @@ from common import machine, out_dir, plain_opacus  # noqa: E402
 
 INF = math.inf
 COLUMNS = ["dataset", "method", "unit", "epsilon", "seed", "accuracy", "seconds"]
-METHODS = ("dp_sgd", "federated central", "federated local", "DP-synthetic", "plain Opacus (tutorial)",
-           "sklearn logreg (non-private)")
+METHODS = (
+    "dp_sgd",
+    "federated central",
+    "federated local",
+    "DP-synthetic",
+    "plain Opacus (tutorial)",
+    "sklearn logreg (non-private)",
+)
 
 
 _DONE: dict[tuple, dict] = {}  # (recipe, overrides) -> metrics: identical runs are trained once
@@ -70,8 +76,7 @@ def trial(method: str, dataset: str, eps: float, seed: int, quick: bool, runs: P
         privacy = [f"privacy={mode}", f"privacy.target_epsilon={eps}"] if private else ["privacy=none"]
         return _privtrain("federated", [*common, *privacy, *extra], tag)["accuracy"]
     if method == "DP-synthetic":
-        synth = ["synth=dp_gaussian_copula", f"synth.epsilon={eps}"] if private \
-            else ["synth=gaussian_copula"]
+        synth = ["synth=dp_gaussian_copula", f"synth.epsilon={eps}"] if private else ["synth=gaussian_copula"]
         # TSTR on the real held-out split: a non-DP report of those rows, asked for explicitly
         over = [f"dataset={dataset}", f"seed={seed}", *synth, "synth.report=false", "synth.utility.enabled=true"]
         return _privtrain("synthetic", over, tag)["tstr_accuracy"]
@@ -113,9 +118,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/out/tradeoff)")
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--resume", action="store_true", help="keep the trials already in --out/trials.csv, run the rest")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render tables, plots and README.md from an existing trials.csv in --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the trials already in --out/trials.csv, run the rest"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render tables, plots and README.md from an existing trials.csv in --out",
+    )
     args = parser.parse_args(argv)
     datasets = args.datasets or (["digits"] if args.quick else ["digits", "breast_cancer"])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
@@ -134,19 +144,29 @@ def main(argv: list[str] | None = None) -> Path:
     composed = _ledger_totals(out / "ledger.db")
     (out / "ledger.json").write_text(json.dumps(composed, indent=2) + "\n")
     cmd = "python benchmarks/tradeoff.py" + (" --quick" if args.quick else "")
-    done = f"{len(frame)} of {len(jobs)} planned trials" + ("" if len(frame) >= len(jobs) else " (interrupted: partial)")
-    summary = ["# Privacy/accuracy trade-off\n", f"Command: `{cmd}`  ", f"Machine: {machine()}  ",
-               f"Wall time: {wall / 60:.1f} min for {done}\n"]
+    done = f"{len(frame)} of {len(jobs)} planned trials" + (
+        "" if len(frame) >= len(jobs) else " (interrupted: partial)"
+    )
+    summary = [
+        "# Privacy/accuracy trade-off\n",
+        f"Command: `{cmd}`  ",
+        f"Machine: {machine()}  ",
+        f"Wall time: {wall / 60:.1f} min for {done}\n",
+    ]
     for dataset in datasets:
         table = markdown_table(frame[frame.dataset == dataset])
         (out / f"table_{dataset}.md").write_text(table)
         summary += [f"## {dataset}\n", table, f"![pareto](pareto_{dataset}.png)\n"]
         pareto_plot(frame[frame.dataset == dataset], dataset, out / f"pareto_{dataset}.png")
-    summary += ["## What the benchmark's own ledger composed for the whole sweep\n",
-                "| dataset | unit | runs | spent ε, all trials (tight PLD) | DP trials alone (tight PLD, δ=1e-5) | naive Σε |",
-                "|---|---|---|---|---|---|"]
-    summary += [f"| {c['name']} | {c['unit']} | {c['runs']} | {c['spent']} | {c['dp_trials_spent']} | {c['naive_sum']} |"
-                for c in composed]
+    summary += [
+        "## What the benchmark's own ledger composed for the whole sweep\n",
+        "| dataset | unit | runs | spent ε, all trials (tight PLD) | DP trials alone (tight PLD, δ=1e-5) | naive Σε |",
+        "|---|---|---|---|---|---|",
+    ]
+    summary += [
+        f"| {c['name']} | {c['unit']} | {c['runs']} | {c['spent']} | {c['dp_trials_spent']} | {c['naive_sum']} |"
+        for c in composed
+    ]
     (out / "README.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
     return out
@@ -172,8 +192,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """Mean ± std accuracy per method and ε, and the gap to the method's own non-private version."""
     eps_values = sorted(frame.epsilon.unique())
     anchor = frame[frame.method == "sklearn logreg (non-private)"].accuracy.mean()
-    head = "| method (unit) | " + " | ".join("ε=∞" if not math.isfinite(e) else f"ε={e:g}" for e in eps_values) \
+    head = (
+        "| method (unit) | "
+        + " | ".join("ε=∞" if not math.isfinite(e) else f"ε={e:g}" for e in eps_values)
         + " | gap to non-private at ε=1 |"
+    )
     lines = [head, "|" + "---|" * (len(eps_values) + 2)]
     for method in METHODS:
         g = frame[frame.method == method]
@@ -206,8 +229,9 @@ def pareto_plot(frame: pd.DataFrame, dataset: str, path: Path) -> None:
         s = g.groupby("epsilon").accuracy.agg(["mean", "std"]).fillna(0.0)
         x = [e if math.isfinite(e) else inf_x for e in s.index]
         style = "--" if "non-private" in method or "tutorial" in method else "-"
-        ax.errorbar(x, s["mean"], yerr=s["std"], marker="o", capsize=3, linestyle=style,
-                    label=f"{method} ({unit_of(method)})")
+        ax.errorbar(
+            x, s["mean"], yerr=s["std"], marker="o", capsize=3, linestyle=style, label=f"{method} ({unit_of(method)})"
+        )
     ticks = finite + [inf_x]
     ax.set_xscale("log")
     ax.set_xticks(ticks, [f"{e:g}" for e in finite] + ["∞"])
@@ -237,10 +261,17 @@ def _ledger_totals(path: Path) -> list[dict]:
             if e.status in ("reserved", "committed", "failed") and (e.status != "reserved" or e.id not in charged):
                 charged[e.reservation_id] = e.events
         private = [ev for events in charged.values() if not is_non_private(events) for ev in events]
-        rows.append({"name": d.name, "population": d.scope_label or "", "unit": d.unit, "runs": d.n_runs,
-                     "spent": "inf" if math.isinf(d.spent) else round(d.spent, 3),
-                     "dp_trials_spent": round(epsilon_pld(private, 1e-5), 3),
-                     "naive_sum": "inf" if math.isinf(d.naive_sum) else round(d.naive_sum, 3)})
+        rows.append(
+            {
+                "name": d.name,
+                "population": d.scope_label or "",
+                "unit": d.unit,
+                "runs": d.n_runs,
+                "spent": "inf" if math.isinf(d.spent) else round(d.spent, 3),
+                "dp_trials_spent": round(epsilon_pld(private, 1e-5), 3),
+                "naive_sum": "inf" if math.isinf(d.naive_sum) else round(d.naive_sum, 3),
+            }
+        )
     return rows
 
 

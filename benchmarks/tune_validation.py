@@ -34,16 +34,24 @@ def validation_scores(dataset: str, overrides: tuple[str, ...], eps: float, seed
 
     s = config.settings("dp_sgd", config.compose("dp_sgd", [f"dataset={dataset}", "recipe.progress=false", *overrides]))
     splits = data.split(data.load(s.dataset), seed=seed, test_size=s.dataset.test_size)  # test split unused below
-    x_tr, x_va, y_tr, y_va = train_test_split(splits.x_train, splits.y_train, test_size=0.2,
-                                              stratify=splits.y_train, random_state=seed)
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        splits.x_train, splits.y_train, test_size=0.2, stratify=splits.y_train, random_state=seed
+    )
     n_classes = len(splits.classes)
     model = models.build(s.model, n_inputs=x_tr.shape[1], n_classes=n_classes, image_shape=None)
     settings = s.train.for_rows(len(y_tr))  # recipe.steps resolved for these rows
     plan = None
     if math.isfinite(eps):
-        plan = dp_sgd.plan(n_train=len(y_tr), batch_size=settings.batch_size, epochs=settings.epochs,
-                           target_epsilon=eps, noise_multiplier=None, delta=s.privacy.delta,
-                           max_grad_norm=float(s.privacy.max_grad_norm), accountant=str(s.privacy.accountant))
+        plan = dp_sgd.plan(
+            n_train=len(y_tr),
+            batch_size=settings.batch_size,
+            epochs=settings.epochs,
+            target_epsilon=eps,
+            noise_multiplier=None,
+            delta=s.privacy.delta,
+            max_grad_norm=float(s.privacy.max_grad_norm),
+            accountant=str(s.privacy.accountant),
+        )
     out = training.train(model, x_tr.astype(np.float32), y_tr, settings, dp=plan, seed=seed, report_epsilon=False)
     return training.evaluate(out.model, x_va.astype(np.float32), y_va, n_classes)
 
@@ -60,8 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 3.0, 8.0, math.inf])
     parser.add_argument("--seeds", nargs="+", type=int, default=[100, 101])
-    parser.add_argument("--grid", nargs="*", default=[],
-                        help='Hydra overrides with comma-separated values, e.g. "recipe.steps=180,360" "model=logreg,mlp"')
+    parser.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        help='Hydra overrides with comma-separated values, e.g. "recipe.steps=180,360" "model=logreg,mlp"',
+    )
     args = parser.parse_args(argv)
     keys, grid = parse_grid(args.grid)
     print(f"validation accuracy on {args.dataset} (seeds {args.seeds}; the test split is not read)\n")
@@ -75,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{sum(accs) / len(accs):.3f}")
         label = " | ".join(o.split("=", 1)[1] for o in overrides) if overrides else "shipped defaults"
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
 
 if __name__ == "__main__":
     main()

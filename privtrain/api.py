@@ -49,8 +49,15 @@ def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir:
     return execute(recipe, cfg, Path(output_dir))
 
 
-def audit_one_run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None,
-                  mode: str | None = None, canaries: int | None = None, confidence: float | None = None) -> dict:
+def audit_one_run(
+    recipe: str,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    output_dir: str | Path | None = None,
+    mode: str | None = None,
+    canaries: int | None = None,
+    confidence: float | None = None,
+) -> dict:
     """The one-run audit of a configuration: retrain it on public rows with canaries; nothing is charged.
 
     Settings come from ``audit.one_run.*`` (overridable here); see docs/audit.md.
@@ -66,8 +73,10 @@ def audit_one_run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, o
 
     if recipe not in ONE_RUN_RECIPES:
         config.check_recipe(recipe)
-        raise UserError(f"privtrain audit --one-run audits {', '.join(ONE_RUN_RECIPES)}; the {recipe} recipe is not "
-                        "covered yet (docs/audit.md).")
+        raise UserError(
+            f"privtrain audit --one-run audits {', '.join(ONE_RUN_RECIPES)}; the {recipe} recipe is not "
+            "covered yet (docs/audit.md)."
+        )
     settings = config.settings(recipe, config.compose(recipe, list(overrides)))
     one = settings.audit.one_run.with_overrides(mode=mode, canaries=canaries, confidence=confidence)
     if output_dir is None:
@@ -97,8 +106,10 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
     if world is None:
         return _protocol(settings, Path(output_dir), _Go(None))
     if settings.recipe != "dp_sgd":
-        raise UserError(f"torchrun runs the dp_sgd recipe; run {settings.recipe} as one process "
-                        f"(privtrain run {settings.recipe} ...).")
+        raise UserError(
+            f"torchrun runs the dp_sgd recipe; run {settings.recipe} as one process "
+            f"(privtrain run {settings.recipe} ...)."
+        )
     from privtrain import devices
 
     with distributed.process_group(devices.resolve(settings.device)):
@@ -150,22 +161,40 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
     facts = run_facts(settings)
     rules = policy.evaluate(book, facts, settings.ledger.policy)  # before any row is read (consent included)
     planned = module.plan(settings)
-    request = ledger.RunRequest.of(settings.recipe, planned.access, config_hash=settings.config_hash,
-                                   ledger=settings.ledger, policy=rules, facts=facts)
+    request = ledger.RunRequest.of(
+        settings.recipe,
+        planned.access,
+        config_hash=settings.config_hash,
+        ledger=settings.ledger,
+        policy=rules,
+        facts=facts,
+    )
     if settings.ledger.plan_only:
         go("stop")
         plans = book.plan(request)
         text = plans.render() + ("" if rules is None else "\n" + rules.render())
-        return RunResult(settings.recipe, output_dir, {}, [], planned.dataset_info,
-                         {"plan": text, "path": str(book.path), "fits": plans.fits}, dry_run=True)
+        return RunResult(
+            settings.recipe,
+            output_dir,
+            {},
+            [],
+            planned.dataset_info,
+            {"plan": text, "path": str(book.path), "fits": plans.fits},
+            dry_run=True,
+        )
     one_run = _one_run_gate(settings, planned, output_dir)  # audit.one_run: the mechanism, before any charge
     # The folder is made before the charge (a folder the run cannot write costs no budget) and removed again if
     # the run is refused or cannot start (nothing charged, nothing left behind).
     with run_dir.Provisional(output_dir) as folder:
         environment = sbom.environment_bom()  # before the charge: a run that cannot record its SBOM costs nothing
         # The tracker starts before the charge: a tracking server that cannot be reached costs no budget.
-        tracker = tracking.start(settings.tracking, recipe=settings.recipe, run_name=output_dir.name,
-                                 config_yaml=settings.config_yaml, output_dir=output_dir)
+        tracker = tracking.start(
+            settings.tracking,
+            recipe=settings.recipe,
+            run_name=output_dir.name,
+            config_yaml=settings.config_yaml,
+            output_dir=output_dir,
+        )
         with tracking.active(tracker), book.charging(request) as run:
             # Only now, with every budget the run touches reserved, does the recipe read rows for training.
             folder.keep()
@@ -173,8 +202,9 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
             go("go")
             sbom_files = environment.write(output_dir)  # the environment the run ran in, hashed with its artifacts
             summary = _card_summary(run.summary, rules, settings.dataset.tags, book, facts)
-            reserved = Reserved(run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary,
-                                environment.summary())
+            reserved = Reserved(
+                run.run_id, run.charge.source, run.charge.source_name, run.plan.lineage, summary, environment.summary()
+            )
             outcome = module.train(planned, reserved, output_dir)
             if one_run is not None:  # the card states the configuration's audit; it is hashed with the other files
                 from privtrain.audit.one_run_report import add_to_card
@@ -182,13 +212,18 @@ def _reserve_train_commit(settings: config.RunSettings, output_dir: Path, go: _G
                 add_to_card(output_dir / "model_card.md", one_run)
             outcome.files = [*outcome.files, *sbom_files, *(one_run or {}).get("paths", [])]
             run_dir.lock(outcome.files, output_dir)  # 0600 files, 0700 folders, whichever library wrote them
-            run.commit(outcome.events, artifacts=hash_artifacts(outcome.files, output_dir), epsilon=outcome.epsilon,
-                       derived=outcome.derived)
+            run.commit(
+                outcome.events,
+                artifacts=hash_artifacts(outcome.files, output_dir),
+                epsilon=outcome.epsilon,
+                derived=outcome.derived,
+            )
             tracker.finish(outcome.result, outcome.files)
     result = outcome.result
     if one_run is not None:
-        result.metrics["one_run_audit"] = {k: one_run[k] for k in ("epsilon_lower_bound", "best_attack", "verdict",
-                                                                   "confidence", "canaries", "mode")}
+        result.metrics["one_run_audit"] = {
+            k: one_run[k] for k in ("epsilon_lower_bound", "best_attack", "verdict", "confidence", "canaries", "mode")
+        }
     if settings.audit.enabled:
         result.metrics["audit"] = audit.audit_run(output_dir)
     return result
@@ -205,8 +240,10 @@ def _one_run_gate(settings: config.RunSettings, planned, output_dir: Path) -> di
     where = output_dir / "one_run_audit"
     report = one_run.audit_planned(planned, settings.audit.one_run, where, progress=_progress(settings))
     if report["red_flag"]:
-        raise OneRunRedFlag(f"the one-run audit of this configuration found a red flag ({'; '.join(report['reasons'])}); "
-                            f"nothing was charged; see {where / MARKDOWN}")
+        raise OneRunRedFlag(
+            f"the one-run audit of this configuration found a red flag ({'; '.join(report['reasons'])}); "
+            f"nothing was charged; see {where / MARKDOWN}"
+        )
     report["paths"] = [where / name for name in (JSON, MARKDOWN, PNG)]
     return report
 

@@ -20,13 +20,34 @@ from privtrain import __version__
 from privtrain.errors import UserError, environment_errors
 
 # Each module has ``register(subparsers)`` and must not import torch, flwr or sdv at import time.
-_SUBCOMMAND_MODULES = ("privtrain.ledger.cli", "privtrain.audit.cli", "privtrain.artifacts.verify", "privtrain.inference",
-                       "privtrain.config.policy_cli", "privtrain.artifacts.release",
-                       "privtrain.artifacts.sbom", "privtrain.artifacts.approvals", "privtrain.artifacts.registry_cli",
-                       "privtrain.artifacts.keys_cli", "privtrain.monitoring.cli")
+_SUBCOMMAND_MODULES = (
+    "privtrain.ledger.cli",
+    "privtrain.audit.cli",
+    "privtrain.artifacts.verify",
+    "privtrain.inference",
+    "privtrain.config.policy_cli",
+    "privtrain.artifacts.release",
+    "privtrain.artifacts.sbom",
+    "privtrain.artifacts.approvals",
+    "privtrain.artifacts.registry_cli",
+    "privtrain.artifacts.keys_cli",
+    "privtrain.monitoring.cli",
+)
 
-_HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "--experimental-rerun",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,8 +116,12 @@ def _cmd_run(args) -> int:
     import tempfile
 
     scratch = tempfile.mkdtemp(prefix="privtrain-dry-run-")
-    rest = [a for a in rest if a != "--dry-run"] + ["ledger.plan_only=true", f"hydra.run.dir={scratch}/run",
-                                                    f"hydra.sweep.dir={scratch}/sweep", "hydra.output_subdir=null"]
+    rest = [a for a in rest if a != "--dry-run"] + [
+        "ledger.plan_only=true",
+        f"hydra.run.dir={scratch}/run",
+        f"hydra.sweep.dir={scratch}/sweep",
+        "hydra.output_subdir=null",
+    ]
     overrides, flags = _split_flags(rest)
     config.validate_overrides(args.recipe, [*_search_path(flags), *overrides])
     try:
@@ -137,8 +162,10 @@ def _search_path(flags: list[str]) -> list[str]:
     for name in dirs:
         path = Path(name).expanduser()
         if not path.is_dir():
-            raise UserError(f"--config-dir {name}: no such folder; pass a folder holding config groups, e.g. "
-                            "DIR/dataset/mine.yaml for dataset=mine.")
+            raise UserError(
+                f"--config-dir {name}: no such folder; pass a folder holding config groups, e.g. "
+                "DIR/dataset/mine.yaml for dataset=mine."
+            )
         found.append(f"file://{path.resolve()}")
     return [f"hydra.searchpath=[{','.join(found)}]"]
 
@@ -174,8 +201,12 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
         if audit.get("red_flag"):
             from privtrain.audit import RED_FLAG_EXIT
 
-            print("privtrain: RED FLAG: the empirical privacy audit contradicts the claimed epsilon; "
-                  f"see {result.output_dir / 'model_card.md'}", file=sys.stderr, flush=True)
+            print(
+                "privtrain: RED FLAG: the empirical privacy audit contradicts the claimed epsilon; "
+                f"see {result.output_dir / 'model_card.md'}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise SystemExit(RED_FLAG_EXIT)
 
     config.register_resolvers(fresh=True)
@@ -183,8 +214,13 @@ def _hydra_main(recipe: str, overrides: list[str], flags: list[str]) -> int:
         import tempfile
 
         flags = [*flags]
-        overrides = [*overrides, f"hydra.run.dir={tempfile.mkdtemp(prefix='privtrain-rank')}",
-                     "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+        overrides = [
+            *overrides,
+            f"hydra.run.dir={tempfile.mkdtemp(prefix='privtrain-rank')}",
+            "hydra.output_subdir=null",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+        ]
     # Hydra's parser takes the overrides as one positional list, so they go before the flags.
     sys.argv = [f"privtrain run {recipe}", *overrides, f"hydra.job.name={recipe}", *flags]
     # Hydra prints an error in its own run-directory set-up (a read-only working directory, a name too long)

@@ -35,12 +35,16 @@ def resolve(device: str):
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise UserError(f"device={device}: PyTorch sees no CUDA GPU here (torch {torch.__version__}); use device=cpu "
-                        "or device=auto.")
+        raise UserError(
+            f"device={device}: PyTorch sees no CUDA GPU here (torch {torch.__version__}); use device=cpu "
+            "or device=auto."
+        )
     index = int(device[5:]) if ":" in device else int(os.environ.get("LOCAL_RANK", 0))
     if index >= torch.cuda.device_count():
-        raise UserError(f"device={device}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 to "
-                        f"cuda:{torch.cuda.device_count() - 1}.")
+        raise UserError(
+            f"device={device}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}."
+        )
     return torch.device("cuda", index)
 
 

@@ -95,8 +95,10 @@ def check_in_step(steps: int, device) -> None:
     counts = torch.tensor([steps, -steps], dtype=torch.int64, device=device)
     dist.all_reduce(counts, op=dist.ReduceOp.MAX)
     if int(counts[0]) != steps or int(-counts[1]) != steps:
-        raise RuntimeError(f"torchrun ranks fell out of step: {int(-counts[1])} to {int(counts[0])} steps; "
-                           "the job stays charged at its reservation")
+        raise RuntimeError(
+            f"torchrun ranks fell out of step: {int(-counts[1])} to {int(counts[0])} steps; "
+            "the job stays charged at its reservation"
+        )
 
 
 class Stop(Exception):

@@ -32,8 +32,21 @@ def require(condition: bool, message: str) -> None:
 
 
 # What the filesystem says about a path the user gave (or a folder they run in): their environment, not a bug.
-USER_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                         errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EEXIST})
+USER_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.EEXIST,
+    }
+)
 
 
 def path_error(exc: OSError, what: str) -> UserError:
@@ -42,11 +55,14 @@ def path_error(exc: OSError, what: str) -> UserError:
     shown = name if len(name) <= 80 else f"{name[:40]}…{name[-30:]}, {len(name)} characters"
     reason = exc.strerror or type(exc).__name__
     fix: dict[int | None, str] = {  # exc.errno may be None: no fix of its own
-        errno.ENAMETOOLONG: "use a shorter path", errno.EROFS: "run from (or write to) a writable folder",
-        errno.EACCES: "fix its permissions or choose another path", errno.EPERM: "fix its permissions or choose "
-        "another path", errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space"}
-    return UserError(f"{what}: {reason}{f' ({shown})' if shown else ''}; "
-                     f"{fix.get(exc.errno, 'check the path')}.")
+        errno.ENAMETOOLONG: "use a shorter path",
+        errno.EROFS: "run from (or write to) a writable folder",
+        errno.EACCES: "fix its permissions or choose another path",
+        errno.EPERM: "fix its permissions or choose another path",
+        errno.ENOSPC: "free some disk space",
+        errno.EDQUOT: "free some disk space",
+    }
+    return UserError(f"{what}: {reason}{f' ({shown})' if shown else ''}; {fix.get(exc.errno, 'check the path')}.")
 
 
 @contextmanager
@@ -62,8 +78,7 @@ def user_paths(what: str, errnos: frozenset[int] = USER_ERRNOS) -> Iterator[None
 
 
 # The errors no code of ours causes: a place the user chose that cannot hold what the command writes.
-ENVIRONMENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
-                                errno.EDQUOT})
+ENVIRONMENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
 def environment_errors(what: str):

@@ -67,8 +67,10 @@ class Predictor:
         if not counts:
             return None
         where = ", ".join(f"{name} ({n})" for name, n in counts.items())
-        return (f"predict: {sum(counts.values())} value(s) outside the declared bounds were clipped to the bounds, as "
-                f"in training: {where}")
+        return (
+            f"predict: {sum(counts.values())} value(s) outside the declared bounds were clipped to the bounds, as "
+            f"in training: {where}"
+        )
 
     def predict(self, rows) -> np.ndarray:
         """The predicted class label of each row."""
@@ -97,8 +99,10 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str |
     run_dir = Path(run_dir)
     record = RunRecord.read(run_dir)
     if record.schema is not None and record.schema.get("kind") == "text":  # docs/pretrained.md: not wired yet
-        raise UserError(f"{run_dir}: predict and load do not read dataset=text runs yet; its checkpoint.pt holds the "
-                        "fine-tuned model's state dict (docs/pretrained.md).")
+        raise UserError(
+            f"{run_dir}: predict and load do not read dataset=text runs yet; its checkpoint.pt holds the "
+            "fine-tuned model's state dict (docs/pretrained.md)."
+        )
     name, spec, model_spec = _model_file(run_dir, record)
     _, hashes, path = recorded_hashes(run_dir, ledger_path)
     if hashes.get(name) != sha256_file(run_dir / name):
@@ -107,8 +111,12 @@ def load(run_dir: str | Path, *, ledger_path: str | None = None, key_file: str |
     classes = tuple(spec["classes"])
     shape = spec.get("image_shape")
     n_inputs = schema.n_inputs if schema is not None else int(np.prod(spec["sample_shape"]))
-    model = models.build(models.ModelSpec.from_dict(model_spec), n_inputs=n_inputs, n_classes=len(classes),
-                         image_shape=tuple(shape) if shape else None)
+    model = models.build(
+        models.ModelSpec.from_dict(model_spec),
+        n_inputs=n_inputs,
+        n_classes=len(classes),
+        image_shape=tuple(shape) if shape else None,
+    )
     try:  # weights and plain values only: a crafted pickle cannot run code here
         saved = checkpoint.load(run_dir / name, keyring=keys.resolve(key_file))  # opened with the key when sealed
     except UserError:
@@ -130,11 +138,15 @@ def _model_file(run_dir: Path, record: RunRecord) -> tuple[str, dict, dict]:
     """
     name = record.outputs.get("checkpoint") or record.outputs.get("model")
     if record.recipe not in PREDICTS or not name:
-        raise UserError(f"{run_dir}: privtrain.load reads the model of a dp_sgd or federated run (this is a "
-                        f"{record.recipe} run, which has no model).")
+        raise UserError(
+            f"{run_dir}: privtrain.load reads the model of a dp_sgd or federated run (this is a "
+            f"{record.recipe} run, which has no model)."
+        )
     if record.schema is None or record.model is None:
-        raise UserError(f"{run_dir}: this {record.recipe} run was written before run.json recorded its "
-                        "preprocessing; re-run it with this privtrain to predict with it.")
+        raise UserError(
+            f"{run_dir}: this {record.recipe} run was written before run.json recorded its "
+            "preprocessing; re-run it with this privtrain to predict with it."
+        )
     return str(name), record.schema, record.model
 
 
@@ -145,8 +157,10 @@ def _cmd(args: argparse.Namespace) -> int:
 
     output = Path(args.output or Path(args.data).with_suffix(".predictions.csv"))
     if not output.parent.is_dir():  # checked first: a model loaded and rows read for nothing help no one
-        raise UserError(f"predict --output {output}: the folder {str(output.parent)!r} does not exist; create it or "
-                        "write elsewhere.")
+        raise UserError(
+            f"predict --output {output}: the folder {str(output.parent)!r} does not exist; create it or "
+            "write elsewhere."
+        )
     from privtrain.crypto import files, keys
 
     keyring = keys.resolve(args.key_file)  # a bad key is refused before the model loads or rows are read
@@ -164,22 +178,30 @@ def _cmd(args: argparse.Namespace) -> int:
     for i, c in enumerate(predictor.classes):
         out[f"p_{c}"] = proba[:, i].round(6)
     with user_paths(f"predict --output {output}"):  # sealed under the key when one is configured; 0600
-        files.write_file(output, out.to_csv(index=False).encode(), keyring,
-                         f"predictions of run {predictor.run_id}/{output.name}")
+        files.write_file(
+            output, out.to_csv(index=False).encode(), keyring, f"predictions of run {predictor.run_id}/{output.name}"
+        )
     sealed_note = f" (encrypted under key id {keyring.current})" if keyring is not None else ""
     print(f"wrote {len(out)} predictions of run {predictor.run_id} to {output}{sealed_note}")
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predict with a trained dp_sgd or federated run's model",
-                              description="Predict the class of every row of a CSV or Parquet file with the model of "
-                              "a finished dp_sgd or federated run (its preprocessing comes from the run).")
+    p = subparsers.add_parser(
+        "predict",
+        help="predict with a trained dp_sgd or federated run's model",
+        description="Predict the class of every row of a CSV or Parquet file with the model of "
+        "a finished dp_sgd or federated run (its preprocessing comes from the run).",
+    )
     p.add_argument("run_dir", help="output directory of a finished dp_sgd or federated run")
     p.add_argument("data", help="CSV or Parquet file with the training features")
     p.add_argument("--output", default=None, help="CSV to write (default: DATA.predictions.csv)")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
-    p.add_argument("--key-file", default=None, metavar="PATH",
-                   help="key file that opens an encrypted run and encrypts the predictions (default: "
-                   "PRIVTRAIN_ARTIFACT_KEY_FILE or PRIVTRAIN_ARTIFACT_KEY)")
+    p.add_argument(
+        "--key-file",
+        default=None,
+        metavar="PATH",
+        help="key file that opens an encrypted run and encrypts the predictions (default: "
+        "PRIVTRAIN_ARTIFACT_KEY_FILE or PRIVTRAIN_ARTIFACT_KEY)",
+    )
     p.set_defaults(func=_cmd)

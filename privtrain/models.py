@@ -38,7 +38,7 @@ class ModelSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
+    def from_dict(cls, d: dict) -> ModelSpec:
         d = dict(d)
         d.pop("loaded", None)  # run.json's record of a pretrained model's weights (models.record)
         for key in ("hidden", "channels"):
@@ -53,10 +53,12 @@ def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[
         UserError: unknown model or activation, or a CNN on non-image data.
     """
     if spec.pretrained is not None:  # local weights, frozen but for what model.finetune trains
-        from privtrain.pretrained import build as pretrained, spec as pretrained_spec
+        from privtrain.pretrained import build as pretrained
+        from privtrain.pretrained import spec as pretrained_spec
 
-        return pretrained.build(pretrained_spec.from_dict(spec.pretrained), n_inputs=n_inputs, n_classes=n_classes,
-                                image_shape=image_shape)
+        return pretrained.build(
+            pretrained_spec.from_dict(spec.pretrained), n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape
+        )
     if spec.target is not None:
         return _custom(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     if spec.name not in MODELS:
@@ -84,7 +86,12 @@ def _cnn(spec: ModelSpec, image_shape: tuple[int, ...], n_classes: int, act: typ
     for c in spec.channels:
         if c % spec.groups:
             raise UserError(f"model.channels={list(spec.channels)} must be multiples of model.groups={spec.groups}.")
-        layers += [nn.Conv2d(channels_in, int(c), 3, padding=1), nn.GroupNorm(spec.groups, int(c)), act(), nn.AvgPool2d(2)]
+        layers += [
+            nn.Conv2d(channels_in, int(c), 3, padding=1),
+            nn.GroupNorm(spec.groups, int(c)),
+            act(),
+            nn.AvgPool2d(2),
+        ]
         channels_in, height, width = int(c), height // 2, width // 2
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels_in * height * width, n_classes))
 
@@ -102,7 +109,9 @@ def _custom(spec: ModelSpec, **shape) -> nn.Module:
         kwargs.update({k: v for k, v in shape.items() if k in params and k not in kwargs})
         model = factory(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"model._target_={spec.target}: {exc}; check its keyword arguments (+model.NAME=VALUE).") from None
+        raise UserError(
+            f"model._target_={spec.target}: {exc}; check its keyword arguments (+model.NAME=VALUE)."
+        ) from None
     if not isinstance(model, nn.Module):
         raise UserError(f"model._target_={spec.target} returned a {type(model).__name__}, not a torch.nn.Module.")
     if spec.fix:
@@ -136,9 +145,14 @@ def describe(model: nn.Module, spec: ModelSpec) -> str:
         return describe_pretrained(model)
     cls = type(model)
     name = f"{cls.__module__}.{cls.__qualname__}" if spec.target else spec.name
-    fixed = ("; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true; "
-             "BatchNorm1d became GroupNorm with one group)") \
-        if spec.fix else ""
+    fixed = (
+        (
+            "; Opacus' ModuleValidator.fix replaced layers it cannot train privately (model.fix=true; "
+            "BatchNorm1d became GroupNorm with one group)"
+        )
+        if spec.fix
+        else ""
+    )
     return f"`{name}` ({count_parameters(model):,} parameters){fixed}"
 
 
@@ -167,8 +181,10 @@ def validate_for_dp(model: nn.Module) -> None:
 
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
-        raise UserError(f"model is not trainable with DP-SGD: {errors[0]} ({len(errors)} problem(s) found by Opacus' "
-                        "ModuleValidator); fix the module, or pass model.fix=true to let Opacus replace those layers.")
+        raise UserError(
+            f"model is not trainable with DP-SGD: {errors[0]} ({len(errors)} problem(s) found by Opacus' "
+            "ModuleValidator); fix the module, or pass model.fix=true to let Opacus replace those layers."
+        )
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -73,8 +73,10 @@ class RunResult:
         return self.guarantees[0]
 
     def summary(self) -> str:
-        lines = [f"privtrain {self.recipe} on source {self.dataset.get('name')} "
-                 f"(table {str(self.dataset.get('fingerprint', ''))[:12]})"]
+        lines = [
+            f"privtrain {self.recipe} on source {self.dataset.get('name')} "
+            f"(table {str(self.dataset.get('fingerprint', ''))[:12]})"
+        ]
         if self.dry_run:
             lines.append(self.ledger.get("plan", "dry run: nothing was trained or charged"))
             lines.append(f"  ledger      {self.ledger.get('path')} (dry run: nothing was trained or charged)")
@@ -83,11 +85,21 @@ class RunResult:
             if isinstance(self.metrics.get(key), float):
                 lines.append(f"  {label:<11} {self.metrics[key]:.4f}")
         if "accuracy" in self.metrics:
-            on = self.dataset.get("evaluated_on") or "the held-out split (the evaluator's data, not covered by the guarantee)"
+            on = (
+                self.dataset.get("evaluated_on")
+                or "the held-out split (the evaluator's data, not covered by the guarantee)"
+            )
             lines.append(f"  accuracy    {self.metrics['accuracy']:.4f}   (on {on})")
-            more = [f"{label} {self.metrics[key]:.4f}" for key, label in (
-                ("balanced_accuracy", "balanced"), ("macro_f1", "macro-F1"), ("auc", "AUC"),
-                ("majority_baseline", "majority-class baseline")) if isinstance(self.metrics.get(key), float)]
+            more = [
+                f"{label} {self.metrics[key]:.4f}"
+                for key, label in (
+                    ("balanced_accuracy", "balanced"),
+                    ("macro_f1", "macro-F1"),
+                    ("auc", "AUC"),
+                    ("majority_baseline", "majority-class baseline"),
+                )
+                if isinstance(self.metrics.get(key), float)
+            ]
             if more:
                 lines.append(f"              {', '.join(more)}")
             if self.metrics.get("warning"):
@@ -98,8 +110,9 @@ class RunResult:
         for c in self.ledger.get("charges", []):
             where = f"source {c['name']}" + (f", population {c['population']}" if c.get("population") else "")
             if c.get("remaining") is not None:
-                lines.append(f"  budget      {c['remaining']:.3g} epsilon left for {where} ({c['unit']} level; "
-                             f"admission filter)")
+                lines.append(
+                    f"  budget      {c['remaining']:.3g} epsilon left for {where} ({c['unit']} level; admission filter)"
+                )
             else:
                 lines.append(f"  budget      none for {where} ({c['unit']} level): tracked, not enforced")
             if c.get("link"):

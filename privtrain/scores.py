@@ -33,7 +33,9 @@ def classification(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dic
     if len(y_true) == 0:
         return {"accuracy": float("nan"), "n_test": 0}
     present = np.unique(y_true)
-    recall = {str(c): (float((pred[y_true == c] == c).mean()) if (y_true == c).any() else None) for c in range(n_classes)}
+    recall = {
+        str(c): (float((pred[y_true == c] == c).mean()) if (y_true == c).any() else None) for c in range(n_classes)
+    }
     counts = np.bincount(y_true, minlength=n_classes)
     accuracy, baseline = float((pred == y_true).mean()), float(counts.max() / len(y_true))
     out: dict[str, float | int | str | dict[str, float | None]] = {
@@ -47,9 +49,12 @@ def classification(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dic
     if n_classes == 2 and len(present) == 2:
         out["auc"] = float(roc_auc_score(y_true, np.asarray(proba)[:, 1]))
     if out["predicted_classes"] == 1 and len(present) > 1:
-        out["warning"] = (f"the model predicts one class ({int(pred[0])}) for every held-out row: its accuracy "
-                          f"equals the majority baseline at best; look at balanced accuracy")
+        out["warning"] = (
+            f"the model predicts one class ({int(pred[0])}) for every held-out row: its accuracy "
+            f"equals the majority baseline at best; look at balanced accuracy"
+        )
     elif accuracy <= baseline and len(present) > 1:
-        out["warning"] = (f"accuracy {accuracy:.3f} is no better than always answering the majority class "
-                          f"({baseline:.3f})")
+        out["warning"] = (
+            f"accuracy {accuracy:.3f} is no better than always answering the majority class ({baseline:.3f})"
+        )
     return out

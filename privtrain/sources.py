@@ -56,8 +56,10 @@ def check_name(name: str, field: str = "dataset.source") -> str:
     text = str(name).strip()
     ok = text and all(c.isalnum() or c in "-_." for c in text) and not text.startswith(".")
     if not ok:
-        raise UserError(f"{field}={name!r} is not a valid source name; use letters, digits, '-', '_' or '.', "
-                        "e.g. dataset.source=patients.")
+        raise UserError(
+            f"{field}={name!r} is not a valid source name; use letters, digits, '-', '_' or '.', "
+            "e.g. dataset.source=patients."
+        )
     if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
         raise UserError(f"{field}={name!r} looks like a fingerprint; give the source a readable name.")
     return text

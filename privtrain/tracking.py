@@ -15,8 +15,8 @@ active, so recipes need not know which tracker (if any) is listening.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import contextvars
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,10 @@ from privtrain.errors import UserError
 
 KINDS = ("none", "mlflow", "tensorboard")
 TRAIN_LOSS = "train_batch_loss_not_dp"
-_TRAIN_LOSS_NOTE = ("declared by tracking.log_train_loss=true: the training-batch loss is a non-DP statistic of the "
-                    "training rows; no privacy guarantee covers it")
+_TRAIN_LOSS_NOTE = (
+    "declared by tracking.log_train_loss=true: the training-batch loss is a non-DP statistic of the "
+    "training rows; no privacy guarantee covers it"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ class MlflowTracker(Tracker):
         try:
             import mlflow
         except ImportError:
-            raise UserError("tracking=mlflow needs MLflow: pip install 'privtrain[track]' (or mlflow-skinny).") from None
+            raise UserError(
+                "tracking=mlflow needs MLflow: pip install 'privtrain[track]' (or mlflow-skinny)."
+            ) from None
         import logging
         import os
 
@@ -78,8 +82,10 @@ class MlflowTracker(Tracker):
                 mlflow.set_tag(TRAIN_LOSS, _TRAIN_LOSS_NOTE)
         except Exception as exc:  # noqa: BLE001 - a store MLflow cannot open is the user's to fix
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"tracking.uri={uri}: MLflow could not start a run there ({first}); fix tracking.uri "
-                            "or run with tracking=none.") from None
+            raise UserError(
+                f"tracking.uri={uri}: MLflow could not start a run there ({first}); fix tracking.uri "
+                "or run with tracking=none."
+            ) from None
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
 
     def step(self, step: int, scalars: dict) -> None:
@@ -147,8 +153,9 @@ def preflight(s: TrackingSettings) -> None:
     """Refuse, before anything is charged, a tracker whose package is missing."""
     needs = {"mlflow": ("mlflow", "MLflow"), "tensorboard": ("tensorboard", "TensorBoard")}.get(s.kind)
     if needs is not None and importlib.util.find_spec(needs[0]) is None:
-        raise UserError(f"tracking={s.kind} needs {needs[1]}: pip install 'privtrain[track]', or run with "
-                        "tracking=none.")
+        raise UserError(
+            f"tracking={s.kind} needs {needs[1]}: pip install 'privtrain[track]', or run with tracking=none."
+        )
 
 
 def start(s: TrackingSettings, *, recipe: str, run_name: str, config_yaml: str, output_dir: Path) -> Tracker:
@@ -204,10 +211,9 @@ def _experiment(mlflow, uri: str, name: str) -> None:
     """Select experiment ``name``. A new one on a local SQLite store keeps its artifacts beside the database
     (``<db folder>/artifacts``): MLflow's default is ``./mlruns`` under whatever the working directory is."""
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
-        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+        artifacts = (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri()
         try:
             mlflow.create_experiment(name, artifact_location=artifacts)
         except Exception:  # noqa: BLE001 - another process of a parallel sweep created it first
             pass
     mlflow.set_experiment(name)
-

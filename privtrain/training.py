@@ -49,7 +49,7 @@ class TrainSettings:
     steps: int | None = None
     amp: bool = False  # bfloat16 autocast of the forward pass (privtrain.devices)
 
-    def for_rows(self, n_train: int) -> "TrainSettings":
+    def for_rows(self, n_train: int) -> TrainSettings:
         """These settings with ``epochs`` resolved for ``n_train`` training rows.
 
         Raises:
@@ -122,21 +122,47 @@ def train(
     threads_before = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.threads))
     try:
-        return _train(model, x, y, settings, dp=dp, seed=seed, resume=resume, desc=desc,
-                      report_epsilon=report_epsilon, reproducible_noise_from=reproducible_noise_from,
-                      device=devices.resolve(device), instrument=instrument)
+        return _train(
+            model,
+            x,
+            y,
+            settings,
+            dp=dp,
+            seed=seed,
+            resume=resume,
+            desc=desc,
+            report_epsilon=report_epsilon,
+            reproducible_noise_from=reproducible_noise_from,
+            device=devices.resolve(device),
+            instrument=instrument,
+        )
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict | None, desc: str,
-           report_epsilon: bool, reproducible_noise_from: int | None, device, instrument=None) -> TrainOutcome:
+def _train(
+    model,
+    x,
+    y,
+    settings: TrainSettings,
+    *,
+    dp,
+    seed: int,
+    resume: dict | None,
+    desc: str,
+    report_epsilon: bool,
+    reproducible_noise_from: int | None,
+    device,
+    instrument=None,
+) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     world = distributed.world()
     if world is not None and dp is None:
-        raise UserError("privacy=none under torchrun: the non-private baseline runs as one process "
-                        "(privtrain run dp_sgd privacy=none ...).")
+        raise UserError(
+            "privacy=none under torchrun: the non-private baseline runs as one process "
+            "(privtrain run dp_sgd privacy=none ...)."
+        )
     if settings.amp:
         devices.check_amp(device)
     generator = torch.Generator().manual_seed(seed)
@@ -149,8 +175,18 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
     if dp is not None:  # the sampling rate, steps and divisor are the plan's public values (privacy.opacus_parts)
         from privtrain.privacy.opacus_parts import float32_grad_samples, make_private, physical_batches
 
-        private = make_private(model, optimizer, x, y, dp, settings, resume=resume,
-                               reproducible_noise_from=reproducible_noise_from, device=device, world=world)
+        private = make_private(
+            model,
+            optimizer,
+            x,
+            y,
+            dp,
+            settings,
+            resume=resume,
+            reproducible_noise_from=reproducible_noise_from,
+            device=device,
+            world=world,
+        )
         model, optimizer, criterion, total = private.model, private.optimizer, private.criterion, dp.steps
         # --- one-run audit hooks: the mechanism as built, before the first step (privtrain/audit/canaries.py) ---
         from privtrain.privacy import mutants
@@ -162,15 +198,20 @@ def _train(model, x, y, settings: TrainSettings, *, dp, seed: int, resume: dict 
         batches = physical_batches(private, settings)
     else:
         criterion = nn.CrossEntropyLoss()
-        loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=settings.batch_size,
-                            shuffle=True, generator=generator)
+        loader = DataLoader(
+            TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+        )
         total, batches = len(loader) * settings.epochs, _epochs(loader, settings.epochs)
     averaged = [p.detach().clone() for p in model.parameters()]
     losses: list[float] = []
     steps = 0
     # The bar shows steps and epsilon only: the training-batch loss is a non-DP statistic of the training rows.
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not settings.progress or not distributed.is_main(),
-               leave=False)
+    bar = tqdm(
+        total=total, desc=desc, unit="step", disable=not settings.progress or not distributed.is_main(), leave=False
+    )
     model.train()
     for xb, yb, is_step in batches:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)

@@ -56,8 +56,12 @@ def cli(tmp_path, ledger_path):
     def run(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path), **(env or {})}
         return subprocess.run(
-            [sys.executable, "-m", "privtrain.cli", *args], cwd=tmp_path, capture_output=True,
-            text=True, timeout=timeout, env=full_env,
+            [sys.executable, "-m", "privtrain.cli", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
         )
 
     return run

@@ -20,8 +20,10 @@ LAUNCHER = "launcher"  # the login the runs are launched as
 
 def class_policy(name: str, controls: str) -> str:
     """A policy with one rule and one risk class ``name`` on source digits, requiring ``controls`` (YAML flow)."""
-    return ("version: 1\nrules:\n  - name: every-source\n    max_epsilon_per_run: 5\nrisk:\n  classes:\n"
-            f"    {name}:\n      when: {{sources: [digits]}}\n      controls: {controls}\n")
+    return (
+        "version: 1\nrules:\n  - name: every-source\n    max_epsilon_per_run: 5\nrisk:\n  classes:\n"
+        f"    {name}:\n      when: {{sources: [digits]}}\n      controls: {controls}\n"
+    )
 
 
 def build(base: Path, policy: str | None) -> Path:

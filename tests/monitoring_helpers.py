@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SCHEMA = ("+dataset.schema={x1: {min: 0, max: 100}, x2: {min: 0, max: 10}, sex: {categories: [F, M]}, "
-          "age_band: {categories: [young, old]}, label: {categories: [no, yes]}}")
+SCHEMA = (
+    "+dataset.schema={x1: {min: 0, max: 100}, x2: {min: 0, max: 10}, sex: {categories: [F, M]}, "
+    "age_band: {categories: [young, old]}, label: {categories: [no, yes]}}"
+)
 
 
 def table(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
@@ -22,6 +24,16 @@ def table(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
 
 
 def overrides(path, n: int, *extra: str, epochs: int = 1, batch: int = 256) -> list[str]:
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=label", "dataset.source=people",
-            f"dataset.public_n={n}", SCHEMA, f"recipe.epochs={epochs}", "recipe.progress=false",
-            f"recipe.batch_size={batch}", f"recipe.max_physical_batch_size={batch}", *extra]
+    return [
+        "dataset=csv",
+        f"dataset.path={path}",
+        "dataset.target=label",
+        "dataset.source=people",
+        f"dataset.public_n={n}",
+        SCHEMA,
+        f"recipe.epochs={epochs}",
+        "recipe.progress=false",
+        f"recipe.batch_size={batch}",
+        f"recipe.max_physical_batch_size={batch}",
+        *extra,
+    ]

@@ -75,8 +75,9 @@ def test_two_distinct_approvals_then_the_release_passes_and_lists_them(project, 
     assert _approve(capsys, project, "bob")[0] == 0
     code, text = _release(capsys, project)
     assert code == 0, text
-    assert "pass  class high: approvals: 2 of 2 distinct approvals of these files under this policy (alice, bob)" \
-        in text
+    assert (
+        "pass  class high: approvals: 2 of 2 distinct approvals of these files under this policy (alice, bob)" in text
+    )
     manifest = json.loads((project / "run" / MANIFEST).read_text())
     assert [a["approver"] for a in manifest["approvals"]] == ["alice", "bob"]
     assert manifest["approvals"][0]["comment"] == "reviewed the card"
@@ -121,8 +122,9 @@ def test_approvals_of_files_re_chained_since_are_not_counted(project, monkeypatc
         as_user(monkeypatch, name)
         assert _approve(capsys, project, name)[0] == 0
     run_dir = project / "run"
-    code, text = _cli(capsys, "audit", str(run_dir), "--shadow-models", "0", "--no-card", "--ledger",
-                      str(project / "ledger.db"))
+    code, text = _cli(
+        capsys, "audit", str(run_dir), "--shadow-models", "0", "--no-card", "--ledger", str(project / "ledger.db")
+    )
     assert code == 0, text  # the audit re-chains audit.json and its ROC figure
     assert _cli(capsys, "verify", str(run_dir), "--ledger", str(project / "ledger.db"))[0] == 0  # still intact
     code, text = _release(capsys, project)
@@ -144,17 +146,27 @@ def test_an_approval_chained_past_approve_in_anothers_name_is_not_counted(projec
     book, rec = run_evidence(run_dir, str(project / "ledger.db"))
     policy_sha = book.policy()["sha256"]
     for name in ("alice", "bob"):
-        book.record_decision(rec.run_id, approvals.STATUS, {
-            "approver": name, "identity": "login", "artifacts": approvals.files_digest(rec.hashes),
-            "files": rec.hashes, "policy": policy_sha, "comment": ""})
+        book.record_decision(
+            rec.run_id,
+            approvals.STATUS,
+            {
+                "approver": name,
+                "identity": "login",
+                "artifacts": approvals.files_digest(rec.hashes),
+                "files": rec.hashes,
+                "policy": policy_sha,
+                "comment": "",
+            },
+        )
     valid, void = approvals.counted(book, rec.run_id, rec.hashes, policy_sha)
     assert valid == [] and len(void) == 2 and "was recorded by login mallory" in void[0]
     code, text = _release(capsys, project)
     assert code == 1 and "FAIL  class high: approvals: 0 of 2" in text
 
 
-def test_each_failing_class_control_is_one_line_naming_it_and_nothing_is_written(built_strict, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_each_failing_class_control_is_one_line_naming_it_and_nothing_is_written(
+    built_strict, tmp_path, monkeypatch, capsys
+):
     p = copy(built_strict, tmp_path, monkeypatch)
     before = _entries(p)
     code, text = _release(capsys, p)
@@ -163,8 +175,11 @@ def test_each_failing_class_control_is_one_line_naming_it_and_nothing_is_written
     assert [f.split(":")[0] for f in failed] == ["FAIL  class high", "FAIL  class high", "FAIL  class high"]
     assert any("approvals: 0 of 2" in f for f in failed)
     assert any("audit (membership): risk class high (source digits) requires an audit" in f for f in failed)
-    assert any("fairness gap: risk class high (source digits) caps the per-group accuracy gap at 0.1 and "
-               "metrics.json holds no fairness.max_gap" in f for f in failed)
+    assert any(
+        "fairness gap: risk class high (source digits) caps the per-group accuracy gap at 0.1 and "
+        "metrics.json holds no fairness.max_gap" in f
+        for f in failed
+    )
     assert "not releasable:" in text and "nothing was written" in text
     assert not (p / "run" / MANIFEST).exists() and _entries(p) == before
 
@@ -200,15 +215,19 @@ def test_encryption_monitoring_and_fairness_gates_read_what_the_run_left(project
     gates = {g.name: g for g in release_gates.class_gates(*_facts(project), risk, None)}
     assert gates["class high: encryption"].ok and "key id k1" in gates["class high: encryption"].detail
     assert gates["class high: monitoring"].ok
-    assert not gates["class high: fairness gap"].ok and "0.25 exceeds the cap 0.1" in gates["class high: fairness gap"].detail
+    assert (
+        not gates["class high: fairness gap"].ok
+        and "0.25 exceeds the cap 0.1" in gates["class high: fairness gap"].detail
+    )
     _write_and_chain(project, "metrics.json", dict(metrics, fairness={"groups": {}, "max_gap": 0.05}))
     gates = {g.name: g for g in release_gates.class_gates(*_facts(project), risk, None)}
     assert all(g.ok for g in gates.values())
 
 
 def test_the_audit_control_maps_to_the_membership_and_one_run_audits(project):
-    one, member, either = (Classification("high", ("source digits",), Controls(audit=a))
-                           for a in ("one_run", "membership", "any"))
+    one, member, either = (
+        Classification("high", ("source digits",), Controls(audit=a)) for a in ("one_run", "membership", "any")
+    )
     for risk in (one, member, either):
         (gate,) = release_gates.class_gates(*_facts(project), risk, None)
         assert not gate.ok and gate.name == f"class high: audit ({risk.controls.audit})"
@@ -222,8 +241,9 @@ def test_the_audit_control_maps_to_the_membership_and_one_run_audits(project):
 
 
 @pytest.mark.slow
-def test_on_postgresql_the_approver_is_the_servers_role_not_the_environment(postgres_url, postgres_server, tmp_path,
-                                                                            monkeypatch, capsys):
+def test_on_postgresql_the_approver_is_the_servers_role_not_the_environment(
+    postgres_url, postgres_server, tmp_path, monkeypatch, capsys
+):
     import re
 
     from ledger_helpers.db import execute
@@ -238,8 +258,11 @@ def test_on_postgresql_the_approver_is_the_servers_role_not_the_environment(post
     text = (REPO / "docs" / "ledger.md").read_text()  # the writer's grants from the docs, given to alice's role
     block = next(b for b in re.findall(r"```sql\n(.*?)```", text, re.DOTALL) if "privtrain_writer" in b)
     block = re.sub(r"--[^\n]*", "", block).replace("DATABASE ledger", f'DATABASE "{database}"')
-    grants = [s.strip().replace("privtrain_writer, privtrain_auditor", "alice").replace("privtrain_writer", "alice")
-              for s in block.split(";") if s.strip() and "CREATE ROLE privtrain" not in s]
+    grants = [
+        s.strip().replace("privtrain_writer, privtrain_auditor", "alice").replace("privtrain_writer", "alice")
+        for s in block.split(";")
+        if s.strip() and "CREATE ROLE privtrain" not in s
+    ]
     try:
         execute(postgres_url, "CREATE ROLE alice LOGIN", *grants)
         alice = postgres_server.url(database, user="alice")

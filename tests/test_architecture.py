@@ -46,7 +46,9 @@ def _imports(path: Path, name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             out.add(base)
             out.update(f"{base}.{a.name}" for a in node.names)
     return out
@@ -114,9 +116,30 @@ def test_recipes_never_touch_the_ledger_directly():
 # --- one door to the ledger ----------------------------------------------------------------------------
 
 RUN_PROTOCOL = {"privtrain.api", "privtrain.audit.runner"}  # a recipe's run, and the audit's charged shadows
-LEDGER_PRIVATES = {"_backend", "_conn", "_append", "_write", "_transaction", "_anchor", "_budget", "_state",
-                   "_composer", "_totals", "_filter_sum", "_spent", "_runs", "_keys", "_prime", "_warm",
-                   "_append_derived", "_require_writable", "_scope_label", "_core", "_fail", "_finish"}
+LEDGER_PRIVATES = {
+    "_backend",
+    "_conn",
+    "_append",
+    "_write",
+    "_transaction",
+    "_anchor",
+    "_budget",
+    "_state",
+    "_composer",
+    "_totals",
+    "_filter_sum",
+    "_spent",
+    "_runs",
+    "_keys",
+    "_prime",
+    "_warm",
+    "_append_derived",
+    "_require_writable",
+    "_scope_label",
+    "_core",
+    "_fail",
+    "_finish",
+}
 
 
 def _calls(path: Path) -> list[ast.Call]:

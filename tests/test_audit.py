@@ -33,7 +33,7 @@ def test_clopper_pearson_golden_numbers():
 
 def test_epsilon_from_counts_golden_and_delta():
     eps = bounds.epsilon_from_counts(tp=1000, n_pos=1000, fp=0, n_neg=1000, delta=0.0, alpha=0.05)
-    assert eps == pytest.approx(math.log(0.05 ** 0.001 / (1 - 0.05 ** 0.001)), rel=1e-9)
+    assert eps == pytest.approx(math.log(0.05**0.001 / (1 - 0.05**0.001)), rel=1e-9)
     assert eps == pytest.approx(5.809, abs=1e-3)
     # delta eats into the TPR: a large delta leaves nothing to show.
     assert bounds.epsilon_from_counts(tp=1000, n_pos=1000, fp=0, n_neg=1000, delta=0.999, alpha=0.05) == 0.0
@@ -160,13 +160,16 @@ def test_audit_yaml_matches_the_typed_defaults():
     assert s.enabled is False and s.shadow_data is None and s.shadow_models == 4
 
 
-@pytest.mark.parametrize("overrides,match", [
-    ({"shadow_models": 3}, r"audit.shadow_models=3 must be 0 .* or an even number >= 4"),
-    ({"shadow_models": 2}, r"audit.shadow_models=2"),
-    ({"shadow_data": "public"}, r"audit.shadow_data='public' is unknown; choose charged or pool"),
-    ({"shadow_data": "pool"}, r"audit.shadow_data=pool needs the audit data: pass audit.pool_path="),
-    ({"confidence": 1.0}, r"audit.confidence=1.0 must lie in \[0.5, 1\)"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"shadow_models": 3}, r"audit.shadow_models=3 must be 0 .* or an even number >= 4"),
+        ({"shadow_models": 2}, r"audit.shadow_models=2"),
+        ({"shadow_data": "public"}, r"audit.shadow_data='public' is unknown; choose charged or pool"),
+        ({"shadow_data": "pool"}, r"audit.shadow_data=pool needs the audit data: pass audit.pool_path="),
+        ({"confidence": 1.0}, r"audit.confidence=1.0 must lie in \[0.5, 1\)"),
+    ],
+)
 def test_bad_settings_are_one_line_user_errors(overrides, match):
     with pytest.raises(UserError, match=match):
         settings.AuditSettings().with_overrides(**overrides)
@@ -182,12 +185,23 @@ def test_run_section_then_arguments_override_the_defaults():
 
 
 def _audit(red_flag: bool, lb: float = 2.0) -> dict:
-    attack = {"auc": 0.8, "advantage": 0.5, "epsilon_lower_bound": lb, "tpr_at_0.01_fpr": 0.2,
-              "tpr_at_0.001_fpr": 0.1}
-    return {"created": "now", "claimed": {"epsilon": 1.0 if red_flag else 8.0, "delta": 1e-5, "unit": "example"},
-            "epsilon_lower_bound": lb, "confidence": 0.95, "best_attack": "loss", "attacks": {"loss": attack},
-            "n_members": 100, "n_nonmembers": 100, "max_provable_epsilon": 3.0, "red_flag": red_flag,
-            "shadow": {"models": 0}, "notes": [], "run_dir": "r", "dataset": {"name": "digits"}}
+    attack = {"auc": 0.8, "advantage": 0.5, "epsilon_lower_bound": lb, "tpr_at_0.01_fpr": 0.2, "tpr_at_0.001_fpr": 0.1}
+    return {
+        "created": "now",
+        "claimed": {"epsilon": 1.0 if red_flag else 8.0, "delta": 1e-5, "unit": "example"},
+        "epsilon_lower_bound": lb,
+        "confidence": 0.95,
+        "best_attack": "loss",
+        "attacks": {"loss": attack},
+        "n_members": 100,
+        "n_nonmembers": 100,
+        "max_provable_epsilon": 3.0,
+        "red_flag": red_flag,
+        "shadow": {"models": 0},
+        "notes": [],
+        "run_dir": "r",
+        "dataset": {"name": "digits"},
+    }
 
 
 CARD = "# Model card: dp_sgd on digits\n\n_Generated._\n\n## Privacy guarantee\n\n- eps\n\n## Provenance\n\n- git\n"
@@ -218,10 +232,12 @@ def test_card_section_states_claim_bound_auc_and_tpr():
 
 
 def test_audit_subcommand_loads_no_torch():
-    code = ("import sys, privtrain.cli as c; p = c._parser(); "
-            "a = p.parse_args(['audit', 'x', '--shadow-models', '0']); "
-            "assert a.func.__module__ == 'privtrain.audit.cli', a.func; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, privtrain.cli as c; p = c._parser(); "
+        "a = p.parse_args(['audit', 'x', '--shadow-models', '0']); "
+        "assert a.func.__module__ == 'privtrain.audit.cli', a.func; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

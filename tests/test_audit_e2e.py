@@ -35,14 +35,28 @@ def _digits_csv(path, rows: slice) -> list[str]:
     frame = load_digits(as_frame=True).frame.sample(frac=1.0, random_state=0).iloc[rows]
     frame.to_csv(path, index=False)
     decl = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in frame.columns if c != "target")
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", f"dataset.public_n={len(frame)}",
-            f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"]
+    return [
+        "dataset=csv",
+        f"dataset.path={path}",
+        "dataset.target=target",
+        f"dataset.public_n={len(frame)}",
+        f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}",
+    ]
 
 
 # A large MLP trained long on 150 rows: it memorises them.
-OVERFIT = ["model=mlp", "model.hidden=[1024]", "model.activation=relu", "recipe.epochs=200", "recipe.batch_size=32",
-           "recipe.max_physical_batch_size=32", "recipe.lr=0.001", "recipe.ema=0", "dataset.test_size=0.5",
-           "recipe.progress=false"]
+OVERFIT = [
+    "model=mlp",
+    "model.hidden=[1024]",
+    "model.activation=relu",
+    "recipe.epochs=200",
+    "recipe.batch_size=32",
+    "recipe.max_physical_batch_size=32",
+    "recipe.lr=0.001",
+    "recipe.ema=0",
+    "dataset.test_size=0.5",
+    "recipe.progress=false",
+]
 
 
 def test_overfit_non_private_model_is_caught(tmp_path, ledger_path):
@@ -59,8 +73,11 @@ def test_overfit_non_private_model_is_caught(tmp_path, ledger_path):
 
 
 def test_dp_model_at_epsilon_1_leaks_nothing_measurable(tmp_path, ledger_path):
-    result = privtrain.run("dp_sgd", [*TINY, "privacy.target_epsilon=1", "audit.enabled=true",
-                                      "audit.shadow_models=0"], output_dir=tmp_path / "run")
+    result = privtrain.run(
+        "dp_sgd",
+        [*TINY, "privacy.target_epsilon=1", "audit.enabled=true", "audit.shadow_models=0"],
+        output_dir=tmp_path / "run",
+    )
     audit = result.metrics["audit"]  # the hook at the end of the recipe ran the audit
     assert audit["claimed"]["epsilon"] == pytest.approx(1.0, abs=0.01)
     for name, attack in audit["attacks"].items():
@@ -76,7 +93,6 @@ def test_dp_model_at_epsilon_1_leaks_nothing_measurable(tmp_path, ledger_path):
 def test_red_flag_fires_when_noise_was_silently_disabled(tmp_path, ledger_path, cli, monkeypatch):
     import torch
     from opacus.optimizers import optimizer as dp_optimizer
-
     from opacus.optimizers import optimizer_fast_gradient_clipping as ghost_optimizer
 
     # The planted bug: Opacus adds no noise, while the accountant (and so the claim) believes it does (in the
@@ -87,8 +103,11 @@ def test_red_flag_fires_when_noise_was_silently_disabled(tmp_path, ledger_path, 
     monkeypatch.setattr(dp_optimizer, "_generate_noise", silent)
     monkeypatch.setattr(ghost_optimizer, "_generate_noise", silent)
     data = _digits_csv(tmp_path / "digits300.csv", slice(0, 300))
-    result = privtrain.run("dp_sgd", [*data, *OVERFIT, "privacy.target_epsilon=0.5", "privacy.max_grad_norm=10"],
-                           output_dir=tmp_path / "run")
+    result = privtrain.run(
+        "dp_sgd",
+        [*data, *OVERFIT, "privacy.target_epsilon=0.5", "privacy.max_grad_norm=10"],
+        output_dir=tmp_path / "run",
+    )
     assert result.guarantee.epsilon == pytest.approx(0.5, abs=0.01)  # the run claims DP
     done = cli("audit", str(tmp_path / "run"), "--shadow-models", "0", env=ONE_THREAD)
     assert done.returncode == 3, done.stdout + done.stderr
@@ -143,15 +162,18 @@ def test_pool_shadows_charge_nothing_and_a_pool_of_private_rows_is_refused(tmp_p
     jitter = np.random.default_rng(0).integers(-2, 3, size=(len(others), len(pixels)))
     others[pixels] = np.clip(others[pixels].to_numpy() + jitter, 0, 16)
     others.to_csv(tmp_path / "pool.csv", index=False)
-    privtrain.run("dp_sgd", [*data, *TINY, "recipe.batch_size=64", "recipe.max_physical_batch_size=64",
-                             "privacy.target_epsilon=1"], output_dir=tmp_path / "run")
+    privtrain.run(
+        "dp_sgd",
+        [*data, *TINY, "recipe.batch_size=64", "recipe.max_physical_batch_size=64", "privacy.target_epsilon=1"],
+        output_dir=tmp_path / "run",
+    )
     book = ledger.open(ledger_path)
     before = book.entries()
     audit = audit_run(tmp_path / "run", shadow_models=4, shadow_data="pool", pool_path=str(tmp_path / "pool.csv"))
     assert audit["shadow"]["variant"] == "offline" and audit["shadow"]["charged_epsilon"] == 0.0
     assert np.isfinite(audit["attacks"]["lira"]["auc"])
-    added = book.entries()[len(before):]
-    assert book.entries()[:len(before)] == before
+    added = book.entries()[len(before) :]
+    assert book.entries()[: len(before)] == before
     # the pool's comparison with registered tables is a recorded probe; the audit chains the card it rewrote;
     # neither charges anything
     assert [e.status for e in added] == ["rows", "artifacts"] and "probe" in added[0].detail

@@ -33,7 +33,10 @@ CASES = [
     (["run", "dp_sgd", "seed=abc"], "seed='abc' must be a whole number"),
     (["run", "dp_sgd", "recipe.lr=-1"], "recipe.lr=-1 must be > 0"),
     (["run", "dp_sgd", "recipe.optimizer=rmsprop"], "recipe.optimizer='rmsprop' is unknown"),
-    (["run", "dp_sgd", "+recipe.step=100"], "recipe.step is not a setting of the dp_sgd recipe; did you mean recipe.steps"),
+    (
+        ["run", "dp_sgd", "+recipe.step=100"],
+        "recipe.step is not a setting of the dp_sgd recipe; did you mean recipe.steps",
+    ),
     (["run", "dp_sgd", "privacy.unit=client"], "privacy.unit is not a setting"),
     (["run", "dp_sgd", "dataset.name=csv"], "dataset.name is not a setting"),
     (["run", "dp_sgd", "model.hidden=[0]"], "model.hidden=[0] must list positive whole numbers"),
@@ -56,19 +59,31 @@ CASES = [
     (["run", "dp_sgd", "privacy.delta=0.01"], "privacy.delta=0.01 must lie in (0, 1/n)"),
     (["run", "dp_sgd", "recipe.batch_size=100000"], "recipe.batch_size=100000 is larger than"),
     (["run", "dp_sgd", "recipe.grad_sample_mode=magic"], "recipe.grad_sample_mode='magic' is unknown"),
-    (["run", "dp_sgd", "recipe.grad_sample_mode=ghost", "recipe.clipping=per_layer"], "supports recipe.clipping=flat only"),
+    (
+        ["run", "dp_sgd", "recipe.grad_sample_mode=ghost", "recipe.clipping=per_layer"],
+        "supports recipe.clipping=flat only",
+    ),
     # the data
     (["run", "dp_sgd", "dataset=csv"], "dataset.path is required"),
     (["run", "dp_sgd", "dataset=csv", "dataset.path=missing.csv", "dataset.target=y"], "no such file"),
-    (["run", "dp_sgd", *CSV[:2], "dataset.target=nope", "dataset.infer_schema=true"], "dataset.target='nope' is not a column"),
+    (
+        ["run", "dp_sgd", *CSV[:2], "dataset.target=nope", "dataset.infer_schema=true"],
+        "dataset.target='nope' is not a column",
+    ),
     (["run", "dp_sgd", *CSV, "dataset.id_column=nope", DECLARED], "dataset.id_column='nope' is not a column"),
     (["run", "dp_sgd", *CSV], "dataset.schema is not declared"),
-    (["run", "dp_sgd", "dataset=csv", "dataset.path=text.csv", "dataset.target=y", DECLARED],
-     "some rows hold text where the schema declares numbers"),
-    (["run", "dp_sgd", "dataset=csv", "dataset.path=nan_label.csv", "dataset.target=y", DECLARED, *FAST],
-     "some rows have a target label outside the declared classes"),
-    (["run", "dp_sgd", *CSV, "+dataset.schema={x: {min: 0, max: 1}, y: {categories: [0]}}"],
-     "a classifier needs at least 2"),
+    (
+        ["run", "dp_sgd", "dataset=csv", "dataset.path=text.csv", "dataset.target=y", DECLARED],
+        "some rows hold text where the schema declares numbers",
+    ),
+    (
+        ["run", "dp_sgd", "dataset=csv", "dataset.path=nan_label.csv", "dataset.target=y", DECLARED, *FAST],
+        "some rows have a target label outside the declared classes",
+    ),
+    (
+        ["run", "dp_sgd", *CSV, "+dataset.schema={x: {min: 0, max: 1}, y: {categories: [0]}}"],
+        "a classifier needs at least 2",
+    ),
     (["run", "dp_sgd", "resume=missing.pt"], "resume: no checkpoint at"),
     # the PII gate's two lists (a refusal itself is one line per finding: tests/test_pii.py)
     (["run", "dp_sgd", *CSV, "dataset.drop=[nope]", DECLARED], "dataset.drop: column(s) ['nope'] are not in"),
@@ -127,8 +142,7 @@ def workdir(tmp_path, ledger_path, cli):
 
 
 @pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
-def test_bad_input_is_one_line_exit_2_nothing_charged_and_the_ledger_verifies(argv, message, workdir, cli,
-                                                                            ledger_path):
+def test_bad_input_is_one_line_exit_2_nothing_charged_and_the_ledger_verifies(argv, message, workdir, cli, ledger_path):
     before = _entries(ledger_path)
     out = cli(*argv)
     assert out.returncode == 2, out.stdout + out.stderr
@@ -143,15 +157,26 @@ def test_bad_input_is_one_line_exit_2_nothing_charged_and_the_ledger_verifies(ar
 def test_the_corpus_is_large_and_covers_every_recipe_and_command():
     firsts = {tuple(a[:2]) if a[0] == "run" else (a[0],) for a, _ in CASES}
     assert len(CASES) >= 40
-    assert {("run", "dp_sgd"), ("run", "federated"), ("run", "synthetic"), ("ledger",), ("audit",), ("verify",)} <= firsts
+    assert {
+        ("run", "dp_sgd"),
+        ("run", "federated"),
+        ("run", "synthetic"),
+        ("ledger",),
+        ("audit",),
+        ("verify",),
+    } <= firsts
 
 
 # --- the tester's corpus, in process: privtrain.run raises one UserError line and charges nothing -------------
 
 LONG = "a" * 300
 SCHEMA = "+dataset.schema={x: {min: %s, max: %s}, y: {categories: [0, 1]}}"
-CASE = ["dataset=csv", "dataset.path=case.csv", "dataset.target=y", "+dataset.schema={x: {categories: [F, M]}, "
-        "y: {categories: [0, 1]}}"]
+CASE = [
+    "dataset=csv",
+    "dataset.path=case.csv",
+    "dataset.target=y",
+    "+dataset.schema={x: {categories: [F, M]}, y: {categories: [0, 1]}}",
+]
 IN_PROCESS = [
     # accepted before: a setting that cannot be right, a policy that could not be met
     ("dp_sgd", ["recipe.lr=inf"], "recipe.lr=inf must be a finite number"),
@@ -165,25 +190,47 @@ IN_PROCESS = [
     ("dp_sgd", [*CSV, SCHEMA % ("-inf", 1)], "dataset.schema.x.min=-inf must be a finite number"),
     ("dp_sgd", [*CSV, SCHEMA % ("abc", 1)], "dataset.schema.x.min='abc' must be a number"),
     ("dp_sgd", [*CSV, SCHEMA % ("nan", 1)], "dataset.schema.x.min=nan must be a finite number"),
-    ("dp_sgd", ["dataset=csv", "dataset.path=inf.csv", "dataset.target=y", SCHEMA % (0, 1)],
-     "column 'x' of 'inf.csv' holds an infinite value (inf or -inf) in some rows"),
-    ("dp_sgd", ["dataset=csv", "dataset.path=ninf.csv", "dataset.target=y", SCHEMA % (0, 1)],
-     "holds an infinite value (inf or -inf) in some rows"),
+    (
+        "dp_sgd",
+        ["dataset=csv", "dataset.path=inf.csv", "dataset.target=y", SCHEMA % (0, 1)],
+        "column 'x' of 'inf.csv' holds an infinite value (inf or -inf) in some rows",
+    ),
+    (
+        "dp_sgd",
+        ["dataset=csv", "dataset.path=ninf.csv", "dataset.target=y", SCHEMA % (0, 1)],
+        "holds an infinite value (inf or -inf) in some rows",
+    ),
     ("synthetic", ["dataset=csv", "dataset.path=inf.csv", "dataset.target=y"], "holds an infinite value"),
-    ("dp_sgd", ["dataset=image_folder", "dataset.path=images", "dataset.image.size=[0,0]"],
-     "size [height, width] in pixels (1..4096 each)"),
-    ("dp_sgd", ["dataset=image_folder", "dataset.path=images", "dataset.image.size=[1e30,8]"],
-     "size [height, width] in pixels (1..4096 each)"),
-    ("dp_sgd", ["dataset=csv", f"dataset.path={LONG}.csv", "dataset.target=y", SCHEMA % (0, 1)],
-     "dataset.path: File name too long"),
+    (
+        "dp_sgd",
+        ["dataset=image_folder", "dataset.path=images", "dataset.image.size=[0,0]"],
+        "size [height, width] in pixels (1..4096 each)",
+    ),
+    (
+        "dp_sgd",
+        ["dataset=image_folder", "dataset.path=images", "dataset.image.size=[1e30,8]"],
+        "size [height, width] in pixels (1..4096 each)",
+    ),
+    (
+        "dp_sgd",
+        ["dataset=csv", f"dataset.path={LONG}.csv", "dataset.target=y", SCHEMA % (0, 1)],
+        "dataset.path: File name too long",
+    ),
     ("dp_sgd", [f"ledger.policy={LONG}.yaml"], "ledger.policy: File name too long"),
     ("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=1e9"], "synth.epsilon=1e+09 is above 50"),
     # issue 21: schemas that used to fail silently (all-zero inputs) or take parameters from the rows
-    ("dp_sgd", [*CASE, "dataset.public_n=50"], "dataset.schema.x: some rows hold values that match the declared "
-     "categories ['F', 'M'] only when case is ignored"),
+    (
+        "dp_sgd",
+        [*CASE, "dataset.public_n=50"],
+        "dataset.schema.x: some rows hold values that match the declared "
+        "categories ['F', 'M'] only when case is ignored",
+    ),
     ("synthetic", [*CASE, "synth=dp_gaussian_copula"], "only when case is ignored"),
-    ("dp_sgd", [*CSV, "+dataset.schema={x: {min: 0, max: 1, transform: standardize}, y: {categories: [0, 1]}}"],
-     "dataset.schema.x.transform='standardize' would take its parameters from the private rows"),
+    (
+        "dp_sgd",
+        [*CSV, "+dataset.schema={x: {min: 0, max: 1, transform: standardize}, y: {categories: [0, 1]}}"],
+        "dataset.schema.x.transform='standardize' would take its parameters from the private rows",
+    ),
     ("dp_sgd", [*CSV, "+dataset.schema={x: {bins: 10}, y: {categories: [0, 1]}}"], "list the public edges"),
 ]
 
@@ -199,8 +246,9 @@ def files(tmp_path, ledger_path, monkeypatch):
         frame.loc[5, "x"] = value
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     pd.DataFrame({"x": rng.random(50), "y": rng.integers(0, 2, 50)}).to_csv(tmp_path / "data.csv", index=False)
-    pd.DataFrame({"x": ["F", "M", "f", "m", "F"] * 10, "y": rng.integers(0, 2, 50)}).to_csv(tmp_path / "case.csv",
-                                                                                            index=False)
+    pd.DataFrame({"x": ["F", "M", "f", "m", "F"] * 10, "y": rng.integers(0, 2, 50)}).to_csv(
+        tmp_path / "case.csv", index=False
+    )
     for label in ("a", "b"):
         (tmp_path / "images" / label).mkdir(parents=True)
         for i in range(4):
@@ -223,18 +271,29 @@ def _refused(recipe: str, overrides: list[str], files, ledger_path, **kw) -> str
     return text
 
 
-@pytest.mark.parametrize("recipe,overrides,message", IN_PROCESS,
-                         ids=[f"{r} {' '.join(o)[:50]}" for r, o, _ in IN_PROCESS])
+@pytest.mark.parametrize(
+    "recipe,overrides,message", IN_PROCESS, ids=[f"{r} {' '.join(o)[:50]}" for r, o, _ in IN_PROCESS]
+)
 def test_the_testers_corpus_is_one_line_and_charges_nothing(recipe, overrides, message, files, ledger_path):
     assert message in _refused(recipe, [*overrides, *(FAST if recipe == "dp_sgd" else ())], files, ledger_path)
 
 
 def test_missing_cells_are_missing_values_not_errors(files, ledger_path):
     """NaN cells are missing values (the middle of the declared range), as documented: the run goes ahead."""
-    result = privtrain.run("dp_sgd", ["dataset=csv", "dataset.path=nan.csv", "dataset.target=y", SCHEMA % (0, 1),
-                                      *FAST, "recipe.batch_size=8", "recipe.max_physical_batch_size=8",
-                                      "dataset.public_n=50"],
-                           output_dir=files / "run")
+    result = privtrain.run(
+        "dp_sgd",
+        [
+            "dataset=csv",
+            "dataset.path=nan.csv",
+            "dataset.target=y",
+            SCHEMA % (0, 1),
+            *FAST,
+            "recipe.batch_size=8",
+            "recipe.max_physical_batch_size=8",
+            "dataset.public_n=50",
+        ],
+        output_dir=files / "run",
+    )
     assert result.guarantees
 
 
@@ -252,8 +311,9 @@ def test_an_output_folder_that_cannot_be_made_charges_nothing(files, ledger_path
 
 def test_a_ray_runtime_that_cannot_start_charges_nothing(files, ledger_path, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a stale address: ray.init fails
-    text = _refused("federated", ["fl.rounds=1", "fl.simulation.reuse_ray=false", "recipe.progress=false"], files,
-                    ledger_path)
+    text = _refused(
+        "federated", ["fl.rounds=1", "fl.simulation.reuse_ray=false", "recipe.progress=false"], files, ledger_path
+    )
     assert "could not start Ray" in text and "nothing was charged" in text
 
 
@@ -265,8 +325,10 @@ def test_audit_and_predict_refuse_a_broken_run_folder_with_one_line(files, ledge
     before = _entries(ledger_path)
     assert main(["predict", str(run_dir), "data.csv", "--output", "missing/predictions.csv"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"privtrain: error: predict --output missing/predictions.csv: the folder 'missing' does not exist; "
-                   "create it or write elsewhere."]
+    assert err == [
+        "privtrain: error: predict --output missing/predictions.csv: the folder 'missing' does not exist; "
+        "create it or write elsewhere."
+    ]
     (run_dir / "metrics.json").write_text('{"accuracy": 0.9, ')  # cut short
     with pytest.raises(UserError, match=r"metrics.json \(edited since the ledger recorded it\)") as err:
         audit_run(run_dir, shadow_models=0)  # the evidence check comes first: the file differs from its record
@@ -275,9 +337,18 @@ def test_audit_and_predict_refuse_a_broken_run_folder_with_one_line(files, ledge
 
 
 def _read_only_mount_works(folder) -> bool:
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} {folder}"],
-                           capture_output=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} {folder}",
+        ],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
@@ -289,16 +360,25 @@ def test_a_read_only_working_directory_is_one_line_and_charges_nothing(tmp_path,
         pytest.skip("needs unshare and mount (a private mount namespace)")
     ledger.open(ledger_path).set_budget("digits", "example", 8.0, 1e-5)
     before = _entries(ledger_path)
-    python = f"{sys.executable} -c 'import privtrain; privtrain.run(\"dp_sgd\", [\"recipe.epochs=1\"])'"
-    script = (f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} {folder} && cd {folder} && "
-              f"{{ {sys.executable} -m privtrain.cli run dp_sgd {' '.join(TINY)}; echo cli=$?; "
-              f"{python} 2>&1 | tail -1; }}")
+    python = f'{sys.executable} -c \'import privtrain; privtrain.run("dp_sgd", ["recipe.epochs=1"])\''
+    script = (
+        f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} {folder} && cd {folder} && "
+        f"{{ {sys.executable} -m privtrain.cli run dp_sgd {' '.join(TINY)}; echo cli=$?; "
+        f"{python} 2>&1 | tail -1; }}"
+    )
     env = {**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path), "PYTHONPATH": str(REPO)}
-    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True,
-                         text=True, env=env, timeout=600)
+    out = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert lines == ["privtrain: error: the run's output folder (hydra.run.dir; the working directory by default): "
-                     "Read-only file system (outputs); run from (or write to) a writable folder."], out.stderr
+    assert lines == [
+        "privtrain: error: the run's output folder (hydra.run.dir; the working directory by default): "
+        "Read-only file system (outputs); run from (or write to) a writable folder."
+    ], out.stderr
     assert "cli=2" in out.stdout
     assert "UserError: output directory" in out.stdout and "Read-only file system" in out.stdout  # the Python API
     assert _entries(ledger_path) == before

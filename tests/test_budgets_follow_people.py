@@ -3,8 +3,6 @@ checkpoint resumes only into the ledger that charged it; a policy can pin the pr
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import privtrain
@@ -20,14 +18,20 @@ def _clinic(path, *, extra_rows: int = 0, drop: int = 0):
     """Digits rows, each held by one of 40 users (the ``patient`` column): a user-level federated table."""
     from sklearn.datasets import load_digits
 
-    frame = load_digits(as_frame=True).frame.iloc[:600 + extra_rows].copy()
+    frame = load_digits(as_frame=True).frame.iloc[: 600 + extra_rows].copy()
     frame.insert(0, "patient", [f"p{i % USERS:03d}" for i in range(len(frame))])
     frame["region"] = [f"r{i % 4}" for i in range(len(frame))]
     frame = frame.iloc[drop:]
     frame.to_csv(path, index=False)
     decl = ", ".join(f"{c}: {{min: 0, max: 16}}" for c in frame.columns if c.startswith("pixel"))
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", "dataset.source=clinic",
-            "dataset.drop=[region]", f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}"]
+    return [
+        "dataset=csv",
+        f"dataset.path={path}",
+        "dataset.target=target",
+        "dataset.source=clinic",
+        "dataset.drop=[region]",
+        f"dataset.schema={{{decl}, target: {{categories: [0,1,2,3,4,5,6,7,8,9]}}}}",
+    ]
 
 
 def _key(*overrides: str) -> str:
@@ -39,8 +43,12 @@ def test_a_column_partitions_key_is_its_users_not_its_settings(tmp_path):
     data = _clinic(tmp_path / "clinic.csv")
     users = [*data, "fl.partition=column", "fl.client_column=patient"]
     base = _key(*users)
-    for changed in (["fl.partition_seed=1"], ["fl.partition_seed=7", "fl.client_test_size=0.3"],
-                    ["dataset.test_size=0.3"], ["seed=3"]):
+    for changed in (
+        ["fl.partition_seed=1"],
+        ["fl.partition_seed=7", "fl.client_test_size=0.3"],
+        ["dataset.test_size=0.3"],
+        ["seed=3"],
+    ):
         assert _key(*users, *changed) == base, changed
     # another version of the table (rows added, rows dropped) holds the same users
     more = _clinic(tmp_path / "more.csv", extra_rows=200)
@@ -49,21 +57,31 @@ def test_a_column_partitions_key_is_its_users_not_its_settings(tmp_path):
     assert _key(*fewer, "fl.partition=column", "fl.client_column=patient") == base
     # other clients (sites instead of patients) are another population; so are the iid groups of any seed
     assert _key(*data, "fl.partition=column", "fl.client_column=region", "dataset.drop=[patient]") != base
-    assert _key(*data, "dataset.drop=[patient,region]") != _key(*data, "dataset.drop=[patient,region]",
-                                                                "fl.partition_seed=1")
+    assert _key(*data, "dataset.drop=[patient,region]") != _key(
+        *data, "dataset.drop=[patient,region]", "fl.partition_seed=1"
+    )
 
 
 def test_a_user_level_budget_is_not_reset_by_a_new_partition_seed(tmp_path, ledger_path):
     """The attacker's view: the users' budget is spent; another partition seed or local test share must
     not give the same users a fresh one."""
-    users = [*_clinic(tmp_path / "clinic.csv"), "fl.partition=column", "fl.client_column=patient",
-             "privacy=central", "privacy.target_epsilon=2", *FL_FAST]
+    users = [
+        *_clinic(tmp_path / "clinic.csv"),
+        "fl.partition=column",
+        "fl.client_column=patient",
+        "privacy=central",
+        "privacy.target_epsilon=2",
+        *FL_FAST,
+    ]
     plan = privtrain.run("federated", [*users, "ledger.plan_only=true"], output_dir=tmp_path / "plan")
     scope = plan.dataset["population"]["key"]
     book = ledger.open(ledger_path)
     book.set_budget("clinic", "client", 1.0, 1e-5, scope=scope)  # below one run's ε = 2
-    for changed in (["fl.partition_seed=1"], ["fl.client_test_size=0.3"], ["fl.partition_seed=2",
-                                                                           "dataset.test_size=0.3"]):
+    for changed in (
+        ["fl.partition_seed=1"],
+        ["fl.client_test_size=0.3"],
+        ["fl.partition_seed=2", "dataset.test_size=0.3"],
+    ):
         with pytest.raises(BudgetExceeded, match=r"client level"):
             privtrain.run("federated", [*users, *changed], output_dir=tmp_path / "x")
     assert not [e for e in book.entries() if e.status in ("reserved", "committed")]
@@ -115,7 +133,7 @@ def test_a_checkpoint_names_its_ledger_and_resumes_only_there(tmp_path, ledger_p
 def _pinned_policy(ledger_path, anchor: str | None = None) -> str:
     book = ledger.open(ledger_path)
     count, digest = book.head()
-    pin = f"ledger:\n  id: {book.identity()}\n  anchor: \"{anchor or f'{count}:{digest}'}\"\n"
+    pin = f'ledger:\n  id: {book.identity()}\n  anchor: "{anchor or f"{count}:{digest}"}"\n'
     return pin + "rules:\n  - name: every-source\n    max_epsilon_per_run: 5\n"
 
 
@@ -130,15 +148,19 @@ def pinned(tmp_path, ledger_path):
     return policy_file, throwaway
 
 
-def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_charged(tmp_path, ledger_path, capsys,
-                                                                                     pinned):
+def test_a_pinned_policy_refuses_a_run_on_another_ledger_before_anything_is_charged(
+    tmp_path, ledger_path, capsys, pinned
+):
     from privtrain.cli import main
     from privtrain.errors import UserError
 
     policy_file, throwaway = pinned
-    with pytest.raises(UserError, match=r"pins the project's ledger .* is empty: run with the project's ledger") as info:
-        privtrain.run("dp_sgd", [*TINY, f"ledger.path={throwaway}", f"ledger.policy={policy_file}"],
-                      output_dir=tmp_path / "x")
+    with pytest.raises(
+        UserError, match=r"pins the project's ledger .* is empty: run with the project's ledger"
+    ) as info:
+        privtrain.run(
+            "dp_sgd", [*TINY, f"ledger.path={throwaway}", f"ledger.policy={policy_file}"], output_dir=tmp_path / "x"
+        )
     assert "\n" not in str(info.value) and ledger.open(throwaway).entries() == []
     assert main(["ledger", "id", "--path", str(ledger_path)]) == 0
     assert ledger.open(ledger_path).identity() in capsys.readouterr().out
@@ -171,12 +193,15 @@ def test_a_pinned_anchor_the_ledger_does_not_extend_blocks_the_release(tmp_path,
     assert "FAIL  project ledger: the ledger" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("pin, match", [
-    ("ledger: {id: abc}", r"ledger\.id='abc' is not a ledger id"),
-    (f"ledger: {{id: {'a' * 64}, anchor: 'x:y'}}", r"ledger\.anchor='x:y' is not a head"),
-    (f"ledger: {{id: {'a' * 64}, path: /x}}", r"unknown key 'path'"),
-    ("ledger: [1]", r"`ledger` must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "pin, match",
+    [
+        ("ledger: {id: abc}", r"ledger\.id='abc' is not a ledger id"),
+        (f"ledger: {{id: {'a' * 64}, anchor: 'x:y'}}", r"ledger\.anchor='x:y' is not a head"),
+        (f"ledger: {{id: {'a' * 64}, path: /x}}", r"unknown key 'path'"),
+        ("ledger: [1]", r"`ledger` must be a mapping"),
+    ],
+)
 def test_a_bad_ledger_pin_is_one_line(tmp_path, pin, match):
     from privtrain import policy
     from privtrain.errors import UserError

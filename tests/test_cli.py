@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import TINY
 
 HEAVY = ("torch", "flwr", "sdv", "opacus")

@@ -65,15 +65,18 @@ def test_shared_keys_exist():
     assert not hasattr(s.privacy, "unit")  # the unit follows from the mechanism
 
 
-@pytest.mark.parametrize("override,match", [
-    ("privacy.unit=client", r"privacy.unit is not a setting: the unit of privacy follows from the mechanism"),
-    ("+privacy.unit=client", r"privacy.unit is not a setting"),
-    ("+recipe.step=100", r"recipe.step is not a setting of the dp_sgd recipe; did you mean recipe.steps"),
-    ("privacy.target_epsilon=abc", r"privacy.target_epsilon='abc' must be a number"),
-    ("recipe.ema=null", r"recipe.ema=None must be a number"),
-    ("seed=abc", r"seed='abc' must be a whole number"),
-    ("dataset.name=csv", r"dataset.name is not a setting: dataset.name became dataset.loader"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("privacy.unit=client", r"privacy.unit is not a setting: the unit of privacy follows from the mechanism"),
+        ("+privacy.unit=client", r"privacy.unit is not a setting"),
+        ("+recipe.step=100", r"recipe.step is not a setting of the dp_sgd recipe; did you mean recipe.steps"),
+        ("privacy.target_epsilon=abc", r"privacy.target_epsilon='abc' must be a number"),
+        ("recipe.ema=null", r"recipe.ema=None must be a number"),
+        ("seed=abc", r"seed='abc' must be a whole number"),
+        ("dataset.name=csv", r"dataset.name is not a setting: dataset.name became dataset.loader"),
+    ],
+)
 def test_the_border_refuses_unknown_keys_and_wrong_types_in_one_line(override, match):
     with pytest.raises(UserError, match=match) as err:
         config.validate_overrides("dp_sgd", [override])
@@ -102,8 +105,24 @@ def test_the_wheel_ships_every_config(tmp_path):
     import zipfile
 
     repo = config.config_dir().parent
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(repo),
-                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(repo),
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     wheel = next(tmp_path.glob("privtrain-*.whl"))
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("privtrain/configs/")}
     expected = {f"privtrain/configs/{p.relative_to(config.config_dir())}" for p in ALL_YAML}

@@ -12,7 +12,9 @@ from privtrain.data.fingerprint import fingerprint_frame
 from privtrain.errors import UserError
 
 
-@pytest.mark.parametrize("name,n,n_features,n_classes", [("digits", 1797, 64, 10), ("breast_cancer", 569, 30, 2), ("wine", 178, 13, 3)])
+@pytest.mark.parametrize(
+    "name,n,n_features,n_classes", [("digits", 1797, 64, 10), ("breast_cancer", 569, 30, 2), ("wine", 178, 13, 3)]
+)
 def test_builtin_datasets_load_offline_with_public_schema(name, n, n_features, n_classes):
     ds = data.load(DatasetSpec(name))
     assert ds.n_rows == n and len(ds.features) == n_features
@@ -136,7 +138,9 @@ def test_missing_target_and_feature_columns_are_user_errors(tmp_path):
 def test_declared_schema_must_cover_every_feature(tmp_path):
     path = _csv(tmp_path, x=[1, 2], w=[3, 4], y=[0, 1])
     with pytest.raises(UserError, match=r"does not declare column\(s\) \['w'\]"):
-        data.load(DatasetSpec("csv", path=path, target="y", schema={"x": {"min": 0, "max": 5}, "y": {"categories": [0, 1]}}))
+        data.load(
+            DatasetSpec("csv", path=path, target="y", schema={"x": {"min": 0, "max": 5}, "y": {"categories": [0, 1]}})
+        )
 
 
 def test_canonical_rows_of_whole_columns_are_the_per_cell_strings():
@@ -149,12 +153,17 @@ def test_canonical_rows_of_whole_columns_are_the_per_cell_strings():
     rng = np.random.default_rng(0)
     n = 400
     floats = rng.choice([0.0, -0.0, 1.0, 16.0, 0.1, -2.5, 1e300, 2.0**53, -(2.0**53) + 1, np.nan, 1 / 3], n)
-    frame = pd.DataFrame({
-        "f": floats, "i": rng.integers(-10**12, 10**12, n), "u": rng.integers(0, 255, n).astype(np.uint8),
-        "b": rng.random(n) < 0.5, "s": rng.choice(["a", "é", "x,y", '"q"'], n),
-        "mixed": pd.Series(rng.choice([1, 2.5, "t", None], n), dtype=object),
-        "f32": rng.random(n).astype(np.float32),
-    })
+    frame = pd.DataFrame(
+        {
+            "f": floats,
+            "i": rng.integers(-(10**12), 10**12, n),
+            "u": rng.integers(0, 255, n).astype(np.uint8),
+            "b": rng.random(n) < 0.5,
+            "s": rng.choice(["a", "é", "x,y", '"q"'], n),
+            "mixed": pd.Series(rng.choice([1, 2.5, "t", None], n), dtype=object),
+            "f32": rng.random(n).astype(np.float32),
+        }
+    )
     slow = ["[" + ",".join(_cell(frame[c].iloc[r]) for c in sorted(frame.columns)) + "]" for r in range(n)]
     assert canonical_rows(frame) == slow
 
@@ -174,5 +183,7 @@ def test_copies_of_a_row_spread_over_both_sides_and_neighbours_stay_neighbours()
     fewer = frame.drop(index=frame.index[-1])  # one copy fewer: every other row keeps its side
     np.testing.assert_array_equal(held_out(fewer, seed=0, test_size=0.2), mask[:-1])
     unique = pd.DataFrame({"a": range(50)})
-    assert held_out(unique, seed=0, test_size=0.5).tolist() == held_out(unique.iloc[::-1], seed=0,
-                                                                       test_size=0.5)[::-1].tolist()
+    assert (
+        held_out(unique, seed=0, test_size=0.5).tolist()
+        == held_out(unique.iloc[::-1], seed=0, test_size=0.5)[::-1].tolist()
+    )

@@ -29,10 +29,28 @@ def _torchrun(tmp_path, ledger_path, *args: str) -> subprocess.CompletedProcess:
     """torchrun with each rank's stdout and stderr in tmp_path/logs (torchrun's own report stays apart)."""
     env = {**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path)}
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-         f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-backend=c10d", "--redirects=3",
-         f"--log-dir={tmp_path / 'logs'}", "-m", "privtrain.cli", "run", "dp_sgd", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+            "--rdzv-backend=c10d",
+            "--redirects=3",
+            f"--log-dir={tmp_path / 'logs'}",
+            "-m",
+            "privtrain.cli",
+            "run",
+            "dp_sgd",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def _rank_output(tmp_path, rank: int, stream: str) -> str:
@@ -100,14 +118,14 @@ def test_clipped_per_example_gradients_stay_within_c_under_mixed_precision():
     import math
 
     import numpy as np
-    import torch
 
     from privtrain import models, training
     from privtrain.privacy.dp_sgd import DpSgdPlan
 
     clip = 0.5
-    settings = training.TrainSettings(epochs=1, batch_size=1, max_physical_batch_size=1, optimizer="sgd", lr=1.0,
-                                      progress=False, amp=True)
+    settings = training.TrainSettings(
+        epochs=1, batch_size=1, max_physical_batch_size=1, optimizer="sgd", lr=1.0, progress=False, amp=True
+    )
     one_step = DpSgdPlan(0.0, 1.0, 1, 1e-5, clip, "rdp", math.nan)  # q = 1: the example is in the batch
     rng = np.random.default_rng(0)
     spec = models.ModelSpec("mlp", (32,), "tanh", (), 1)
@@ -120,8 +138,9 @@ def test_clipped_per_example_gradients_stay_within_c_under_mixed_precision():
         before = [p.detach().double().clone() for p in model.parameters()]
         out = training.train(model, x, y, settings, dp=one_step, report_epsilon=False)
         assert out.steps == 1
-        moved = math.sqrt(sum(float(((p.detach().double() - b) ** 2).sum())
-                              for p, b in zip(out.model.parameters(), before)))
+        moved = math.sqrt(
+            sum(float(((p.detach().double() - b) ** 2).sum()) for p, b in zip(out.model.parameters(), before))
+        )
         ratios.append(moved / clip)
         clipped += moved > 0.99 * clip
     assert clipped > 100  # the inputs are large: clipping is active for nearly every example
@@ -140,11 +159,22 @@ def test_empty_local_batches_keep_the_ranks_in_step_and_the_charge_covers_every_
     frame.to_csv(tmp_path / "small.csv", index=False)
     # A global batch of 2 over 2 ranks: each rank's share is empty in about 37% of the 80 steps, so both
     # ranks meet empty batches (the chance that neither does is below 1e-15).
-    out = _torchrun(tmp_path, ledger_path, "dataset=csv", f"dataset.path={tmp_path / 'small.csv'}",
-                    "dataset.target=label", "dataset.schema={a: {min: 0, max: 1}, label: {categories: [0, 1]}}",
-                    "dataset.public_n=40", "recipe.batch_size=2", "recipe.max_physical_batch_size=2", "recipe.epochs=5",
-                    "recipe.progress=false", "privacy.noise_multiplier=1.0", "privacy.target_epsilon=null",
-                    "model=logreg")
+    out = _torchrun(
+        tmp_path,
+        ledger_path,
+        "dataset=csv",
+        f"dataset.path={tmp_path / 'small.csv'}",
+        "dataset.target=label",
+        "dataset.schema={a: {min: 0, max: 1}, label: {categories: [0, 1]}}",
+        "dataset.public_n=40",
+        "recipe.batch_size=2",
+        "recipe.max_physical_batch_size=2",
+        "recipe.epochs=5",
+        "recipe.progress=false",
+        "privacy.noise_multiplier=1.0",
+        "privacy.target_epsilon=null",
+        "model=logreg",
+    )
     assert out.returncode == 0, (out.stderr[-2000:], _rank_output(tmp_path, 1, "stderr")[-2000:])
     assert _rank_output(tmp_path, 1, "stderr").strip() == ""  # rank 1 neither crashed nor complained
     (run_dir,) = [p.parent for p in (tmp_path / "outputs").rglob("run.json")]

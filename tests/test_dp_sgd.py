@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 from privtrain import ledger
 from privtrain.privacy.events import epsilon_pld
 
@@ -82,9 +82,21 @@ def test_csv_with_inferred_schema_voids_the_guarantee(tmp_path, ledger_path):
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 3))
-    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(int)}).to_csv(tmp_path / "d.csv", index=False)
-    result = privtrain.run("dp_sgd", [*TINY, "recipe.batch_size=64", "dataset=csv", f"dataset.path={tmp_path / 'd.csv'}",
-                                      "dataset.target=label", "dataset.infer_schema=true"], output_dir=tmp_path / "r")
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": (x[:, 0] > 0).astype(int)}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    result = privtrain.run(
+        "dp_sgd",
+        [
+            *TINY,
+            "recipe.batch_size=64",
+            "dataset=csv",
+            f"dataset.path={tmp_path / 'd.csv'}",
+            "dataset.target=label",
+            "dataset.infer_schema=true",
+        ],
+        output_dir=tmp_path / "r",
+    )
     assert any("inferred from the private data" in n for n in result.guarantee.notes)
     assert math.isinf(result.guarantee.epsilon) and any("infer_schema=true" in n for n in result.guarantee.notes)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
@@ -102,10 +114,23 @@ def test_the_progress_bar_shows_steps_and_epsilon_never_the_training_loss(capsys
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(200, 4)).astype(np.float32), rng.integers(0, 2, 200)
-    settings = training.TrainSettings(epochs=2, batch_size=50, max_physical_batch_size=50, optimizer="sgd", lr=0.1,
-                                      progress=True)
-    plan = dp_sgd.plan(n_train=200, batch_size=50, epochs=2, target_epsilon=None, noise_multiplier=1.0, delta=1e-5,
-                       max_grad_norm=1.0, accountant="rdp") if private else None
+    settings = training.TrainSettings(
+        epochs=2, batch_size=50, max_physical_batch_size=50, optimizer="sgd", lr=0.1, progress=True
+    )
+    plan = (
+        dp_sgd.plan(
+            n_train=200,
+            batch_size=50,
+            epochs=2,
+            target_epsilon=None,
+            noise_multiplier=1.0,
+            delta=1e-5,
+            max_grad_norm=1.0,
+            accountant="rdp",
+        )
+        if private
+        else None
+    )
     model = torch.nn.Sequential(torch.nn.Linear(4, 2))
     out = training.train(model, x, y, settings, dp=plan, desc="bar")
     err = capsys.readouterr().err

@@ -29,8 +29,11 @@ def _statuses(path) -> list[tuple[str, str]]:
 def test_kill_9_during_training_keeps_the_run_charged(tmp_path, ledger_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "privtrain.cli", "run", "dp_sgd", "recipe.epochs=400", "recipe.progress=false"],
-        cwd=tmp_path, env={**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PRIVTRAIN_LEDGER": str(ledger_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.time() + 180

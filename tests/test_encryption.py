@@ -40,7 +40,9 @@ def _one_line(capsys, code: int, expected: int, *words: str) -> str:
 
 
 def _encrypted_run(tmp_path, key_file, name="run", extra=()):
-    return privtrain.run("dp_sgd", [*TINY, f"artifacts.key_file={key_file}", *extra], output_dir=tmp_path / name).output_dir
+    return privtrain.run(
+        "dp_sgd", [*TINY, f"artifacts.key_file={key_file}", *extra], output_dir=tmp_path / name
+    ).output_dir
 
 
 # --- the format --------------------------------------------------------------------------------------
@@ -67,7 +69,7 @@ def test_a_flipped_byte_anywhere_a_dropped_chunk_or_another_key_is_refused():
         bad[at] ^= 0x01
         with pytest.raises(UserError, match="fails authentication|swapped"):
             files.open_sealed(bytes(bad), "f", expect="run r/checkpoint.pt", keyring=ring)
-    first_chunk_only = blob[:len(header.raw) + aead.CHUNK + 16]  # truncated at a chunk boundary
+    first_chunk_only = blob[: len(header.raw) + aead.CHUNK + 16]  # truncated at a chunk boundary
     with pytest.raises(UserError, match="fails authentication"):
         files.open_sealed(first_chunk_only, "f", expect=None, keyring=ring)
     impostor = keys.Keyring({"k1": os.urandom(32)}, "k1", "other.json")  # same id, another key
@@ -90,8 +92,9 @@ def test_a_sealed_file_swapped_for_another_is_refused_although_it_authenticates(
             files.write_run_file(folder / "synthetic.csv", b"a,b\n1,2\n")
     assert sealed.load_torch(run_a / "checkpoint.pt", keyring=ring)["run"] == "dp_sgd-aaa"
     (run_a / "checkpoint.pt").write_bytes((run_b / "checkpoint.pt").read_bytes())  # another run's checkpoint
-    with pytest.raises(UserError, match="was encrypted as 'run dp_sgd-bbb/checkpoint.pt', not as "
-                                        "'run dp_sgd-aaa/checkpoint.pt'"):
+    with pytest.raises(
+        UserError, match="was encrypted as 'run dp_sgd-bbb/checkpoint.pt', not as 'run dp_sgd-aaa/checkpoint.pt'"
+    ):
         sealed.load_torch(run_a / "checkpoint.pt", keyring=ring)
     (run_b / "checkpoint.pt").write_bytes((run_b / "synthetic.csv").read_bytes())  # the rows in the model's place
     with pytest.raises(UserError, match="swapped in"):
@@ -153,8 +156,9 @@ def test_a_key_that_cannot_be_used_stops_a_run_before_anything_is_read_or_charge
 # --- a run with a key ------------------------------------------------------------------------------------
 
 
-def test_a_run_with_a_key_writes_no_plaintext_checkpoint_and_load_predict_need_the_key(tmp_path, ledger_path,
-                                                                                     capsys, monkeypatch):
+def test_a_run_with_a_key_writes_no_plaintext_checkpoint_and_load_predict_need_the_key(
+    tmp_path, ledger_path, capsys, monkeypatch
+):
     key_file = _key_file(tmp_path)
     run_dir = _encrypted_run(tmp_path, key_file)
     blob = (run_dir / "checkpoint.pt").read_bytes()
@@ -179,8 +183,9 @@ def test_a_run_with_a_key_writes_no_plaintext_checkpoint_and_load_predict_need_t
     rows_csv = tmp_path / "rows.csv"
     rows.to_csv(rows_csv, index=False)
     capsys.readouterr()
-    _one_line(capsys, main(["predict", str(run_dir), str(rows_csv)]), 2, "checkpoint.pt is encrypted",
-              "no key is configured")
+    _one_line(
+        capsys, main(["predict", str(run_dir), str(rows_csv)]), 2, "checkpoint.pt is encrypted", "no key is configured"
+    )
     out = tmp_path / "pred.csv"
     assert not out.exists()
     assert main(["predict", str(run_dir), str(rows_csv), "--output", str(out), "--key-file", str(key_file)]) == 0
@@ -201,8 +206,10 @@ def test_resume_opens_a_sealed_checkpoint_with_the_key_and_refuses_without_it(tm
     assert len(ledger.open(ledger_path).entries()) == entries and not (tmp_path / "r1").exists()  # nothing charged
     resumed = _encrypted_run(tmp_path, key_file, "r2", [f"resume={run_dir / 'checkpoint.pt'}"])
     ckpt = sealed.load_torch(resumed / "checkpoint.pt", keyring=keys.from_file(key_file))
-    assert ckpt["meta"]["steps"] > sealed.load_torch(run_dir / "checkpoint.pt",
-                                                     keyring=keys.from_file(key_file))["meta"]["steps"]
+    assert (
+        ckpt["meta"]["steps"]
+        > sealed.load_torch(run_dir / "checkpoint.pt", keyring=keys.from_file(key_file))["meta"]["steps"]
+    )
 
 
 def test_audit_opens_the_sealed_checkpoint_with_the_environments_key(tmp_path, ledger_path, monkeypatch):
@@ -219,8 +226,9 @@ def test_audit_opens_the_sealed_checkpoint_with_the_environments_key(tmp_path, l
     assert main(["verify", str(run_dir)]) == 0  # the audit re-chained its own files next to the ciphertext
 
 
-def test_rotation_re_encrypts_without_retraining_is_chained_and_the_old_key_no_longer_opens(tmp_path, ledger_path,
-                                                                                          capsys):
+def test_rotation_re_encrypts_without_retraining_is_chained_and_the_old_key_no_longer_opens(
+    tmp_path, ledger_path, capsys
+):
     old_file, new_file = _key_file(tmp_path, "old.json", "k1"), _key_file(tmp_path, "new.json", "k2")
     run_dir = _encrypted_run(tmp_path, old_file)
     before = sealed.load_torch(run_dir / "checkpoint.pt", keyring=keys.from_file(old_file))
@@ -228,8 +236,12 @@ def test_rotation_re_encrypts_without_retraining_is_chained_and_the_old_key_no_l
 
     capsys.readouterr()  # without the old key: refused, nothing written or recorded
     cipher = (run_dir / "checkpoint.pt").read_bytes()
-    _one_line(capsys, main(["keys", "rotate", str(run_dir), "--new-key-file", str(new_file)]), 2,
-              "encrypted under key id 'k1'")
+    _one_line(
+        capsys,
+        main(["keys", "rotate", str(run_dir), "--new-key-file", str(new_file)]),
+        2,
+        "encrypted under key id 'k1'",
+    )
     assert (run_dir / "checkpoint.pt").read_bytes() == cipher and len(ledger.open(ledger_path).entries()) == entries
 
     assert main(["keys", "rotate", str(run_dir), "--new-key-file", str(new_file), "--old-key-file", str(old_file)]) == 0
@@ -262,9 +274,17 @@ def test_rotation_re_encrypts_without_retraining_is_chained_and_the_old_key_no_l
 
 def test_synthetic_rows_are_sealed_and_train_only_with_the_key(tmp_path, ledger_path, monkeypatch):
     key_file = _key_file(tmp_path)
-    syn = privtrain.run("synthetic", ["synth=dp_gaussian_copula", "synth.epsilon=1", "synth.report=false",
-                                      "synth.utility.enabled=false", f"artifacts.key_file={key_file}"],
-                        output_dir=tmp_path / "syn").output_dir
+    syn = privtrain.run(
+        "synthetic",
+        [
+            "synth=dp_gaussian_copula",
+            "synth.epsilon=1",
+            "synth.report=false",
+            "synth.utility.enabled=false",
+            f"artifacts.key_file={key_file}",
+        ],
+        output_dir=tmp_path / "syn",
+    ).output_dir
     rows = syn / "synthetic.csv"
     assert rows.read_bytes().startswith(aead.MAGIC)
     assert json.loads((syn / "synthetic.schema.json").read_text())["target"]  # the public schema stays readable
@@ -278,8 +298,9 @@ def test_synthetic_rows_are_sealed_and_train_only_with_the_key(tmp_path, ledger_
 # --- policy: a class that requires encryption ------------------------------------------------------------
 
 
-def test_a_class_requiring_encryption_refuses_a_run_without_a_key_before_any_row_is_read(tmp_path, ledger_path,
-                                                                                       monkeypatch):
+def test_a_class_requiring_encryption_refuses_a_run_without_a_key_before_any_row_is_read(
+    tmp_path, ledger_path, monkeypatch
+):
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\nrisk:\n  default: high\n  classes:\n    high:\n      controls: {encryption: true}\n")
     from privtrain import data
@@ -327,11 +348,19 @@ def test_run_files_are_0600_and_folders_0700_whatever_the_umask(tmp_path, ledger
 
 @pytest.mark.slow
 def test_federated_final_model_is_sealed_before_it_is_hashed(tmp_path, ledger_path):
-    fl_tiny = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=1", "fl.local_epochs=1", "recipe.progress=false",
-               "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+    fl_tiny = [
+        "fl.num_clients=3",
+        "fl.fraction=1.0",
+        "fl.rounds=1",
+        "fl.local_epochs=1",
+        "recipe.progress=false",
+        "fl.simulation.num_cpus=1",
+        "fl.simulation.cpus_per_client=0.5",
+    ]
     key_file = _key_file(tmp_path)
-    run_dir = privtrain.run("federated", [*fl_tiny, f"artifacts.key_file={key_file}"],
-                            output_dir=tmp_path / "fed").output_dir
+    run_dir = privtrain.run(
+        "federated", [*fl_tiny, f"artifacts.key_file={key_file}"], output_dir=tmp_path / "fed"
+    ).output_dir
     final = run_dir / "final_model.pt"
     assert final.read_bytes().startswith(aead.MAGIC) and stat.S_IMODE(final.stat().st_mode) == 0o600
     weights = sealed.load_torch(final, keyring=keys.from_file(key_file))

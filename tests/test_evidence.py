@@ -11,8 +11,8 @@ import privtrain
 from privtrain import ledger
 from privtrain.artifacts import card_sections, evidence
 from privtrain.audit import audit_run, report
-from privtrain.errors import UserError
 from privtrain.cli import main
+from privtrain.errors import UserError
 from tests.conftest import TINY
 
 CLAIM, FORGED = "(2.00, 1e-05)", "(0.25, 1e-05)"
@@ -43,8 +43,14 @@ def test_a_forged_card_is_never_re_signed_and_verify_and_release_refuse_it(tmp_p
 
     for extra in (["--shadow-models", "0"], ["--shadow-models", "0", "--no-card"]):
         code = main(["audit", str(run_dir), *extra])
-        _one_line_refusal(capsys, code, 2, "privtrain audit refused", "model_card.md (edited since the ledger "
-                          "recorded it)", "nothing was written or charged")
+        _one_line_refusal(
+            capsys,
+            code,
+            2,
+            "privtrain audit refused",
+            "model_card.md (edited since the ledger recorded it)",
+            "nothing was written or charged",
+        )
     code = main(["verify", str(run_dir)])
     _one_line_refusal(capsys, code, 1, "1 of 8 recorded files differ", "model_card.md (edited")
     code = main(["release", str(run_dir)])
@@ -88,16 +94,16 @@ def test_a_ledger_writer_who_re_records_a_forged_card_is_still_caught(tmp_path, 
     card.write_text(card.read_text().replace(CLAIM, FORGED))
     book = ledger.open(ledger_path)
     run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
-    book.record_artifacts(run_id, {"model_card.md": sha256_file(card)}, why="audit",
-                          replaces={"model_card.md": before})
+    book.record_artifacts(run_id, {"model_card.md": sha256_file(card)}, why="audit", replaces={"model_card.md": before})
     code = main(["verify", str(run_dir)])
     _one_line_refusal(capsys, code, 1, "model_card.md (its text outside the audit's section differs from what run")
     code = main(["release", str(run_dir)])
     _one_line_refusal(capsys, code, 2, "privtrain release refused")
     # hiding the forgery inside audit markers does not help either: the body must be the run's card
     text = card.read_text().replace(FORGED, CLAIM)
-    text = card_sections.insert(text, card_sections.AUDIT_BANNER, f"**{FORGED}-differential privacy**",
-                                after_title=True)
+    text = card_sections.insert(
+        text, card_sections.AUDIT_BANNER, f"**{FORGED}-differential privacy**", after_title=True
+    )
     card.write_text(text)
     ledger.open(ledger_path).record_artifacts(run_id, {"model_card.md": sha256_file(card)}, why="audit")
     code = main(["verify", str(run_dir)])
@@ -114,8 +120,9 @@ def test_a_re_recording_that_skips_a_version_is_a_broken_chain(tmp_path, ledger_
     book = ledger.open(ledger_path)
     book.record_artifacts(run_id, {"metrics.json": sha256_file(metrics)}, why="audit")  # no `replaces`
     found = evidence.problems(run_dir, evidence.recorded(book, run_id))
-    assert found == [f"metrics.json was re-recorded by entry {book.head()[0]} (audit) without naming the version "
-                     "the ledger held"]
+    assert found == [
+        f"metrics.json was re-recorded by entry {book.head()[0]} (audit) without naming the version the ledger held"
+    ]
 
 
 def test_an_edit_while_the_audit_writes_is_not_recorded(tmp_path, ledger_path, monkeypatch):
@@ -137,14 +144,17 @@ def test_an_edit_while_the_audit_writes_is_not_recorded(tmp_path, ledger_path, m
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_removing_the_audit_blocks_gives_back_the_card_byte_for_byte(flag):
-    card = ("# Model card: dp_sgd on digits\n\n_Generated._\n\n## Privacy guarantee\n\n**(2.00, 1e-05)**\n\n"
-            "## Provenance\n\n- git\n")
+    card = (
+        "# Model card: dp_sgd on digits\n\n_Generated._\n\n## Privacy guarantee\n\n**(2.00, 1e-05)**\n\n"
+        "## Provenance\n\n- git\n"
+    )
     from tests.test_audit import _audit
 
     audited = report.update_card_text(card, report.card_section(_audit(flag)), report.red_flag_banner(_audit(flag)))
     assert card_sections.body(audited) == card
-    again = report.update_card_text(audited, report.card_section(_audit(not flag)),
-                                    report.red_flag_banner(_audit(not flag)))
+    again = report.update_card_text(
+        audited, report.card_section(_audit(not flag)), report.red_flag_banner(_audit(not flag))
+    )
     assert card_sections.body(again) == card and again.count("## Empirical privacy audit") == 1
     no_provenance = card.split("## Provenance")[0]
     assert card_sections.body(report.update_card_text(no_provenance, "x", "y")) == no_provenance
@@ -158,17 +168,27 @@ def _legacy_audit_entry(ledger_path, run_dir, files: list[str]) -> None:
     run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
     commit = next(e for e in book.entries() if e.run_id == run_id and e.status == "committed")
     with book.core.transaction():
-        book.core.append(status="artifacts", run_id=run_id, recipe=commit.recipe, source=commit.source,
-                     source_name=commit.source_name, unit=commit.unit, epsilon=0.0, delta=0.0,
-                     artifacts=json.dumps(hash_artifacts([run_dir / f for f in files], run_dir)),
-                     detail=json.dumps({"why": "audit"}))
+        book.core.append(
+            status="artifacts",
+            run_id=run_id,
+            recipe=commit.recipe,
+            source=commit.source,
+            source_name=commit.source_name,
+            unit=commit.unit,
+            epsilon=0.0,
+            delta=0.0,
+            artifacts=json.dumps(hash_artifacts([run_dir / f for f in files], run_dir)),
+            detail=json.dumps({"why": "audit"}),
+        )
 
 
 def _legacy_card(card: str, section: str) -> str:
     """The card text an earlier privtrain's audit wrote (its section was inserted this way)."""
     head, tail = card.split("\n## Provenance", 1)
-    return head.rstrip("\n") + "\n\n" + f"{card_sections.AUDIT_SECTION[0]}\n{section}\n" \
+    return (
+        head.rstrip("\n") + "\n\n" + f"{card_sections.AUDIT_SECTION[0]}\n{section}\n"
         f"{card_sections.AUDIT_SECTION[1]}" + "\n" + "\n## Provenance" + tail
+    )
 
 
 def test_an_earlier_privtrains_audit_still_verifies_unless_it_re_signed_an_edit(tmp_path, ledger_path, capsys):

@@ -54,14 +54,19 @@ def test_card_and_metrics_report_the_planted_gap_and_the_cost_of_privacy(tmp_pat
     private = privtrain.run("dp_sgd", [*common, "privacy.target_epsilon=1"], output_dir=tmp_path / "runs" / "dp")
     fair = json.loads((private.output_dir / "metrics.json").read_text())["fairness"]
     sex = fair["groups"]["sex"]
-    assert fair["max_gap"] == pytest.approx(max(sex["M"]["accuracy"] - sex["F"]["accuracy"],
-                                                abs(fair["groups"]["age_band"]["young"]["accuracy"]
-                                                    - fair["groups"]["age_band"]["old"]["accuracy"])), abs=1e-4)
+    assert fair["max_gap"] == pytest.approx(
+        max(
+            sex["M"]["accuracy"] - sex["F"]["accuracy"],
+            abs(fair["groups"]["age_band"]["young"]["accuracy"] - fair["groups"]["age_band"]["old"]["accuracy"]),
+        ),
+        abs=1e-4,
+    )
     assert fair["max_gap"] > 0.1
     cost = fair["cost_of_privacy"]
     assert cost["baseline_run"] == baseline.ledger["entry"]
-    assert cost["accuracy_drop"]["sex"]["F"] == pytest.approx(base["groups"]["sex"]["F"]["accuracy"]
-                                                              - sex["F"]["accuracy"], abs=1e-4)
+    assert cost["accuracy_drop"]["sex"]["F"] == pytest.approx(
+        base["groups"]["sex"]["F"]["accuracy"] - sex["F"]["accuracy"], abs=1e-4
+    )
     card = (private.output_dir / "model_card.md").read_text()
     assert "## Fairness" in card and "Cost of privacy" in card and "evaluator's data" in card
     # a forged baseline (its metrics edited after the ledger chained them) is not trusted
@@ -77,5 +82,7 @@ def test_an_undeclared_sensitive_attribute_is_refused_before_any_charge(tmp_path
 
     table(500, 0).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(UserError, match="not a column"):
-        privtrain.run("dp_sgd", overrides(tmp_path / "t.csv", 500, "dataset.sensitive=[race]"), output_dir=tmp_path / "r")
+        privtrain.run(
+            "dp_sgd", overrides(tmp_path / "t.csv", 500, "dataset.sensitive=[race]"), output_dir=tmp_path / "r"
+        )
     assert not ledger_path.exists() or not [e for e in ledger.open(ledger_path).entries() if e.status == "committed"]

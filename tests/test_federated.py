@@ -12,7 +12,8 @@ import pytest
 import privtrain
 from privtrain import config, ledger
 from privtrain.errors import UserError
-from privtrain.federated import accounting, partition as part, planning, task
+from privtrain.federated import accounting, planning, task
+from privtrain.federated import partition as part
 
 
 def _settings(*overrides: str):
@@ -26,8 +27,9 @@ def _population(*overrides: str):
 
 def _client_rows(pop: task.Population, k: int) -> Counter:
     """Client ``k``'s training rows as a multiset of row contents (not indices)."""
-    return Counter(x.tobytes() + bytes([int(y)]) for x, y in zip(pop.x_pool[pop.train_parts[k]],
-                                                                  pop.y_pool[pop.train_parts[k]]))
+    return Counter(
+        x.tobytes() + bytes([int(y)]) for x, y in zip(pop.x_pool[pop.train_parts[k]], pop.y_pool[pop.train_parts[k]])
+    )
 
 
 # --- keyed, per-row partitions -------------------------------------------------------
@@ -52,8 +54,9 @@ def test_removing_one_row_changes_exactly_one_clients_training_rows(kind):
     victim = full.x_pool[full.train_parts[k][0]]  # one of client k's training rows
     x_all = dataset.schema.transform(dataset.frame)
     row = int(np.flatnonzero((x_all == victim).all(axis=1))[0])
-    smaller = task.build_population(dataclasses.replace(dataset, frame=dataset.frame.drop(index=row)
-                                                        .reset_index(drop=True)), fl)
+    smaller = task.build_population(
+        dataclasses.replace(dataset, frame=dataset.frame.drop(index=row).reset_index(drop=True)), fl
+    )
     changed = [j for j in range(full.num_clients) if _client_rows(full, j) != _client_rows(smaller, j)]
     assert changed == [k]
     assert sum((_client_rows(full, k) - _client_rows(smaller, k)).values()) == 1  # exactly that row
@@ -82,8 +85,9 @@ def test_small_alpha_dirichlet_is_measurably_skewed():
     def skew(*overrides):  # mean total-variation distance of the clients' label mixes from the pool's
         _, _, pop = _population("fl.num_clients=10", *overrides)  # ~140 rows each: iid mixes match the pool
         overall = np.bincount(pop.y_pool, minlength=10) / len(pop.y_pool)
-        tv = [0.5 * np.abs(np.bincount(pop.y_pool[p], minlength=10) / len(p) - overall).sum()
-              for p in pop.parts if len(p)]
+        tv = [
+            0.5 * np.abs(np.bincount(pop.y_pool[p], minlength=10) / len(p) - overall).sum() for p in pop.parts if len(p)
+        ]
         return float(np.mean(tv))
 
     iid = skew("fl.partition=iid")
@@ -138,8 +142,12 @@ def test_a_population_where_no_client_trains_is_refused(tmp_path):
     import pandas as pd
 
     frame = pd.DataFrame({"a": np.linspace(0, 1, 12), "label": ["x", "y"] * 6})
-    overrides = _csv(tmp_path, frame, "+dataset.schema={a: {min: 0, max: 1}, label: {categories: [x, y]}}",
-                     "fl.client_test_size=0.999")
+    overrides = _csv(
+        tmp_path,
+        frame,
+        "+dataset.schema={a: {min: 0, max: 1}, label: {categories: [x, y]}}",
+        "fl.client_test_size=0.999",
+    )
     s = _settings(*overrides)
     with pytest.raises(UserError, match=r"no client holds a training row"):
         task.build_population(task.load_dataset(s.dataset, s.fl), s.fl)
@@ -148,15 +156,21 @@ def test_a_population_where_no_client_trains_is_refused(tmp_path):
 # --- errors: one line, nothing charged -----------------------------------------------
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["fl.client_sampling=fixed", "fl.clients_per_round=501"], r"fl.clients_per_round=501 is more than the 500 clients"),
-    (["fl.partition=dirichlet", "fl.alpha=0"], r"fl.alpha=0.0 must be > 0"),
-    (["fl.sampling_rate=1.5"], r"fl.sampling_rate=1.5 must lie in \(0, 1\]"),
-    (["fl.client_sampling=fixed", "fl.sampling_rate=0.5"], r"fl.sampling_rate is the Poisson sampling rate"),
-    (["fl.client_sampling=random"], r"fl.client_sampling='random' is unknown"),
-    (["fl.strategy=fedadam"], r"fedadam cannot be used with central DP"),
-    (["fl.engine=deployment", "fl.deployment.superlink=127.0.0.1:9"], r"superlink=127.0.0.1:9 is unreachable"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (
+            ["fl.client_sampling=fixed", "fl.clients_per_round=501"],
+            r"fl.clients_per_round=501 is more than the 500 clients",
+        ),
+        (["fl.partition=dirichlet", "fl.alpha=0"], r"fl.alpha=0.0 must be > 0"),
+        (["fl.sampling_rate=1.5"], r"fl.sampling_rate=1.5 must lie in \(0, 1\]"),
+        (["fl.client_sampling=fixed", "fl.sampling_rate=0.5"], r"fl.sampling_rate is the Poisson sampling rate"),
+        (["fl.client_sampling=random"], r"fl.client_sampling='random' is unknown"),
+        (["fl.strategy=fedadam"], r"fedadam cannot be used with central DP"),
+        (["fl.engine=deployment", "fl.deployment.superlink=127.0.0.1:9"], r"superlink=127.0.0.1:9 is unreachable"),
+    ],
+)
 def test_bad_settings_are_one_line_errors_and_charge_nothing(overrides, match, tmp_path, ledger_path):
     with pytest.raises(UserError, match=match) as err:
         privtrain.run("federated", overrides, output_dir=tmp_path / "run")
@@ -168,8 +182,17 @@ def test_bad_settings_are_one_line_errors_and_charge_nothing(overrides, match, t
 
 
 def test_local_plan_bounds_the_worst_client_and_skips_empty_ones():
-    plan = accounting.plan_local(sizes=[20, 100, 400, 0], batch_size=32, local_epochs=1, rounds=4, target_epsilon=2.0,
-                                 noise_multiplier=None, delta=1e-5, max_grad_norm=1.0, accountant="rdp")
+    plan = accounting.plan_local(
+        sizes=[20, 100, 400, 0],
+        batch_size=32,
+        local_epochs=1,
+        rounds=4,
+        target_epsilon=2.0,
+        noise_multiplier=None,
+        delta=1e-5,
+        max_grad_norm=1.0,
+        accountant="rdp",
+    )
     eps = [plan.client_epsilon(k, plan.planned_steps[k]) for k in range(3)]
     assert max(eps) == pytest.approx(plan.epsilon) and plan.epsilon <= 2.0 * 1.01
     assert min(eps) < max(eps)  # clients differ; the population's epsilon is the largest
@@ -177,8 +200,17 @@ def test_local_plan_bounds_the_worst_client_and_skips_empty_ones():
 
 
 def test_train_counts_charge_messages_sent_and_the_worst_case_for_unknown_nodes():
-    plan = accounting.plan_local(sizes=[40, 400], batch_size=32, local_epochs=1, rounds=10, target_epsilon=None,
-                                 noise_multiplier=1.0, delta=1e-5, max_grad_norm=1.0, accountant="rdp")
+    plan = accounting.plan_local(
+        sizes=[40, 400],
+        batch_size=32,
+        local_epochs=1,
+        rounds=10,
+        target_epsilon=None,
+        noise_multiplier=1.0,
+        delta=1e-5,
+        max_grad_norm=1.0,
+        accountant="rdp",
+    )
     counts = accounting.TrainCounts()
     for _ in range(3):
         counts.record_sent([101, 102, 103])
@@ -206,7 +238,8 @@ def test_every_privacy_charges_the_source_example_level_and_central_dp_its_popul
         request = ledger.RunRequest.of("federated", access, config_hash="cfg", ledger=ledger.LedgerSettings())
         charges = book.charges(request)
         assert {(c.source, c.unit, c.scope) for c in charges} == {
-            ("digits", m.unit, pop.key if m.unit == "client" else "") for m in mechanisms}
+            ("digits", m.unit, pop.key if m.unit == "client" else "") for m in mechanisms
+        }
         if name == "none":
             assert all(math.isinf(m.epsilon) for m in mechanisms)
         elif name != "central":
@@ -219,16 +252,24 @@ def test_every_privacy_charges_the_source_example_level_and_central_dp_its_popul
 def _train_message(model, server_round: int, **config):
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 
-    return Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                                       "config": ConfigRecord({"server-round": server_round, **config})}),
-                   dst_node_id=7, message_type=MessageType.TRAIN)
+    return Message(
+        content=RecordDict(
+            {
+                "arrays": ArrayRecord(model.state_dict()),
+                "config": ConfigRecord({"server-round": server_round, **config}),
+            }
+        ),
+        dst_node_id=7,
+        message_type=MessageType.TRAIN,
+    )
 
 
 def _context(k: int):
     from flwr.app import Context, RecordDict
 
-    return Context(run_id=1, node_id=7, node_config={"partition-id": k, "num-partitions": 10}, state=RecordDict(),
-                   run_config={})
+    return Context(
+        run_id=1, node_id=7, node_config={"partition-id": k, "num-partitions": 10}, state=RecordDict(), run_config={}
+    )
 
 
 def _job(tmp_path, *overrides):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from privtrain import config
-from privtrain.federated import aggregation as agg, central, planning, sampling, task
+from privtrain.federated import aggregation as agg
+from privtrain.federated import central, planning, sampling, task
 from privtrain.privacy.randomness import VOID_NOTE
 
 
@@ -34,35 +35,73 @@ def _pld(events, delta):
 
 
 def test_poisson_plan_composes_poisson_subsampled_gaussians_and_meets_the_target():
-    plan = central.plan_central(target_epsilon=3.0, noise_multiplier=None, delta=1e-5, clipping_norm=1.0,
-                                clipping_side="server", rounds=20, sampling="poisson", sample_rate=0.1,
-                                denominator=50.0, num_clients=500)
+    plan = central.plan_central(
+        target_epsilon=3.0,
+        noise_multiplier=None,
+        delta=1e-5,
+        clipping_norm=1.0,
+        clipping_side="server",
+        rounds=20,
+        sampling="poisson",
+        sample_rate=0.1,
+        denominator=50.0,
+        num_clients=500,
+    )
     sigma = plan.noise_multiplier
     golden = dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(sigma)), 20)
+        dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(sigma)), 20
+    )
     assert plan.events == (golden,)
     assert plan.epsilon == pytest.approx(_pld([golden], 1e-5), rel=1e-6)  # a fresh PLD accountant agrees
     assert plan.epsilon == pytest.approx(3.0, rel=0.01) and plan.epsilon <= 3.0 * 1.001  # calibrated
     example = dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(sigma / 2)), 20)
+        dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(sigma / 2)), 20
+    )
     assert plan.example_events(20) == (example,)  # sensitivity 2C toward one example, same participation
-    slower = central.plan_central(target_epsilon=3.0, noise_multiplier=None, delta=1e-5, clipping_norm=1.0,
-                                  clipping_side="server", rounds=20, sampling="poisson", sample_rate=0.2,
-                                  denominator=100.0, num_clients=500)
+    slower = central.plan_central(
+        target_epsilon=3.0,
+        noise_multiplier=None,
+        delta=1e-5,
+        clipping_norm=1.0,
+        clipping_side="server",
+        rounds=20,
+        sampling="poisson",
+        sample_rate=0.2,
+        denominator=100.0,
+        num_clients=500,
+    )
     assert slower.noise_multiplier > sigma  # a larger sampling rate needs more noise: amplification is real
 
 
 def test_fixed_cohort_is_replace_one_without_amplification():
-    plan = central.plan_central(target_epsilon=3.0, noise_multiplier=None, delta=1e-5, clipping_norm=1.0,
-                                clipping_side="server", rounds=10, sampling="fixed", sample_rate=0.1,
-                                denominator=50.0, num_clients=500)
+    plan = central.plan_central(
+        target_epsilon=3.0,
+        noise_multiplier=None,
+        delta=1e-5,
+        clipping_norm=1.0,
+        clipping_side="server",
+        rounds=10,
+        sampling="fixed",
+        sample_rate=0.1,
+        denominator=50.0,
+        num_clients=500,
+    )
     golden = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(plan.noise_multiplier / 2), 10)
     assert plan.events == (golden,) and plan.example_events(10) == (golden,)
     assert plan.epsilon == pytest.approx(_pld([golden], 1e-5), rel=1e-6)
     assert plan.epsilon == pytest.approx(3.0, rel=0.01)
-    fixed_noise = central.plan_central(target_epsilon=None, noise_multiplier=4.0, delta=1e-5, clipping_norm=1.0,
-                                       clipping_side="server", rounds=10, sampling="fixed", sample_rate=0.1,
-                                       denominator=50.0, num_clients=500)
+    fixed_noise = central.plan_central(
+        target_epsilon=None,
+        noise_multiplier=4.0,
+        delta=1e-5,
+        clipping_norm=1.0,
+        clipping_side="server",
+        rounds=10,
+        sampling="fixed",
+        sample_rate=0.1,
+        denominator=50.0,
+        num_clients=500,
+    )
     add_remove = _pld([dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(4.0), 10)], 1e-5)
     assert fixed_noise.epsilon > 1.9 * add_remove  # the old accounting under-counted a fixed cohort
 
@@ -75,7 +114,9 @@ def test_the_recipe_plans_dp_fedavg_from_the_sampling_settings():
     s, pop = _run("fl.num_clients=100", "fl.sampling_rate=0.3")
     assert planning.plan(s.privacy, s.model, s.fl, pop)[0].denominator == pytest.approx(30.0)
     (client, example) = planning.mechanisms(s.privacy, s.fl, pop, *planning.plan(s.privacy, s.model, s.fl, pop))
-    assert example.events[0].event.event.noise_multiplier == pytest.approx(client.events[0].event.event.noise_multiplier / 2)
+    assert example.events[0].event.event.noise_multiplier == pytest.approx(
+        client.events[0].event.event.noise_multiplier / 2
+    )
 
 
 def test_reproducible_noise_voids_both_guarantees():
@@ -101,8 +142,9 @@ def test_dp_fedavg_releases_global_plus_noisy_sum_of_clipped_updates_over_qn():
     global_arrays = _model(rng)
     updates = [{k: rng.normal(scale=scale, size=v.shape) for k, v in global_arrays.items()} for scale in (0.01, 3, 0.2)]
     C, sigma, qn = 1.5, 0.8, 2.5
-    released = agg.dp_fedavg(global_arrays, updates, clipping_norm=C, noise_multiplier=sigma, denominator=qn,
-                             rng=np.random.default_rng(7))
+    released = agg.dp_fedavg(
+        global_arrays, updates, clipping_norm=C, noise_multiplier=sigma, denominator=qn, rng=np.random.default_rng(7)
+    )
     noise = np.random.default_rng(7)  # the same generator: drawn array by array in the model's order
     for k in global_arrays:
         clipped = sum(u[k] * min(1.0, C / math.sqrt(sum(float((v**2).sum()) for v in u.values()))) for u in updates)
@@ -121,8 +163,9 @@ def test_an_update_longer_than_c_is_clipped_to_c_and_a_short_one_is_kept():
 
 def test_a_round_without_clients_is_released_with_noise_of_std_sigma_c_over_qn():
     global_arrays = {"w": np.zeros(20_000)}
-    released = agg.dp_fedavg(global_arrays, [], clipping_norm=2.0, noise_multiplier=1.5, denominator=10.0,
-                             rng=np.random.default_rng(1))
+    released = agg.dp_fedavg(
+        global_arrays, [], clipping_norm=2.0, noise_multiplier=1.5, denominator=10.0, rng=np.random.default_rng(1)
+    )
     assert np.std(released["w"] * 10.0) == pytest.approx(1.5 * 2.0, rel=0.03)
 
 
@@ -161,8 +204,10 @@ def test_client_sampling_and_server_noise_are_secret_unless_reproducible(reprodu
     extra = ["reproducible_noise=true"] if reproducible else []
     s, _ = _run("fl.num_clients=100", "fl.clients_per_round=10", "seed=0", *extra)
     nodes = list(range(100))
-    draws = [[tuple(sampler.sample(nodes)) for _ in range(20)] for sampler in (sampling.for_job(s.fl, 100),
-                                                                               sampling.for_job(s.fl, 100))]
+    draws = [
+        [tuple(sampler.sample(nodes)) for _ in range(20)]
+        for sampler in (sampling.for_job(s.fl, 100), sampling.for_job(s.fl, 100))
+    ]
     assert (draws[0] == draws[1]) is reproducible  # 20 Poisson draws of 100 nodes never coincide by chance
     job = _Job(s.fl)
     noises = [ServerStep(job).noise.normal(size=5) for _ in range(2)]
@@ -186,9 +231,16 @@ class LoopbackGrid:
         from flwr.app import Context, RecordDict
 
         self.app_for_node = app_for_node
-        self.contexts = {n: Context(run_id=1, node_id=n, node_config={"partition-id": k,
-                                                                      "num-partitions": len(partitions)},
-                                    state=RecordDict(), run_config={}) for n, k in partitions.items()}
+        self.contexts = {
+            n: Context(
+                run_id=1,
+                node_id=n,
+                node_config={"partition-id": k, "num-partitions": len(partitions)},
+                state=RecordDict(),
+                run_config={},
+            )
+            for n, k in partitions.items()
+        }
         self.received: list[int] = []  # every TRAIN message's destination, as delivered
 
     def get_node_ids(self):
@@ -235,14 +287,23 @@ def test_local_dp_is_charged_from_the_messages_the_server_sent(flower_identity, 
     from privtrain.federated.client_app import make_client_app
     from privtrain.federated.server_app import run_server
 
-    args = ("privacy=dp", "fl.num_clients=4", "fl.rounds=3", "fl.local_epochs=1", "fl.sampling_rate=0.6",
-            "recipe.progress=false")
+    args = (
+        "privacy=dp",
+        "fl.num_clients=4",
+        "fl.rounds=3",
+        "fl.local_epochs=1",
+        "fl.sampling_rate=0.6",
+        "recipe.progress=false",
+    )
     histories = []
     for lying in (False, True):
         job = _job(tmp_path / str(lying), *args)
         app = make_client_app(job)
         partitions = {501 + k: k for k in range(4)}
-        grid = LoopbackGrid(lambda n: _liar(app) if lying and partitions[n] == 2 else app, partitions)
+        grid = LoopbackGrid(
+            lambda n, app=app, lying=lying, partitions=partitions: _liar(app) if lying and partitions[n] == 2 else app,
+            partitions,
+        )
         history = run_server(grid, job, progress=False)
         sent = {partitions[n]: grid.received.count(n) for n in partitions}
         assert history["client_steps"] == {k: n * job.local.steps_per_round(k) for k, n in sent.items() if n}
@@ -258,8 +319,15 @@ def test_a_failed_client_is_still_charged_and_every_round_is_released(flower_ide
     from privtrain.federated.client_app import make_client_app
     from privtrain.federated.server_app import run_server
 
-    job = _job(tmp_path, "privacy=central_local", "fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=3", "fl.local_epochs=1",
-               "recipe.progress=false")
+    job = _job(
+        tmp_path,
+        "privacy=central_local",
+        "fl.num_clients=3",
+        "fl.fraction=1.0",
+        "fl.rounds=3",
+        "fl.local_epochs=1",
+        "recipe.progress=false",
+    )
     app = make_client_app(job)
     partitions = {11: 0, 12: 1, 13: 2}
 
@@ -283,7 +351,6 @@ def test_a_failed_client_is_still_charged_and_every_round_is_released(flower_ide
 def test_replaying_a_local_dp_round_with_the_public_seed_gives_other_weights(flower_identity, tmp_path, reproducible):
     """The replay attack: same public seed, same inputs, same round. The noise must not replay."""
     import torch
-
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
     from privtrain.federated.client_app import make_client_app
@@ -296,11 +363,20 @@ def test_replaying_a_local_dp_round_with_the_public_seed_gives_other_weights(flo
     app = make_client_app(job)
 
     def one_round():
-        msg = Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                                          "config": ConfigRecord({"server-round": 1})}),
-                      dst_node_id=7, message_type="train")
-        context = Context(run_id=1, node_id=7, node_config={"partition-id": 2, "num-partitions": 10},
-                          state=RecordDict(), run_config={})
+        msg = Message(
+            content=RecordDict(
+                {"arrays": ArrayRecord(model.state_dict()), "config": ConfigRecord({"server-round": 1})}
+            ),
+            dst_node_id=7,
+            message_type="train",
+        )
+        context = Context(
+            run_id=1,
+            node_id=7,
+            node_config={"partition-id": 2, "num-partitions": 10},
+            state=RecordDict(),
+            run_config={},
+        )
         return app(msg, context).content["arrays"].to_torch_state_dict()
 
     first, second = one_round(), one_round()

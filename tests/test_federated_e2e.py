@@ -14,8 +14,15 @@ from privtrain.privacy.events import epsilon_pld
 pytestmark = pytest.mark.slow
 
 # Small and quick: 3 clients, all sampled (q=1), 2 rounds, one CPU for Ray.
-TINY = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=2", "fl.local_epochs=1", "recipe.progress=false",
-        "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+TINY = [
+    "fl.num_clients=3",
+    "fl.fraction=1.0",
+    "fl.rounds=2",
+    "fl.local_epochs=1",
+    "recipe.progress=false",
+    "fl.simulation.num_cpus=1",
+    "fl.simulation.cpus_per_client=0.5",
+]
 
 
 def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_path):
@@ -50,17 +57,28 @@ def test_central_dp_runs_are_charged_per_client_and_compose(tmp_path, ledger_pat
     assert metrics["history"][-1]["epsilon_client"] == pytest.approx(g.epsilon, rel=0.01)  # the live figure
     for name in ("partition.json", "partition.png", "accuracy.png", "model_card.md", "final_model.pt"):
         assert (first.output_dir / name).is_file(), name
-    assert "differential privacy per client (all the data of one federated participant)**" in (
-        first.output_dir / "model_card.md").read_text()
+    assert (
+        "differential privacy per client (all the data of one federated participant)**"
+        in (first.output_dir / "model_card.md").read_text()
+    )
     partition = json.loads((first.output_dir / "partition.json").read_text())
     assert len(partition["train_sizes"]) == 3 and not [k for k in partition if "label" in k or "skew" in k]
     assert not [k for r in metrics["history"] for k in r if "loss" in k and k not in ("loss", "federated_loss")]
 
 
 def test_central_dp_with_poisson_sampling_on_100_clients(tmp_path, ledger_path):
-    result = privtrain.run("federated", ["fl.num_clients=100", "fl.clients_per_round=10", "fl.rounds=3",
-                                         "fl.local_epochs=1", "recipe.progress=false", "fl.simulation.num_cpus=1"],
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "federated",
+        [
+            "fl.num_clients=100",
+            "fl.clients_per_round=10",
+            "fl.rounds=3",
+            "fl.local_epochs=1",
+            "recipe.progress=false",
+            "fl.simulation.num_cpus=1",
+        ],
+        output_dir=tmp_path / "r",
+    )
     units = {g.unit: g for g in result.guarantees}
     (client_event,) = units["client"].events
     assert type(client_event.event).__name__ == "PoissonSampledDpEvent"
@@ -80,16 +98,25 @@ def test_central_dp_with_poisson_sampling_on_100_clients(tmp_path, ledger_path):
 
 
 def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledger_path):
-    result = privtrain.run("federated", [*TINY, "privacy=central_local", "fl.partition=dirichlet", "fl.alpha=1.0",
-                                         "privacy.clipping_side=client"],  # each client clips; the server re-clips
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "federated",
+        [
+            *TINY,
+            "privacy=central_local",
+            "fl.partition=dirichlet",
+            "fl.alpha=1.0",
+            "privacy.clipping_side=client",
+        ],  # each client clips; the server re-clips
+        output_dir=tmp_path / "r",
+    )
     units = {g.unit: g for g in result.guarantees}
     assert set(units) == {"client", "example"}
     assert units["example"].epsilon <= 3.0 * 1.01 and units["client"].epsilon == pytest.approx(8.0, rel=0.01)
     book = ledger.open(ledger_path)
     population = result.dataset["population"]["key"]
     assert book.spent("digits", "client", population) == pytest.approx(
-        epsilon_pld(list(units["client"].events), 1e-5), rel=1e-3)
+        epsilon_pld(list(units["client"].events), 1e-5), rel=1e-3
+    )
     assert book.spent("digits", "example") == pytest.approx(epsilon_pld(list(units["example"].events), 1e-5), rel=2e-2)
     metrics = json.loads((result.output_dir / "metrics.json").read_text())
     steps = metrics["federated"]["client_steps"]
@@ -98,8 +125,9 @@ def test_central_and_local_dp_give_two_guarantees_and_two_charges(tmp_path, ledg
 
 
 def test_non_private_fedprox_learns_and_fedadam_runs_under_local_dp(tmp_path, ledger_path):
-    result = privtrain.run("federated", [*TINY, "privacy=none", "fl.strategy=fedprox", "fl.rounds=3"],
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "federated", [*TINY, "privacy=none", "fl.strategy=fedprox", "fl.rounds=3"], output_dir=tmp_path / "r"
+    )
     assert result.metrics["accuracy"] > 0.8
     assert all(not g.private for g in result.guarantees)
     assert "nonprivate_train_loss" in result.metrics  # privacy=none only, and named for what it is
@@ -148,10 +176,18 @@ def test_loopback_deployment_runs_two_rounds_and_is_charged(tmp_path, ledger_pat
 
     deployment.Deployment._spawn = spy
     try:
-        result = privtrain.run("federated", ["fl.engine=deployment", "fl.num_clients=2", "fl.rounds=2",
-                                             "recipe.progress=false", "fl.local_epochs=1",
-                                             "fl.federated_evaluation=false"],  # half the ClientApp processes
-                                  output_dir=tmp_path / "d")
+        result = privtrain.run(
+            "federated",
+            [
+                "fl.engine=deployment",
+                "fl.num_clients=2",
+                "fl.rounds=2",
+                "recipe.progress=false",
+                "fl.local_epochs=1",
+                "fl.federated_evaluation=false",
+            ],  # half the ClientApp processes
+            output_dir=tmp_path / "d",
+        )
     finally:
         deployment.Deployment._spawn = real_spawn
     assert len(started) == 3  # one SuperLink, two SuperNodes

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from torch import nn
 
 import privtrain
-from conftest import TINY
 from privtrain import models, training
 from privtrain.privacy.clipping_mode import choose
 from privtrain.privacy.dp_sgd import DpSgdPlan
@@ -26,14 +26,28 @@ def _model(spec: models.ModelSpec, seed: int = 0) -> nn.Module:
 
 
 def _settings(mode: str, *, batch: int = 32, physical: int | None = None) -> training.TrainSettings:
-    return training.TrainSettings(epochs=1, batch_size=batch, max_physical_batch_size=physical or batch,
-                                  optimizer="sgd", lr=1.0, grad_sample_mode=mode, progress=False)
+    return training.TrainSettings(
+        epochs=1,
+        batch_size=batch,
+        max_physical_batch_size=physical or batch,
+        optimizer="sgd",
+        lr=1.0,
+        grad_sample_mode=mode,
+        progress=False,
+    )
 
 
 def _plan(clip: float, steps: int = 1, rate: float = 0.5) -> DpSgdPlan:
     # noise 0: the update is the clipped sum itself, so two modes can be compared value by value
-    return DpSgdPlan(noise_multiplier=0.0, sample_rate=rate, steps=steps, delta=1e-5, max_grad_norm=clip,
-                     accountant="rdp", epsilon=float("inf"))
+    return DpSgdPlan(
+        noise_multiplier=0.0,
+        sample_rate=rate,
+        steps=steps,
+        delta=1e-5,
+        max_grad_norm=clip,
+        accountant="rdp",
+        epsilon=float("inf"),
+    )
 
 
 def _data(n: int = 32, seed: int = 1):
@@ -78,8 +92,9 @@ def _norms_and_update(spec, mode: str, clip: float):
     x, y = _data()
     model = _model(spec)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    private = make_private(model, opt, x, y, _plan(clip), _settings(mode), resume=None, reproducible_noise_from=0,
-                           device="cpu", world=None)
+    private = make_private(
+        model, opt, x, y, _plan(clip), _settings(mode), resume=None, reproducible_noise_from=0, device="cpu", world=None
+    )
     xb, yb = torch.from_numpy(x), torch.from_numpy(y)  # the whole batch: compare on the same examples
     loss = private.criterion(private.model(xb), yb)
     loss.backward()
@@ -119,8 +134,18 @@ def test_ghost_clipped_sum_never_exceeds_the_clip_norm():
     model = _model(MLP)
     start = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    private = make_private(model, opt, x[:1], y[:1], _plan(0.5), _settings("ghost"), resume=None,
-                           reproducible_noise_from=0, device="cpu", world=None)
+    private = make_private(
+        model,
+        opt,
+        x[:1],
+        y[:1],
+        _plan(0.5),
+        _settings("ghost"),
+        resume=None,
+        reproducible_noise_from=0,
+        device="cpu",
+        world=None,
+    )
     private.criterion(private.model(torch.from_numpy(x[:1])), torch.from_numpy(y[:1])).backward()
     private.optimizer.step()
     step = torch.cat([(p.detach() - s).flatten() for p, s in zip(private.model.parameters(), start)])
@@ -135,8 +160,9 @@ def test_physical_batches_with_ghost_match_hooks_on_whole_batches():
     outcomes = {}
     for mode, physical in (("hooks", 64), ("auto", 8)):
         settings = _settings(mode, batch=32, physical=physical)
-        outcomes[mode] = training.train(_model(MLP), x, y, settings, dp=_plan(0.3, steps=3), seed=0,
-                                        reproducible_noise_from=7, report_epsilon=False)
+        outcomes[mode] = training.train(
+            _model(MLP), x, y, settings, dp=_plan(0.3, steps=3), seed=0, reproducible_noise_from=7, report_epsilon=False
+        )
     assert outcomes["hooks"].steps == outcomes["auto"].steps == 3
     for h, g in zip(outcomes["hooks"].model.parameters(), outcomes["auto"].model.parameters()):
         torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-6)
@@ -144,7 +170,9 @@ def test_physical_batches_with_ghost_match_hooks_on_whole_batches():
 
 @pytest.mark.slow
 def test_auto_is_the_default_and_the_card_and_run_json_say_which_ran(tmp_path, ledger_path):
-    result = privtrain.run("dp_sgd", [*TINY, "model=mlp", "recipe.max_physical_batch_size=64"], output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "dp_sgd", [*TINY, "model=mlp", "recipe.max_physical_batch_size=64"], output_dir=tmp_path / "r"
+    )
     assert result.metrics["steps"] == 6
     run = json.loads((result.output_dir / "run.json").read_text())
     assert run["train"]["grad_sample_mode"] == "ghost" and run["dp"]["grad_sample_mode"] == "ghost"

@@ -43,8 +43,9 @@ monitoring: {psi_warn: 0.1, psi_alert: 0.25}
 
 def _patients(path, *extra: str, epochs: int = 1) -> list[str]:
     """The monitoring tests' table (a planted group effect, a shiftable x1), declared as source patients."""
-    return [o.replace("dataset.source=people", "dataset.source=patients")
-            for o in overrides(path, N, *extra, epochs=epochs)]
+    return [
+        o.replace("dataset.source=people", "dataset.source=patients") for o in overrides(path, N, *extra, epochs=epochs)
+    ]
 
 
 def _as(monkeypatch, name: str) -> None:
@@ -68,20 +69,63 @@ def test_high_risk_health_model_from_provenance_to_a_drift_alert(tmp_path, monke
 
     # The officer registers the source and its provenance, and makes the artifact key.
     _as(monkeypatch, "officer")
-    assert main(["ledger", "budget", "set", str(project / "patients.csv"), "--source", "patients",
-                 "--epsilon", "8", "--delta", "1e-5"]) == 0
-    assert main(["ledger", "provenance", "set", "patients", "--collected-by", "St Mary clinic",
-                 "--basis", "consent form v3", "--purposes", "diagnosis-research", "--retain-until", "2030-06-30",
-                 "--regions", "eu-west", "--reason", "DPIA 2026-14"]) == 0
+    assert (
+        main(
+            [
+                "ledger",
+                "budget",
+                "set",
+                str(project / "patients.csv"),
+                "--source",
+                "patients",
+                "--epsilon",
+                "8",
+                "--delta",
+                "1e-5",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "ledger",
+                "provenance",
+                "set",
+                "patients",
+                "--collected-by",
+                "St Mary clinic",
+                "--basis",
+                "consent form v3",
+                "--purposes",
+                "diagnosis-research",
+                "--retain-until",
+                "2030-06-30",
+                "--regions",
+                "eu-west",
+                "--reason",
+                "DPIA 2026-14",
+            ]
+        )
+        == 0
+    )
     assert main(["keys", "new", str(project / "key.json")]) == 0
     assert main(["policy", "explain", "dp_sgd", *_patients(project / "patients.csv")]) == 1
     explained = capsys.readouterr().out
     assert "risk class high (tag health)" in explained and "2 approvals before release" in explained
 
-    good = _patients(project / "patients.csv", "privacy.target_epsilon=2.5", "run.purpose=diagnosis-research",
-                     "site.region=eu-west", f"artifacts.key_file={project / 'key.json'}", "monitor.reference=true",
-                     "monitor.epsilon=1", "audit.one_run.enabled=true", "+dataset.sensitive=[sex,age_band]",
-                     epochs=3)
+    good = _patients(
+        project / "patients.csv",
+        "privacy.target_epsilon=2.5",
+        "run.purpose=diagnosis-research",
+        "site.region=eu-west",
+        f"artifacts.key_file={project / 'key.json'}",
+        "monitor.reference=true",
+        "monitor.epsilon=1",
+        "audit.one_run.enabled=true",
+        "+dataset.sensitive=[sex,age_band]",
+        epochs=3,
+    )
 
     # Every missing control: one line naming it, nothing written, the ledger unchanged.
     _as(monkeypatch, "launcher")

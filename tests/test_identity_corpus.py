@@ -32,8 +32,10 @@ def bases():
 
 @pytest.fixture(scope="module")
 def stored(bases):
-    return {name: ov.register(ov.read(frame, KEY, ID_COLUMNS.get(name)), KEY, rng=np.random.default_rng(1))
-            for name, frame in bases.items()}
+    return {
+        name: ov.register(ov.read(frame, KEY, ID_COLUMNS.get(name)), KEY, rng=np.random.default_rng(1))
+        for name, frame in bases.items()
+    }
 
 
 @pytest.fixture(scope="module")

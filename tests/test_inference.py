@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 from privtrain import data
 from privtrain.errors import UserError
 
@@ -32,10 +32,20 @@ def test_predict_command_writes_predictions_for_a_csv(tmp_path, ledger_path, cli
     frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": np.where(x[:, 0] > 0.5, "yes", "no")})
     frame.to_csv(tmp_path / "train.csv", index=False)
     schema = "+dataset.schema={a: {min: 0, max: 1}, b: {min: 0, max: 1}, label: {categories: [no, yes]}}"
-    result = privtrain.run("dp_sgd", [*TINY, "recipe.epochs=20", "recipe.batch_size=64", "dataset=csv",
-                                      f"dataset.path={tmp_path / 'train.csv'}", "dataset.target=label", schema,
-                                      "dataset.public_n=300"],
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "dp_sgd",
+        [
+            *TINY,
+            "recipe.epochs=20",
+            "recipe.batch_size=64",
+            "dataset=csv",
+            f"dataset.path={tmp_path / 'train.csv'}",
+            "dataset.target=label",
+            schema,
+            "dataset.public_n=300",
+        ],
+        output_dir=tmp_path / "r",
+    )
     frame.drop(columns=["label"]).head(50).to_csv(tmp_path / "new.csv", index=False)
     out = cli("predict", str(result.output_dir), str(tmp_path / "new.csv"))
     assert out.returncode == 0, out.stderr

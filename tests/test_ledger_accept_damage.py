@@ -48,8 +48,11 @@ def _lower_curves(path) -> None:
 def _lower_events(path) -> None:
     """A stronger attack: the events, the curves and ε of every run replaced by a near-free mechanism."""
     text = ev.dumps(list(TINY))
-    tamper(path, "UPDATE entries SET events = ?, rdp = ?, epsilon = 0.001 "
-                 "WHERE status IN ('reserved', 'committed', 'failed')", params=(text, floors.curve_json(text)))
+    tamper(
+        path,
+        "UPDATE entries SET events = ?, rdp = ?, epsilon = 0.001 WHERE status IN ('reserved', 'committed', 'failed')",
+        params=(text, floors.curve_json(text)),
+    )
 
 
 def _rechain(path) -> None:

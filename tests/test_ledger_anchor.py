@@ -33,8 +33,11 @@ def rewrite(path, entry_id: int, epsilon: float) -> None:
             r["epsilon"] = epsilon
         r["prev_hash"] = prev
         r["hash"] = store.entry_hash(r)
-        execute(path, "UPDATE entries SET epsilon=?, prev_hash=?, hash=? WHERE id=?",
-                params=(r["epsilon"], r["prev_hash"], r["hash"], r["id"]))
+        execute(
+            path,
+            "UPDATE entries SET epsilon=?, prev_hash=?, hash=? WHERE id=?",
+            params=(r["epsilon"], r["prev_hash"], r["hash"], r["id"]),
+        )
         prev = r["hash"]
     execute(path, "UPDATE meta SET value=? WHERE key='head_hash'", params=(prev,))
 
@@ -74,8 +77,9 @@ def test_truncation_with_an_edited_head_an_older_backup_and_a_fresh_file_are_cau
     execute(path, "UPDATE meta SET value=? WHERE key='head_hash'", params=(head,))
     assert "this machine saw 5 entries" in ledger.open(path).verify().problem
     if is_pg(path):  # a fresh ledger in the same database
-        execute(path, *[f"DROP TABLE {t} CASCADE" for t in ("meta", "entries", "source_sketches", "cache",
-                                                             "pld_totals")])
+        execute(
+            path, *[f"DROP TABLE {t} CASCADE" for t in ("meta", "entries", "source_sketches", "cache", "pld_totals")]
+        )
         fresh = ledger.open(path)
         assert len(fresh.entries()) == 0 and not fresh.verify().ok
         return
@@ -112,9 +116,17 @@ def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path, l
         with charging(book, charge("next", gaussian(10.0))):
             pass
     n = len(book.entries())
-    out = cli("accept-damage", "--reason", "entry 3 was hand-edited during an incident; budget raised to compensate",
-              path=path)
-    assert out.returncode == 0 and "is accepted" in out.stdout and "bounded by the spend this machine verified" in out.stdout
+    out = cli(
+        "accept-damage",
+        "--reason",
+        "entry 3 was hand-edited during an incident; budget raised to compensate",
+        path=path,
+    )
+    assert (
+        out.returncode == 0
+        and "is accepted" in out.stdout
+        and "bounded by the spend this machine verified" in out.stdout
+    )
     assert book.verify().ok and len(book.entries()) == n + 1
     run(book, charge("next", gaussian(10.0)))  # admits runs again
     assert book.verify().ok
@@ -128,8 +140,9 @@ def test_a_damaged_ledger_admits_no_run_until_the_damage_is_accepted(tmp_path, l
 
 
 def test_verify_run_dir_reports_edited_and_missing_artifacts(tmp_path, ledger_path, cli):
-    import privtrain
     from conftest import TINY
+
+    import privtrain
 
     result = privtrain.run("dp_sgd", TINY, output_dir=tmp_path / "run")
     ok = cli("verify", str(result.output_dir))

@@ -21,8 +21,14 @@ from privtrain.sources import Source
 
 def _table(n: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"age": rng.integers(18, 90, n), "income": rng.normal(5e4, 1e4, n).round(2),
-                         "zip": rng.integers(10000, 99999, n), "target": rng.integers(0, 2, n)})
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n),
+            "income": rng.normal(5e4, 1e4, n).round(2),
+            "zip": rng.integers(10000, 99999, n),
+            "target": rng.integers(0, 2, n),
+        }
+    )
 
 
 def test_sketches_link_a_subset_and_verify_checks_them(ledger_at, monkeypatch):
@@ -64,8 +70,7 @@ def test_a_swapped_row_key_is_refused(ledger_at, monkeypatch):
     table = _table()
     book.register_table(Source("patients", "patients", "declared"), fingerprint_frame(table), table)
     monkeypatch.setenv("PRIVTRAIN_ROW_KEY", "ab" * 32)
-    with pytest.raises(UserError,
-                       match="is not the one the ledger"):
+    with pytest.raises(UserError, match="is not the one the ledger"):
         rows.of_table(book.core, table, fingerprint_frame(table))
 
 
@@ -74,9 +79,11 @@ def test_totals_round_trip_without_pickle():
 
     from privtrain.privacy.events import dp_sgd_event
 
-    cases = [dp_accounting.GaussianDpEvent(2.0),  # symmetric, dense
-             dp_sgd_event(sample_rate=0.05, noise_multiplier=1.5, steps=20),  # add and remove differ
-             dp_accounting.LaplaceDpEvent(1.0)]
+    cases = [
+        dp_accounting.GaussianDpEvent(2.0),  # symmetric, dense
+        dp_sgd_event(sample_rate=0.05, noise_multiplier=1.5, steps=20),  # add and remove differ
+        dp_accounting.LaplaceDpEvent(1.0),
+    ]
     for event in cases:
         acc = dp_accounting.pld.PLDAccountant()
         acc.compose(event)
@@ -85,7 +92,9 @@ def test_totals_round_trip_without_pickle():
         back = totals.loads(blob)
         for delta in (1e-3, 1e-5, 1e-8):
             assert back.get_epsilon_for_delta(delta) == acc._pld.get_epsilon_for_delta(delta)
-        assert back.compose(acc._pld).get_epsilon_for_delta(1e-5) == acc._pld.compose(acc._pld).get_epsilon_for_delta(1e-5)
+        assert back.compose(acc._pld).get_epsilon_for_delta(1e-5) == acc._pld.compose(acc._pld).get_epsilon_for_delta(
+            1e-5
+        )
     with pytest.raises(ValueError):
         totals.loads(b"\x80\x04pickle")
 
@@ -156,7 +165,9 @@ def test_the_row_key_and_anchor_of_a_url_leave_out_its_password(postgres_url):
     book = ledger.open(with_password)  # trust authentication ignores the password
     run(book, charge("r1", gaussian(4.0)))
     assert "s3cret" not in str(book.path) and book.path == postgres_url
-    assert "s3cret" not in str(rows.key_file(with_password)) and "s3cret" not in str(integrity.anchor_file(with_password))
+    assert "s3cret" not in str(rows.key_file(with_password)) and "s3cret" not in str(
+        integrity.anchor_file(with_password)
+    )
     assert integrity.anchor_file(with_password) == integrity.anchor_file(postgres_url)
     saved = json.loads(integrity.anchor_file(postgres_url).read_text())
     assert saved["ledger"] == postgres_url and saved["count"] == 2
@@ -171,13 +182,23 @@ def test_a_ledger_from_before_sketches_loses_its_invertible_rows_and_still_verif
 
     book = ledger.open(ledger_path)
     with book.core.transaction():  # what privtrain 0.2 chained when it registered a table's row hashes
-        book.core.append(status="rows", source="patients", source_name="patients", unit="example", epsilon=0.0,
-                     delta=0.0, detail=json.dumps({"key_id": "0" * 16, "n_rows": 3, "digest": "ab" * 32}))
+        book.core.append(
+            status="rows",
+            source="patients",
+            source_name="patients",
+            unit="example",
+            epsilon=0.0,
+            delta=0.0,
+            detail=json.dumps({"key_id": "0" * 16, "n_rows": 3, "digest": "ab" * 32}),
+        )
     book.close()
-    execute(ledger_path, "CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL)",
-            "INSERT INTO source_rows VALUES ('patients', 12345)",
-            "CREATE TABLE source_samples (source TEXT, fingerprint TEXT, columns TEXT, n_rows INTEGER, sample BLOB)",
-            "INSERT INTO source_samples VALUES ('patients', 'f', '[\"age\"]', 3, x'0102')")
+    execute(
+        ledger_path,
+        "CREATE TABLE source_rows (source TEXT NOT NULL, hash INTEGER NOT NULL)",
+        "INSERT INTO source_rows VALUES ('patients', 12345)",
+        "CREATE TABLE source_samples (source TEXT, fingerprint TEXT, columns TEXT, n_rows INTEGER, sample BLOB)",
+        "INSERT INTO source_samples VALUES ('patients', 'f', '[\"age\"]', 3, x'0102')",
+    )
     reopened = ledger.open(ledger_path)
     tables = {r["name"] for r in query(ledger_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "source_rows" not in tables and "source_samples" not in tables and "source_sketches" in tables

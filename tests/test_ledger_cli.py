@@ -29,12 +29,20 @@ def test_show(path):
     out = cli("show", path=path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    patients = next(l for l in lines if l.startswith("patients"))
-    clinic = next(l for l in lines if l.startswith("clinic"))
+    patients = next(ln for ln in lines if ln.startswith("patients"))
+    clinic = next(ln for ln in lines if ln.startswith("clinic"))
     s = ledger.open(path).sources()[0]
     assert s.filter_epsilon > s.spent  # the filter certifies more than the PLD estimate
-    for cell in (f"({FP[:8]})", "example", "3", "1e-05", f"{s.spent:.4g}", f"{s.filter_epsilon:.4g}",
-                 f"{s.naive_sum:.4g}", f"{s.remaining:.4g}"):
+    for cell in (
+        f"({FP[:8]})",
+        "example",
+        "3",
+        "1e-05",
+        f"{s.spent:.4g}",
+        f"{s.filter_epsilon:.4g}",
+        f"{s.naive_sum:.4g}",
+        f"{s.remaining:.4g}",
+    ):
         assert cell in patients.split()
     assert patients.split()[-1] == "3"  # runs
     assert "no budget: tracked, not enforced" in clinic
@@ -42,11 +50,14 @@ def test_show(path):
 
 
 def test_show_starts_fast_and_imports_nothing_heavy(path):
-    code = ("import sys; from privtrain.ledger.cli import main; rc = main(['show', '--path', sys.argv[1]]); "
-            "heavy = [m for m in ('torch', 'flwr', 'sdv', 'matplotlib', 'dp_accounting') if m in sys.modules]; "
-            "print('HEAVY', heavy); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env(),
-                         cwd=ROOT, timeout=60)
+    code = (
+        "import sys; from privtrain.ledger.cli import main; rc = main(['show', '--path', sys.argv[1]]); "
+        "heavy = [m for m in ('torch', 'flwr', 'sdv', 'matplotlib', 'dp_accounting') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout  # each commit warmed the cache: show does not even load dp-accounting
 

@@ -60,8 +60,14 @@ def test_budget_refuses_the_run_that_does_not_fit(led):
             pytest.fail("the body must not run when the plan does not fit")
     msg = str(info.value)
     assert "\n" not in msg
-    for part in ("spent ε=", "remaining ε=", "largest this run could still use is ε=", "Nothing was charged",
-                 "admission filter", "privtrain ledger budget set patients --epsilon E --delta 1e-05"):
+    for part in (
+        "spent ε=",
+        "remaining ε=",
+        "largest this run could still use is ε=",
+        "Nothing was charged",
+        "admission filter",
+        "privtrain ledger budget set patients --epsilon E --delta 1e-05",
+    ):
         assert part in msg
     assert [e.status for e in led.entries()] == ["budget", "reserved", "committed"]
 
@@ -76,12 +82,14 @@ def test_max_epsilon_is_usable(led):
 
     def sigma_for(eps):
         return dp_accounting.pld.accountant.get_smallest_gaussian_noise(
-            dp_accounting.pld.common.DifferentialPrivacyParameters(eps, 1e-5), 1)
+            dp_accounting.pld.common.DifferentialPrivacyParameters(eps, 1e-5), 1
+        )
+
     assert plan_of(led, charge("r3", gaussian(sigma_for(plan.max_epsilon)))).fits
     assert not plan_of(led, charge("r4", gaussian(sigma_for(plan.max_epsilon * 1.1)))).fits
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pld_count(sigma: float, budget: float) -> int:
     """How many runs PLD alone would admit (the oracle is slow: computed once for both backends)."""
     return max(k for k in range(1, 50) if fresh_pld(list(gaussian(sigma) * k), 1e-5) <= budget)

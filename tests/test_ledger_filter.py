@@ -85,8 +85,7 @@ def test_thresholds_golden():
 
 
 def test_poisson_sampled_matches_fresh_accountant():
-    events = [dp_sgd(1.1), ev.dp_sgd_event(sample_rate=0.01, noise_multiplier=0.9, steps=1000),
-              dpa.LaplaceDpEvent(3.0)]
+    events = [dp_sgd(1.1), ev.dp_sgd_event(sample_rate=0.01, noise_multiplier=0.9, steps=1000), dpa.LaplaceDpEvent(3.0)]
     assert flt.rdp_curve(events) == pytest.approx(oracle_rdp(events), rel=1e-12)
     orders = (2.0, 4.0, 32.0)
     assert flt.rdp_curve(events, orders) == pytest.approx(oracle_rdp(events, orders), rel=1e-12)
@@ -133,8 +132,9 @@ def test_certified_epsilon_is_never_tighter_than_pld():
     compositions = [
         dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(2.0), 10),
         dpa.SelfComposedDpEvent(dp_sgd(1.1), 3),
-        dpa.ComposedDpEvent([ev.dp_sgd_event(sample_rate=0.01, noise_multiplier=1.0, steps=1000),
-                             dpa.LaplaceDpEvent(2.0)]),
+        dpa.ComposedDpEvent(
+            [ev.dp_sgd_event(sample_rate=0.01, noise_multiplier=1.0, steps=1000), dpa.LaplaceDpEvent(2.0)]
+        ),
         dpa.SelfComposedDpEvent(dp_sgd(SIGMA_EPS1), 20),
     ]
     for event in compositions:
@@ -151,7 +151,8 @@ def test_certified_epsilon_edges():
     spent = [math.inf] * len(ORDERS)
     spent[3] = 1.0  # finite at one order only
     assert flt.certified_epsilon(spent, budget_delta=DELTA_B) == pytest.approx(
-        1.0 + math.log(len(ORDERS) / DELTA_B) / (ORDERS[3] - 1))
+        1.0 + math.log(len(ORDERS) / DELTA_B) / (ORDERS[3] - 1)
+    )
 
 
 def test_identical_runs_filter_count_vs_pld_count():
@@ -290,8 +291,13 @@ def test_randomized_adaptive_adversary_200_trials():
 def _sigma_for(epsilon, steps):
     """Oracle: dp-accounting's own calibration of DP-SGD noise to a PLD ε."""
     return dpa.calibrate_dp_mechanism(
-        dpa.pld.PLDAccountant, lambda s: dp_sgd(s, steps=steps), epsilon, DELTA_B,
-        bracket_interval=dpa.ExplicitBracketInterval(2.0, 8.0), tol=1e-5)
+        dpa.pld.PLDAccountant,
+        lambda s: dp_sgd(s, steps=steps),
+        epsilon,
+        DELTA_B,
+        bracket_interval=dpa.ExplicitBracketInterval(2.0, 8.0),
+        tol=1e-5,
+    )
 
 
 def test_max_epsilon_empty_budget_is_tight():

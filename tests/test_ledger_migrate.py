@@ -32,10 +32,13 @@ def _v1_ledger(path, rows: list[dict]) -> None:
         row = {k: None for k in migrate.V1_COLUMNS}
         row.update(id=i, time=f"2026-01-0{i}T00:00:00+00:00", artifacts="{}", prev_hash=prev, **r)
         row["hash"] = migrate._v1_hash(row)
-        conn.execute(f"INSERT INTO entries VALUES ({', '.join('?' * 20)})", [row[k] for k in (*migrate.V1_COLUMNS, "hash")])
+        conn.execute(
+            f"INSERT INTO entries VALUES ({', '.join('?' * 20)})", [row[k] for k in (*migrate.V1_COLUMNS, "hash")]
+        )
         prev = row["hash"]
-    conn.execute("INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', ?), ('head_hash', ?)",
-                 (str(len(rows)), prev))
+    conn.execute(
+        "INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', ?), ('head_hash', ?)", (str(len(rows)), prev)
+    )
     conn.execute(f"PRAGMA application_id={sqlite_backend.APPLICATION_ID}")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
@@ -43,8 +46,16 @@ def _v1_ledger(path, rows: list[dict]) -> None:
 
 
 def _run_rows(fp: str, name: str, events) -> list[dict]:
-    common = dict(run_id=f"run-{name}", recipe="dp_sgd", dataset_fingerprint=fp, dataset_name=name, unit="example",
-                  events=ev.dumps(list(events)), epsilon=fresh_pld(list(events), 1e-5), delta=1e-5)
+    common = dict(
+        run_id=f"run-{name}",
+        recipe="dp_sgd",
+        dataset_fingerprint=fp,
+        dataset_name=name,
+        unit="example",
+        events=ev.dumps(list(events)),
+        epsilon=fresh_pld(list(events), 1e-5),
+        delta=1e-5,
+    )
     return [dict(status="reserved", **common), dict(status="committed", **common)]
 
 
@@ -52,8 +63,17 @@ def test_a_v1_ledger_is_refused_then_migrated_to_per_source_budgets(tmp_path):
     digits = data.load(data.DatasetSpec(loader="digits")).fingerprint
     csv_fp = "c5" * 32
     path = tmp_path / "ledger.db"
-    rows = [dict(status="budget", dataset_fingerprint=digits, dataset_name="digits", unit="example", events="[]",
-                 epsilon=9.0, delta=1e-5)]
+    rows = [
+        dict(
+            status="budget",
+            dataset_fingerprint=digits,
+            dataset_name="digits",
+            unit="example",
+            events="[]",
+            epsilon=9.0,
+            delta=1e-5,
+        )
+    ]
     rows += _run_rows(digits, "digits", gaussian(3.0))
     rows += _run_rows(csv_fp, "csv", gaussian(5.0))
     rows[2]["ref"], rows[4]["ref"] = 2, 4  # each commit names its reservation

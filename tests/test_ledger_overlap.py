@@ -132,8 +132,7 @@ def test_cancer_columns_dropped_or_added(cancer, cancer_stored):
 def test_declared_id_column_matches_by_its_values():
     r = np.random.default_rng(8)
     n = 1000
-    people = pd.DataFrame({"id": r.permutation(10**6)[:n], "age": r.integers(18, 90, n),
-                           "f": r.choice(["a", "b"], n)})
+    people = pd.DataFrame({"id": r.permutation(10**6)[:n], "age": r.integers(18, 90, n), "f": r.choice(["a", "b"], n)})
     stored = stored_of(people, id_column="id")
     assert any(g["cols"] == [0] for g in stored.layout["groups"])  # the id column is a group of its own
     part = people.sample(frac=0.4, random_state=9)[["id", "age"]].assign(outcome=r.integers(0, 2, 400))
@@ -149,8 +148,12 @@ def test_declared_id_column_matches_by_its_values():
 
 def test_independent_draws_same_columns_not_linked(digits, digits_stored):
     r = np.random.default_rng(10)
-    fake = pd.DataFrame({c: r.integers(digits[c].min(), digits[c].max() + 1, len(digits)).astype(digits[c].dtype)
-                         for c in digits.columns})
+    fake = pd.DataFrame(
+        {
+            c: r.integers(digits[c].min(), digits[c].max() + 1, len(digits)).astype(digits[c].dtype)
+            for c in digits.columns
+        }
+    )
     not_linked(fake, digits_stored)
     not_linked(fake.drop(columns=["pixel_0_0"]), digits_stored)
     first, second = digits.iloc[:900], digits.iloc[900:]
@@ -212,7 +215,7 @@ def test_what_is_stored_holds_no_value(cancer, cancer_stored):
         assert g["collide"] == 0 or np.log2(g["collide"]) == round(np.log2(g["collide"]))
     raw = cancer.to_numpy(dtype=float).astype("<f8").tobytes()
     blob = cancer_stored.blob()
-    assert not {blob[i:i + 8] for i in range(0, len(blob) - 7, 8)} & {raw[i:i + 8] for i in range(0, len(raw), 8)}
+    assert not {blob[i : i + 8] for i in range(0, len(blob) - 7, 8)} & {raw[i : i + 8] for i in range(0, len(raw), 8)}
 
 
 def test_each_registration_draws_fresh_noise(cancer):
@@ -235,5 +238,8 @@ def test_storage_round_trips(cancer_stored):
 
 def test_shares_in_messages_are_coarse(digits, digits_stored):
     o = linked(digits.sample(frac=0.37, random_state=1), digits_stored)
-    assert re.fullmatch(r"about (100|\d0)% of these rows belong to source `src` \(about (100|\d0)% of it; "
-                        r"matched by content on \d+ shared columns\)", o.reason), o.reason
+    assert re.fullmatch(
+        r"about (100|\d0)% of these rows belong to source `src` \(about (100|\d0)% of it; "
+        r"matched by content on \d+ shared columns\)",
+        o.reason,
+    ), o.reason

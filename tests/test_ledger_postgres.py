@@ -36,8 +36,14 @@ def test_a_url_selects_postgresql_and_creates_a_marked_append_only_schema(postgr
     assert meta["head_id"] == "0" and book.head()[0] == 2
     table = pd.DataFrame({"age": np.arange(300) % 70 + 18, "income": np.round(np.linspace(1e4, 9e4, 300), 2)})
     book.register_table(Source("people", "people", "declared"), "ab" * 32, table)  # a stored sketch
-    for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "TRUNCATE entries",
-                "TRUNCATE source_sketches", "DELETE FROM source_sketches", "UPDATE source_sketches SET layout = ''"):
+    for sql in (
+        "UPDATE entries SET epsilon = 0.1",
+        "DELETE FROM entries",
+        "TRUNCATE entries",
+        "TRUNCATE source_sketches",
+        "DELETE FROM source_sketches",
+        "UPDATE source_sketches SET layout = ''",
+    ):
         with pytest.raises(Exception, match="append-only"):
             execute(postgres_url, sql)
     assert book.verify().ok and book.verify().message == "ledger ok: 3 entries, hash chain intact"
@@ -47,8 +53,14 @@ def test_cli_path_and_env_accept_a_url(postgres_url):
     out = cli("budget", "set", "patients", "--epsilon", "3", "--delta", "1e-5", path=postgres_url)
     assert out.returncode == 0, out.stderr
     run(ledger.open(postgres_url), charge("r1", gaussian(4.0)))
-    shown = subprocess.run([sys.executable, "-m", "privtrain.ledger", "show"], capture_output=True, text=True,
-                           env={**env(), "PRIVTRAIN_LEDGER": postgres_url}, cwd=ROOT, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "privtrain.ledger", "show"],
+        capture_output=True,
+        text=True,
+        env={**env(), "PRIVTRAIN_LEDGER": postgres_url},
+        cwd=ROOT,
+        timeout=120,
+    )
     assert shown.returncode == 0 and shown.stdout.startswith(f"ledger {postgres_url}\n")
     assert "patients" in shown.stdout and "1e-05" in shown.stdout
     verified = cli("verify", path=postgres_url)
@@ -110,9 +122,16 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
         assert not writer.read_only
         run(writer, charge("by-writer", gaussian(4.0)))
         assert writer.spent(FP) > 0 and writer.verify().ok
-        for sql in ("UPDATE entries SET epsilon = 0.1", "DELETE FROM entries", "ALTER TABLE entries DISABLE TRIGGER USER",
-                    "DROP TABLE entries", "TRUNCATE entries", "UPDATE source_sketches SET layout = ''",
-                    "DELETE FROM source_sketches", "TRUNCATE source_sketches"):
+        for sql in (
+            "UPDATE entries SET epsilon = 0.1",
+            "DELETE FROM entries",
+            "ALTER TABLE entries DISABLE TRIGGER USER",
+            "DROP TABLE entries",
+            "TRUNCATE entries",
+            "UPDATE source_sketches SET layout = ''",
+            "DELETE FROM source_sketches",
+            "TRUNCATE source_sketches",
+        ):
             with pytest.raises(Exception, match="permission denied|must be owner|append-only"):
                 execute(writer_url, sql)
         auditor = ledger.open(auditor_url)
@@ -123,14 +142,19 @@ def test_database_roles_from_the_docs(postgres_url, postgres_server):
                 pass
         with pytest.raises(UserError, match="read-only"):
             auditor.set_budget(FP, "example", 60.0, 1e-5)
-        for sql in ("INSERT INTO meta VALUES ('x', 'y')", "UPDATE meta SET value = '0' WHERE key = 'head_id'",
-                    "INSERT INTO source_sketches VALUES ('s', 'f', '{}', '')"):
+        for sql in (
+            "INSERT INTO meta VALUES ('x', 'y')",
+            "UPDATE meta SET value = '0' WHERE key = 'head_id'",
+            "INSERT INTO source_sketches VALUES ('s', 'f', '{}', '')",
+        ):
             with pytest.raises(Exception, match="permission denied"):
                 execute(auditor_url, sql)
         assert len(owner.entries()) == 3 and owner.verify().ok
     finally:
         postgres_server.drop(postgres_url)  # roles are cluster-wide: drop them once their database is gone
-        execute(postgres_server.admin_url, "DROP ROLE IF EXISTS privtrain_writer", "DROP ROLE IF EXISTS privtrain_auditor")
+        execute(
+            postgres_server.admin_url, "DROP ROLE IF EXISTS privtrain_writer", "DROP ROLE IF EXISTS privtrain_auditor"
+        )
 
 
 def test_the_write_lock_is_one_advisory_lock_per_ledger(postgres_url):
@@ -151,8 +175,9 @@ def test_redact_and_file_names():
 
 @pytest.mark.slow
 def test_a_real_run_charges_the_postgres_ledger_named_by_ledger_path(postgres_url, tmp_path, monkeypatch):
-    import privtrain
     from conftest import TINY
+
+    import privtrain
 
     monkeypatch.delenv("PRIVTRAIN_LEDGER", raising=False)
     result = privtrain.run("dp_sgd", [*TINY, f"ledger.path={postgres_url}"], output_dir=tmp_path / "run")

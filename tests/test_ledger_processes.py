@@ -36,8 +36,10 @@ def test_racing_processes_never_overspend(tmp_path, ledger_at, round_):
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     admitted = [r for r in results if r["status"] == "committed"]
     refused = [r for r in results if r["status"] == "refused"]
-    print(f"{led.backend} round {round_}: {len(admitted)} of {N_PROCS} admitted, the filter allows {fits}; "
-          f"overspend {len(admitted) - fits}")
+    print(
+        f"{led.backend} round {round_}: {len(admitted)} of {N_PROCS} admitted, the filter allows {fits}; "
+        f"overspend {len(admitted) - fits}"
+    )
     assert len(admitted) == fits and len(refused) == N_PROCS - fits
     for r in refused:
         assert r["message"].startswith("over budget:") and "remaining ε=" in r["message"]
@@ -101,8 +103,13 @@ def test_long_lived_handles_while_runs_subprocesses_and_other_processes_write(tm
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert writer.verify().ok and reader.verify().ok
-    assert {e.run_id for e in reader.entries() if e.status == "committed"} == \
-        {f"here-{i}" for i in range(6)} | {f"other-{i}" for i in range(3)}
-    out = subprocess.run([sys.executable, "-m", "privtrain.ledger", "verify", "--path", str(path)],
-                         capture_output=True, text=True, timeout=120)
+    assert {e.run_id for e in reader.entries() if e.status == "committed"} == {f"here-{i}" for i in range(6)} | {
+        f"other-{i}" for i in range(3)
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "privtrain.ledger", "verify", "--path", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "hash chain intact" in out.stdout

@@ -111,7 +111,7 @@ def test_damaged_data_page_is_a_clear_error(tmp_path):
         run(led, charge(f"r{i}", gaussian(30.0)))
     led.close()
     data = bytearray(p.read_bytes())
-    data[-4096 * 3:] = b"\x07" * (4096 * 3)  # scribble over the last pages (entries' rows)
+    data[-4096 * 3 :] = b"\x07" * (4096 * 3)  # scribble over the last pages (entries' rows)
     p.write_bytes(bytes(data))
     led = ledger.open(p)
     assert not led.verify().ok
@@ -173,8 +173,15 @@ def test_unknown_source_in_runs(ledger_at):
     assert len(ledger.open(p).entries()) == 2
 
 
-@pytest.mark.parametrize("eps, delta, match", [(-1.0, 1e-5, "epsilon=-1 > 0"), (0.0, 1e-5, "epsilon=0 > 0"),
-                                               (1.0, 1.0, "delta=1 in"), (1.0, -1e-5, "delta=-1e-05 in")])
+@pytest.mark.parametrize(
+    "eps, delta, match",
+    [
+        (-1.0, 1e-5, "epsilon=-1 > 0"),
+        (0.0, 1e-5, "epsilon=0 > 0"),
+        (1.0, 1.0, "delta=1 in"),
+        (1.0, -1e-5, "delta=-1e-05 in"),
+    ],
+)
 def test_bad_budget(ledger_at, eps, delta, match):
     p = ledger_at
     led = ledger.open(p)

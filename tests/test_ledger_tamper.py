@@ -77,8 +77,11 @@ def test_deleted_row(path):
 def test_deleted_and_renumbered_rows(path):
     # delete entry 3, then shift the later ids down so the ids look contiguous again (in id order: PostgreSQL
     # checks the primary key per row)
-    tamper(path, "DELETE FROM entries WHERE id = 3", *[f"UPDATE entries SET id = {i - 1} WHERE id = {i}"
-                                                        for i in range(4, 8)])
+    tamper(
+        path,
+        "DELETE FROM entries WHERE id = 3",
+        *[f"UPDATE entries SET id = {i - 1} WHERE id = {i}" for i in range(4, 8)],
+    )
     rep = report(path)
     assert not rep.ok and rep.first_bad == 3
 
@@ -91,8 +94,12 @@ def test_deleted_tail(path):
 
 def test_reordered_rows(path):
     # swap the contents of entries 4 and 6 (both keep their ids)
-    tamper(path, "UPDATE entries SET id = -4 WHERE id = 4", "UPDATE entries SET id = 4 WHERE id = 6",
-           "UPDATE entries SET id = 6 WHERE id = -4")
+    tamper(
+        path,
+        "UPDATE entries SET id = -4 WHERE id = 4",
+        "UPDATE entries SET id = 4 WHERE id = 6",
+        "UPDATE entries SET id = 6 WHERE id = -4",
+    )
     rep = report(path)
     assert not rep.ok and rep.first_bad == 4 and "reordered" in rep.problem
 

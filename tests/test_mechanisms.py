@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 from privtrain import data, ledger, models, training
 from privtrain.errors import UserError
 from privtrain.privacy import dp_sgd as dp_plan
@@ -32,17 +32,28 @@ def _same(a: dict, b: dict) -> bool:
 def _replay_dp_sgd(result, frame: pd.DataFrame | None = None):
     """The attacker: retrain with the run's public settings and noise derived from its seed."""
     dp = _dp_of(result)  # the mechanism's public parameters, as metrics.json states them (the clipping mode too)
-    s_train = training.TrainSettings(epochs=1, batch_size=256, max_physical_batch_size=256, optimizer="adam",
-                                     lr=0.05, ema=0.95, progress=False, grad_sample_mode=dp["grad_sample_mode"])
+    s_train = training.TrainSettings(
+        epochs=1,
+        batch_size=256,
+        max_physical_batch_size=256,
+        optimizer="adam",
+        lr=0.05,
+        ema=0.95,
+        progress=False,
+        grad_sample_mode=dp["grad_sample_mode"],
+    )
     ds = data.load(data.DatasetSpec(loader="digits"))
     if frame is not None:
         ds = data.Dataset(ds.source, frame.reset_index(drop=True), ds.target, ds.schema, ds.fingerprint, ds.image_shape)
     splits = data.split(ds, seed=0, test_size=0.2)
     plan = dp_plan.DpSgdPlan(dp["noise_multiplier"], dp["sample_rate"], dp["steps"], 1e-5, 0.5, "prv", math.nan)
     models.seed_everything(0)
-    model = models.build(models.ModelSpec("logreg", (), "tanh", (), 1), n_inputs=64, n_classes=10, image_shape=(1, 8, 8))
-    out = training.train(model, splits.x_train, splits.y_train, s_train, dp=plan, seed=0, reproducible_noise_from=0,
-                         report_epsilon=False)
+    model = models.build(
+        models.ModelSpec("logreg", (), "tanh", (), 1), n_inputs=64, n_classes=10, image_shape=(1, 8, 8)
+    )
+    out = training.train(
+        model, splits.x_train, splits.y_train, s_train, dp=plan, seed=0, reproducible_noise_from=0, report_epsilon=False
+    )
     return out.model.state_dict()
 
 
@@ -116,8 +127,14 @@ def _dp_of(run) -> dict:
 def test_removing_a_row_changes_the_training_set_by_that_row_only():
     ds = data.load(data.DatasetSpec(loader="breast_cancer"))
     for drop in (0, 100, 400):
-        smaller = data.Dataset(ds.source, ds.frame.drop(index=drop).reset_index(drop=True), ds.target, ds.schema,
-                               ds.fingerprint, ds.image_shape)
+        smaller = data.Dataset(
+            ds.source,
+            ds.frame.drop(index=drop).reset_index(drop=True),
+            ds.target,
+            ds.schema,
+            ds.fingerprint,
+            ds.image_shape,
+        )
         full, less = data.split(ds, seed=3, test_size=0.2), data.split(smaller, seed=3, test_size=0.2)
         a = {tuple(r) for r in np.c_[full.x_train, full.y_train]}
         b = {tuple(r) for r in np.c_[less.x_train, less.y_train]}
@@ -129,8 +146,9 @@ def test_reports_that_read_real_rows_are_off_for_the_dp_synthesizer_and_labelled
     off = privtrain.run("synthetic", ["dataset=wine", "synth=dp_gaussian_copula"], output_dir=tmp_path / "off")
     assert "quality_score" not in off.metrics and "tstr_accuracy" not in off.metrics
     assert "Non-DP release" not in (off.output_dir / "report.md").read_text()
-    on = privtrain.run("synthetic", ["dataset=wine", "synth=dp_gaussian_copula", "synth.report=true"],
-                       output_dir=tmp_path / "on")
+    on = privtrain.run(
+        "synthetic", ["dataset=wine", "synth=dp_gaussian_copula", "synth.report=true"], output_dir=tmp_path / "on"
+    )
     report = (on.output_dir / "report.md").read_text()
     assert "Non-DP release" in report.split("## PII")[0]  # at the top, before any number
     import json
@@ -143,11 +161,21 @@ def test_errors_never_echo_values_read_from_the_rows(tmp_path, ledger_path):
     frame = pd.DataFrame({"x": np.linspace(0, 1, 60), "y": ["a", "b"] * 29 + [secret, "a"]})
     frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(UserError) as err:
-        privtrain.run("dp_sgd", ["dataset=csv", f"dataset.path={tmp_path / 'd.csv'}", "dataset.target=y",
-                                 "+dataset.schema={x: {min: 0, max: 1}, y: {categories: [a, b]}}", *TINY],
-                      output_dir=tmp_path / "r")
+        privtrain.run(
+            "dp_sgd",
+            [
+                "dataset=csv",
+                f"dataset.path={tmp_path / 'd.csv'}",
+                "dataset.target=y",
+                "+dataset.schema={x: {min: 0, max: 1}, y: {categories: [a, b]}}",
+                *TINY,
+            ],
+            output_dir=tmp_path / "r",
+        )
     # neither the value nor how many rows hold one: a count would be a fact about the private rows
-    assert secret not in str(err.value) and "some rows have a target label outside the declared classes" in str(err.value)
+    assert secret not in str(err.value) and "some rows have a target label outside the declared classes" in str(
+        err.value
+    )
     assert not any(ch.isdigit() for ch in str(err.value).split("classes")[0])
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []  # refused before any charge
 
@@ -164,13 +192,15 @@ def test_gdp_headline_is_an_upper_bound(tmp_path, ledger_path):
 @pytest.mark.slow
 def test_resume_keeps_the_guarantee_honest_and_refuses_mismatches(tmp_path, ledger_path):
     baseline = privtrain.run("dp_sgd", [*TINY, "privacy=none"], output_dir=tmp_path / "np")
-    resumed = privtrain.run("dp_sgd", [*TINY, f"resume={baseline.output_dir / 'checkpoint.pt'}"],
-                            output_dir=tmp_path / "r")
+    resumed = privtrain.run(
+        "dp_sgd", [*TINY, f"resume={baseline.output_dir / 'checkpoint.pt'}"], output_dir=tmp_path / "r"
+    )
     assert math.isinf(resumed.guarantee.epsilon) and any("trained without DP" in n for n in resumed.guarantee.notes)
     n_entries = len(ledger.open(ledger_path).entries())
     with pytest.raises(UserError, match="resume: .* holds a different model"):
-        privtrain.run("dp_sgd", [*TINY, "model=mlp", f"resume={baseline.output_dir / 'checkpoint.pt'}"],
-                      output_dir=tmp_path / "x")
+        privtrain.run(
+            "dp_sgd", [*TINY, "model=mlp", f"resume={baseline.output_dir / 'checkpoint.pt'}"], output_dir=tmp_path / "x"
+        )
 
     class Exploit:  # a crafted checkpoint: loading it with pickle would run code
         def __reduce__(self):

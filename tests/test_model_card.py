@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 import privtrain
 from privtrain.artifacts import card_text, model_card
 from privtrain.result import Guarantee
-from conftest import TINY
 
 SBOM_FILES = ("sbom.cdx.json", "licences.md", "licences.csv")
 OPACUS = ("Opacus secure_mode", "the mechanism does not depend on them")
@@ -59,8 +59,12 @@ def _section(card: str, title: str) -> str:
 
 
 def test_dp_sgd_card(tmp_path, ledger_path):
-    result = _run("dp_sgd", [*TINY, "privacy.target_epsilon=3", "ledger.default_budget.epsilon=8", "ledger.default_budget.delta=1e-5"], tmp_path / "r",
-                  ledger_path)
+    result = _run(
+        "dp_sgd",
+        [*TINY, "privacy.target_epsilon=3", "ledger.default_budget.epsilon=8", "ledger.default_budget.delta=1e-5"],
+        tmp_path / "r",
+        ledger_path,
+    )
     card = _card(result)
     _assert_reviewable(card, result, ledger_path)
     dp = json.loads((result.output_dir / "metrics.json").read_text())["dp"]
@@ -82,9 +86,11 @@ def test_dp_sgd_card(tmp_path, ledger_path):
     ledger = _section(card, "Privacy ledger")
     charge = result.ledger["charges"][0]
     assert f"spent ε = {card_text.eps(charge['spent_after_run'])} (PLD estimate" in ledger
-    assert (f"Budget: ε = 8.00 at δ = 1e-05; the admission filter certifies ε = "
-            f"{card_text.eps(charge['filter_after_run'])} spent, so ε = {card_text.eps(charge['remaining'])} remains"
-            in ledger)
+    assert (
+        f"Budget: ε = 8.00 at δ = 1e-05; the admission filter certifies ε = "
+        f"{card_text.eps(charge['filter_after_run'])} spent, so ε = {card_text.eps(charge['remaining'])} remains"
+        in ledger
+    )
     assert "adaptively" in ledger  # the filter explained
     assert f"- accuracy: {result.metrics['accuracy']:.4f}" in _section(card, "Metrics (held-out split)")
     provenance = _section(card, "Provenance")
@@ -95,11 +101,14 @@ def test_dp_sgd_card(tmp_path, ledger_path):
 
 
 def test_the_policy_evaluated_and_the_sources_tags_are_on_the_card(tmp_path, ledger_path):
-    (tmp_path / "policy.yaml").write_text("version: 1\nsources:\n  digits: {tags: [health]}\nrules:\n"
-                                          "  - name: health-limits\n    when: {tags: [health]}\n"
-                                          "    max_epsilon_per_run: 4\n")
-    result = _run("dp_sgd", [*TINY, f"ledger.policy={tmp_path / 'policy.yaml'}", "dataset.tags=[eu]"],
-                  tmp_path / "r", ledger_path)
+    (tmp_path / "policy.yaml").write_text(
+        "version: 1\nsources:\n  digits: {tags: [health]}\nrules:\n"
+        "  - name: health-limits\n    when: {tags: [health]}\n"
+        "    max_epsilon_per_run: 4\n"
+    )
+    result = _run(
+        "dp_sgd", [*TINY, f"ledger.policy={tmp_path / 'policy.yaml'}", "dataset.tags=[eu]"], tmp_path / "r", ledger_path
+    )
     card = _card(result)
     _assert_reviewable(card, result, ledger_path)
     assert "- tags: eu, health" in _section(card, "Data source")
@@ -120,8 +129,15 @@ def test_non_private_dp_sgd_card_says_so_plainly(tmp_path, ledger_path):
 
 @pytest.mark.slow
 def test_federated_central_card(tmp_path, ledger_path):
-    tiny = ["fl.num_clients=3", "fl.fraction=1.0", "fl.rounds=1", "fl.local_epochs=1", "recipe.progress=false",
-            "fl.simulation.num_cpus=1", "fl.simulation.cpus_per_client=0.5"]
+    tiny = [
+        "fl.num_clients=3",
+        "fl.fraction=1.0",
+        "fl.rounds=1",
+        "fl.local_epochs=1",
+        "recipe.progress=false",
+        "fl.simulation.num_cpus=1",
+        "fl.simulation.cpus_per_client=0.5",
+    ]
     result = _run("federated", tiny, tmp_path / "r", ledger_path)
     card = _card(result)
     _assert_reviewable(card, result, ledger_path)
@@ -140,8 +156,18 @@ def test_federated_central_card(tmp_path, ledger_path):
 
 
 def test_dp_synthesizer_card(tmp_path, ledger_path):
-    result = _run("synthetic", ["dataset=wine", "synth=dp_gaussian_copula", "synth.epsilon=2", "synth.report=false",
-                                "synth.utility.enabled=false"], tmp_path / "r", ledger_path)
+    result = _run(
+        "synthetic",
+        [
+            "dataset=wine",
+            "synth=dp_gaussian_copula",
+            "synth.epsilon=2",
+            "synth.report=false",
+            "synth.utility.enabled=false",
+        ],
+        tmp_path / "r",
+        ledger_path,
+    )
     card = _card(result)
     _assert_reviewable(card, result, ledger_path)
     dp = json.loads((result.output_dir / "metrics.json").read_text())["dp"]
@@ -161,11 +187,29 @@ def test_dp_synthesizer_card(tmp_path, ledger_path):
 
 def _render(**kw) -> str:
     g = Guarantee(1.23456789, 1e-5, "example", "prv", ())
-    base = dict(recipe="dp_sgd", intended_use="Use.", dataset={"name": "t", "fingerprint": "ab" * 32},
-                guarantees=[g], metrics={"accuracy": 0.912345678}, model="m",
-                ledger={"path": "/srv/team/.privtrain/ledger.db", "entry": "e1", "charges": [
-                    {"name": "t", "unit": "example", "budget": None, "spent_after_run": 1.2345678,
-                     "filter_after_run": 2.0, "remaining": None, "link": None}]})
+    base = dict(
+        recipe="dp_sgd",
+        intended_use="Use.",
+        dataset={"name": "t", "fingerprint": "ab" * 32},
+        guarantees=[g],
+        metrics={"accuracy": 0.912345678},
+        model="m",
+        ledger={
+            "path": "/srv/team/.privtrain/ledger.db",
+            "entry": "e1",
+            "charges": [
+                {
+                    "name": "t",
+                    "unit": "example",
+                    "budget": None,
+                    "spent_after_run": 1.2345678,
+                    "filter_after_run": 2.0,
+                    "remaining": None,
+                    "link": None,
+                }
+            ],
+        },
+    )
     return model_card.render(**{**base, **kw})
 
 
@@ -177,12 +221,22 @@ def test_numbers_are_rounded_and_the_ledger_is_named_by_file():
 
 
 def test_tags_pii_and_policy_render_whatever_subset_is_given():
-    pii = {"scanned": True, "findings": [{"column": "email", "kind": "email", "reason": "98% of values match"}],
-           "allowed": ["zip"], "dropped": ["name"]}
-    policy = {"file": "policy.yaml", "sha256": "cd" * 32, "rules": ["at most ε=2 per run on tag health"],
-              "result": "passed"}
-    card = _render(dataset={"name": "t", "fingerprint": "ab" * 32, "tags": ["health", "eu"], "pii": pii},
-                   ledger={"path": "postgresql://u:secret@db/x", "entry": "e", "policy": policy, "charges": []})
+    pii = {
+        "scanned": True,
+        "findings": [{"column": "email", "kind": "email", "reason": "98% of values match"}],
+        "allowed": ["zip"],
+        "dropped": ["name"],
+    }
+    policy = {
+        "file": "policy.yaml",
+        "sha256": "cd" * 32,
+        "rules": ["at most ε=2 per run on tag health"],
+        "result": "passed",
+    }
+    card = _render(
+        dataset={"name": "t", "fingerprint": "ab" * 32, "tags": ["health", "eu"], "pii": pii},
+        ledger={"path": "postgresql://u:secret@db/x", "entry": "e", "policy": policy, "charges": []},
+    )
     assert "- tags: health, eu" in card
     section = _section(card, "Personal data (PII)")
     assert "found 1 column(s)" in section and "| `email` | email | 98% of values match |" in section
@@ -197,18 +251,29 @@ def test_tags_pii_and_policy_render_whatever_subset_is_given():
 
 
 def test_a_budget_shows_the_filter_and_what_remains():
-    charge = {"name": "t", "unit": "example", "budget": {"epsilon": 8.0, "delta": 1e-5}, "spent_after_run": 1.5,
-              "filter_after_run": 2.25, "remaining": 5.75, "population": None, "link": None}
+    charge = {
+        "name": "t",
+        "unit": "example",
+        "budget": {"epsilon": 8.0, "delta": 1e-5},
+        "spent_after_run": 1.5,
+        "filter_after_run": 2.25,
+        "remaining": 5.75,
+        "population": None,
+        "link": None,
+    }
     assert card_text.charge_text(charge) == (
         "After this run the source has spent ε = 1.50 (PLD estimate over all its runs). Budget: ε = 8.00 at "
-        "δ = 1e-05; the admission filter certifies ε = 2.25 spent, so ε = 5.75 remains for later runs.")
+        "δ = 1e-05; the admission filter certifies ε = 2.25 spent, so ε = 5.75 remains for later runs."
+    )
 
 
 def test_formatting():
     assert (card_text.eps(math.inf), card_text.eps(2.99712), card_text.eps(12.345)) == ("∞", "3.00", "12.3")
     assert (card_text.delta(1e-5), card_text.delta(3.4e-6)) == ("1e-05", "3.4e-06")
-    assert model_card.no_paths("in `/home/u/run/synthetic.csv`, see https://x.org/a/b") == \
-        "in `synthetic.csv`, see https://x.org/a/b"
+    assert (
+        model_card.no_paths("in `/home/u/run/synthetic.csv`, see https://x.org/a/b")
+        == "in `synthetic.csv`, see https://x.org/a/b"
+    )
 
 
 def test_the_template_ships_with_the_package():
@@ -220,9 +285,23 @@ def test_the_template_ships_with_the_package():
 def test_the_audit_section_states_its_charge_and_the_spend_after_it():
     from privtrain.audit.report import _cost
 
-    after = {"name": "digits", "unit": "example", "budget": {"epsilon": 8.0, "delta": 1e-5}, "spent_after_run": 4.5,
-             "filter_after_run": 5.0, "remaining": 3.0}
-    text = _cost({"models": 4, "variant": "offline", "data": "charged", "charged_epsilon": 1.5, "ledger_entry": "a1",
-                  "ledger_after": after})
+    after = {
+        "name": "digits",
+        "unit": "example",
+        "budget": {"epsilon": 8.0, "delta": 1e-5},
+        "spent_after_run": 4.5,
+        "filter_after_run": 5.0,
+        "remaining": 3.0,
+    }
+    text = _cost(
+        {
+            "models": 4,
+            "variant": "offline",
+            "data": "charged",
+            "charged_epsilon": 1.5,
+            "ledger_entry": "a1",
+            "ledger_after": after,
+        }
+    )
     assert "charged ε = 1.5 to the ledger as entry `a1`" in text
     assert "After the audit the source has spent ε = 4.50" in text and "ε = 3.00 remains" in text

@@ -10,7 +10,9 @@ from privtrain.errors import UserError
 from privtrain.models import ModelSpec
 
 
-@pytest.mark.parametrize("spec", [ModelSpec("logreg"), ModelSpec("mlp", hidden=(32, 16)), ModelSpec("cnn", channels=(8, 16), groups=4)])
+@pytest.mark.parametrize(
+    "spec", [ModelSpec("logreg"), ModelSpec("mlp", hidden=(32, 16)), ModelSpec("cnn", channels=(8, 16), groups=4)]
+)
 def test_models_forward_and_pass_the_opacus_validator(spec):
     model = models.build(spec, n_inputs=64, n_classes=10, image_shape=(1, 8, 8))
     assert model(torch.rand(5, 64)).shape == (5, 10)

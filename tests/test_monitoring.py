@@ -21,8 +21,12 @@ from privtrain.monitoring.settings import MonitorSettings
 from privtrain.privacy import events as ev
 
 N = 4000
-DECL = {"x1": {"min": 0, "max": 100}, "x2": {"min": 0, "max": 10, "transform": "log1p"},
-        "sex": {"categories": ["F", "M"]}, "label": {"categories": ["no", "yes"]}}
+DECL = {
+    "x1": {"min": 0, "max": 100},
+    "x2": {"min": 0, "max": 10, "transform": "log1p"},
+    "sex": {"categories": ["F", "M"]},
+    "label": {"categories": ["no", "yes"]},
+}
 
 
 @pytest.fixture
@@ -106,8 +110,9 @@ def test_noise_has_the_calibrated_spread(tmp_path):
     for i in range(40):
         (tmp_path / str(i)).mkdir()
         doc = json.loads(reference.release(ref, x, y, y, tmp_path / str(i)).read_text())
-        values += [v for f in doc["features"] for v in f["counts"]] + doc["label"]["counts"] + \
-            doc["predictions"]["counts"]
+        values += (
+            [v for f in doc["features"] for v in f["counts"]] + doc["label"]["counts"] + doc["predictions"]["counts"]
+        )
     assert np.std(values) == pytest.approx(ref.noise_sd, rel=0.1)
     assert abs(np.mean(values)) < 3 * ref.noise_sd / math.sqrt(len(values))
 
@@ -138,8 +143,11 @@ def test_psi_and_thresholds():
 
 
 def test_reference_is_charged_with_the_training_and_monitor_pages_on_shift(data, ledger_path, capsys):
-    result = privtrain.run("dp_sgd", overrides(data / "train.csv", N, "monitor.reference=true", "privacy.target_epsilon=2",
-                                               epochs=4, batch=128), output_dir=data / "run")
+    result = privtrain.run(
+        "dp_sgd",
+        overrides(data / "train.csv", N, "monitor.reference=true", "privacy.target_epsilon=2", epochs=4, batch=128),
+        output_dir=data / "run",
+    )
     (entry,) = _committed(ledger_path)
     events = ev.loads(entry.events_json)
     assert any(isinstance(e, __import__("dp_accounting").GaussianDpEvent) for e in events)
@@ -189,10 +197,14 @@ def test_reference_is_charged_with_the_training_and_monitor_pages_on_shift(data,
 
 def test_a_policy_cap_the_composition_exceeds_refuses_and_charges_nothing(data, ledger_path):
     (ledger_path.parent / "policy.yaml").write_text(
-        "version: 1\nrules:\n  - name: cap\n    max_epsilon_per_run: 2.2\nmonitoring: {psi_warn: 0.05, psi_alert: 0.2}\n")
+        "version: 1\nrules:\n  - name: cap\n    max_epsilon_per_run: 2.2\nmonitoring: {psi_warn: 0.05, psi_alert: 0.2}\n"
+    )
     with pytest.raises(UserError, match="cap"):
-        privtrain.run("dp_sgd", overrides(data / "train.csv", N, "monitor.reference=true", "monitor.epsilon=1",
-                                          "privacy.target_epsilon=2"), output_dir=data / "refused")
+        privtrain.run(
+            "dp_sgd",
+            overrides(data / "train.csv", N, "monitor.reference=true", "monitor.epsilon=1", "privacy.target_epsilon=2"),
+            output_dir=data / "refused",
+        )
     assert _committed(ledger_path) == [] and not (data / "refused").exists()
     # the training alone fits the cap
     privtrain.run("dp_sgd", overrides(data / "train.csv", N, "privacy.target_epsilon=2"), output_dir=data / "ok")

@@ -35,18 +35,24 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     (tmp_path / "notebooks").mkdir()  # ... from a subfolder, as a user runs notebooks/
     nb = nbformat.read(path, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "notebooks")}}
+    ).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
+    assert any(o.get("data", {}).get("image/png") for c in nb.cells if c.cell_type == "code" for o in c.outputs), (
         "a notebook shows at least one plot"
+    )
     ledger_file = tmp_path / ".privtrain" / "notebooks" / f"{path.stem}.db"
     assert not (tmp_path / "notebooks" / ".privtrain").exists()  # found in the project, not per folder
     assert not (tmp_path / ".privtrain" / "ledger.db").exists()  # the project's own ledger is never touched
     if ledger_file.exists():  # the notebook's long-lived handles, runs and subprocesses left a sound file
         with sqlite3.connect(ledger_file) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        out = subprocess.run([sys.executable, "-m", "privtrain.cli", "ledger", "verify", "--path", str(ledger_file)],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "privtrain.cli", "ledger", "verify", "--path", str(ledger_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0 and "hash chain intact" in out.stdout, out.stdout + out.stderr

@@ -3,7 +3,6 @@ judged by the policy inside admission, and checked against the tight (PLD) figur
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import dp_accounting
@@ -25,8 +24,9 @@ def _policy_file(ledger_path, text: str):
 
 
 def _request(book, eps_claimed: float, events, *, recipe="dp_sgd", source="patients", policy_path=None, delta=1e-5):
-    access = ledger.Access(Source(source, source, "declared"), "ab" * 32,
-                           (ledger.Mechanism("example", tuple(events), delta, eps_claimed),))
+    access = ledger.Access(
+        Source(source, source, "declared"), "ab" * 32, (ledger.Mechanism("example", tuple(events), delta, eps_claimed),)
+    )
     rules = None
     if policy_path is not None:
         facts = policy.RunFacts(recipe, source, (), True, ("example",), None, delta)
@@ -36,12 +36,15 @@ def _request(book, eps_claimed: float, events, *, recipe="dp_sgd", source="patie
 
 def test_the_per_run_limit_is_checked_against_the_pld_epsilon_not_the_recipes_claim(ledger_path):
     """A mechanism whose own accountant under-reports (here: claims ε=1) is judged by its PLD ε."""
-    path = _policy_file(ledger_path, """
+    path = _policy_file(
+        ledger_path,
+        """
         version: 1
         rules:
           - name: cap
             max_epsilon_per_run: 2
-        """)
+        """,
+    )
     events = (dp_accounting.GaussianDpEvent(1.5),)
     true_eps = ev.epsilon_pld(list(events), 1e-5)
     assert true_eps > 2.5  # the claim below is a lie the policy must see through
@@ -61,12 +64,15 @@ def test_the_per_run_limit_is_checked_against_the_pld_epsilon_not_the_recipes_cl
 
 
 def test_a_policy_refusal_writes_nothing_and_the_policy_hash_is_in_every_admitted_entry(ledger_path):
-    path = _policy_file(ledger_path, """
+    path = _policy_file(
+        ledger_path,
+        """
         version: 1
         rules:
           - name: only-dp-sgd
             recipes: [dp_sgd]
-        """)
+        """,
+    )
     book = ledger.open(ledger_path)
     events = (dp_accounting.GaussianDpEvent(4.0),)
     with pytest.raises(UserError, match="only-dp-sgd"):
@@ -84,13 +90,16 @@ def test_the_audits_shadow_charge_goes_through_the_policy(tmp_path, ledger_path,
     """The second door, closed: under `recipes: [dp_sgd]` and a per-run cap, the audit's charged shadow
     models (recipe audit-shadow, ε ≈ 4.6 for K=4 shadows of an ε=2 run) are refused, nothing charged."""
     monkeypatch.chdir(tmp_path)
-    _policy_file(ledger_path, """
+    _policy_file(
+        ledger_path,
+        """
         version: 1
         rules:
           - name: cap
             max_epsilon_per_run: 3.5
             recipes: [dp_sgd]
-        """)
+        """,
+    )
     result = privtrain.run("dp_sgd", ["privacy.target_epsilon=2", *FAST], output_dir=tmp_path / "run")
     before = ledger.open(ledger_path).entries()
     with pytest.raises(UserError, match=r"rule 'cap'.*(recipes dp_sgd|ε ≤ 3.5 per run)"):

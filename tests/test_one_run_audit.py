@@ -52,8 +52,9 @@ def test_per_layer_clipping_gets_enough_canary_tensors_for_nearly_the_full_norm(
     assert k == 18 and math.sqrt(k / (2 + k)) > 0.94
 
 
-@pytest.mark.parametrize("mode,clipping", [("hooks", "flat"), ("functorch", "flat"), ("ghost", "flat"),
-                                           ("hooks", "per_layer")])
+@pytest.mark.parametrize(
+    "mode,clipping", [("hooks", "flat"), ("functorch", "flat"), ("ghost", "flat"), ("hooks", "per_layer")]
+)
 def test_observed_canary_coordinates_are_sampling_plus_the_claimed_noise(mode, clipping):
     """Through the real sampler, per-sample gradients, clipping, noise and divisor: x = Bernoulli(q) + N(0, σ_eff²)."""
     from privtrain import training
@@ -66,11 +67,27 @@ def test_observed_canary_coordinates_are_sampling_plus_the_claimed_noise(mode, c
     ids[: included.sum()] = np.flatnonzero(included) + 1
     x, y = rng.random((n, 8)).astype(np.float32), rng.integers(0, 3, n)
     y[ids > 0] = CANARY_LABEL  # its gradient is +2C e_j only with this label (CanaryModel's docstring)
-    settings = training.TrainSettings(epochs=None, steps=steps, batch_size=40, max_physical_batch_size=40,
-                                      optimizer="sgd", lr=0.1, grad_sample_mode=mode, clipping=clipping,
-                                      progress=False).for_rows(n)
-    plan = dp_sgd.plan(n_train=n, batch_size=40, epochs=settings.epochs, target_epsilon=None, noise_multiplier=1.0,
-                       delta=1e-5, max_grad_norm=0.5, accountant="rdp")
+    settings = training.TrainSettings(
+        epochs=None,
+        steps=steps,
+        batch_size=40,
+        max_physical_batch_size=40,
+        optimizer="sgd",
+        lr=0.1,
+        grad_sample_mode=mode,
+        clipping=clipping,
+        progress=False,
+    ).for_rows(n)
+    plan = dp_sgd.plan(
+        n_train=n,
+        batch_size=40,
+        epochs=settings.epochs,
+        target_epsilon=None,
+        noise_multiplier=1.0,
+        delta=1e-5,
+        max_grad_norm=0.5,
+        accountant="rdp",
+    )
     base = _logreg()
     observer = DiracObserver(CanaryModel(base, m, 3, tensors=canary_tensors(clipping, base), norm=1.0))
     training.train(observer.model, with_ids(x, ids), y, settings, dp=plan, instrument=observer, report_epsilon=False)
@@ -114,16 +131,19 @@ def test_cli_one_run_audit_writes_its_report_and_charges_nothing(tmp_path, ledge
     assert not ledger_path.exists()  # the audit never opens the ledger
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["audit", "--one-run", "synthetic"], "covered"),
-    (["audit", "--one-run", "federated", "privacy=dp"], "central DP-FedAvg"),
-    (["audit", "--one-run", "federated", "--mode", "both"], "white-box"),
-    (["audit", "--one-run", "dp_sgd", "privacy=none"], "privacy=none"),
-    (["audit", "--one-run", "dp_sgd", "audit.one_run.mode=bogus"], "audit.one_run.mode"),
-    (["audit", "--one-run", "dp_sgd", "--canaries", "5"], "canaries"),
-    (["audit"], "one run directory"),
-    (["audit", "some/run", "--mode", "both"], "--one-run"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["audit", "--one-run", "synthetic"], "covered"),
+        (["audit", "--one-run", "federated", "privacy=dp"], "central DP-FedAvg"),
+        (["audit", "--one-run", "federated", "--mode", "both"], "white-box"),
+        (["audit", "--one-run", "dp_sgd", "privacy=none"], "privacy=none"),
+        (["audit", "--one-run", "dp_sgd", "audit.one_run.mode=bogus"], "audit.one_run.mode"),
+        (["audit", "--one-run", "dp_sgd", "--canaries", "5"], "canaries"),
+        (["audit"], "one run directory"),
+        (["audit", "some/run", "--mode", "both"], "--one-run"),
+    ],
+)
 def test_bad_one_run_input_is_one_line_exit_2_and_nothing_charged(argv, fragment, ledger_path, capsys):
     from privtrain.cli import main
 
@@ -192,8 +212,9 @@ def test_the_release_gate_refuses_an_audit_of_another_configuration_or_one_not_c
 
     report = tmp_path / "one_run_audit" / "one_run_audit.json"
     report.parent.mkdir()
-    report.write_text(json.dumps({"configuration": {"config_hash": "abc"}, "verdict": "consistent",
-                                  "epsilon_lower_bound": 1.0}))
+    report.write_text(
+        json.dumps({"configuration": {"config_hash": "abc"}, "verdict": "consistent", "epsilon_lower_bound": 1.0})
+    )
     chained = {"one_run_audit/one_run_audit.json": "sha"}
     assert _one_run_gate(tmp_path, SimpleNamespace(config_hash="abc"), chained).ok
     other = _one_run_gate(tmp_path, SimpleNamespace(config_hash="xyz"), chained)

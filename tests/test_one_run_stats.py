@@ -19,7 +19,9 @@ def test_gdp_delta_closed_forms():
     assert S.gdp_delta(1.0, 0.0) == pytest.approx(0.38292492254802624, rel=1e-12)
     # Cor 2.13 at a point, written out by hand.
     mu, eps = 2.0, 3.0
-    assert S.gdp_delta(mu, eps) == pytest.approx(norm.cdf(-eps / mu + mu / 2) - math.exp(eps) * norm.cdf(-eps / mu - mu / 2))
+    assert S.gdp_delta(mu, eps) == pytest.approx(
+        norm.cdf(-eps / mu + mu / 2) - math.exp(eps) * norm.cdf(-eps / mu - mu / 2)
+    )
     assert S.gdp_delta(0.0, 1.0) == 0.0 and S.gdp_delta(math.inf, 1.0) == 1.0
 
 
@@ -48,7 +50,7 @@ def test_llr_scores_closed_form():
     # x = 1/2 is where in and out are equally likely at one step.
     assert S.llr_scores(np.array([[0.5]]), q, sigma)[0] == pytest.approx(0.0, abs=1e-12)
     x = np.array([[0.0, 1.0, 2.0]])
-    expected = sum(math.log(1 - q + q * math.exp((v - 0.5) / sigma ** 2)) for v in x[0])
+    expected = sum(math.log(1 - q + q * math.exp((v - 0.5) / sigma**2)) for v in x[0])
     assert S.llr_scores(x, q, sigma)[0] == pytest.approx(expected, rel=1e-12)
     assert np.isfinite(S.llr_scores(np.array([[1e4]]), q, 0.5)).all()  # no overflow at huge observations
 
@@ -116,13 +118,17 @@ def test_steinke_p_value_and_bound_golden_numbers():
     # Pure DP, every guess right: p = p_ε^r, so the bound is logit(α^(1/r)).
     r, alpha = 100, 0.05
     target = alpha ** (1 / r)
-    assert S.steinke_epsilon(r, r, r, alpha=alpha, delta=0.0) == pytest.approx(math.log(target / (1 - target)), abs=1e-5)
+    assert S.steinke_epsilon(r, r, r, alpha=alpha, delta=0.0) == pytest.approx(
+        math.log(target / (1 - target)), abs=1e-5
+    )
     assert S.steinke_epsilon(r, r, r, alpha=alpha, delta=0.0) == pytest.approx(3.492965, abs=1e-5)
     # At ε = 0 the p-value is a fair-coin tail.
     assert S.steinke_p_value(200, 100, 60, 0.0, 0.0) == pytest.approx(binom.sf(59, 100, 0.5))
     # δ only adds to the p-value (Thm 5.2's second term), so the bound can only drop.
     assert S.steinke_p_value(1000, 100, 90, 1.0, 1e-5) > S.steinke_p_value(1000, 100, 90, 1.0, 0.0)
-    assert S.steinke_epsilon(1000, 100, 90, alpha=0.05, delta=1e-3) < S.steinke_epsilon(1000, 100, 90, alpha=0.05, delta=0)
+    assert S.steinke_epsilon(1000, 100, 90, alpha=0.05, delta=1e-3) < S.steinke_epsilon(
+        1000, 100, 90, alpha=0.05, delta=0
+    )
     assert S.steinke_epsilon(100, 100, 50, alpha=0.05, delta=1e-5) == 0.0  # a coin's worth of right guesses
     with pytest.raises(ValueError, match="v=5"):
         S.steinke_p_value(10, 3, 5, 1.0, 0.0)

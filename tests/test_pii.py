@@ -35,8 +35,14 @@ def _identifiers(kind: str, n: int = N, seed: int = 0) -> list[str]:
 
 def _table(extra: dict | None = None, n: int = N, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"x1": rng.random(n), "x2": rng.normal(size=n).round(3),
-                          "code": rng.choice(["A1", "B2", "C3"], n), "y": rng.integers(0, 2, n)})
+    frame = pd.DataFrame(
+        {
+            "x1": rng.random(n),
+            "x2": rng.normal(size=n).round(3),
+            "code": rng.choice(["A1", "B2", "C3"], n),
+            "y": rng.integers(0, 2, n),
+        }
+    )
     for name, values in (extra or {}).items():
         frame[name] = values
     return frame
@@ -54,8 +60,23 @@ def _entries(ledger_path) -> int:
 # --- the detectors ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["email", "phone", "person_name", "ssn", "ni_number", "iban", "credit_card", "ipv4",
-                                  "ipv6", "street_address", "date_of_birth", "free_text"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "email",
+        "phone",
+        "person_name",
+        "ssn",
+        "ni_number",
+        "iban",
+        "credit_card",
+        "ipv4",
+        "ipv6",
+        "street_address",
+        "date_of_birth",
+        "free_text",
+    ],
+)
 def test_each_kind_is_found_by_content_under_a_neutral_name(kind):
     finding = pii.check_column("col_7", pd.Series(_identifiers(kind, 300)))
     assert finding is not None and finding.kind == kind, finding
@@ -86,14 +107,20 @@ def test_checksums_are_verified_not_just_shapes():
 def test_decoys_are_not_flagged():
     rng = np.random.default_rng(2)
     n = 500
-    decoys = pd.DataFrame({
-        "col_1": [str(v) for v in rng.integers(10**15, 10**16, n)],  # random 16-digit strings: ~10% pass Luhn
-        "col_2": rng.integers(10**15, 10**16, n),  # the same, read as numbers
-        "col_3": [f"GB{v:02d}WEST{w:014d}" for v, w in zip(rng.integers(0, 100, n), rng.integers(0, 10**14, n))],
-        "col_4": rng.choice(["A1", "B2", "C3", "X-9"], n), "col_5": rng.normal(100, 15, n),
-        "col_6": [str(v) for v in rng.integers(0, 10**9, n)], "city": rng.choice(["New York", "San Diego"], n),
-        "col_8": [str(pd.Timestamp("2022-01-01") + pd.Timedelta(days=int(d))).split()[0] for d in rng.integers(0, 900, n)],
-    })
+    decoys = pd.DataFrame(
+        {
+            "col_1": [str(v) for v in rng.integers(10**15, 10**16, n)],  # random 16-digit strings: ~10% pass Luhn
+            "col_2": rng.integers(10**15, 10**16, n),  # the same, read as numbers
+            "col_3": [f"GB{v:02d}WEST{w:014d}" for v, w in zip(rng.integers(0, 100, n), rng.integers(0, 10**14, n))],
+            "col_4": rng.choice(["A1", "B2", "C3", "X-9"], n),
+            "col_5": rng.normal(100, 15, n),
+            "col_6": [str(v) for v in rng.integers(0, 10**9, n)],
+            "city": rng.choice(["New York", "San Diego"], n),
+            "col_8": [
+                str(pd.Timestamp("2022-01-01") + pd.Timedelta(days=int(d))).split()[0] for d in rng.integers(0, 900, n)
+            ],
+        }
+    )
     assert pii.detect(decoys) == []
 
 
@@ -101,8 +128,23 @@ def test_decoys_are_not_flagged():
 
 
 @pytest.mark.parametrize("recipe", ["dp_sgd", "federated"])
-@pytest.mark.parametrize("kind", ["email", "phone", "person_name", "ssn", "ni_number", "iban", "credit_card", "ipv4",
-                                  "ipv6", "street_address", "date_of_birth", "free_text"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "email",
+        "phone",
+        "person_name",
+        "ssn",
+        "ni_number",
+        "iban",
+        "credit_card",
+        "ipv4",
+        "ipv6",
+        "street_address",
+        "date_of_birth",
+        "free_text",
+    ],
+)
 def test_each_identifier_is_refused_before_any_charge(recipe, kind, tmp_path, ledger_path):
     before = _entries(ledger_path)
     args = _csv(_table({"info": _identifiers(kind)}), tmp_path / "people.csv")
@@ -142,13 +184,18 @@ def test_builtin_datasets_pass():
 def test_drop_removes_identifiers_from_training_but_not_from_the_source(tmp_path, ledger_path):
     frame = _table({"email": _identifiers("email"), "dob": _identifiers("date_of_birth")})
     args = _csv(frame, tmp_path / "people.csv")
-    plain = privtrain.run("dp_sgd", [*args, "dataset.pii.allow=[email,dob]", "ledger.plan_only=true", *TINY],
-                          output_dir=tmp_path / "allowed")
+    plain = privtrain.run(
+        "dp_sgd",
+        [*args, "dataset.pii.allow=[email,dob]", "ledger.plan_only=true", *TINY],
+        output_dir=tmp_path / "allowed",
+    )
     result = privtrain.run("dp_sgd", [*args, "dataset.drop=[email,dob]", *TINY], output_dir=tmp_path / "dropped")
     record = result.dataset["pii"]
     assert record["dropped"] == ["email", "dob"] and record["allowed"] == []
     assert {(f["column"], f["kind"], f["status"]) for f in record["findings"]} == {
-        ("email", "email", "dropped"), ("dob", "date_of_birth", "dropped")}
+        ("email", "email", "dropped"),
+        ("dob", "date_of_birth", "dropped"),
+    }
     # Dropping changes the features, not the people: same fingerprint and source as the whole file.
     assert result.dataset["fingerprint"] == plain.dataset["fingerprint"]
     assert result.ledger["charges"][0]["source"] == plain.dataset["source"]
@@ -161,15 +208,23 @@ def test_allow_declares_identifiers_and_records_them(tmp_path, ledger_path):
     result = privtrain.run("dp_sgd", [*args, "dataset.pii.allow=[birth_date]", *TINY], output_dir=tmp_path / "run")
     record = result.dataset["pii"]
     assert record["allowed"] == ["birth_date"]
-    assert record["findings"] == [{"column": "birth_date", "kind": "date_of_birth", "status": "allowed",
-                                   "reason": record["findings"][0]["reason"]}]
+    assert record["findings"] == [
+        {
+            "column": "birth_date",
+            "kind": "date_of_birth",
+            "status": "allowed",
+            "reason": record["findings"][0]["reason"],
+        }
+    ]
 
 
 def test_drop_and_allow_name_real_columns(tmp_path, ledger_path):
     args = _csv(_table(), tmp_path / "clean.csv")
-    for override, message in (("dataset.drop=[nope]", "dataset.drop: column(s) ['nope'] are not in"),
-                              ("dataset.pii.allow=[nope]", "dataset.pii.allow: column(s) ['nope'] are not in"),
-                              ("dataset.drop=[y]", "dataset.drop: column(s) ['y'] are also the target")):
+    for override, message in (
+        ("dataset.drop=[nope]", "dataset.drop: column(s) ['nope'] are not in"),
+        ("dataset.pii.allow=[nope]", "dataset.pii.allow: column(s) ['nope'] are not in"),
+        ("dataset.drop=[y]", "dataset.drop: column(s) ['y'] are also the target"),
+    ):
         with pytest.raises(UserError) as info:
             privtrain.run("dp_sgd", [*args, override, *TINY], output_dir=tmp_path / "refused")
         assert message in str(info.value)
@@ -184,15 +239,21 @@ def test_a_federated_client_column_is_not_a_feature_so_it_is_not_refused(tmp_pat
     result = privtrain.run("federated", [*args, "ledger.plan_only=true"], output_dir=tmp_path / "plan")
     assert result.dataset["pii"]["findings"] == []
     with pytest.raises(IdentifiersFound):  # the same column as a feature is refused
-        privtrain.run("federated", [*_csv(frame, tmp_path / "sites.csv"), "privacy=dp", "ledger.plan_only=true"],
-                      output_dir=tmp_path / "plan2")
+        privtrain.run(
+            "federated",
+            [*_csv(frame, tmp_path / "sites.csv"), "privacy=dp", "ledger.plan_only=true"],
+            output_dir=tmp_path / "plan2",
+        )
 
 
 def test_the_synthetic_recipe_records_its_own_handling_instead_of_refusing(tmp_path, ledger_path):
     frame = _table({"contact": _identifiers("email")})
     frame.to_csv(tmp_path / "people.csv", index=False)
-    result = privtrain.run("synthetic", ["dataset=csv", f"dataset.path={tmp_path / 'people.csv'}", "dataset.target=y",
-                                         "ledger.plan_only=true"], output_dir=tmp_path / "plan")
+    result = privtrain.run(
+        "synthetic",
+        ["dataset=csv", f"dataset.path={tmp_path / 'people.csv'}", "dataset.target=y", "ledger.plan_only=true"],
+        output_dir=tmp_path / "plan",
+    )
     (finding,) = result.dataset["pii"]["findings"]
     assert finding["column"] == "contact" and finding["status"].startswith("anonymized")
 

@@ -44,16 +44,20 @@ def test_a_run_over_the_per_run_limit_is_refused_before_its_file_is_read(tmp_pat
     _policy(ledger_path, HEALTH.replace("digits: {tags: [health]}", "patients: {tags: [health]}"))
     missing = tmp_path / "patients.csv"  # never written: a refusal that came after reading it would say so
     with pytest.raises(UserError, match=r"rule 'health-limits' \(tag health\).*ε ≤ 2 per run.*target ε=3"):
-        privtrain.run("dp_sgd", ["dataset=csv", f"dataset.path={missing}", "dataset.target=y", "privacy.target_epsilon=3",
-                                *FAST])
+        privtrain.run(
+            "dp_sgd", ["dataset=csv", f"dataset.path={missing}", "dataset.target=y", "privacy.target_epsilon=3", *FAST]
+        )
     assert _entries(ledger_path) == []  # nothing charged, not even the policy entry
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["privacy=none", "ledger.allow_non_private=true"], "no non-private runs"),
-    (["privacy.target_epsilon=1", "reproducible_noise=true"], "no non-private runs"),  # void noise: ε = ∞
-    (["privacy.target_epsilon=1", "dataset.infer_schema=true"], "no inferred schemas"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["privacy=none", "ledger.allow_non_private=true"], "no non-private runs"),
+        (["privacy.target_epsilon=1", "reproducible_noise=true"], "no non-private runs"),  # void noise: ε = ∞
+        (["privacy.target_epsilon=1", "dataset.infer_schema=true"], "no inferred schemas"),
+    ],
+)
 def test_forbidden_kinds_of_run_are_refused(ledger_path, overrides, match):
     path = _policy(ledger_path)
     with pytest.raises(UserError, match=match) as err:
@@ -70,8 +74,9 @@ def test_recipes_and_synthesizers_are_governed(ledger_path):
     with pytest.raises(UserError, match="DP synthesizers only.*a non-DP synthesizer"):
         privtrain.run("synthetic", ["dataset=digits", "ledger.allow_non_private=true"])
     with pytest.raises(UserError, match="a PII scan"):
-        privtrain.run("synthetic", ["dataset=digits", "synth=dp_gaussian_copula", "synth.epsilon=1",
-                                    "synth.pii_check=false"])
+        privtrain.run(
+            "synthetic", ["dataset=digits", "synth=dp_gaussian_copula", "synth.epsilon=1", "synth.pii_check=false"]
+        )
     assert _entries(ledger_path) == []
 
 
@@ -110,7 +115,10 @@ def test_a_subset_of_a_governed_source_is_governed(tmp_path, ledger_path):
     _policy(ledger_path, HEALTH.replace("max_epsilon_total: 4", "max_epsilon_total: 40"))
     subset = _csv(_digits().sample(frac=0.8, random_state=0), tmp_path / "scans.csv")  # another name, same people
     before = len(_entries(ledger_path))
-    with pytest.raises(UserError, match=r"source 'digits' \(charged because .*rows.*\).*ε ≤ 2 per run.*planned ε=2\.[45].*Nothing was charged"):
+    with pytest.raises(
+        UserError,
+        match=r"source 'digits' \(charged because .*rows.*\).*ε ≤ 2 per run.*planned ε=2\.[45].*Nothing was charged",
+    ):
         privtrain.run("dp_sgd", [*subset, "privacy.target_epsilon=2.5", *FAST])
     assert len(_entries(ledger_path)) == before  # refused before the reservation: nothing written
 
@@ -138,13 +146,16 @@ def test_no_policy_changes_nothing(ledger_path):
     assert all("policy" not in e.detail for e in ledger.open(ledger_path).entries())
 
 
-@pytest.mark.parametrize("text,match", [
-    ("rules:\n  - name: a\n    max_epsilon_per_rnu: 2\n", r"rule 'a': unknown key 'max_epsilon_per_rnu'"),
-    ("rules:\n  - name: a\n    max_epsilon_per_run: abc\n", r"max_epsilon_per_run must be a number"),
-    ("rules:\n  - name: a\n    units: [person]\n", r"units has 'person'; choose from example, client"),
-    ("rules: [\n", r"not valid YAML"),
-    ("rules:\n  - name: a\n  - name: a\n", r"two rules are named 'a'"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("rules:\n  - name: a\n    max_epsilon_per_rnu: 2\n", r"rule 'a': unknown key 'max_epsilon_per_rnu'"),
+        ("rules:\n  - name: a\n    max_epsilon_per_run: abc\n", r"max_epsilon_per_run must be a number"),
+        ("rules:\n  - name: a\n    units: [person]\n", r"units has 'person'; choose from example, client"),
+        ("rules: [\n", r"not valid YAML"),
+        ("rules:\n  - name: a\n  - name: a\n", r"two rules are named 'a'"),
+    ],
+)
 def test_policy_check_gives_one_line_per_mistake(tmp_path, capsys, text, match):
     path = tmp_path / "policy.yaml"
     path.write_text(text)
@@ -202,7 +213,10 @@ def test_a_governed_ledger_cannot_shed_or_swap_its_policy(tmp_path, ledger_path)
 @pytest.mark.parametrize("privacy", ["privacy=central", "privacy=none"])
 def test_federated_runs_that_charge_clients_meet_a_unit_rule_before_reading(ledger_path, privacy):
     _policy(ledger_path, "rules:\n  - name: examples-only\n    units: [example]\n")
-    with pytest.raises(UserError, match=r"units example, but this run protects one client and one example\. "
-                                        r"Nothing was read"):
+    with pytest.raises(
+        UserError,
+        match=r"units example, but this run protects one client and one example\. "
+        r"Nothing was read",
+    ):
         privtrain.run("federated", [privacy, "ledger.allow_non_private=true", "fl.rounds=1"])
     assert _entries(ledger_path) == []

@@ -36,30 +36,59 @@ def _reviews(folder, n, seed=1):
 
 
 def _text_run(bert, csv, *extra):
-    return ["model=pretrained", f"model.path={bert}", "dataset=text", f"dataset.path={csv}", "dataset.text_column=review",
-            "dataset.target=label", "dataset.source=reviews", "+dataset.schema.label={categories: [0, 1]}",
-            "dataset.max_length=12", "recipe.progress=false", *extra]
+    return [
+        "model=pretrained",
+        f"model.path={bert}",
+        "dataset=text",
+        f"dataset.path={csv}",
+        "dataset.text_column=review",
+        "dataset.target=label",
+        "dataset.source=reviews",
+        "+dataset.schema.label={categories: [0, 1]}",
+        "dataset.max_length=12",
+        "recipe.progress=false",
+        *extra,
+    ]
 
 
 def _model(bert, **node) -> torch.nn.Module:
-    spec = models.ModelSpec(name="pretrained", hidden=(), channels=(),
-                            pretrained=pretrained_spec.from_mapping({"path": str(bert), **node}).to_dict())
+    spec = models.ModelSpec(
+        name="pretrained",
+        hidden=(),
+        channels=(),
+        pretrained=pretrained_spec.from_mapping({"path": str(bert), **node}).to_dict(),
+    )
     return models.build(spec, n_inputs=0, n_classes=2, image_shape=None)
 
 
 def _tokens(bert, texts, length=12) -> np.ndarray:
     from privtrain.data.text import load_tokenizer
 
-    enc = load_tokenizer(str(bert))(texts, padding="max_length", truncation=True, max_length=length, return_tensors="np")
+    enc = load_tokenizer(str(bert))(
+        texts, padding="max_length", truncation=True, max_length=length, return_tensors="np"
+    )
     return np.stack([enc["input_ids"], enc["attention_mask"]], axis=1).astype(np.int64)
 
 
 def test_dp_lora_learns_the_words_and_the_card_names_the_weights(bert, tmp_path, ledger_path):
     csv = _reviews(tmp_path, 3000)
-    result = privtrain.run("dp_sgd", _text_run(
-        bert, csv, "model.finetune=lora", "dataset.public_n=3000", "privacy.target_epsilon=8", "recipe.batch_size=256",
-        "recipe.max_physical_batch_size=256", "recipe.steps=300", "recipe.optimizer=sgd", "recipe.lr=2.0",
-        "recipe.momentum=0.9"), output_dir=tmp_path / "run")
+    result = privtrain.run(
+        "dp_sgd",
+        _text_run(
+            bert,
+            csv,
+            "model.finetune=lora",
+            "dataset.public_n=3000",
+            "privacy.target_epsilon=8",
+            "recipe.batch_size=256",
+            "recipe.max_physical_batch_size=256",
+            "recipe.steps=300",
+            "recipe.optimizer=sgd",
+            "recipe.lr=2.0",
+            "recipe.momentum=0.9",
+        ),
+        output_dir=tmp_path / "run",
+    )
     m = result.metrics
     assert result.guarantee.epsilon <= 8 + 1e-6 and result.guarantee.unit == "example"
     # a balanced 2-class task; 0.84-0.92 in 3 runs (the noise is fresh each run: the margin absorbs it)
@@ -85,17 +114,34 @@ def test_modes_train_only_their_parameters_and_frozen_weights_stay_bit_identical
     if mode == "all":
         assert trainable == names
     elif mode == "last_k":  # the last block, the pooler and the head; never the embeddings or block 0
-        assert trainable == {n for n in names if n.startswith(("model.bert.encoder.layer.1.", "model.bert.pooler.",
-                                                                "model.classifier."))}
+        assert trainable == {
+            n for n in names if n.startswith(("model.bert.encoder.layer.1.", "model.bert.pooler.", "model.classifier."))
+        }
     else:  # the adapters and peft's trainable copy of the head
         assert trainable and all(".lora_" in n or ".modules_to_save." in n for n in trainable)
         assert any(".lora_B." in n for n in trainable)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     texts, labels = sentiment_rows(200, seed=3)
-    plan = dp_plan.plan(n_train=200, batch_size=50, epochs=1, target_epsilon=None, noise_multiplier=1.0, delta=1e-4,
-                        max_grad_norm=1.0, accountant="rdp")
-    settings = training.TrainSettings(epochs=1, batch_size=50, max_physical_batch_size=50, optimizer="sgd", lr=0.5,
-                                      ema=0.9, grad_sample_mode=grad_sample_mode, progress=False)
+    plan = dp_plan.plan(
+        n_train=200,
+        batch_size=50,
+        epochs=1,
+        target_epsilon=None,
+        noise_multiplier=1.0,
+        delta=1e-4,
+        max_grad_norm=1.0,
+        accountant="rdp",
+    )
+    settings = training.TrainSettings(
+        epochs=1,
+        batch_size=50,
+        max_physical_batch_size=50,
+        optimizer="sgd",
+        lr=0.5,
+        ema=0.9,
+        grad_sample_mode=grad_sample_mode,
+        progress=False,
+    )
     out = training.train(model, _tokens(bert, texts), np.array(labels), settings, dp=plan)
     after = dict(out.model.named_parameters())
     for name, value in before.items():
@@ -117,7 +163,7 @@ def test_per_example_gradients_of_a_transformer_are_exact(bert):
     alone = []
     for i in range(3):
         model.zero_grad()
-        torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1], reduction="sum").backward()
+        torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1], reduction="sum").backward()
         alone.append({n: p.grad.clone() for n, p in model.named_parameters()})
     wrapped = GradSampleModule(model, batch_first=True, loss_reduction="sum")
     model.zero_grad()
@@ -136,17 +182,26 @@ def test_state_dict_into_a_privtrain_network_last_k_and_a_new_head(tmp_path):
     torch.manual_seed(0)
     source = models.build(models.ModelSpec(name="mlp", hidden=(16, 8)), n_inputs=4, n_classes=3, image_shape=None)
     torch.save(source.state_dict(), tmp_path / "mlp.pt")
-    node = {"path": str(tmp_path / "mlp.pt"), "finetune": "last_k", "last_k": 1,
-            "arch": {"name": "mlp", "hidden": [16, 8]}}
-    spec = models.ModelSpec(name="pretrained", hidden=(), channels=(),
-                            pretrained=pretrained_spec.from_mapping(node).to_dict())
+    node = {
+        "path": str(tmp_path / "mlp.pt"),
+        "finetune": "last_k",
+        "last_k": 1,
+        "arch": {"name": "mlp", "hidden": [16, 8]},
+    }
+    spec = models.ModelSpec(
+        name="pretrained", hidden=(), channels=(), pretrained=pretrained_spec.from_mapping(node).to_dict()
+    )
     model = models.build(spec, n_inputs=4, n_classes=2, image_shape=None)  # 2 classes: the 3-class head is replaced
     assert torch.equal(model[0].weight, source[0].weight) and torch.equal(model[2].weight, source[2].weight)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"4.weight", "4.bias"}
     assert "initialised afresh" in models.describe(model, spec)
-    for arch, message in (({"name": "mlp", "hidden": [32]}, "does not fit model.arch"),
-                          ({"name": "mlp", "hiden": [16, 8]}, "model.arch.hiden does not apply")):
-        bad = models.ModelSpec(name="pretrained", pretrained=pretrained_spec.from_mapping({**node, "arch": arch}).to_dict())
+    for arch, message in (
+        ({"name": "mlp", "hidden": [32]}, "does not fit model.arch"),
+        ({"name": "mlp", "hiden": [16, 8]}, "model.arch.hiden does not apply"),
+    ):
+        bad = models.ModelSpec(
+            name="pretrained", pretrained=pretrained_spec.from_mapping({**node, "arch": arch}).to_dict()
+        )
         with pytest.raises(UserError, match=message):
             models.build(bad, n_inputs=4, n_classes=2, image_shape=None)
 
@@ -155,9 +210,14 @@ def test_the_tokenizer_is_the_models_and_never_learns_the_private_words(bert, tm
     before = hashlib.sha256((bert / "tokenizer.json").read_bytes()).hexdigest()
     csv = tmp_path / "t.csv"
     pd.DataFrame({"review": ["zyzzyva good"] * 30 + ["qwertz bad"] * 30, "label": [1] * 30 + [0] * 30}).to_csv(csv)
-    spec = data.DatasetSpec(loader="text", path=str(csv), target="label", source="reviews",
-                            schema={"label": {"categories": [0, 1]}},
-                            text={"column": "review", "max_length": 6, "tokenizer": str(bert)})
+    spec = data.DatasetSpec(
+        loader="text",
+        path=str(csv),
+        target="label",
+        source="reviews",
+        schema={"label": {"categories": [0, 1]}},
+        text={"column": "review", "max_length": 6, "tokenizer": str(bert)},
+    )
     dataset = data.load(spec)
     x = dataset.schema.transform(dataset.frame)
     unk = dataset.schema.tokenizer.convert_tokens_to_ids("[UNK]")
@@ -169,18 +229,31 @@ def test_the_tokenizer_is_the_models_and_never_learns_the_private_words(bert, tm
     assert other.fingerprint == data.load(data.DatasetSpec(**{**spec.to_dict(), "source": None})).fingerprint
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.path=/nowhere/bert", "model.path\\): no directory '/nowhere/bert'"),
-    ("model.finetune=some", "model.finetune='some' is unknown"),
-    ("model.last_k=9", "model.last_k=9: the model has 2 layers"),
-    ("model.finetune=lora model.lora.target_modules=[nothing_here]", "model.lora.target_modules: peft cannot place"),
-    ("model.lora.r=0", "model.lora.r=0 must be a whole number >= 1"),
-    ("model.last_kk=1", "model.last_kk is"),  # a typo: refused by name
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.path=/nowhere/bert", "model.path\\): no directory '/nowhere/bert'"),
+        ("model.finetune=some", "model.finetune='some' is unknown"),
+        ("model.last_k=9", "model.last_k=9: the model has 2 layers"),
+        (
+            "model.finetune=lora model.lora.target_modules=[nothing_here]",
+            "model.lora.target_modules: peft cannot place",
+        ),
+        ("model.lora.r=0", "model.lora.r=0 must be a whole number >= 1"),
+        ("model.last_kk=1", "model.last_kk is"),  # a typo: refused by name
+    ],
+)
 def test_bad_settings_are_one_line_and_charge_nothing(bert, tmp_path, ledger_path, override, message):
     csv = _reviews(tmp_path, 50)
-    args = _text_run(bert, csv, "dataset.public_n=50", "recipe.batch_size=16", "recipe.max_physical_batch_size=16",
-                     "model.finetune=last_k", *override.split())
+    args = _text_run(
+        bert,
+        csv,
+        "dataset.public_n=50",
+        "recipe.batch_size=16",
+        "recipe.max_physical_batch_size=16",
+        "model.finetune=last_k",
+        *override.split(),
+    )
     with pytest.raises(UserError, match=message) as err:
         privtrain.run("dp_sgd", args, output_dir=tmp_path / "r")
     assert "\n" not in str(err.value)
@@ -207,12 +280,27 @@ def test_cli_missing_path_exits_2_with_one_line_and_a_run_writes_its_card(bert, 
     env = {**os.environ, "PRIVTRAIN_LEDGER": str(tmp_path / "ledger.db")}
     csv = _reviews(tmp_path, 300)
     base = [sys.executable, "-m", "privtrain.cli", "run", "dp_sgd", *_text_run(bert, csv, "dataset.public_n=300")]
-    bad = subprocess.run([*base, "model.path=/nowhere/bert"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    bad = subprocess.run(
+        [*base, "model.path=/nowhere/bert"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "model.path" in bad.stderr
     assert not (tmp_path / "ledger.db").exists() or not list(ledger.open(tmp_path / "ledger.db").entries())
-    good = subprocess.run([*base, "privacy.target_epsilon=3", "recipe.steps=20", "recipe.batch_size=64",
-                           "recipe.max_physical_batch_size=32", "model.finetune=last_k", f"hydra.run.dir={tmp_path}/out"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    good = subprocess.run(
+        [
+            *base,
+            "privacy.target_epsilon=3",
+            "recipe.steps=20",
+            "recipe.batch_size=64",
+            "recipe.max_physical_batch_size=32",
+            "model.finetune=last_k",
+            f"hydra.run.dir={tmp_path}/out",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert good.returncode == 0, good.stderr[-2000:]
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert hashlib.sha256((bert / "model.safetensors").read_bytes()).hexdigest() in card
@@ -220,10 +308,21 @@ def test_cli_missing_path_exits_2_with_one_line_and_a_run_writes_its_card(bert, 
 
 def test_run_json_model_reads_back_and_a_text_run_is_refused_by_predict_in_one_line(bert, tmp_path, ledger_path):
     csv = _reviews(tmp_path, 200)
-    result = privtrain.run("dp_sgd", _text_run(bert, csv, "dataset.public_n=200", "privacy.target_epsilon=3",
-                                               "recipe.steps=4", "recipe.batch_size=32",
-                                               "recipe.max_physical_batch_size=16", "model.finetune=last_k",
-                                               "model.last_k=0"), output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "dp_sgd",
+        _text_run(
+            bert,
+            csv,
+            "dataset.public_n=200",
+            "privacy.target_epsilon=3",
+            "recipe.steps=4",
+            "recipe.batch_size=32",
+            "recipe.max_physical_batch_size=16",
+            "model.finetune=last_k",
+            "model.last_k=0",
+        ),
+        output_dir=tmp_path / "r",
+    )
     run = json.loads((result.output_dir / "run.json").read_text())
     spec = models.ModelSpec.from_dict(run["model"])  # the loaded-weights record does not break the spec
     assert spec.pretrained["finetune"] == "last_k" and run["model"]["loaded"]["last_k"] == 0
@@ -237,7 +336,8 @@ def test_other_recipes_refuse_text_and_pretrained_in_one_line(recipe, bert, tmp_
 
     csv = _reviews(tmp_path, 20)
     overrides = ["dataset=text", f"dataset.path={csv}", "dataset.target=label"] + (
-        ["model=pretrained", f"model.path={bert}"] if recipe == "federated" else [])
+        ["model=pretrained", f"model.path={bert}"] if recipe == "federated" else []
+    )
     with pytest.raises(UserError, match="run with privtrain run dp_sgd") as err:
         config.settings(recipe, config.compose(recipe, overrides))
     assert "\n" not in str(err.value)

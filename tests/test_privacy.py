@@ -10,15 +10,30 @@ import pytest
 from privtrain.errors import UserError
 from privtrain.privacy import dp_sgd
 from privtrain.privacy.events import (
-    dp_sgd_event, dumps, epsilon_pld, epsilon_rdp, from_json, loads, non_private_event, to_json,
+    dp_sgd_event,
+    dumps,
+    epsilon_pld,
+    epsilon_rdp,
+    from_json,
+    loads,
+    non_private_event,
+    to_json,
 )
 
 
 @pytest.mark.parametrize("accountant", ["prv", "rdp"])
 @pytest.mark.parametrize("target", [1.0, 3.0, 8.0])
 def test_calibrated_noise_reaches_target_epsilon_within_one_percent(accountant, target):
-    plan = dp_sgd.plan(n_train=1437, batch_size=128, epochs=15, target_epsilon=target, noise_multiplier=None,
-                       delta=1e-5, max_grad_norm=1.0, accountant=accountant)
+    plan = dp_sgd.plan(
+        n_train=1437,
+        batch_size=128,
+        epochs=15,
+        target_epsilon=target,
+        noise_multiplier=None,
+        delta=1e-5,
+        max_grad_norm=1.0,
+        accountant=accountant,
+    )
     assert plan.epsilon <= target * 1.0001
     assert plan.epsilon >= target * 0.99
     # q = batch / public training rows (not 1/ceil(n/batch)); 12 steps per epoch
@@ -39,8 +54,11 @@ def test_opacus_and_dp_accounting_agree_on_the_same_mechanism():
 
 
 def test_events_round_trip_through_json():
-    events = [dp_sgd_event(sample_rate=0.1, noise_multiplier=1.3, steps=7), non_private_event(),
-              dp_accounting.LaplaceDpEvent(2.0)]
+    events = [
+        dp_sgd_event(sample_rate=0.1, noise_multiplier=1.3, steps=7),
+        non_private_event(),
+        dp_accounting.LaplaceDpEvent(2.0),
+    ]
     assert loads(dumps(events)) == events
     assert from_json(to_json(events[0])) == events[0]
     with pytest.raises(ValueError, match="Unknown DpEvent type"):
@@ -76,7 +94,15 @@ def test_delta_default_is_well_below_one_over_n_and_bad_delta_is_refused():
     ],
 )
 def test_plan_errors_name_the_field(kwargs, match):
-    base = dict(n_train=1437, batch_size=128, epochs=2, target_epsilon=3.0, noise_multiplier=None,
-                delta=1e-5, max_grad_norm=1.0, accountant="prv")
+    base = dict(
+        n_train=1437,
+        batch_size=128,
+        epochs=2,
+        target_epsilon=3.0,
+        noise_multiplier=None,
+        delta=1e-5,
+        max_grad_norm=1.0,
+        accountant="prv",
+    )
     with pytest.raises(UserError, match=match):
         dp_sgd.plan(**{**base, **kwargs})

@@ -16,8 +16,13 @@ import privtrain
 from privtrain import ledger
 from privtrain.errors import UserError
 
-CONSENT = {"collected_by": "St Mary clinic", "basis": "consent form v3", "purposes": "diagnosis,research",
-           "retain_until": "2030-06-30", "regions": "eu-west,eu-central"}
+CONSENT = {
+    "collected_by": "St Mary clinic",
+    "basis": "consent form v3",
+    "purposes": "diagnosis,research",
+    "retain_until": "2030-06-30",
+    "regions": "eu-west,eu-central",
+}
 OK = ["run.purpose=research", "site.region=eu-west"]
 
 
@@ -60,12 +65,30 @@ def test_provenance_is_a_chained_decision_and_a_change_names_what_it_replaces(le
 
 
 def test_ledger_show_and_provenance_show_state_the_facts(cli, ledger_path):
-    out = cli("ledger", "provenance", "set", "digits", "--collected-by", "UCI", "--basis", "public research data",
-              "--purposes", "research", "--retain-until", "2030-01-01", "--regions", "eu-west", "--reason", "initial")
+    out = cli(
+        "ledger",
+        "provenance",
+        "set",
+        "digits",
+        "--collected-by",
+        "UCI",
+        "--basis",
+        "public research data",
+        "--purposes",
+        "research",
+        "--retain-until",
+        "2030-01-01",
+        "--regions",
+        "eu-west",
+        "--reason",
+        "initial",
+    )
     assert "recorded in entry 1" in out.stdout
     shown = cli("ledger", "show").stdout
-    assert "provenance of digits: collected by UCI; basis public research data; purposes research; " \
-           "retain until 2030-01-01; regions eu-west" in shown
+    assert (
+        "provenance of digits: collected by UCI; basis public research data; purposes research; "
+        "retain until 2030-01-01; regions eu-west" in shown
+    )
     history = cli("ledger", "provenance", "show", "digits").stdout
     assert "'initial' (first declaration)" in history
     bad = cli("ledger", "provenance", "set", "digits", "--regions", "eu west", "--reason", "x")
@@ -109,31 +132,40 @@ def test_a_run_outside_the_allowed_regions_is_refused_and_a_policy_only_narrows_
     book = _declare()
     before = [e.hash for e in book.entries()]
     assert "processing in eu-west, eu-central, but site.region=us-east" in _refused(
-        ["run.purpose=research", "site.region=us-east"], tmp_path)
+        ["run.purpose=research", "site.region=us-east"], tmp_path
+    )
     assert "site.region is not set" in _refused(["run.purpose=research"], tmp_path)
-    (ledger_path.parent / "policy.yaml").write_text(textwrap.dedent("""
+    (ledger_path.parent / "policy.yaml").write_text(
+        textwrap.dedent("""
         version: 1
         sources:
           digits: {regions: [eu-central, us-east]}   # us-east is not consented: the intersection is eu-central
         rules: []
-    """))
+    """)
+    )
     assert "processing in eu-central, but site.region=eu-west" in _refused(OK, tmp_path)
     assert "but site.region=us-east" in _refused(["run.purpose=research", "site.region=us-east"], tmp_path)
     assert not _charged(ledger.open()) and len(ledger.open().entries()) == len(before)
-    done = privtrain.run("dp_sgd", [*TINY, "run.purpose=research", "site.region=eu-central"], output_dir=tmp_path / "ok")
+    done = privtrain.run(
+        "dp_sgd", [*TINY, "run.purpose=research", "site.region=eu-central"], output_dir=tmp_path / "ok"
+    )
     governance = done.ledger["governance"]
     assert governance["allowed_regions"] == ["eu-central"] and governance["region"] == "eu-central"
 
 
 def test_a_policy_can_require_provenance(ledger_path, tmp_path):
-    (ledger_path.parent / "policy.yaml").write_text(textwrap.dedent("""
+    (ledger_path.parent / "policy.yaml").write_text(
+        textwrap.dedent("""
         version: 1
         rules:
           - name: consented-data
             require_provenance: true
-    """))
+    """)
+    )
     message = _refused(OK, tmp_path)
-    assert "'consented-data' (every source)" in message and "declared provenance (collector, basis, purposes)" in message
+    assert (
+        "'consented-data' (every source)" in message and "declared provenance (collector, basis, purposes)" in message
+    )
     assert "no who collected it, no its legal basis or consent, no its purposes" in message
     _declare(regions="eu-west")
     privtrain.run("dp_sgd", [*TINY, *OK], output_dir=tmp_path / "ok")
@@ -145,8 +177,10 @@ def test_the_card_and_run_json_state_the_provenance_and_the_purpose(ledger_path,
     card = (tmp_path / "run" / "model_card.md").read_text()
     assert "## Data provenance and consent" in card
     assert "Purpose of this run: research; executed in: eu-west" in card
-    assert "collected by St Mary clinic; basis: consent form v3; purposes: diagnosis, research; retain until: " \
-           "2030-06-30; regions: eu-west, eu-central" in card
+    assert (
+        "collected by St Mary clinic; basis: consent form v3; purposes: diagnosis, research; retain until: "
+        "2030-06-30; regions: eu-west, eu-central" in card
+    )
     record = json.loads((tmp_path / "run" / "run.json").read_text())["ledger"]["governance"]
     assert record["purpose"] == "research" and record["provenance"]["digits"]["basis"] == "consent form v3"
     assert record["provenance"]["digits"]["sha256"] == ledger.open().provenance("digits").digest()
@@ -162,16 +196,27 @@ def test_the_card_and_run_json_state_the_provenance_and_the_purpose(ledger_path,
 
 def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(ledger_path, tmp_path):
     _declare("scans", regions="eu-west")
-    privtrain.run("dp_sgd", [*TINY, *_csv(_digits(), tmp_path / "scans.csv"), "dataset.source=scans", *OK],
-                  output_dir=tmp_path / "first")
+    privtrain.run(
+        "dp_sgd",
+        [*TINY, *_csv(_digits(), tmp_path / "scans.csv"), "dataset.source=scans", *OK],
+        output_dir=tmp_path / "first",
+    )
     copy = _digits().sample(frac=1.0, random_state=1)
     pixels = [c for c in copy.columns if c != "target"]
     copy[pixels] = copy[pixels] / 16.0  # rescaled to [0, 1]
     copy = copy.rename(columns={c: f"px{i}" for i, c in enumerate(pixels)})
     copy.to_csv(tmp_path / "copy.csv", index=False)
-    schema = ", ".join(f"px{i}: {{min: 0, max: 1}}" for i in range(len(pixels))) + ", target: {categories: [0,1,2,3,4,5,6,7,8,9]}"
-    overrides = ["dataset=csv", f"dataset.path={tmp_path / 'copy.csv'}", "dataset.target=target",
-                 f"dataset.schema={{{schema}}}", f"dataset.public_n={len(copy)}"]
+    schema = (
+        ", ".join(f"px{i}: {{min: 0, max: 1}}" for i in range(len(pixels)))
+        + ", target: {categories: [0,1,2,3,4,5,6,7,8,9]}"
+    )
+    overrides = [
+        "dataset=csv",
+        f"dataset.path={tmp_path / 'copy.csv'}",
+        "dataset.target=target",
+        f"dataset.schema={{{schema}}}",
+        f"dataset.public_n={len(copy)}",
+    ]
     book = ledger.open()
     charged = len(_charged(book))
     message = _refused([*overrides, "run.purpose=marketing", "site.region=eu-west"], tmp_path)
@@ -183,7 +228,8 @@ def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(l
 
 
 def test_policy_explain_shows_the_class_why_and_each_provenance_finding(cli, ledger_path):
-    (ledger_path.parent / "policy.yaml").write_text(textwrap.dedent("""
+    (ledger_path.parent / "policy.yaml").write_text(
+        textwrap.dedent("""
         version: 1
         sources:
           digits: {tags: [health]}
@@ -194,7 +240,8 @@ def test_policy_explain_shows_the_class_why_and_each_provenance_finding(cli, led
           classes:
             high: {when: {purposes: [diagnosis]}, controls: {max_epsilon: 3}}
             low: {when: {tags: [health]}}
-    """))
+    """)
+    )
     _declare(retain_until="2020-01-31")
     out = cli("policy", "explain", "dp_sgd", "run.purpose=diagnosis", "site.region=us-east")
     assert out.returncode == 1, out.stderr

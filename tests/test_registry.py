@@ -46,8 +46,19 @@ def _cli(capsys, *argv):
 
 
 def _register(capsys, p, *extra):
-    return _cli(capsys, "release", str(p / "run"), "--register", "--ledger", str(p / "ledger.db"),
-                "--registry-uri", _uri(p), "--name", MODEL, *extra)
+    return _cli(
+        capsys,
+        "release",
+        str(p / "run"),
+        "--register",
+        "--ledger",
+        str(p / "ledger.db"),
+        "--registry-uri",
+        _uri(p),
+        "--name",
+        MODEL,
+        *extra,
+    )
 
 
 def _registry(capsys, p, *argv):
@@ -74,8 +85,18 @@ def test_a_run_that_is_not_releasable_is_refused_and_nothing_is_registered(built
     assert code == 1 and "FAIL  class reviewed: approvals: 0 of 1" in text and "nothing was written" in text
     assert not (p / "run" / MANIFEST).exists() and not (p / "mlflow").exists()
     assert len(ledger.open(p / "ledger.db").entries()) == entries
-    code, text = _cli(capsys, "release", str(p / "run"), "--register", "--ledger", str(p / "ledger.db"),
-                      "--policy", str(p / "policy.yaml"), "--registry-uri", "sqlite:////nonexistent/x.db")
+    code, text = _cli(
+        capsys,
+        "release",
+        str(p / "run"),
+        "--register",
+        "--ledger",
+        str(p / "ledger.db"),
+        "--policy",
+        str(p / "policy.yaml"),
+        "--registry-uri",
+        "sqlite:////nonexistent/x.db",
+    )
     assert code == 1  # the gates run before any registry is touched
 
 
@@ -87,8 +108,12 @@ def test_register_round_trip_tags_files_and_ledger_entry(released, tmp_path, mon
     (entry,) = _registered(p)
     book = ledger.open(p / "ledger.db")
     manifest = json.loads((p / "run" / MANIFEST).read_text())
-    recorded = {n: h for e in book.entries() if e.run_id == entry.run_id and e.status in ("committed", "artifacts")
-                for n, h in e.artifacts.items()}
+    recorded = {
+        n: h
+        for e in book.entries()
+        if e.run_id == entry.run_id and e.status in ("committed", "artifacts")
+        for n, h in e.artifacts.items()
+    }
     assert entry.detail["version"] == "1" and entry.detail["name"] == MODEL and entry.detail["uri"] == _uri(p)
     assert entry.detail["manifest_sha256"] == recorded[MANIFEST] and entry.detail["files"] == recorded
     client = _client(p)

@@ -50,8 +50,11 @@ def test_an_edited_artifact_blocks_the_release_and_nothing_is_written(tmp_path, 
     assert main(["release", str(result.output_dir)]) == 2  # refused before any gate: these are not the run's files
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
-    assert "privtrain release refused" in captured.err and "model_card.md (edited since the ledger recorded it)" \
-        in captured.err and "nothing was written" in captured.err
+    assert (
+        "privtrain release refused" in captured.err
+        and "model_card.md (edited since the ledger recorded it)" in captured.err
+        and "nothing was written" in captured.err
+    )
     assert not (result.output_dir / MANIFEST).exists() and len(ledger.open(ledger_path).entries()) == entries
 
 

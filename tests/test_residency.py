@@ -15,8 +15,14 @@ import privtrain
 from privtrain import ledger
 from privtrain.errors import UserError
 
-FAST = ["fl.num_clients=4", "fl.rounds=1", "fl.local_epochs=1", "fl.fraction=1.0", "fl.client_sampling=fixed",
-        "recipe.progress=false"]
+FAST = [
+    "fl.num_clients=4",
+    "fl.rounds=1",
+    "fl.local_epochs=1",
+    "fl.fraction=1.0",
+    "fl.client_sampling=fixed",
+    "recipe.progress=false",
+]
 
 
 class _Watched:
@@ -35,9 +41,18 @@ def test_fl_regions_outside_the_sources_regions_are_refused_before_anything_is_r
     book.set_provenance("digits", regions="eu-west", purposes="research", reason="DPIA")
     before = [e.hash for e in book.entries()]
     with pytest.raises(UserError) as info:
-        privtrain.run("federated", [*FAST, "privacy=none", "ledger.allow_non_private=true",
-                                    "run.purpose=research", "site.region=eu-west",
-                                    "fl.regions=[eu-west,eu-west,us-east,eu-west]"], output_dir=tmp_path / "r")
+        privtrain.run(
+            "federated",
+            [
+                *FAST,
+                "privacy=none",
+                "ledger.allow_non_private=true",
+                "run.purpose=research",
+                "site.region=eu-west",
+                "fl.regions=[eu-west,eu-west,us-east,eu-west]",
+            ],
+            output_dir=tmp_path / "r",
+        )
     message = str(info.value)
     assert "\n" not in message and "federated clients in eu-west" in message
     assert "fl.regions puts clients in us-east" in message and "Nothing was read or charged" in message
@@ -52,8 +67,9 @@ def test_the_client_refuses_to_train_outside_the_allowed_regions_before_loading_
 
     run, job = _job(tmp_path, "privacy=none", "fl.num_clients=4", "fl.rounds=1", "fl.local_epochs=1")
     watched = _Watched(job.rows)
-    job = dataclasses.replace(job.with_rows(watched),
-                              settings=dataclasses.replace(job.settings, allowed_regions=("eu-west",)))
+    job = dataclasses.replace(
+        job.with_rows(watched), settings=dataclasses.replace(job.settings, allowed_regions=("eu-west",))
+    )
     app = make_client_app(job)
     message = _train_message(task.build_model(run.model, job.shape), 1)
     elsewhere = _context(0)
@@ -75,8 +91,13 @@ def test_the_server_stops_before_any_model_is_sent_to_a_node_outside_the_regions
     from privtrain.federated import simulation
 
     _, job = _job(tmp_path, "privacy=none", *FAST)
-    settings = dataclasses.replace(job.settings, regions=("eu-west", "eu-west", "us-east", "eu-west"),
-                                   allowed_regions=("eu-west",), reuse_ray=False, num_cpus=2.0)
+    settings = dataclasses.replace(
+        job.settings,
+        regions=("eu-west", "eu-west", "us-east", "eu-west"),
+        allowed_regions=("eu-west",),
+        reuse_ray=False,
+        num_cpus=2.0,
+    )
     with pytest.raises(UserError) as info:
         simulation.run(dataclasses.replace(job, settings=settings))
     assert "is in us-east, outside the source's allowed regions (eu-west)" in str(info.value)
@@ -95,8 +116,15 @@ def test_a_real_supernode_declaring_another_region_is_refused_before_any_model_i
     from privtrain.federated import deployment, planning
     from privtrain.federated.residency import REFUSAL
 
-    run, fl, pop = _population("privacy=none", "fl.engine=deployment", "fl.num_clients=2", "fl.rounds=1",
-                               "fl.local_epochs=1", "fl.federated_evaluation=false", "recipe.progress=false")
+    run, fl, pop = _population(
+        "privacy=none",
+        "fl.engine=deployment",
+        "fl.num_clients=2",
+        "fl.rounds=1",
+        "fl.local_epochs=1",
+        "fl.federated_evaluation=false",
+        "recipe.progress=false",
+    )
     central, local = planning.plan(run.privacy, run.model, fl, pop)
     fl = dataclasses.replace(fl, regions=("eu-west", "us-east"), allowed_regions=("eu-west",))
     with pytest.raises(UserError) as info:
@@ -116,8 +144,9 @@ def test_clients_privtrain_runs_itself_execute_at_the_runs_region_unless_fl_regi
     governance = {"allowed_regions": ["eu-west"], "region": "eu-west"}
     here = residency.for_run(fl, governance)
     assert here.allowed_regions == ("eu-west",) and [here.region_of(k) for k in range(4)] == ["eu-west"] * 4
-    placed = residency.for_run(dataclasses.replace(fl, regions=("eu-west", "us-east", "eu-west", "eu-west")),
-                               governance)
+    placed = residency.for_run(
+        dataclasses.replace(fl, regions=("eu-west", "us-east", "eu-west", "eu-west")), governance
+    )
     assert placed.region_of(1) == "us-east"  # fl.regions is never overridden
     remote = residency.for_run(dataclasses.replace(fl, superlink="10.0.0.1:9093"), governance)
     assert remote.regions == () and remote.region_of(0) is None  # remote SuperNodes must declare their own

@@ -23,8 +23,15 @@ def _fake_run(tmp_path, *overrides: str):
 
 
 def test_the_checkpoints_dataset_and_model_are_the_defaults_and_the_users_choices_win(tmp_path):
-    ckpt = _fake_run(tmp_path, "dataset=csv", "dataset.path=/data/x.csv", "dataset.target=y", "dataset.public_n=900",
-                     "model=mlp", "model.hidden=[16]")
+    ckpt = _fake_run(
+        tmp_path,
+        "dataset=csv",
+        "dataset.path=/data/x.csv",
+        "dataset.target=y",
+        "dataset.public_n=900",
+        "model=mlp",
+        "model.hidden=[16]",
+    )
     plain = config.compose("dp_sgd", [f"resume={ckpt}"])
     assert (plain.dataset.loader, plain.dataset.path, plain.dataset.public_n) == ("csv", "/data/x.csv", 900)
     assert (plain.model.name, list(plain.model.hidden)) == ("mlp", [16])

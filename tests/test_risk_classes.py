@@ -48,21 +48,24 @@ def test_high_class_refuses_a_run_missing_its_controls_in_one_line(tmp_path):
     with pytest.raises(UserError, match="encrypted artifacts"):
         check_run(p, RunFacts("dp_sgd", "patients", target_epsilon=2.0))
     with pytest.raises(UserError, match="a private run"):
-        check_run(p, RunFacts("dp_sgd", "patients", private=False, encrypted=True, monitoring=True,
-                              one_run_audit=True))
-    check_run(p, RunFacts("dp_sgd", "patients", target_epsilon=2.0, encrypted=True, monitoring=True,
-                          one_run_audit=True))  # every control the config can show is there
+        check_run(p, RunFacts("dp_sgd", "patients", private=False, encrypted=True, monitoring=True, one_run_audit=True))
+    check_run(
+        p, RunFacts("dp_sgd", "patients", target_epsilon=2.0, encrypted=True, monitoring=True, one_run_audit=True)
+    )  # every control the config can show is there
     check_run(p, RunFacts("dp_sgd", "survey", target_epsilon=9.0))  # low: no controls
 
 
-@pytest.mark.parametrize("risk, message", [
-    ("{classes: {high: {controls: {approvals: two}}}}", "approvals must be a whole number"),
-    ("{classes: {high: {controls: {audit: lira}}}}", "audit='lira'"),
-    ("{classes: {high: {controls: {encrypt: true}}}}", "unknown key 'encrypt'"),
-    ("{default: medium, classes: {high: {}}}", "risk.default='medium' names no class"),
-    ("{classes: {high: {when: {tag: [x]}}}}", "unknown key 'tag'"),
-    ("{classes: {high: {controls: {max_fairness_gap: 5}}}}", "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "risk, message",
+    [
+        ("{classes: {high: {controls: {approvals: two}}}}", "approvals must be a whole number"),
+        ("{classes: {high: {controls: {audit: lira}}}}", "audit='lira'"),
+        ("{classes: {high: {controls: {encrypt: true}}}}", "unknown key 'encrypt'"),
+        ("{default: medium, classes: {high: {}}}", "risk.default='medium' names no class"),
+        ("{classes: {high: {when: {tag: [x]}}}}", "unknown key 'tag'"),
+        ("{classes: {high: {controls: {max_fairness_gap: 5}}}}", "between 0 and 1"),
+    ],
+)
 def test_a_mistake_in_the_risk_section_is_one_line(tmp_path, risk, message):
     with pytest.raises(UserError, match=message):
         _policy(tmp_path, f"version: 1\nrisk: {risk}\n")

@@ -10,17 +10,28 @@ from privtrain.artifacts import licences, sbom
 from privtrain.artifacts.licences import NON_PRODUCTION, PERMISSIVE, STRONG, UNKNOWN, WEAK
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("MIT", PERMISSIVE), ("BSD-3-Clause", PERMISSIVE), ("Apache Software License", PERMISSIVE),
-    ("BSL-1.0", PERMISSIVE),  # Boost, not the Business Source License
-    ("Apache-2.0 AND Apache-2.0 WITH LLVM-exception AND BSD-2-Clause AND BSL-1.0 AND MIT", PERMISSIVE),
-    ("BUSL-1.1", NON_PRODUCTION), ("Business Source License 1.1", NON_PRODUCTION),
-    ("GPL-3.0-only", STRONG), ("GNU General Public License v3 (GPLv3)", STRONG), ("AGPL-3.0-or-later", STRONG),
-    ("LGPL-3.0-only", WEAK), ("GNU Lesser General Public License v2 or later (LGPLv2+)", WEAK),
-    ("MPL-2.0 AND MIT", WEAK),
-    ("GPL-2.0-only OR MIT", PERMISSIVE),  # a choice: the permissive one can be taken
-    ("MIT AND GPL-2.0-only", STRONG), ("Proprietary", UNKNOWN), ("", UNKNOWN),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("MIT", PERMISSIVE),
+        ("BSD-3-Clause", PERMISSIVE),
+        ("Apache Software License", PERMISSIVE),
+        ("BSL-1.0", PERMISSIVE),  # Boost, not the Business Source License
+        ("Apache-2.0 AND Apache-2.0 WITH LLVM-exception AND BSD-2-Clause AND BSL-1.0 AND MIT", PERMISSIVE),
+        ("BUSL-1.1", NON_PRODUCTION),
+        ("Business Source License 1.1", NON_PRODUCTION),
+        ("GPL-3.0-only", STRONG),
+        ("GNU General Public License v3 (GPLv3)", STRONG),
+        ("AGPL-3.0-or-later", STRONG),
+        ("LGPL-3.0-only", WEAK),
+        ("GNU Lesser General Public License v2 or later (LGPLv2+)", WEAK),
+        ("MPL-2.0 AND MIT", WEAK),
+        ("GPL-2.0-only OR MIT", PERMISSIVE),  # a choice: the permissive one can be taken
+        ("MIT AND GPL-2.0-only", STRONG),
+        ("Proprietary", UNKNOWN),
+        ("", UNKNOWN),
+    ],
+)
 def test_licence_classes(text, expected):
     assert licences.classify([text]) == expected
 
@@ -32,12 +43,18 @@ def test_several_declared_licences_take_the_most_restrictive_known_one():
 
 
 def test_summary_flags_every_class_but_permissive():
-    bom = {"components": [
-        {"name": "sdv", "version": "2.0.0", "licenses": [{"license": {"id": "BUSL-1.1"}}]},
-        {"name": "lib", "version": "1", "licenses": [{"expression": "GPL-2.0-or-later"}]},
-        {"name": "ok", "version": "1", "licenses": [{"license": {"name": "License :: OSI Approved :: MIT License"}}]},
-        {"name": "mystery", "version": "1"},
-    ]}
+    bom = {
+        "components": [
+            {"name": "sdv", "version": "2.0.0", "licenses": [{"license": {"id": "BUSL-1.1"}}]},
+            {"name": "lib", "version": "1", "licenses": [{"expression": "GPL-2.0-or-later"}]},
+            {
+                "name": "ok",
+                "version": "1",
+                "licenses": [{"license": {"name": "License :: OSI Approved :: MIT License"}}],
+            },
+            {"name": "mystery", "version": "1"},
+        ]
+    }
     rows = licences.summarize(bom)
     assert [r["name"] for r in licences.flagged(rows)] == ["sdv", "lib", "mystery"]
     assert "non-production use only" in rows[[r["name"] for r in rows].index("sdv")]["flag"]

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded, UserError
 
@@ -34,8 +34,13 @@ def _schema(frame: pd.DataFrame) -> str:
 
 def _csv(frame: pd.DataFrame, path) -> list[str]:
     frame.to_csv(path, index=False)
-    return ["dataset=csv", f"dataset.path={path}", "dataset.target=target", _schema(frame),
-            f"dataset.public_n={len(frame)}"]
+    return [
+        "dataset=csv",
+        f"dataset.path={path}",
+        "dataset.target=target",
+        _schema(frame),
+        f"dataset.public_n={len(frame)}",
+    ]
 
 
 def _refused(recipe: str, overrides: list[str], tmp_path, error=UserError) -> str:
@@ -79,10 +84,16 @@ def test_tables_holding_a_sources_rows_are_charged_to_it(tmp_path, ledger_path):
     shuffled.to_parquet(tmp_path / "digits.parquet", index=False)
     cases = {
         "subset": _csv(frame.sample(frac=0.3, random_state=0), tmp_path / "subset.csv"),
-        "parquet, reordered": ["dataset=parquet", f"dataset.path={tmp_path / 'digits.parquet'}",
-                               "dataset.target=target", _schema(frame), f"dataset.public_n={len(frame)}"],
-        "appended rows": _csv(pd.concat([frame, frame.sample(300, random_state=2).assign(pixel_3_3=16.0)]),
-                              tmp_path / "appended.csv"),
+        "parquet, reordered": [
+            "dataset=parquet",
+            f"dataset.path={tmp_path / 'digits.parquet'}",
+            "dataset.target=target",
+            _schema(frame),
+            f"dataset.public_n={len(frame)}",
+        ],
+        "appended rows": _csv(
+            pd.concat([frame, frame.sample(300, random_state=2).assign(pixel_3_3=16.0)]), tmp_path / "appended.csv"
+        ),
     }
     for what, overrides in cases.items():
         result = privtrain.run("dp_sgd", [*TINY, "recipe.batch_size=64", *overrides], output_dir=tmp_path / what)
@@ -104,8 +115,11 @@ def test_a_different_table_with_the_same_columns_is_not_linked(tmp_path, ledger_
     (charge,) = result.ledger["charges"]
     assert charge["name"] == "scans" and charge["link"] is None  # shown under its file's stem
     assert charge["source"] == result.dataset["fingerprint"]  # identified by its content
-    declared = privtrain.run("dp_sgd", [*TINY, *_csv(other, tmp_path / "scans.csv"), "dataset.source=clinic_scans"],
-                             output_dir=tmp_path / "d")
+    declared = privtrain.run(
+        "dp_sgd",
+        [*TINY, *_csv(other, tmp_path / "scans.csv"), "dataset.source=clinic_scans"],
+        output_dir=tmp_path / "d",
+    )
     assert declared.ledger["charges"][0]["source"] == "clinic_scans"
     names = {s.name for s in ledger.open(ledger_path).sources()}
     assert names == {"scans", "clinic_scans"} and "csv" not in names
@@ -154,10 +168,22 @@ def test_runs_through_every_recipe_compose_at_the_example_level(tmp_path, ledger
 
     runs = [
         privtrain.run("dp_sgd", [*TINY, "privacy.target_epsilon=2"], output_dir=tmp_path / "dp"),
-        privtrain.run("federated", ["privacy=central", "privacy.target_epsilon=4", "fl.num_clients=4", *FL_FAST],
-                      output_dir=tmp_path / "fl"),
-        privtrain.run("synthetic", ["dataset=digits", "synth=dp_gaussian_copula", "synth.epsilon=2",
-                                    "synth.report=false", "synth.utility.enabled=false"], output_dir=tmp_path / "syn"),
+        privtrain.run(
+            "federated",
+            ["privacy=central", "privacy.target_epsilon=4", "fl.num_clients=4", *FL_FAST],
+            output_dir=tmp_path / "fl",
+        ),
+        privtrain.run(
+            "synthetic",
+            [
+                "dataset=digits",
+                "synth=dp_gaussian_copula",
+                "synth.epsilon=2",
+                "synth.report=false",
+                "synth.utility.enabled=false",
+            ],
+            output_dir=tmp_path / "syn",
+        ),
     ]
     events = []
     for result in runs:

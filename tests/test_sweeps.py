@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import TINY
+
 from privtrain.config import sweeps
 
 
@@ -20,8 +20,12 @@ def _trial(root, num: int, overrides: list[str], metrics: dict | None) -> None:
 
 def test_the_summary_lists_every_trial_and_plots_accuracy_against_epsilon(tmp_path):
     def metrics(acc, eps):
-        return {"metrics": {"accuracy": acc}, "guarantee": {"epsilon": eps, "delta": 1e-5, "unit": "example"},
-                "dataset": {"name": "digits"}, "ledger": {"entry": f"dp_sgd-{acc}"}}
+        return {
+            "metrics": {"accuracy": acc},
+            "guarantee": {"epsilon": eps, "delta": 1e-5, "unit": "example"},
+            "dataset": {"name": "digits"},
+            "ledger": {"entry": f"dp_sgd-{acc}"},
+        }
 
     _trial(tmp_path, 0, ["privacy.target_epsilon=1"], metrics(0.8, 1.0))
     _trial(tmp_path, 1, ["privacy.target_epsilon=8"], None)  # refused: over budget

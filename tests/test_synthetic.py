@@ -25,23 +25,27 @@ def make_customers(path, n: int = 80, seed: int = 0):
     rng = np.random.default_rng(seed)
     people = [fake.name() for _ in range(n // 4)]  # repeat customers: SDV sees a categorical, not a key
     contacts = [fake.email() for _ in range(n // 4)]
-    frame = pd.DataFrame({
-        "customer": rng.choice(people, n),
-        "contact": rng.choice(contacts, n),
-        "email": [fake.email() for _ in range(n)],
-        "phone_number": [fake.phone_number() for _ in range(n)],
-        "age": rng.integers(18, 90, n),
-        "income": np.round(rng.gamma(2.0, 20000.0, n), 2),
-        "plan": rng.choice(["basic", "plus", "pro"], n),
-        "churn": rng.integers(0, 2, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer": rng.choice(people, n),
+            "contact": rng.choice(contacts, n),
+            "email": [fake.email() for _ in range(n)],
+            "phone_number": [fake.phone_number() for _ in range(n)],
+            "age": rng.integers(18, 90, n),
+            "income": np.round(rng.gamma(2.0, 20000.0, n), 2),
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+            "churn": rng.integers(0, 2, n),
+        }
+    )
     frame.to_csv(path, index=False)
     return frame
 
 
 CUSTOMER_SCHEMA = [
-    "+dataset.schema.age={min: 18, max: 90}", "+dataset.schema.income={min: 0, max: 300000}",
-    "+dataset.schema.plan={categories: [basic, plus, pro]}", "+dataset.schema.churn={categories: [0, 1]}",
+    "+dataset.schema.age={min: 18, max: 90}",
+    "+dataset.schema.income={min: 0, max: 300000}",
+    "+dataset.schema.plan={categories: [basic, plus, pro]}",
+    "+dataset.schema.churn={categories: [0, 1]}",
 ]
 
 
@@ -70,8 +74,9 @@ def test_sdv_misses_person_names_and_privtrain_catches_them(customers):
     # The miss this check exists for: SDV types a column of person names as an ordinary category.
     assert detected["customer"] == "categorical" and detected["contact"] == "categorical"
     assert detected["email"] == "email"
-    marked, findings = metadata.mark_pii(metadata.detect(frame, "customers"), frame, "customers", check=True,
-                                         skip={"churn"})
+    marked, findings = metadata.mark_pii(
+        metadata.detect(frame, "customers"), frame, "customers", check=True, skip={"churn"}
+    )
     by_column = {f.column: f for f in findings}
     assert by_column["customer"].sdtype == "name" and by_column["customer"].source == "privtrain"
     assert by_column["contact"].sdtype == "email" and by_column["contact"].source == "privtrain"
@@ -86,8 +91,12 @@ def test_pii_never_appears_verbatim_in_any_output(customers, tmp_path, ledger_pa
     out = tmp_path / "run"
     result = _run(csv_args(path, "dataset.features=null", *FAST), out, ledger_path)
     rows = pd.read_csv(out / "synthetic.csv")
-    everything = (out / "synthetic.csv").read_text() + (out / "metadata.json").read_text() + \
-        (out / "synthetic.schema.json").read_text() + (out / "metrics.json").read_text()
+    everything = (
+        (out / "synthetic.csv").read_text()
+        + (out / "metadata.json").read_text()
+        + (out / "synthetic.schema.json").read_text()
+        + (out / "metrics.json").read_text()
+    )
     for column in ("customer", "contact", "email", "phone_number"):
         assert column in rows.columns
         real = set(frame[column].astype(str))
@@ -124,11 +133,14 @@ def test_gaussian_copula_fits_and_samples(customers, tmp_path, ledger_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,params", [
-    ("ctgan", ["synth.epochs=2", "synth.batch_size=20"]),
-    ("tvae", ["synth.epochs=2", "synth.batch_size=20"]),
-    ("copulagan", ["synth.epochs=2", "synth.batch_size=20"]),
-])
+@pytest.mark.parametrize(
+    "model,params",
+    [
+        ("ctgan", ["synth.epochs=2", "synth.batch_size=20"]),
+        ("tvae", ["synth.epochs=2", "synth.batch_size=20"]),
+        ("copulagan", ["synth.epochs=2", "synth.batch_size=20"]),
+    ],
+)
 def test_neural_synthesizers_fit_and_sample(customers, tmp_path, ledger_path, model, params):
     path, frame = customers
     out = tmp_path / model
@@ -148,7 +160,10 @@ def test_reviewed_metadata_file_is_used(customers, tmp_path, ledger_path):
     reviewed.write_text(json.dumps(saved))
     out = tmp_path / "second"
     _run(csv_args(path, f"synth.metadata={reviewed}", *FAST), out, ledger_path)
-    assert json.loads((out / "metadata.json").read_text())["tables"]["customers"]["columns"]["customer"]["sdtype"] == "name"
+    assert (
+        json.loads((out / "metadata.json").read_text())["tables"]["customers"]["columns"]["customer"]["sdtype"]
+        == "name"
+    )
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -157,8 +172,15 @@ def test_reviewed_metadata_file_is_used(customers, tmp_path, ledger_path):
 def test_report_files_and_numbers_in_range(tmp_path, ledger_path):
     out = tmp_path / "run"
     result = _run(["dataset=wine"], out, ledger_path)
-    for name in ("report.md", "quality_column_shapes.png", "quality_pair_trends.png", "metrics.json",
-                 "synthetic.csv", "metadata.json", "config.yaml"):
+    for name in (
+        "report.md",
+        "quality_column_shapes.png",
+        "quality_pair_trends.png",
+        "metrics.json",
+        "synthetic.csv",
+        "metadata.json",
+        "config.yaml",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())["metrics"]
     q = m["quality"]
@@ -171,8 +193,14 @@ def test_report_files_and_numbers_in_range(tmp_path, ledger_path):
     assert 0.0 <= u["tstr_accuracy"] <= 1.0 and 0.0 <= u["trtr_accuracy"] <= 1.0
     assert u["trtr_accuracy"] > 0.8  # wine is easy for logistic regression on real rows
     report = (out / "report.md").read_text()
-    for text in ("Column Shapes", "Column Pair Trends", "DCRBaselineProtection", "TSTR", "TRTR",
-                 "not covered by the guarantee"):
+    for text in (
+        "Column Shapes",
+        "Column Pair Trends",
+        "DCRBaselineProtection",
+        "TSTR",
+        "TRTR",
+        "not covered by the guarantee",
+    ):
         assert text in report
     assert result.metrics["quality_score"] == q["quality_score"]
 
@@ -195,9 +223,15 @@ def test_num_rows_must_be_positive(tmp_path, ledger_path):
 def test_metadata_that_does_not_match_the_data(customers, tmp_path, ledger_path):
     path, _ = customers
     bad = tmp_path / "meta.json"
-    bad.write_text(json.dumps({"tables": {"t": {"columns": {"age": {"sdtype": "numerical"},
-                                                             "zip": {"sdtype": "categorical"}}}},
-                               "relationships": [], "METADATA_SPEC_VERSION": "V2"}))
+    bad.write_text(
+        json.dumps(
+            {
+                "tables": {"t": {"columns": {"age": {"sdtype": "numerical"}, "zip": {"sdtype": "categorical"}}}},
+                "relationships": [],
+                "METADATA_SPEC_VERSION": "V2",
+            }
+        )
+    )
     _refused(csv_args(path, f"synth.metadata={bad}"), tmp_path, ledger_path, r"^synth\.metadata: .* does not match")
     wrong_type = tmp_path / "wrong.json"
     from privtrain.synthetic import metadata
@@ -206,7 +240,9 @@ def test_metadata_that_does_not_match_the_data(customers, tmp_path, ledger_path)
     d = metadata.detect(frame, "csv").to_dict()
     d["tables"]["csv"]["columns"]["plan"] = {"sdtype": "numerical"}  # metadata of another table name
     wrong_type.write_text(json.dumps(d))
-    _refused(csv_args(path, f"synth.metadata={wrong_type}"), tmp_path, ledger_path, r"^synth\.metadata: .* does not match")
+    _refused(
+        csv_args(path, f"synth.metadata={wrong_type}"), tmp_path, ledger_path, r"^synth\.metadata: .* does not match"
+    )
 
 
 def test_empty_table(tmp_path, ledger_path):
@@ -217,8 +253,12 @@ def test_empty_table(tmp_path, ledger_path):
 
 def test_target_missing_for_utility(customers, tmp_path, ledger_path):
     path, _ = customers
-    _refused(["dataset=csv", f"dataset.path={path}", "dataset.target=label"], tmp_path, ledger_path,
-             r"^dataset\.target='label' is not a column .* utility \(TSTR\)")
+    _refused(
+        ["dataset=csv", f"dataset.path={path}", "dataset.target=label"],
+        tmp_path,
+        ledger_path,
+        r"^dataset\.target='label' is not a column .* utility \(TSTR\)",
+    )
 
 
 def test_groups_of_other_recipes_are_refused(tmp_path, ledger_path):
@@ -226,8 +266,12 @@ def test_groups_of_other_recipes_are_refused(tmp_path, ledger_path):
 
 
 def test_unknown_hyperparameter(tmp_path, ledger_path):
-    _refused(["+synth.epochs=3"], tmp_path, ledger_path,
-             r"^synth\.epochs is not a GaussianCopulaSynthesizer hyperparameter \(synth=gaussian_copula\)")
+    _refused(
+        ["+synth.epochs=3"],
+        tmp_path,
+        ledger_path,
+        r"^synth\.epochs is not a GaussianCopulaSynthesizer hyperparameter \(synth=gaussian_copula\)",
+    )
 
 
 def test_non_dp_synthesizer_refused_on_a_budgeted_dataset(customers, tmp_path, ledger_path):
@@ -259,12 +303,23 @@ def test_a_model_trained_on_synthetic_rows_is_scored_on_the_parents_real_held_ou
     x = rng.random((600, 2))
     real = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": np.where(x[:, 0] + x[:, 1] > 1, "hi", "lo")})
     real.to_csv(tmp_path / "real.csv", index=False)
-    synth = privtrain.run("synthetic", [*FAST, "dataset=csv", f"dataset.path={tmp_path / 'real.csv'}",
-                                        "dataset.target=label", "ledger.allow_non_private=true"],
-                          output_dir=tmp_path / "syn")
+    synth = privtrain.run(
+        "synthetic",
+        [
+            *FAST,
+            "dataset=csv",
+            f"dataset.path={tmp_path / 'real.csv'}",
+            "dataset.target=label",
+            "ledger.allow_non_private=true",
+        ],
+        output_dir=tmp_path / "syn",
+    )
     rows = synth.output_dir / "synthetic.csv"
-    trained = privtrain.run("dp_sgd", [*TINY, "dataset=synthetic", f"dataset.path={rows}",
-                                       "ledger.allow_non_private=true"], output_dir=tmp_path / "m")
+    trained = privtrain.run(
+        "dp_sgd",
+        [*TINY, "dataset=synthetic", f"dataset.path={rows}", "ledger.allow_non_private=true"],
+        output_dir=tmp_path / "m",
+    )
     expected = _real_held_out_rows(pd.read_csv(tmp_path / "real.csv"))
     assert trained.dataset["evaluated_on"].startswith("the real held-out rows of real")
     assert trained.dataset["n_test"] == len(expected)  # exactly the rows the synthesizer never saw
@@ -274,8 +329,11 @@ def test_a_model_trained_on_synthetic_rows_is_scored_on_the_parents_real_held_ou
     assert np.mean(predicted == expected["label"].to_numpy()) == pytest.approx(trained.metrics["accuracy"], abs=1e-6)
 
     (tmp_path / "real.csv").write_text("a,b,label\n0.1,0.2,lo\n")  # the parent changed: say so, score on synthetic
-    again = privtrain.run("dp_sgd", [*TINY, "dataset=synthetic", f"dataset.path={rows}",
-                                     "ledger.allow_non_private=true"], output_dir=tmp_path / "m2")
+    again = privtrain.run(
+        "dp_sgd",
+        [*TINY, "dataset=synthetic", f"dataset.path={rows}", "ledger.allow_non_private=true"],
+        output_dir=tmp_path / "m2",
+    )
     assert again.dataset["evaluated_on"].startswith("held-out synthetic rows, not real ones: the parent's rows")
     assert "changed since the synthetic run" in again.dataset["evaluated_on"]
     assert "held-out synthetic rows, not real ones" in (again.output_dir / "model_card.md").read_text()

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import privtrain
-from privtrain.artifacts import card_text
 from privtrain import ledger
+from privtrain.artifacts import card_text
 from privtrain.data.schema import Column
 from privtrain.errors import BudgetExceeded, UserError
 from privtrain.privacy import events as ev
@@ -41,18 +41,24 @@ def test_plan_splits_one_gaussian_between_marginals_and_correlation():
     marginals, correlation = p.events
     assert isinstance(marginals, dp_accounting.SelfComposedDpEvent) and marginals.count == 5
     sigma_m, sigma_c = marginals.event.noise_multiplier, correlation.noise_multiplier
-    sigma = (5 / sigma_m ** 2 + 1 / sigma_c ** 2) ** -0.5
-    assert (5 / sigma_m ** 2) * sigma ** 2 == pytest.approx(0.25)
+    sigma = (5 / sigma_m**2 + 1 / sigma_c**2) ** -0.5
+    assert (5 / sigma_m**2) * sigma**2 == pytest.approx(0.25)
     assert sigma == pytest.approx(dp_copula.gaussian_sigma(3.0, 1e-5), rel=1e-3)
     assert 3.0 - 1e-3 < p.epsilon <= 3.0
     assert p.epsilon == ev.epsilon_pld(p.events, 1e-5)
     assert p.row_clip == pytest.approx(math.sqrt(5))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"epsilon": 0.0}, r"epsilon=0\.0 must be > 0"), ({"delta": 1.5}, "delta=1.5"), ({"bins": 1}, "bins=1"),
-    ({"marginal_share": 1.0}, "marginal_share=1.0"), ({"row_clip": 0.0}, "row_clip=0.0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"epsilon": 0.0}, r"epsilon=0\.0 must be > 0"),
+        ({"delta": 1.5}, "delta=1.5"),
+        ({"bins": 1}, "bins=1"),
+        ({"marginal_share": 1.0}, "marginal_share=1.0"),
+        ({"row_clip": 0.0}, "row_clip=0.0"),
+    ],
+)
 def test_plan_rejects_bad_values(kwargs, match):
     args = {"epsilon": 1.0, "delta": 1e-5, "n_columns": 3, **kwargs}
     with pytest.raises(UserError, match=match):
@@ -63,7 +69,11 @@ def test_samples_stay_in_the_declared_domain():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(5, 2, 300), "y": rng.normal(0, 1, 300), "c": rng.choice(["a", "b"], 300)})
     frame["y"] += frame["x"]  # correlated
-    domain = [Column("x", low=-5.0, high=15.0), Column("y", low=-10.0, high=20.0), Column("c", categories=("a", "b", "z"))]
+    domain = [
+        Column("x", low=-5.0, high=15.0),
+        Column("y", low=-10.0, high=20.0),
+        Column("c", categories=("a", "b", "z")),
+    ]
     p = dp_copula.plan(epsilon=8.0, delta=1e-5, n_columns=3)
     model = dp_copula.fit(frame, domain, p, rng=np.random.default_rng(0))
     rows = model.sample(500, seed=1)
@@ -78,16 +88,14 @@ def test_samples_stay_in_the_declared_domain():
 
 
 def test_dp_events_compose_in_the_ledger_to_the_reported_epsilon(tmp_path, ledger_path):
-    first = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST],
-                 tmp_path / "a", ledger_path)
+    first = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST], tmp_path / "a", ledger_path)
     fp = first.dataset["fingerprint"]
     led = ledger.open(ledger_path)
     assert first.guarantee.epsilon <= 2.0
     assert led.spent(fp) == pytest.approx(first.guarantee.epsilon, abs=2e-3)
     committed = [e for e in led.entries(fp) if e.status == "committed"]
     assert ev.dumps(committed[0].events) == ev.dumps(first.guarantee.events)
-    second = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST, "seed=1"],
-                  tmp_path / "b", ledger_path)
+    second = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", *FAST, "seed=1"], tmp_path / "b", ledger_path)
     both = ev.epsilon_pld(list(first.guarantee.events) + list(second.guarantee.events), first.guarantee.delta)
     assert led.spent(fp) == pytest.approx(both, abs=2e-3)
     assert 2.0 < led.spent(fp) < 4.0  # tight composition, below the naive sum
@@ -98,11 +106,9 @@ def test_dp_events_compose_in_the_ledger_to_the_reported_epsilon(tmp_path, ledge
 def test_dp_synthesizer_respects_the_budget(tmp_path, ledger_path):
     budget = ["ledger.default_budget.epsilon=2", "ledger.default_budget.delta=1e-5"]
     with pytest.raises(BudgetExceeded, match="over budget: source 'wine'"):
-        _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=3", *budget, *FAST],
-             tmp_path / "a", ledger_path)
+        _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=3", *budget, *FAST], tmp_path / "a", ledger_path)
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []
-    result = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=0.9", *budget, *FAST],
-                  tmp_path / "b", ledger_path)
+    result = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=0.9", *budget, *FAST], tmp_path / "b", ledger_path)
     led = ledger.open(ledger_path)
     assert result.ledger["remaining"] == pytest.approx(led.remaining("wine"), abs=1e-9)
     assert 0 < led.remaining("wine") < 2.0 - result.guarantee.epsilon  # the filter is stricter than PLD
@@ -124,14 +130,24 @@ def test_dp_on_a_csv_uses_the_declared_schema_and_drops_pii(tmp_path, ledger_pat
 def test_dp_domain_from_a_reviewed_metadata_file(tmp_path, ledger_path):
     path = tmp_path / "customers.csv"
     make_customers(path)
-    meta = {"tables": {"t": {"columns": {
-        "age": {"sdtype": "numerical", "range_min": 0, "range_max": 120},
-        "income": {"sdtype": "numerical", "range_min": 0, "range_max": 500000},
-        "plan": {"sdtype": "categorical", "range_values": ["basic", "plus", "pro"]},
-        "churn": {"sdtype": "categorical", "range_values": [0, 1]},
-        "customer": {"sdtype": "name", "pii": True}, "contact": {"sdtype": "email", "pii": True},
-        "email": {"sdtype": "email", "pii": True}, "phone_number": {"sdtype": "phone_number", "pii": True}}}},
-        "relationships": [], "METADATA_SPEC_VERSION": "V2"}
+    meta = {
+        "tables": {
+            "t": {
+                "columns": {
+                    "age": {"sdtype": "numerical", "range_min": 0, "range_max": 120},
+                    "income": {"sdtype": "numerical", "range_min": 0, "range_max": 500000},
+                    "plan": {"sdtype": "categorical", "range_values": ["basic", "plus", "pro"]},
+                    "churn": {"sdtype": "categorical", "range_values": [0, 1]},
+                    "customer": {"sdtype": "name", "pii": True},
+                    "contact": {"sdtype": "email", "pii": True},
+                    "email": {"sdtype": "email", "pii": True},
+                    "phone_number": {"sdtype": "phone_number", "pii": True},
+                }
+            }
+        },
+        "relationships": [],
+        "METADATA_SPEC_VERSION": "V2",
+    }
     file = tmp_path / "meta.json"
     file.write_text(json.dumps(meta))
     result = _run("synthetic", csv_args(path, *DP, f"synth.metadata={file}", *FAST), tmp_path / "run", ledger_path)
@@ -158,15 +174,21 @@ def test_dp_delta_must_be_below_one_over_n(tmp_path, ledger_path):
 
 
 def test_training_on_dp_synthetic_rows_charges_nothing_to_the_parent(tmp_path, ledger_path):
-    synth = _run("synthetic", ["dataset=wine", *DP, "synth.epsilon=2", "synth.num_rows=400", *FAST],
-                 tmp_path / "synth", ledger_path)
+    synth = _run(
+        "synthetic",
+        ["dataset=wine", *DP, "synth.epsilon=2", "synth.num_rows=400", *FAST],
+        tmp_path / "synth",
+        ledger_path,
+    )
     led = ledger.open(ledger_path)
     parent = synth.dataset["fingerprint"]
     before = led.spent(parent)
     output = synth.dataset["output"]
     lineage = led.lineage(output["fingerprint"])
     assert lineage.parent == "wine" and lineage.epsilon == pytest.approx(synth.guarantee.epsilon)
-    trained = _run("dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path)
+    trained = _run(
+        "dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path
+    )
     assert ledger.open(ledger_path).spent(parent) == pytest.approx(before)
     assert trained.guarantees[0].accountant == "lineage"
     assert trained.guarantees[0].epsilon == pytest.approx(synth.guarantee.epsilon)
@@ -179,7 +201,9 @@ def test_training_on_non_dp_synthetic_rows_carries_infinite_epsilon(tmp_path, le
     synth = _run("synthetic", ["dataset=wine", "synth.num_rows=400", *FAST], tmp_path / "synth", ledger_path)
     output = synth.dataset["output"]
     assert ledger.open(ledger_path).lineage(output["fingerprint"]).epsilon == math.inf
-    trained = _run("dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path)
+    trained = _run(
+        "dp_sgd", ["dataset=synthetic", f"dataset.path={output['path']}", *TINY], tmp_path / "dp", ledger_path
+    )
     assert trained.guarantees[0].epsilon == math.inf
     card = (tmp_path / "dp" / "model_card.md").read_text()
     assert "No differential privacy guarantee (epsilon = infinity)" in card

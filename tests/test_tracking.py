@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import TINY
 
 import privtrain
-from conftest import TINY
 
 pytest.importorskip("mlflow")
 
@@ -25,8 +25,9 @@ def test_mlflow_gets_epsilon_as_it_grows_the_guarantee_and_the_card(tmp_path, le
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")  # the artifacts go beside the store, not into the working directory
-    result = privtrain.run("dp_sgd", [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.experiment=t"],
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "dp_sgd", [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.experiment=t"], output_dir=tmp_path / "r"
+    )
     assert list((tmp_path / "cwd").iterdir()) == [] and (tmp_path / "artifacts").is_dir()
     client, run = _mlflow_run(uri, "t")
     assert run.info.status == "FINISHED" and run.info.run_name == "r"
@@ -43,8 +44,11 @@ def test_mlflow_gets_epsilon_as_it_grows_the_guarantee_and_the_card(tmp_path, le
 
 def test_a_non_private_run_is_tracked_as_such(tmp_path, ledger_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    privtrain.run("dp_sgd", [*TINY, "privacy=none", "ledger.allow_non_private=true", "tracking=mlflow",
-                             f"tracking.uri={uri}"], output_dir=tmp_path / "r")
+    privtrain.run(
+        "dp_sgd",
+        [*TINY, "privacy=none", "ledger.allow_non_private=true", "tracking=mlflow", f"tracking.uri={uri}"],
+        output_dir=tmp_path / "r",
+    )
     client, run = _mlflow_run(uri, "privtrain-dp_sgd")
     assert run.data.tags["guarantee_example"].startswith("none: non-private")
     assert run.data.metrics["epsilon_example"] > 1e300  # infinity, in a number MLflow can store
@@ -66,8 +70,11 @@ def test_tensorboard_gets_epsilon_in_the_run_directory(tmp_path, ledger_path):
 
 def test_the_training_loss_leaves_only_when_declared_and_tagged(tmp_path, ledger_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = privtrain.run("dp_sgd", [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.log_train_loss=true"],
-                           output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "dp_sgd",
+        [*TINY, "tracking=mlflow", f"tracking.uri={uri}", "tracking.log_train_loss=true"],
+        output_dir=tmp_path / "r",
+    )
     client, run = _mlflow_run(uri, "privtrain-dp_sgd")
     losses = client.get_metric_history(run.info.run_id, "train_batch_loss_not_dp")
     assert len(losses) == result.metrics["steps"] and all(math.isfinite(m.value) for m in losses)
@@ -79,8 +86,9 @@ def test_an_unreachable_tracking_server_costs_no_budget(tmp_path, ledger_path):
     from privtrain.errors import UserError
 
     with pytest.raises(UserError, match=r"tracking.uri=http://127.0.0.1:9/: MLflow could not start a run"):
-        privtrain.run("dp_sgd", [*TINY, "tracking=mlflow", "tracking.uri=http://127.0.0.1:9/"],
-                      output_dir=tmp_path / "r")
+        privtrain.run(
+            "dp_sgd", [*TINY, "tracking=mlflow", "tracking.uri=http://127.0.0.1:9/"], output_dir=tmp_path / "r"
+        )
     from privtrain import ledger
 
     assert not ledger_path.exists() or ledger.open(ledger_path).entries() == []  # nothing reserved or charged
@@ -91,8 +99,17 @@ def test_an_unreachable_tracking_server_costs_no_budget(tmp_path, ledger_path):
 def test_a_federated_run_logs_each_rounds_accuracy_and_epsilon(tmp_path, ledger_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = privtrain.run("federated", ["fl.rounds=3", "fl.local_epochs=1", "recipe.progress=false",
-                                         "fl.simulation.num_cpus=1", "tracking=tensorboard"], output_dir=tmp_path / "r")
+    result = privtrain.run(
+        "federated",
+        [
+            "fl.rounds=3",
+            "fl.local_epochs=1",
+            "recipe.progress=false",
+            "fl.simulation.num_cpus=1",
+            "tracking=tensorboard",
+        ],
+        output_dir=tmp_path / "r",
+    )
     events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
     events.Reload()
     epsilon = [(e.step, e.value) for e in events.Scalars("epsilon_client")]

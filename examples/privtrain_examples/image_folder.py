@@ -1,7 +1,7 @@
 """Write an image folder (one subfolder per class) for ``dataset=image_folder``.
 
-    python -m privtrain_examples.image_folder OUT [--n 600] [--size 32] [--seed 0]   # shapes: circles vs squares vs crosses
-    python -m privtrain_examples.image_folder OUT --digits                           # scikit-learn's digits as PNGs
+python -m privtrain_examples.image_folder OUT [--n 600] [--size 32] [--seed 0]   # shapes: circles vs squares vs crosses
+python -m privtrain_examples.image_folder OUT --digits                           # scikit-learn's digits as PNGs
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def shapes(out: Path, n: int = 600, size: int = 32, seed: int = 0) -> Path:
         r = rng.uniform(size * 0.15, size * 0.3)
         cy, cx = rng.uniform(r, size - r, 2)
         if label == "circle":
-            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
         elif label == "square":
             mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
         else:

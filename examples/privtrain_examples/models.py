@@ -21,8 +21,9 @@ class BatchNormNet(nn.Module):
 
     def __init__(self, n_inputs: int, n_classes: int, width: int = 32):
         super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_inputs, width), nn.BatchNorm1d(width), nn.Tanh(),
-                                    nn.Linear(width, n_classes))
+        self.layers = nn.Sequential(
+            nn.Linear(n_inputs, width), nn.BatchNorm1d(width), nn.Tanh(), nn.Linear(width, n_classes)
+        )
 
     def forward(self, x):
         return self.layers(x)

@@ -52,8 +52,13 @@ class Approval:
     login: str | None = None  # the login name the entry was stamped with (the role's user, on PostgreSQL)
 
     def to_dict(self) -> dict:
-        return {"approver": self.approver, "identity": self.identity, "entry": self.entry, "time": self.time,
-                "comment": self.comment}
+        return {
+            "approver": self.approver,
+            "identity": self.identity,
+            "entry": self.entry,
+            "time": self.time,
+            "comment": self.comment,
+        }
 
 
 def files_digest(hashes: dict[str, str]) -> str:
@@ -72,8 +77,10 @@ def who(book) -> tuple[str, str]:
         return role, "postgresql role"
     login = _login()
     if login is None:
-        raise UserError("privtrain approve refused: this process has no login name ($LOGNAME, $USER); an approval "
-                        "needs an identity: run it as a named user, or use a PostgreSQL ledger with roles.")
+        raise UserError(
+            "privtrain approve refused: this process has no login name ($LOGNAME, $USER); an approval "
+            "needs an identity: run it as a named user, or use a PostgreSQL ledger with roles."
+        )
     return login, "login"
 
 
@@ -87,14 +94,18 @@ def _login() -> str | None:
 def launched_by(book, run_id: str) -> set[str]:
     """The login names stamped on the run's own entries (on PostgreSQL too: a run's entries record the login,
     not the role; see docs/governance/approvals.md)."""
-    return {e.user for e in book.entries() if e.run_id == run_id and e.status in ("reserved", "committed")
-            and e.user}
+    return {e.user for e in book.entries() if e.run_id == run_id and e.status in ("reserved", "committed") and e.user}
 
 
 def recorded(book, run_id: str) -> list[Approval]:
     """Every approval the ledger chained for ``run_id``, in chain order."""
-    return [Approval(d["approver"], d["identity"], d["artifacts"], d.get("policy"), e.id, e.time, d.get("comment", ""),
-                     e.user) for e in book.decisions(STATUS, run_id) for d in [e.detail]]
+    return [
+        Approval(
+            d["approver"], d["identity"], d["artifacts"], d.get("policy"), e.id, e.time, d.get("comment", ""), e.user
+        )
+        for e in book.decisions(STATUS, run_id)
+        for d in [e.detail]
+    ]
 
 
 def counted(book, run_id: str, hashes: dict[str, str], policy_sha: str | None) -> tuple[list[Approval], list[str]]:
@@ -140,37 +151,62 @@ def approve(run_dir: Path, name: str, *, comment: str = "", ledger_path: str | N
     evidence.require_intact(run_dir, rec, command="privtrain approve")
     require(bool(name and name.strip()), "privtrain approve needs --as NAME: who approves.")
     identity, how = who(book)
-    require(name == identity, f"privtrain approve refused: --as {name!r} is not you: this ledger identifies you by "
-            f"your {how} {identity!r}; approve as yourself (--as {identity}); nothing was written.")
+    require(
+        name == identity,
+        f"privtrain approve refused: --as {name!r} is not you: this ledger identifies you by "
+        f"your {how} {identity!r}; approve as yourself (--as {identity}); nothing was written.",
+    )
     launchers = launched_by(book, rec.run_id)
     login = _login()
-    require(identity not in launchers and login not in launchers,
-            f"privtrain approve refused: {identity if identity in launchers else login} launched run {rec.run_id}, and an approval is a second person's "
-            "review; ask another approver; nothing was written.")
+    require(
+        identity not in launchers and login not in launchers,
+        f"privtrain approve refused: {identity if identity in launchers else login} launched run {rec.run_id}, and an approval is a second person's "
+        "review; ask another approver; nothing was written.",
+    )
     policy_sha = (book.policy() or {}).get("sha256")
     digest = files_digest(rec.hashes)
-    again = [a for a in recorded(book, rec.run_id)
-             if a.approver == identity and a.artifacts == digest and a.policy == policy_sha]
-    require(not again, f"privtrain approve refused: {identity} already approved these files of run {rec.run_id} "
-            f"under this policy (entry {again[0].entry if again else ''}); an approver counts once; nothing was written.")
-    return book.record_decision(rec.run_id, STATUS, {
-        "approver": identity, "identity": how, "artifacts": digest, "files": dict(sorted(rec.hashes.items())),
-        "policy": policy_sha, "comment": comment.strip()})
+    again = [
+        a
+        for a in recorded(book, rec.run_id)
+        if a.approver == identity and a.artifacts == digest and a.policy == policy_sha
+    ]
+    require(
+        not again,
+        f"privtrain approve refused: {identity} already approved these files of run {rec.run_id} "
+        f"under this policy (entry {again[0].entry if again else ''}); an approver counts once; nothing was written.",
+    )
+    return book.record_decision(
+        rec.run_id,
+        STATUS,
+        {
+            "approver": identity,
+            "identity": how,
+            "artifacts": digest,
+            "files": dict(sorted(rec.hashes.items())),
+            "policy": policy_sha,
+            "comment": comment.strip(),
+        },
+    )
 
 
 def _cmd(args: argparse.Namespace) -> int:
     entry = approve(Path(args.run_dir), args.name, comment=args.comment or "", ledger_path=args.ledger)
-    print(f"approved run {entry.run_id} as {entry.detail['approver']} ({entry.detail['identity']}): ledger entry "
-          f"{entry.id}, bound to {len(entry.detail['files'])} file hashes and policy "
-          f"{(entry.detail['policy'] or 'none')[:12]}")
+    print(
+        f"approved run {entry.run_id} as {entry.detail['approver']} ({entry.detail['identity']}): ledger entry "
+        f"{entry.id}, bound to {len(entry.detail['files'])} file hashes and policy "
+        f"{(entry.detail['policy'] or 'none')[:12]}"
+    )
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("approve", help="approve a run (a chained sign-off bound to its files and policy)",
-                              description="Record an approval of a finished run as a chained ledger entry, bound "
-                              "to the hashes of its files and the policy in force. --as must name you as the "
-                              "ledger identifies you (your login name, or your PostgreSQL role).")
+    p = subparsers.add_parser(
+        "approve",
+        help="approve a run (a chained sign-off bound to its files and policy)",
+        description="Record an approval of a finished run as a chained ledger entry, bound "
+        "to the hashes of its files and the policy in force. --as must name you as the "
+        "ledger identifies you (your login name, or your PostgreSQL role).",
+    )
     p.add_argument("run_dir", help="output directory of a finished run")
     p.add_argument("--as", dest="name", required=True, metavar="NAME", help="your identity (checked)")
     p.add_argument("--comment", default="", help="why you approve, or what you reviewed")

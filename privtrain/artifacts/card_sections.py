@@ -33,7 +33,7 @@ def remove(text: str, markers: tuple[str, str]) -> str:
         if end < 0:
             return text
         stop = end + len(markers[1])
-        stop += len(text[stop:stop + 2]) - len(text[stop:stop + 2].lstrip("\n"))  # the block's own "\n\n"
+        stop += len(text[stop : stop + 2]) - len(text[stop : stop + 2].lstrip("\n"))  # the block's own "\n\n"
         text = text[:start] + text[stop:]
 
 
@@ -44,8 +44,9 @@ def body(text: str) -> str:
     return text
 
 
-def insert(text: str, markers: tuple[str, str], content: str, *, before: str | None = None,
-           after_title: bool = False) -> str:
+def insert(
+    text: str, markers: tuple[str, str], content: str, *, before: str | None = None, after_title: bool = False
+) -> str:
     """Add one block at the start of a line: before the line ``before`` (else at the end), or under the
     ``# `` title and its blank line. Any earlier block with the same markers is removed first."""
     text = remove(text, markers)

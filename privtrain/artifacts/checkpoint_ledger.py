@@ -41,19 +41,25 @@ def require_charged_here(file: Path, ledger_path: str | None) -> None:
     try:
         record = RunRecord.read(file.parent)
     except UserError as exc:
-        raise UserError(f"resume: {file} must be the checkpoint.pt of a privtrain run whose ledger recorded it "
-                        f"({' '.join(str(exc).split())})") from None
+        raise UserError(
+            f"resume: {file} must be the checkpoint.pt of a privtrain run whose ledger recorded it "
+            f"({' '.join(str(exc).split())})"
+        ) from None
     book = ledger.open(ledger_path)
     try:
         rec = evidence.recorded(book, record.run_id)
     except UserError:
-        raise UserError(f"resume: {file} was charged to another ledger ({record.ledger.get('path')}) than this "
-                        f"run's ({book.location}), which has no record of run {record.run_id}: the resumed model's "
-                        "guarantee covers its earlier steps, which only that ledger counts. Resume with "
-                        f"ledger.path={record.ledger.get('path')}, or train from scratch; nothing was charged.") from None
+        raise UserError(
+            f"resume: {file} was charged to another ledger ({record.ledger.get('path')}) than this "
+            f"run's ({book.location}), which has no record of run {record.run_id}: the resumed model's "
+            "guarantee covers its earlier steps, which only that ledger counts. Resume with "
+            f"ledger.path={record.ledger.get('path')}, or train from scratch; nothing was charged."
+        ) from None
     if rec.hashes.get(file.name) != sha256_file(file):
-        raise UserError(f"resume: {file} does not match the hash its run's ledger entry recorded ({book.location}): "
-                        "it was edited or replaced; resume from an unmodified run.")
+        raise UserError(
+            f"resume: {file} does not match the hash its run's ledger entry recorded ({book.location}): "
+            "it was edited or replaced; resume from an unmodified run."
+        )
 
 
 def require_same_ledger(file: Path, meta: dict, ledger_path: str | None) -> None:
@@ -70,6 +76,8 @@ def require_same_ledger(file: Path, meta: dict, ledger_path: str | None) -> None
         return
     here = ledger.open(ledger_path).identity()
     if named != here:
-        raise UserError(f"resume: {file} was charged to ledger {named[:12]}, not to this run's ledger "
-                        f"{str(here)[:12]}: resume into the ledger that charged it, or train from scratch; "
-                        "nothing was charged.")
+        raise UserError(
+            f"resume: {file} was charged to ledger {named[:12]}, not to this run's ledger "
+            f"{str(here)[:12]}: resume into the ledger that charged it, or train from scratch; "
+            "nothing was charged."
+        )

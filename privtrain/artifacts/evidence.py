@@ -68,12 +68,15 @@ def recorded(book, run_id: str) -> Recorded:
             replaces = e.detail.get("replaces") or {}
             for name in sorted(e.artifacts):
                 if name in hashes and replaces.get(name) != hashes[name] and not (legacy and name in _LEGACY_AUDIT):
-                    breaks.append(f"{name} was re-recorded by entry {e.id} ({e.detail.get('why', 'artifacts')}) "
-                                  "without naming the version the ledger held")
+                    breaks.append(
+                        f"{name} was re-recorded by entry {e.id} ({e.detail.get('why', 'artifacts')}) "
+                        "without naming the version the ledger held"
+                    )
             hashes.update(e.artifacts)
     if committed is None:
-        raise UserError(f"run {run_id} has no committed entry in the ledger {book.location}; pass its ledger with "
-                        "--ledger PATH.")
+        raise UserError(
+            f"run {run_id} has no committed entry in the ledger {book.location}; pass its ledger with --ledger PATH."
+        )
     return Recorded(run_id, str(book.location), hashes, committed, tuple(breaks))
 
 
@@ -93,16 +96,17 @@ def problems(run_dir: Path, rec: Recorded) -> list[str]:
             text = file.read_bytes().decode("utf-8", errors="surrogateescape")
             own = hashlib.sha256(body(text).encode("utf-8", errors="surrogateescape")).hexdigest()
             if own != rec.committed[name]:
-                out.append(f"{name} (its text outside the audit's section differs from what run {rec.run_id} "
-                           "recorded)")
+                out.append(f"{name} (its text outside the audit's section differs from what run {rec.run_id} recorded)")
     out.extend(f"{b}" for b in rec.breaks)
     return out
 
 
 def summary(run_dir: Path, rec: Recorded, found: list[str]) -> str:
     """One line: how many of the run's files differ from its ledger, and which."""
-    return (f"run {rec.run_id}: {len(found)} of {len(rec.hashes)} recorded files differ from what the ledger "
-            f"{rec.ledger} recorded: {'; '.join(found)}")
+    return (
+        f"run {rec.run_id}: {len(found)} of {len(rec.hashes)} recorded files differ from what the ledger "
+        f"{rec.ledger} recorded: {'; '.join(found)}"
+    )
 
 
 def require_intact(run_dir: Path, rec: Recorded, *, command: str) -> None:
@@ -113,9 +117,11 @@ def require_intact(run_dir: Path, rec: Recorded, *, command: str) -> None:
     """
     found = problems(run_dir, rec)
     if found:
-        raise UserError(f"{command} refused: {summary(run_dir, rec, found)}. Restore the run's files as the "
-                        f"run wrote them (privtrain verify {run_dir}), or run it again; nothing was written or "
-                        "charged.")
+        raise UserError(
+            f"{command} refused: {summary(run_dir, rec, found)}. Restore the run's files as the "
+            f"run wrote them (privtrain verify {run_dir}), or run it again; nothing was written or "
+            "charged."
+        )
 
 
 def rechain(book, run_dir: Path, rec: Recorded, written: list[str], *, why: str, detail: dict | None = None):
@@ -137,7 +143,9 @@ def rechain(book, run_dir: Path, rec: Recorded, written: list[str], *, why: str,
     after = Recorded(rec.run_id, rec.ledger, {**rec.hashes, **hashes}, rec.committed, rec.breaks)
     found = [p for p in problems(run_dir, after) if p.split(" ", 1)[0] in hashes]
     if found:
-        raise UserError(f"{why}: {'; '.join(found)}: a file changed while privtrain wrote it; nothing was "
-                        "recorded. Restore the run's files and run the command again.")
+        raise UserError(
+            f"{why}: {'; '.join(found)}: a file changed while privtrain wrote it; nothing was "
+            "recorded. Restore the run's files and run the command again."
+        )
     replaces = {n: rec.hashes[n] for n in hashes if n in rec.hashes}
     return book.record_artifacts(rec.run_id, hashes, why=why, replaces=replaces, detail=detail)

@@ -20,9 +20,11 @@ def _new(args: argparse.Namespace) -> int:
     from privtrain.crypto import keys
 
     ring = keys.new_file(args.path, args.id, add=args.add)
-    print(f"{'added' if args.add else 'wrote'} key id {ring.current} to {args.path} (mode 0600); use it with "
-          f"artifacts.key_file={args.path} or {keys.ENV_KEY_FILE}={args.path}. Keep a copy: without it the files it "
-          "encrypts cannot be read.")
+    print(
+        f"{'added' if args.add else 'wrote'} key id {ring.current} to {args.path} (mode 0600); use it with "
+        f"artifacts.key_file={args.path} or {keys.ENV_KEY_FILE}={args.path}. Keep a copy: without it the files it "
+        "encrypts cannot be read."
+    )
     return 0
 
 
@@ -36,8 +38,10 @@ def _rotate(args: argparse.Namespace) -> int:
     new = keys.from_file(args.new_key_file)
     old = keys.from_file(args.old_key_file) if args.old_key_file else keys.resolve(None)
     done = rotate(run_dir, new, old, args.ledger)
-    print(f"run {done['run_id']}: re-encrypted {', '.join(done['files'])} from key id(s) "
-          f"{', '.join(done['old_key_ids'])} to {done['new_key_id']}; recorded in the ledger (entry {done['entry']})")
+    print(
+        f"run {done['run_id']}: re-encrypted {', '.join(done['files'])} from key id(s) "
+        f"{', '.join(done['old_key_ids'])} to {done['new_key_id']}; recorded in the ledger (entry {done['entry']})"
+    )
     return 0
 
 
@@ -47,8 +51,9 @@ def _open(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"no file {str(path)!r}; pass a file privtrain wrote encrypted.")
-    plain, context = files.open_sealed(path.read_bytes(), str(path), expect=files.expected_context(path),
-                                       keyring=keys.resolve(args.key_file))
+    plain, context = files.open_sealed(
+        path.read_bytes(), str(path), expect=files.expected_context(path), keyring=keys.resolve(args.key_file)
+    )
     if context is None:
         raise UserError(f"{path} is not encrypted; read it as it is.")
     if args.output:
@@ -61,9 +66,12 @@ def _open(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("keys", help="artifact encryption keys: new, rotate, open",
-                              description="Keys that encrypt a run's checkpoints, synthetic rows and predictions "
-                              "(docs/governance/encryption.md).")
+    p = subparsers.add_parser(
+        "keys",
+        help="artifact encryption keys: new, rotate, open",
+        description="Keys that encrypt a run's checkpoints, synthetic rows and predictions "
+        "(docs/governance/encryption.md).",
+    )
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     new = sub.add_parser("new", help="write a fresh random key to a 0600 JSON key file")
     new.add_argument("path", help="the key file to create (never overwritten)")
@@ -73,8 +81,12 @@ def register(subparsers) -> None:
     rot = sub.add_parser("rotate", help="re-encrypt a run's files under a new key, recorded in the ledger")
     rot.add_argument("run_dir", help="output directory of a finished run with encrypted files")
     rot.add_argument("--new-key-file", required=True, metavar="NEW", help="key file whose current key encrypts")
-    rot.add_argument("--old-key-file", default=None, metavar="OLD",
-                     help="key file that opens the files now (default: the environment's key, or NEW's keyring)")
+    rot.add_argument(
+        "--old-key-file",
+        default=None,
+        metavar="OLD",
+        help="key file that opens the files now (default: the environment's key, or NEW's keyring)",
+    )
     rot.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
     rot.set_defaults(func=_rotate)
     opn = sub.add_parser("open", help="decrypt a sealed file (synthetic rows, predictions)")

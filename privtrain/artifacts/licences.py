@@ -23,7 +23,12 @@ import io
 import re
 
 PERMISSIVE, WEAK, STRONG, NON_PRODUCTION, UNKNOWN = (
-    "permissive", "weak copyleft", "strong copyleft", "non-production", "unknown")
+    "permissive",
+    "weak copyleft",
+    "strong copyleft",
+    "non-production",
+    "unknown",
+)
 # Worst last: a combination takes the highest rank.
 RANK = {PERMISSIVE: 0, UNKNOWN: 1, WEAK: 2, STRONG: 3, NON_PRODUCTION: 4}
 WHY = {
@@ -37,9 +42,12 @@ _RULES = [
     (NON_PRODUCTION, r"\bbusl|business source"),
     (WEAK, r"\blgpl|lesser general public|library general public|\bmpl|mozilla public|\bepl-|eclipse public|\bcddl"),
     (STRONG, r"\bagpl|affero|\bgpl|general public license"),
-    (PERMISSIVE, r"\bmit\b|\bbsd|\b0bsd|\bapache|\bisc\b|\bpsf|python software foundation|\bpython-2\.0|\bzlib|"
-                 r"\bbsl-1\.0|\bboost|\bunlicense|public domain|\bcc0|\bhpnd|\bwtfpl|\bncsa|\bx11|"
-                 r"historical permission|\bpostgresql"),
+    (
+        PERMISSIVE,
+        r"\bmit\b|\bbsd|\b0bsd|\bapache|\bisc\b|\bpsf|python software foundation|\bpython-2\.0|\bzlib|"
+        r"\bbsl-1\.0|\bboost|\bunlicense|public domain|\bcc0|\bhpnd|\bwtfpl|\bncsa|\bx11|"
+        r"historical permission|\bpostgresql",
+    ),
 ]
 
 
@@ -49,8 +57,7 @@ def classify_one(text: str) -> str:
     if re.search(r"\s(OR|or)\s", text) and "(" not in text:
         return min((classify_one(t) for t in re.split(r"\s+(?:OR|or)\s+", text)), key=RANK.__getitem__)
     if re.search(r"\s(AND|and)\s", text):
-        return max((classify_one(t) for t in re.split(r"\s+(?:AND|and)\s+", text.strip("() "))),
-                   key=RANK.__getitem__)
+        return max((classify_one(t) for t in re.split(r"\s+(?:AND|and)\s+", text.strip("() "))), key=RANK.__getitem__)
     lowered = re.sub(r"\s+with\s+.*$", "", text.lower().strip("() "))  # `Apache-2.0 WITH LLVM-exception`
     for cls, pattern in _RULES:
         if re.search(pattern, lowered):
@@ -87,8 +94,15 @@ def summarize(bom: dict) -> list[dict]:
     for c in bom.get("components", []):
         licences = component_licences(c)
         cls = classify(licences)
-        rows.append({"name": c["name"], "version": c.get("version", ""), "licence": " | ".join(licences) or "none",
-                     "class": cls, "flag": WHY.get(cls, "")})
+        rows.append(
+            {
+                "name": c["name"],
+                "version": c.get("version", ""),
+                "licence": " | ".join(licences) or "none",
+                "class": cls,
+                "flag": WHY.get(cls, ""),
+            }
+        )
     return sorted(rows, key=lambda r: r["name"].lower())
 
 
@@ -114,10 +128,15 @@ def to_csv(rows: list[dict]) -> str:
 
 def to_markdown(rows: list[dict], *, sbom_file: str, environment: str) -> str:
     """``licences.md``: counts by class, the flagged distributions with the reason, then every distribution."""
-    lines = ["# Licences of the run's environment", "",
-             f"{len(rows)} installed distributions ({environment}); the full bill of materials is "
-             f"[`{sbom_file}`]({sbom_file}) (CycloneDX JSON).", "",
-             "| class | distributions |", "|---|---|"]
+    lines = [
+        "# Licences of the run's environment",
+        "",
+        f"{len(rows)} installed distributions ({environment}); the full bill of materials is "
+        f"[`{sbom_file}`]({sbom_file}) (CycloneDX JSON).",
+        "",
+        "| class | distributions |",
+        "|---|---|",
+    ]
     lines += [f"| {cls} | {n} |" for cls, n in counts(rows).items()]
     bad = flagged(rows)
     lines += ["", f"## Flagged ({len(bad)})", ""]
@@ -128,7 +147,10 @@ def to_markdown(rows: list[dict], *, sbom_file: str, environment: str) -> str:
         lines.append("None: every distribution declares a permissive licence.")
     lines += ["", "## All distributions", "", "| distribution | version | licence | class |", "|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['version']} | {r['licence']} | {r['class']} |" for r in rows]
-    lines += ["", "Classes: permissive (not flagged); non-production (Business Source License 1.1); strong "
-              "copyleft (GPL, AGPL); weak copyleft (LGPL, MPL, EPL); unknown (no licence, or one not recognised). "
-              "Read from each distribution's metadata; this is a policy aid, not legal advice."]
+    lines += [
+        "",
+        "Classes: permissive (not flagged); non-production (Business Source License 1.1); strong "
+        "copyleft (GPL, AGPL); weak copyleft (LGPL, MPL, EPL); unknown (no licence, or one not recognised). "
+        "Read from each distribution's metadata; this is a policy aid, not legal advice.",
+    ]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ their names in the run directory (:func:`no_paths` is the last step of :func:`re
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from privtrain.artifacts import card_text
@@ -50,7 +50,7 @@ def render(
     extra_sections: list[tuple[str, str]] | tuple = (),
     metrics_title: str = "Metrics (held-out split)",
     metrics_note: str = "The held-out split is the evaluator's data: these figures are reported, not covered by "
-                        "the guarantee.",
+    "the guarantee.",
 ) -> str:
     """Markdown text of a model card. Every argument is a plain value.
 
@@ -65,22 +65,35 @@ def render(
     unit = guarantees[0].unit if guarantees else "example"
     caveats = [*(t.format(unit=unit) for t in COMMON_NOT_COVERED), *not_covered] if private else []
     context = {
-        "recipe": recipe, "intended_use": intended_use, "model": model,
-        "dataset": {**{k: dataset.get(k) for k in ("name", "source", "fingerprint", "schema", "evaluated_on")},
-                    "tags": dataset.get("tags") or (ledger or {}).get("tags"),
-                    "partition": (dataset.get("population") or {}).get("label")},
-        "now": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "rows": _rows(dataset), "schema_text": _schema(dataset.get("schema")),
+        "recipe": recipe,
+        "intended_use": intended_use,
+        "model": model,
+        "dataset": {
+            **{k: dataset.get(k) for k in ("name", "source", "fingerprint", "schema", "evaluated_on")},
+            "tags": dataset.get("tags") or (ledger or {}).get("tags"),
+            "partition": (dataset.get("population") or {}).get("label"),
+        },
+        "now": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "rows": _rows(dataset),
+        "schema_text": _schema(dataset.get("schema")),
         "guarantees": [{"sentence": card_text.guarantee_sentence(g), "notes": list(g.notes)} for g in guarantees],
-        "lineage": lineage, "mechanism_text": card_text.mechanism_text(mechanism), "not_covered": caveats,
-        "ledger": _ledger(ledger), "pii": card_text.pii_view(pii if pii is not None else dataset.get("pii")),
-        "policy": (ledger or {}).get("policy"), "governance": (ledger or {}).get("governance"),
+        "lineage": lineage,
+        "mechanism_text": card_text.mechanism_text(mechanism),
+        "not_covered": caveats,
+        "ledger": _ledger(ledger),
+        "pii": card_text.pii_view(pii if pii is not None else dataset.get("pii")),
+        "policy": (ledger or {}).get("policy"),
+        "governance": (ledger or {}).get("governance"),
         "metrics": _metrics(metrics),
-        "metrics_title": metrics_title, "metrics_note": metrics_note, "extra_sections": list(extra_sections),
+        "metrics_title": metrics_title,
+        "metrics_note": metrics_note,
+        "extra_sections": list(extra_sections),
         "sbom": sbom,
-        "provenance": {"privtrain": versions().get("privtrain", "unknown"),
-                       "commit": git_commit() or "unknown (not a git checkout)",
-                       "versions": [(k, v) for k, v in versions().items() if k != "privtrain"]},
+        "provenance": {
+            "privtrain": versions().get("privtrain", "unknown"),
+            "commit": git_commit() or "unknown (not a git checkout)",
+            "versions": [(k, v) for k, v in versions().items() if k != "privtrain"],
+        },
     }
     return no_paths(_environment().get_template(TEMPLATE).render(**context)).rstrip("\n") + "\n"
 
@@ -93,32 +106,52 @@ def no_paths(text: str) -> str:
 def _environment():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("privtrain.artifacts", "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("privtrain.artifacts", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     env.filters.update(short=lambda s: str(s)[:12], code=lambda s: f"`{s}`")
     return env
 
 
 def _rows(dataset: dict) -> str | None:
-    parts = [f"{dataset[k]:,} {label}" for k, label in (("n_rows", "in the table"), ("n_train", "for training"),
-                                                          ("n_test", "held out for evaluation")) if k in dataset]
+    parts = [
+        f"{dataset[k]:,} {label}"
+        for k, label in (("n_rows", "in the table"), ("n_train", "for training"), ("n_test", "held out for evaluation"))
+        if k in dataset
+    ]
     return "; ".join(parts) or None
 
 
 def _schema(schema) -> str:
-    return {"builtin": "the built-in dataset's known ranges (public)",
-            "declared": "declared by the user (public), not read off the rows",
-            "inferred": "inferred from the private rows (the guarantee is void unless charged)",
-            "sdv-detected": "detected by SDV from the rows"}.get(str(schema), str(schema))
+    return {
+        "builtin": "the built-in dataset's known ranges (public)",
+        "declared": "declared by the user (public), not read off the rows",
+        "inferred": "inferred from the private rows (the guarantee is void unless charged)",
+        "sdv-detected": "detected by SDV from the rows",
+    }.get(str(schema), str(schema))
 
 
 def _ledger(ledger: dict | None) -> dict | None:
     if not ledger or not ledger.get("charges"):
         return None
-    charges = [{"where": f"Source `{c['name']}`" + (f", population {c['population']}" if c.get("population") else ""),
-                "unit": c["unit"], "text": card_text.charge_text(c), "link": c.get("link")} for c in ledger["charges"]]
-    return {"file": card_text.ledger_file(ledger.get("path")), "entry": ledger.get("entry"), "charges": charges,
-            "budgeted": any(c.get("budget") is not None for c in ledger["charges"])}
+    charges = [
+        {
+            "where": f"Source `{c['name']}`" + (f", population {c['population']}" if c.get("population") else ""),
+            "unit": c["unit"],
+            "text": card_text.charge_text(c),
+            "link": c.get("link"),
+        }
+        for c in ledger["charges"]
+    ]
+    return {
+        "file": card_text.ledger_file(ledger.get("path")),
+        "entry": ledger.get("entry"),
+        "charges": charges,
+        "budgeted": any(c.get("budget") is not None for c in ledger["charges"]),
+    }
 
 
 def _metrics(metrics: dict) -> list[tuple[str, str]]:

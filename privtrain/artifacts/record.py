@@ -48,7 +48,9 @@ class RunRecord:
     outputs: dict = field(default_factory=dict)
     schema: dict | None = None  # the public preprocessing (privtrain.load uses it to predict)
     version: int = VERSION
-    encryption: dict | None = None  # {"key_id", "algorithm"} when the run sealed its artifacts (privtrain.artifacts.sealed)
+    encryption: dict | None = (
+        None  # {"key_id", "algorithm"} when the run sealed its artifacts (privtrain.artifacts.sealed)
+    )
 
     def write(self, run_dir: Path) -> Path:
         from privtrain.artifacts import sealed
@@ -64,7 +66,7 @@ class RunRecord:
         return self.guarantees[-1]
 
     @classmethod
-    def read(cls, run_dir: Path) -> "RunRecord":
+    def read(cls, run_dir: Path) -> RunRecord:
         """Read ``run_dir/run.json``.
 
         Raises:
@@ -72,13 +74,16 @@ class RunRecord:
         """
         file = Path(run_dir) / RECORD
         if not file.is_file():
-            raise UserError(f"{run_dir}: no {RECORD}; pass the output directory of a finished privtrain run "
-                            "(runs of privtrain 0.1 have none: re-run them).")
+            raise UserError(
+                f"{run_dir}: no {RECORD}; pass the output directory of a finished privtrain run "
+                "(runs of privtrain 0.1 have none: re-run them)."
+            )
         try:
             data = json.loads(file.read_text())
             if data.get("version") != VERSION:
                 raise ValueError(f"version {data.get('version')}")
             return cls(**data)
         except (ValueError, TypeError) as exc:
-            raise UserError(f"{file} is not a privtrain run record ({exc}); audit an unmodified run "
-                            "directory.") from None
+            raise UserError(
+                f"{file} is not a privtrain run record ({exc}); audit an unmodified run directory."
+            ) from None

@@ -65,7 +65,7 @@ def _experiment(client, uri: str) -> str:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the working directory
-        location = (Path(uri[len("sqlite:///"):]).parent / "registry-artifacts").resolve().as_uri()
+        location = (Path(uri[len("sqlite:///") :]).parent / "registry-artifacts").resolve().as_uri()
     return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
@@ -144,22 +144,34 @@ def register_release(run_dir: Path, *, uri: str | None = None, name: str | None 
     require(run_dir.is_dir(), f"run directory {str(run_dir)!r} does not exist; pass the output directory of a run.")
     record = RunRecord.read(run_dir)
     book, rec = run_evidence(run_dir, ledger_path)
-    require(MANIFEST in rec.hashes and (run_dir / MANIFEST).is_file(),
-            f"privtrain release --register refused: run {rec.run_id} is not released (no {MANIFEST} chained in the "
-            f"ledger); run privtrain release {run_dir} and pass its gates first; nothing was registered.")
+    require(
+        MANIFEST in rec.hashes and (run_dir / MANIFEST).is_file(),
+        f"privtrain release --register refused: run {rec.run_id} is not released (no {MANIFEST} chained in the "
+        f"ledger); run privtrain release {run_dir} and pass its gates first; nothing was registered.",
+    )
     evidence.require_intact(run_dir, rec, command="privtrain release --register")
     manifest = json.loads((run_dir / MANIFEST).read_text())
     uri = uri or default_uri(book)
     name = name or _model_name(record)
     tags = _tags(record, rec, manifest, book)
-    earlier = [e for e in book.decisions(STATUS, rec.run_id)
-               if e.detail.get("uri") == _where(uri) and e.detail.get("name") == name]
+    earlier = [
+        e
+        for e in book.decisions(STATUS, rec.run_id)
+        if e.detail.get("uri") == _where(uri) and e.detail.get("name") == name
+    ]
     client = _client(uri)
     version, mlflow_run = _push(client, uri, name, run_dir, rec.hashes, tags)
-    detail = {"action": "rollback" if earlier else "register", "uri": _where(uri), "name": name,
-              "version": version, "mlflow_run": mlflow_run, "manifest_sha256": rec.hashes[MANIFEST],
-              "files": dict(sorted(rec.hashes.items())), "tags": tags,
-              "rollback_of": earlier[-1].detail["version"] if earlier else None}
+    detail = {
+        "action": "rollback" if earlier else "register",
+        "uri": _where(uri),
+        "name": name,
+        "version": version,
+        "mlflow_run": mlflow_run,
+        "manifest_sha256": rec.hashes[MANIFEST],
+        "files": dict(sorted(rec.hashes.items())),
+        "tags": tags,
+        "rollback_of": earlier[-1].detail["version"] if earlier else None,
+    }
     return _record(book, client, rec.run_id, name, version, detail)
 
 
@@ -174,25 +186,34 @@ def _push(client, uri: str, name: str, run_dir: Path, hashes: dict[str, str], ta
         run = client.create_run(_experiment(client, uri), run_name=tags[f"{TAG}run_id"], tags=tags)
         for rel in sorted(hashes):
             parent = Path(rel).parent.as_posix()
-            client.log_artifact(run.info.run_id, str(run_dir / rel),
-                                ARTIFACTS if parent == "." else f"{ARTIFACTS}/{parent}")
+            client.log_artifact(
+                run.info.run_id, str(run_dir / rel), ARTIFACTS if parent == "." else f"{ARTIFACTS}/{parent}"
+            )
         client.set_terminated(run.info.run_id)
         if client.search_registered_models(filter_string=f"name='{name}'") == []:
-            client.create_registered_model(name, description="released by privtrain: every version is a "
-                                           "released run whose files and tags its ledger chained")
-        mv = client.create_model_version(name, source=f"runs:/{run.info.run_id}/{ARTIFACTS}",
-                                         run_id=run.info.run_id, tags=tags)
+            client.create_registered_model(
+                name,
+                description="released by privtrain: every version is a "
+                "released run whose files and tags its ledger chained",
+            )
+        mv = client.create_model_version(
+            name, source=f"runs:/{run.info.run_id}/{ARTIFACTS}", run_id=run.info.run_id, tags=tags
+        )
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - a registry MLflow cannot use is the user's to fix
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"registry {_where(uri)}: MLflow could not register the release ({first}); fix "
-                        "--registry-uri; nothing was recorded in the ledger.") from None
+        raise UserError(
+            f"registry {_where(uri)}: MLflow could not register the release ({first}); fix "
+            "--registry-uri; nothing was recorded in the ledger."
+        ) from None
     found = _differences(hashes, stored_files(client, run.info.run_id))
     if found:
         client.delete_model_version(name, mv.version)
-        raise UserError(f"registry {_where(uri)}: version {mv.version} of {name} does not hold the ledger's files "
-                        f"({'; '.join(found)}); it was deleted and nothing was recorded in the ledger.")
+        raise UserError(
+            f"registry {_where(uri)}: version {mv.version} of {name} does not hold the ledger's files "
+            f"({'; '.join(found)}); it was deleted and nothing was recorded in the ledger."
+        )
     return str(mv.version), run.info.run_id
 
 
@@ -206,16 +227,22 @@ def _record(book, client, run_id: str, name: str, version: str, detail: dict):
 
 def describe(entry) -> str:
     d = entry.detail
-    what = f"rolled back to the release of version {d['rollback_of']} as" if d["action"] == "rollback" else \
-        "registered as"
-    return (f"{what} {d['name']} version {d['version']} in {d['uri']} (alias {ALIAS}); ledger entry {entry.id} "
-            f"records its manifest {d['manifest_sha256'][:12]} and {len(d['files'])} file hashes")
+    what = (
+        f"rolled back to the release of version {d['rollback_of']} as" if d["action"] == "rollback" else "registered as"
+    )
+    return (
+        f"{what} {d['name']} version {d['version']} in {d['uri']} (alias {ALIAS}); ledger entry {entry.id} "
+        f"records its manifest {d['manifest_sha256'][:12]} and {len(d['files'])} file hashes"
+    )
 
 
 def _entries(book, uri: str, name: str) -> dict:
     """The ledger's registry entries of model ``name`` in ``uri``, by version."""
-    return {e.detail["version"]: e for e in book.decisions(STATUS)
-            if e.detail.get("uri") == _where(uri) and e.detail.get("name") == name}
+    return {
+        e.detail["version"]: e
+        for e in book.decisions(STATUS)
+        if e.detail.get("uri") == _where(uri) and e.detail.get("name") == name
+    }
 
 
 def verify(name: str, *, uri: str | None = None, ledger_path: str | None = None) -> tuple[int, list[str]]:
@@ -230,8 +257,11 @@ def verify(name: str, *, uri: str | None = None, ledger_path: str | None = None)
         versions = client.search_model_versions(filter_string=f"name='{name}'")
     except Exception:  # noqa: BLE001 - no such model, or no registry there
         versions = []
-    require(bool(versions or recorded), f"no model {name!r} in the registry {_where(uri)} nor in the ledger "
-            f"{book.location}; pass --registry-uri or the model's name (privtrain registry verify NAME).")
+    require(
+        bool(versions or recorded),
+        f"no model {name!r} in the registry {_where(uri)} nor in the ledger "
+        f"{book.location}; pass --registry-uri or the model's name (privtrain registry verify NAME).",
+    )
     problems = []
     held = {str(v.version) for v in versions}
     for v in sorted(versions, key=lambda v: int(v.version)):
@@ -240,13 +270,19 @@ def verify(name: str, *, uri: str | None = None, ledger_path: str | None = None)
             problems.append(f"version {v.version}: not recorded in the ledger (registered outside privtrain)")
             continue
         d = entry.detail
-        bad = _differences(d["files"], stored_files(client, v.run_id)) if v.run_id == d["mlflow_run"] else \
-            [f"its source run {v.run_id} is not the one the ledger recorded ({d['mlflow_run']})"]
+        bad = (
+            _differences(d["files"], stored_files(client, v.run_id))
+            if v.run_id == d["mlflow_run"]
+            else [f"its source run {v.run_id} is not the one the ledger recorded ({d['mlflow_run']})"]
+        )
         bad += [f"tag {k} changed" for k, val in sorted(d["tags"].items()) if (v.tags or {}).get(k) != val]
         if bad:
             problems.append(f"version {v.version} (ledger entry {entry.id}): {'; '.join(bad)}")
-    problems += [f"version {ver} (ledger entry {e.id}): deleted from the registry" for ver, e in recorded.items()
-                 if ver not in held]
+    problems += [
+        f"version {ver} (ledger entry {e.id}): deleted from the registry"
+        for ver, e in recorded.items()
+        if ver not in held
+    ]
     return len(versions), problems
 
 
@@ -263,9 +299,11 @@ def rollback(name: str, to_version: str, *, uri: str | None = None, ledger_path:
     client = _client(uri)
     entry = _entries(book, uri, name).get(str(to_version))
     if entry is None:
-        raise UserError(f"privtrain registry rollback refused: the ledger {book.location} records no version "
-                        f"{to_version} of {name!r} in {_where(uri)}; see privtrain registry verify {name}; nothing "
-                        "was registered.")
+        raise UserError(
+            f"privtrain registry rollback refused: the ledger {book.location} records no version "
+            f"{to_version} of {name!r} in {_where(uri)}; see privtrain registry verify {name}; nothing "
+            "was registered."
+        )
     d = entry.detail
     found = _differences(d["files"], stored_files(client, d["mlflow_run"]))
     try:
@@ -273,9 +311,13 @@ def rollback(name: str, to_version: str, *, uri: str | None = None, ledger_path:
     except Exception:  # noqa: BLE001 - the version was deleted: its files may still be held by its run
         tags = d["tags"]
     found += [f"tag {k} changed" for k, val in sorted(d["tags"].items()) if tags.get(k) != val]
-    require(not found, f"privtrain registry rollback refused: version {to_version} of {name} no longer matches "
-            f"ledger entry {entry.id} ({'; '.join(found)}); nothing was registered.")
-    mv = client.create_model_version(name, source=f"runs:/{d['mlflow_run']}/{ARTIFACTS}", run_id=d["mlflow_run"],
-                                     tags=d["tags"])
+    require(
+        not found,
+        f"privtrain registry rollback refused: version {to_version} of {name} no longer matches "
+        f"ledger entry {entry.id} ({'; '.join(found)}); nothing was registered.",
+    )
+    mv = client.create_model_version(
+        name, source=f"runs:/{d['mlflow_run']}/{ARTIFACTS}", run_id=d["mlflow_run"], tags=d["tags"]
+    )
     detail = dict(d, action="rollback", version=str(mv.version), rollback_of=str(to_version))
     return _record(book, client, entry.run_id, name, str(mv.version), detail)

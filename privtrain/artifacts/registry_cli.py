@@ -18,23 +18,32 @@ def _verify_cmd(args: argparse.Namespace) -> int:
 
 
 def _rollback_cmd(args: argparse.Namespace) -> int:
-    print(registry.describe(registry.rollback(args.name, args.to_version, uri=args.registry_uri, ledger_path=args.ledger)))
+    print(
+        registry.describe(registry.rollback(args.name, args.to_version, uri=args.registry_uri, ledger_path=args.ledger))
+    )
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("registry", help="verify or roll back models released to the MLflow registry",
-                              description="Registered releases against their ledger entries (see "
-                              "docs/governance/registry.md).")
+    p = subparsers.add_parser(
+        "registry",
+        help="verify or roll back models released to the MLflow registry",
+        description="Registered releases against their ledger entries (see docs/governance/registry.md).",
+    )
     sub = p.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
-    for name, help_, func in (("verify", "check every version's artifacts and tags against the ledger", _verify_cmd),
-                              ("rollback", "register an earlier version's release again, as a recorded rollback",
-                               _rollback_cmd)):
+    for name, help_, func in (
+        ("verify", "check every version's artifacts and tags against the ledger", _verify_cmd),
+        ("rollback", "register an earlier version's release again, as a recorded rollback", _rollback_cmd),
+    ):
         q = sub.add_parser(name, help=help_, description=help_)
         q.add_argument("name", help="registered model name")
         if name == "rollback":
             q.add_argument("--to-version", required=True, metavar="V", help="the version to restore")
-        q.add_argument("--registry-uri", default=None, metavar="URI", help="MLflow tracking/registry URI (default: "
-                       "sqlite:///<the ledger's folder>/registry.db)")
+        q.add_argument(
+            "--registry-uri",
+            default=None,
+            metavar="URI",
+            help="MLflow tracking/registry URI (default: sqlite:///<the ledger's folder>/registry.db)",
+        )
         q.add_argument("--ledger", default=None, metavar="PATH", help="the ledger (default: the project's)")
         q.set_defaults(func=func)

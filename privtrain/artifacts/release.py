@@ -30,7 +30,7 @@ import getpass
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from privtrain.artifacts.release_gates import Gate, audit_gate, one_run_gate
@@ -49,11 +49,17 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
     out = []
     hashes = rec.hashes
     bad = evidence.problems(run_dir, rec)
-    out.append(Gate("artifacts", not bad, f"all {len(hashes)} files match the ledger" if not bad
-                    else "; ".join(bad)))
+    out.append(Gate("artifacts", not bad, f"all {len(hashes)} files match the ledger" if not bad else "; ".join(bad)))
     report = book.verify()
-    out.append(Gate("ledger", report.ok, f"hash chain intact ({report.n_entries} entries)" if report.ok
-                    else f"the ledger does not verify: {report.problem}"))
+    out.append(
+        Gate(
+            "ledger",
+            report.ok,
+            f"hash chain intact ({report.n_entries} entries)"
+            if report.ok
+            else f"the ledger does not verify: {report.problem}",
+        )
+    )
     entries = [e for e in book.entries() if e.run_id == record.run_id and e.status == "committed"]
     recorded = {e.detail.get("policy") for e in entries}
     current = policy.load(policy_path) if policy_path is not None else None
@@ -62,23 +68,49 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
     in_force = book.policy()  # the policy the ledger last recorded: what governs it now
     if current is None:
         ok = recorded == {None} and in_force is None
-        out.append(Gate("policy", ok, "no policy governs this project" if ok
-                        else "the run or the ledger names a policy that is not found here; restore it or name it "
-                             "with --policy"))
+        out.append(
+            Gate(
+                "policy",
+                ok,
+                "no policy governs this project"
+                if ok
+                else "the run or the ledger names a policy that is not found here; restore it or name it with --policy",
+            )
+        )
     elif in_force is not None and in_force.get("sha256") != current.sha256:
-        out.append(Gate("policy", False, f"{current.label} (sha256 {current.sha256[:12]}) is not the policy the "
-                        f"ledger records as in force ({str(in_force.get('sha256'))[:12]}, entry {in_force['entry']})"))
+        out.append(
+            Gate(
+                "policy",
+                False,
+                f"{current.label} (sha256 {current.sha256[:12]}) is not the policy the "
+                f"ledger records as in force ({str(in_force.get('sha256'))[:12]}, entry {in_force['entry']})",
+            )
+        )
     else:
         ok = recorded == {current.sha256}
-        out.append(Gate("policy", ok, f"checked against {current.label} (sha256 {current.sha256[:12]}), "
-                        f"{len(rules)} rule(s) on source {source!r}" if ok else
-                        f"the run was checked against another policy ({', '.join(sorted(str(r)[:12] for r in recorded))}),"
-                        f" not the one in force ({current.sha256[:12]}); run it again under the current policy"))
+        out.append(
+            Gate(
+                "policy",
+                ok,
+                f"checked against {current.label} (sha256 {current.sha256[:12]}), "
+                f"{len(rules)} rule(s) on source {source!r}"
+                if ok
+                else f"the run was checked against another policy ({', '.join(sorted(str(r)[:12] for r in recorded))}),"
+                f" not the one in force ({current.sha256[:12]}); run it again under the current policy",
+            )
+        )
     if current is not None and current.ledger_id is not None:  # the policy pins the project's ledger
         problem = policy.ledger_problem(current, book)
-        out.append(Gate("project ledger", problem is None, f"charged to the ledger {current.label} pins "
-                        f"(id {current.ledger_id[:12]}{', extends its anchor' if current.ledger_anchor else ''})"
-                        if problem is None else problem))
+        out.append(
+            Gate(
+                "project ledger",
+                problem is None,
+                f"charged to the ledger {current.label} pins "
+                f"(id {current.ledger_id[:12]}{', extends its anchor' if current.ledger_anchor else ''})"
+                if problem is None
+                else problem,
+            )
+        )
     pii = (_read_json(run_dir / "metrics.json").get("dataset") or {}).get("pii")
     out.append(_pii_gate(pii, required=any(r.require_pii_scan for r in rules)))
     if any(r.require_audit for r in rules):
@@ -93,18 +125,26 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
 
 def _pii_gate(pii, *, required: bool) -> Gate:
     if not isinstance(pii, dict) or not pii.get("scanned"):
-        return Gate("PII gate", not required, "the dataset was not scanned (a policy requires it)" if required
-                    else "not scanned (no rule requires it)")
+        return Gate(
+            "PII gate",
+            not required,
+            "the dataset was not scanned (a policy requires it)" if required else "not scanned (no rule requires it)",
+        )
     allowed = set(pii.get("allowed") or ())
     open_findings = [f for f in pii.get("findings") or () if f.get("column") not in allowed]
     if open_findings:
-        return Gate("PII gate", False, "identifiers trained on without a declaration: "
-                    + ", ".join(str(f.get("column")) for f in open_findings))
+        return Gate(
+            "PII gate",
+            False,
+            "identifiers trained on without a declaration: " + ", ".join(str(f.get("column")) for f in open_findings),
+        )
     declared = f"; declared: {', '.join(sorted(allowed))}" if allowed else ""
     return Gate("PII gate", True, f"scanned, no undeclared identifier{declared}")
 
 
-def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str | None = None) -> tuple[list[Gate], Path | None]:
+def release(
+    run_dir: Path, *, ledger_path: str | None = None, policy_path: str | None = None
+) -> tuple[list[Gate], Path | None]:
     """Check every gate; on success write and chain the manifest. Returns (gates, manifest or None)."""
     from privtrain import policy
     from privtrain.artifacts import approvals, evidence, release_gates
@@ -120,8 +160,10 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
     record = RunRecord.read(run_dir)
     book, rec = run_evidence(run_dir, ledger_path)
     if MANIFEST in rec.hashes:
-        raise UserError(f"run {rec.run_id} was already released (its {MANIFEST} is chained in the ledger "
-                        f"{rec.ledger}) and {run_dir / MANIFEST} is gone: restore it; a run is released once.")
+        raise UserError(
+            f"run {rec.run_id} was already released (its {MANIFEST} is chained in the ledger "
+            f"{rec.ledger}) and {run_dir / MANIFEST} is gone: restore it; a run is released once."
+        )
     # Evidence first: a card or report that differs from what the run recorded is not a gate that may fail
     # among others, it means the files under review are not the run's.
     evidence.require_intact(run_dir, rec, command="privtrain release")
@@ -135,21 +177,28 @@ def release(run_dir: Path, *, ledger_path: str | None = None, policy_path: str |
     valid, _ = approvals.counted(book, run_id, hashes, None if current is None else current.sha256)
     head_id, head_hash = book.head()
     manifest = {
-        "run_id": run_id, "recipe": record.recipe, "source": record.source.get("name"),
-        "releasable": True, "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "released_by": getpass.getuser(), "artifacts": dict(sorted(hashes.items())),
+        "run_id": run_id,
+        "recipe": record.recipe,
+        "source": record.source.get("name"),
+        "releasable": True,
+        "released_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "released_by": getpass.getuser(),
+        "artifacts": dict(sorted(hashes.items())),
         "ledger": {"file": Path(str(path)).name, "head_entry": head_id, "head_hash": head_hash},
         "policy": None if current is None else {"file": found.name, "sha256": current.sha256},
         "gates": [{"name": g.name, "ok": g.ok, "detail": g.detail} for g in checks],
-        "risk_class": None if risk is None else {"name": risk.name, "reasons": list(risk.reasons),
-                                                 "controls": risk.controls.demands()},
+        "risk_class": None
+        if risk is None
+        else {"name": risk.name, "reasons": list(risk.reasons), "controls": risk.controls.demands()},
         "approvals": [a.to_dict() for a in valid],
     }
     body = json.dumps(manifest, sort_keys=True)
     key = integrity.ledger_key()
-    manifest["signature"] = (None if key is None else
-                             {"hmac_sha256": hmac.new(key, body.encode(), hashlib.sha256).hexdigest(),
-                              "key": "$PRIVTRAIN_LEDGER_KEY"})
+    manifest["signature"] = (
+        None
+        if key is None
+        else {"hmac_sha256": hmac.new(key, body.encode(), hashlib.sha256).hexdigest(), "key": "$PRIVTRAIN_LEDGER_KEY"}
+    )
     target = run_dir / MANIFEST
     target.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     evidence.rechain(book, run_dir, rec, [MANIFEST], why="release: every gate passed")
@@ -176,15 +225,27 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("release", help="mark a run releasable when policy, PII gate, audit and artifacts pass",
-                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p = subparsers.add_parser(
+        "release",
+        help="mark a run releasable when policy, PII gate, audit and artifacts pass",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     p.add_argument("run_dir", help="output directory of a finished run")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
     p.add_argument("--policy", default=None, metavar="PATH", help="the policy (default: the one beside the ledger)")
-    p.add_argument("--register", action="store_true", help="push the released run to the MLflow Model Registry "
-                   "(a run already released is registered as released; see docs/governance/registry.md)")
-    p.add_argument("--registry-uri", default=None, metavar="URI", help="MLflow tracking/registry URI (default: "
-                   "sqlite:///<the ledger's folder>/registry.db)")
-    p.add_argument("--name", default=None, metavar="MODEL", help="registered model name (default: "
-                   "privtrain-<source>-<recipe>)")
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="push the released run to the MLflow Model Registry "
+        "(a run already released is registered as released; see docs/governance/registry.md)",
+    )
+    p.add_argument(
+        "--registry-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking/registry URI (default: sqlite:///<the ledger's folder>/registry.db)",
+    )
+    p.add_argument(
+        "--name", default=None, metavar="MODEL", help="registered model name (default: privtrain-<source>-<recipe>)"
+    )
     p.set_defaults(func=_cmd)

@@ -55,8 +55,12 @@ def classification(current, record, run_dir: Path):
         return None
     raw = read_json(Path(run_dir) / "run.json")
     purpose = raw.get("purpose") or (raw.get("run") or {}).get("purpose") or _config_purpose(Path(run_dir))
-    facts = policy.RunFacts(recipe=record.recipe, source=record.source.get("name") or record.source.get("key"),
-                            tags=tuple(record.dataset.get("tags") or ()), purpose=purpose)
+    facts = policy.RunFacts(
+        recipe=record.recipe,
+        source=record.source.get("name") or record.source.get("key"),
+        tags=tuple(record.dataset.get("tags") or ()),
+        purpose=purpose,
+    )
     return policy.classify(current, facts)
 
 
@@ -77,27 +81,40 @@ def audit_gate(run_dir: Path, hashes: dict[str, str], name: str = "audit", why: 
     audit = read_json(run_dir / "audit.json")
     chained = "audit.json" in hashes
     red = bool(audit.get("red_flag"))
-    return Gate(name, bool(audit) and chained and not red,
-                "audited, no red flag" if audit and chained and not red else
-                f"{why} requires an audit: run privtrain audit RUN_DIR" if not audit else
-                "audit.json is not chained in the ledger" if not chained else
-                "the audit raised a red flag: its ε lower bound exceeds the claimed ε")
+    return Gate(
+        name,
+        bool(audit) and chained and not red,
+        "audited, no red flag"
+        if audit and chained and not red
+        else f"{why} requires an audit: run privtrain audit RUN_DIR"
+        if not audit
+        else "audit.json is not chained in the ledger"
+        if not chained
+        else "the audit raised a red flag: its ε lower bound exceeds the claimed ε",
+    )
 
 
-def one_run_gate(run_dir: Path, record, hashes: dict[str, str], name: str = "one-run audit",
-                 why: str = "the policy") -> Gate:
+def one_run_gate(
+    run_dir: Path, record, hashes: dict[str, str], name: str = "one-run audit", why: str = "the policy"
+) -> Gate:
     """A one-run audit of the configuration (``audit.one_run.enabled``): its report is chained with the run's
     files, it was of this run's configuration (same config hash), and it passed."""
     audit = read_json(run_dir / ONE_RUN_REPORT)
     same = (audit.get("configuration") or {}).get("config_hash") == record.config_hash
     ok = bool(audit) and ONE_RUN_REPORT in hashes and same and audit.get("verdict") == "consistent"
-    return Gate(name, ok,
-                f"the configuration's one-run audit shows ε ≥ {audit.get('epsilon_lower_bound', 0):.3g}, within the claim"
-                if ok else f"{why} requires a one-run audit of the configuration: run it with "
-                "audit.one_run.enabled=true" if not audit else
-                f"{ONE_RUN_REPORT} is not chained in the ledger" if ONE_RUN_REPORT not in hashes else
-                "the one-run audit was of another configuration (config hash differs)" if not same else
-                f"the one-run audit's verdict is {audit.get('verdict')}, not consistent")
+    return Gate(
+        name,
+        ok,
+        f"the configuration's one-run audit shows ε ≥ {audit.get('epsilon_lower_bound', 0):.3g}, within the claim"
+        if ok
+        else f"{why} requires a one-run audit of the configuration: run it with audit.one_run.enabled=true"
+        if not audit
+        else f"{ONE_RUN_REPORT} is not chained in the ledger"
+        if ONE_RUN_REPORT not in hashes
+        else "the one-run audit was of another configuration (config hash differs)"
+        if not same
+        else f"the one-run audit's verdict is {audit.get('verdict')}, not consistent",
+    )
 
 
 def class_gates(run_dir: Path, book, record, rec, risk, policy_sha: str | None) -> list[Gate]:
@@ -111,31 +128,51 @@ def class_gates(run_dir: Path, book, record, rec, risk, policy_sha: str | None) 
         valid, void = approvals.counted(book, record.run_id, rec.hashes, policy_sha)
         names = ", ".join(a.approver for a in valid) or "none"
         ignored = f"; not counted: {'; '.join(void)}" if void else ""
-        out.append(Gate(f"{at}: approvals", len(valid) >= c.approvals,
-                        f"{len(valid)} of {c.approvals} distinct approvals of these files under this policy "
-                        f"({names}){ignored}" + ("" if len(valid) >= c.approvals else
-                                                 "; ask approvers to run privtrain approve RUN_DIR --as NAME")))
+        out.append(
+            Gate(
+                f"{at}: approvals",
+                len(valid) >= c.approvals,
+                f"{len(valid)} of {c.approvals} distinct approvals of these files under this policy "
+                f"({names}){ignored}"
+                + ("" if len(valid) >= c.approvals else "; ask approvers to run privtrain approve RUN_DIR --as NAME"),
+            )
+        )
     if c.audit is not None:
         one = one_run_gate(run_dir, record, rec.hashes, f"{at}: audit ({c.audit})", why)
         member = audit_gate(run_dir, rec.hashes, f"{at}: audit ({c.audit})", why)
         if c.audit == "any" and not (one.ok or member.ok):
-            one = Gate(one.name, False, f"{why} requires an audit: run privtrain audit RUN_DIR, or the run with "
-                       "audit.one_run.enabled=true")
+            one = Gate(
+                one.name,
+                False,
+                f"{why} requires an audit: run privtrain audit RUN_DIR, or the run with audit.one_run.enabled=true",
+            )
         out.append(one if c.audit == "one_run" or (c.audit == "any" and not member.ok) else member)
     if c.encryption:
         enc = read_json(run_dir / "run.json").get("encryption")
-        out.append(Gate(f"{at}: encryption", isinstance(enc, dict) and bool(enc),
-                        f"artifacts encrypted (key id {enc.get('key_id')}, {enc.get('algorithm')})"
-                        if isinstance(enc, dict) and enc else
-                        f"{why} requires encrypted artifacts and run.json records no encryption key: run it again "
-                        "with a key configured"))
+        out.append(
+            Gate(
+                f"{at}: encryption",
+                isinstance(enc, dict) and bool(enc),
+                f"artifacts encrypted (key id {enc.get('key_id')}, {enc.get('algorithm')})"
+                if isinstance(enc, dict) and enc
+                else f"{why} requires encrypted artifacts and run.json records no encryption key: run it again "
+                "with a key configured",
+            )
+        )
     if c.monitoring:
         present, chained = (run_dir / REFERENCE_STATS).is_file(), REFERENCE_STATS in rec.hashes
-        out.append(Gate(f"{at}: monitoring", present and chained,
-                        "DP reference statistics released and chained" if present and chained else
-                        f"{REFERENCE_STATS} is not chained in the ledger" if present else
-                        f"{why} requires drift monitoring and the run released no {REFERENCE_STATS}: run it again "
-                        "with monitor.reference=true"))
+        out.append(
+            Gate(
+                f"{at}: monitoring",
+                present and chained,
+                "DP reference statistics released and chained"
+                if present and chained
+                else f"{REFERENCE_STATS} is not chained in the ledger"
+                if present
+                else f"{why} requires drift monitoring and the run released no {REFERENCE_STATS}: run it again "
+                "with monitor.reference=true",
+            )
+        )
     if c.max_fairness_gap is not None:
         out.append(_fairness_gate(run_dir, c.max_fairness_gap, at, why))
     return out
@@ -145,7 +182,14 @@ def _fairness_gate(run_dir: Path, cap: float, at: str, why: str) -> Gate:
     fairness = read_json(run_dir / "metrics.json").get("fairness")
     gap = fairness.get("max_gap") if isinstance(fairness, dict) else None
     if not isinstance(gap, (int, float)) or isinstance(gap, bool):
-        return Gate(f"{at}: fairness gap", False, f"{why} caps the per-group accuracy gap at {cap:g} and "
-                    "metrics.json holds no fairness.max_gap: run it again with dataset.sensitive=[...]")
-    return Gate(f"{at}: fairness gap", gap <= cap, f"largest per-group accuracy gap {gap:.3g} "
-                f"{'≤' if gap <= cap else 'exceeds the cap'} {cap:g}")
+        return Gate(
+            f"{at}: fairness gap",
+            False,
+            f"{why} caps the per-group accuracy gap at {cap:g} and "
+            "metrics.json holds no fairness.max_gap: run it again with dataset.sensitive=[...]",
+        )
+    return Gate(
+        f"{at}: fairness gap",
+        gap <= cap,
+        f"largest per-group accuracy gap {gap:.3g} {'≤' if gap <= cap else 'exceeds the cap'} {cap:g}",
+    )

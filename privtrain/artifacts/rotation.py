@@ -60,24 +60,39 @@ def rotate(run_dir: Path, new: Keyring, old: Keyring | None, ledger_path: str | 
         originals[name], sealed[name] = blob, seal_for(plain, new, context)
         old_ids.add(header.key_id)
     if not sealed:
-        raise UserError(f"run {rec.run_id} has no file encrypted under another key than {new.current!r}; nothing to "
-                        "rotate (nothing was written or recorded).")
+        raise UserError(
+            f"run {rec.run_id} has no file encrypted under another key than {new.current!r}; nothing to "
+            "rotate (nothing was written or recorded)."
+        )
     record_file = run_dir / "run.json"
     originals["run.json"] = record_file.read_bytes()
     record = json.loads(originals["run.json"])
-    record["encryption"] = {"key_id": new.current, "algorithm": aead.ALGORITHM,
-                            "rotated_from": sorted(set((record.get("encryption") or {}).get("rotated_from", []))
-                                                   | old_ids)}
+    record["encryption"] = {
+        "key_id": new.current,
+        "algorithm": aead.ALGORITHM,
+        "rotated_from": sorted(set((record.get("encryption") or {}).get("rotated_from", [])) | old_ids),
+    }
     try:
         for name, blob in sealed.items():
             replace_private(run_dir / name, blob)
         write_json(record_file, record)
         detail = {"key_rotation": {"old_key_ids": sorted(old_ids), "new_key_id": new.current, "files": sorted(sealed)}}
-        entry = evidence.rechain(book, run_dir, rec, [*sorted(sealed), "run.json"],
-                                 why=f"{WHY} {', '.join(sorted(old_ids))} -> {new.current}", detail=detail)
+        entry = evidence.rechain(
+            book,
+            run_dir,
+            rec,
+            [*sorted(sealed), "run.json"],
+            why=f"{WHY} {', '.join(sorted(old_ids))} -> {new.current}",
+            detail=detail,
+        )
     except BaseException:
         for name, blob in originals.items():  # put the versions the ledger holds back
             replace_private(run_dir / name, blob)
         raise
-    return {"run_id": rec.run_id, "files": sorted(sealed), "old_key_ids": sorted(old_ids),
-            "new_key_id": new.current, "entry": getattr(entry, "id", None)}
+    return {
+        "run_id": rec.run_id,
+        "files": sorted(sealed),
+        "old_key_ids": sorted(old_ids),
+        "new_key_id": new.current,
+        "entry": getattr(entry, "id", None),
+    }

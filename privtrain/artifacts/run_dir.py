@@ -34,8 +34,10 @@ def check_new(output_dir: Path) -> None:
     with user_paths(f"output directory {output_dir}"):
         taken = (output_dir / "run.json").exists() or (output_dir / "metrics.json").exists()
     if taken:
-        raise UserError(f"output directory {output_dir} already holds a run; a run never overwrites another's "
-                        "files (the ledger holds their hashes): choose another output_dir.")
+        raise UserError(
+            f"output directory {output_dir} already holds a run; a run never overwrites another's "
+            "files (the ledger holds their hashes): choose another output_dir."
+        )
 
 
 def prepare(output_dir: Path) -> None:
@@ -67,7 +69,7 @@ class Provisional:
     def keep(self) -> None:
         self.kept = True
 
-    def __enter__(self) -> "Provisional":
+    def __enter__(self) -> Provisional:
         prepare(self.output_dir)
         return self
 

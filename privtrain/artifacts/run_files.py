@@ -84,30 +84,55 @@ class RunFiles:
     def run_record(self) -> RunRecord:
         s, reserved = self.settings, self.reserved
         return RunRecord(
-            recipe=self.recipe, run_id=reserved.run_id, seed=s.seed, config_hash=s.config_hash,
+            recipe=self.recipe,
+            run_id=reserved.run_id,
+            seed=s.seed,
+            config_hash=s.config_hash,
             fingerprint=self.access.fingerprint,
             source={"key": reserved.source, "name": reserved.source_name, "kind": self.access.source.kind},
-            dataset=s.dataset.to_dict(), guarantees=[g.to_dict() for g in self.guarantees], audit=asdict(s.audit),
-            ledger={"path": self.ledger["path"], "allow_non_private": s.ledger.allow_non_private,
-                    "default_budget": s.ledger.default_budget, "governance": self.ledger.get("governance")},
-            **self.record)
+            dataset=s.dataset.to_dict(),
+            guarantees=[g.to_dict() for g in self.guarantees],
+            audit=asdict(s.audit),
+            ledger={
+                "path": self.ledger["path"],
+                "allow_non_private": s.ledger.allow_non_private,
+                "default_budget": s.ledger.default_budget,
+                "governance": self.ledger.get("governance"),
+            },
+            **self.record,
+        )
 
     def metrics_document(self) -> dict:
-        return {"recipe": self.recipe, "metrics": self.metrics, "guarantee": self.guarantees[0].to_dict(),
-                "guarantees": [g.to_dict() for g in self.guarantees], "dataset": self.dataset,
-                "ledger": self.ledger, **self.metrics_json}
+        return {
+            "recipe": self.recipe,
+            "metrics": self.metrics,
+            "guarantee": self.guarantees[0].to_dict(),
+            "guarantees": [g.to_dict() for g in self.guarantees],
+            "dataset": self.dataset,
+            "ledger": self.ledger,
+            **self.metrics_json,
+        }
 
     def card_text(self) -> str:
-        common = {"recipe": self.recipe, "dataset": self.dataset, "guarantees": self.guarantees,
-                  "metrics": self.metrics, "ledger": self.ledger, "sbom": self.reserved.sbom}
+        common = {
+            "recipe": self.recipe,
+            "dataset": self.dataset,
+            "guarantees": self.guarantees,
+            "metrics": self.metrics,
+            "ledger": self.ledger,
+            "sbom": self.reserved.sbom,
+        }
         return model_card.render(**{**common, **self.card})
 
 
 def schema_record(dataset: Dataset) -> dict:
     """The public preprocessing, as run.json records it: ``privtrain.load`` rebuilds the model from it and the model
     spec, and preprocesses new rows with it."""
-    return {**dataset.schema.to_dict(), "target": dataset.target,
-            "image_shape": list(dataset.image_shape) if dataset.image_shape else None}
+    return {
+        **dataset.schema.to_dict(),
+        "target": dataset.target,
+        "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+    }
 
 
 def write(out: Path, run: RunFiles) -> list[Path]:

@@ -55,10 +55,23 @@ class EnvironmentBom:
     def summary(self) -> dict:
         """Plain values for the model card: the files, counts by class and the flagged distributions."""
         bad = licences.flagged(self.rows)
-        return {"sbom": SBOM, "licences": LICENCES_MD, "csv": LICENCES_CSV, "n": len(self.rows),
-                "counts": licences.counts(self.rows),
-                "flagged": [{"name": r["name"], "version": r["version"], "licence": r["licence"],
-                             "class": r["class"], "flag": r["flag"]} for r in bad]}
+        return {
+            "sbom": SBOM,
+            "licences": LICENCES_MD,
+            "csv": LICENCES_CSV,
+            "n": len(self.rows),
+            "counts": licences.counts(self.rows),
+            "flagged": [
+                {
+                    "name": r["name"],
+                    "version": r["version"],
+                    "licence": r["licence"],
+                    "class": r["class"],
+                    "flag": r["flag"],
+                }
+                for r in bad
+            ],
+        }
 
     def write(self, out: Path) -> list[Path]:
         """Write the SBOM and both licence files into ``out``; return them."""
@@ -110,17 +123,29 @@ def environment_bom(*, use_cache: bool = True) -> EnvironmentBom:
 def _build() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / SBOM
-        cmd = [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "--output-reproducible",
-               "--no-validate", "-o", str(target)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cyclonedx_py",
+            "environment",
+            "--of",
+            "JSON",
+            "--output-reproducible",
+            "--no-validate",
+            "-o",
+            str(target),
+        ]
         try:
             done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise UserError(f"sbom: cyclonedx-py failed ({type(exc).__name__}); install cyclonedx-bom "
-                            "(pip install cyclonedx-bom).") from None
+            raise UserError(
+                f"sbom: cyclonedx-py failed ({type(exc).__name__}); install cyclonedx-bom (pip install cyclonedx-bom)."
+            ) from None
         if done.returncode != 0 or not target.is_file():
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"sbom: cyclonedx-py environment failed ({last}); install cyclonedx-bom "
-                            "(pip install cyclonedx-bom).")
+            raise UserError(
+                f"sbom: cyclonedx-py environment failed ({last}); install cyclonedx-bom (pip install cyclonedx-bom)."
+            )
         bom = json.loads(target.read_text())
     return json.dumps(_complete(bom), indent=2, sort_keys=True) + "\n"
 
@@ -147,9 +172,12 @@ def _complete(bom: dict) -> dict:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sbom", help="write the environment's CycloneDX SBOM and licence summary",
-                       description=f"Write {SBOM}, {LICENCES_MD} and {LICENCES_CSV} for the current Python "
-                       "environment (what every run records) and print the licence summary.")
+    p = sub.add_parser(
+        "sbom",
+        help="write the environment's CycloneDX SBOM and licence summary",
+        description=f"Write {SBOM}, {LICENCES_MD} and {LICENCES_CSV} for the current Python "
+        "environment (what every run records) and print the licence summary.",
+    )
     p.add_argument("--output", "-o", default=".", help="folder for the files (default: the current one)")
     p.add_argument("--no-cache", action="store_true", help="rebuild the SBOM even if this environment has one cached")
     p.set_defaults(func=_cmd)
@@ -164,8 +192,10 @@ def _cmd(args) -> int:
 
 def render_summary(summary: dict, files: list[Path]) -> str:
     """One screen: counts by licence class, then the flagged distributions."""
-    lines = [f"privtrain sbom: {summary['n']} distributions; "
-             + ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())]
+    lines = [
+        f"privtrain sbom: {summary['n']} distributions; "
+        + ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())
+    ]
     if summary["flagged"]:
         lines.append(f"flagged ({len(summary['flagged'])}):")
         lines += [f"  {f['name']} {f['version']}: {f['licence']} ({f['class']})" for f in summary["flagged"]]

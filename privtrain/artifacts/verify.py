@@ -56,9 +56,12 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("verify", help="check a run's files against the hashes its ledger entries chained",
-                              description="Check every file a run wrote against the SHA-256 its ledger entry "
-                              "recorded (and later audits). One line; exit 1 on any mismatch.")
+    p = subparsers.add_parser(
+        "verify",
+        help="check a run's files against the hashes its ledger entries chained",
+        description="Check every file a run wrote against the SHA-256 its ledger entry "
+        "recorded (and later audits). One line; exit 1 on any mismatch.",
+    )
     p.add_argument("run_dir", help="output directory of a finished run")
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
     p.set_defaults(func=_cmd)

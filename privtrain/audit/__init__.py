@@ -49,22 +49,36 @@ def preflight(settings, recipe: str) -> None:
     from privtrain.audit.settings import AUDITABLE, ONE_RUN_RECIPES
 
     if settings.one_run.enabled and recipe not in ONE_RUN_RECIPES:
-        raise UserError(f"audit.one_run.enabled=true: the one-run audit covers {', '.join(ONE_RUN_RECIPES)}, not "
-                        f"{recipe}; drop audit.one_run.enabled. Nothing was run or charged.")
+        raise UserError(
+            f"audit.one_run.enabled=true: the one-run audit covers {', '.join(ONE_RUN_RECIPES)}, not "
+            f"{recipe}; drop audit.one_run.enabled. Nothing was run or charged."
+        )
     if not settings.enabled:
         return
     if recipe not in AUDITABLE:
-        raise UserError(f"audit.enabled=true: the {recipe} recipe cannot be audited yet (privtrain audits "
-                        f"{' and '.join(AUDITABLE)} runs); drop audit.enabled. Nothing was run or charged.")
+        raise UserError(
+            f"audit.enabled=true: the {recipe} recipe cannot be audited yet (privtrain audits "
+            f"{' and '.join(AUDITABLE)} runs); drop audit.enabled. Nothing was run or charged."
+        )
     if recipe == "dp_sgd" and settings.shadow_models and settings.shadow_data is None:
-        raise UserError(f"audit.enabled=true with audit.shadow_models={settings.shadow_models} needs audit.shadow_data: "
-                        "charged (shadows train on the private data and are charged to the ledger) or pool "
-                        "(with audit.pool_path=FILE); or audit.shadow_models=0 for the free attacks only.")
+        raise UserError(
+            f"audit.enabled=true with audit.shadow_models={settings.shadow_models} needs audit.shadow_data: "
+            "charged (shadows train on the private data and are charged to the ledger) or pool "
+            "(with audit.pool_path=FILE); or audit.shadow_models=0 for the free attacks only."
+        )
 
 
-def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_data: str | None = None,
-              pool_path: str | None = None, confidence: float | None = None, seed: int | None = None,
-              update_card: bool | None = None, ledger_path: str | None = None) -> dict:
+def audit_run(
+    run_dir: str | Path,
+    *,
+    shadow_models: int | None = None,
+    shadow_data: str | None = None,
+    pool_path: str | None = None,
+    confidence: float | None = None,
+    seed: int | None = None,
+    update_card: bool | None = None,
+    ledger_path: str | None = None,
+) -> dict:
     """Audit a run directory and write its report.
 
     Settings left as None come from the run's own ``audit`` settings, in its run record (``run.json``).
@@ -95,11 +109,18 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
         raise UserError(f"run directory {str(run_dir)!r} does not exist; pass the output directory of a run.")
     record = RunRecord.read(run_dir)
     if record.recipe not in AUDITABLE:
-        raise UserError(f"{run_dir}: recipe {record.recipe!r} cannot be audited yet; privtrain audit supports "
-                        f"{' and '.join(AUDITABLE)} runs.")
+        raise UserError(
+            f"{run_dir}: recipe {record.recipe!r} cannot be audited yet; privtrain audit supports "
+            f"{' and '.join(AUDITABLE)} runs."
+        )
     settings = AuditSettings.from_dict(record.audit).with_overrides(
-        shadow_models=shadow_models, shadow_data=shadow_data, pool_path=pool_path, confidence=confidence,
-        seed=seed, update_card=update_card)
+        shadow_models=shadow_models,
+        shadow_data=shadow_data,
+        pool_path=pool_path,
+        confidence=confidence,
+        seed=seed,
+        update_card=update_card,
+    )
     book, checked = _intact_evidence(run_dir, record, ledger_path)  # before anything is charged or written
     if record.recipe == "synthetic":
         from privtrain.audit import synthetic
@@ -111,9 +132,12 @@ def audit_run(run_dir: str | Path, *, shadow_models: int | None = None, shadow_d
         audit = runner.audit_dp_sgd(runner.read_run(run_dir, record), settings, ledger_path)
     _record_files(run_dir, book, checked, audit)
     if audit.get("red_flag"):
-        print(f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
-              f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
-              file=sys.stderr, flush=True)
+        print(
+            f"privtrain: RED FLAG: the audit of {run_dir} shows epsilon >= {audit['epsilon_lower_bound']:.3g}, "
+            f"more than the claimed {audit['claimed']['epsilon']:.3g}; see its model_card.md.",
+            file=sys.stderr,
+            flush=True,
+        )
     return audit
 
 

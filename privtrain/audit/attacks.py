@@ -51,7 +51,7 @@ def model_outputs(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 4096
     logits = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits.append(model(torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))).double())
+            logits.append(model(torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size]))).double())
     return outputs_from_logits(torch.cat(logits).numpy(), y)
 
 
@@ -95,8 +95,9 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def attack_metrics(members: np.ndarray, nonmembers: np.ndarray, *, delta: float, confidence: float,
-                   n_attacks: int) -> dict:
+def attack_metrics(
+    members: np.ndarray, nonmembers: np.ndarray, *, delta: float, confidence: float, n_attacks: int
+) -> dict:
     """AUC, TPR at 1% and 0.1% FPR, the attacker's advantage and the ε lower bound of one attack."""
     from sklearn.metrics import auc
 

@@ -93,8 +93,9 @@ def fp_grid(n: int) -> list[int]:
     return grid
 
 
-def epsilon_lower_bound(members: np.ndarray, nonmembers: np.ndarray, *, delta: float, confidence: float = 0.95,
-                        n_attacks: int = 1) -> EpsilonBound:
+def epsilon_lower_bound(
+    members: np.ndarray, nonmembers: np.ndarray, *, delta: float, confidence: float = 0.95, n_attacks: int = 1
+) -> EpsilonBound:
     """The largest ε lower bound over a grid of thresholds on attack scores (higher = "member").
 
     Args:
@@ -128,8 +129,9 @@ def epsilon_lower_bound(members: np.ndarray, nonmembers: np.ndarray, *, delta: f
     # at level alpha each they hold jointly with probability 1 - 2 alpha. Bonferroni over both, every
     # threshold and every attack gives the stated confidence.
     alpha = (1 - confidence) / (2 * len(candidates) * n_attacks)
-    best = EpsilonBound(0.0, "tpr", None, 0, len(members), 0, len(nonmembers), confidence, delta, len(candidates),
-                        n_attacks)
+    best = EpsilonBound(
+        0.0, "tpr", None, 0, len(members), 0, len(nonmembers), confidence, delta, len(candidates), n_attacks
+    )
     for side, t, tp, n_pos, fp, n_neg in candidates:
         eps = epsilon_from_counts(tp=tp, n_pos=n_pos, fp=fp, n_neg=n_neg, delta=delta, alpha=alpha)
         if eps > best.epsilon:
@@ -137,9 +139,11 @@ def epsilon_lower_bound(members: np.ndarray, nonmembers: np.ndarray, *, delta: f
     return best
 
 
-def max_provable_epsilon(n_members: int, n_nonmembers: int, *, delta: float, confidence: float = 0.95,
-                         n_attacks: int = 1) -> float:
+def max_provable_epsilon(
+    n_members: int, n_nonmembers: int, *, delta: float, confidence: float = 0.95, n_attacks: int = 1
+) -> float:
     """The bound a perfect attack would reach with these sample sizes: the audit cannot show more."""
-    perfect = epsilon_lower_bound(np.ones(n_members), np.zeros(n_nonmembers), delta=delta,
-                                  confidence=confidence, n_attacks=n_attacks)
+    perfect = epsilon_lower_bound(
+        np.ones(n_members), np.zeros(n_nonmembers), delta=delta, confidence=confidence, n_attacks=n_attacks
+    )
     return perfect.epsilon

@@ -139,11 +139,16 @@ class DiracObserver:
             kept = [optimizer.max_grad_norm / math.sqrt(k)] * k
         self.kept = sum(kept)
         self.divisor = float(optimizer.expected_batch_size)
-        self.built = {"divisor": self.divisor, "sample_rate": _sampler_rate(loader), "steps": int(steps),
-                      "noise_std": float(optimizer.noise_multiplier * optimizer.max_grad_norm),
-                      # noise std in canary units = noise multiplier x geometry (1 for flat clipping)
-                      "geometry": float(optimizer.max_grad_norm * math.sqrt(k) / self.kept),
-                      "canary_tensors": k, "clipped_canary_norm": float(math.sqrt(sum(c * c for c in kept)))}
+        self.built = {
+            "divisor": self.divisor,
+            "sample_rate": _sampler_rate(loader),
+            "steps": int(steps),
+            "noise_std": float(optimizer.noise_multiplier * optimizer.max_grad_norm),
+            # noise std in canary units = noise multiplier x geometry (1 for flat clipping)
+            "geometry": float(optimizer.max_grad_norm * math.sqrt(k) / self.kept),
+            "canary_tensors": k,
+            "clipped_canary_norm": float(math.sqrt(sum(c * c for c in kept))),
+        }
         previous = optimizer.step_hook
 
         def observe(opt) -> None:

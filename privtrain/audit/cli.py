@@ -29,29 +29,70 @@ def register(subparsers) -> None:
         "privtrain audit outputs/dp_sgd/RUN --shadow-data pool --pool public.csv | "
         "privtrain audit --one-run dp_sgd privacy.target_epsilon=2 --mode both",
     )
-    p.add_argument("targets", nargs="*", metavar="RUN_DIR | OVERRIDE",
-                   help="output directory of a dp_sgd or synthetic run; with --one-run, the recipe's Hydra overrides")
-    p.add_argument("--one-run", dest="one_run", default=None, metavar="RECIPE",
-                   help="audit the configuration RECIPE [overrides] in one training run with canaries, on public rows "
-                   "(nothing charged): an epsilon lower bound beside the claim; see docs/audit.md")
-    p.add_argument("--mode", choices=("whitebox", "blackbox", "both"), default=None,
-                   help="--one-run: Dirac canaries in every update, mislabeled canaries on the final model, or both")
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="RUN_DIR | OVERRIDE",
+        help="output directory of a dp_sgd or synthetic run; with --one-run, the recipe's Hydra overrides",
+    )
+    p.add_argument(
+        "--one-run",
+        dest="one_run",
+        default=None,
+        metavar="RECIPE",
+        help="audit the configuration RECIPE [overrides] in one training run with canaries, on public rows "
+        "(nothing charged): an epsilon lower bound beside the claim; see docs/audit.md",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("whitebox", "blackbox", "both"),
+        default=None,
+        help="--one-run: Dirac canaries in every update, mislabeled canaries on the final model, or both",
+    )
     p.add_argument("--canaries", type=int, default=None, metavar="M", help="--one-run: number of canaries (1000)")
-    p.add_argument("--output", default=None, metavar="DIR",
-                   help="--one-run: where the report goes (default outputs/one_run_audit/<time>)")
-    p.add_argument("--shadow-models", type=int, default=None, metavar="K",
-                   help="LiRA shadow models (0 = only the loss and confidence attacks; default: audit.shadow_models)")
-    p.add_argument("--shadow-data", choices=("charged", "pool"), default=None,
-                   help="charged: shadows train on the private data and are charged to the ledger; "
-                   "pool: shadows train only on --pool")
-    p.add_argument("--pool", dest="pool_path", default=None, metavar="FILE",
-                   help="CSV/Parquet audit data for --shadow-data pool (same columns, disjoint from the private rows)")
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="DIR",
+        help="--one-run: where the report goes (default outputs/one_run_audit/<time>)",
+    )
+    p.add_argument(
+        "--shadow-models",
+        type=int,
+        default=None,
+        metavar="K",
+        help="LiRA shadow models (0 = only the loss and confidence attacks; default: audit.shadow_models)",
+    )
+    p.add_argument(
+        "--shadow-data",
+        choices=("charged", "pool"),
+        default=None,
+        help="charged: shadows train on the private data and are charged to the ledger; "
+        "pool: shadows train only on --pool",
+    )
+    p.add_argument(
+        "--pool",
+        dest="pool_path",
+        default=None,
+        metavar="FILE",
+        help="CSV/Parquet audit data for --shadow-data pool (same columns, disjoint from the private rows)",
+    )
     p.add_argument("--confidence", type=float, default=None, help="confidence of the epsilon lower bound (0.95)")
     p.add_argument("--seed", type=int, default=None, help="seed of the shadow models (default: the run's seed)")
-    p.add_argument("--no-card", dest="update_card", action="store_false", default=None,
-                   help="do not append the audit section to model_card.md")
-    p.add_argument("--ledger", dest="ledger_path", default=None, metavar="PATH",
-                   help="ledger charged for shadow training (default: the run's, or $PRIVTRAIN_LEDGER)")
+    p.add_argument(
+        "--no-card",
+        dest="update_card",
+        action="store_false",
+        default=None,
+        help="do not append the audit section to model_card.md",
+    )
+    p.add_argument(
+        "--ledger",
+        dest="ledger_path",
+        default=None,
+        metavar="PATH",
+        help="ledger charged for shadow training (default: the run's, or $PRIVTRAIN_LEDGER)",
+    )
     p.add_argument("--json", action="store_true", help="print audit.json instead of the summary")
     p.set_defaults(func=_cmd_audit)
 
@@ -66,13 +107,22 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.one_run is not None:
         return args.one_run_command(args)
     if len(args.targets) != 1:
-        raise UserError("privtrain audit takes one run directory (privtrain audit outputs/dp_sgd/RUN), or "
-                        "--one-run RECIPE [overrides] to audit a configuration.")
+        raise UserError(
+            "privtrain audit takes one run directory (privtrain audit outputs/dp_sgd/RUN), or "
+            "--one-run RECIPE [overrides] to audit a configuration."
+        )
     if args.mode is not None or args.canaries is not None or args.output is not None:
         raise UserError("--mode, --canaries and --output belong to --one-run; drop them, or add --one-run RECIPE.")
-    audit = audit_run(args.targets[0], shadow_models=args.shadow_models, shadow_data=args.shadow_data,
-                      pool_path=args.pool_path, confidence=args.confidence, seed=args.seed,
-                      update_card=args.update_card, ledger_path=args.ledger_path)
+    audit = audit_run(
+        args.targets[0],
+        shadow_models=args.shadow_models,
+        shadow_data=args.shadow_data,
+        pool_path=args.pool_path,
+        confidence=args.confidence,
+        seed=args.seed,
+        update_card=args.update_card,
+        ledger_path=args.ledger_path,
+    )
     if args.json:
         from privtrain.artifacts.run_dir import _jsonable
 
@@ -93,8 +143,14 @@ def one_run_command(audit_one_run):
         from privtrain.audit import RED_FLAG_EXIT
         from privtrain.audit.one_run_report import summary
 
-        audit = audit_one_run(args.one_run, args.targets, output_dir=args.output, mode=args.mode,
-                              canaries=args.canaries, confidence=args.confidence)
+        audit = audit_one_run(
+            args.one_run,
+            args.targets,
+            output_dir=args.output,
+            mode=args.mode,
+            canaries=args.canaries,
+            confidence=args.confidence,
+        )
         print(json.dumps(_jsonable(audit), indent=2, sort_keys=True) if args.json else summary(audit), flush=True)
         if audit["red_flag"]:
             print(f"privtrain: RED FLAG: {'; '.join(audit['reasons'])}", file=sys.stderr, flush=True)

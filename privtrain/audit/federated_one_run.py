@@ -37,13 +37,24 @@ def job_from_planned(planned) -> dict:
         UserError: the run has no central (client-level) DP to audit.
     """
     if planned.central is None:
-        raise UserError("privtrain audit --one-run federated audits central DP-FedAvg (privacy=central or "
-                        "central_local); for local DP-SGD in the clients, audit dp_sgd with the clients' settings.")
+        raise UserError(
+            "privtrain audit --one-run federated audits central DP-FedAvg (privacy=central or "
+            "central_local); for local DP-SGD in the clients, audit dp_sgd with the clients' settings."
+        )
     s, c = planned.settings, planned.central
-    return {"settings": s, "central": c, "clients": int(c.num_clients), "describe": {
-        "summary": (f"federated central DP-FedAvg on {planned.population.dataset.name}: {c.num_clients} clients, "
-                    f"{c.rounds} rounds, {c.sampling} sampling, denominator {c.denominator:.4g}"),
-        "config_hash": s.config_hash, "rows_from": "canary clients only (no client data)"}}
+    return {
+        "settings": s,
+        "central": c,
+        "clients": int(c.num_clients),
+        "describe": {
+            "summary": (
+                f"federated central DP-FedAvg on {planned.population.dataset.name}: {c.num_clients} clients, "
+                f"{c.rounds} rounds, {c.sampling} sampling, denominator {c.denominator:.4g}"
+            ),
+            "config_hash": s.config_hash,
+            "rows_from": "canary clients only (no client data)",
+        },
+    }
 
 
 def audit_job(job: dict, settings, *, progress: bool = True) -> tuple[dict, dict]:
@@ -54,8 +65,10 @@ def audit_job(job: dict, settings, *, progress: bool = True) -> tuple[dict, dict
 
     c, fl = job["central"], job["settings"].fl
     if settings.mode != "whitebox":
-        raise UserError(f"audit.one_run.mode={settings.mode}: the federated one-run audit observes every release "
-                        "(white-box) only; use --mode whitebox.")
+        raise UserError(
+            f"audit.one_run.mode={settings.mode}: the federated one-run audit observes every release "
+            "(white-box) only; use --mode whitebox."
+        )
     rng = np.random.default_rng(secrets.randbits(128))  # the audit's own coins: which canaries are in
     m = int(settings.canaries)
     included = rng.random(m) < 0.5
@@ -64,18 +77,43 @@ def audit_job(job: dict, settings, *, progress: bool = True) -> tuple[dict, dict
     scores = stats.llr_scores(observed.T, c.sample_rate, c.noise_multiplier)
     split = (scores[included], scores[~included])
     conf = float(settings.confidence)
-    attacks = {"gauss": stats.gauss_mu(*split, delta=c.delta, confidence=conf, n_tests=len(ATTACKS)).to_dict(),
-               "steinke": stats.steinke_bound(*split, delta=c.delta, confidence=conf, n_tests=len(ATTACKS)).to_dict()}
+    attacks = {
+        "gauss": stats.gauss_mu(*split, delta=c.delta, confidence=conf, n_tests=len(ATTACKS)).to_dict(),
+        "steinke": stats.steinke_bound(*split, delta=c.delta, confidence=conf, n_tests=len(ATTACKS)).to_dict(),
+    }
     mu = stats.clt_mu(c.sample_rate, c.noise_multiplier, c.rounds)
-    claimed = {"epsilon": float(c.epsilon), "delta": c.delta, "unit": "client", "accountant": "pld",
-               "noise_multiplier": c.noise_multiplier, "sample_rate": c.sample_rate, "steps": c.rounds,
-               "max_grad_norm": c.clipping_norm, "void": ["reproducible noise"] if fl.reproducible_noise else []}
-    expected = {"clt_mu": mu, "clt_epsilon": stats.gdp_epsilon(mu, c.delta),
-                "claimed_gdp_mu": stats.gdp_mu(c.epsilon, c.delta)}
-    report = report_content(recipe="federated", configuration=job["describe"], claimed=claimed, settings=settings,
-                            canaries=m, rows=job["clients"], attacks=attacks, structure=None, built=None,
-                            expected=expected, included={"whitebox_in": int(included.sum())}, seconds={},
-                            n_tests=len(ATTACKS), mutant=None)
+    claimed = {
+        "epsilon": float(c.epsilon),
+        "delta": c.delta,
+        "unit": "client",
+        "accountant": "pld",
+        "noise_multiplier": c.noise_multiplier,
+        "sample_rate": c.sample_rate,
+        "steps": c.rounds,
+        "max_grad_norm": c.clipping_norm,
+        "void": ["reproducible noise"] if fl.reproducible_noise else [],
+    }
+    expected = {
+        "clt_mu": mu,
+        "clt_epsilon": stats.gdp_epsilon(mu, c.delta),
+        "claimed_gdp_mu": stats.gdp_mu(c.epsilon, c.delta),
+    }
+    report = report_content(
+        recipe="federated",
+        configuration=job["describe"],
+        claimed=claimed,
+        settings=settings,
+        canaries=m,
+        rows=job["clients"],
+        attacks=attacks,
+        structure=None,
+        built=None,
+        expected=expected,
+        included={"whitebox_in": int(included.sum())},
+        seconds={},
+        n_tests=len(ATTACKS),
+        mutant=None,
+    )
     return report, {"gauss": split}
 
 
@@ -101,8 +139,14 @@ def observe_rounds(job: dict, included: np.ndarray, *, on_round=None) -> np.ndar
                 updates.append({"canary": update})
             else:
                 updates.append(dict(zero))
-        released = aggregation.dp_fedavg(zero, updates, clipping_norm=c.clipping_norm,
-                                         noise_multiplier=c.noise_multiplier, denominator=c.denominator, rng=noise)
+        released = aggregation.dp_fedavg(
+            zero,
+            updates,
+            clipping_norm=c.clipping_norm,
+            noise_multiplier=c.noise_multiplier,
+            denominator=c.denominator,
+            rng=noise,
+        )
         rows.append(released["canary"] * c.denominator / c.clipping_norm)
         if on_round is not None:
             on_round()

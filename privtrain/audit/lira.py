@@ -50,7 +50,7 @@ def shadow_halves(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     for pair in range(k // 2):
         order = rng.permutation(n)
         inside[2 * pair, order[:half]] = True
-        inside[2 * pair + 1, order[half:2 * half]] = True
+        inside[2 * pair + 1, order[half : 2 * half]] = True
     return inside
 
 
@@ -69,9 +69,9 @@ def _spread(values: np.ndarray, mask: np.ndarray, mean: np.ndarray, per_example:
     resid = np.where(mask, values - mean, 0.0)
     if per_example:
         counts = np.maximum(mask.sum(axis=0) - 1, 1)
-        return np.sqrt((resid ** 2).sum(axis=0) / counts) + 1e-6
+        return np.sqrt((resid**2).sum(axis=0) / counts) + 1e-6
     dof = max(int(mask.sum()) - int((mask.sum(axis=0) > 0).sum()), 1)
-    return float(np.sqrt((resid ** 2).sum() / dof)) + 1e-6
+    return float(np.sqrt((resid**2).sum() / dof)) + 1e-6
 
 
 def online_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -96,7 +96,7 @@ def online_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, inside: np.nda
     else:
         resid = np.where(inside, shadow_phi - mu_in, shadow_phi - mu_out)
         dof = max(resid.size - 2 * shadow_phi.shape[1], 1)
-        sd_in = sd_out = float(np.sqrt((resid ** 2).sum() / dof)) + 1e-6
+        sd_in = sd_out = float(np.sqrt((resid**2).sum() / dof)) + 1e-6
     return _gauss_logpdf(target_phi, mu_in, sd_in) - _gauss_logpdf(target_phi, mu_out, sd_out)
 
 

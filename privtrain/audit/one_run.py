@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -68,14 +68,16 @@ def audit_job(job, settings, *, progress: bool = True) -> tuple[dict, dict]:
             s = whitebox.dirac_scores(job, observed, built)
             scores["gauss"] = scores["steinke"] = (s[included], s[~included])
             attacks["gauss"] = stats.gauss_mu(*scores["gauss"], delta=delta, confidence=conf, n_tests=n_tests).to_dict()
-            attacks["steinke"] = stats.steinke_bound(*scores["steinke"], delta=delta, confidence=conf,
-                                                     n_tests=n_tests).to_dict()
+            attacks["steinke"] = stats.steinke_bound(
+                *scores["steinke"], delta=delta, confidence=conf, n_tests=n_tests
+            ).to_dict()
             started = time.perf_counter()
             r = whitebox.replay_scores(job, observed, built, rows, m, k, on_step=bar.update)
             seconds["replay"] = time.perf_counter() - started
             scores["replay"] = (r[included], r[~included])
-            attacks["replay"] = stats.gdp_roc_bound(*scores["replay"], delta=delta, confidence=conf,
-                                                    n_tests=n_tests).to_dict()
+            attacks["replay"] = stats.gdp_roc_bound(
+                *scores["replay"], delta=delta, confidence=conf, n_tests=n_tests
+            ).to_dict()
             attacks["replay"]["steps"] = k
             started = time.perf_counter()
             extra["structure"] = whitebox.structure(job, rng)
@@ -89,10 +91,12 @@ def audit_job(job, settings, *, progress: bool = True) -> tuple[dict, dict]:
             b = blackbox.run(job, included, rng, on_step=bar.update)
             seconds["blackbox_run"] = time.perf_counter() - started
             scores["blackbox_steinke"] = scores["blackbox_gauss"] = (b[included], b[~included])
-            attacks["blackbox_steinke"] = stats.steinke_bound(b[included], b[~included], delta=delta, confidence=conf,
-                                                              n_tests=n_tests).to_dict()
-            attacks["blackbox_gauss"] = stats.gauss_mu(b[included], b[~included], delta=delta, confidence=conf,
-                                                       n_tests=n_tests).to_dict()
+            attacks["blackbox_steinke"] = stats.steinke_bound(
+                b[included], b[~included], delta=delta, confidence=conf, n_tests=n_tests
+            ).to_dict()
+            attacks["blackbox_gauss"] = stats.gauss_mu(
+                b[included], b[~included], delta=delta, confidence=conf, n_tests=n_tests
+            ).to_dict()
             in_counts["blackbox_in"] = int(included.sum())
     finally:
         bar.close()
@@ -106,21 +110,56 @@ def _expected(job, built: dict) -> dict:
     return {"clt_mu": mu, "clt_epsilon": stats.gdp_epsilon(mu, job.delta), "claimed_gdp_mu": claimed_mu}
 
 
-def _report(job, settings, m: int, attacks: dict, extra: dict, in_counts: dict[str, int], seconds: dict, n_tests: int,
-            mutant) -> dict:
+def _report(
+    job, settings, m: int, attacks: dict, extra: dict, in_counts: dict[str, int], seconds: dict, n_tests: int, mutant
+) -> dict:
     dp = job.dp
-    claimed = {"epsilon": job.claimed_epsilon, "delta": dp.delta, "unit": "example", "accountant": dp.accountant,
-               "noise_multiplier": dp.noise_multiplier, "sample_rate": dp.sample_rate, "steps": dp.steps,
-               "max_grad_norm": dp.max_grad_norm, "void": list(job.void)}
-    return report_content(recipe="dp_sgd", configuration=job.describe, claimed=claimed, settings=settings, canaries=m,
-                          rows=job.rows, attacks=attacks, structure=extra.get("structure"), built=extra.get("built"),
-                          expected=extra.get("expected"), included=in_counts,
-                          seconds=seconds, n_tests=n_tests, mutant=mutant)
+    claimed = {
+        "epsilon": job.claimed_epsilon,
+        "delta": dp.delta,
+        "unit": "example",
+        "accountant": dp.accountant,
+        "noise_multiplier": dp.noise_multiplier,
+        "sample_rate": dp.sample_rate,
+        "steps": dp.steps,
+        "max_grad_norm": dp.max_grad_norm,
+        "void": list(job.void),
+    }
+    return report_content(
+        recipe="dp_sgd",
+        configuration=job.describe,
+        claimed=claimed,
+        settings=settings,
+        canaries=m,
+        rows=job.rows,
+        attacks=attacks,
+        structure=extra.get("structure"),
+        built=extra.get("built"),
+        expected=extra.get("expected"),
+        included=in_counts,
+        seconds=seconds,
+        n_tests=n_tests,
+        mutant=mutant,
+    )
 
 
-def report_content(*, recipe: str, configuration: dict, claimed: dict, settings, canaries: int, rows: int,
-                   attacks: dict, structure: dict | None, built: dict | None, expected: dict | None, included: dict,
-                   seconds: dict, n_tests: int, mutant: str | None) -> dict:
+def report_content(
+    *,
+    recipe: str,
+    configuration: dict,
+    claimed: dict,
+    settings,
+    canaries: int,
+    rows: int,
+    attacks: dict,
+    structure: dict | None,
+    built: dict | None,
+    expected: dict | None,
+    included: dict,
+    seconds: dict,
+    n_tests: int,
+    mutant: str | None,
+) -> dict:
     """The report: the largest bound over ``attacks``, the reasons for a flag, the verdict."""
     best = max(attacks, key=lambda a: attacks[a]["epsilon_lower"])
     eps_lb = float(attacks[best]["epsilon_lower"])
@@ -129,19 +168,38 @@ def report_content(*, recipe: str, configuration: dict, claimed: dict, settings,
     if math.isfinite(eps) and eps_lb > eps:
         reasons.append(f"the {best} attack shows epsilon >= {eps_lb:.3g}, more than the claimed {eps:.3g}")
     if structure and structure["varies_with_rows"]:
-        reasons.append(f"the mechanism given to Opacus changes with the number of rows ({', '.join(structure['varies_with_rows'])} "
-                       f"differ for {rows - 1}, {rows} and {rows + 1} rows)")
+        reasons.append(
+            f"the mechanism given to Opacus changes with the number of rows ({', '.join(structure['varies_with_rows'])} "
+            f"differ for {rows - 1}, {rows} and {rows + 1} rows)"
+        )
     if structure and structure["differs_from_plan"]:
-        reasons.append(f"the mechanism given to Opacus differs from the plan ({', '.join(structure['differs_from_plan'])})")
+        reasons.append(
+            f"the mechanism given to Opacus differs from the plan ({', '.join(structure['differs_from_plan'])})"
+        )
     red_flag = math.isfinite(eps) and bool(reasons)
     return {
-        "kind": "one_run", "recipe": recipe, "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "configuration": configuration, "claimed": claimed, "mode": settings.mode if recipe == "dp_sgd" else "whitebox",
-        "confidence": float(settings.confidence), "n_tests": n_tests, "canaries": canaries, "rows": rows,
-        "included": included, "attacks": attacks, "best_attack": best, "epsilon_lower_bound": eps_lb,
-        "structure": structure, "built": built, "expected": expected, "red_flag": red_flag, "reasons": reasons,
+        "kind": "one_run",
+        "recipe": recipe,
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "configuration": configuration,
+        "claimed": claimed,
+        "mode": settings.mode if recipe == "dp_sgd" else "whitebox",
+        "confidence": float(settings.confidence),
+        "n_tests": n_tests,
+        "canaries": canaries,
+        "rows": rows,
+        "included": included,
+        "attacks": attacks,
+        "best_attack": best,
+        "epsilon_lower_bound": eps_lb,
+        "structure": structure,
+        "built": built,
+        "expected": expected,
+        "red_flag": red_flag,
+        "reasons": reasons,
         "verdict": "red_flag" if red_flag else ("consistent" if math.isfinite(eps) else "no_guarantee"),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()}, "mutant": mutant,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "mutant": mutant,
     }
 
 
@@ -161,14 +219,17 @@ def audit_planned(planned, settings, output_dir, *, progress: bool = True) -> di
     from privtrain.errors import UserError
 
     if distributed.world() is not None:
-        raise UserError("the one-run audit trains in one process; run `privtrain audit --one-run dp_sgd ...` "
-                        "outside torchrun (it audits the per-example mechanism every rank shares).")
+        raise UserError(
+            "the one-run audit trains in one process; run `privtrain audit --one-run dp_sgd ...` "
+            "outside torchrun (it audits the per-example mechanism every rank shares)."
+        )
     started = time.perf_counter()
     if getattr(planned, "central", None) is not None or hasattr(planned, "population"):  # the federated recipe
         from privtrain.audit import federated_one_run
 
-        audit, scores = federated_one_run.audit_job(federated_one_run.job_from_planned(planned), settings,
-                                                    progress=progress)
+        audit, scores = federated_one_run.audit_job(
+            federated_one_run.job_from_planned(planned), settings, progress=progress
+        )
     else:
         job = one_run_data.job_from_planned(planned, settings.data)
         audit, scores = audit_job(job, settings, progress=progress)

@@ -64,8 +64,9 @@ def job_from_planned(planned, data: str = "auto") -> AuditJob:
         raise UserError(f"audit.one_run.data={data!r} is unknown; choose one of {', '.join(DATA)}.")
     s, dataset, dp = planned.settings, planned.dataset, planned.dp
     if dp is None:
-        raise UserError("privtrain audit --one-run audits DP-SGD; privacy=none claims no guarantee to audit "
-                        "(drop privacy=none).")
+        raise UserError(
+            "privtrain audit --one-run audits DP-SGD; privacy=none claims no guarantee to audit (drop privacy=none)."
+        )
     rows = training_rows(planned)
     batch = planned.train.batch_size
     if not any(math.isclose(dp.sample_rate, q, rel_tol=1e-9) for q in (1 / math.ceil(rows / batch), batch / rows)):
@@ -75,14 +76,37 @@ def job_from_planned(planned, data: str = "auto") -> AuditJob:
     if data == "auto" and dataset.source.kind == "builtin":
         pool = (schema.transform(dataset.frame), schema.encode_target(dataset.frame[dataset.target]))
     t = planned.train
-    describe = {"summary": (f"dp_sgd on {dataset.name} ({s.model.name}, {t.grad_sample_mode} per-sample gradients, "
-                            f"{t.clipping} clipping, batch {t.batch_size})"),
-                "dataset": dataset.name, "source": dataset.source.key, "model": s.model.name,
-                "config_hash": s.config_hash, "rows_from": "built-in table" if pool is not None else "public schema",
-                "grad_sample_mode": planned.train.grad_sample_mode, "clipping": planned.train.clipping,
-                "batch_size": planned.train.batch_size, "epochs": planned.train.epochs}
-    return AuditJob(s.model, schema.n_inputs, len(schema.classes), dataset.image_shape, planned.train, dp, rows,
-                    s.seed, s.device, claimed_epsilon(dp, planned.void), tuple(planned.void), pool, schema, describe)
+    describe = {
+        "summary": (
+            f"dp_sgd on {dataset.name} ({s.model.name}, {t.grad_sample_mode} per-sample gradients, "
+            f"{t.clipping} clipping, batch {t.batch_size})"
+        ),
+        "dataset": dataset.name,
+        "source": dataset.source.key,
+        "model": s.model.name,
+        "config_hash": s.config_hash,
+        "rows_from": "built-in table" if pool is not None else "public schema",
+        "grad_sample_mode": planned.train.grad_sample_mode,
+        "clipping": planned.train.clipping,
+        "batch_size": planned.train.batch_size,
+        "epochs": planned.train.epochs,
+    }
+    return AuditJob(
+        s.model,
+        schema.n_inputs,
+        len(schema.classes),
+        dataset.image_shape,
+        planned.train,
+        dp,
+        rows,
+        s.seed,
+        s.device,
+        claimed_epsilon(dp, planned.void),
+        tuple(planned.void),
+        pool,
+        schema,
+        describe,
+    )
 
 
 def training_rows(planned) -> int:
@@ -154,5 +178,15 @@ def train(job: AuditJob, model, x: np.ndarray, y: np.ndarray, instrument):
 
     from privtrain import training
 
-    return training.train(model, x, y, replace(job.train, progress=False), dp=job.dp, seed=job.seed,
-                          device=job.device, report_epsilon=False, instrument=instrument, desc="one-run audit")
+    return training.train(
+        model,
+        x,
+        y,
+        replace(job.train, progress=False),
+        dp=job.dp,
+        seed=job.seed,
+        device=job.device,
+        report_epsilon=False,
+        instrument=instrument,
+        desc="one-run audit",
+    )

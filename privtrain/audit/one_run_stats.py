@@ -106,7 +106,7 @@ def gdp_mu(epsilon: float, delta: float) -> float:
 
 def clt_mu(sample_rate: float, noise_multiplier: float, steps: int) -> float:
     """μ of T Poisson-subsampled Gaussian steps by the CLT: q √(T (e^{1/σ²} - 1)) (Dong et al., Cor 5.4)."""
-    return sample_rate * math.sqrt(steps * math.expm1(1.0 / noise_multiplier ** 2))
+    return sample_rate * math.sqrt(steps * math.expm1(1.0 / noise_multiplier**2))
 
 
 # --- scores -------------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def llr_scores(x: np.ndarray, sample_rate: float, sigma: float) -> np.ndarray:
 
     ``x`` holds the normalised observations: a sampled canary adds 1, the noise has std ``sigma``.
     """
-    z = (np.asarray(x, dtype=np.float64) - 0.5) / sigma ** 2
+    z = (np.asarray(x, dtype=np.float64) - 0.5) / sigma**2
     return np.logaddexp(math.log1p(-sample_rate), math.log(sample_rate) + z).sum(axis=-1)
 
 
@@ -141,14 +141,15 @@ class GaussEstimate:
         return asdict(self)
 
 
-def standardized_difference_se(mu: float, n_in: int, n_out: int, var_ratio: float = 1.0, skew: float = 0.0,
-                               kurtosis: float = 3.0) -> float:
+def standardized_difference_se(
+    mu: float, n_in: int, n_out: int, var_ratio: float = 1.0, skew: float = 0.0, kurtosis: float = 3.0
+) -> float:
     """Delta-method standard error of (mean_in - mean_out) / sd_out (see the module docstring).
 
     Args:
         var_ratio: v_in / v_out. skew: m₃ / v_out^{3/2} of the out scores. kurtosis: m₄ / v_out² (3 if normal).
     """
-    var = var_ratio / n_in + 1.0 / n_out + mu ** 2 * (kurtosis - 1.0) / (4.0 * n_out) + mu * skew / n_out
+    var = var_ratio / n_in + 1.0 / n_out + mu**2 * (kurtosis - 1.0) / (4.0 * n_out) + mu * skew / n_out
     return math.sqrt(max(var, 0.0))
 
 
@@ -171,18 +172,26 @@ def gauss_mu(in_scores, out_scores, *, delta: float, confidence: float = 0.95, n
         raise ValueError(f"Expected confidence={confidence} in (0, 1).")
     alpha = (1 - confidence) / n_tests
     diff, v_out = a.mean() - b.mean(), b.var(ddof=1)
-    if v_out <= 1e-300 * max(1.0, diff ** 2):
+    if v_out <= 1e-300 * max(1.0, diff**2):
         mu = math.inf if diff > 0 else 0.0
         return GaussEstimate(mu, 0.0, (mu, mu), mu, confidence, n_tests, gdp_epsilon(mu, delta), delta)
     mu = diff / math.sqrt(v_out)
     centred = b - b.mean()
-    skew = float(np.mean(centred ** 3)) / v_out ** 1.5
-    kurtosis = float(np.mean(centred ** 4)) / v_out ** 2
+    skew = float(np.mean(centred**3)) / v_out**1.5
+    kurtosis = float(np.mean(centred**4)) / v_out**2
     se = standardized_difference_se(mu, len(a), len(b), a.var(ddof=1) / v_out, skew, kurtosis)
     half = float(norm.ppf(1 - alpha / 2)) * se
     lower = mu - float(norm.ppf(1 - alpha)) * se
-    return GaussEstimate(float(mu), se, (float(mu - half), float(mu + half)), float(lower), confidence, n_tests,
-                         gdp_epsilon(lower, delta), delta)
+    return GaussEstimate(
+        float(mu),
+        se,
+        (float(mu - half), float(mu + half)),
+        float(lower),
+        confidence,
+        n_tests,
+        gdp_epsilon(lower, delta),
+        delta,
+    )
 
 
 # --- 2. the counting bound ----------------------------------------------------------------------------------
@@ -243,8 +252,7 @@ def guess_counts(m: int) -> list[int]:
     return grid or [1]
 
 
-def steinke_bound(in_scores, out_scores, *, delta: float, confidence: float = 0.95,
-                  n_tests: int = 1) -> CountingBound:
+def steinke_bound(in_scores, out_scores, *, delta: float, confidence: float = 0.95, n_tests: int = 1) -> CountingBound:
     """The counting bound over guesses "in" for the top k and (for two-sided tries) "out" for the bottom k."""
     a, b = np.asarray(in_scores, dtype=np.float64), np.asarray(out_scores, dtype=np.float64)
     scores = np.concatenate([a, b])
@@ -256,7 +264,7 @@ def steinke_bound(in_scores, out_scores, *, delta: float, confidence: float = 0.
     alpha = (1 - confidence) / (n_tests * len(tries))
     best = CountingBound(0.0, 0, 0, 0, m, confidence, n_tests, len(tries))
     for k_in, k_out in tries:
-        correct = int(ranked[:k_in].sum()) + (int((~ranked[m - k_out:]).sum()) if k_out else 0)
+        correct = int(ranked[:k_in].sum()) + (int((~ranked[m - k_out :]).sum()) if k_out else 0)
         eps = steinke_epsilon(m, k_in + k_out, correct, alpha=alpha, delta=delta)
         if eps > best.epsilon_lower:
             best = CountingBound(eps, k_in, k_out, correct, m, confidence, n_tests, len(tries))

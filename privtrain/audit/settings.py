@@ -35,12 +35,14 @@ class OneRunSettings:
     replay_steps: int | None = None
     data: str = "auto"
 
-    def validate(self) -> "OneRunSettings":
+    def validate(self) -> OneRunSettings:
         if self.mode not in ONE_RUN_MODES:
             raise UserError(f"audit.one_run.mode={self.mode!r} is unknown; choose one of {', '.join(ONE_RUN_MODES)}.")
         if isinstance(self.canaries, bool) or not isinstance(self.canaries, int) or self.canaries < 20:
-            raise UserError(f"audit.one_run.canaries={self.canaries!r} must be a whole number >= 20 "
-                            "(each side needs canaries; 1000 is the default).")
+            raise UserError(
+                f"audit.one_run.canaries={self.canaries!r} must be a whole number >= 20 "
+                "(each side needs canaries; 1000 is the default)."
+            )
         if not 0.5 <= float(self.confidence) < 1:
             raise UserError(f"audit.one_run.confidence={self.confidence} must lie in [0.5, 1), e.g. 0.95.")
         if self.replay_steps is not None and (isinstance(self.replay_steps, bool) or int(self.replay_steps) < 1):
@@ -49,7 +51,7 @@ class OneRunSettings:
             raise UserError(f"audit.one_run.data={self.data!r} is unknown; choose one of {', '.join(ONE_RUN_DATA)}.")
         return self
 
-    def with_overrides(self, **overrides) -> "OneRunSettings":
+    def with_overrides(self, **overrides) -> OneRunSettings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None}).validate()
 
 
@@ -78,22 +80,25 @@ class AuditSettings:
     update_card: bool = True
     one_run: OneRunSettings = OneRunSettings()
 
-    def validate(self) -> "AuditSettings":
+    def validate(self) -> AuditSettings:
         k = self.shadow_models
         if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k in (1, 2, 3) or k % 2:
-            raise UserError(f"audit.shadow_models={k!r} must be 0 (no LiRA) or an even number >= 4, "
-                            "e.g. audit.shadow_models=4.")
+            raise UserError(
+                f"audit.shadow_models={k!r} must be 0 (no LiRA) or an even number >= 4, e.g. audit.shadow_models=4."
+            )
         if self.shadow_data is not None and self.shadow_data not in SHADOW_DATA:
             raise UserError(f"audit.shadow_data={self.shadow_data!r} is unknown; choose charged or pool.")
         if self.shadow_data == "pool" and not self.pool_path:
-            raise UserError("audit.shadow_data=pool needs the audit data: pass audit.pool_path=/path/to/pool.csv "
-                            "(rows outside the private dataset, same columns).")
+            raise UserError(
+                "audit.shadow_data=pool needs the audit data: pass audit.pool_path=/path/to/pool.csv "
+                "(rows outside the private dataset, same columns)."
+            )
         if not 0.5 <= float(self.confidence) < 1:
             raise UserError(f"audit.confidence={self.confidence} must lie in [0.5, 1), e.g. audit.confidence=0.95.")
         self.one_run.validate()
         return self
 
-    def with_overrides(self, **overrides) -> "AuditSettings":
+    def with_overrides(self, **overrides) -> AuditSettings:
         """These settings with every non-None override applied; validated."""
         values = {k: v for k, v in overrides.items() if v is not None}
         if "shadow_models" in values:
@@ -103,7 +108,7 @@ class AuditSettings:
         return replace(self, **values).validate()
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "AuditSettings":
+    def from_dict(cls, values: dict | None) -> AuditSettings:
         known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
         if isinstance(known.get("one_run"), dict):
             fields = OneRunSettings.__dataclass_fields__

@@ -25,7 +25,14 @@ import numpy as np
 
 from privtrain.audit import one_run_data as data
 from privtrain.audit.canaries import (
-    CANARY_LABEL, NORM_OVER_CLIP, CanaryModel, DiracObserver, MechanismProbe, Probed, StopTraining, canary_tensors,
+    CANARY_LABEL,
+    NORM_OVER_CLIP,
+    CanaryModel,
+    DiracObserver,
+    MechanismProbe,
+    Probed,
+    StopTraining,
+    canary_tensors,
     with_ids,
 )
 from privtrain.audit.one_run_stats import llr_scores
@@ -33,8 +40,13 @@ from privtrain.audit.one_run_stats import llr_scores
 
 def _canary_model(job, m: int) -> CanaryModel:
     base = data.build_model(job)
-    return CanaryModel(base, m, job.n_classes, tensors=canary_tensors(job.train.clipping, base),
-                       norm=NORM_OVER_CLIP * job.dp.max_grad_norm)
+    return CanaryModel(
+        base,
+        m,
+        job.n_classes,
+        tensors=canary_tensors(job.train.clipping, base),
+        norm=NORM_OVER_CLIP * job.dp.max_grad_norm,
+    )
 
 
 def dirac_rows(job, included: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,8 +79,9 @@ def dirac_scores(job, observations: np.ndarray, built: dict) -> np.ndarray:
     return llr_scores(observations.T, job.dp.sample_rate, sigma_eff(job, built))
 
 
-def replay_scores(job, observations: np.ndarray, built: dict, rows: tuple, m: int, steps: int,
-                  *, on_step=None) -> np.ndarray:
+def replay_scores(
+    job, observations: np.ndarray, built: dict, rows: tuple, m: int, steps: int, *, on_step=None
+) -> np.ndarray:
     """Scores of the replay attack: the run's first ``steps`` canary blocks minus a same-seed rerun's."""
     x, y = rows
     observer = DiracObserver(_canary_model(job, m), stop_after=steps, on_step=on_step)
@@ -103,8 +116,17 @@ def structure(job, rng) -> dict:
             pass
         probes.append(probe.facts)
     varies = [f for f in FIELDS if len({json.dumps(p[f]) for p in probes}) > 1]
-    plan = {"sample_rate": job.dp.sample_rate, "steps": job.dp.steps, "noise_multiplier": job.dp.noise_multiplier,
-            "max_grad_norm": job.dp.max_grad_norm}
+    plan = {
+        "sample_rate": job.dp.sample_rate,
+        "steps": job.dp.steps,
+        "noise_multiplier": job.dp.noise_multiplier,
+        "max_grad_norm": job.dp.max_grad_norm,
+    }
     differs = [f for f, v in plan.items() if not math.isclose(probes[1][f], v, rel_tol=1e-6)]
-    return {"probes": probes, "plan": plan, "varies_with_rows": varies, "differs_from_plan": differs,
-            "flag": bool(varies or differs)}
+    return {
+        "probes": probes,
+        "plan": plan,
+        "varies_with_rows": varies,
+        "differs_from_plan": differs,
+        "flag": bool(varies or differs),
+    }

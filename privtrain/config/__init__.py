@@ -11,13 +11,34 @@ config object.
 """
 
 from privtrain.config.compose import (
-    GROUPS, check_recipe, compose, config_dir, config_hash, groups, missing_keys, recipes, register_resolvers,
-    to_container, validate_overrides,
+    GROUPS,
+    check_recipe,
+    compose,
+    config_dir,
+    config_hash,
+    groups,
+    missing_keys,
+    recipes,
+    register_resolvers,
+    to_container,
+    validate_overrides,
 )
 from privtrain.config.resume import resumed
 from privtrain.config.settings import RunSettings, settings
 
 __all__ = [
-    "GROUPS", "RunSettings", "check_recipe", "compose", "config_dir", "config_hash", "groups", "missing_keys",
-    "recipes", "register_resolvers", "resumed", "settings", "to_container", "validate_overrides",
+    "GROUPS",
+    "RunSettings",
+    "check_recipe",
+    "compose",
+    "config_dir",
+    "config_hash",
+    "groups",
+    "missing_keys",
+    "recipes",
+    "register_resolvers",
+    "resumed",
+    "settings",
+    "to_container",
+    "validate_overrides",
 ]

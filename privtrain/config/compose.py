@@ -35,11 +35,7 @@ def recipes() -> list[str]:
 def groups() -> dict[str, list[str]]:
     """Each config group with its options."""
     root = config_dir()
-    return {
-        g: sorted(p.stem for p in (root / g).glob("*.yaml"))
-        for g in GROUPS
-        if (root / g).is_dir()
-    }
+    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in GROUPS if (root / g).is_dir()}
 
 
 def check_recipe(name: str) -> None:
@@ -132,9 +128,9 @@ def _settings_of(recipe: str, overrides: list[str]) -> None:
 
 _NOT_A_SETTING = {
     "privacy.unit": "the unit of privacy follows from the mechanism (example for DP-SGD and synthesizers, "
-                    "client for central DP-FedAvg); it is not a setting",
+    "client for central DP-FedAvg); it is not a setting",
     "dataset.name": "dataset.name became dataset.loader (csv, parquet, digits, ...) and dataset.source "
-                    "(the people a budget protects)",
+    "(the people a budget protects)",
     "synth.model": "choose the synthesizer with synth=NAME (e.g. synth=ctgan); its settings are synth.KEY",
 }
 
@@ -152,8 +148,10 @@ def _hydra_message(exc: BaseException, recipe: str) -> str:
     grammar = re.search(r"(?:LexerNoViableAltException|mismatched input|no viable alternative)[^:]*:?\s*(.*?) \^", text)
     if grammar or "override_grammar" in text:
         what = grammar.group(1).strip() if grammar else "an override"
-        return (f"{what!r} is not valid override syntax; write key=value, and quote a value with spaces or symbols, "
-                "e.g. 'dataset.source=\"my data\"' (see privtrain run --help).")
+        return (
+            f"{what!r} is not valid override syntax; write key=value, and quote a value with spaces or symbols, "
+            "e.g. 'dataset.source=\"my data\"' (see privtrain run --help)."
+        )
     return text.replace("Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "").strip()
 
 
@@ -168,8 +166,7 @@ def unknown_key_message(key: str, recipe: str, known: list[str] | None = None) -
             known = []
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    return (f"{key} is not a setting of the {recipe} recipe{hint} "
-            f"(see them all with: privtrain run {recipe} --cfg job)")
+    return f"{key} is not a setting of the {recipe} recipe{hint} (see them all with: privtrain run {recipe} --cfg job)"
 
 
 def _keys(cfg, prefix: str = "") -> list[str]:

@@ -17,9 +17,21 @@ def run_facts(s) -> RunFacts:
         private, units = s.synth.private, ("example",)
         target = float(s.synth.params["epsilon"]) if private and s.synth.params.get("epsilon") is not None else None
         delta = s.synth.params.get("delta") if private else None
-        return RunFacts("synthetic", source, spec.tags, private, units, target, delta, spec.infer_schema,
-                        table and s.synth.pii_check, private, purpose=s.purpose, region=s.region,
-                        encrypted=configured(s.key_file))
+        return RunFacts(
+            "synthetic",
+            source,
+            spec.tags,
+            private,
+            units,
+            target,
+            delta,
+            spec.infer_schema,
+            table and s.synth.pii_check,
+            private,
+            purpose=s.purpose,
+            region=s.region,
+            encrypted=configured(s.key_file),
+        )
     p = s.privacy
     # federated runs charge the population's clients and the source's examples, except local DP (examples only)
     units = ("client", "example") if s.recipe == "federated" and p.name != "dp" else ("example",)
@@ -27,6 +39,20 @@ def run_facts(s) -> RunFacts:
     one_run = s.audit.one_run is not None and s.audit.one_run.enabled
     nodes = s.fl.regions if s.fl is not None else ()
     monitoring = s.recipe == "dp_sgd" and s.monitor.reference  # DP reference statistics for drift monitoring
-    return RunFacts(s.recipe, source, spec.tags, private, units, p.target_epsilon, p.delta, spec.infer_schema, table,
-                    one_run_audit=one_run, purpose=s.purpose, region=s.region, node_regions=tuple(nodes),
-                    encrypted=configured(s.key_file), monitoring=monitoring)
+    return RunFacts(
+        s.recipe,
+        source,
+        spec.tags,
+        private,
+        units,
+        p.target_epsilon,
+        p.delta,
+        spec.infer_schema,
+        table,
+        one_run_audit=one_run,
+        purpose=s.purpose,
+        region=s.region,
+        node_regions=tuple(nodes),
+        encrypted=configured(s.key_file),
+        monitoring=monitoring,
+    )

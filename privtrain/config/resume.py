@@ -46,7 +46,7 @@ def resumed(cfg, overrides: Sequence[str]):
         node = OmegaConf.create(saved[group])
         for key in given:
             if key.startswith(f"{group}."):
-                sub = key[len(group) + 1:]
+                sub = key[len(group) + 1 :]
                 value = OmegaConf.select(cfg, key, default=None)
                 if isinstance(value, (DictConfig, list)) or OmegaConf.is_config(value):
                     value = OmegaConf.to_container(value, resolve=True)

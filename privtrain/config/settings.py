@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from privtrain.audit.settings import AuditSettings, OneRunSettings
-from privtrain.tracking import KINDS, TrackingSettings
 from privtrain.errors import UserError
 from privtrain.ledger.model import LedgerSettings
 from privtrain.monitoring.settings import MonitorSettings
 from privtrain.privacy.spec import PrivacySpec
 from privtrain.synthetic.settings import SynthSettings
+from privtrain.tracking import KINDS, TrackingSettings
 
 if TYPE_CHECKING:  # these live beside pandas and torch: imported when a run is typed, not by `privtrain ls`
     from privtrain.data import DatasetSpec
@@ -28,8 +28,11 @@ if TYPE_CHECKING:  # these live beside pandas and torch: imported when a run is 
 MAX_INT = 2**63 - 1  # what NumPy and PyTorch hold in an int64
 MAX_SEED = 2**32 - 1
 
-RECIPE_GROUPS = {"dp_sgd": ("model", "privacy", "recipe"), "federated": ("model", "privacy", "fl", "recipe"),
-                 "synthetic": ("synth",)}
+RECIPE_GROUPS = {
+    "dp_sgd": ("model", "privacy", "recipe"),
+    "federated": ("model", "privacy", "fl", "recipe"),
+    "synthetic": ("synth",),
+}
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,15 @@ class RunSettings:
 
     recipe: str
     seed: int
-    dataset: "DatasetSpec"
+    dataset: DatasetSpec
     ledger: LedgerSettings
     audit: AuditSettings
     config_hash: str
     config_yaml: str
-    model: "ModelSpec | None" = None
-    train: "TrainSettings | None" = None  # epochs resolved by the recipe once it knows the rows
+    model: ModelSpec | None = None
+    train: TrainSettings | None = None  # epochs resolved by the recipe once it knows the rows
     privacy: PrivacySpec | None = None
-    fl: "FlSettings | None" = None
+    fl: FlSettings | None = None
     synth: SynthSettings | None = None
     resume: str | None = None
     reproducible_noise: bool = False  # debugging only: noise from `seed`, guarantee void
@@ -71,25 +74,46 @@ def settings(recipe: str, cfg) -> RunSettings:
         raise UserError(f"{missing[0]} is required; pass {missing[0]}=VALUE.")
     d = {k: v for k, v in to_container(cfg).items() if k != "hydra"}
     if recipe == "synthetic" and (d.get("dataset") or {}).get("loader") in ("image_folder", "custom"):
-        raise UserError(f"dataset={d['dataset']['loader']}: synthetic data needs a table (csv, parquet or a built-in "
-                        "dataset); train on the images with privtrain run dp_sgd.")
-    if recipe != "dp_sgd" and ((d.get("dataset") or {}).get("loader") == "text"
-                               or (d.get("model") or {}).get("name") == "pretrained"):
-        raise UserError(f"dataset=text and model=pretrained run with privtrain run dp_sgd; the {recipe} recipe does not "
-                        "take them yet (docs/pretrained.md).")
+        raise UserError(
+            f"dataset={d['dataset']['loader']}: synthetic data needs a table (csv, parquet or a built-in "
+            "dataset); train on the images with privtrain run dp_sgd."
+        )
+    if recipe != "dp_sgd" and (
+        (d.get("dataset") or {}).get("loader") == "text" or (d.get("model") or {}).get("name") == "pretrained"
+    ):
+        raise UserError(
+            f"dataset=text and model=pretrained run with privtrain run dp_sgd; the {recipe} recipe does not "
+            "take them yet (docs/pretrained.md)."
+        )
     for group in ("model", "privacy", "fl", "synth"):
         if d.get(group) is not None and group not in RECIPE_GROUPS.get(recipe, ()):
-            raise UserError(f"{group}=... does not apply to the {recipe} recipe; drop it "
-                            f"({_GROUP_HINTS.get((recipe, group), 'see privtrain ls')}).")
+            raise UserError(
+                f"{group}=... does not apply to the {recipe} recipe; drop it "
+                f"({_GROUP_HINTS.get((recipe, group), 'see privtrain ls')})."
+            )
     r = _Reader(d, recipe)
-    out = dict(recipe=recipe, seed=r.seed("seed"), dataset=_dataset(r), ledger=_ledger(r), audit=_audit(r),
-               config_hash=config_hash(cfg), config_yaml=to_yaml(cfg),
-               reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-               tracking=_tracking(r), **_governance(r),
-               key_file=r.opt_str("artifacts.key_file") if r.has("artifacts.key_file") else None)
+    out = dict(
+        recipe=recipe,
+        seed=r.seed("seed"),
+        dataset=_dataset(r),
+        ledger=_ledger(r),
+        audit=_audit(r),
+        config_hash=config_hash(cfg),
+        config_yaml=to_yaml(cfg),
+        reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
+        tracking=_tracking(r),
+        **_governance(r),
+        key_file=r.opt_str("artifacts.key_file") if r.has("artifacts.key_file") else None,
+    )
     if recipe == "dp_sgd":
-        out.update(model=_model(r), train=_train(r), privacy=_privacy(r, "privacy"), resume=r.opt_str("resume"),
-                   device=_device(r), monitor=_monitor(r))
+        out.update(
+            model=_model(r),
+            train=_train(r),
+            privacy=_privacy(r, "privacy"),
+            resume=r.opt_str("resume"),
+            device=_device(r),
+            monitor=_monitor(r),
+        )
     elif recipe == "federated":
         out.update(model=_model(r), privacy=_privacy(r, "privacy"), fl=_fl(r))
     elif recipe == "synthetic":
@@ -147,8 +171,15 @@ class _Reader:
         self.free.add(key)
         return value
 
-    def num(self, key: str, *, optional: bool = False, positive: bool = False, minimum: float | None = None,
-            below: float | None = None):
+    def num(
+        self,
+        key: str,
+        *,
+        optional: bool = False,
+        positive: bool = False,
+        minimum: float | None = None,
+        below: float | None = None,
+    ):
         """A finite number (inf is refused: no setting means "unbounded" by it); ``below``: an open upper bound."""
         value = self.raw(key)
         if value is None and optional:
@@ -192,8 +223,7 @@ class _Reader:
     def str(self, key: str, options: tuple[str, ...] | None = None) -> str:
         value = self.raw(key)
         if value is None or isinstance(value, (dict, list, bool)):
-            raise UserError(f"{key}={value!r} must be text"
-                            + (f": one of {', '.join(options)}." if options else "."))
+            raise UserError(f"{key}={value!r} must be text" + (f": one of {', '.join(options)}." if options else "."))
         value = str(value)
         if options is not None and value not in options:
             raise UserError(f"{key}={value!r} is unknown; choose one of {', '.join(options)}.")
@@ -237,7 +267,7 @@ def _leaves(d: dict, prefix: str = "") -> list[str]:
 # --- the groups --------------------------------------------------------------------------
 
 
-def _dataset(r: _Reader) -> "DatasetSpec":
+def _dataset(r: _Reader) -> DatasetSpec:
     from privtrain.data import LOADERS, DatasetSpec
     from privtrain.sources import check_name
 
@@ -257,31 +287,61 @@ def _dataset(r: _Reader) -> "DatasetSpec":
         extra.update(factory=r.opt_str("dataset._target_"), size=r.int("dataset.size", optional=True, minimum=1))
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
-        known = {"loader", "source", "derived_from", "tags", "path", "target", "id_column", "features", "schema", "infer_schema",
-                 "test_size", "_target_", "size", "classes", "drop", "pii", "public_n"}
+        known = {
+            "loader",
+            "source",
+            "derived_from",
+            "tags",
+            "path",
+            "target",
+            "id_column",
+            "features",
+            "schema",
+            "infer_schema",
+            "test_size",
+            "_target_",
+            "size",
+            "classes",
+            "drop",
+            "pii",
+            "public_n",
+        }
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
     if r.has("dataset.sensitive"):  # fairness: per-group accuracy on the held-out split (privtrain.monitoring)
         extra["sensitive"] = tuple(map(str, r.list("dataset.sensitive", optional=True) or ()))
         if extra["sensitive"] and r.recipe != "dp_sgd":
-            raise UserError(f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
-                            f"for {r.recipe} (docs/governance/fairness.md).")
+            raise UserError(
+                f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
+                f"for {r.recipe} (docs/governance/fairness.md)."
+            )
     if r.has("dataset.text_column"):  # dataset=text (privtrain.data.text)
-        extra["text"] = {"column": r.str("dataset.text_column"), "max_length": r.int("dataset.max_length", minimum=2),
-                         "tokenizer": r.opt_str("dataset.tokenizer")}
+        extra["text"] = {
+            "column": r.str("dataset.text_column"),
+            "max_length": r.int("dataset.max_length", minimum=2),
+            "tokenizer": r.opt_str("dataset.tokenizer"),
+        }
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
     for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
         if r.has(key):
             extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
     return DatasetSpec(
-        loader=loader, source=source, derived_from=derived_from, path=r.opt_str("dataset.path"), target=r.opt_str("dataset.target"),
-        id_column=r.opt_str("dataset.id_column"), features=tuple(map(str, features)) if features else None,
-        schema=r.mapping("dataset.schema"), infer_schema=r.bool("dataset.infer_schema"),
-        test_size=r.num("dataset.test_size"), **extra)
+        loader=loader,
+        source=source,
+        derived_from=derived_from,
+        path=r.opt_str("dataset.path"),
+        target=r.opt_str("dataset.target"),
+        id_column=r.opt_str("dataset.id_column"),
+        features=tuple(map(str, features)) if features else None,
+        schema=r.mapping("dataset.schema"),
+        infer_schema=r.bool("dataset.infer_schema"),
+        test_size=r.num("dataset.test_size"),
+        **extra,
+    )
 
 
-def _model(r: _Reader) -> "ModelSpec":
+def _model(r: _Reader) -> ModelSpec:
     from privtrain.models import ModelSpec
 
     name = r.str("model.name")
@@ -298,15 +358,22 @@ def _model(r: _Reader) -> "ModelSpec":
         r.free.update(f"model.{k}" for k in kwargs)
         return ModelSpec(name="custom", hidden=(), channels=(), target=target, kwargs=kwargs, fix=r.bool("model.fix"))
     if target is not None:
-        raise UserError(f"model._target_={target} needs model=custom (model={name}'s own settings do not apply): "
-                        f"privtrain run ... model=custom model._target_={target} +model.ARG=VALUE")
+        raise UserError(
+            f"model._target_={target} needs model=custom (model={name}'s own settings do not apply): "
+            f"privtrain run ... model=custom model._target_={target} +model.ARG=VALUE"
+        )
     hidden = r.list("model.hidden", optional=True) or []
     channels = r.list("model.channels", optional=True) or []
     for key, values in (("model.hidden", hidden), ("model.channels", channels)):
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
             raise UserError(f"{key}={values!r} must list positive whole numbers, e.g. {key}=[64,32].")
-    return ModelSpec(name=name, hidden=tuple(hidden), activation=r.str("model.activation"),
-                     channels=tuple(channels), groups=r.int("model.groups", minimum=1))
+    return ModelSpec(
+        name=name,
+        hidden=tuple(hidden),
+        activation=r.str("model.activation"),
+        channels=tuple(channels),
+        groups=r.int("model.groups", minimum=1),
+    )
 
 
 def _train(r: _Reader):
@@ -314,15 +381,20 @@ def _train(r: _Reader):
 
     r.str("recipe.name")
     return TrainSettings(
-        steps=r.int("recipe.steps", optional=True), epochs=r.int("recipe.epochs", optional=True, minimum=1),
+        steps=r.int("recipe.steps", optional=True),
+        epochs=r.int("recipe.epochs", optional=True, minimum=1),
         batch_size=r.int("recipe.batch_size", minimum=1),
         max_physical_batch_size=r.int("recipe.max_physical_batch_size", minimum=1),
-        optimizer=r.str("recipe.optimizer", ("adam", "sgd")), lr=r.num("recipe.lr", positive=True),
+        optimizer=r.str("recipe.optimizer", ("adam", "sgd")),
+        lr=r.num("recipe.lr", positive=True),
         momentum=r.num("recipe.momentum", minimum=0.0),
         ema=r.num("recipe.ema", minimum=0.0, below=1.0),  # the decay of an average: 1 would freeze it
-        grad_sample_mode=r.str("recipe.grad_sample_mode"), clipping=r.str("recipe.clipping"),
-        progress=r.bool("recipe.progress"), threads=r.int("recipe.threads", minimum=1),
-        amp=r.bool("recipe.amp") if r.has("recipe.amp") else False)
+        grad_sample_mode=r.str("recipe.grad_sample_mode"),
+        clipping=r.str("recipe.clipping"),
+        progress=r.bool("recipe.progress"),
+        threads=r.int("recipe.threads", minimum=1),
+        amp=r.bool("recipe.amp") if r.has("recipe.amp") else False,
+    )
 
 
 def _device(r: _Reader) -> str:
@@ -338,12 +410,17 @@ def _privacy(r: _Reader, at: str) -> PrivacySpec:
 
     name = r.str(f"{at}.name", NAMES) if at == "privacy" else "dp"
     spec = dict(
-        name=name, target_epsilon=r.num(f"{at}.target_epsilon", optional=True),
-        delta=r.num(f"{at}.delta", optional=True), noise_multiplier=r.num(f"{at}.noise_multiplier", optional=True),
-        max_grad_norm=r.num(f"{at}.max_grad_norm", optional=True), accountant=r.opt_str(f"{at}.accountant"))
+        name=name,
+        target_epsilon=r.num(f"{at}.target_epsilon", optional=True),
+        delta=r.num(f"{at}.delta", optional=True),
+        noise_multiplier=r.num(f"{at}.noise_multiplier", optional=True),
+        max_grad_norm=r.num(f"{at}.max_grad_norm", optional=True),
+        accountant=r.opt_str(f"{at}.accountant"),
+    )
     if name in ("central", "central_local"):
-        spec.update(clipping_norm=r.num(f"{at}.clipping_norm", optional=True),
-                    clipping_side=r.str(f"{at}.clipping_side"))
+        spec.update(
+            clipping_norm=r.num(f"{at}.clipping_norm", optional=True), clipping_side=r.str(f"{at}.clipping_side")
+        )
     if name == "central_local":
         spec["local"] = _privacy(r, f"{at}.local")
     return PrivacySpec(**spec)
@@ -364,11 +441,16 @@ def _ledger(r: _Reader) -> LedgerSettings:
     eps = r.num("ledger.default_budget.epsilon", optional=True)
     delta = r.num("ledger.default_budget.delta", optional=True)
     if eps is not None and delta is None:
-        raise UserError("ledger.default_budget.delta is missing; set it with the epsilon, "
-                        "e.g. ledger.default_budget.delta=1e-5.")
-    return LedgerSettings(path=r.opt_str("ledger.path"), allow_non_private=r.bool("ledger.allow_non_private"),
-                          policy=r.opt_str("ledger.policy") if r.has("ledger.policy") else None,
-                          default_budget=None if eps is None else (eps, delta), plan_only=r.bool("ledger.plan_only"))
+        raise UserError(
+            "ledger.default_budget.delta is missing; set it with the epsilon, e.g. ledger.default_budget.delta=1e-5."
+        )
+    return LedgerSettings(
+        path=r.opt_str("ledger.path"),
+        allow_non_private=r.bool("ledger.allow_non_private"),
+        policy=r.opt_str("ledger.policy") if r.has("ledger.policy") else None,
+        default_budget=None if eps is None else (eps, delta),
+        plan_only=r.bool("ledger.plan_only"),
+    )
 
 
 def _tracking(r: _Reader) -> TrackingSettings:
@@ -383,27 +465,38 @@ def _tracking(r: _Reader) -> TrackingSettings:
 def _monitor(r: _Reader) -> MonitorSettings:
     if not r.has("monitor"):
         return MonitorSettings()
-    return MonitorSettings(reference=r.bool("monitor.reference"), epsilon=r.num("monitor.epsilon", positive=True),
-                           bins=r.int("monitor.bins", minimum=1, maximum=1000))
+    return MonitorSettings(
+        reference=r.bool("monitor.reference"),
+        epsilon=r.num("monitor.epsilon", positive=True),
+        bins=r.int("monitor.bins", minimum=1, maximum=1000),
+    )
 
 
 def _audit(r: _Reader) -> AuditSettings:
     seed = r.seed("audit.seed", optional=True)
     return AuditSettings(
-        enabled=r.bool("audit.enabled"), shadow_models=r.int("audit.shadow_models", minimum=0),
-        shadow_data=r.opt_str("audit.shadow_data"), pool_path=r.opt_str("audit.pool_path"),
-        confidence=r.num("audit.confidence"), seed=seed, update_card=r.bool("audit.update_card"),
-        one_run=_one_run(r)).validate()
+        enabled=r.bool("audit.enabled"),
+        shadow_models=r.int("audit.shadow_models", minimum=0),
+        shadow_data=r.opt_str("audit.shadow_data"),
+        pool_path=r.opt_str("audit.pool_path"),
+        confidence=r.num("audit.confidence"),
+        seed=seed,
+        update_card=r.bool("audit.update_card"),
+        one_run=_one_run(r),
+    ).validate()
 
 
 def _one_run(r: _Reader) -> OneRunSettings:
     if not r.has("audit.one_run"):
         return OneRunSettings()
     return OneRunSettings(
-        enabled=r.bool("audit.one_run.enabled"), mode=r.str("audit.one_run.mode"),
-        canaries=r.int("audit.one_run.canaries", minimum=20), confidence=r.num("audit.one_run.confidence"),
+        enabled=r.bool("audit.one_run.enabled"),
+        mode=r.str("audit.one_run.mode"),
+        canaries=r.int("audit.one_run.canaries", minimum=20),
+        confidence=r.num("audit.one_run.confidence"),
         replay_steps=r.int("audit.one_run.replay_steps", optional=True, minimum=1),
-        data=r.str("audit.one_run.data")).validate()
+        data=r.str("audit.one_run.data"),
+    ).validate()
 
 
 def _fl(r: _Reader):
@@ -415,19 +508,35 @@ def _fl(r: _Reader):
     num_cpus = r.num("fl.simulation.num_cpus", optional=True, positive=True)
     return FlSettings(
         engine=r.str("fl.engine", ENGINES),
-        partition=PartitionSpec(r.str("fl.partition"), r.int("fl.num_clients"), r.num("fl.alpha", optional=True),
-                                r.opt_str("fl.client_column"), r.seed("fl.partition_seed")),
-        client_test_size=r.num("fl.client_test_size"), test_size=r.num("dataset.test_size"),
-        rounds=r.int("fl.rounds", minimum=1), clients_per_round=r.int("fl.clients_per_round", optional=True),
-        fraction=r.num("fl.fraction"), round_timeout=r.num("fl.round_timeout", positive=True),
+        partition=PartitionSpec(
+            r.str("fl.partition"),
+            r.int("fl.num_clients"),
+            r.num("fl.alpha", optional=True),
+            r.opt_str("fl.client_column"),
+            r.seed("fl.partition_seed"),
+        ),
+        client_test_size=r.num("fl.client_test_size"),
+        test_size=r.num("dataset.test_size"),
+        rounds=r.int("fl.rounds", minimum=1),
+        clients_per_round=r.int("fl.clients_per_round", optional=True),
+        fraction=r.num("fl.fraction"),
+        round_timeout=r.num("fl.round_timeout", positive=True),
         federated_evaluation=r.bool("fl.federated_evaluation"),
-        strategy=r.str("fl.strategy", STRATEGIES), proximal_mu=r.num("fl.proximal_mu", minimum=0.0),
-        server_lr=r.num("fl.server_lr", positive=True), server_beta_1=r.num("fl.server_beta_1"),
-        server_beta_2=r.num("fl.server_beta_2"), server_tau=r.num("fl.server_tau", positive=True),
-        local_epochs=r.int("fl.local_epochs", minimum=1), batch_size=r.int("fl.batch_size", minimum=1),
-        optimizer=r.str("fl.optimizer", ("sgd", "adam")), lr=r.num("fl.lr", positive=True),
-        local_dp_lr=r.num("fl.local_dp_lr", positive=True), momentum=r.num("fl.momentum", minimum=0.0),
-        grad_sample_mode=r.str("fl.grad_sample_mode"), privacy=r.str("privacy.name"), seed=r.seed("seed"),
+        strategy=r.str("fl.strategy", STRATEGIES),
+        proximal_mu=r.num("fl.proximal_mu", minimum=0.0),
+        server_lr=r.num("fl.server_lr", positive=True),
+        server_beta_1=r.num("fl.server_beta_1"),
+        server_beta_2=r.num("fl.server_beta_2"),
+        server_tau=r.num("fl.server_tau", positive=True),
+        local_epochs=r.int("fl.local_epochs", minimum=1),
+        batch_size=r.int("fl.batch_size", minimum=1),
+        optimizer=r.str("fl.optimizer", ("sgd", "adam")),
+        lr=r.num("fl.lr", positive=True),
+        local_dp_lr=r.num("fl.local_dp_lr", positive=True),
+        momentum=r.num("fl.momentum", minimum=0.0),
+        grad_sample_mode=r.str("fl.grad_sample_mode"),
+        privacy=r.str("privacy.name"),
+        seed=r.seed("seed"),
         progress=r.bool("recipe.progress") & (r.str("recipe.name") == "federated"),
         num_cpus=float(num_cpus if num_cpus is not None else (os.cpu_count() or 1)),
         cpus_per_client=r.num("fl.simulation.cpus_per_client", positive=True),
@@ -437,7 +546,9 @@ def _fl(r: _Reader):
         sampling_rate=r.num("fl.sampling_rate", optional=True),
         reuse_ray=r.bool("fl.simulation.reuse_ray"),
         reproducible_noise=r.bool("reproducible_noise") if r.has("reproducible_noise") else False,
-        public_n=_public_n(r), regions=_regions(r)).validate()
+        public_n=_public_n(r),
+        regions=_regions(r),
+    ).validate()
 
 
 def _regions(r: _Reader) -> tuple[str, ...]:
@@ -451,8 +562,10 @@ def _regions(r: _Reader) -> tuple[str, ...]:
     values = tuple(check_words([v], "fl.regions")[0] for v in listed)  # per client: repeats are meant
     n = r.int("fl.num_clients")
     if len(values) not in (1, n):
-        raise UserError(f"fl.regions has {len(values)} regions for {n} clients; give one region for all "
-                        f"(fl.regions=eu-west) or one per client (fl.regions=[eu-west,...]).")
+        raise UserError(
+            f"fl.regions has {len(values)} regions for {n} clients; give one region for all "
+            f"(fl.regions=eu-west) or one per client (fl.regions=[eu-west,...])."
+        )
     return values
 
 
@@ -469,16 +582,34 @@ def _synth(r: _Reader) -> SynthSettings:
 
     model = r.str("synth.name", MODELS)
     private = r.bool("synth.private")
-    common_keys = ("num_rows", "format", "metadata", "pii_check", "enforce_min_max_values", "enforce_rounding",
-                   "locales", "report", "utility", "name", "private")
+    common_keys = (
+        "num_rows",
+        "format",
+        "metadata",
+        "pii_check",
+        "enforce_min_max_values",
+        "enforce_rounding",
+        "locales",
+        "report",
+        "utility",
+        "name",
+        "private",
+    )
     params = {k: r.raw(f"synth.{k}") for k in r.raw("synth") if k not in common_keys}
     r.free.update(f"synth.{k}" for k, v in params.items() if isinstance(v, dict))
     num_rows = r.int("synth.num_rows", optional=True)
     if num_rows is not None and num_rows <= 0:
         raise UserError(f"synth.num_rows={num_rows} must be a positive number of rows (or null).")
     return SynthSettings(
-        model=model, private=private, params=params,
+        model=model,
+        private=private,
+        params=params,
         common={k: r.raw(f"synth.{k}") for k in ("enforce_min_max_values", "enforce_rounding", "locales")},
-        num_rows=num_rows, fmt=r.str("synth.format"), metadata=r.opt_str("synth.metadata"),
-        pii_check=r.bool("synth.pii_check"), report=r.bool("synth.report"),
-        utility=r.bool("synth.utility.enabled"), classifier=r.str("synth.utility.classifier"))
+        num_rows=num_rows,
+        fmt=r.str("synth.format"),
+        metadata=r.opt_str("synth.metadata"),
+        pii_check=r.bool("synth.pii_check"),
+        report=r.bool("synth.report"),
+        utility=r.bool("synth.utility.enabled"),
+        classifier=r.str("synth.utility.classifier"),
+    )

@@ -15,8 +15,20 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-COLUMNS = ("trial", "overrides", "status", "accuracy", "balanced_accuracy", "majority_baseline", "epsilon", "delta",
-           "unit", "source", "run", "warning")
+COLUMNS = (
+    "trial",
+    "overrides",
+    "status",
+    "accuracy",
+    "balanced_accuracy",
+    "majority_baseline",
+    "epsilon",
+    "delta",
+    "unit",
+    "source",
+    "run",
+    "warning",
+)
 
 
 def trials(sweep_dir: Path) -> list[dict]:
@@ -24,7 +36,9 @@ def trials(sweep_dir: Path) -> list[dict]:
     import yaml
 
     rows = []
-    for job in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+    for job in sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    ):
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         shown = " ".join(o for o in overrides if not o.startswith("hydra."))
@@ -34,11 +48,18 @@ def trials(sweep_dir: Path) -> list[dict]:
         if metrics_file.is_file():
             m = json.loads(metrics_file.read_text())
             g = m["guarantee"]
-            row.update(status="done", accuracy=m["metrics"].get("accuracy", m["metrics"].get("tstr_accuracy")),
-                       balanced_accuracy=m["metrics"].get("balanced_accuracy", ""),
-                       majority_baseline=m["metrics"].get("majority_baseline", ""), warning=m["metrics"].get("warning", ""),
-                       epsilon=math.inf if g["epsilon"] == "inf" else float(g["epsilon"]), delta=g["delta"],
-                       unit=g["unit"], source=m["dataset"].get("name"), run=m["ledger"].get("entry"))
+            row.update(
+                status="done",
+                accuracy=m["metrics"].get("accuracy", m["metrics"].get("tstr_accuracy")),
+                balanced_accuracy=m["metrics"].get("balanced_accuracy", ""),
+                majority_baseline=m["metrics"].get("majority_baseline", ""),
+                warning=m["metrics"].get("warning", ""),
+                epsilon=math.inf if g["epsilon"] == "inf" else float(g["epsilon"]),
+                delta=g["delta"],
+                unit=g["unit"],
+                source=m["dataset"].get("name"),
+                run=m["ledger"].get("entry"),
+            )
         rows.append(row)
     return rows
 
@@ -56,11 +77,14 @@ def write_summary(sweep_dir: Path) -> list[Path]:
     shown = frame.copy()
     for column in ("accuracy", "balanced_accuracy", "majority_baseline"):
         shown[column] = [f"{a:.4f}" if isinstance(a, float) else a for a in shown[column]]
-    shown["epsilon"] = [("inf" if math.isinf(e) else f"{e:.3g}") if isinstance(e, float) else e for e in shown["epsilon"]]
+    shown["epsilon"] = [
+        ("inf" if math.isinf(e) else f"{e:.3g}") if isinstance(e, float) else e for e in shown["epsilon"]
+    ]
     (out / "summary.md").write_text(
         f"# Sweep {out.name}: {len(frame)} trials\n\n{shown.to_markdown(index=False)}\n\n"
         "Every trial was charged to the ledger. Accuracy is on each trial's held-out split (the evaluator's data, "
-        "not covered by the guarantee); picking the best trial by it is post-processing for the training rows.\n")
+        "not covered by the guarantee); picking the best trial by it is post-processing for the training rows.\n"
+    )
     files = [out / "summary.csv", out / "summary.md"]
     done = frame[frame["status"] == "done"]
     if len(done):
@@ -73,12 +97,13 @@ def _plot(done, path: Path) -> Path:
 
     eps = [float(e) for e in done["epsilon"]]
     finite = [e for e in eps if math.isfinite(e)]
-    at_inf = (max(finite) * 2 if finite else 1.0)
+    at_inf = max(finite) * 2 if finite else 1.0
     fig, ax = figure(figsize=(6, 4), dpi=110)
     ax.scatter([e if math.isfinite(e) else at_inf for e in eps], [float(a) for a in done["accuracy"]])
     for e, a, t in zip(eps, done["accuracy"], done["trial"]):
-        ax.annotate(str(t), (e if math.isfinite(e) else at_inf, float(a)), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+        ax.annotate(
+            str(t), (e if math.isfinite(e) else at_inf, float(a)), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     if finite:
         ax.set_xscale("log")
     ax.set_xlabel(f"ε per {done['unit'].iloc[0]} (rightmost: ∞ if any trial is non-private)")

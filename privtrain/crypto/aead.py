@@ -78,13 +78,13 @@ def seal(plaintext: bytes, key: bytes, key_id: str, context: str) -> bytes:
     if not 0 < len(kid) < 256 or len(ctx) >= 1 << 16:
         raise ValueError("key id must be 1-255 bytes and the context under 64 KiB")
     prefix = os.urandom(_PREFIX)
-    header = (MAGIC + bytes([VERSION, 1, len(kid)]) + kid + len(ctx).to_bytes(2, "big") + ctx + prefix)
+    header = MAGIC + bytes([VERSION, 1, len(kid)]) + kid + len(ctx).to_bytes(2, "big") + ctx + prefix
     aead = AESGCM(key)
     n = max(1, -(-len(plaintext) // CHUNK))  # an empty file is one empty chunk (its tag still authenticates)
     view = memoryview(plaintext)
     parts = [header]
     for i in range(n):
-        parts.append(aead.encrypt(_nonce(prefix, i, i == n - 1), view[i * CHUNK:(i + 1) * CHUNK], header))
+        parts.append(aead.encrypt(_nonce(prefix, i, i == n - 1), view[i * CHUNK : (i + 1) * CHUNK], header))
     return b"".join(parts)
 
 
@@ -100,16 +100,18 @@ def read_header(blob: bytes, where: str) -> Header | None:
         at = len(MAGIC)
         version, algo, n = blob[at], blob[at + 1], blob[at + 2]
         at += 3
-        kid = blob[at:at + n].decode()
+        kid = blob[at : at + n].decode()
         at += n
-        m = int.from_bytes(blob[at:at + 2], "big")
-        ctx = blob[at + 2:at + 2 + m].decode()
+        m = int.from_bytes(blob[at : at + 2], "big")
+        ctx = blob[at + 2 : at + 2 + m].decode()
         at += 2 + m + _PREFIX
         if version != VERSION or algo not in ALGORITHMS or len(blob) < at + _TAG or len(kid) == 0:
             raise ValueError
     except (IndexError, ValueError, UnicodeDecodeError):
-        raise UserError(f"{where} is not a sealed file this privtrain can read (its header is damaged or of "
-                        "another version); restore it from the run as written.") from None
+        raise UserError(
+            f"{where} is not a sealed file this privtrain can read (its header is damaged or of "
+            "another version); restore it from the run as written."
+        ) from None
     return Header(kid, ctx, ALGORITHMS[algo], bytes(blob[:at]))
 
 
@@ -125,17 +127,19 @@ def unseal(blob: bytes, header: Header, key: bytes, where: str) -> bytes:
 
     aead, raw = AESGCM(key), header.raw
     prefix = raw[-_PREFIX:]
-    body = memoryview(blob)[len(raw):]
+    body = memoryview(blob)[len(raw) :]
     size = CHUNK + _TAG
     n = max(1, -(-len(body) // size))
     out = []
     try:
         for i in range(n):
-            out.append(aead.decrypt(_nonce(prefix, i, i == n - 1), body[i * size:(i + 1) * size], raw))
+            out.append(aead.decrypt(_nonce(prefix, i, i == n - 1), body[i * size : (i + 1) * size], raw))
     except InvalidTag:
-        raise UserError(f"{where} fails authentication under key id {header.key_id!r}: either the file was altered "
-                        f"after it was written, or the key configured under that id is not the one that encrypted it; "
-                        "use the right key, or restore the file as the run wrote it.") from None
+        raise UserError(
+            f"{where} fails authentication under key id {header.key_id!r}: either the file was altered "
+            f"after it was written, or the key configured under that id is not the one that encrypted it; "
+            "use the right key, or restore the file as the run wrote it."
+        ) from None
     return b"".join(out)
 
 

@@ -131,8 +131,10 @@ def write_run_file(path: Path, data: bytes) -> Path:
     sealer = _ACTIVE.get()
     if sealer is not None and sealer.keyring is not None:
         if sealer.run_id is None:
-            raise RuntimeError("a sealed run file is written before the run has its id (files are written after "
-                               "the ledger's reservation)")
+            raise RuntimeError(
+                "a sealed run file is written before the run has its id (files are written after "
+                "the ledger's reservation)"
+            )
         data = seal_for(data, sealer.keyring, run_context(sealer.run_id, Path(path).name))
     return write_private(path, data)
 
@@ -154,7 +156,9 @@ def opening_keyring(keyring: Keyring | None = None) -> Keyring | None:
     return resolve(None)
 
 
-def open_sealed(blob: bytes, where: str, *, expect: str | None, keyring: Keyring | None = None) -> tuple[bytes, str | None]:
+def open_sealed(
+    blob: bytes, where: str, *, expect: str | None, keyring: Keyring | None = None
+) -> tuple[bytes, str | None]:
     """(plaintext, the context it was sealed for) of ``blob``; a plain blob comes back as it is (context None).
 
     Raises:
@@ -169,8 +173,10 @@ def open_sealed(blob: bytes, where: str, *, expect: str | None, keyring: Keyring
         raise UserError(f"{where} is encrypted (key id {header.key_id!r}) and no key is configured; {HOW}.")
     plain = aead.unseal(blob, header, ring.key(header.key_id, where), where)
     if expect is not None and header.context != expect:
-        raise UserError(f"{where} was encrypted as {header.context!r}, not as {expect!r}: it was swapped in from "
-                        "another run or another file; restore the run's own file.")
+        raise UserError(
+            f"{where} was encrypted as {header.context!r}, not as {expect!r}: it was swapped in from "
+            "another run or another file; restore the run's own file."
+        )
     return plain, header.context
 
 

@@ -28,8 +28,10 @@ from privtrain.errors import UserError
 
 ENV_KEY, ENV_KEY_ID, ENV_KEY_FILE = "PRIVTRAIN_ARTIFACT_KEY", "PRIVTRAIN_ARTIFACT_KEY_ID", "PRIVTRAIN_ARTIFACT_KEY_FILE"
 KEY_BYTES = 32
-HOW = (f"configure a key: artifacts.key_file=PATH, {ENV_KEY_FILE}=PATH, or {ENV_KEY} (+ {ENV_KEY_ID}); "
-       "make one with `privtrain keys new PATH`")
+HOW = (
+    f"configure a key: artifacts.key_file=PATH, {ENV_KEY_FILE}=PATH, or {ENV_KEY} (+ {ENV_KEY_ID}); "
+    "make one with `privtrain keys new PATH`"
+)
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,11 @@ class Keyring:
             UserError: this keyring does not hold it.
         """
         if key_id not in self.keys:
-            raise UserError(f"{where} is encrypted under key id {key_id!r}, which the configured key ({self.origin}, "
-                            f"id(s) {', '.join(sorted(self.keys))}) does not hold; configure the key file that holds "
-                            f"{key_id!r}.")
+            raise UserError(
+                f"{where} is encrypted under key id {key_id!r}, which the configured key ({self.origin}, "
+                f"id(s) {', '.join(sorted(self.keys))}) does not hold; configure the key file that holds "
+                f"{key_id!r}."
+            )
         return self.keys[key_id]
 
     @property
@@ -82,14 +86,16 @@ def parse_secret(text: str, where: str) -> bytes:
         except (binascii.Error, ValueError):
             raw = None
     if raw is None or len(raw) != KEY_BYTES:
-        raise UserError(f"{where} is not a {KEY_BYTES}-byte key (64 hex digits or base64 of 32 bytes); make one with "
-                        "`privtrain keys new PATH`.")
+        raise UserError(
+            f"{where} is not a {KEY_BYTES}-byte key (64 hex digits or base64 of 32 bytes); make one with "
+            "`privtrain keys new PATH`."
+        )
     return raw
 
 
 def _check_id(key_id, where: str) -> str:
     if not isinstance(key_id, str) or not 0 < len(key_id.encode()) < 256 or not key_id.isprintable():
-        raise UserError(f"{where}: a key id must be printable text of 1-255 bytes, e.g. \"2026-q1\".")
+        raise UserError(f'{where}: a key id must be printable text of 1-255 bytes, e.g. "2026-q1".')
     return key_id
 
 
@@ -103,12 +109,16 @@ def from_file(path: str | Path) -> Keyring:
     try:
         mode = file.stat().st_mode
     except OSError:
-        raise UserError(f"key file {str(file)!r} does not exist; create one with `privtrain keys new {file}`.") from None
+        raise UserError(
+            f"key file {str(file)!r} does not exist; create one with `privtrain keys new {file}`."
+        ) from None
     if not stat.S_ISREG(mode):
         raise UserError(f"key file {str(file)!r} is not a file; pass the JSON key file `privtrain keys new` wrote.")
     if mode & 0o077:
-        raise UserError(f"key file {file} has mode {stat.S_IMODE(mode):04o}, readable by others than its owner; "
-                        f"a key file must be 0600: chmod 600 {file}.")
+        raise UserError(
+            f"key file {file} has mode {stat.S_IMODE(mode):04o}, readable by others than its owner; "
+            f"a key file must be 0600: chmod 600 {file}."
+        )
     try:
         data = json.loads(file.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
@@ -117,14 +127,17 @@ def from_file(path: str | Path) -> Keyring:
     if isinstance(data, dict) and "keys" in data:
         keys, current = data.get("keys"), data.get("current")
         if not isinstance(keys, dict) or not keys or current not in keys:
-            raise UserError(f"{where}: a keyring needs \"keys\": {{id: key}} and a \"current\" id among them.")
-        return Keyring({_check_id(k, where): parse_secret(v, f"{where}, key {k!r}") for k, v in keys.items()},
-                       current, str(file))
+            raise UserError(f'{where}: a keyring needs "keys": {{id: key}} and a "current" id among them.')
+        return Keyring(
+            {_check_id(k, where): parse_secret(v, f"{where}, key {k!r}") for k, v in keys.items()}, current, str(file)
+        )
     if isinstance(data, dict) and "id" in data and "key" in data:
         kid = _check_id(data["id"], where)
         return Keyring({kid: parse_secret(data["key"], where)}, kid, str(file))
-    raise UserError(f"{where} is not a privtrain key file (JSON {{\"id\": ..., \"key\": ...}} or a keyring "
-                    "{\"current\": ..., \"keys\": {...}}); make one with `privtrain keys new PATH`.")
+    raise UserError(
+        f'{where} is not a privtrain key file (JSON {{"id": ..., "key": ...}} or a keyring '
+        '{"current": ..., "keys": {...}}); make one with `privtrain keys new PATH`.'
+    )
 
 
 def from_env() -> Keyring | None:
@@ -176,12 +189,16 @@ def new_file(path: str | Path, key_id: str | None = None, *, add: bool = False) 
             raise UserError(f"key file {file} already holds id {kid!r}; pick another --id.")
         keys = {**ring.keys, kid: key}
     elif file.exists():
-        raise UserError(f"{file} exists; a key file is never overwritten (its key may still open files): choose "
-                        "another path, or --add a new key to it.")
+        raise UserError(
+            f"{file} exists; a key file is never overwritten (its key may still open files): choose "
+            "another path, or --add a new key to it."
+        )
     else:
         keys = {kid: key}
-    text = json.dumps({"current": kid, "keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}},
-                      indent=2) + "\n"
+    text = (
+        json.dumps({"current": kid, "keys": {k: base64.b64encode(v).decode() for k, v in keys.items()}}, indent=2)
+        + "\n"
+    )
     from privtrain.crypto.files import replace_private, write_private
 
     (replace_private if add else write_private)(file, text.encode(), exclusive=not add)

@@ -77,7 +77,7 @@ class DatasetSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DatasetSpec":
+    def from_dict(cls, d: dict) -> DatasetSpec:
         d = dict(d)
         for key in ("features", "classes", "drop", "pii_allow", "sensitive"):
             if d.get(key) is not None:
@@ -152,15 +152,21 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
     if spec.source is not None and spec.loader not in DECLARABLE:
-        raise UserError(f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
-                        f"dataset.source for {', '.join(DECLARABLE)} data only.")
+        raise UserError(
+            f"dataset.source={spec.source!r}: dataset={spec.loader} names its own source; declare "
+            f"dataset.source for {', '.join(DECLARABLE)} data only."
+        )
     if spec.derived_from is not None and (spec.loader not in DECLARABLE or spec.source is not None):
-        raise UserError(f"dataset.derived_from={spec.derived_from!r}: declare either dataset.source (whose people) or "
-                        f"dataset.derived_from (the known source this table came from), for "
-                        f"{', '.join(DECLARABLE)} data only.")
+        raise UserError(
+            f"dataset.derived_from={spec.derived_from!r}: declare either dataset.source (whose people) or "
+            f"dataset.derived_from (the known source this table came from), for "
+            f"{', '.join(DECLARABLE)} data only."
+        )
     if (spec.drop or spec.pii_allow) and spec.loader not in ("csv", "parquet", *TEXT_LOADERS):
-        raise UserError(f"dataset.drop / dataset.pii.allow apply to dataset=csv or parquet; dataset={spec.loader} "
-                        "has no columns of yours to drop or declare.")
+        raise UserError(
+            f"dataset.drop / dataset.pii.allow apply to dataset=csv or parquet; dataset={spec.loader} "
+            "has no columns of yours to drop or declare."
+        )
     if spec.loader in ARRAY_LOADERS:
         from privtrain.data.custom import load_custom
         from privtrain.data.images import load_image_folder
@@ -188,31 +194,42 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         target, image_shape = spec.target, None
         features = _file_features(frame, spec)
         # The gate, before the schema (and so before any charge): identifiers are the first thing to fix.
-        pii = pii_gate.check(frame, [*features, target], drop=spec.drop, allow=spec.pii_allow, handling=pii_handling,
-                             where=f"dataset.path={spec.path}")
+        pii = pii_gate.check(
+            frame,
+            [*features, target],
+            drop=spec.drop,
+            allow=spec.pii_allow,
+            handling=pii_handling,
+            where=f"dataset.path={spec.path}",
+        )
         schema = _file_schema(frame, spec, features)
     _check_rows(frame, schema, target)
     # The whole table, dropped columns included, is fingerprinted and handed to the ledger: the source and its
     # overlap with other tables are recognised as without dataset.drop (the same people, the same budget).
     frame, fingerprint = canonicalize(frame)
-    return Dataset(source_of(spec, fingerprint), frame, target, schema, fingerprint, image_shape, spec.path,
-                   spec.id_column, pii)
+    return Dataset(
+        source_of(spec, fingerprint), frame, target, schema, fingerprint, image_shape, spec.path, spec.id_column, pii
+    )
 
 
 def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
     """Rows that contradict the schema fail here, before any charge. Messages say "some rows": a count of the
     offending rows, like their values, is a fact about private rows that a refused run must not reveal."""
     if len(schema.classes) < 2:
-        raise UserError(f"dataset.schema: the target {target!r} has {len(schema.classes)} class; a classifier needs at "
-                        "least 2 (declare the target's categories, or use another target).")
+        raise UserError(
+            f"dataset.schema: the target {target!r} has {len(schema.classes)} class; a classifier needs at "
+            "least 2 (declare the target's categories, or use another target)."
+        )
     for col in schema.features:
         values = frame[col.name]
         if col.is_categorical:  # wrong-case categories would be all-zero inputs: refused here, before the charge
             category_codes(values, col.categories, f"dataset.schema.{col.name}")
             continue
         if (values.notna() & pd.to_numeric(values, errors="coerce").isna()).any():
-            raise UserError(f"dataset.schema.{col.name}: some rows hold text where the schema declares numbers in "
-                            f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories.")
+            raise UserError(
+                f"dataset.schema.{col.name}: some rows hold text where the schema declares numbers in "
+                f"[{col.low:g}, {col.high:g}]; fix the file, or declare the column's categories."
+            )
 
 
 def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
@@ -225,8 +242,13 @@ def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
         return Source(spec.source, spec.source, "declared")
     if spec.derived_from is not None:  # the ledger checks that it knows this source, and charges it
         return Source(spec.derived_from, spec.derived_from, "declared", derived_from=True)
-    stem = Path(str(spec.path)).name if spec.loader == "image_folder" else Path(str(spec.path)).stem if spec.path \
+    stem = (
+        Path(str(spec.path)).name
+        if spec.loader == "image_folder"
+        else Path(str(spec.path)).stem
+        if spec.path
         else spec.loader
+    )
     return Source(fingerprint, stem, "derived" if spec.loader == "synthetic" else "content")
 
 
@@ -244,17 +266,25 @@ def _file_features(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
         raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; columns are {columns[:20]}.")
     if spec.id_column is not None:
         if spec.id_column not in columns:
-            raise UserError(f"dataset.id_column={spec.id_column!r} is not a column of {spec.path}; "
-                            f"columns are {columns[:20]}.")
+            raise UserError(
+                f"dataset.id_column={spec.id_column!r} is not a column of {spec.path}; columns are {columns[:20]}."
+            )
         if spec.id_column == spec.target or (spec.features and spec.id_column in spec.features):
-            raise UserError(f"dataset.id_column={spec.id_column!r} identifies people: it cannot be the target "
-                            "or a feature; drop it from dataset.features.")
+            raise UserError(
+                f"dataset.id_column={spec.id_column!r} identifies people: it cannot be the target "
+                "or a feature; drop it from dataset.features."
+            )
     clash = [c for c in spec.drop if c == spec.target or (spec.features and c in spec.features)]
     if clash:
-        raise UserError(f"dataset.drop: column(s) {clash} are also the target or listed in dataset.features; a dropped "
-                        "column is never used for training: remove it from one of them.")
-    features = list(spec.features) if spec.features else [
-        c for c in columns if c not in (spec.target, spec.id_column) and c not in spec.drop]
+        raise UserError(
+            f"dataset.drop: column(s) {clash} are also the target or listed in dataset.features; a dropped "
+            "column is never used for training: remove it from one of them."
+        )
+    features = (
+        list(spec.features)
+        if spec.features
+        else [c for c in columns if c not in (spec.target, spec.id_column) and c not in spec.drop]
+    )
     missing = [f for f in features if f not in columns]
     if missing:
         raise UserError(f"dataset.features: column(s) {missing} are not in {spec.path}; columns are {columns[:20]}.")
@@ -282,6 +312,8 @@ def split(dataset: Dataset, *, seed: int, test_size: float) -> Splits:
     x = dataset.schema.transform(dataset.frame)
     test = held_out(dataset.frame, seed=seed, test_size=test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={test_size}: the rows leave an empty "
-                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+        raise UserError(
+            f"dataset.test_size={test_size}: the rows leave an empty "
+            f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size."
+        )
     return Splits(x[~test], y[~test], x[test], y[test], dataset.schema.classes)

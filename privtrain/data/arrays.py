@@ -51,17 +51,25 @@ class ArraySchema:
     def encode_target(self, values: pd.Series) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         if any(v not in index for v in values):  # no count: it would be a fact about private samples
-            raise UserError(f"dataset: some samples have a label outside the declared classes "
-                            f"{list(self.classes)[:20]}; declare every class.")
+            raise UserError(
+                f"dataset: some samples have a label outside the declared classes "
+                f"{list(self.classes)[:20]}; declare every class."
+            )
         return values.map(index).to_numpy(dtype=np.int64)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "classes": list(self.classes), "sample_shape": list(self.sample_shape),
-                "source": self.source, "notes": list(self.notes)}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "sample_shape": list(self.sample_shape),
+            "source": self.source,
+            "notes": list(self.notes),
+        }
 
 
-def table(x: np.ndarray, labels, classes: tuple, *, notes: tuple[str, ...] = (), kind: str = "arrays"
-          ) -> tuple[pd.DataFrame, ArraySchema]:
+def table(
+    x: np.ndarray, labels, classes: tuple, *, notes: tuple[str, ...] = (), kind: str = "arrays"
+) -> tuple[pd.DataFrame, ArraySchema]:
     """The (sample hash, target) table of samples ``x`` with ``labels``, and the schema that maps it back."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     hashes = [hashlib.sha256(sample.tobytes()).hexdigest() for sample in x]
@@ -75,7 +83,7 @@ def table(x: np.ndarray, labels, classes: tuple, *, notes: tuple[str, ...] = (),
     return frame, ArraySchema(x[keep], index, tuple(classes), "declared", notes, kind=kind)
 
 
-POOLED = 8          # image samples are pooled to at most POOLED x POOLED per channel for the ledger
+POOLED = 8  # image samples are pooled to at most POOLED x POOLED per channel for the ledger
 MAX_FEATURES = 256  # flat samples longer than this are pooled to this many values
 
 
@@ -87,8 +95,9 @@ def identity_frame(frame: pd.DataFrame, schema: ArraySchema) -> pd.DataFrame:
     if x.ndim == 4:  # (n, channels, height, width)
         rows = np.array_split(np.arange(x.shape[2]), min(POOLED, x.shape[2]))
         cols = np.array_split(np.arange(x.shape[3]), min(POOLED, x.shape[3]))
-        x = np.stack([np.stack([x[:, :, r][:, :, :, c].mean(axis=(2, 3)) for c in cols], axis=-1)
-                      for r in rows], axis=-2)
+        x = np.stack(
+            [np.stack([x[:, :, r][:, :, :, c].mean(axis=(2, 3)) for c in cols], axis=-1) for r in rows], axis=-2
+        )
     x = x.reshape(len(x), -1)
     if x.shape[1] > MAX_FEATURES:
         x = np.stack([x[:, part].mean(axis=1) for part in np.array_split(np.arange(x.shape[1]), MAX_FEATURES)], 1)

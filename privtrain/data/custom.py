@@ -22,8 +22,10 @@ def import_object(path: str, field: str):
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise UserError(f"{field}={path!r} cannot be imported ({type(exc).__name__}: {exc}); give pkg.module.Name of "
-                        "an importable object (is its package installed or on PYTHONPATH?).") from None
+        raise UserError(
+            f"{field}={path!r} cannot be imported ({type(exc).__name__}: {exc}); give pkg.module.Name of "
+            "an importable object (is its package installed or on PYTHONPATH?)."
+        ) from None
 
 
 def load_custom(spec):
@@ -33,8 +35,10 @@ def load_custom(spec):
     if not spec.factory:
         raise UserError("dataset._target_ is required for dataset=custom; e.g. dataset._target_=pkg.module.MyDataset.")
     if spec.source is None and spec.derived_from is None:
-        raise UserError("dataset.source is required for dataset=custom: name whose people these are, e.g. "
-                        "dataset.source=clinic_scans (or dataset.derived_from=NAME: a known source's samples).")
+        raise UserError(
+            "dataset.source is required for dataset=custom: name whose people these are, e.g. "
+            "dataset.source=clinic_scans (or dataset.derived_from=NAME: a known source's samples)."
+        )
     if not spec.classes or len(spec.classes) < 2:
         raise UserError("dataset.classes is required for dataset=custom: list the (public) class labels, at least 2.")
     factory = import_object(spec.factory, "dataset._target_")
@@ -44,8 +48,9 @@ def load_custom(spec):
     except TypeError as exc:
         raise UserError(f"dataset._target_={spec.factory}: {exc}; check its keyword arguments.") from None
     if spec.size is not None and size != spec.size:
-        raise UserError(f"dataset.size={spec.size} is declared but {spec.factory} holds {size} samples; declare its "
-                        "size.")
+        raise UserError(
+            f"dataset.size={spec.size} is declared but {spec.factory} holds {size} samples; declare its size."
+        )
     xs, ys = [], []
     for i in range(size):
         x, y = dataset[i]
@@ -53,8 +58,10 @@ def load_custom(spec):
         ys.append(y.item() if hasattr(y, "item") else y)
     shapes = {x.shape for x in xs}
     if len(shapes) != 1:
-        raise UserError(f"dataset._target_={spec.factory}: samples have different shapes {sorted(shapes)[:3]}; "
-                        "return fixed-size tensors.")
+        raise UserError(
+            f"dataset._target_={spec.factory}: samples have different shapes {sorted(shapes)[:3]}; "
+            "return fixed-size tensors."
+        )
     note = f"samples from the user's dataset {spec.factory}: its preprocessing is the user's to keep public"
     frame, schema = table(np.stack(xs), ys, tuple(spec.classes), notes=(note,), kind="custom")
     shape = tuple(xs[0].shape)

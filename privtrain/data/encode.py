@@ -23,8 +23,16 @@ TRANSFORM_DOMAIN = {"log1p": (-1.0, True), "log": (0.0, True), "sqrt": (0.0, Fal
 DATA_DEPENDENT = ("standardize", "zscore", "normalize", "minmax", "quantile", "rank", "robust", "auto")
 
 # What a YAML 1.1 parser (OmegaConf) turns into a boolean when a category is written unquoted.
-YAML_BOOLEANS = {"y": True, "yes": True, "true": True, "on": True, "n": False, "no": False, "false": False,
-                 "off": False}
+YAML_BOOLEANS = {
+    "y": True,
+    "yes": True,
+    "true": True,
+    "on": True,
+    "n": False,
+    "no": False,
+    "false": False,
+    "off": False,
+}
 
 
 def scale(values: pd.Series, low: float, high: float, transform: str) -> np.ndarray:
@@ -81,9 +89,11 @@ def category_codes(values: pd.Series, categories: tuple, where: str) -> np.ndarr
         wrong_case = wrong_case or (code < 0 and _text(value).casefold() in folded)
         mapping[value] = code
     if wrong_case:
-        raise UserError(f"{where}: some rows hold values that match the declared categories {list(categories)} only "
-                        "when case is ignored; declare the categories as the data spells them (case matters), or fix "
-                        "the rows.")
+        raise UserError(
+            f"{where}: some rows hold values that match the declared categories {list(categories)} only "
+            "when case is ignored; declare the categories as the data spells them (case matters), or fix "
+            "the rows."
+        )
     return values.map(mapping).fillna(-1).to_numpy(dtype=np.int64)
 
 

@@ -40,5 +40,7 @@ def _refuse_infinite(frame: pd.DataFrame, file: Path) -> None:
     numbers = frame.select_dtypes("number")
     for column in numbers.columns:
         if np.isinf(numbers[column].to_numpy(dtype=np.float64, na_value=np.nan)).any():
-            raise UserError(f"dataset.path: column {column!r} of {str(file)!r} holds an infinite value (inf or -inf) "
-                            "in some rows; replace it with a number, or leave the cell empty (a missing value).")
+            raise UserError(
+                f"dataset.path: column {column!r} of {str(file)!r} holds an infinite value (inf or -inf) "
+                "in some rows; replace it with a number, or leave the cell empty (a missing value)."
+            )

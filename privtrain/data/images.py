@@ -26,9 +26,11 @@ def _image_settings(image: dict) -> tuple[int, tuple[int, int], np.ndarray, np.n
     Raises:
         UserError: a value that is not a whole number where one is needed, or out of range.
     """
-    how = ("dataset.image: give channels (1 or 3), size [height, width] in pixels (1..4096 each), and one finite "
-           "mean and one finite std (> 0) per channel, e.g. dataset.image.size=[16,16] dataset.image.mean=[0.5] "
-           "dataset.image.std=[0.5].")
+    how = (
+        "dataset.image: give channels (1 or 3), size [height, width] in pixels (1..4096 each), and one finite "
+        "mean and one finite std (> 0) per channel, e.g. dataset.image.size=[16,16] dataset.image.mean=[0.5] "
+        "dataset.image.std=[0.5]."
+    )
     try:
         channels = image.get("channels", 3)
         size = tuple(image.get("size", (32, 32)))
@@ -40,9 +42,16 @@ def _image_settings(image: dict) -> tuple[int, tuple[int, int], np.ndarray, np.n
         std = np.asarray(image.get("std", [0.5] * channels), dtype=np.float32).reshape(-1, 1, 1)
     except (TypeError, ValueError, OverflowError):
         raise UserError(how) from None
-    if channels not in (1, 3) or len(size) != 2 or not all(1 <= v <= MAX_SIZE for v in size) \
-            or mean.shape[0] != channels or std.shape[0] != channels or not np.isfinite(mean).all() \
-            or not np.isfinite(std).all() or not (std > 0).all():
+    if (
+        channels not in (1, 3)
+        or len(size) != 2
+        or not all(1 <= v <= MAX_SIZE for v in size)
+        or mean.shape[0] != channels
+        or std.shape[0] != channels
+        or not np.isfinite(mean).all()
+        or not np.isfinite(std).all()
+        or not (std > 0).all()
+    ):
         raise UserError(how)
     return channels, size, mean, std
 
@@ -57,12 +66,16 @@ def load_image_folder(spec):
     with user_paths("dataset.path"):
         found = root is not None and root.is_dir()
     if not found:
-        raise UserError(f"dataset.path={spec.path!r} is not a folder; point it at a folder with one subfolder per "
-                        "class (as torchvision's ImageFolder).")
+        raise UserError(
+            f"dataset.path={spec.path!r} is not a folder; point it at a folder with one subfolder per "
+            "class (as torchvision's ImageFolder)."
+        )
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise UserError(f"dataset.path={str(root)!r} has {len(classes)} class folder(s); an image classifier needs "
-                        "at least 2 subfolders, one per class.")
+        raise UserError(
+            f"dataset.path={str(root)!r} has {len(classes)} class folder(s); an image classifier needs "
+            "at least 2 subfolders, one per class."
+        )
     channels, size, mean, std = _image_settings(dict(spec.image or {}))
     xs, labels = [], []
     for label in classes:
@@ -80,7 +93,9 @@ def load_image_folder(spec):
             labels.append(label)
     if not xs:
         raise UserError(f"dataset.path={str(root)!r} holds no image ({', '.join(SUFFIXES)}) in its class folders.")
-    note = (f"images: {channels} channel(s) resized to {size[0]}x{size[1]} and normalised with the declared mean "
-            f"{mean.ravel().tolist()} and std {std.ravel().tolist()}; the classes are the folder names")
+    note = (
+        f"images: {channels} channel(s) resized to {size[0]}x{size[1]} and normalised with the declared mean "
+        f"{mean.ravel().tolist()} and std {std.ravel().tolist()}; the classes are the folder names"
+    )
     frame, schema = table(np.stack(xs), labels, tuple(classes), notes=(note,), kind="images")
     return frame, schema, (channels, *size)

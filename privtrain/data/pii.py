@@ -37,18 +37,54 @@ import pandas as pd
 SAMPLE = 200  # values read per column: the scan's cost does not grow with the table
 
 # sdtypes SDV can anonymize with Faker (rdt's SDTYPE_ANONYMIZERS); anything else PII becomes 'unknown' + pii.
-FAKER_SDTYPES = ("address", "email", "ipv4_address", "ipv6_address", "mac_address", "name", "phone_number",
-                 "ssn", "user_agent_string")
+FAKER_SDTYPES = (
+    "address",
+    "email",
+    "ipv4_address",
+    "ipv6_address",
+    "mac_address",
+    "name",
+    "phone_number",
+    "ssn",
+    "user_agent_string",
+)
 # sdtypes that are identifiers or personal data whatever SDV calls them (its PII sdtypes plus keys).
 PII_SDTYPES = frozenset(FAKER_SDTYPES) | {
-    "id", "first_name", "last_name", "street_address", "secondary_address", "postcode", "iban", "swift11",
-    "swift8", "credit_card_number", "vin", "license_plate", "latitude", "longitude", "city",
-    "administrative_unit", "state_abbr", "country_code",
+    "id",
+    "first_name",
+    "last_name",
+    "street_address",
+    "secondary_address",
+    "postcode",
+    "iban",
+    "swift11",
+    "swift8",
+    "credit_card_number",
+    "vin",
+    "license_plate",
+    "latitude",
+    "longitude",
+    "city",
+    "administrative_unit",
+    "state_abbr",
+    "country_code",
 }
 # privtrain's kind -> the sdtype SDV should anonymize it as.
-SDTYPE = {"email": "email", "phone": "phone_number", "person_name": "name", "ssn": "ssn", "ipv4": "ipv4_address",
-          "ipv6": "ipv6_address", "street_address": "address", "iban": "unknown", "credit_card": "unknown",
-          "ni_number": "unknown", "national_id": "unknown", "date_of_birth": "unknown", "free_text": "unknown"}
+SDTYPE = {
+    "email": "email",
+    "phone": "phone_number",
+    "person_name": "name",
+    "ssn": "ssn",
+    "ipv4": "ipv4_address",
+    "ipv6": "ipv6_address",
+    "street_address": "address",
+    "iban": "unknown",
+    "credit_card": "unknown",
+    "ni_number": "unknown",
+    "national_id": "unknown",
+    "date_of_birth": "unknown",
+    "free_text": "unknown",
+}
 KINDS = tuple(SDTYPE)
 
 _EMAIL = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
@@ -60,22 +96,29 @@ _CARD = re.compile(r"^\d{4}([ -]?\d{2,7}){1,4}$|^\d{12,19}$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _PHONE_EXT = re.compile(r"\s*(x|ext\.?)\s*\d{1,6}$", re.I)
 _PHONE = re.compile(r"^\+?[\d\s().-]+$")
-_SUFFIXES = ("St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Lane|Ln|Dr|Drive|Way|Court|Ct|Place|Pl|Terrace|Close|"
-             "Square|Sq|Crescent|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Loop|Row|Walk|Alley|Plaza|Ridge|Hill|"
-             "Hills|Heights|Park|Village|Gardens|Crossing|Junction|Harbor|Harbors|Port|Ports|Point|Points|Mission|"
-             "Valley|Views?|Estates?|Fields?|Forks?|Glens?|Greens?|Groves?|Islands?|Lakes?|Landing|Lights?|"
-             "Meadows?|Mills?|Mountains?|Oval|Pass|Pines|Plains?|Radial|Ranch|Rapids?|Shoals?|Shores?|Springs?|"
-             "Squares?|Stations?|Stravenue|Streets?|Summit|Track|Trafficway|Tunnel|Turnpike|Union|Unions|Vista|"
-             "Wells?|Bypass|Cape|Causeway|Center|Centers|Cliffs?|Club|Common|Corners?|Course|Courts|Coves?|"
-             "Creek|Curve|Dale|Dam|Divide|Expressway|Extensions?|Falls|Ferry|Flats?|Ford|Fords|Forest|Freeway|"
-             "Gateway|Haven|Inlet|Keys?|Knolls?|Locks?|Lodge|Manors?|Neck|Orchard|Overpass|Path|Pike|Prairie|"
-             "Ramp|Rest|Rue|Routes?|Run|Shoal|Skyway|Spur|Underpass|Via|Ville|Wall|Ways|Bridge|Brook|Brooks|"
-             "Burg|Burgs|Bluffs?|Bottom|Branch|Camp|Canyon|Cove|Crest")
-_ADDRESS = re.compile(r"^\d{1,6}\s+[A-Za-z][\w .'-]*(\n|,)?.*\b[A-Z]{2}\s+\d{5}$|"
-                      r"^\d{1,6}\s+([A-Z][a-z]+\s+){1,3}(" + _SUFFIXES + r")\b\.?|"
-                      r"^\d{1,6}\s+[A-Z][a-z]+(\s+[A-Z][a-z]+){1,3}\s+(Apt\.|Suite|Unit|Flat)\s+\d+$", re.S)
-_NAME = re.compile(r"^(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+)?[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+|\s+[A-Z]\.){1,3}"
-                   r"(?:\s+(?:Jr|Sr|II|III|IV|MD|PhD|DDS|DVM)\.?)?$")
+_SUFFIXES = (
+    "St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Lane|Ln|Dr|Drive|Way|Court|Ct|Place|Pl|Terrace|Close|"
+    "Square|Sq|Crescent|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Loop|Row|Walk|Alley|Plaza|Ridge|Hill|"
+    "Hills|Heights|Park|Village|Gardens|Crossing|Junction|Harbor|Harbors|Port|Ports|Point|Points|Mission|"
+    "Valley|Views?|Estates?|Fields?|Forks?|Glens?|Greens?|Groves?|Islands?|Lakes?|Landing|Lights?|"
+    "Meadows?|Mills?|Mountains?|Oval|Pass|Pines|Plains?|Radial|Ranch|Rapids?|Shoals?|Shores?|Springs?|"
+    "Squares?|Stations?|Stravenue|Streets?|Summit|Track|Trafficway|Tunnel|Turnpike|Union|Unions|Vista|"
+    "Wells?|Bypass|Cape|Causeway|Center|Centers|Cliffs?|Club|Common|Corners?|Course|Courts|Coves?|"
+    "Creek|Curve|Dale|Dam|Divide|Expressway|Extensions?|Falls|Ferry|Flats?|Ford|Fords|Forest|Freeway|"
+    "Gateway|Haven|Inlet|Keys?|Knolls?|Locks?|Lodge|Manors?|Neck|Orchard|Overpass|Path|Pike|Prairie|"
+    "Ramp|Rest|Rue|Routes?|Run|Shoal|Skyway|Spur|Underpass|Via|Ville|Wall|Ways|Bridge|Brook|Brooks|"
+    "Burg|Burgs|Bluffs?|Bottom|Branch|Camp|Canyon|Cove|Crest"
+)
+_ADDRESS = re.compile(
+    r"^\d{1,6}\s+[A-Za-z][\w .'-]*(\n|,)?.*\b[A-Z]{2}\s+\d{5}$|"
+    r"^\d{1,6}\s+([A-Z][a-z]+\s+){1,3}(" + _SUFFIXES + r")\b\.?|"
+    r"^\d{1,6}\s+[A-Z][a-z]+(\s+[A-Z][a-z]+){1,3}\s+(Apt\.|Suite|Unit|Flat)\s+\d+$",
+    re.S,
+)
+_NAME = re.compile(
+    r"^(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+)?[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+|\s+[A-Z]\.){1,3}"
+    r"(?:\s+(?:Jr|Sr|II|III|IV|MD|PhD|DDS|DVM)\.?)?$"
+)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T][\d:.]+)?$|^\d{1,2}[/.-]\d{1,2}[/.-]\d{4}$")
 
 
@@ -142,24 +185,73 @@ def is_phone(value: str) -> bool:
 
 # Per-value checks, most specific first: the first kind most values pass wins.
 _VALUE_CHECKS = (
-    ("email", _EMAIL.match), ("iban", iban_ok), ("credit_card", is_card), ("ssn", is_ssn),
-    ("ni_number", is_ni_number), ("ipv4", is_ipv4), ("ipv6", is_ipv6), ("street_address", _ADDRESS.match),
-    ("phone", is_phone), ("person_name", _NAME.match),
+    ("email", _EMAIL.match),
+    ("iban", iban_ok),
+    ("credit_card", is_card),
+    ("ssn", is_ssn),
+    ("ni_number", is_ni_number),
+    ("ipv4", is_ipv4),
+    ("ipv6", is_ipv6),
+    ("street_address", _ADDRESS.match),
+    ("phone", is_phone),
+    ("person_name", _NAME.match),
 )
 # Column-name tokens (also joined: "birth_date" -> "birthdate"). Strong ones flag a column by name alone,
 # in this order ("email_address" is an e-mail); weak ones only lower the content threshold.
 _STRONG_NAMES = {
-    "email": "email", "mail": "email", "phone": "phone", "mobile": "phone", "telephone": "phone", "tel": "phone",
-    "ssn": "ssn", "nino": "ni_number", "ninumber": "ni_number", "nationalinsurance": "ni_number",
-    "passport": "national_id", "nationalid": "national_id", "taxid": "national_id", "iban": "iban",
-    "creditcard": "credit_card", "cardnumber": "credit_card", "ccnumber": "credit_card", "ip": "ipv4",
-    "ipaddress": "ipv4", "ipv4": "ipv4", "ipv6": "ipv6", "address": "street_address",
-    "street": "street_address", "streetaddress": "street_address", "firstname": "person_name",
-    "lastname": "person_name", "fullname": "person_name", "surname": "person_name", "dob": "date_of_birth",
-    "birthdate": "date_of_birth", "dateofbirth": "date_of_birth", "birthday": "date_of_birth",
+    "email": "email",
+    "mail": "email",
+    "phone": "phone",
+    "mobile": "phone",
+    "telephone": "phone",
+    "tel": "phone",
+    "ssn": "ssn",
+    "nino": "ni_number",
+    "ninumber": "ni_number",
+    "nationalinsurance": "ni_number",
+    "passport": "national_id",
+    "nationalid": "national_id",
+    "taxid": "national_id",
+    "iban": "iban",
+    "creditcard": "credit_card",
+    "cardnumber": "credit_card",
+    "ccnumber": "credit_card",
+    "ip": "ipv4",
+    "ipaddress": "ipv4",
+    "ipv4": "ipv4",
+    "ipv6": "ipv6",
+    "address": "street_address",
+    "street": "street_address",
+    "streetaddress": "street_address",
+    "firstname": "person_name",
+    "lastname": "person_name",
+    "fullname": "person_name",
+    "surname": "person_name",
+    "dob": "date_of_birth",
+    "birthdate": "date_of_birth",
+    "dateofbirth": "date_of_birth",
+    "birthday": "date_of_birth",
 }
-_WEAK_NAMES = {"name", "customer", "client", "patient", "person", "user", "contact", "owner", "employee", "member",
-               "buyer", "seller", "holder", "notes", "note", "comment", "comments", "text"}
+_WEAK_NAMES = {
+    "name",
+    "customer",
+    "client",
+    "patient",
+    "person",
+    "user",
+    "contact",
+    "owner",
+    "employee",
+    "member",
+    "buyer",
+    "seller",
+    "holder",
+    "notes",
+    "note",
+    "comment",
+    "comments",
+    "text",
+}
 
 
 @dataclass(frozen=True)
@@ -181,8 +273,13 @@ class Finding:
     kind: str = ""
 
     def to_dict(self) -> dict:
-        return {"column": self.column, "kind": self.kind or self.sdtype, "sdtype": self.sdtype,
-                "reason": self.reason, "source": self.source}
+        return {
+            "column": self.column,
+            "kind": self.kind or self.sdtype,
+            "sdtype": self.sdtype,
+            "reason": self.reason,
+            "source": self.source,
+        }
 
 
 def _tokens(name: str) -> set[str]:
@@ -205,7 +302,7 @@ def _value_kind(sample: pd.Series, threshold: float) -> tuple[str | None, float]
     """The first kind that at least ``threshold`` of the values pass, and that share (or the best share)."""
     best = 0.0
     for kind, check in _VALUE_CHECKS:
-        share = float(sample.map(lambda v: bool(check(v))).mean())
+        share = float(sample.map(lambda v, check=check: bool(check(v))).mean())
         if share >= threshold:
             return kind, share
         best = max(best, share)
@@ -232,7 +329,12 @@ def _birth_dates(sample: pd.Series, threshold: float) -> float:
 def _free_text(sample: pd.Series) -> bool:
     """Long, mostly unique multi-word strings: notes and messages, where names and numbers hide."""
     words = sample.str.count(r"\s+") + 1
-    return len(sample) >= 5 and words.mean() >= 6 and sample.str.len().mean() >= 40 and sample.nunique() >= 0.5 * len(sample)
+    return (
+        len(sample) >= 5
+        and words.mean() >= 6
+        and sample.str.len().mean() >= 40
+        and sample.nunique() >= 0.5 * len(sample)
+    )
 
 
 def check_column(name: str, values: pd.Series) -> Finding | None:
@@ -255,8 +357,9 @@ def check_column(name: str, values: pd.Series) -> Finding | None:
             share = share or 1.0
         if kind is not None:
             what = "free text (long multi-word strings)" if kind == "free_text" else kind.replace("_", " ")
-            return Finding(name, SDTYPE[kind], f"{hint}{share:.0%} of sampled values look like {what}", "privtrain",
-                           kind)
+            return Finding(
+                name, SDTYPE[kind], f"{hint}{share:.0%} of sampled values look like {what}", "privtrain", kind
+            )
     if strong is not None:
         sdtype = SDTYPE[strong] if textual else "unknown"
         return Finding(name, sdtype, f"column name {name!r} suggests {strong.replace('_', ' ')}", "privtrain", strong)
@@ -269,8 +372,9 @@ def _large_integers(values: pd.Series) -> bool:
     return not numbers.empty and float(numbers.abs().max()) >= 1e11
 
 
-def detect(frame: pd.DataFrame, skip: set[str] | frozenset[str] = frozenset(),
-           columns: list[str] | None = None) -> list[Finding]:
+def detect(
+    frame: pd.DataFrame, skip: set[str] | frozenset[str] = frozenset(), columns: list[str] | None = None
+) -> list[Finding]:
     """Findings for ``columns`` of ``frame`` (default: every column) except those in ``skip``."""
     out = []
     for column in frame.columns if columns is None else columns:

@@ -32,8 +32,9 @@ class IdentifiersFound(UserError):
     multiline = True
 
 
-def check(frame: pd.DataFrame, used: list[str], *, drop=(), allow=(), handling: str | None = None,
-          where: str = "dataset") -> dict:
+def check(
+    frame: pd.DataFrame, used: list[str], *, drop=(), allow=(), handling: str | None = None, where: str = "dataset"
+) -> dict:
     """Scan ``used`` and ``drop`` columns of ``frame``; refuse findings on used columns not in ``allow``.
 
     Args:
@@ -61,15 +62,24 @@ def check(frame: pd.DataFrame, used: list[str], *, drop=(), allow=(), handling: 
     refused = [f for f in findings if f.column in used and f.column not in allowed]
     if refused and handling is None:
         names = ",".join(f.column for f in refused)
-        head = (f"{where}: {len(refused)} column(s) used for training hold direct identifiers; nothing was charged. "
-                f"Drop them with dataset.drop=[{names}] or, if they must be used, declare them with "
-                f"dataset.pii.allow=[{names}] (recorded in the model card):")
-        raise IdentifiersFound("\n".join([head, *(f"  {f.column}: {f.kind.replace('_', ' ')} ({f.reason})"
-                                                  for f in refused)]))
+        head = (
+            f"{where}: {len(refused)} column(s) used for training hold direct identifiers; nothing was charged. "
+            f"Drop them with dataset.drop=[{names}] or, if they must be used, declare them with "
+            f"dataset.pii.allow=[{names}] (recorded in the model card):"
+        )
+        raise IdentifiersFound(
+            "\n".join([head, *(f"  {f.column}: {f.kind.replace('_', ' ')} ({f.reason})" for f in refused)])
+        )
     status = {c: "dropped" for c in dropped} | {c: "allowed" for c in allowed}
-    return {"scanned": True, "findings": [
-        {"column": f.column, "kind": f.kind, "reason": f.reason, "status": status.get(f.column, handling)}
-        for f in findings], "allowed": allowed, "dropped": dropped}
+    return {
+        "scanned": True,
+        "findings": [
+            {"column": f.column, "kind": f.kind, "reason": f.reason, "status": status.get(f.column, handling)}
+            for f in findings
+        ],
+        "allowed": allowed,
+        "dropped": dropped,
+    }
 
 
 def skipped(reason: str) -> dict:

@@ -101,17 +101,37 @@ class Schema:
 
     def to_dict(self) -> dict:
         """Plain values (run.json, the checkpoint): what a predictor needs to preprocess new rows."""
-        return {"kind": "table", "classes": list(self.classes), "source": self.source, "notes": list(self.notes),
-                "features": [{"name": c.name, "low": c.low, "high": c.high,
-                              "categories": None if c.categories is None else list(c.categories),
-                              "transform": c.transform, "bins": None if c.bins is None else list(c.bins)}
-                             for c in self.features]}
+        return {
+            "kind": "table",
+            "classes": list(self.classes),
+            "source": self.source,
+            "notes": list(self.notes),
+            "features": [
+                {
+                    "name": c.name,
+                    "low": c.low,
+                    "high": c.high,
+                    "categories": None if c.categories is None else list(c.categories),
+                    "transform": c.transform,
+                    "bins": None if c.bins is None else list(c.bins),
+                }
+                for c in self.features
+            ],
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Schema":
-        cols = tuple(Column(c["name"], c["low"], c["high"], None if c["categories"] is None else tuple(c["categories"]),
-                            c.get("transform", "none"), None if c.get("bins") is None else tuple(c["bins"]))
-                     for c in d["features"])
+    def from_dict(cls, d: dict) -> Schema:
+        cols = tuple(
+            Column(
+                c["name"],
+                c["low"],
+                c["high"],
+                None if c["categories"] is None else tuple(c["categories"]),
+                c.get("transform", "none"),
+                None if c.get("bins") is None else tuple(c["bins"]),
+            )
+            for c in d["features"]
+        )
         return cls(cols, tuple(d["classes"]), d["source"], tuple(d.get("notes", ())))
 
     @property
@@ -132,8 +152,7 @@ class Schema:
     def clipped(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per numeric column, how many values lie outside its declared bounds (and are clipped to them).
         For predict only: its rows are the user's own; for training rows such a count is private."""
-        counts = {c.name: encode.out_of_range(frame[c.name], *c.bounds) for c in self.features
-                  if not c.is_categorical}
+        counts = {c.name: encode.out_of_range(frame[c.name], *c.bounds) for c in self.features if not c.is_categorical}
         return {name: n for name, n in counts.items() if n}
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
@@ -154,21 +173,27 @@ def _column_from_decl(name: str, decl) -> Column:
         raise UserError(f"dataset.schema.{name}: expected {{min: , max: }} or {{categories: [...]}}, got {decl!r}.")
     unknown = [k for k in decl if k not in ("categories", *_NUMERIC_KEYS)]
     if unknown:  # a misspelt `transfrom: log1p` would otherwise be dropped without a word
-        raise UserError(f"dataset.schema.{name}: unknown key(s) {unknown}; a column declares categories, or min and "
-                        f"max with an optional transform ({', '.join(encode.TRANSFORMS)}), clip: true or bins.")
+        raise UserError(
+            f"dataset.schema.{name}: unknown key(s) {unknown}; a column declares categories, or min and "
+            f"max with an optional transform ({', '.join(encode.TRANSFORMS)}), clip: true or bins."
+        )
     if "categories" in decl:
         mixed = [k for k in _NUMERIC_KEYS if k in decl]
         if mixed:
-            raise UserError(f"dataset.schema.{name}: categories cannot be combined with {mixed}; declare either the "
-                            "categories or a numeric range.")
+            raise UserError(
+                f"dataset.schema.{name}: categories cannot be combined with {mixed}; declare either the "
+                "categories or a numeric range."
+            )
         cats = tuple(decl["categories"])
         if not cats:
             raise UserError(f"dataset.schema.{name}.categories is empty; list the column's possible values.")
         return Column(name, categories=cats)
     if decl.get("clip", True) is not True:  # declared explicitly: the behaviour is the same either way
-        raise UserError(f"dataset.schema.{name}.clip={decl['clip']!r}: values outside the declared bounds are always "
-                        "clipped to them (the scaled inputs must stay bounded); write clip: true or leave it out, "
-                        "and widen min/max to keep larger values apart.")
+        raise UserError(
+            f"dataset.schema.{name}.clip={decl['clip']!r}: values outside the declared bounds are always "
+            "clipped to them (the scaled inputs must stay bounded); write clip: true or leave it out, "
+            "and widen min/max to keep larger values apart."
+        )
     if "bins" in decl:
         return _binned(name, decl)
     if "min" in decl and "max" in decl:
@@ -176,22 +201,29 @@ def _column_from_decl(name: str, decl) -> Column:
         if not high > low:
             raise UserError(f"dataset.schema.{name}: max ({high}) must be greater than min ({low}).")
         return Column(name, low=low, high=high, transform=_transform(name, decl.get("transform"), low))
-    raise UserError(f"dataset.schema.{name}: give min and max for a numeric column, or categories for a categorical one.")
+    raise UserError(
+        f"dataset.schema.{name}: give min and max for a numeric column, or categories for a categorical one."
+    )
 
 
 def _transform(name: str, value, low: float) -> str:
     """A declared transform's name, checked against the declared min (never against the rows)."""
     text = "none" if value is None else str(value).strip().lower()
     if text in encode.DATA_DEPENDENT:
-        raise UserError(f"dataset.schema.{name}.transform={value!r} would take its parameters from the private rows; "
-                        f"use a public one ({', '.join(encode.TRANSFORMS)}) with the declared min/max, or public bins.")
+        raise UserError(
+            f"dataset.schema.{name}.transform={value!r} would take its parameters from the private rows; "
+            f"use a public one ({', '.join(encode.TRANSFORMS)}) with the declared min/max, or public bins."
+        )
     if text not in encode.TRANSFORMS:
-        raise UserError(f"dataset.schema.{name}.transform={value!r} is unknown; choose one of "
-                        f"{', '.join(encode.TRANSFORMS)}.")
+        raise UserError(
+            f"dataset.schema.{name}.transform={value!r} is unknown; choose one of {', '.join(encode.TRANSFORMS)}."
+        )
     floor, strict = encode.TRANSFORM_DOMAIN.get(text, (-math.inf, False))
     if low < floor or (strict and low == floor):
-        raise UserError(f"dataset.schema.{name}: transform {text} needs min {'>' if strict else '>='} {floor:g} "
-                        f"(declared min is {low:g}); raise min or choose another transform.")
+        raise UserError(
+            f"dataset.schema.{name}: transform {text} needs min {'>' if strict else '>='} {floor:g} "
+            f"(declared min is {low:g}); raise min or choose another transform."
+        )
     return text
 
 
@@ -199,11 +231,15 @@ def _binned(name: str, decl: dict) -> Column:
     """Public bin edges, with the declared min/max as the outer edges when given."""
     edges = decl["bins"]
     if not isinstance(edges, (list, tuple)):  # e.g. `bins: 10`: quantiles of the private rows
-        raise UserError(f"dataset.schema.{name}.bins={edges!r}: list the public edges, e.g. bins: [0, 1000, 10000, "
-                        "100000]; a number of (quantile) bins would read its edges off the private rows.")
+        raise UserError(
+            f"dataset.schema.{name}.bins={edges!r}: list the public edges, e.g. bins: [0, 1000, 10000, "
+            "100000]; a number of (quantile) bins would read its edges off the private rows."
+        )
     if decl.get("transform") not in (None, "none"):
-        raise UserError(f"dataset.schema.{name}: bins one-hot the column by interval, so a transform does not apply; "
-                        "declare one or the other.")
+        raise UserError(
+            f"dataset.schema.{name}: bins one-hot the column by interval, so a transform does not apply; "
+            "declare one or the other."
+        )
     if ("min" in decl) != ("max" in decl):
         raise UserError(f"dataset.schema.{name}: with bins, declare both min and max (the outer edges) or neither.")
     edges = [_bound(name, "bins", e) for e in edges]
@@ -213,8 +249,10 @@ def _binned(name: str, decl: dict) -> Column:
             raise UserError(f"dataset.schema.{name}: the bins must lie within min ({low:g}) and max ({high:g}).")
         edges = [low, *(e for e in edges if low < e < high), high]
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise UserError(f"dataset.schema.{name}.bins: give at least two strictly increasing edges, e.g. "
-                        "bins: [0, 1000, 10000, 100000].")
+        raise UserError(
+            f"dataset.schema.{name}.bins: give at least two strictly increasing edges, e.g. "
+            "bins: [0, 1000, 10000, 100000]."
+        )
     return Column(name, low=edges[0], high=edges[-1], bins=tuple(edges))
 
 
@@ -225,11 +263,14 @@ def _bound(name: str, which: str, value) -> float:
             raise TypeError(value)
         bound = float(value)
     except (TypeError, ValueError):
-        raise UserError(f"dataset.schema.{name}.{which}={value!r} must be a number, e.g. "
-                        f"dataset.schema.{name}.{which}=0.") from None
+        raise UserError(
+            f"dataset.schema.{name}.{which}={value!r} must be a number, e.g. dataset.schema.{name}.{which}=0."
+        ) from None
     if not math.isfinite(bound):
-        raise UserError(f"dataset.schema.{name}.{which}={bound:g} must be a finite number: declare the column's "
-                        "public range (or its categories).")
+        raise UserError(
+            f"dataset.schema.{name}.{which}={bound:g} must be a finite number: declare the column's "
+            "public range (or its categories)."
+        )
     return bound
 
 
@@ -251,9 +292,11 @@ def declared_schema(decl: dict, features: list[str], target: str) -> Schema:
 def _declared_notes(columns: tuple[Column, ...]) -> tuple[str, ...]:
     """What the card says about a declared schema's preprocessing: facts about the declaration only (whether any
     training row was clipped or undeclared is a private fact, so the card never says)."""
-    notes = ["preprocessing is declared and public: numeric values outside their declared bounds are clipped to "
-             "the bounds, and values outside a column's declared categories are encoded as all zeros, at training "
-             "and at predict"]
+    notes = [
+        "preprocessing is declared and public: numeric values outside their declared bounds are clipped to "
+        "the bounds, and values outside a column's declared categories are encoded as all zeros, at training "
+        "and at predict"
+    ]
     described = [d for d in (c.describe() for c in columns) if d]
     if described:
         notes.append("declared transforms (public, no privacy cost, applied again at predict): " + "; ".join(described))
@@ -271,5 +314,7 @@ def inferred_schema(frame: pd.DataFrame, features: list[str], target: str) -> Sc
         else:
             cols.append(Column(name, categories=tuple(sorted(values.dropna().unique(), key=str))))
     classes = tuple(sorted(frame[target].dropna().unique(), key=str))
-    note = "preprocessing bounds and categories were inferred from the private data; they are not covered by the guarantee"
+    note = (
+        "preprocessing bounds and categories were inferred from the private data; they are not covered by the guarantee"
+    )
     return Schema(tuple(cols), classes, "inferred", (note,))

@@ -36,14 +36,18 @@ def load_synthetic(spec) -> tuple[pd.DataFrame, Schema, str]:
     frame = read_table(spec.path, kind)
     file = schema_path(Path(spec.path).expanduser())
     if not file.is_file():
-        raise UserError(f"dataset.path: no {file.name} beside {spec.path}; point dataset.path at rows written by "
-                        "`privtrain run synthetic` (it writes their schema beside them), or use dataset=csv.")
+        raise UserError(
+            f"dataset.path: no {file.name} beside {spec.path}; point dataset.path at rows written by "
+            "`privtrain run synthetic` (it writes their schema beside them), or use dataset=csv."
+        )
     try:
         recorded = json.loads(file.read_text())
         columns, recorded_target, features = recorded["columns"], recorded["target"], recorded["features"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"dataset.path: {file} is not a privtrain synthetic schema ({exc}); re-run the synthetic "
-                        "recipe to rewrite it.") from None
+        raise UserError(
+            f"dataset.path: {file} is not a privtrain synthetic schema ({exc}); re-run the synthetic "
+            "recipe to rewrite it."
+        ) from None
     target = spec.target or recorded_target
     columns_found = list(frame.columns)[:20]
     if target not in frame.columns:
@@ -77,8 +81,12 @@ def held_out_reference(spec, *, seed: int) -> dict | None:
     if spec.loader in BUILTIN:
         return {"loader": spec.loader, "seed": int(seed), "test_size": float(spec.test_size)}
     if spec.loader in ("csv", "parquet") and spec.path:
-        return {"loader": spec.loader, "path": str(Path(spec.path).expanduser().resolve()), "seed": int(seed),
-                "test_size": float(spec.test_size)}
+        return {
+            "loader": spec.loader,
+            "path": str(Path(spec.path).expanduser().resolve()),
+            "seed": int(seed),
+            "test_size": float(spec.test_size),
+        }
     return None
 
 
@@ -117,8 +125,9 @@ def real_held_out(path: str | Path, schema: Schema, target: str) -> RealHeldOut 
     if fingerprint != parent.get("fingerprint"):
         return f"the parent's rows at {ref.get('path', ref['loader'])} changed since the synthetic run"
     rows = frame[held_out(frame, seed=ref["seed"], test_size=ref["test_size"])]
-    missing = [c.name for c in schema.features if c.name not in rows.columns] + \
-        ([] if target in rows.columns else [target])
+    missing = [c.name for c in schema.features if c.name not in rows.columns] + (
+        [] if target in rows.columns else [target]
+    )
     if missing:
         return f"the parent's rows lack column(s) {missing[:5]}"
     known = rows[target].isin(schema.classes).to_numpy()  # a class the synthetic rows lack cannot be predicted
@@ -126,6 +135,8 @@ def real_held_out(path: str | Path, schema: Schema, target: str) -> RealHeldOut 
         return "no real held-out row has a class of the synthetic rows"
     dropped = f"; {int((~known).sum())} with a class the synthetic rows lack are left out" if not known.all() else ""
     rows = rows[known]
-    return RealHeldOut(schema.transform(rows), schema.encode_target(rows[target]),
-                       f"the real held-out rows of {parent.get('name')} ({len(rows)} rows, never shown to the "
-                       f"synthesizer{dropped})")
+    return RealHeldOut(
+        schema.transform(rows),
+        schema.encode_target(rows[target]),
+        f"the real held-out rows of {parent.get('name')} ({len(rows)} rows, never shown to the synthesizer{dropped})",
+    )

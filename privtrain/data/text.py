@@ -1,4 +1,5 @@
-"""``dataset=text`` (for ``model=pretrained``, :mod:`privtrain.pretrained`): a CSV with a text column and a label, tokenized by the pretrained model's own tokenizer.
+"""``dataset=text`` (for ``model=pretrained``, :mod:`privtrain.pretrained`): a CSV with a text column and a label,
+tokenized by the pretrained model's own tokenizer.
 
 The tokenizer is loaded from the model's directory (``dataset.tokenizer``, by default ``model.path``) with
 ``local_files_only=True``; it is public and never fitted on the private text. Every row becomes
@@ -18,8 +19,10 @@ import pandas as pd
 from privtrain.data.schema import Schema, declared_schema
 from privtrain.errors import UserError
 
-TEXT_NOTE = ("texts tokenized by the pretrained model's own tokenizer (public, never fitted on the private text), "
-             "padded or truncated to dataset.max_length={max_length} tokens")
+TEXT_NOTE = (
+    "texts tokenized by the pretrained model's own tokenizer (public, never fitted on the private text), "
+    "padded or truncated to dataset.max_length={max_length} tokens"
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,20 +57,27 @@ class TextSchema:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, 2, max_length) int64: token ids, then the attention mask. A missing text is the empty text."""
         texts = frame[self.text_column].fillna("").astype(str).tolist()
-        enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_length,
-                             return_tensors="np")
+        enc = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="np"
+        )
         return np.stack([enc["input_ids"], enc["attention_mask"]], axis=1).astype(np.int64)
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
         return self.labels.encode_target(values)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "classes": list(self.classes), "text_column": self.text_column,
-                "max_length": self.max_length, "tokenizer": self.tokenizer_path, "source": self.source,
-                "notes": list(self.notes)}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "text_column": self.text_column,
+            "max_length": self.max_length,
+            "tokenizer": self.tokenizer_path,
+            "source": self.source,
+            "notes": list(self.notes),
+        }
 
 
-LLM_EXTRA = ("model=pretrained and dataset=text need the llm extra (transformers, peft): pip install 'privtrain[llm]'")
+LLM_EXTRA = "model=pretrained and dataset=text need the llm extra (transformers, peft): pip install 'privtrain[llm]'"
 
 
 def require_llm() -> None:
@@ -98,14 +108,18 @@ def load_tokenizer(path: str | None):
     from privtrain.errors import user_paths
 
     if not path:
-        raise UserError("dataset=text needs the model's tokenizer: use model=pretrained model.path=DIR (a Hugging "
-                        "Face directory), or dataset.tokenizer=DIR.")
+        raise UserError(
+            "dataset=text needs the model's tokenizer: use model=pretrained model.path=DIR (a Hugging "
+            "Face directory), or dataset.tokenizer=DIR."
+        )
     folder = Path(str(path)).expanduser()
     with user_paths("dataset.tokenizer"):
         found = folder.is_dir()
     if not found:
-        raise UserError(f"dataset.tokenizer (by default model.path): no directory {str(folder)!r}; point model.path "
-                        "at a local Hugging Face model directory, which holds the tokenizer (nothing is downloaded).")
+        raise UserError(
+            f"dataset.tokenizer (by default model.path): no directory {str(folder)!r}; point model.path "
+            "at a local Hugging Face model directory, which holds the tokenizer (nothing is downloaded)."
+        )
     require_llm()
     from transformers import AutoTokenizer
 
@@ -113,8 +127,10 @@ def load_tokenizer(path: str | None):
         return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"dataset.tokenizer={str(folder)!r}: no tokenizer loads from it ({first[:160]}); save the "
-                        "model's tokenizer there (tokenizer.save_pretrained).") from None
+        raise UserError(
+            f"dataset.tokenizer={str(folder)!r}: no tokenizer loads from it ({first[:160]}); save the "
+            "model's tokenizer there (tokenizer.save_pretrained)."
+        ) from None
 
 
 def text_schema(frame: pd.DataFrame, spec) -> TextSchema:
@@ -130,21 +146,28 @@ def text_schema(frame: pd.DataFrame, spec) -> TextSchema:
     text = dict(spec.text or {})
     column, max_length = text.get("column"), text.get("max_length", 128)
     if column not in frame.columns:
-        raise UserError(f"dataset.text_column={column!r} is not a column of {spec.path}; columns are "
-                        f"{list(frame.columns)[:20]}.")
+        raise UserError(
+            f"dataset.text_column={column!r} is not a column of {spec.path}; columns are {list(frame.columns)[:20]}."
+        )
     if spec.target not in frame.columns or spec.target == column:
-        raise UserError(f"dataset.target={spec.target!r} must be a column of {spec.path} other than the text; columns "
-                        f"are {list(frame.columns)[:20]}.")
+        raise UserError(
+            f"dataset.target={spec.target!r} must be a column of {spec.path} other than the text; columns "
+            f"are {list(frame.columns)[:20]}."
+        )
     if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= 8192:
         raise UserError(f"dataset.max_length={max_length!r} must be a whole number of tokens in 2..8192.")
     if not spec.schema or spec.target not in spec.schema:
-        raise UserError(f"dataset.schema.{spec.target} is not declared: declare the label's classes, e.g. "
-                        f"+dataset.schema.{spec.target}='{{categories: [0, 1]}}'.")
+        raise UserError(
+            f"dataset.schema.{spec.target} is not declared: declare the label's classes, e.g. "
+            f"+dataset.schema.{spec.target}='{{categories: [0, 1]}}'."
+        )
     labels = declared_schema({spec.target: spec.schema[spec.target]}, [], spec.target)
     tokenizer = load_tokenizer(text.get("tokenizer"))
     if getattr(tokenizer, "pad_token", None) is None:
-        raise UserError(f"dataset.tokenizer={text.get('tokenizer')!r}: the tokenizer has no padding token; set one "
-                        "and save it again (tokenizer.pad_token = ...).")
+        raise UserError(
+            f"dataset.tokenizer={text.get('tokenizer')!r}: the tokenizer has no padding token; set one "
+            "and save it again (tokenizer.pad_token = ...)."
+        )
     return TextSchema(str(column), max_length, str(text.get("tokenizer")), tokenizer, labels)
 
 
@@ -164,7 +187,13 @@ def text_pii(frame: pd.DataFrame, spec, schema: TextSchema) -> dict:
     masked = frame.drop(columns=[column]) if free_text else frame
     used = [spec.target] if free_text else [column, spec.target]
     record = pii_gate.check(masked, used, drop=spec.drop, allow=spec.pii_allow, where=f"dataset.path={spec.path}")
-    record["findings"] += [{"column": f.column, "kind": f.kind, "reason": f.reason,
-                            "status": "the text input of dataset=text (protected per example by DP-SGD)"}
-                           for f in free_text]
+    record["findings"] += [
+        {
+            "column": f.column,
+            "kind": f.kind,
+            "reason": f.reason,
+            "status": "the text input of dataset=text (protected per example by DP-SGD)",
+        }
+        for f in free_text
+    ]
     return record

@@ -55,8 +55,15 @@ class LocalPlan:
         """What :func:`privtrain.training.train` needs for one round of client ``k`` (a ``DpSgdPlan``)."""
         from privtrain.privacy import dp_sgd as dp_plan
 
-        return dp_plan.DpSgdPlan(self.noise_multiplier, self.sample_rate(k), self.steps_per_round(k), self.delta,
-                                 self.max_grad_norm, self.accountant, math.nan)
+        return dp_plan.DpSgdPlan(
+            self.noise_multiplier,
+            self.sample_rate(k),
+            self.steps_per_round(k),
+            self.delta,
+            self.max_grad_norm,
+            self.accountant,
+            math.nan,
+        )
 
     def client_epsilon(self, k: int, steps: int) -> float:
         return _epsilon_of(self.noise_multiplier, self.sample_rate(k), steps, self.delta, self.accountant)
@@ -98,9 +105,19 @@ class LocalPlan:
         return (self.client_event(k, self.planned_steps[k]),)
 
 
-def plan_local(*, sizes: Sequence[int], batch_size: int, local_epochs: int, rounds: int, target_epsilon: float | None,
-               noise_multiplier: float | None, delta: float | None, max_grad_norm: float | None, accountant: str,
-               field: str = "privacy") -> LocalPlan:
+def plan_local(
+    *,
+    sizes: Sequence[int],
+    batch_size: int,
+    local_epochs: int,
+    rounds: int,
+    target_epsilon: float | None,
+    noise_multiplier: float | None,
+    delta: float | None,
+    max_grad_norm: float | None,
+    accountant: str,
+    field: str = "privacy",
+) -> LocalPlan:
     """Plan local DP-SGD so that no client exceeds ``target_epsilon`` even if it trains every round.
 
     Raises:
@@ -109,7 +126,9 @@ def plan_local(*, sizes: Sequence[int], batch_size: int, local_epochs: int, roun
     from privtrain.privacy import dp_sgd as dp_plan
 
     if accountant not in dp_plan.ACCOUNTANTS:
-        raise UserError(f"{field}.accountant={accountant!r} is unknown; choose one of {', '.join(dp_plan.ACCOUNTANTS)}.")
+        raise UserError(
+            f"{field}.accountant={accountant!r} is unknown; choose one of {', '.join(dp_plan.ACCOUNTANTS)}."
+        )
     if max_grad_norm is None or not max_grad_norm > 0:
         raise UserError(f"{field}.max_grad_norm={max_grad_norm} must be > 0.")
     delta = dp_plan.resolve_delta(delta, sum(sizes))

@@ -53,8 +53,15 @@ def clip(update: Arrays, clipping_norm: float) -> Arrays:
     return {k: v * scale for k, v in update.items()}
 
 
-def dp_fedavg(global_arrays: Arrays, updates: list[Arrays], *, clipping_norm: float, noise_multiplier: float,
-              denominator: float, rng: np.random.Generator) -> Arrays:
+def dp_fedavg(
+    global_arrays: Arrays,
+    updates: list[Arrays],
+    *,
+    clipping_norm: float,
+    noise_multiplier: float,
+    denominator: float,
+    rng: np.random.Generator,
+) -> Arrays:
     """One DP-FedAvg release: the global model plus the noisy sum of clipped updates over a fixed denominator.
 
     Args:
@@ -113,5 +120,7 @@ class FedAdam:
             delta = aggregate[k].astype(np.float64) - global_arrays[k].astype(np.float64)
             self.m[k] = self.beta_1 * self.m.get(k, 0.0) + (1 - self.beta_1) * delta
             self.v[k] = self.beta_2 * self.v.get(k, 0.0) + (1 - self.beta_2) * delta**2
-            out[k] = (global_arrays[k] + eta * self.m[k] / (np.sqrt(self.v[k]) + self.tau)).astype(global_arrays[k].dtype)
+            out[k] = (global_arrays[k] + eta * self.m[k] / (np.sqrt(self.v[k]) + self.tau)).astype(
+                global_arrays[k].dtype
+            )
         return out

@@ -102,19 +102,33 @@ class CentralPlan:
 
     def describe(self) -> str:
         if self.sampling == "fixed":
-            return (f"each round exactly {self.denominator:g} of {self.num_clients} clients are sampled without "
-                    "replacement (secret generator); the fixed, public cohort makes the neighbour relation "
-                    "replace-one (sensitivity 2C), so each round is a Gaussian mechanism with multiplier "
-                    f"{self.noise_multiplier / 2:.4g}, no amplification claimed")
-        return (f"each round each of {self.num_clients} clients takes part independently with probability "
-                f"{self.sample_rate:.4g} (Poisson sampling, secret generator); add/remove-one-client adjacency; "
-                f"the noisy sum is divided by the fixed expected cohort {self.denominator:.4g}, so each round is "
-                f"a Poisson-subsampled Gaussian (q={self.sample_rate:.4g}, multiplier {self.noise_multiplier:.4g})")
+            return (
+                f"each round exactly {self.denominator:g} of {self.num_clients} clients are sampled without "
+                "replacement (secret generator); the fixed, public cohort makes the neighbour relation "
+                "replace-one (sensitivity 2C), so each round is a Gaussian mechanism with multiplier "
+                f"{self.noise_multiplier / 2:.4g}, no amplification claimed"
+            )
+        return (
+            f"each round each of {self.num_clients} clients takes part independently with probability "
+            f"{self.sample_rate:.4g} (Poisson sampling, secret generator); add/remove-one-client adjacency; "
+            f"the noisy sum is divided by the fixed expected cohort {self.denominator:.4g}, so each round is "
+            f"a Poisson-subsampled Gaussian (q={self.sample_rate:.4g}, multiplier {self.noise_multiplier:.4g})"
+        )
 
 
-def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None, delta: float | None,
-                 clipping_norm: float, clipping_side: str, rounds: int, sampling: str, sample_rate: float,
-                 denominator: float, num_clients: int) -> CentralPlan:
+def plan_central(
+    *,
+    target_epsilon: float | None,
+    noise_multiplier: float | None,
+    delta: float | None,
+    clipping_norm: float,
+    clipping_side: str,
+    rounds: int,
+    sampling: str,
+    sample_rate: float,
+    denominator: float,
+    num_clients: int,
+) -> CentralPlan:
     """Plan DP-FedAvg. Exactly one of ``target_epsilon`` and ``noise_multiplier`` is set.
 
     Args:
@@ -143,10 +157,22 @@ def plan_central(*, target_epsilon: float | None, noise_multiplier: float | None
             raise UserError(f"privacy.noise_multiplier={noise_multiplier} must be > 0.")
         sigma = float(noise_multiplier)
     else:
-        raise UserError("privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
-                        "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1).")
-    plan = CentralPlan(sigma, float(clipping_norm), clipping_side, int(rounds), sampling, float(sample_rate),
-                       float(denominator), int(num_clients), delta, math.nan)
+        raise UserError(
+            "privacy: set exactly one of privacy.target_epsilon and privacy.noise_multiplier "
+            "(e.g. privacy.target_epsilon=3, or privacy.target_epsilon=null privacy.noise_multiplier=1.1)."
+        )
+    plan = CentralPlan(
+        sigma,
+        float(clipping_norm),
+        clipping_side,
+        int(rounds),
+        sampling,
+        float(sample_rate),
+        float(denominator),
+        int(num_clients),
+        delta,
+        math.nan,
+    )
     return replace(plan, epsilon=plan.epsilon_after(rounds, exact=True))
 
 
@@ -160,8 +186,10 @@ def calibrate(target_epsilon: float, delta: float, rounds: int, sample_rate: flo
     while eps(hi) > target_epsilon:
         lo, hi = hi, hi * 2
         if hi > 1e6:
-            raise UserError(f"privacy.target_epsilon={target_epsilon:g} cannot be met with {rounds} rounds; "
-                            "use fewer rounds (fl.rounds) or a larger target.")
+            raise UserError(
+                f"privacy.target_epsilon={target_epsilon:g} cannot be met with {rounds} rounds; "
+                "use fewer rounds (fl.rounds) or a larger target."
+            )
     while hi - lo > 1e-3 * hi:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if eps(mid) > target_epsilon else (lo, mid)
@@ -180,8 +208,10 @@ def client_delta(delta: float | None, num_clients: int) -> float:
         return dp_plan.default_delta(num_clients)
     delta = float(delta)
     if not 0.0 < delta < 1.0 / num_clients:
-        raise UserError(f"privacy.delta={delta:g} must lie in (0, 1/clients) = (0, {1.0 / num_clients:.2e}) for "
-                        f"{num_clients} clients; use e.g. privacy.delta={dp_plan.default_delta(num_clients):.0e}.")
+        raise UserError(
+            f"privacy.delta={delta:g} must lie in (0, 1/clients) = (0, {1.0 / num_clients:.2e}) for "
+            f"{num_clients} clients; use e.g. privacy.delta={dp_plan.default_delta(num_clients):.0e}."
+        )
     return delta
 
 

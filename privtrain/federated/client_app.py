@@ -59,9 +59,15 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     if len(client.y_train) or job.local is not None:  # under local DP even without rows: its steps are public
         state = _state(context)
         dp = job.local.client_dp(k) if job.local is not None else None
-        outcome = local_train(model, client, settings, dp=dp, accountant_state=state.get("accountant"),
-                              proximal_mu=float(cfg.get("proximal-mu", 0.0)),
-                              seed=round_seed(settings.seed, server_round, k))
+        outcome = local_train(
+            model,
+            client,
+            settings,
+            dp=dp,
+            accountant_state=state.get("accountant"),
+            proximal_mu=float(cfg.get("proximal-mu", 0.0)),
+            seed=round_seed(settings.seed, server_round, k),
+        )
         model = outcome.model
         if dp is not None:  # kept across rounds; the server charges from its own counts, not from this
             _save_state(context, {"accountant": _jsonable(outcome.accountant_state)})

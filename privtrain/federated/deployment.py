@@ -37,9 +37,11 @@ def preflight(settings) -> None:
     if settings.superlink:
         host, port = _address(settings.superlink)
         if not reachable(host, port, timeout=5.0):
-            raise UserError(f"fl.deployment.superlink={settings.superlink} is unreachable (no connection within 5 s); "
-                            "start flower-superlink there, or fix the address, or set fl.deployment.superlink=null "
-                            "to start a local deployment.")
+            raise UserError(
+                f"fl.deployment.superlink={settings.superlink} is unreachable (no connection within 5 s); "
+                "start flower-superlink there, or fix the address, or set fl.deployment.superlink=null "
+                "to start a local deployment."
+            )
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -74,7 +76,7 @@ class Deployment:
 
     # --- processes ---------------------------------------------------------------
 
-    def __enter__(self) -> "Deployment":
+    def __enter__(self) -> Deployment:
         self.tmp = Path(tempfile.mkdtemp(prefix="ptfl-dep-", dir="/tmp" if os.path.isdir("/tmp") else None))
         try:
             if self.address is None:
@@ -95,29 +97,63 @@ class Deployment:
         home = self.tmp / name
         home.mkdir(parents=True, exist_ok=True)
         bin_dir = str(Path(sys.executable).parent)  # flower-superexec, flwr-serverapp, flwr-clientapp by bare name
-        return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "FLWR_HOME": str(home),
-                "TMPDIR": str(home), "RAY_TMPDIR": str(home), "FLWR_TELEMETRY_ENABLED": "0",
-                "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-                "PYTHONUNBUFFERED": "1"}
+        return {
+            **os.environ,
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "FLWR_HOME": str(home),
+            "TMPDIR": str(home),
+            "RAY_TMPDIR": str(home),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "wb")
-        proc = subprocess.Popen([str(Path(sys.executable).parent / args[0]), *args[1:]], stdout=log,
-                                stderr=subprocess.STDOUT, env=self.env(name), cwd=self.tmp,
-                                start_new_session=True)  # its own process group: stop() ends its children too
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / args[0]), *args[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(name),
+            cwd=self.tmp,
+            start_new_session=True,
+        )  # its own process group: stop() ends its children too
         self.procs.append(proc)
         return proc
 
     def _start_local(self) -> None:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
-        link = self._spawn("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(port),
-                                         "--disable-runtime-dependency-installation"])
+        link = self._spawn(
+            "superlink",
+            [
+                "flower-superlink",
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+            ],
+        )
         self._wait(lambda: reachable("127.0.0.1", port), link, "flower-superlink")
         for k in range(self.num_clients):
-            self._spawn(f"supernode-{k}", [
-                "flower-supernode", "--insecure", "--superlink", self.address, "--host", "127.0.0.1",
-                "--port", str(free_port()), "--node-config", _node_config(self.settings, k, self.num_clients)])
+            self._spawn(
+                f"supernode-{k}",
+                [
+                    "flower-supernode",
+                    "--insecure",
+                    "--superlink",
+                    self.address,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(free_port()),
+                    "--node-config",
+                    _node_config(self.settings, k, self.num_clients),
+                ],
+            )
         time.sleep(0.5)
         for proc in self.procs:
             if proc.poll() is not None:
@@ -144,11 +180,18 @@ class Deployment:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "{self.address}"\ninsecure = true\n')
+            f'address = "{self.address}"\ninsecure = true\n'
+        )
 
     def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([str(Path(sys.executable).parent / "flwr"), *args], capture_output=True, text=True,
-                              env=self.env("cli"), cwd=self.tmp, timeout=timeout)
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "flwr"), *args],
+            capture_output=True,
+            text=True,
+            env=self.env("cli"),
+            cwd=self.tmp,
+            timeout=timeout,
+        )
 
     def submit_and_wait(self, job) -> None:
         from tqdm.auto import tqdm
@@ -165,8 +208,13 @@ class Deployment:
             raise RuntimeError(f"flwr run failed (exit {done.returncode}): {done.stdout}{done.stderr}\n{self.logs()}")
         s = self.settings
         rounds_log = Path(job.output_dir) / "rounds.jsonl"
-        bar = tqdm(total=s.rounds, desc=f"federated (deployment, run {run_id})", unit="round", disable=not s.progress,
-                   leave=False)
+        bar = tqdm(
+            total=s.rounds,
+            desc=f"federated (deployment, run {run_id})",
+            unit="round",
+            disable=not s.progress,
+            leave=False,
+        )
         deadline = time.monotonic() + s.startup_timeout + s.rounds * s.round_timeout * 2
         seen, status = 0, ""
         try:
@@ -207,7 +255,7 @@ def _follow(path: Path, seen: int, bar, postfix) -> int:
     """Mirror the ServerApp's per-round lines on this process's progress bar."""
     if not path.is_file():
         return seen
-    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     for line in lines[seen:]:
         record = json.loads(line)
         if record["round"] > 0:

@@ -76,7 +76,7 @@ class Job:
         holds are not covered by the clients' guarantee)."""
         return float(self.local.sizes[k] if self.local is not None else self.train_sizes[k])
 
-    def with_rows(self, rows: ClientSource) -> "Job":
+    def with_rows(self, rows: ClientSource) -> Job:
         return replace(self, rows=rows)
 
     def _population(self) -> Population:
@@ -90,17 +90,24 @@ class Job:
         return build_population(load_dataset(self.dataset, self.settings), self.settings)
 
     def to_json(self) -> dict:
-        return {"settings": self.settings.to_dict(), "dataset": self.dataset.to_dict(), "model": asdict(self.model),
-                "shape": self.shape, "num_clients": self.num_clients,
-                "central": asdict(self.central) if self.central else None,
-                "local": asdict(self.local) if self.local else None, "output_dir": self.output_dir,
-                "train_sizes": list(self.train_sizes), "void": self.void}
+        return {
+            "settings": self.settings.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "model": asdict(self.model),
+            "shape": self.shape,
+            "num_clients": self.num_clients,
+            "central": asdict(self.central) if self.central else None,
+            "local": asdict(self.local) if self.local else None,
+            "output_dir": self.output_dir,
+            "train_sizes": list(self.train_sizes),
+            "void": self.void,
+        }
 
     def to_text(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"), default=str)
 
     @classmethod
-    def from_text(cls, text: str, *, cache_rows: bool = False) -> "Job":
+    def from_text(cls, text: str, *, cache_rows: bool = False) -> Job:
         """Inverse of :meth:`to_text`; ``cache_rows`` keeps the loaded rows for later messages."""
         from privtrain.data import DatasetSpec
         from privtrain.models import ModelSpec
@@ -111,9 +118,19 @@ class Job:
             local = LocalPlan(**{**local, "sizes": tuple(local["sizes"])})
         m = d["model"]
         model = ModelSpec(**{**m, "hidden": tuple(m["hidden"]), "channels": tuple(m["channels"])})
-        return cls(FlSettings.from_dict(d["settings"]), DatasetSpec.from_dict(d["dataset"]), model, d["shape"],
-                   d["num_clients"], CentralPlan(**d["central"]) if d["central"] else None, local, d["output_dir"],
-                   tuple(d["train_sizes"]), bool(d.get("void", False)), _rows=[] if cache_rows else None)
+        return cls(
+            FlSettings.from_dict(d["settings"]),
+            DatasetSpec.from_dict(d["dataset"]),
+            model,
+            d["shape"],
+            d["num_clients"],
+            CentralPlan(**d["central"]) if d["central"] else None,
+            local,
+            d["output_dir"],
+            tuple(d["train_sizes"]),
+            bool(d.get("void", False)),
+            _rows=[] if cache_rows else None,
+        )
 
 
 def planned(settings: FlSettings, dataset, model, population: Population, central, local, output_dir) -> Job:
@@ -121,8 +138,18 @@ def planned(settings: FlSettings, dataset, model, population: Population, centra
     from privtrain.federated.task import shape_of
 
     void = settings.reproducible_noise or population.dataset.schema.inferred
-    return Job(settings, dataset, model, shape_of(population), population.num_clients, central, local,
-               str(Path(output_dir).resolve()), tuple(population.train_sizes()), bool(void))
+    return Job(
+        settings,
+        dataset,
+        model,
+        shape_of(population),
+        population.num_clients,
+        central,
+        local,
+        str(Path(output_dir).resolve()),
+        tuple(population.train_sizes()),
+        bool(void),
+    )
 
 
 def in_memory(settings: FlSettings, dataset, model, population: Population, central, local, output_dir: Path) -> Job:

@@ -69,11 +69,15 @@ def population_key(spec: PartitionSpec, *, table: str, test_size: float, client_
       so the key is the table and every setting that shapes the groups.
     """
     if spec.kind == "column":
-        identity: dict = {"kind": "column", "users": "".join(ch for ch in str(spec.client_column).casefold()
-                                                              if ch.isalnum())}
+        identity: dict = {
+            "kind": "column",
+            "users": "".join(ch for ch in str(spec.client_column).casefold() if ch.isalnum()),
+        }
     else:
-        identity = {"table": table, "population": {**spec.identity(), "test_size": test_size,
-                                                   "client_test_size": client_test_size}}
+        identity = {
+            "table": table,
+            "population": {**spec.identity(), "test_size": test_size, "client_test_size": client_test_size},
+        }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -82,16 +86,19 @@ def validate(spec: PartitionSpec) -> None:
     if spec.kind not in KINDS:
         raise UserError(f"fl.partition={spec.kind!r} is unknown; choose one of {', '.join(KINDS)}.")
     if spec.kind == "dirichlet" and (spec.alpha is None or not spec.alpha > 0):
-        raise UserError(f"fl.alpha={spec.alpha} must be > 0 for fl.partition=dirichlet; use e.g. fl.alpha=0.5 "
-                        "(smaller is more skewed).")
+        raise UserError(
+            f"fl.alpha={spec.alpha} must be > 0 for fl.partition=dirichlet; use e.g. fl.alpha=0.5 "
+            "(smaller is more skewed)."
+        )
     if spec.kind == "column" and not spec.client_column:
         raise UserError("fl.partition=column needs fl.client_column, the column that names each row's client.")
     if spec.kind != "column" and spec.num_clients < 1:
         raise UserError(f"fl.num_clients={spec.num_clients} must be at least 1.")
 
 
-def assign(u: np.ndarray, labels: np.ndarray, n_classes: int, spec: PartitionSpec,
-           client_ids: np.ndarray | None = None) -> np.ndarray:
+def assign(
+    u: np.ndarray, labels: np.ndarray, n_classes: int, spec: PartitionSpec, client_ids: np.ndarray | None = None
+) -> np.ndarray:
     """Each row's client index.
 
     Args:
@@ -153,13 +160,18 @@ def group(client_of: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, 
     owners = client_of[index]
     order = np.argsort(owners, kind="stable")
     bounds = np.searchsorted(owners[order], np.arange(n + 1))
-    return tuple(index[order[bounds[k]:bounds[k + 1]]] for k in range(n))
+    return tuple(index[order[bounds[k] : bounds[k + 1]]] for k in range(n))
 
 
 def summary(train_sizes: list[int], eval_sizes: list[int]) -> dict:
     """Sizes only (public by declaration): no label histograms or skew, which would be statistics of private rows."""
     sizes = [a + b for a, b in zip(train_sizes, eval_sizes)]
-    return {"clients": len(sizes), "sizes": sizes, "train_sizes": list(train_sizes), "eval_sizes": list(eval_sizes),
-            "clients_without_training_rows": sum(1 for s in train_sizes if s == 0),
-            "note": "partition sizes are treated as public, like a dataset's row count; nothing else about the "
-                    "clients' rows is reported"}
+    return {
+        "clients": len(sizes),
+        "sizes": sizes,
+        "train_sizes": list(train_sizes),
+        "eval_sizes": list(eval_sizes),
+        "clients_without_training_rows": sum(1 for s in train_sizes if s == 0),
+        "note": "partition sizes are treated as public, like a dataset's row count; nothing else about the "
+        "clients' rows is reported",
+    }

@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 
 from privtrain.errors import UserError
-from privtrain.federated import accounting, central as central_dp
+from privtrain.federated import accounting
+from privtrain.federated import central as central_dp
 from privtrain.federated.settings import FlSettings
 from privtrain.federated.task import Population
 from privtrain.ledger import Mechanism
@@ -43,15 +44,21 @@ from privtrain.result import Guarantee
 def check_combination(s: FlSettings) -> None:
     """Refuse settings whose guarantee or algorithm would silently not hold."""
     if s.central and s.strategy == "fedadam":
-        raise UserError("fl.strategy=fedadam cannot be used with central DP (privacy=central/central_local): its "
-                        "adaptive server step would need the noise added after it to bound a different sensitivity; "
-                        "use fl.strategy=fedavg or fedprox, or privacy=dp.")
+        raise UserError(
+            "fl.strategy=fedadam cannot be used with central DP (privacy=central/central_local): its "
+            "adaptive server step would need the noise added after it to bound a different sensitivity; "
+            "use fl.strategy=fedavg or fedprox, or privacy=dp."
+        )
     if s.local and s.strategy == "fedprox" and s.proximal_mu > 0:
-        raise UserError("fl.strategy=fedprox cannot be combined with local DP (privacy=dp/central_local): Opacus' "
-                        "per-example gradients would drop the proximal term; use fl.strategy=fedavg or fedadam.")
+        raise UserError(
+            "fl.strategy=fedprox cannot be combined with local DP (privacy=dp/central_local): Opacus' "
+            "per-example gradients would drop the proximal term; use fl.strategy=fedavg or fedadam."
+        )
     if s.local and s.grad_sample_mode not in dp_plan.GRAD_SAMPLE_MODES:
-        raise UserError(f"fl.grad_sample_mode={s.grad_sample_mode!r} is unknown; choose one of "
-                        f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}.")
+        raise UserError(
+            f"fl.grad_sample_mode={s.grad_sample_mode!r} is unknown; choose one of "
+            f"{', '.join(dp_plan.GRAD_SAMPLE_MODES)}."
+        )
 
 
 def local_spec(privacy: PrivacySpec) -> tuple[PrivacySpec, str]:
@@ -81,15 +88,31 @@ def plan(privacy, model_spec, s: FlSettings, population: Population):
     central = local = None
     if s.central:
         central = central_dp.plan_central(
-            target_epsilon=privacy.target_epsilon, noise_multiplier=privacy.noise_multiplier, delta=privacy.delta,
-            clipping_norm=privacy.clipping_norm, clipping_side=privacy.clipping_side, rounds=s.rounds,
-            sampling=s.client_sampling, sample_rate=q, denominator=s.expected_cohort(k), num_clients=k)
+            target_epsilon=privacy.target_epsilon,
+            noise_multiplier=privacy.noise_multiplier,
+            delta=privacy.delta,
+            clipping_norm=privacy.clipping_norm,
+            clipping_side=privacy.clipping_side,
+            rounds=s.rounds,
+            sampling=s.client_sampling,
+            sample_rate=q,
+            denominator=s.expected_cohort(k),
+            num_clients=k,
+        )
     if s.local:
         lp, field = local_spec(privacy)
         local = accounting.plan_local(
-            sizes=client_rows(s, population), batch_size=s.batch_size, local_epochs=s.local_epochs, rounds=s.rounds,
-            target_epsilon=lp.target_epsilon, noise_multiplier=lp.noise_multiplier, delta=lp.delta,
-            max_grad_norm=lp.max_grad_norm, accountant=str(lp.accountant), field=field)
+            sizes=client_rows(s, population),
+            batch_size=s.batch_size,
+            local_epochs=s.local_epochs,
+            rounds=s.rounds,
+            target_epsilon=lp.target_epsilon,
+            noise_multiplier=lp.noise_multiplier,
+            delta=lp.delta,
+            max_grad_norm=lp.max_grad_norm,
+            accountant=str(lp.accountant),
+            field=field,
+        )
     from privtrain import models
     from privtrain.federated.task import build_model, shape_of
 
@@ -118,9 +141,11 @@ def client_rows(s: FlSettings, population: Population) -> list[int]:
     return [dp_plan.public_rows(s.public_n, 1 - s.test_size, 1 - s.client_test_size, 1 / k)] * k
 
 
-NO_PUBLIC_SIZE = ("dataset.public_n is not set: local DP-SGD fixes each client's sampling rate and steps from a public "
-                  "row count, never from the rows the client holds; declare the table's approximate size, known without "
-                  "reading it, e.g. dataset.public_n=3000 (docs/privacy.md).")
+NO_PUBLIC_SIZE = (
+    "dataset.public_n is not set: local DP-SGD fixes each client's sampling rate and steps from a public "
+    "row count, never from the rows the client holds; declare the table's approximate size, known without "
+    "reading it, e.g. dataset.public_n=3000 (docs/privacy.md)."
+)
 
 
 def void_reasons(s: FlSettings, population: Population) -> tuple[str, ...]:
@@ -129,8 +154,10 @@ def void_reasons(s: FlSettings, population: Population) -> tuple[str, ...]:
     if s.reproducible_noise:
         out.append(VOID_NOTE)
     if population.dataset.schema.inferred:
-        out.append("dataset.infer_schema=true: the preprocessing bounds and categories were read off the private rows "
-                   "without noise, so the guarantee is void (epsilon = infinity); declare dataset.schema instead")
+        out.append(
+            "dataset.infer_schema=true: the preprocessing bounds and categories were read off the private rows "
+            "without noise, so the guarantee is void (epsilon = infinity); declare dataset.schema instead"
+        )
     return tuple(out)
 
 
@@ -155,15 +182,21 @@ def mechanisms(privacy, s: FlSettings, population: Population, central, local) -
     delta = local.delta if local is not None else example_delta(privacy, population)
     scope = LedgerPopulation(population.key, population.label)
     if (central is None and local is None) or void_reasons(s, population):
-        client_delta = central.delta if central is not None else central_dp.client_delta(
-            privacy.delta if privacy.name != "dp" else None, population.num_clients)
-        return (Mechanism("client", (non_private_event(),), client_delta, math.inf, scope),
-                Mechanism("example", (non_private_event(),), delta, math.inf))
+        client_delta = (
+            central.delta
+            if central is not None
+            else central_dp.client_delta(privacy.delta if privacy.name != "dp" else None, population.num_clients)
+        )
+        return (
+            Mechanism("client", (non_private_event(),), client_delta, math.inf, scope),
+            Mechanism("example", (non_private_event(),), delta, math.inf),
+        )
     out = []
     if central is not None:
         out.append(Mechanism("client", central.events, central.delta, central.epsilon, scope))
-    events, eps, _ = example_bound(central, local, central.rounds if central else 0, delta,
-                                   local.planned_steps if local else {})
+    events, eps, _ = example_bound(
+        central, local, central.rounds if central else 0, delta, local.planned_steps if local else {}
+    )
     out.append(Mechanism("example", events, delta, eps))
     return tuple(out)
 
@@ -186,46 +219,68 @@ def example_bound(central, local, releases: int, delta: float, steps: dict[int, 
 def outcome(s: FlSettings, population: Population, central, local, history: dict, example_delta_: float):
     """(guarantees, {unit: events actually applied}) from what the server counted."""
     notes = list(population.dataset.schema.notes)
-    notes.append(f"charged to source {population.dataset.name}; client-level budgets belong to its population "
-                 f"{population.label} [{population.key[:8]}]")
-    notes.append("client partition sizes are treated as public (they are data dependent: each row's client is a "
-                 "keyed function of that row)")
+    notes.append(
+        f"charged to source {population.dataset.name}; client-level budgets belong to its population "
+        f"{population.label} [{population.key[:8]}]"
+    )
+    notes.append(
+        "client partition sizes are treated as public (they are data dependent: each row's client is a "
+        "keyed function of that row)"
+    )
     releases = int(history.get("releases", 0))
     steps = {int(k): int(v) for k, v in history.get("client_steps", {}).items()}
     unknown = int(history.get("unknown_node_messages", 0))
     why = list(void_reasons(s, population)) if central is not None or local is not None else []
     if (central is None and local is None) or why:
         client_delta = central.delta if central is not None else central_dp.client_delta(None, population.num_clients)
-        guarantees = [Guarantee(math.inf, d, unit, "none", (non_private_event(),), tuple(notes + why))
-                      for unit, d in (("client", client_delta), ("example", example_delta_))]
+        guarantees = [
+            Guarantee(math.inf, d, unit, "none", (non_private_event(),), tuple(notes + why))
+            for unit, d in (("client", client_delta), ("example", example_delta_))
+        ]
         return guarantees, {g.unit: (non_private_event(),) for g in guarantees}
     guarantees, events = [], {}
     if central is not None:
         ev = central.client_events(releases)
-        guarantees.append(Guarantee(epsilon_pld(list(ev), central.delta), central.delta, "client", "pld", ev,
-                                    tuple(notes + _central_notes(central, releases))))
+        guarantees.append(
+            Guarantee(
+                epsilon_pld(list(ev), central.delta),
+                central.delta,
+                "client",
+                "pld",
+                ev,
+                tuple(notes + _central_notes(central, releases)),
+            )
+        )
         events["client"] = ev
     ev, eps, kind = example_bound(central, local, releases, example_delta_, steps, unknown)
     if kind == "local":
         worst, worst_steps, _ = local.worst_case(steps, unknown)
-        how = [f"local DP-SGD in every client (noise multiplier {local.noise_multiplier:.4g}, clipping "
-               f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
-               f"the server counts the TRAIN messages it sent to each client (never what clients report); partitions "
-               f"are disjoint, so the population's epsilon is the largest client's (client {worst}, {worst_steps} "
-               f"steps at sampling rate {local.sample_rate(worst):.4g})" if worst >= 0 else "no client trained",
-               f"each client's sampling rate (batch {local.batch_size} / {local.sizes[0]} public rows per client), "
-               "steps and aggregation weight are fixed from public values, not from the rows it holds; a client "
-               "without rows still takes its steps (zero sums, full noise): add/remove-one-example adjacency"]
+        how = [
+            f"local DP-SGD in every client (noise multiplier {local.noise_multiplier:.4g}, clipping "
+            f"{local.max_grad_norm:g}); each client's accountant persists across rounds in its Context.state",
+            f"the server counts the TRAIN messages it sent to each client (never what clients report); partitions "
+            f"are disjoint, so the population's epsilon is the largest client's (client {worst}, {worst_steps} "
+            f"steps at sampling rate {local.sample_rate(worst):.4g})"
+            if worst >= 0
+            else "no client trained",
+            f"each client's sampling rate (batch {local.batch_size} / {local.sizes[0]} public rows per client), "
+            "steps and aggregation weight are fixed from public values, not from the rows it holds; a client "
+            "without rows still takes its steps (zero sums, full noise): add/remove-one-example adjacency",
+        ]
         if unknown:
-            how.append(f"{unknown} TRAIN message(s) went to nodes whose partition is unknown; charged as the worst "
-                       "case over partitions")
+            how.append(
+                f"{unknown} TRAIN message(s) went to nodes whose partition is unknown; charged as the worst "
+                "case over partitions"
+            )
         accountant = local.accountant
     else:
-        how = ["from central DP: one example changes only its client's clipped update, by at most twice the clipping "
-               f"norm, and not that client's participation, so each of the {releases} releases is dominated by a "
-               + ("Poisson-subsampled " if central.sampling == "poisson" and central.sample_rate < 1 else "")
-               + f"Gaussian mechanism with multiplier {central.noise_multiplier / 2:.4g} toward one example "
-               "(advanced joint convexity, Balle et al. 2018); see docs/federated.md"]
+        how = [
+            "from central DP: one example changes only its client's clipped update, by at most twice the clipping "
+            f"norm, and not that client's participation, so each of the {releases} releases is dominated by a "
+            + ("Poisson-subsampled " if central.sampling == "poisson" and central.sample_rate < 1 else "")
+            + f"Gaussian mechanism with multiplier {central.noise_multiplier / 2:.4g} toward one example "
+            "(advanced joint convexity, Balle et al. 2018); see docs/federated.md"
+        ]
         accountant = "pld"
     guarantees.append(Guarantee(eps, example_delta_, "example", accountant, tuple(ev), tuple(notes + how)))
     events["example"] = tuple(ev)

@@ -31,8 +31,9 @@ def partition_png(summary: dict, path: Path, title: str) -> Path:
         ax.hist(sizes, bins=np.arange(sizes.max() + 2) - 0.5 if sizes.max() < 60 else 30)
         ax.set_xlabel("rows per client (local train + evaluation)")
         ax.set_ylabel("clients")
-    ax.set_title(f"{title} ({len(train)} clients, {summary['clients_without_training_rows']} without training rows)",
-                 fontsize=9)
+    ax.set_title(
+        f"{title} ({len(train)} clients, {summary['clients_without_training_rows']} without training rows)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
@@ -44,8 +45,12 @@ def accuracy_png(rounds: list[dict], path: Path, title: str) -> Path:
     ax.plot([r["round"] for r in rounds], [r["accuracy"] for r in rounds], marker="o", label="held-out (server)")
     fed = [r for r in rounds if "federated_accuracy" in r]
     if fed:
-        ax.plot([r["round"] for r in fed], [r["federated_accuracy"] for r in fed], marker="s",
-                label="federated (clients' local splits)")
+        ax.plot(
+            [r["round"] for r in fed],
+            [r["federated_accuracy"] for r in fed],
+            marker="s",
+            label="federated (clients' local splits)",
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

@@ -66,16 +66,19 @@ def guard(context: Context, settings, k: int) -> None:
     """
     region = node_region(context, settings, k)
     if outside(settings, region):
-        raise PermissionError(f"client {k} in {region or 'no declared region'} refuses to train: the source may be "
-                              f"processed only in {', '.join(settings.allowed_regions) or 'no region'}")
+        raise PermissionError(
+            f"client {k} in {region or 'no declared region'} refuses to train: the source may be "
+            f"processed only in {', '.join(settings.allowed_regions) or 'no region'}"
+        )
 
 
 def handle_query(msg: Message, context: Context, job) -> Message:
     """Answer the server's residency query with metadata only: partition id and declared region."""
     k = int(context.node_config["partition-id"])
     region = node_region(context, job.settings, k)
-    return Message(content=RecordDict({"config": ConfigRecord({"partition-id": k, "region": region or ""})}),
-                   reply_to=msg)
+    return Message(
+        content=RecordDict({"config": ConfigRecord({"partition-id": k, "region": region or ""})}), reply_to=msg
+    )
 
 
 def check_nodes(grid, nodes: list[int], settings, timeout: float, record: Path | None = None) -> dict[int, str]:
@@ -92,8 +95,14 @@ def check_nodes(grid, nodes: list[int], settings, timeout: float, record: Path |
     """
     if settings.allowed_regions is None or not nodes:
         return {}
-    query = [Message(content=RecordDict({"config": ConfigRecord({"query": QUERY})}), dst_node_id=n,
-                     message_type=MessageType.QUERY) for n in nodes]
+    query = [
+        Message(
+            content=RecordDict({"config": ConfigRecord({"query": QUERY})}),
+            dst_node_id=n,
+            message_type=MessageType.QUERY,
+        )
+        for n in nodes
+    ]
     answers: dict[int, str | None] = dict.fromkeys(nodes)
     for reply in grid.send_and_receive(query, timeout=timeout):
         if not reply.has_error() and "config" in reply.content:
@@ -102,14 +111,18 @@ def check_nodes(grid, nodes: list[int], settings, timeout: float, record: Path |
     for node, region in sorted(answers.items()):
         why = None
         if region is None:
-            why = (f"federated node {node} did not declare its region within {timeout:g} s; the source may be "
-                   f"processed only in {allowed}: no model or data was sent to any node. Start its SuperNode "
-                   "with --node-config \"region='REGION'\" (and a current privtrain app).")
+            why = (
+                f"federated node {node} did not declare its region within {timeout:g} s; the source may be "
+                f"processed only in {allowed}: no model or data was sent to any node. Start its SuperNode "
+                "with --node-config \"region='REGION'\" (and a current privtrain app)."
+            )
         elif outside(settings, region or None):
-            why = (f"federated node {node} is in {region or 'no declared region'}, outside the source's allowed "
-                   f"regions ({allowed}): no model or data was sent to any node. Run it in an allowed region "
-                   "(--node-config \"region='REGION'\", fl.regions=[...]), or record a decision that changes the "
-                   "source's regions (privtrain ledger provenance set).")
+            why = (
+                f"federated node {node} is in {region or 'no declared region'}, outside the source's allowed "
+                f"regions ({allowed}): no model or data was sent to any node. Run it in an allowed region "
+                "(--node-config \"region='REGION'\", fl.regions=[...]), or record a decision that changes the "
+                "source's regions (privtrain ledger provenance set)."
+            )
         if why is not None:
             if record is not None:
                 record.write_text(why + "\n")

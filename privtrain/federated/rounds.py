@@ -25,8 +25,11 @@ class ServerStep:
         self.job = job
         self.releases = 0
         self.noise = numpy_generator(s.noise_seed, "server-noise") if job.central is not None else None
-        self.adam = (agg.FedAdam(s.server_lr, s.server_beta_1, s.server_beta_2, s.server_tau)
-                     if s.strategy == "fedadam" and job.central is None else None)
+        self.adam = (
+            agg.FedAdam(s.server_lr, s.server_beta_1, s.server_beta_2, s.server_tau)
+            if s.strategy == "fedadam" and job.central is None
+            else None
+        )
 
     def step(self, server_round: int, arrays: dict, replies: list, counts) -> tuple[dict, dict]:
         """(next global arrays, what happened) from this round's replies.
@@ -56,8 +59,14 @@ class ServerStep:
         if c is not None:
             if self.noise is None:  # made with the central plan in __init__
                 raise RuntimeError("a central DP round needs the server's noise generator")
-            arrays = agg.dp_fedavg(arrays, [u for _, _, u in accepted], clipping_norm=c.clipping_norm,
-                                   noise_multiplier=c.noise_multiplier, denominator=c.denominator, rng=self.noise)
+            arrays = agg.dp_fedavg(
+                arrays,
+                [u for _, _, u in accepted],
+                clipping_norm=c.clipping_norm,
+                noise_multiplier=c.noise_multiplier,
+                denominator=c.denominator,
+                rng=self.noise,
+            )
             self.releases += 1  # every round is released, whoever replied
             info["releases"] = self.releases
             return arrays, info
@@ -65,7 +74,7 @@ class ServerStep:
         if self.adam is not None and any(self.job.weight(k) > 0 for k, _, _ in accepted):
             mean = self.adam.step(server_round, arrays, mean)
         if losses and sum(w for _, w in losses) > 0:  # privacy=none only: the clients send nothing else
-            info["nonprivate_train_loss"] = sum(l * w for l, w in losses) / sum(w for _, w in losses)
+            info["nonprivate_train_loss"] = sum(loss * w for loss, w in losses) / sum(w for _, w in losses)
         return mean, info
 
 
@@ -124,9 +133,14 @@ class History:
 
     def final(self) -> dict:
         steps = self.steps()
-        out = {"rounds": self.rounds, "releases": self.releases, "client_steps": steps,
-               "messages_sent": sum(self.counts.sent.values()), "unknown_node_messages": self.counts.unknown_messages(),
-               "client_epsilon": self.job.local.epsilons(steps) if self.job.local is not None else {}}
+        out = {
+            "rounds": self.rounds,
+            "releases": self.releases,
+            "client_steps": steps,
+            "messages_sent": sum(self.counts.sent.values()),
+            "unknown_node_messages": self.counts.unknown_messages(),
+            "client_epsilon": self.job.local.epsilons(steps) if self.job.local is not None else {},
+        }
         if self.job.local is not None:
             k, k_steps, eps = self.local_worst()
             out["local_worst"] = {"client": k, "steps": k_steps, "epsilon": eps}

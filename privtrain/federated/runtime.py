@@ -44,11 +44,22 @@ def ensure(num_cpus: float) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # Ray's note on accelerator env vars at num_gpus=0
             # Ray annotates num_cpus as int, but its resource spec holds CPU counts as floats: 2.0 starts 2 CPUs.
-            ray.init(num_cpus=num_cpus,  # type: ignore[arg-type]
-                     num_gpus=0, _temp_dir=tmp, include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TMPDIR": tmp, "RAY_TMPDIR": tmp,
-                                               "FLWR_TELEMETRY_ENABLED": "0"}})
+            ray.init(
+                num_cpus=num_cpus,  # type: ignore[arg-type]
+                num_gpus=0,
+                _temp_dir=tmp,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                runtime_env={
+                    "env_vars": {
+                        "PYTHONPATH": pythonpath,
+                        "TMPDIR": tmp,
+                        "RAY_TMPDIR": tmp,
+                        "FLWR_TELEMETRY_ENABLED": "0",
+                    }
+                },
+            )
         _STATE.update(tmp=tmp, num_cpus=num_cpus, pool=None, resources=None)
         if not _STATE["atexit"]:
             atexit.register(shutdown)

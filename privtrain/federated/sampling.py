@@ -50,6 +50,9 @@ def for_job(settings, num_clients: int) -> ClientSampler:
         rng = numpy_generator(settings.noise_seed, "client-sampling")
     else:
         rng = np.random.default_rng([int(settings.seed), 0x5A])
-    return ClientSampler(settings.client_sampling, rate=settings.sample_rate(num_clients),
-                         cohort=settings.sample_size(num_clients) if settings.client_sampling == "fixed" else 0,
-                         rng=rng)
+    return ClientSampler(
+        settings.client_sampling,
+        rate=settings.sample_rate(num_clients),
+        cohort=settings.sample_size(num_clients) if settings.client_sampling == "fixed" else 0,
+        rng=rng,
+    )

@@ -27,8 +27,8 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from privtrain.federated import residency
 from privtrain.artifacts import checkpoint
+from privtrain.federated import residency
 from privtrain.federated import rounds as rnd
 from privtrain.federated.job import Job
 
@@ -71,15 +71,15 @@ def run_server(grid: Grid, job: Job, *, progress: bool = True) -> dict:
     server = rnd.ServerStep(job)
     counts = TrainCounts()
     history = rnd.History(job, out / "rounds.jsonl", counts)
-    bar = tqdm(total=s.rounds, desc=f"federated {job.dataset.loader}", unit="round", disable=not progress,
-               leave=False)
+    bar = tqdm(total=s.rounds, desc=f"federated {job.dataset.loader}", unit="round", disable=not progress, leave=False)
     history.record(0, model, arrays, {})
     try:
         for server_round in range(1, s.rounds + 1):
             chosen = sampler.sample(nodes)
             counts.record_sent(chosen)  # charged whatever comes back
-            replies = _exchange(grid, chosen, arrays, _train_config(job, server_round), MessageType.TRAIN,
-                                s.round_timeout)
+            replies = _exchange(
+                grid, chosen, arrays, _train_config(job, server_round), MessageType.TRAIN, s.round_timeout
+            )
             arrays, info = server.step(server_round, arrays, replies, counts)
             info["sampled"] = len(chosen)
             if s.evaluates_in_round(server_round, job.num_clients):
@@ -121,24 +121,27 @@ def _train_config(job: Job, server_round: int) -> ConfigRecord:
     return ConfigRecord(config)
 
 
-def _exchange(grid: Grid, nodes: list[int], arrays: dict, config: ConfigRecord, message_type: str,
-              timeout: float) -> list[Message]:
+def _exchange(
+    grid: Grid, nodes: list[int], arrays: dict, config: ConfigRecord, message_type: str, timeout: float
+) -> list[Message]:
     """Send the global model to ``nodes`` and collect the replies that arrive within ``timeout``."""
     if not nodes:
         return []
     import numpy as np
     from flwr.app import Array
 
-    content = RecordDict({"arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}),
-                          "config": config})
+    content = RecordDict(
+        {"arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()}), "config": config}
+    )
     messages = [Message(content=content, dst_node_id=n, message_type=message_type) for n in nodes]
     return list(grid.send_and_receive(messages, timeout=timeout))
 
 
 def _federated_evaluation(grid: Grid, nodes: list[int], arrays: dict, server_round: int, timeout: float) -> dict:
     """Every client evaluates the global model on its local split; clients without such rows reply n = 0."""
-    replies = _exchange(grid, nodes, arrays, ConfigRecord({"server-round": server_round}), MessageType.EVALUATE,
-                        timeout)
+    replies = _exchange(
+        grid, nodes, arrays, ConfigRecord({"server-round": server_round}), MessageType.EVALUATE, timeout
+    )
     total = acc = loss = 0.0
     for reply in replies:
         if reply.has_error() or "metrics" not in reply.content:

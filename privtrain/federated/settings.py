@@ -57,9 +57,11 @@ class FlSettings:
     reproducible_noise: bool = False  # debugging only: noise and sampling from `seed`, guarantee void
     public_n: int | None = None  # dataset.public_n (or a custom dataset's size): fixes local DP-SGD's q and steps
     regions: tuple[str, ...] = ()  # fl.regions: where clients execute (one for all, or one per client)
-    allowed_regions: tuple[str, ...] | None = None  # where the source may be processed (from the ledger): None: anywhere
+    allowed_regions: tuple[str, ...] | None = (
+        None  # where the source may be processed (from the ledger): None: anywhere
+    )
 
-    def validate(self) -> "FlSettings":
+    def validate(self) -> FlSettings:
         """Raise :class:`UserError` for a setting out of range; returns self."""
         from privtrain.federated.partition import validate as validate_partition
 
@@ -73,11 +75,15 @@ class FlSettings:
             raise UserError(f"fl.optimizer={self.optimizer!r} is unknown; choose sgd or adam.")
         if self.sampling_rate is not None:
             if not 0.0 < self.sampling_rate <= 1.0:
-                raise UserError(f"fl.sampling_rate={self.sampling_rate} must lie in (0, 1]; use e.g. "
-                                "fl.sampling_rate=0.1 (or null to use fl.clients_per_round / clients).")
+                raise UserError(
+                    f"fl.sampling_rate={self.sampling_rate} must lie in (0, 1]; use e.g. "
+                    "fl.sampling_rate=0.1 (or null to use fl.clients_per_round / clients)."
+                )
             if self.client_sampling == "fixed":
-                raise UserError("fl.sampling_rate is the Poisson sampling rate; with fl.client_sampling=fixed set "
-                                "fl.clients_per_round instead (or fl.sampling_rate=null).")
+                raise UserError(
+                    "fl.sampling_rate is the Poisson sampling rate; with fl.client_sampling=fixed set "
+                    "fl.clients_per_round instead (or fl.sampling_rate=null)."
+                )
         validate_partition(self.partition)
         return self
 
@@ -85,10 +91,16 @@ class FlSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FlSettings":
+    def from_dict(cls, d: dict) -> FlSettings:
         allowed = d.get("allowed_regions")
-        return cls(**{**d, "partition": PartitionSpec(**d["partition"]), "regions": tuple(d.get("regions") or ()),
-                      "allowed_regions": None if allowed is None else tuple(allowed)})
+        return cls(
+            **{
+                **d,
+                "partition": PartitionSpec(**d["partition"]),
+                "regions": tuple(d.get("regions") or ()),
+                "allowed_regions": None if allowed is None else tuple(allowed),
+            }
+        )
 
     @property
     def central(self) -> bool:
@@ -109,8 +121,10 @@ class FlSettings:
             if m < 1:
                 raise UserError(f"fl.clients_per_round={m} must be at least 1.")
             if m > num_clients:
-                raise UserError(f"fl.clients_per_round={m} is more than the {num_clients} clients; "
-                                f"use fl.clients_per_round<={num_clients} (or add clients with fl.num_clients).")
+                raise UserError(
+                    f"fl.clients_per_round={m} is more than the {num_clients} clients; "
+                    f"use fl.clients_per_round<={num_clients} (or add clients with fl.num_clients)."
+                )
             return m
         if not 0.0 < self.fraction <= 1.0:
             raise UserError(f"fl.fraction={self.fraction} must lie in (0, 1]; use e.g. fl.fraction=0.5.")

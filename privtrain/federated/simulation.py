@@ -63,8 +63,10 @@ def preflight(settings) -> None:
         except Exception as exc:  # noqa: BLE001 - Ray raises many types; none of them is privtrain's bug
             runtime.shutdown()
             why = " ".join(str(exc).split())[:300] or type(exc).__name__
-            raise UserError(f"the federated simulation could not start Ray ({why}); nothing was charged: unset a "
-                            "stale RAY_ADDRESS, free memory, lower fl.simulation.num_cpus, or try again.") from None
+            raise UserError(
+                f"the federated simulation could not start Ray ({why}); nothing was charged: unset a "
+                "stale RAY_ADDRESS, free memory, lower fl.simulation.num_cpus, or try again."
+            ) from None
 
 
 def run(job: Job) -> None:
@@ -81,13 +83,18 @@ def run(job: Job) -> None:
         runtime.ensure(s.num_cpus)  # before private_tmp: Ray's processes must not inherit a per-run TMPDIR
         ref = ray.put(job.rows)
         job = job.with_rows(StoredRows(ref))
-        backend: BackendConfig = {"client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
-                   "init_args": {"logging_level": logging.ERROR, "log_to_driver": False}}
+        backend: BackendConfig = {
+            "client_resources": {"num_cpus": s.cpus_per_client, "num_gpus": 0.0},
+            "init_args": {"logging_level": logging.ERROR, "log_to_driver": False},
+        }
         try:
-            with private_tmp(), quiet_flower(), (runtime.reusing_backend() if s.reuse_ray else nullcontext()):
-                run_simulation(server_app=make_server_app(job, progress=s.progress),
-                               client_app=make_client_app(job), num_supernodes=job.num_clients,
-                               backend_config=backend)
+            with private_tmp(), quiet_flower(), runtime.reusing_backend() if s.reuse_ray else nullcontext():
+                run_simulation(
+                    server_app=make_server_app(job, progress=s.progress),
+                    client_app=make_client_app(job),
+                    num_supernodes=job.num_clients,
+                    backend_config=backend,
+                )
         finally:
             del job, ref
             if not s.reuse_ray:

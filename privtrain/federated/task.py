@@ -108,14 +108,17 @@ def load_dataset(spec, settings: FlSettings):
     if column is None:
         return data.load(spec)
     if spec.loader not in ("csv", "parquet"):
-        raise UserError(f"fl.partition=column needs dataset=csv or dataset=parquet with a client column; "
-                        f"dataset={spec.loader} has none. Use fl.partition=iid or dirichlet.")
+        raise UserError(
+            f"fl.partition=column needs dataset=csv or dataset=parquet with a client column; "
+            f"dataset={spec.loader} has none. Use fl.partition=iid or dirichlet."
+        )
     if spec.features is None:
         from privtrain.data.files import read_table
 
         columns = list(read_table(spec.path, data.file_kind(spec)).columns)
-        spec = dataclasses.replace(spec, features=tuple(c for c in columns if c not in (spec.target, column,
-                                                                                          spec.id_column, *spec.drop)))
+        spec = dataclasses.replace(
+            spec, features=tuple(c for c in columns if c not in (spec.target, column, spec.id_column, *spec.drop))
+        )
     elif column in spec.features:
         raise UserError(f"fl.client_column={column!r} is in dataset.features; a client id is not a feature, drop it.")
     dataset = data.load(spec)
@@ -144,24 +147,41 @@ def build_population(dataset, settings: FlSettings) -> Population:
     x = dataset.schema.transform(frame)
     test = held_out(frame, seed=spec.seed, test_size=settings.test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={settings.test_size}: the rows leave an empty "
-                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+        raise UserError(
+            f"dataset.test_size={settings.test_size}: the rows leave an empty "
+            f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size."
+        )
     pool = np.flatnonzero(~test)
     pool_frame = frame.iloc[pool]
     ids = pool_frame[spec.client_column].to_numpy() if spec.kind == "column" else None
     n = part.num_clients(spec, ids)
-    client_of = part.assign(uniforms(pool_frame, seed=spec.seed, purpose="client"), y[pool],
-                            len(dataset.schema.classes), spec, ids)
+    client_of = part.assign(
+        uniforms(pool_frame, seed=spec.seed, purpose="client"), y[pool], len(dataset.schema.classes), spec, ids
+    )
     local_eval = uniforms(pool_frame, seed=spec.seed, purpose="client-eval") < settings.client_test_size
     train_parts = part.group(client_of, n, ~local_eval)
     eval_parts = part.group(client_of, n, local_eval)
     if not any(len(t) for t in train_parts):
-        raise UserError(f"fl.partition={spec.kind}: no client holds a training row (fl.client_test_size="
-                        f"{settings.client_test_size}); use more rows or a smaller fl.client_test_size.")
-    key = part.population_key(spec, table=dataset.fingerprint, test_size=settings.test_size,
-                              client_test_size=settings.client_test_size)
-    return Population(dataset, spec, key, population_label(spec), x[pool], y[pool], x[test], y[test], train_parts,
-                      eval_parts, settings.client_test_size)
+        raise UserError(
+            f"fl.partition={spec.kind}: no client holds a training row (fl.client_test_size="
+            f"{settings.client_test_size}); use more rows or a smaller fl.client_test_size."
+        )
+    key = part.population_key(
+        spec, table=dataset.fingerprint, test_size=settings.test_size, client_test_size=settings.client_test_size
+    )
+    return Population(
+        dataset,
+        spec,
+        key,
+        population_label(spec),
+        x[pool],
+        y[pool],
+        x[test],
+        y[test],
+        train_parts,
+        eval_parts,
+        settings.client_test_size,
+    )
 
 
 def encode_labels(dataset) -> np.ndarray:
@@ -174,9 +194,11 @@ def encode_labels(dataset) -> np.ndarray:
     classes = dataset.schema.classes
     index = {c: i for i, c in enumerate(classes)}
     if any(v not in index for v in dataset.frame[dataset.target]):
-        raise UserError(f"dataset.target={dataset.target!r}: some rows hold a label that is not among the "
-                        f"{len(classes)} declared classes (values not shown: they are private data); add it to the "
-                        "target's categories in dataset.schema.")
+        raise UserError(
+            f"dataset.target={dataset.target!r}: some rows hold a label that is not among the "
+            f"{len(classes)} declared classes (values not shown: they are private data); add it to the "
+            "target's categories in dataset.schema."
+        )
     return dataset.frame[dataset.target].map(index).to_numpy(dtype=np.int64)
 
 
@@ -194,18 +216,33 @@ def population_label(spec: part.PartitionSpec) -> str:
 def build_model(model_spec, population_shape: dict):
     from privtrain import models
 
-    return models.build(model_spec, n_inputs=population_shape["n_inputs"],
-                        n_classes=population_shape["n_classes"], image_shape=population_shape["image_shape"])
+    return models.build(
+        model_spec,
+        n_inputs=population_shape["n_inputs"],
+        n_classes=population_shape["n_classes"],
+        image_shape=population_shape["image_shape"],
+    )
 
 
 def shape_of(population: Population) -> dict:
     image = population.dataset.image_shape
-    return {"n_inputs": int(population.x_pool.shape[1]), "n_classes": population.n_classes,
-            "image_shape": list(image) if image else None}
+    return {
+        "n_inputs": int(population.x_pool.shape[1]),
+        "n_classes": population.n_classes,
+        "image_shape": list(image) if image else None,
+    }
 
 
-def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, accountant_state: dict | None = None,
-                proximal_mu: float = 0.0, seed: int = 0):
+def local_train(
+    model,
+    client: ClientData,
+    settings: FlSettings,
+    *,
+    dp=None,
+    accountant_state: dict | None = None,
+    proximal_mu: float = 0.0,
+    seed: int = 0,
+):
     """One round of local training; returns :class:`privtrain.training.TrainOutcome`.
 
     ``seed`` is public (initialisation and the shuffling of non-private training). Under local DP
@@ -218,9 +255,16 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
 
     lr = settings.local_dp_lr if dp is not None else settings.lr
     train_settings = training.TrainSettings(
-        epochs=settings.local_epochs, batch_size=settings.batch_size, max_physical_batch_size=settings.batch_size,
-        optimizer=settings.optimizer, lr=lr, momentum=settings.momentum, ema=0.0,
-        grad_sample_mode=settings.grad_sample_mode, clipping="flat", progress=False,
+        epochs=settings.local_epochs,
+        batch_size=settings.batch_size,
+        max_physical_batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
+        lr=lr,
+        momentum=settings.momentum,
+        ema=0.0,
+        grad_sample_mode=settings.grad_sample_mode,
+        clipping="flat",
+        progress=False,
     )
     resume = None
     if accountant_state is not None:
@@ -232,9 +276,18 @@ def local_train(model, client: ClientData, settings: FlSettings, *, dp=None, acc
             anchor = p.detach().clone()
             handles.append(p.register_hook(lambda g, p=p, a=anchor: g + proximal_mu * (p.detach() - a)))
     try:
-        return training.train(model, client.x_train, client.y_train, train_settings, dp=dp, seed=seed,
-                              resume=resume, desc="client", report_epsilon=False,
-                              reproducible_noise_from=settings.noise_seed)
+        return training.train(
+            model,
+            client.x_train,
+            client.y_train,
+            train_settings,
+            dp=dp,
+            seed=seed,
+            resume=resume,
+            desc="client",
+            report_epsilon=False,
+            reproducible_noise_from=settings.noise_seed,
+        )
     finally:
         for h in handles:
             h.remove()

@@ -22,12 +22,41 @@ table's rows) only when it has to.
 from privtrain.ledger.admission import RunPlan
 from privtrain.ledger.api import Ledger, default_path, open
 from privtrain.ledger.model import (
-    UNITS, Access, Budget, Charge, Entry, LedgerSettings, Lineage, Link, Mechanism, Plan, Population, RunRequest,
-    SourceSummary, VerifyReport,
+    UNITS,
+    Access,
+    Budget,
+    Charge,
+    Entry,
+    LedgerSettings,
+    Lineage,
+    Link,
+    Mechanism,
+    Plan,
+    Population,
+    RunRequest,
+    SourceSummary,
+    VerifyReport,
 )
 from privtrain.ledger.run import Run
 
 __all__ = [
-    "UNITS", "Access", "Budget", "Charge", "Entry", "Ledger", "LedgerSettings", "Lineage", "Link", "Mechanism", "Plan",
-    "Population", "Run", "RunPlan", "RunRequest", "SourceSummary", "VerifyReport", "default_path", "open",
+    "UNITS",
+    "Access",
+    "Budget",
+    "Charge",
+    "Entry",
+    "Ledger",
+    "LedgerSettings",
+    "Lineage",
+    "Link",
+    "Mechanism",
+    "Plan",
+    "Population",
+    "Run",
+    "RunPlan",
+    "RunRequest",
+    "SourceSummary",
+    "VerifyReport",
+    "default_path",
+    "open",
 ]

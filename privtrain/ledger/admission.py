@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from privtrain.errors import BudgetExceeded, UserError
 from privtrain.ledger import compose, stale
 from privtrain.ledger import filter as rdp_filter
-from privtrain.ledger.model import Budget, Charge, Plan, RunRequest
 from privtrain.ledger.estimates import estimate
+from privtrain.ledger.model import Budget, Charge, Plan, RunRequest
 from privtrain.ledger.run import Run, entry_fields
 
 OVER_BUDGET = "over budget"
@@ -63,12 +63,19 @@ def charges_for(core, request: RunRequest) -> tuple[Charge, ...]:
     built = charges.build(core, request)
     rules = request.policy
     # every charged source's recorded consent binds the run, with or without a policy (a linked copy included)
-    consent_rules.check_charges(None if rules is None else rules.policy, built, request.facts,
-                                lambda key: consent.current(core, key))
+    consent_rules.check_charges(
+        None if rules is None else rules.policy, built, request.facts, lambda key: consent.current(core, key)
+    )
     if rules is None:
         return built
-    return policy.check_charges(rules.policy, built, run_source=rules.facts.source, run_tags=rules.facts.tags,
-                                purpose=rules.facts.purpose, budget_of=lambda c: core.budget(*c.key))
+    return policy.check_charges(
+        rules.policy,
+        built,
+        run_source=rules.facts.source,
+        run_tags=rules.facts.tags,
+        purpose=rules.facts.purpose,
+        budget_of=lambda c: core.budget(*c.key),
+    )
 
 
 def plan_charge(core, charge: Charge) -> Plan:
@@ -79,9 +86,11 @@ def plan_charge(core, charge: Charge) -> Plan:
     source, unit, scope = charge.key
     lineage = core.lineage(charge.fingerprint) if charge.fingerprint else None
     if charge.parent is not None and (lineage is None or lineage.parent != charge.parent):
-        raise UserError(f"table {charge.fingerprint[:12] if charge.fingerprint else '?'} is not registered as "
-                        f"derived from source {charge.parent!r}; register_derived() it when the synthetic data "
-                        "is written.")
+        raise UserError(
+            f"table {charge.fingerprint[:12] if charge.fingerprint else '?'} is not registered as "
+            f"derived from source {charge.parent!r}; register_derived() it when the synthetic data "
+            "is written."
+        )
     budget = core.budget(source, unit, scope)
     is_default = False
     if budget is None and charge.default_budget is not None and lineage is None:
@@ -100,14 +109,19 @@ def plan_charge(core, charge: Charge) -> Plan:
     non_private = ev.is_non_private(list(charge.events))
     if non_private and not charge.allow_non_private:
         refusal = non_private_message(charge, budget)
-    elif not non_private and not rdp_filter.admits(spent_rdp, planned_rdp, budget_epsilon=budget.epsilon,
-                                                   budget_delta=budget.delta, orders=orders):
+    elif not non_private and not rdp_filter.admits(
+        spent_rdp, planned_rdp, budget_epsilon=budget.epsilon, budget_delta=budget.delta, orders=orders
+    ):
         refusal = OVER_BUDGET  # the full message needs the estimates: built when raised
     return dataclasses.replace(
-        plan, spent_rdp=spent_rdp, refusal=refusal,
+        plan,
+        spent_rdp=spent_rdp,
+        refusal=refusal,
         filter_before=rdp_filter.certified_epsilon(spent_rdp, budget_delta=budget.delta, orders=orders),
-        filter_after=rdp_filter.certified_epsilon(rdp_filter.add(spent_rdp, planned_rdp),
-                                                  budget_delta=budget.delta, orders=orders))
+        filter_after=rdp_filter.certified_epsilon(
+            rdp_filter.add(spent_rdp, planned_rdp), budget_delta=budget.delta, orders=orders
+        ),
+    )
 
 
 def reserve(core, charges: Sequence[Charge], *, policy=None) -> Run:
@@ -158,10 +172,19 @@ def _reserve(core, charges: Sequence[Charge], plans) -> list:
     for plan in plans:
         if plan.budget_is_default:
             c = plan.charge
-            core.append(status="budget", source=c.source, source_name=c.source_name, unit=c.unit,
-                        scope=c.scope, scope_label=c.scope_label or None, epsilon=plan.budget.epsilon,
-                        delta=plan.budget.delta, run_id=c.run_id, recipe=c.recipe,
-                        detail=_budget_detail(plan.budget, default=True))
+            core.append(
+                status="budget",
+                source=c.source,
+                source_name=c.source_name,
+                unit=c.unit,
+                scope=c.scope,
+                scope_label=c.scope_label or None,
+                epsilon=plan.budget.epsilon,
+                delta=plan.budget.delta,
+                run_id=c.run_id,
+                recipe=c.recipe,
+                detail=_budget_detail(plan.budget, default=True),
+            )
     for c in charges:
         if c.rows is not None:
             rows.register(core, c.source, c.source_name, c.rows)
@@ -196,23 +219,33 @@ def budget_exceeded_message(plan: Plan) -> str:
         raise ValueError("budget_exceeded_message needs a plan with a budget")
     most = plan.max_epsilon
     if plan.filter_before is not None and math.isinf(plan.filter_before):
-        return (f"over budget: a non-private run was charged to {c.describe()}, so its budget ε={b.epsilon:g} is "
-                "spent for good: no private run can be admitted on these people any more. Nothing was charged.")
-    most_text = ("no run with noise fits any more" if most == 0.0 else
-                 "n/a (this run's events have no noise to scale)" if most is None else
-                 f"ε={_eps(most)} at δ={c.delta:g}")
+        return (
+            f"over budget: a non-private run was charged to {c.describe()}, so its budget ε={b.epsilon:g} is "
+            "spent for good: no private run can be admitted on these people any more. Nothing was charged."
+        )
+    most_text = (
+        "no run with noise fits any more"
+        if most == 0.0
+        else "n/a (this run's events have no noise to scale)"
+        if most is None
+        else f"ε={_eps(most)} at δ={c.delta:g}"
+    )
     link = f" ({c.link})" if c.link else ""
-    return (f"over budget: {c.describe()}{link} has spent ε={_eps(plan.spent)} (tight PLD estimate) of its budget "
-            f"ε={b.epsilon:g} at δ={b.delta:g}, and the admission filter, valid for adaptively chosen runs, "
-            f"certifies ε={_eps(plan.filter_before)} (remaining ε={_eps(plan.remaining)}); this run (ε={_eps(c.epsilon)}) "
-            f"would bring the filter to ε={_eps(plan.filter_after)}; the largest this run could still use is "
-            f"{most_text}. Nothing was charged. To go on, raise the budget as a recorded decision: "
-            f"privtrain ledger budget set {c.source_name if c.source_name else c.source} --epsilon E "
-            f"--delta {b.delta:g}{' --unit client --population ' + c.scope[:12] if c.scope else ''}.")
+    return (
+        f"over budget: {c.describe()}{link} has spent ε={_eps(plan.spent)} (tight PLD estimate) of its budget "
+        f"ε={b.epsilon:g} at δ={b.delta:g}, and the admission filter, valid for adaptively chosen runs, "
+        f"certifies ε={_eps(plan.filter_before)} (remaining ε={_eps(plan.remaining)}); this run (ε={_eps(c.epsilon)}) "
+        f"would bring the filter to ε={_eps(plan.filter_after)}; the largest this run could still use is "
+        f"{most_text}. Nothing was charged. To go on, raise the budget as a recorded decision: "
+        f"privtrain ledger budget set {c.source_name if c.source_name else c.source} --epsilon E "
+        f"--delta {b.delta:g}{' --unit client --population ' + c.scope[:12] if c.scope else ''}."
+    )
 
 
 def non_private_message(charge: Charge, budget: Budget) -> str:
     link = f" ({charge.link})" if charge.link else ""
-    return (f"a non-private run on {charge.describe()}{link} would spend its whole budget (ε={budget.epsilon:g}, "
-            f"δ={budget.delta:g}): it is refused; set ledger.allow_non_private=true to run it anyway (the source "
-            "then shows ε=inf and admits no further private run).")
+    return (
+        f"a non-private run on {charge.describe()}{link} would spend its whole budget (ε={budget.epsilon:g}, "
+        f"δ={budget.delta:g}): it is refused; set ledger.allow_non_private=true to run it anyway (the source "
+        "then shows ε=inf and admits no further private run)."
+    )

@@ -22,7 +22,15 @@ from privtrain.ledger import admission, backends, compose, consent, core, estima
 from privtrain.ledger import filter as rdp_filter
 from privtrain.ledger.core import guarded
 from privtrain.ledger.model import (
-    Budget, Charge, Entry, Lineage, RunRequest, SourceSummary, VerifyReport, check_budget, check_unit,
+    Budget,
+    Charge,
+    Entry,
+    Lineage,
+    RunRequest,
+    SourceSummary,
+    VerifyReport,
+    check_budget,
+    check_unit,
 )
 from privtrain.ledger.run import Run
 from privtrain.sources import Source, check_name
@@ -35,9 +43,10 @@ DECISIONS = ("approval", "registry")
 def default_path(start: Path | None = None) -> Path | str:
     """The project's ledger, found the way git finds its repository.
 
-    ``$PRIVTRAIN_LEDGER`` if set (a path, or a ``postgresql://`` URL, returned as text); else ``.privtrain/ledger.db`` in the nearest folder, from ``start`` (the
-    working directory) upward, that has a ``.privtrain/``; else at the root of the enclosing git
-    repository; else in the user's data folder (``$XDG_DATA_HOME/privtrain``, ``~/.local/share/privtrain``).
+    ``$PRIVTRAIN_LEDGER`` if set (a path, or a ``postgresql://`` URL, returned as text); else
+    ``.privtrain/ledger.db`` in the nearest folder, from ``start`` (the working directory) upward, that has a
+    ``.privtrain/``; else at the root of the enclosing git repository; else in the user's data folder
+    (``$XDG_DATA_HOME/privtrain``, ``~/.local/share/privtrain``).
     So a notebook in ``notebooks/`` and a script at the project's root share one ledger.
     """
     env = os.environ.get("PRIVTRAIN_LEDGER")
@@ -54,7 +63,7 @@ def default_path(start: Path | None = None) -> Path | str:
     return Path(data) / "privtrain" / "ledger.db"
 
 
-def open(path: str | os.PathLike | None = None, *, create: bool = True) -> "Ledger":  # noqa: A001 - the API's name
+def open(path: str | os.PathLike | None = None, *, create: bool = True) -> Ledger:  # noqa: A001 - the API's name
     """Open the ledger at ``path`` (a file, or a ``postgresql://`` URL); None means the project's ledger
     (:func:`default_path`).
 
@@ -119,8 +128,11 @@ class Ledger:
     @guarded
     def entries(self, source: str | None = None, unit: str | None = None, scope: str | None = None) -> list[Entry]:
         """All entries in chain order, optionally for one source (key, name or prefix), unit and scope."""
-        rows_ = self.core.backend.entries(source=None if source is None else self.resolve(source),
-                                      unit=None if unit is None else check_unit(unit), scope=scope)
+        rows_ = self.core.backend.entries(
+            source=None if source is None else self.resolve(source),
+            unit=None if unit is None else check_unit(unit),
+            scope=scope,
+        )
         return [store.to_entry(r) for r in rows_]
 
     @guarded
@@ -175,10 +187,11 @@ class Ledger:
     @guarded
     def sources(self) -> list[SourceSummary]:
         """One summary per (source, unit, scope) the ledger has seen; populations follow their source."""
-        keys = self.core.backend.budget_keys(exclude=("rows", "migrated", "accepted", "artifacts", "policy",
-                                                      consent.STATUS, *DECISIONS))
+        keys = self.core.backend.budget_keys(
+            exclude=("rows", "migrated", "accepted", "artifacts", "policy", consent.STATUS, *DECISIONS)
+        )
         first = {}
-        for source, unit, scope, at in keys:
+        for source, _unit, _scope, at in keys:
             first[source] = min(first.get(source, at), at)
         keys = sorted(keys, key=lambda k: (first[k[0]], k[0], k[2] != "", k[3]))
         return [self._summary(source, unit, scope) for source, unit, scope, _ in keys]
@@ -189,12 +202,28 @@ class Ledger:
         spent, delta = self.core.spent(source, unit, scope, budget)
         filt = remaining = None
         if budget is not None:
-            filt = rdp_filter.certified_epsilon(self.core.filter_sum(source, unit, scope, budget.orders),
-                                                budget_delta=budget.delta, orders=budget.orders)
+            filt = rdp_filter.certified_epsilon(
+                self.core.filter_sum(source, unit, scope, budget.orders),
+                budget_delta=budget.delta,
+                orders=budget.orders,
+            )
             remaining = max(0.0, budget.epsilon - filt)
         lineage = self.lineage(source) if len(source) == 64 else None
-        return SourceSummary(source, self.name(source), unit, scope, self.core.scope_label(source, scope) if scope else None,
-                             budget, delta, spent, filt, compose.naive_sum(runs), remaining, len(runs), lineage)
+        return SourceSummary(
+            source,
+            self.name(source),
+            unit,
+            scope,
+            self.core.scope_label(source, scope) if scope else None,
+            budget,
+            delta,
+            spent,
+            filt,
+            compose.naive_sum(runs),
+            remaining,
+            len(runs),
+            lineage,
+        )
 
     @guarded
     def open_reservations(self) -> list:
@@ -230,10 +259,21 @@ class Ledger:
         with self.core.transaction():
             for r in chosen:
                 e = r.entry
-                charge = Charge(run_id=e.run_id, recipe=e.recipe or "?", source=e.source, source_name=e.source_name or "",
-                                unit=e.unit, events=tuple(e.events), delta=e.delta, epsilon=e.epsilon,
-                                config_hash=e.config_hash or "", fingerprint=e.dataset_fingerprint, scope=e.scope,
-                                scope_label=e.scope_label or "", parent=e.parent)
+                charge = Charge(
+                    run_id=e.run_id,
+                    recipe=e.recipe or "?",
+                    source=e.source,
+                    source_name=e.source_name or "",
+                    unit=e.unit,
+                    events=tuple(e.events),
+                    delta=e.delta,
+                    epsilon=e.epsilon,
+                    config_hash=e.config_hash or "",
+                    fingerprint=e.dataset_fingerprint,
+                    scope=e.scope,
+                    scope_label=e.scope_label or "",
+                    parent=e.parent,
+                )
                 fields = entry_fields(charge, charge.events, charge.epsilon)
                 fields["detail"] = json.dumps({**json.loads(fields["detail"]), "reconciled": r.state})
                 out.append(self.core.append(status="failed", ref=e.id, **fields))
@@ -289,20 +329,37 @@ class Ledger:
             raise UserError(f"the ledger {self.path} verifies: there is no damage to accept.")
         key = integrity.ledger_key()
         stored = self.core.backend.chain_rows()
-        require(key is not None or not any(r["mac"] for r in stored),
-                f"the ledger {self.path} is signed: accepting its damage is a signed decision; set "
-                f"{integrity.KEY_ENV} to its key.")
-        assessment = damage.assess(stored, self.core.backend.head_record(), anchor=anchor, recorded=recorded,
-                                   key=key, exhaust=exhaust_budgets)
+        require(
+            key is not None or not any(r["mac"] for r in stored),
+            f"the ledger {self.path} is signed: accepting its damage is a signed decision; set "
+            f"{integrity.KEY_ENV} to its key.",
+        )
+        assessment = damage.assess(
+            stored, self.core.backend.head_record(), anchor=anchor, recorded=recorded, key=key, exhaust=exhaust_budgets
+        )
         last = (stored[-1]["id"], stored[-1]["hash"]) if stored else None
         with self.core.transaction():
-            require(self.core.backend.last_entry() == last, "the ledger changed while its damage was assessed; "
-                                                        "run accept-damage again.")
-            accepted = self.core.append(status="accepted", source="ledger", unit="example", epsilon=0.0, delta=0.0,
-                                    detail=json.dumps({"problem": report.problem, "reason": reason.strip(),
-                                                       "entries": len(stored),
-                                                       "prefix_digest": integrity.prefix_digest(stored),
-                                                       "outcome": assessment.summary(), **assessment.detail()}))
+            require(
+                self.core.backend.last_entry() == last,
+                "the ledger changed while its damage was assessed; run accept-damage again.",
+            )
+            accepted = self.core.append(
+                status="accepted",
+                source="ledger",
+                unit="example",
+                epsilon=0.0,
+                delta=0.0,
+                detail=json.dumps(
+                    {
+                        "problem": report.problem,
+                        "reason": reason.strip(),
+                        "entries": len(stored),
+                        "prefix_digest": integrity.prefix_digest(stored),
+                        "outcome": assessment.summary(),
+                        **assessment.detail(),
+                    }
+                ),
+            )
             reservation = None
             for fields in damage.entries(assessment, accepted.id):
                 if fields["status"] == "committed":
@@ -328,8 +385,9 @@ class Ledger:
     @guarded
     def plan(self, request: RunRequest) -> admission.RunPlan:
         """The pre-flight for every charge of a run, policy included: read-only, touches nothing."""
-        return admission.RunPlan(tuple(estimates.estimate(self.core, admission.plan_charge(self.core, c))
-                                       for c in self.charges(request)))
+        return admission.RunPlan(
+            tuple(estimates.estimate(self.core, admission.plan_charge(self.core, c)) for c in self.charges(request))
+        )
 
     @contextmanager
     def charging(self, request: RunRequest) -> Iterator[Run]:
@@ -342,15 +400,24 @@ class Ledger:
             UserError: a policy rule refuses the run, or a non-private run on a budgeted source without
                 ``allow_non_private`` (nothing is written).
         """
-        with admission.admitted(self.core, self.charges(request),
-                                policy=None if request.policy is None else request.policy.policy) as run:
+        with admission.admitted(
+            self.core, self.charges(request), policy=None if request.policy is None else request.policy.policy
+        ) as run:
             yield run
 
     # --- administration --------------------------------------------------------------
 
     @guarded
-    def set_budget(self, source: str, unit: str = "example", epsilon: float = None, delta: float = None, *,
-                   scope: str = "", force: bool = False) -> Budget:
+    def set_budget(
+        self,
+        source: str,
+        unit: str = "example",
+        epsilon: float = None,
+        delta: float = None,
+        *,
+        scope: str = "",
+        force: bool = False,
+    ) -> Budget:
         """Set, raise or lower the budget of (source, unit, scope), as a chained entry.
 
         Raises:
@@ -360,27 +427,46 @@ class Ledger:
         n = rowcount.known_rows(rowcount.registered_rows(self.core, key), source=key) if unit == "example" else None
         epsilon, delta = check_budget(epsilon, delta, n, what=f"the budget of source {self.name(key) or key[:12]!r}:")
         if unit == "client":
-            require(bool(scope), "a client-level budget belongs to a federated population: give its scope "
-                                 "(--population, see `privtrain ledger show`).")
+            require(
+                bool(scope),
+                "a client-level budget belongs to a federated population: give its scope "
+                "(--population, see `privtrain ledger show`).",
+            )
         previous = self.core.budget(key, unit, scope)
         orders = previous.orders if previous is not None else rdp_filter.ORDERS
-        used = rdp_filter.certified_epsilon(self.core.filter_sum(key, unit, scope, orders),
-                                            budget_delta=delta, orders=orders)
+        used = rdp_filter.certified_epsilon(
+            self.core.filter_sum(key, unit, scope, orders), budget_delta=delta, orders=orders
+        )
         if math.isinf(used) and not force:
-            raise UserError(f"a non-private run was charged to source {self.name(key) or key[:12]!r} ({unit} level): "
-                            "no budget can be met on these people any more. Pass --force to record one anyway "
-                            "(every private run is then refused), or keep tracking it without a budget.")
+            raise UserError(
+                f"a non-private run was charged to source {self.name(key) or key[:12]!r} ({unit} level): "
+                "no budget can be met on these people any more. Pass --force to record one anyway "
+                "(every private run is then refused), or keep tracking it without a budget."
+            )
         if used > epsilon and not force:
-            raise UserError(f"source {self.name(key) or key[:12]!r} ({unit} level) has already used ε={used:.4g} "
-                            f"by the admission filter at δ={delta:g}, above the new budget ε={epsilon:g}: every "
-                            "further run on it would be refused. Pass --force to record this budget anyway.")
+            raise UserError(
+                f"source {self.name(key) or key[:12]!r} ({unit} level) has already used ε={used:.4g} "
+                f"by the admission filter at δ={delta:g}, above the new budget ε={epsilon:g}: every "
+                "further run on it would be refused. Pass --force to record this budget anyway."
+            )
         with self.core.transaction():
-            entry = self.core.append(status="budget", source=key, source_name=self.name(key) or _display(key),
-                                 unit=unit, scope=scope, scope_label=self.core.scope_label(key, scope) if scope else None,
-                                 epsilon=epsilon, delta=delta,
-                                 detail=json.dumps({"orders": list(orders), "forced": bool(force and used > epsilon),
-                                                    "previous": None if previous is None else
-                                                    [previous.epsilon, previous.delta]}))
+            entry = self.core.append(
+                status="budget",
+                source=key,
+                source_name=self.name(key) or _display(key),
+                unit=unit,
+                scope=scope,
+                scope_label=self.core.scope_label(key, scope) if scope else None,
+                epsilon=epsilon,
+                delta=delta,
+                detail=json.dumps(
+                    {
+                        "orders": list(orders),
+                        "forced": bool(force and used > epsilon),
+                        "previous": None if previous is None else [previous.epsilon, previous.delta],
+                    }
+                ),
+            )
         return Budget(epsilon, delta, entry.id, orders)
 
     @guarded
@@ -391,9 +477,16 @@ class Ledger:
         if previous is None:
             raise UserError(f"source {self.name(key) or key[:12]!r} has no {unit}-level budget to remove.")
         with self.core.transaction():
-            self.core.append(status="unbudget", source=key, source_name=self.name(key), unit=unit, scope=scope,
-                         epsilon=previous.epsilon, delta=previous.delta,
-                         detail=json.dumps({"previous": [previous.epsilon, previous.delta]}))
+            self.core.append(
+                status="unbudget",
+                source=key,
+                source_name=self.name(key),
+                unit=unit,
+                scope=scope,
+                epsilon=previous.epsilon,
+                delta=previous.delta,
+                detail=json.dumps({"previous": [previous.epsilon, previous.delta]}),
+            )
 
     def _admin_key(self, source: str) -> str:
         """A budget may be set before first use: on a known source, a built-in, or a declared name."""
@@ -419,8 +512,15 @@ class Ledger:
         return rows.links(self.core, rows.of_table(self.core, table, fingerprint, id_column), exclude=set(exclude))
 
     @guarded
-    def record_artifacts(self, run_id: str, artifacts: dict[str, str], *, why: str,
-                         replaces: dict[str, str] | None = None, detail: dict | None = None) -> Entry:
+    def record_artifacts(
+        self,
+        run_id: str,
+        artifacts: dict[str, str],
+        *,
+        why: str,
+        replaces: dict[str, str] | None = None,
+        detail: dict | None = None,
+    ) -> Entry:
         """Chain new hashes of a finished run's files (e.g. an audit appended to its model card); charges nothing.
 
         ``replaces`` names, per re-recorded file, the hash the ledger held before (see privtrain.artifacts.evidence);
@@ -431,11 +531,18 @@ class Ledger:
         runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
         require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
         with self.core.transaction():
-            return self.core.append(status="artifacts", run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
-                                source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
-                                artifacts=_artifacts(artifacts),
-                                detail=json.dumps({**(detail or {}), "why": why,
-                                                   "replaces": dict(sorted((replaces or {}).items()))}))
+            return self.core.append(
+                status="artifacts",
+                run_id=run_id,
+                recipe=runs[0].recipe,
+                source=runs[0].source,
+                source_name=runs[0].source_name,
+                unit=runs[0].unit,
+                epsilon=0.0,
+                delta=0.0,
+                artifacts=_artifacts(artifacts),
+                detail=json.dumps({**(detail or {}), "why": why, "replaces": dict(sorted((replaces or {}).items()))}),
+            )
 
     @guarded
     def record_decision(self, run_id: str, status: str, detail: dict) -> Entry:
@@ -452,9 +559,17 @@ class Ledger:
         runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
         require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
         with self.core.transaction():
-            return self.core.append(status=status, run_id=run_id, recipe=runs[0].recipe, source=runs[0].source,
-                                    source_name=runs[0].source_name, unit=runs[0].unit, epsilon=0.0, delta=0.0,
-                                    detail=json.dumps(detail, sort_keys=True))
+            return self.core.append(
+                status=status,
+                run_id=run_id,
+                recipe=runs[0].recipe,
+                source=runs[0].source,
+                source_name=runs[0].source_name,
+                unit=runs[0].unit,
+                epsilon=0.0,
+                delta=0.0,
+                detail=json.dumps(detail, sort_keys=True),
+            )
 
     @guarded
     def decisions(self, status: str, run_id: str | None = None) -> list[Entry]:
@@ -504,8 +619,17 @@ class Ledger:
             return self.core.record_policy(sha256, file, text)
 
     @guarded
-    def register_derived(self, child_fingerprint: str, child_name: str, parent: str, run_id: str,
-                         events, epsilon: float, delta: float, unit: str) -> Lineage:
+    def register_derived(
+        self,
+        child_fingerprint: str,
+        child_name: str,
+        parent: str,
+        run_id: str,
+        events,
+        epsilon: float,
+        delta: float,
+        unit: str,
+    ) -> Lineage:
         """Record that ``child`` (synthetic data) was produced from source ``parent`` by run ``run_id``.
 
         ``events`` are the synthesizer's events (its charge on the parent, already made by that run),
@@ -514,6 +638,7 @@ class Ledger:
         with self.core.transaction():
             self.core.append_derived(child_fingerprint, child_name, parent, run_id, events, epsilon, delta, unit)
         return self.lineage(child_fingerprint)
+
 
 def _display(key: str) -> str:
     return key if len(key) != 64 else key[:12]

@@ -31,14 +31,21 @@ from privtrain.sources import Source
 def build(core, request: RunRequest) -> tuple[Charge, ...]:
     """Every charge of ``request``, before any policy (see :func:`privtrain.ledger.admission.charges_for`)."""
     access = request.access
-    common = dict(run_id=request.run_id, recipe=request.recipe, config_hash=request.config_hash,
-                  fingerprint=access.fingerprint, allow_non_private=request.allow_non_private,
-                  default_budget=request.default_budget)
+    common = dict(
+        run_id=request.run_id,
+        recipe=request.recipe,
+        config_hash=request.config_hash,
+        fingerprint=access.fingerprint,
+        allow_non_private=request.allow_non_private,
+        default_budget=request.default_budget,
+    )
     lineage = core.lineage(access.fingerprint)
     if lineage is not None:  # synthetic rows: post-processing of a charged synthesizer
         name = lineage.child_name or access.source.name
-        return tuple(_charge(m, Source(access.fingerprint, name, "derived"), parent=lineage.parent, **common)
-                     for m in access.mechanisms)
+        return tuple(
+            _charge(m, Source(access.fingerprint, name, "derived"), parent=lineage.parent, **common)
+            for m in access.mechanisms
+        )
     primary, links, table_rows, adopted, declared_link = access.source, [], None, None, None
     if primary.derived_from:
         primary, declared_link = _parent(core, primary)
@@ -58,8 +65,16 @@ def build(core, request: RunRequest) -> tuple[Charge, ...]:
             out.append(_charge(m, primary, scope=m.population.key, scope_label=m.population.label, **common))
             continue
         out.append(_charge(m, primary, link=adopted.reason if adopted else declared_link, n_rows=n_rows, **common))
-        out.extend(_charge(m, Source(l.source, l.name, "content"), link=l.reason,
-                           n_rows=rowcount.known_rows(source=l.source), **common) for l in links)
+        out.extend(
+            _charge(
+                m,
+                Source(link.source, link.name, "content"),
+                link=link.reason,
+                n_rows=rowcount.known_rows(source=link.source),
+                **common,
+            )
+            for link in links
+        )
     if table_rows is not None and out:
         first = next(i for i, c in enumerate(out) if c.source == primary.key)
         out[first] = _with_rows(out[first], table_rows)
@@ -73,12 +88,16 @@ def _parent(core, source: Source) -> tuple[Source, str]:
     except UserError:
         key = None
     if key is None:
-        raise UserError(f"dataset.derived_from={source.key!r}: the ledger {core.path} knows no such source; name a "
-                        "built-in or a source it has charged or registered (privtrain ledger show), or declare a "
-                        "new source with dataset.source=NAME.")
+        raise UserError(
+            f"dataset.derived_from={source.key!r}: the ledger {core.path} knows no such source; name a "
+            "built-in or a source it has charged or registered (privtrain ledger show), or declare a "
+            "new source with dataset.source=NAME."
+        )
     name = core.name(key) or source.name
-    return (Source(key, name, "declared", derived_from=True),
-            f"declared derived from source `{name}` (dataset.derived_from)")
+    return (
+        Source(key, name, "declared", derived_from=True),
+        f"declared derived from source `{name}` (dataset.derived_from)",
+    )
 
 
 def _standing(core, declared: Source, table_rows, adopted) -> tuple[str, float]:
@@ -94,8 +113,15 @@ def _standing(core, declared: Source, table_rows, adopted) -> tuple[str, float]:
 def _charge(m, source: Source, **kw) -> Charge:
     """One charge; its ε is the larger of the recipe's accountant's and the tight PLD figure of its events,
     so every check downstream (policy limits, reservation, card) uses at least the reported (PLD) figure."""
-    return Charge(source=source.key, source_name=source.name, unit=m.unit, events=m.events, delta=m.delta,
-                  epsilon=reported_epsilon(m.events, m.delta, m.epsilon), **kw)
+    return Charge(
+        source=source.key,
+        source_name=source.name,
+        unit=m.unit,
+        events=m.events,
+        delta=m.delta,
+        epsilon=reported_epsilon(m.events, m.delta, m.epsilon),
+        **kw,
+    )
 
 
 def reported_epsilon(events, delta: float, epsilon: float) -> float:

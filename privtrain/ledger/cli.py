@@ -27,6 +27,7 @@ def _number(name: str):
             return float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number for {name}, got {text!r}") from None
+
     return parse
 
 
@@ -41,8 +42,10 @@ def cmd_show(args) -> int:
         print(lines(name or key[:12], prov)[0])
     current = led.policy()
     if current is not None:
-        print(f"policy: {current.get('file')} (sha256 {str(current.get('sha256'))[:12]}), recorded in entry "
-              f"{current['entry']} at {current['time']}; every run entry names the policy it was checked against")
+        print(
+            f"policy: {current.get('file')} (sha256 {str(current.get('sha256'))[:12]}), recorded in entry "
+            f"{current['entry']} at {current['time']}; every run entry names the policy it was checked against"
+        )
     return 0
 
 
@@ -69,8 +72,10 @@ def _scope(led, key: str, population: str) -> str:
     matches = [s for s, label in scopes.items() if s.startswith(population) or label == population]
     if len(matches) != 1:
         known = "; ".join(f"{s[:12]} ({label})" for s, label in scopes.items()) or "none yet"
-        raise UserError(f"--population {population!r} {'is ambiguous' if matches else 'is unknown'} for source "
-                        f"{led.name(key) or key[:12]!r}; its populations: {known}.")
+        raise UserError(
+            f"--population {population!r} {'is ambiguous' if matches else 'is unknown'} for source "
+            f"{led.name(key) or key[:12]!r}; its populations: {known}."
+        )
     return matches[0]
 
 
@@ -94,9 +99,11 @@ def _source_for_budget(led, args) -> str:
         source = Source(fingerprint, path.stem, "content")
         found = led.links(frame, fingerprint, id_column=args.id_column, exclude={fingerprint})
         if found:
-            raise UserError(f"{path} holds the people of a known source: {found[0].reason}; set that source's budget "
-                            f"(privtrain ledger budget set {found[0].name} ...), or pass --source NAME to declare "
-                            "this file a source of its own.")
+            raise UserError(
+                f"{path} holds the people of a known source: {found[0].reason}; set that source's budget "
+                f"(privtrain ledger budget set {found[0].name} ...), or pass --source NAME to declare "
+                "this file a source of its own."
+            )
     return led.register_table(source, fingerprint, frame, id_column=args.id_column)
 
 
@@ -106,19 +113,25 @@ def cmd_budget_set(args) -> int:
     scope = ""
     if args.unit == "client":
         if not args.population:
-            raise UserError("--unit client needs --population: a client-level budget belongs to a federated "
-                            "population (see them with `privtrain ledger show`).")
+            raise UserError(
+                "--unit client needs --population: a client-level budget belongs to a federated "
+                "population (see them with `privtrain ledger show`)."
+            )
         scope = _scope(led, led.resolve(key), args.population)
     budget = led.set_budget(key, args.unit, args.epsilon, args.delta, scope=scope, force=args.force)
     key = led.resolve(key)
     used = led.filter_epsilon(key, args.unit, scope)
-    print(f"budget for {led.name(key) or key[:12]} ({key[:12]}), unit={args.unit}"
-          f"{', population ' + scope[:12] if scope else ''}: ε={budget.epsilon:g} at δ={budget.delta:g} "
-          f"(entry {budget.entry_id}); spent ε={led.spent(key, args.unit, scope):.4g} (PLD estimate), "
-          f"filter ε={used:.4g}, remaining ε={max(0.0, budget.epsilon - used):.4g}")
+    print(
+        f"budget for {led.name(key) or key[:12]} ({key[:12]}), unit={args.unit}"
+        f"{', population ' + scope[:12] if scope else ''}: ε={budget.epsilon:g} at δ={budget.delta:g} "
+        f"(entry {budget.entry_id}); spent ε={led.spent(key, args.unit, scope):.4g} (PLD estimate), "
+        f"filter ε={used:.4g}, remaining ε={max(0.0, budget.epsilon - used):.4g}"
+    )
     if used > budget.epsilon:
-        print("note: the budget is below what is already spent (--force): every further run on this source is "
-              "refused until the budget is raised again.")
+        print(
+            "note: the budget is below what is already spent (--force): every further run on this source is "
+            "refused until the budget is raised again."
+        )
     return 0
 
 
@@ -127,8 +140,10 @@ def cmd_budget_remove(args) -> int:
     key = led.resolve(args.source)
     scope = _scope(led, key, args.population) if args.population else ""
     led.remove_budget(key, args.unit, scope=scope)
-    print(f"budget removed for {led.name(key) or key[:12]}, unit={args.unit}: runs are tracked, no longer refused "
-          "(recorded in the chain).")
+    print(
+        f"budget removed for {led.name(key) or key[:12]}, unit={args.unit}: runs are tracked, no longer refused "
+        "(recorded in the chain)."
+    )
     return 0
 
 
@@ -160,16 +175,20 @@ def cmd_id(args) -> int:
     if identity is None:
         raise UserError(f"the ledger {led.location} is empty: it gets its id with its first entry (a budget or a run).")
     count, digest = led.head()
-    print(f"{identity}\n# to pin this ledger in the project's policy.yaml:\nledger:\n  id: {identity}\n"
-          f"  anchor: \"{count}:{digest}\"")
+    print(
+        f"{identity}\n# to pin this ledger in the project's policy.yaml:\nledger:\n  id: {identity}\n"
+        f'  anchor: "{count}:{digest}"'
+    )
     return 0
 
 
 def cmd_accept_damage(args) -> int:
     entry = _open(args).accept_damage(args.reason, exhaust_budgets=args.exhaust_budgets)
-    print(f"recorded: the damage ({entry.detail['problem']}) is accepted (entry {entry.id}): "
-          f"{entry.detail['outcome']}; what the ledger counts as spent was not lowered, and later changes to the "
-          "entries before it are still detected")
+    print(
+        f"recorded: the damage ({entry.detail['problem']}) is accepted (entry {entry.id}): "
+        f"{entry.detail['outcome']}; what the ledger counts as spent was not lowered, and later changes to the "
+        "entries before it are still detected"
+    )
     return 0
 
 
@@ -221,17 +240,29 @@ def _default() -> Path:
 def register(subparsers) -> None:
     """Add the ``ledger`` command (and its subcommands) to an argparse subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--path", default=argparse.SUPPRESS,
-                        help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
-    p = subparsers.add_parser("ledger", help="read and administer the privacy ledger",
-                              description="Read and administer the privacy ledger: budgets per data source.")
-    p.add_argument("--path", dest="ledger_path", default=None,
-                   help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)")
+    common.add_argument(
+        "--path",
+        default=argparse.SUPPRESS,
+        help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)",
+    )
+    p = subparsers.add_parser(
+        "ledger",
+        help="read and administer the privacy ledger",
+        description="Read and administer the privacy ledger: budgets per data source.",
+    )
+    p.add_argument(
+        "--path",
+        dest="ledger_path",
+        default=None,
+        help="ledger file or postgresql:// URL (default: $PRIVTRAIN_LEDGER, else ./.privtrain/ledger.db)",
+    )
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     sub = p.add_subparsers(dest="ledger_command", metavar="COMMAND")
     unit = dict(choices=("example", "client"), default="example", help="unit of privacy (default: example)")
-    population = dict(default=None, help="a federated population of the source (key prefix or label): "
-                                         "client-level budgets belong to it")
+    population = dict(
+        default=None,
+        help="a federated population of the source (key prefix or label): client-level budgets belong to it",
+    )
 
     s = sub.add_parser("show", parents=[common], help="budget, spent and remaining per source (and population)")
     s.set_defaults(func=cmd_show)
@@ -240,32 +271,51 @@ def register(subparsers) -> None:
     s.add_argument("source", nargs="?", help="source name, key or fingerprint prefix")
     s.add_argument("--unit", choices=("example", "client"), default=None)
     s.add_argument("--population", **population)
-    s.add_argument("--stale", action="store_true",
-                   help="list reservations never committed nor failed, and whether their process is gone")
+    s.add_argument(
+        "--stale",
+        action="store_true",
+        help="list reservations never committed nor failed, and whether their process is gone",
+    )
     s.set_defaults(func=cmd_runs)
 
     s = sub.add_parser("reconcile", parents=[common], help="close stale reservations as failed (still charged)")
-    s.add_argument("--run", action="append", metavar="RUN_ID",
-                   help="close this run's reservation (repeatable); default: every one whose process is gone here")
+    s.add_argument(
+        "--run",
+        action="append",
+        metavar="RUN_ID",
+        help="close this run's reservation (repeatable); default: every one whose process is gone here",
+    )
     s.set_defaults(func=cmd_reconcile)
 
     b = sub.add_parser("budget", parents=[common], help="set, change or remove budgets")
     bsub = b.add_subparsers(dest="budget_command", metavar="COMMAND")
     b.set_defaults(func=lambda args: (b.print_help(), 2)[1])
-    s = bsub.add_parser("set", parents=[common], help="set, raise or lower a source's budget (ε_max, δ)",
-                        description="Set a budget before or after first use: on a built-in name (digits), a "
-                        "declared source name (patients), or a CSV/Parquet file, whose rows are then recognised "
-                        "in any subset or copy. Every change is a chained entry.")
+    s = bsub.add_parser(
+        "set",
+        parents=[common],
+        help="set, raise or lower a source's budget (ε_max, δ)",
+        description="Set a budget before or after first use: on a built-in name (digits), a "
+        "declared source name (patients), or a CSV/Parquet file, whose rows are then recognised "
+        "in any subset or copy. Every change is a chained entry.",
+    )
     s.add_argument("source", help="built-in or declared source name, a known source, or a CSV/Parquet path")
     s.add_argument("--epsilon", type=_number("--epsilon"), required=True)
     s.add_argument("--delta", type=_number("--delta"), required=True)
     s.add_argument("--unit", **unit)
     s.add_argument("--population", **population)
-    s.add_argument("--source", dest="declare", default=None, metavar="NAME",
-                   help="for a file: declare it as source NAME (as dataset.source=NAME does)")
+    s.add_argument(
+        "--source",
+        dest="declare",
+        default=None,
+        metavar="NAME",
+        help="for a file: declare it as source NAME (as dataset.source=NAME does)",
+    )
     s.add_argument("--id-column", default=None, help="for a file: the column that identifies a person")
-    s.add_argument("--force", action="store_true",
-                   help="record a budget below what is already spent (every further run is then refused)")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="record a budget below what is already spent (every further run is then refused)",
+    )
     s.set_defaults(func=cmd_budget_set)
     s = bsub.add_parser("remove", parents=[common], help="remove a budget: runs are tracked, no longer refused")
     s.add_argument("source", help="source name, key or fingerprint prefix")
@@ -276,25 +326,37 @@ def register(subparsers) -> None:
     from privtrain.ledger import consent_cli
 
     consent_cli.register(sub, common, _open)
-    s = sub.add_parser("verify", parents=[common], help="check the file, the chain, its signature and anchors "
-                                                       "(exit 1 on tampering)")
-    s.add_argument("--head", default=None, metavar="COUNT:HASH",
-                   help="a head printed by `ledger head` and kept outside the file: prove the ledger extends it")
+    s = sub.add_parser(
+        "verify", parents=[common], help="check the file, the chain, its signature and anchors (exit 1 on tampering)"
+    )
+    s.add_argument(
+        "--head",
+        default=None,
+        metavar="COUNT:HASH",
+        help="a head printed by `ledger head` and kept outside the file: prove the ledger extends it",
+    )
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("head", parents=[common], help="print COUNT:HASH of the chain's head, to publish elsewhere")
     s.set_defaults(func=cmd_head)
-    s = sub.add_parser("id", parents=[common], help="print the ledger's id (the hash of its first entry), for a "
-                       "policy's `ledger:` pin")
+    s = sub.add_parser(
+        "id", parents=[common], help="print the ledger's id (the hash of its first entry), for a policy's `ledger:` pin"
+    )
     s.set_defaults(func=cmd_id)
 
-    s = sub.add_parser("accept-damage", parents=[common],
-                       help="record that a ledger's damage is accepted, so it admits runs again; what it counts as "
-                            "spent is never lowered")
+    s = sub.add_parser(
+        "accept-damage",
+        parents=[common],
+        help="record that a ledger's damage is accepted, so it admits runs again; what it counts as "
+        "spent is never lowered",
+    )
     s.add_argument("--reason", required=True, help="why (recorded in the chain)")
-    s.add_argument("--exhaust-budgets", action="store_true",
-                   help="when edited or lost entries cannot be bounded by what this machine last verified, count "
-                        "every budget as spent (ε=inf) instead of refusing")
+    s.add_argument(
+        "--exhaust-budgets",
+        action="store_true",
+        help="when edited or lost entries cannot be bounded by what this machine last verified, count "
+        "every budget as spent (ε=inf) instead of refusing",
+    )
     s.set_defaults(func=cmd_accept_damage)
 
     s = sub.add_parser("export", parents=[common], help="all entries as JSON or CSV")

@@ -42,8 +42,8 @@ ANCHOR_SHARE = 0.05
 BINS = 8
 MIN_GRID_LEVELS = 16  # a continuous column with fewer grid levels than this gets no grid codes
 SHAPE_PROBS = (0.05, 0.1, 0.25, 0.75, 0.9, 0.95)
-NULL = -(2 ** 62)
-OTHER = -(2 ** 62) + 1
+NULL = -(2**62)
+OTHER = -(2**62) + 1
 
 
 @dataclass
@@ -52,18 +52,18 @@ class View:
 
     position: int
     name: str
-    kind: str                                  # "discrete" | "continuous" | "exact"
-    codes: np.ndarray = field(repr=False)      # int64 per row: grid index, frequent rank or quantile bin
+    kind: str  # "discrete" | "continuous" | "exact"
+    codes: np.ndarray = field(repr=False)  # int64 per row: grid index, frequent rank or quantile bin
     descriptor: dict = field(default_factory=dict)
     level_of_row: np.ndarray | None = field(default=None, repr=False)  # discrete: level per row (-1: null)
     level_shares: np.ndarray | None = field(default=None, repr=False)  # discrete: share of each level (asc)
     level_values: np.ndarray | None = field(default=None, repr=False)  # discrete numbers: each level's value
-    step: float = 0.0                                                  # grid step (0: no grid)
-    quantile: np.ndarray | None = field(default=None, repr=False)      # continuous: mid-rank quantile per row
-    grid: np.ndarray | None = field(default=None, repr=False)          # continuous on a grid: its code (below)
-    mid: np.ndarray | None = field(default=None, repr=False)           # ... grid index from the median
-    zero: bool = False                                                 # ... 0 is on the grid: grid = value/step
-    spread: float = 0.0                                                # continuous: std in grid steps
+    step: float = 0.0  # grid step (0: no grid)
+    quantile: np.ndarray | None = field(default=None, repr=False)  # continuous: mid-rank quantile per row
+    grid: np.ndarray | None = field(default=None, repr=False)  # continuous on a grid: its code (below)
+    mid: np.ndarray | None = field(default=None, repr=False)  # ... grid index from the median
+    zero: bool = False  # ... 0 is on the grid: grid = value/step
+    spread: float = 0.0  # continuous: std in grid steps
 
 
 def _name(text) -> str:
@@ -127,7 +127,6 @@ def view(series: pd.Series, position: int, *, exact: bool = False, hash_text=Non
     values, null, numeric = _values(series)
     present = values[~null]
     levels, inverse, counts = np.unique(present, return_inverse=True, return_counts=True)
-    n = len(values)
     desc = {"name": _name(series.name), "pos": position, "null": round(float(null.mean()), 3)}
     if len(levels) < 2 and not exact:
         return None
@@ -168,9 +167,17 @@ def _discrete(name, position, desc, numbers, inverse, counts, null) -> View:
         level_code = np.where(frequent, np.cumsum(frequent) - 1, OTHER)
         extra = {"grid": None}
     codes = np.where(level_of_row >= 0, level_code[np.maximum(level_of_row, 0)], NULL)
-    return View(position, str(name), "discrete", codes.astype(np.int64),
-                {**desc, "k": "d", **extra, "cells": _cells(shares, frequent, level_code)},
-                level_of_row, shares, numbers, step)
+    return View(
+        position,
+        str(name),
+        "discrete",
+        codes.astype(np.int64),
+        {**desc, "k": "d", **extra, "cells": _cells(shares, frequent, level_code)},
+        level_of_row,
+        shares,
+        numbers,
+        step,
+    )
 
 
 def _quantiles(levels: np.ndarray, counts: np.ndarray, probs) -> np.ndarray:
@@ -208,8 +215,19 @@ def _continuous(name, position, desc, values, null, levels, inverse, counts) -> 
         extra = {**extra, "grain": float(f"{step / scale:.2g}"), "grid": True, "zero": zero}
     else:
         step = 0.0
-    return View(position, str(name), "continuous", codes.astype(np.int64), {**desc, "k": "c", **extra},
-                quantile=u, step=step, grid=grid, spread=spread, mid=mid, zero=zero)
+    return View(
+        position,
+        str(name),
+        "continuous",
+        codes.astype(np.int64),
+        {**desc, "k": "c", **extra},
+        quantile=u,
+        step=step,
+        grid=grid,
+        spread=spread,
+        mid=mid,
+        zero=zero,
+    )
 
 
 def _cells(shares: np.ndarray, frequent: np.ndarray, level_code: np.ndarray) -> list[list]:

@@ -73,8 +73,9 @@ def fold(runs: dict[int, RunCharge], entries: Iterable[Entry]) -> bool:
                 runs[e.ref] = RunCharge(e.ref, e.run_id, "committed", e.events_json, e.epsilon, e.delta, e)
                 changed = changed or e.rdp_json != prev.entry.rdp_json or e.events_json != prev.events_json
             else:  # failed: still charged at the reservation
-                runs[e.ref] = RunCharge(e.ref, e.run_id, "failed", prev.events_json, prev.epsilon,
-                                        prev.delta, prev.entry)
+                runs[e.ref] = RunCharge(
+                    e.ref, e.run_id, "failed", prev.events_json, prev.epsilon, prev.delta, prev.entry
+                )
     return changed
 
 
@@ -144,8 +145,7 @@ def _events(counts: Counter) -> list:
     return out
 
 
-def compute(counts: Counter, delta: float, accountant: str,
-            discretization: float = PLD_DISCRETIZATION) -> float:
+def compute(counts: Counter, delta: float, accountant: str, discretization: float = PLD_DISCRETIZATION) -> float:
     """ε of the composition of ``counts`` at ``delta``, without any cache."""
     if not counts:
         return 0.0
@@ -171,9 +171,16 @@ class Composer:
         self._backend = backend
         self._writable = writable
 
-    def epsilon(self, counts: Counter, delta: float, accountant: str = "pld", *,
-                fingerprint: str | None = None, unit: str | None = None,
-                discretization: float = PLD_DISCRETIZATION) -> float:
+    def epsilon(
+        self,
+        counts: Counter,
+        delta: float,
+        accountant: str = "pld",
+        *,
+        fingerprint: str | None = None,
+        unit: str | None = None,
+        discretization: float = PLD_DISCRETIZATION,
+    ) -> float:
         if not counts:
             return 0.0
         if any('"NonPrivateDpEvent"' in k for k in counts):

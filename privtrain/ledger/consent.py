@@ -40,8 +40,13 @@ class Provenance:
 
     def facts(self) -> dict:
         """The declared values only, as JSON-ready data (what the digest covers)."""
-        return {"collected_by": self.collected_by, "basis": self.basis, "purposes": list(self.purposes),
-                "retain_until": self.retain_until, "regions": list(self.regions)}
+        return {
+            "collected_by": self.collected_by,
+            "basis": self.basis,
+            "purposes": list(self.purposes),
+            "retain_until": self.retain_until,
+            "regions": list(self.regions),
+        }
 
     def digest(self) -> str:
         """SHA-256 of the declared values: a change records the digest of what it replaces."""
@@ -53,10 +58,13 @@ class Provenance:
 
     def describe(self) -> str:
         """One line: the declared facts in words."""
-        parts = [f"collected by {self.collected_by or '(not declared)'}", f"basis {self.basis or '(not declared)'}",
-                 f"purposes {', '.join(self.purposes) or '(any: not declared)'}",
-                 f"retain until {self.retain_until or '(not declared)'}",
-                 f"regions {', '.join(self.regions) or '(any: not declared)'}"]
+        parts = [
+            f"collected by {self.collected_by or '(not declared)'}",
+            f"basis {self.basis or '(not declared)'}",
+            f"purposes {', '.join(self.purposes) or '(any: not declared)'}",
+            f"retain until {self.retain_until or '(not declared)'}",
+            f"regions {', '.join(self.regions) or '(any: not declared)'}",
+        ]
         return "; ".join(parts)
 
 
@@ -83,8 +91,10 @@ def check_words(values, what: str) -> tuple[str, ...]:
         values = [v for v in values.split(",")]
     out = tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
     bad = next((v for v in out if not _WORD.match(v)), None)
-    require(bad is None, f"{what} has {bad!r}: use short names (letters, digits, _ . : / -), comma-separated, "
-                         "e.g. eu-west,eu-central.")
+    require(
+        bad is None,
+        f"{what} has {bad!r}: use short names (letters, digits, _ . : / -), comma-separated, e.g. eu-west,eu-central.",
+    )
     return out
 
 
@@ -99,8 +109,17 @@ def current(core, source: str) -> Provenance | None:
     if row is None:
         return None
     d = json.loads(row["detail"])
-    return Provenance(d.get("collected_by"), d.get("basis"), tuple(d.get("purposes") or ()), d.get("retain_until"),
-                      tuple(d.get("regions") or ()), row["id"], row["time"], row["user"], d.get("reason"))
+    return Provenance(
+        d.get("collected_by"),
+        d.get("basis"),
+        tuple(d.get("purposes") or ()),
+        d.get("retain_until"),
+        tuple(d.get("regions") or ()),
+        row["id"],
+        row["time"],
+        row["user"],
+        d.get("reason"),
+    )
 
 
 def record(core, source: str, name: str | None, *, reason: str, **changes):
@@ -115,8 +134,11 @@ def record(core, source: str, name: str | None, *, reason: str, **changes):
     Raises:
         UserError: no reason, an unknown field, a malformed value, or nothing would change.
     """
-    require(bool(reason and reason.strip()), "provenance set needs --reason: say why these facts are declared or "
-                                             "changed (it is recorded with who changed them).")
+    require(
+        bool(reason and reason.strip()),
+        "provenance set needs --reason: say why these facts are declared or "
+        "changed (it is recorded with who changed them).",
+    )
     unknown = sorted(set(changes) - set(FIELDS))
     require(not unknown, f"unknown provenance field {unknown[0]!r}; known: {', '.join(FIELDS)}" if unknown else "")
     given = {k: v for k, v in changes.items() if v is not None}
@@ -133,17 +155,39 @@ def record(core, source: str, name: str | None, *, reason: str, **changes):
         previous = current(core, source)
         base = previous or Provenance()
         new = Provenance(**{**{k: getattr(base, k) for k in FIELDS}, **given})
-        require(previous is None or new != previous, f"the provenance of source {name or source[:12]!r} already "
-                f"reads: {previous.describe() if previous else ''}; nothing to change.")
-        entry = core.append(status=STATUS, source=source, source_name=name, unit="example", epsilon=0.0, delta=0.0,
-                            detail=json.dumps({**new.facts(), "reason": reason.strip(),
-                                               "replaces": None if previous is None else previous.digest(),
-                                               "replaces_entry": None if previous is None else previous.entry}))
+        require(
+            previous is None or new != previous,
+            f"the provenance of source {name or source[:12]!r} already "
+            f"reads: {previous.describe() if previous else ''}; nothing to change.",
+        )
+        entry = core.append(
+            status=STATUS,
+            source=source,
+            source_name=name,
+            unit="example",
+            epsilon=0.0,
+            delta=0.0,
+            detail=json.dumps(
+                {
+                    **new.facts(),
+                    "reason": reason.strip(),
+                    "replaces": None if previous is None else previous.digest(),
+                    "replaces_entry": None if previous is None else previous.entry,
+                }
+            ),
+        )
     return entry, current(core, source)
 
 
-def judge(prov: Provenance | None, *, purpose: str | None, region: str | None, node_regions=(),
-          extra_regions: tuple[str, ...] | None = None, on: date | None = None) -> list[Verdict]:
+def judge(
+    prov: Provenance | None,
+    *,
+    purpose: str | None,
+    region: str | None,
+    node_regions=(),
+    extra_regions: tuple[str, ...] | None = None,
+    on: date | None = None,
+) -> list[Verdict]:
     """The declared facts against one run: purpose, retention and residency (empty: nothing declared).
 
     Args:
@@ -157,25 +201,47 @@ def judge(prov: Provenance | None, *, purpose: str | None, region: str | None, n
     out: list[Verdict] = []
     prov = prov or Provenance()
     if prov.purposes:
-        out.append(Verdict(f"a purpose within consent ({', '.join(prov.purposes)})",
-                           purpose is not None and purpose in prov.purposes,
-                           "run.purpose is not set (a source that declares purposes needs every run's purpose)"
-                           if purpose is None else f"run.purpose={purpose}"))
+        out.append(
+            Verdict(
+                f"a purpose within consent ({', '.join(prov.purposes)})",
+                purpose is not None and purpose in prov.purposes,
+                "run.purpose is not set (a source that declares purposes needs every run's purpose)"
+                if purpose is None
+                else f"run.purpose={purpose}",
+            )
+        )
     if prov.retain_until:
         start = on or today()
-        out.append(Verdict(f"a start on or before the retention date {prov.retain_until}",
-                           start <= date.fromisoformat(prov.retain_until), f"the run starts on {start.isoformat()}"))
+        out.append(
+            Verdict(
+                f"a start on or before the retention date {prov.retain_until}",
+                start <= date.fromisoformat(prov.retain_until),
+                f"the run starts on {start.isoformat()}",
+            )
+        )
     allowed = allowed_regions(prov, extra_regions)
     if allowed is not None:
         where = f"processing in {', '.join(allowed) if allowed else 'no region (the declared and policy regions do not overlap)'}"
-        out.append(Verdict(where, region is not None and region in allowed,
-                           "site.region is not set (a source with allowed regions needs the run's region)"
-                           if region is None else f"site.region={region}"))
+        out.append(
+            Verdict(
+                where,
+                region is not None and region in allowed,
+                "site.region is not set (a source with allowed regions needs the run's region)"
+                if region is None
+                else f"site.region={region}",
+            )
+        )
         outside = sorted({r for r in node_regions if r not in allowed})
         if node_regions:
-            out.append(Verdict(f"federated clients in {', '.join(allowed) or 'no region'}", not outside,
-                               f"fl.regions puts clients in {', '.join(outside)}" if outside
-                               else f"fl.regions: {', '.join(sorted(set(node_regions)))}"))
+            out.append(
+                Verdict(
+                    f"federated clients in {', '.join(allowed) or 'no region'}",
+                    not outside,
+                    f"fl.regions puts clients in {', '.join(outside)}"
+                    if outside
+                    else f"fl.regions: {', '.join(sorted(set(node_regions)))}",
+                )
+            )
     return out
 
 

@@ -48,6 +48,7 @@ def guarded(method):
             if why is None:
                 raise
             raise UserError(why) from None
+
     return wrapper
 
 
@@ -100,8 +101,9 @@ class Core:
             self._keys[key] = state = compose.KeyState()
             state.update(entries)
 
-    def spent(self, source: str, unit: str, scope: str, budget: Budget | None,
-              accountant: str = "pld") -> tuple[float, float | None]:
+    def spent(
+        self, source: str, unit: str, scope: str, budget: Budget | None, accountant: str = "pld"
+    ) -> tuple[float, float | None]:
         """(ε spent, the δ it is reported at): tight PLD by default, at the budget's δ."""
         state = self.key_state(source, unit, scope)
         runs = state.runs
@@ -140,14 +142,18 @@ class Core:
         if len(matches) == 1:
             return next(iter(matches))
         if len(matches) > 1:
-            raise UserError(f"source {source!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}; "
-                            "give a longer fingerprint prefix.")
+            raise UserError(
+                f"source {source!r} is ambiguous: it matches {', '.join(sorted(m[:12] for m in matches))}; "
+                "give a longer fingerprint prefix."
+            )
         if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
             return text  # a content fingerprint not seen yet: fine for a budget set before first use
         names = sorted({r[1] or r[0][:12] for r in rows_})
-        raise UserError(f"unknown source {source!r}: not in the ledger {self.path}"
-                        + (f"; known: {', '.join(names)}" if names else " (it is empty)")
-                        + "; give a built-in or declared source name, a fingerprint, or a file path.")
+        raise UserError(
+            f"unknown source {source!r}: not in the ledger {self.path}"
+            + (f"; known: {', '.join(names)}" if names else " (it is empty)")
+            + "; give a built-in or declared source name, a fingerprint, or a file path."
+        )
 
     def name(self, source: str) -> str | None:
         row = self.backend.latest(source=source, present="source_name")
@@ -165,8 +171,18 @@ class Core:
         if row is None:
             return None
         e = store.to_entry(row)
-        return Lineage(e.dataset_fingerprint, e.source_name, e.parent, self.name(e.parent), e.run_id,
-                       e.events_json, e.epsilon, e.delta, e.unit, e.id)
+        return Lineage(
+            e.dataset_fingerprint,
+            e.source_name,
+            e.parent,
+            self.name(e.parent),
+            e.run_id,
+            e.events_json,
+            e.epsilon,
+            e.delta,
+            e.unit,
+            e.id,
+        )
 
     def policy(self) -> dict | None:
         """The policy last recorded in the ledger: ``{"sha256", "file", "text", "replaces", "entry", "time"}``, or None."""
@@ -179,8 +195,11 @@ class Core:
     # --- writing ----------------------------------------------------------------------------
 
     def require_writable(self) -> None:
-        require(not self.read_only, f"the ledger {self.path} is read-only: nothing can be charged or changed; "
-                                    "fix its permissions or point PRIVTRAIN_LEDGER elsewhere.")
+        require(
+            not self.read_only,
+            f"the ledger {self.path} is read-only: nothing can be charged or changed; "
+            "fix its permissions or point PRIVTRAIN_LEDGER elsewhere.",
+        )
 
     def require_intact(self) -> None:
         """Raise when the chain does not verify: a damaged ledger admits no run.
@@ -192,9 +211,11 @@ class Core:
 
         report = integrity.verify_tail(self.backend, on_rows=self.prime)
         if not report.ok:
-            raise UserError(f"the ledger {self.path} fails verification ({report.problem}); it admits no run until "
-                            "it is restored from a backup, or the damage is accepted as a recorded decision: "
-                            "privtrain ledger accept-damage --reason TEXT. Nothing was charged.")
+            raise UserError(
+                f"the ledger {self.path} fails verification ({report.problem}); it admits no run until "
+                "it is restored from a backup, or the damage is accepted as a recorded decision: "
+                "privtrain ledger accept-damage --reason TEXT. Nothing was charged."
+            )
 
     def append(self, **fields) -> Entry:
         """Chain one entry (inside :meth:`write` or :meth:`transaction`), stamped with who, when and which code."""
@@ -232,8 +253,17 @@ class Core:
         if head_hash:
             integrity.record_anchor(self.location, head_id, head_hash)
 
-    def append_derived(self, child_fingerprint: str, child_name: str | None, parent: str, run_id: str | None,
-                       events, epsilon: float, delta: float, unit: str) -> None:
+    def append_derived(
+        self,
+        child_fingerprint: str,
+        child_name: str | None,
+        parent: str,
+        run_id: str | None,
+        events,
+        epsilon: float,
+        delta: float,
+        unit: str,
+    ) -> None:
         """Chain that ``child`` was produced from source ``parent`` (inside a transaction)."""
         from privtrain.privacy import events as ev
 
@@ -242,9 +272,18 @@ class Core:
         events = list(events)
         if ev.is_non_private(events):
             epsilon = math.inf
-        self.append(status="derived", source=child_fingerprint, source_name=child_name,
-                    dataset_fingerprint=child_fingerprint, unit=unit, parent=parent, run_id=run_id,
-                    events=ev.dumps(events), epsilon=float(epsilon), delta=float(delta))
+        self.append(
+            status="derived",
+            source=child_fingerprint,
+            source_name=child_name,
+            dataset_fingerprint=child_fingerprint,
+            unit=unit,
+            parent=parent,
+            run_id=run_id,
+            events=ev.dumps(events),
+            epsilon=float(epsilon),
+            delta=float(delta),
+        )
 
     def record_policy(self, sha256: str, file: str, text: str) -> Entry | None:
         """Chain a policy the ledger does not hold as its current one (first use, or a change), inside a
@@ -252,9 +291,21 @@ class Core:
         current = self.policy()
         if current is not None and current.get("sha256") == sha256:
             return None
-        return self.append(status="policy", source="ledger", unit="example", epsilon=0.0, delta=0.0,
-                           detail=json.dumps({"sha256": sha256, "file": file, "text": text,
-                                              "replaces": None if current is None else current["sha256"]}))
+        return self.append(
+            status="policy",
+            source="ledger",
+            unit="example",
+            epsilon=0.0,
+            delta=0.0,
+            detail=json.dumps(
+                {
+                    "sha256": sha256,
+                    "file": file,
+                    "text": text,
+                    "replaces": None if current is None else current["sha256"],
+                }
+            ),
+        )
 
     def warm(self, source: str, unit: str, scope: str) -> None:
         """Compose the key's PLD spend now, so the next `ledger show` is served from the cache."""

@@ -33,8 +33,8 @@ import math
 from dataclasses import dataclass, field
 
 from privtrain.errors import UserError
-from privtrain.ledger import floors, integrity, store
 from privtrain.ledger import filter as rdp_filter
+from privtrain.ledger import floors, integrity, store
 from privtrain.ledger.floors import Key
 
 RECIPE = "accept-damage"
@@ -55,19 +55,28 @@ class Assessment:
     budgets: list[tuple[Key, float, float, tuple[float, ...]]] = field(default_factory=list)
 
     def detail(self) -> dict:
-        return {"unknown_entries": _ranges(self.unknown), "restored_curves": _ranges(self.restored),
-                "floor_from_entry": self.floor_count or None, "budgets_exhausted": self.exhausted,
-                "compensated": [floors.key_text(k) for k, _, _ in self.compensations],
-                "budgets_kept": [floors.key_text(k) for k, *_ in self.budgets]}
+        return {
+            "unknown_entries": _ranges(self.unknown),
+            "restored_curves": _ranges(self.restored),
+            "floor_from_entry": self.floor_count or None,
+            "budgets_exhausted": self.exhausted,
+            "compensated": [floors.key_text(k) for k, _, _ in self.compensations],
+            "budgets_kept": [floors.key_text(k) for k, *_ in self.budgets],
+        }
 
     def summary(self) -> str:
         parts = []
         if self.restored:
             parts.append(f"{len(self.restored)} edited RDP curve(s) restored from their events")
         if self.unknown:
-            parts.append(f"entries {_ranges(self.unknown)} are edited or lost"
-                         + (f", bounded by the spend this machine verified at entry {self.floor_count}"
-                            if self.floor_count and not self.exhausted else ""))
+            parts.append(
+                f"entries {_ranges(self.unknown)} are edited or lost"
+                + (
+                    f", bounded by the spend this machine verified at entry {self.floor_count}"
+                    if self.floor_count and not self.exhausted
+                    else ""
+                )
+            )
         if self.exhausted:
             parts.append("every budget now counts as spent (ε=inf)")
         elif self.compensations:
@@ -128,8 +137,12 @@ def classify(rows: list[dict], pins: dict[int, str], key: bytes | None) -> tuple
         signed = sign is not None and r["mac"] is not None and hmac.compare_digest(r["mac"], sign(r["hash"]))
         if sign is not None and first_signed is not None and r["id"] >= first_signed and not signed:
             intact = False  # in the signed era an entry without a valid signature proves nothing
-        linked = (successor is not None and successor["id"] == r["id"] + 1 and successor["id"] in known
-                  and successor["prev_hash"] == r["hash"])
+        linked = (
+            successor is not None
+            and successor["id"] == r["id"] + 1
+            and successor["id"] in known
+            and successor["prev_hash"] == r["hash"]
+        )
         pin = pins.get(r["id"])
         if intact and (pin is None or pin == r["hash"]) and (linked or signed or pin is not None):
             known.add(r["id"])
@@ -149,8 +162,11 @@ def _restrictive(budgets: list) -> tuple[float, float, tuple[float, ...]] | None
     present = [b for b in budgets if b is not None]
     if not present:
         return None
-    return (min(b[0] for b in present), min(b[1] for b in present),
-            next((b[2] for b in budgets if b is not None), rdp_filter.ORDERS))
+    return (
+        min(b[0] for b in present),
+        min(b[1] for b in present),
+        next((b[2] for b in budgets if b is not None), rdp_filter.ORDERS),
+    )
 
 
 def _needs(floor: tuple[float, ...], current: tuple[float, ...]) -> tuple[float, ...] | None:
@@ -160,8 +176,15 @@ def _needs(floor: tuple[float, ...], current: tuple[float, ...]) -> tuple[float,
     return out if any(x > 0 for x in out) else None
 
 
-def assess(rows: list[dict], head: tuple[int, str | None], *, anchor: dict | None, recorded: dict | None,
-           key: bytes | None, exhaust: bool) -> Assessment:
+def assess(
+    rows: list[dict],
+    head: tuple[int, str | None],
+    *,
+    anchor: dict | None,
+    recorded: dict | None,
+    key: bytes | None,
+    exhaust: bool,
+) -> Assessment:
     """Decide what accepting the damage of ``rows`` must record (nothing is written here).
 
     Args:
@@ -193,12 +216,17 @@ def assess(rows: list[dict], head: tuple[int, str | None], *, anchor: dict | Non
         floor_count, recorded_keys = int(recorded["count"]), recorded["keys"]
     uncovered = [i for i in unknown if i > floor_count]
     if uncovered and not exhaust:
-        where = (f"after the last state this machine verified (entry {floor_count})" if floor_count else
-                 "and this machine holds no verified record of this ledger's spend")
-        raise UserError(f"entries {_ranges(uncovered)} were edited or lost {where}: what they charged cannot be "
-                        "bounded, so accepting the damage would lower the spend; restore the ledger from a backup, "
-                        "accept it on the machine that last wrote to it, or pass --exhaust-budgets to count every "
-                        "budget as spent. Nothing was recorded.")
+        where = (
+            f"after the last state this machine verified (entry {floor_count})"
+            if floor_count
+            else "and this machine holds no verified record of this ledger's spend"
+        )
+        raise UserError(
+            f"entries {_ranges(uncovered)} were edited or lost {where}: what they charged cannot be "
+            "bounded, so accepting the damage would lower the spend; restore the ledger from a backup, "
+            "accept it on the machine that last wrote to it, or pass --exhaust-budgets to count every "
+            "budget as spent. Nothing was recorded."
+        )
     out.floor_count, out.exhausted = floor_count, bool(uncovered)
 
     for k in sorted(current.keys() | seen.keys() | set(recorded_keys)):
@@ -228,13 +256,30 @@ def entries(assessment: Assessment, accepted_id: int) -> list[dict]:
     out = []
     for (source, unit, scope), curve, delta in assessment.compensations:
         infinite = any(math.isinf(x) for x in curve)
-        fields = dict(run_id=f"{RECIPE}-{accepted_id}", recipe=RECIPE, source=source, unit=unit, scope=scope,
-                      events=NON_PRIVATE if infinite else "[]", epsilon=math.inf if infinite else 0.0,
-                      delta=delta, rdp=json.dumps(["inf" if math.isinf(x) else x for x in curve]),
-                      detail=json.dumps({"accepted_damage": accepted_id}))
+        fields = dict(
+            run_id=f"{RECIPE}-{accepted_id}",
+            recipe=RECIPE,
+            source=source,
+            unit=unit,
+            scope=scope,
+            events=NON_PRIVATE if infinite else "[]",
+            epsilon=math.inf if infinite else 0.0,
+            delta=delta,
+            rdp=json.dumps(["inf" if math.isinf(x) else x for x in curve]),
+            detail=json.dumps({"accepted_damage": accepted_id}),
+        )
         out.append(dict(status="reserved", **fields))
         out.append(dict(status="committed", ref=None, **fields))  # ref: the reservation's id, set on append
     for (source, unit, scope), epsilon, delta, orders in assessment.budgets:
-        out.append(dict(status="budget", source=source, unit=unit, scope=scope, epsilon=epsilon, delta=delta,
-                        detail=json.dumps({"orders": list(orders), "accepted_damage": accepted_id})))
+        out.append(
+            dict(
+                status="budget",
+                source=source,
+                unit=unit,
+                scope=scope,
+                epsilon=epsilon,
+                delta=delta,
+                detail=json.dumps({"orders": list(orders), "accepted_damage": accepted_id}),
+            )
+        )
     return out

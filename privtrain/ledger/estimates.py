@@ -35,12 +35,20 @@ def estimate(core, plan: Plan) -> Plan:
     planned = _Planned(planned_json)
     most: float | None = math.inf
     if plan.budget is not None:
-        most = rdp_filter.max_epsilon(plan.spent_rdp, planned_json, budget_epsilon=plan.budget.epsilon,
-                                      budget_delta=plan.budget.delta, run_delta=c.delta or plan.budget.delta,
-                                      orders=plan.budget.orders)
+        most = rdp_filter.max_epsilon(
+            plan.spent_rdp,
+            planned_json,
+            budget_epsilon=plan.budget.epsilon,
+            budget_delta=plan.budget.delta,
+            run_delta=c.delta or plan.budget.delta,
+            orders=plan.budget.orders,
+        )
     return dataclasses.replace(
-        plan, spent=core.totals.spent(c.key, runs, plan.delta, plan.upto),
+        plan,
+        spent=core.totals.spent(c.key, runs, plan.delta, plan.upto),
         after=core.totals.after(c.key, runs, planned, plan.delta, plan.upto),
-        planned=core.composer.epsilon(compose.event_counts([planned_json]), plan.delta, fingerprint=c.source,
-                                      unit=c.unit),
-        max_epsilon=most)
+        planned=core.composer.epsilon(
+            compose.event_counts([planned_json]), plan.delta, fingerprint=c.source, unit=c.unit
+        ),
+        max_epsilon=most,
+    )

@@ -41,8 +41,25 @@ from collections import Counter
 # orders would cost log|Λ| in every threshold. Orders below 1.5 are left out: dp-accounting
 # often cannot evaluate them for subsampled Gaussians (its fractional series fails to
 # converge and it reports inf), and they only matter for ε_B well above 20.
-ORDERS: tuple[float, ...] = (1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0, 22.0,
-                             32.0, 45.0, 64.0, 90.0, 128.0)
+ORDERS: tuple[float, ...] = (
+    1.5,
+    1.75,
+    2.0,
+    2.5,
+    3.0,
+    4.0,
+    5.0,
+    6.0,
+    8.0,
+    11.0,
+    16.0,
+    22.0,
+    32.0,
+    45.0,
+    64.0,
+    90.0,
+    128.0,
+)
 _NOISY = ("GaussianDpEvent", "LaplaceDpEvent")
 
 
@@ -71,7 +88,8 @@ def _rdp_curve_cached(text: str, orders: tuple[float, ...]) -> tuple[float, ...]
     from privtrain.privacy import events as ev
 
     acc = dp_accounting.rdp.RdpAccountant(
-        orders=list(orders), neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+        orders=list(orders), neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    )
     counts = Counter(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in json.loads(text))
     absl = logging.getLogger("absl")  # an order whose series does not converge is set to inf (safe): say nothing
     level = absl.level
@@ -80,8 +98,9 @@ def _rdp_curve_cached(text: str, orders: tuple[float, ...]) -> tuple[float, ...]
         for key, count in sorted(counts.items()):  # identical events: one self-composition
             event = ev.from_json(json.loads(key))
             if not acc.supports(event):
-                raise ValueError(f"RDP cannot account for {type(event).__name__} under add-or-remove-one "
-                                 f"adjacency: {key[:300]}")
+                raise ValueError(
+                    f"RDP cannot account for {type(event).__name__} under add-or-remove-one adjacency: {key[:300]}"
+                )
             acc.compose(event, count)
     finally:
         absl.setLevel(level)
@@ -101,7 +120,9 @@ def rdp_curve(events, orders=ORDERS) -> tuple[float, ...]:
 
 # mypy does not model attributes added to a function: the cache's own are exposed on the public name.
 rdp_curve.cache_info, rdp_curve.cache_clear = (  # type: ignore[attr-defined]
-    _rdp_curve_cached.cache_info, _rdp_curve_cached.cache_clear)
+    _rdp_curve_cached.cache_info,
+    _rdp_curve_cached.cache_clear,
+)
 
 
 def thresholds(budget_epsilon: float, budget_delta: float, orders=ORDERS) -> tuple[float, ...]:
@@ -168,8 +189,9 @@ def _scale(node, k: float):
     return out, found
 
 
-def max_epsilon(spent, planned_events, *, budget_epsilon: float, budget_delta: float,
-                run_delta: float, orders=ORDERS) -> float | None:
+def max_epsilon(
+    spent, planned_events, *, budget_epsilon: float, budget_delta: float, run_delta: float, orders=ORDERS
+) -> float | None:
     """Largest own PLD ε (at ``run_delta``) the planned run could use and still be admitted.
 
     The run keeps its shape (sampling rate, steps); only its Gaussian/Laplace noise
@@ -189,11 +211,11 @@ def max_epsilon(spent, planned_events, *, budget_epsilon: float, budget_delta: f
         return json.dumps(_scale(tree, k)[0], sort_keys=True, separators=(",", ":"))
 
     def fits(k: float) -> bool:
-        return admits(spent, rdp_curve(scaled(k), orders), budget_epsilon=budget_epsilon,
-                      budget_delta=budget_delta, orders=orders)
+        return admits(
+            spent, rdp_curve(scaled(k), orders), budget_epsilon=budget_epsilon, budget_delta=budget_delta, orders=orders
+        )
 
-    if not admits(spent, (0.0,) * len(orders), budget_epsilon=budget_epsilon,
-                  budget_delta=budget_delta, orders=orders):
+    if not admits(spent, (0.0,) * len(orders), budget_epsilon=budget_epsilon, budget_delta=budget_delta, orders=orders):
         return 0.0
     if fits(1.0):  # bracket: fits(hi), not fits(lo)
         hi = 1.0

@@ -172,10 +172,21 @@ def record(anchor_file: Path, ledger: str, count: int, head: str, spend: Spend, 
         old = read(anchor_file, ledger, key, check=False)
         if old is not None and old["count"] > count:
             return
-        keys = {key_text(k): {"rdp": _encode(spend.total(k)), "budget": list(b[:2])}
-                for k, b in spend.budgets.items() if b is not None}
-        body = json.dumps({"ledger": ledger, "count": count, "head": head, "keys": keys,
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True)
+        keys = {
+            key_text(k): {"rdp": _encode(spend.total(k)), "budget": list(b[:2])}
+            for k, b in spend.budgets.items()
+            if b is not None
+        }
+        body = json.dumps(
+            {
+                "ledger": ledger,
+                "count": count,
+                "head": head,
+                "keys": keys,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            sort_keys=True,
+        )
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"body": body, "mac": _mac(body, key)}))
@@ -197,6 +208,7 @@ def read(anchor_file: Path, ledger: str, key: bytes | None, *, check: bool = Tru
         return None
     if check and key is not None and not hmac.compare_digest(str(outer.get("mac")), _hmac(body, key)):
         return None
-    data["keys"] = {key_from_text(k): (tuple(float(x) for x in v["rdp"]), tuple(v["budget"]))
-                    for k, v in data["keys"].items()}
+    data["keys"] = {
+        key_from_text(k): (tuple(float(x) for x in v["rdp"]), tuple(v["budget"])) for k, v in data["keys"].items()
+    }
     return data

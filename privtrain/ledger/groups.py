@@ -19,13 +19,13 @@ import secrets
 import numpy as np
 import pandas as pd
 
-MAX_GROUPS = 3         # coarse groups (quantile bins: robust to row subsets)
-MAX_GRID_GROUPS = 3    # fine groups (grid values: robust to column subsets)
+MAX_GROUPS = 3  # coarse groups (quantile bins: robust to row subsets)
+MAX_GRID_GROUPS = 3  # fine groups (grid values: robust to column subsets)
 MAX_GROUP_COLUMNS = 8
 TARGET_DISTINCT = 0.95
-MIN_DISTINCT = 0.5      # a group whose codes are less distinct than this identifies nobody
-SELECT_ROWS = 4000      # groups are chosen on a random sample of at most this many rows
-GRID_CANDIDATES = 32    # grid columns considered for fine groups (the most distinct ones)
+MIN_DISTINCT = 0.5  # a group whose codes are less distinct than this identifies nobody
+SELECT_ROWS = 4000  # groups are chosen on a random sample of at most this many rows
+GRID_CANDIDATES = 32  # grid columns considered for fine groups (the most distinct ones)
 
 
 def combine(acc: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -90,8 +90,11 @@ def _greedy(group, candidates, codes, used, n) -> list[int] | None:
     acc, ratio = np.zeros(n, np.uint64), 0.0
     group = list(group)
     while len(group) < MAX_GROUP_COLUMNS and ratio < TARGET_DISTINCT:
-        best = max((j for j in candidates if j not in group),
-                   key=lambda j: distinct(combine(acc, codes[j])) - 0.1 * used[j], default=None)
+        best = max(
+            (j for j in candidates if j not in group),
+            key=lambda j: distinct(combine(acc, codes[j])) - 0.1 * used[j],
+            default=None,
+        )
         if best is None:
             break
         new_ratio = distinct(combine(acc, codes[best]))
@@ -107,8 +110,9 @@ def _greedy_from(acc, candidates, codes, n, limit) -> list[int] | None:
     out: list[int] = []
     ratio = distinct(acc)
     while ratio < TARGET_DISTINCT and len(out) < limit:
-        best = max((j for j in candidates if j not in out), key=lambda j: distinct(combine(acc, codes[j])),
-                   default=None)
+        best = max(
+            (j for j in candidates if j not in out), key=lambda j: distinct(combine(acc, codes[j])), default=None
+        )
         if best is None:
             break
         new_ratio = distinct(combine(acc, codes[best]))
@@ -127,8 +131,9 @@ def collision_rate(keys: np.ndarray) -> float:
 
 
 def tuples(table, group: dict) -> np.ndarray:
-    return np.column_stack([table.views[j].grid if grid else table.views[j].codes
-                            for j, grid in zip(group["cols"], group["grid"])])
+    return np.column_stack(
+        [table.views[j].grid if grid else table.views[j].codes for j, grid in zip(group["cols"], group["grid"])]
+    )
 
 
 def power_of_two(rate: float) -> float:

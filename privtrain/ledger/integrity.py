@@ -66,27 +66,44 @@ def check_chain(rows: list[dict], head: tuple[int, str | None]) -> VerifyReport:
     if accepted is not None:
         detail = json.loads(accepted["detail"])
         if detail.get("entries") != start or prefix_digest(rows[:start]) != detail.get("prefix_digest"):
-            return VerifyReport(False, len(rows), None, f"the {start} entries before the accepted damage (entry "
-                                f"{accepted['id']}) changed after it was accepted")
+            return VerifyReport(
+                False,
+                len(rows),
+                None,
+                f"the {start} entries before the accepted damage (entry "
+                f"{accepted['id']}) changed after it was accepted",
+            )
     prev = rows[start - 1]["hash"] if start else store.GENESIS
     expected_id = rows[start]["id"] if start else 1
     for r in rows[start:]:
         where = f"entry {r['id']} ({r['status']}, run {r['run_id']}, {r['time']})"
         if r["id"] != expected_id:
-            return VerifyReport(False, len(rows), expected_id,
-                                f"entry {expected_id} is missing (next row has id {r['id']}): deleted or moved")
+            return VerifyReport(
+                False,
+                len(rows),
+                expected_id,
+                f"entry {expected_id} is missing (next row has id {r['id']}): deleted or moved",
+            )
         if r["prev_hash"] != prev:
-            return VerifyReport(False, len(rows), r["id"], f"{where} does not follow entry {r['id'] - 1}: an entry "
-                                "was deleted, inserted or reordered here")
+            return VerifyReport(
+                False,
+                len(rows),
+                r["id"],
+                f"{where} does not follow entry {r['id'] - 1}: an entry was deleted, inserted or reordered here",
+            )
         if store.entry_hash(r) != r["hash"]:
             return VerifyReport(False, len(rows), r["id"], f"{where} does not match its hash: its content was edited")
         prev, expected_id = r["hash"], expected_id + 1
     head_id, head_hash = head
     last_id = rows[-1]["id"] if rows else 0
     if head_id != last_id or (rows and head_hash != prev):
-        return VerifyReport(False, len(rows), len(rows) + 1 if head_id > len(rows) else None,
-                            f"the chain ends at entry {len(rows)} but the ledger's head records entry {head_id}: "
-                            "entries were deleted from the end or the head was edited")
+        return VerifyReport(
+            False,
+            len(rows),
+            len(rows) + 1 if head_id > len(rows) else None,
+            f"the chain ends at entry {len(rows)} but the ledger's head records entry {head_id}: "
+            "entries were deleted from the end or the head was edited",
+        )
     return VerifyReport(True, len(rows))
 
 
@@ -99,8 +116,10 @@ def check_signatures(rows: list[dict], key: bytes | None) -> str | None:
     if bad is not None:
         return f"entry {bad['id']} carries a signature that {KEY_ENV} did not make: the chain was rewritten"
     if rows[-1]["mac"] is None:
-        return (f"the newest entry ({rows[-1]['id']}) is not signed with {KEY_ENV}: entries were written or rewritten "
-                "without the key")
+        return (
+            f"the newest entry ({rows[-1]['id']}) is not signed with {KEY_ENV}: entries were written or rewritten "
+            "without the key"
+        )
     first = next(i for i, r in enumerate(rows) if r["mac"] is not None)
     unsigned = [r["id"] for r in rows[first:] if r["mac"] is None]
     if unsigned:
@@ -143,8 +162,16 @@ def record_anchor(ledger_path: Path | str, count: int, head: str) -> None:
             return
         file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ledger": _anchor_name(ledger_path), "count": count, "head": head,
-                                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "ledger": _anchor_name(ledger_path),
+                    "count": count,
+                    "head": head,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+        )
         os.replace(tmp, file)
     except (OSError, ValueError):
         pass
@@ -184,16 +211,19 @@ def _anchor_problem(seen: dict | None, n_entries: int, hash_of) -> str | None:
     if not seen:
         return None
     if n_entries < seen["count"]:
-        return (f"this machine saw {seen['count']} entries in this ledger (at {seen['time']}) and it now holds "
-                f"{n_entries}: entries were removed, or an older backup or a new file replaced it")
+        return (
+            f"this machine saw {seen['count']} entries in this ledger (at {seen['time']}) and it now holds "
+            f"{n_entries}: entries were removed, or an older backup or a new file replaced it"
+        )
     if seen["count"] and hash_of(seen["count"]) != seen["head"]:
-        return (f"entry {seen['count']} is not the one this machine saw at {seen['time']}: the chain was rewritten "
-                "or replaced")
+        return (
+            f"entry {seen['count']} is not the one this machine saw at {seen['time']}: the chain was rewritten "
+            "or replaced"
+        )
     return None
 
 
-def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = True,
-           on_rows=None) -> VerifyReport:
+def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = True, on_rows=None) -> VerifyReport:
     """Every check above, over the whole chain. ``full`` adds the storage engine's own check (SQLite's
     page-by-page ``integrity_check``; PostgreSQL has none here) and the stored sketches' digests. ``on_rows(rows)``
     receives every verified entry when the chain verifies (the caller may keep what it needs)."""
@@ -214,8 +244,7 @@ def verify(backend, *, rows_digest=None, head: str | None = None, full: bool = T
         _VERIFIED.pop(backend, None)
         return report
     key = ledger_key()
-    problem = (check_signatures(rows, key) or (check_head(rows, head) if head else None)
-               or check_anchor(seen, rows))
+    problem = check_signatures(rows, key) or (check_head(rows, head) if head else None) or check_anchor(seen, rows)
     if problem is None and full and rows_digest is not None:
         problem = _check_rows(backend, rows, rows_digest)
     if problem is None:
@@ -276,8 +305,13 @@ def verify_tail(backend, *, on_rows=None) -> VerifyReport:
             head = backend.head_record()
     except backend.errors as exc:
         return Report(False, 0, None, f"the ledger cannot be read: {exc}")
-    if (not tail or tail[0]["id"] != last_id or tail[0]["hash"] != last_hash or store.entry_hash(tail[0]) != last_hash
-            or any(r["status"] == "accepted" for r in tail[1:])):
+    if (
+        not tail
+        or tail[0]["id"] != last_id
+        or tail[0]["hash"] != last_hash
+        or store.entry_hash(tail[0]) != last_hash
+        or any(r["status"] == "accepted" for r in tail[1:])
+    ):
         return verify(backend, full=False, on_rows=on_rows)
     prev, expected = last_hash, last_id + 1
     for r in tail[1:]:
@@ -290,8 +324,9 @@ def verify_tail(backend, *, on_rows=None) -> VerifyReport:
     problem = _tail_signatures(tail, key, signed_before)
     if problem is None:
         by_id = {r["id"]: r["hash"] for r in tail}
-        problem = _anchor_problem(seen, n,
-                                  lambda i: by_id[i] if i in by_id else (backend.entry_at(i) or {}).get("hash"))
+        problem = _anchor_problem(
+            seen, n, lambda i: by_id[i] if i in by_id else (backend.entry_at(i) or {}).get("hash")
+        )
     if problem is not None:
         return Report(False, n, None, problem)
     _VERIFIED[backend] = (_key_digest(key), n, prev, signed_before or any(r["mac"] for r in tail))
@@ -325,6 +360,8 @@ def _check_rows(backend, rows: list[dict], rows_digest) -> str | None:
                 digests[r["source"]] = detail["sketches"]
     for source in sorted(backend.sources_with_rows() | set(digests)):
         if rows_digest(backend.source_sketches(source)) != digests.get(source):
-            return (f"the stored sketches of source {source[:24]!r} differ from what the chain recorded: a sketch "
-                    "was added, changed or deleted outside privtrain")
+            return (
+                f"the stored sketches of source {source[:24]!r} differ from what the chain recorded: a sketch "
+                "was added, changed or deleted outside privtrain"
+            )
     return None

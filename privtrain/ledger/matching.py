@@ -17,10 +17,10 @@ import numpy as np
 
 from privtrain.ledger.columns import BINS, DISCRETE_MAX, NULL, OTHER, RARE_SHARE, View, anchor_level
 
-Z_PROBE = 1.5       # a continuous cell within this many sampling errors of a bin edge probes both bins
-GRAIN_FLOOR = 0.2   # a gridded source column matches a new column whose grain is at least this share of its own
-MAX_COST = 0.6      # columns farther apart than this (see _cost) do not correspond
-SHORTLIST = 4       # stored discrete columns per new one whose full cost is computed (nearest by sorted shares)
+Z_PROBE = 1.5  # a continuous cell within this many sampling errors of a bin edge probes both bins
+GRAIN_FLOOR = 0.2  # a gridded source column matches a new column whose grain is at least this share of its own
+MAX_COST = 0.6  # columns farther apart than this (see _cost) do not correspond
+SHORTLIST = 4  # stored discrete columns per new one whose full cost is computed (nearest by sorted shares)
 
 
 def _present(array: np.ndarray | None, what: str) -> np.ndarray:
@@ -198,8 +198,6 @@ def _sorted_shares(shares) -> np.ndarray:
     return out
 
 
-
-
 def _continuous_costs(cost: np.ndarray, new: list[View], known: list[dict]) -> None:
     """:func:`_cost` of every continuous pair at once (wide tables have thousands of pairs)."""
     jn = [j for j, v in enumerate(new) if v.kind == "continuous"]
@@ -210,9 +208,13 @@ def _continuous_costs(cost: np.ndarray, new: list[View], known: list[dict]) -> N
     shape_k = np.array([known[k]["shape"] for k in kn])
     grain_n = np.array([new[j].descriptor["grain"] for j in jn])[:, None]
     grain_k = np.array([known[k]["grain"] for k in kn])[None, :]
-    c = (np.abs(np.array([new[j].descriptor["null"] for j in jn])[:, None]
-                - np.array([known[k]["null"] for k in kn])[None, :])
-         + np.abs(shape_n[:, None, :] - shape_k[None, :, :]).mean(axis=2) / 2)
+    c = (
+        np.abs(
+            np.array([new[j].descriptor["null"] for j in jn])[:, None]
+            - np.array([known[k]["null"] for k in kn])[None, :]
+        )
+        + np.abs(shape_n[:, None, :] - shape_k[None, :, :]).mean(axis=2) / 2
+    )
     names_n = np.array([new[j].descriptor["name"] for j in jn], dtype=object)[:, None]
     names_k = np.array([known[k]["name"] for k in kn], dtype=object)[None, :]
     c -= 0.2 * ((names_n == names_k) & (names_n != ""))
@@ -240,8 +242,11 @@ def correspond(new: list[View], known: list[dict]) -> dict[int, int]:
         near = np.abs(a[:, None, :] - b[None, :, :]).sum(axis=2)
         for row, j in enumerate(disc_new):
             keep = set(np.argsort(near[row], kind="stable")[:SHORTLIST].tolist())
-            keep |= {i for i, k in enumerate(disc_known)
-                     if known[k]["pos"] == new[j].position or known[k]["name"] == new[j].descriptor["name"]}
+            keep |= {
+                i
+                for i, k in enumerate(disc_known)
+                if known[k]["pos"] == new[j].position or known[k]["name"] == new[j].descriptor["name"]
+            }
             for i in keep:
                 cost[j, disc_known[i]] = _cost(new[j], known[disc_known[i]])
     _continuous_costs(cost, new, known)

@@ -15,9 +15,27 @@ from pathlib import Path
 
 from privtrain.errors import UserError
 
-V1_COLUMNS = ("id", "ref", "status", "run_id", "time", "user", "version", "git_commit", "recipe", "config_hash",
-              "dataset_fingerprint", "dataset_name", "unit", "parent_fingerprint", "events", "epsilon", "delta",
-              "artifacts", "prev_hash")
+V1_COLUMNS = (
+    "id",
+    "ref",
+    "status",
+    "run_id",
+    "time",
+    "user",
+    "version",
+    "git_commit",
+    "recipe",
+    "config_hash",
+    "dataset_fingerprint",
+    "dataset_name",
+    "unit",
+    "parent_fingerprint",
+    "events",
+    "epsilon",
+    "delta",
+    "artifacts",
+    "prev_hash",
+)
 
 
 def _v1_hash(row: dict) -> str:
@@ -38,8 +56,10 @@ def migrate(path: Path | str) -> str:
     from privtrain.ledger.backends import sqlite
 
     if backends.is_url(str(path)):
-        raise UserError(f"{backends.redact(str(path))} is a PostgreSQL ledger: `ledger migrate` carries privtrain 0.1 "
-                        "SQLite files over, and PostgreSQL ledgers began after 0.1. Nothing to migrate.")
+        raise UserError(
+            f"{backends.redact(str(path))} is a PostgreSQL ledger: `ledger migrate` carries privtrain 0.1 "
+            "SQLite files over, and PostgreSQL ledgers began after 0.1. Nothing to migrate."
+        )
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no ledger at {path}; nothing to migrate.")
@@ -53,16 +73,20 @@ def migrate(path: Path | str) -> str:
     prev = store.GENESIS
     for r in rows:
         if r["prev_hash"] != prev or _v1_hash(r) != r["hash"]:
-            raise UserError(f"{path} fails verification at entry {r['id']}: a tampered ledger is not migrated; "
-                            "restore it from a backup first. Nothing was changed.")
+            raise UserError(
+                f"{path} fails verification at entry {r['id']}: a tampered ledger is not migrated; "
+                "restore it from a backup first. Nothing was changed."
+            )
         prev = r["hash"]
     backup = path.with_name(path.name + ".v1-backup")
     if backup.exists():
         raise UserError(f"{backup} exists; move it aside before migrating again. Nothing was changed.")
     sqlite.backup_and_remove(path, backup)
     _replay(path, rows, prev, backup)
-    return (f"migrated {len(rows)} entries of {path} to per-source budgets (schema {store.SCHEMA_VERSION}); "
-            f"the old file is kept as {backup}")
+    return (
+        f"migrated {len(rows)} entries of {path} to per-source budgets (schema {store.SCHEMA_VERSION}); "
+        f"the old file is kept as {backup}"
+    )
 
 
 def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
@@ -73,9 +97,14 @@ def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
     book = ledger.open(path)
     ids: dict[int, int] = {}
     with book.core.transaction():
-        book.core.append(status="migrated", source="ledger", unit="example", epsilon=0.0, delta=0.0,
-                     detail=json.dumps({"from_schema": 1, "old_head": old_head, "entries": len(rows),
-                                        "backup": backup.name}))
+        book.core.append(
+            status="migrated",
+            source="ledger",
+            unit="example",
+            epsilon=0.0,
+            delta=0.0,
+            detail=json.dumps({"from_schema": 1, "old_head": old_head, "entries": len(rows), "backup": backup.name}),
+        )
         for r in rows:
             source = builtin.get(r["dataset_fingerprint"], r["dataset_fingerprint"])
             parent = r["parent_fingerprint"]
@@ -83,14 +112,27 @@ def _replay(path: Path, rows: list[dict], old_head: str, backup: Path) -> None:
             if r["status"] in ("reserved", "committed", "failed"):
                 curve = json.dumps([x if x != float("inf") else "inf" for x in rdp_filter.rdp_curve(r["events"])])
             detail: dict[str, dict | list[float]] = {
-                "migrated": {k: r[k] for k in ("id", "hash", "time", "user", "version", "git_commit")}}
+                "migrated": {k: r[k] for k in ("id", "hash", "time", "user", "version", "git_commit")}
+            }
             if r["status"] == "budget":
                 detail["orders"] = list(rdp_filter.ORDERS)
             entry = book.core.append(
-                status=r["status"], ref=ids.get(r["ref"]) if r["ref"] else None, run_id=r["run_id"],
-                recipe=r["recipe"], config_hash=r["config_hash"], source=source, source_name=r["dataset_name"],
-                unit=r["unit"], dataset_fingerprint=r["dataset_fingerprint"],
-                parent=builtin.get(parent, parent) if parent else None, events=r["events"], rdp=curve,
-                epsilon=r["epsilon"], delta=r["delta"], artifacts=r["artifacts"], detail=json.dumps(detail))
+                status=r["status"],
+                ref=ids.get(r["ref"]) if r["ref"] else None,
+                run_id=r["run_id"],
+                recipe=r["recipe"],
+                config_hash=r["config_hash"],
+                source=source,
+                source_name=r["dataset_name"],
+                unit=r["unit"],
+                dataset_fingerprint=r["dataset_fingerprint"],
+                parent=builtin.get(parent, parent) if parent else None,
+                events=r["events"],
+                rdp=curve,
+                epsilon=r["epsilon"],
+                delta=r["delta"],
+                artifacts=r["artifacts"],
+                detail=json.dumps(detail),
+            )
             ids[r["id"]] = entry.id
     book.close()

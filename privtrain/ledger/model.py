@@ -36,9 +36,12 @@ def check_budget(epsilon: float, delta: float, n: int | None = None, *, what: st
     require(math.isfinite(epsilon) and epsilon > 0, f"Expected budget epsilon={epsilon:g} > 0 and finite.")
     require(0 < delta < 1, f"Expected budget delta={delta:g} in (0, 1).")
     if n:
-        require(delta < 1.0 / n, f"{what} δ={delta:g} must lie below 1/n = {1.0 / n:.2e} for a source of {n} rows "
-                f"(a larger δ admits publishing a row outright, as for a run); use e.g. δ="
-                f"{min(1e-5, 10.0 ** math.floor(math.log10(0.1 / n))):.0e}.")
+        require(
+            delta < 1.0 / n,
+            f"{what} δ={delta:g} must lie below 1/n = {1.0 / n:.2e} for a source of {n} rows "
+            f"(a larger δ admits publishing a row outright, as for a run); use e.g. δ="
+            f"{min(1e-5, 10.0 ** math.floor(math.log10(0.1 / n))):.0e}.",
+        )
     return epsilon, delta
 
 
@@ -77,8 +80,9 @@ class Mechanism:
     def __post_init__(self) -> None:
         check_unit(self.unit)
         object.__setattr__(self, "events", tuple(self.events))
-        require(self.unit != "client" or self.population is not None,
-                "Expected a population for a client-level mechanism.")
+        require(
+            self.unit != "client" or self.population is not None, "Expected a population for a client-level mechanism."
+        )
 
 
 @dataclass(frozen=True)
@@ -118,15 +122,23 @@ class RunRequest:
     facts: Any = field(default=None, compare=False)  # privtrain.policy.RunFacts: purpose, regions (consent checks)
 
     @classmethod
-    def of(cls, recipe: str, access: Access, *, config_hash: str, ledger: LedgerSettings, policy=None,
-           facts=None) -> "RunRequest":
+    def of(
+        cls, recipe: str, access: Access, *, config_hash: str, ledger: LedgerSettings, policy=None, facts=None
+    ) -> RunRequest:
         """The run request of one run: a fresh run id, the run's ledger settings, its policy and its facts
         (default: the policy's; every charged source's recorded provenance is checked against them)."""
         import secrets
 
-        return cls(run_id=f"{recipe}-{secrets.token_hex(6)}", recipe=recipe, config_hash=config_hash, access=access,
-                   allow_non_private=ledger.allow_non_private, default_budget=ledger.default_budget, policy=policy,
-                   facts=facts if facts is not None or policy is None else policy.facts)
+        return cls(
+            run_id=f"{recipe}-{secrets.token_hex(6)}",
+            recipe=recipe,
+            config_hash=config_hash,
+            access=access,
+            allow_non_private=ledger.allow_non_private,
+            default_budget=ledger.default_budget,
+            policy=policy,
+            facts=facts if facts is not None or policy is None else policy.facts,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,13 +170,22 @@ class Charge:
         require(bool(self.run_id), "Expected a non-empty run_id.")
         require(bool(self.source), "Expected a non-empty source.")
         require(0 <= float(self.delta) < 1, f"Expected run delta={self.delta!r} in [0, 1).")
-        require(not math.isnan(float(self.epsilon)) and float(self.epsilon) >= 0,
-                f"Expected run epsilon={self.epsilon!r} >= 0.")
+        require(
+            not math.isnan(float(self.epsilon)) and float(self.epsilon) >= 0,
+            f"Expected run epsilon={self.epsilon!r} >= 0.",
+        )
         object.__setattr__(self, "events", tuple(self.events))
         if self.default_budget is not None:
-            object.__setattr__(self, "default_budget", check_budget(
-                *self.default_budget, self.n_rows, what=f"the default budget (ledger.default_budget or a policy's "
-                f"max_epsilon_total at total_delta) of source {self.source_name!r}:"))
+            object.__setattr__(
+                self,
+                "default_budget",
+                check_budget(
+                    *self.default_budget,
+                    self.n_rows,
+                    what=f"the default budget (ledger.default_budget or a policy's "
+                    f"max_epsilon_total at total_delta) of source {self.source_name!r}:",
+                ),
+            )
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -271,8 +292,10 @@ class Lineage:
 
     def describe(self) -> str:
         eps = "inf (non-DP synthesizer)" if math.isinf(self.epsilon) else f"{self.epsilon:.4g}"
-        return (f"derived from source {self.parent_name or self.parent[:12]!r} by run {self.run_id}: inherits "
-                f"ε={eps} at δ={self.delta:g} per {self.unit}; runs on it add no charge to the parent")
+        return (
+            f"derived from source {self.parent_name or self.parent[:12]!r} by run {self.run_id}: inherits "
+            f"ε={eps} at δ={self.delta:g} per {self.unit}; runs on it add no charge to the parent"
+        )
 
 
 @dataclass(frozen=True)

@@ -47,12 +47,12 @@ import pandas as pd
 
 from privtrain.ledger import columns, groups, matching, sketch
 
-MAX_PROBED = 6          # at most this many continuous cells of one row probe their neighbouring bin
-MAX_OFFSET = 12         # a grid column whose anchor may be further off than this many steps is not searched
-MAX_HYPOTHESES = 400    # codings of one group tried on the scan half of the rows
+MAX_PROBED = 6  # at most this many continuous cells of one row probe their neighbouring bin
+MAX_OFFSET = 12  # a grid column whose anchor may be further off than this many steps is not searched
+MAX_HYPOTHESES = 400  # codings of one group tried on the scan half of the rows
 Z_LINK = 5.0
 MIN_SHARE = 0.2
-AMBIGUOUS = 0.05        # discrete orientations whose profiles are this close are both tried
+AMBIGUOUS = 0.05  # discrete orientations whose profiles are this close are both tried
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,8 +80,10 @@ def read(frame: pd.DataFrame, key: bytes, id_column: str | None = None) -> Table
     def hash_text(text):
         return pd.util.hash_array(np.asarray(text, dtype=object), hash_key=hkey, categorize=True)
 
-    views = [columns.view(frame.iloc[:, i], i, exact=str(c) == id_column, hash_text=hash_text)
-             for i, c in enumerate(frame.columns)]
+    views = [
+        columns.view(frame.iloc[:, i], i, exact=str(c) == id_column, hash_text=hash_text)
+        for i, c in enumerate(frame.columns)
+    ]
     return Table(len(frame), [v for v in views if v is not None])
 
 
@@ -99,7 +101,7 @@ class Stored:
         return sketch.pack(self.bits)
 
     @classmethod
-    def load(cls, layout_json: str, blob: bytes) -> "Stored":
+    def load(cls, layout_json: str, blob: bytes) -> Stored:
         layout = json.loads(layout_json)
         return cls(layout, sketch.unpack(blob, [g["m"] for g in layout["groups"]]))
 
@@ -110,8 +112,15 @@ def register(table: Table, key: bytes, *, eps_s: float = sketch.EPS_S, rng=None)
     chosen = groups.choose(table, rng)
     flip = sketch.flip_probability(eps_s / max(len(chosen), 1))
     salt = rng.bytes(8).hex()
-    layout = {"v": 1, "n": float(f"{table.n_rows:.2g}"), "eps_s": eps_s if math.isfinite(eps_s) else None,
-              "flip": flip, "salt": salt, "columns": [v.descriptor for v in table.views], "groups": []}
+    layout = {
+        "v": 1,
+        "n": float(f"{table.n_rows:.2g}"),
+        "eps_s": eps_s if math.isfinite(eps_s) else None,
+        "flip": flip,
+        "salt": salt,
+        "columns": [v.descriptor for v in table.views],
+        "groups": [],
+    }
     bits = []
     for gi, group in enumerate(chosen):
         tuples = groups.tuples(table, group)
@@ -128,12 +137,12 @@ class Overlap:
     """The estimated overlap of a new table with one stored table."""
 
     source: str
-    fraction_of_new: float     # estimated share of the new table's rows that are the source's people
-    fraction_of_known: float   # the same rows as a share of the source's (rounded) row count
-    se: float                  # standard error of fraction_of_new
-    z: float                   # evidence against "no shared people", in null standard deviations
-    columns: int               # stored columns matched by content
-    groups: int                # column groups read
+    fraction_of_new: float  # estimated share of the new table's rows that are the source's people
+    fraction_of_known: float  # the same rows as a share of the source's (rounded) row count
+    se: float  # standard error of fraction_of_new
+    z: float  # evidence against "no shared people", in null standard deviations
+    columns: int  # stored columns matched by content
+    groups: int  # column groups read
     linked: bool
     reason: str
 
@@ -158,7 +167,9 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
         elif desc["k"] == "d":
             if ("d", c) not in memo:
                 cands = matching.level_codings(view, desc)
-                memo["d", c] = [matching.row_codes(view, lc) for score, lc in cands if score <= cands[0][0] + AMBIGUOUS][:2]
+                memo["d", c] = [
+                    matching.row_codes(view, lc) for score, lc in cands if score <= cands[0][0] + AMBIGUOUS
+                ][:2]
             options.append(memo["d", c])
         elif desc["k"] == "c":
             if ("c", c) not in memo:
@@ -177,11 +188,16 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     rows = np.arange(new.n_rows)
     if len(hypotheses) > 1:
         order = np.random.default_rng(new.n_rows).permutation(new.n_rows)
-        scan, rows = np.sort(order[: new.n_rows // 2]), np.sort(order[new.n_rows // 2:])
+        scan, rows = np.sort(order[: new.n_rows // 2]), np.sort(order[new.n_rows // 2 :])
         found = [_probe_tuples(np.column_stack(h)[scan], probed, scan) for h in hypotheses]
-        hits = _read(np.concatenate([t for t, _, _ in found]),
-                     np.concatenate([o + i * len(scan) for i, (_, o, _) in enumerate(found)]),
-                     len(hypotheses) * len(scan), bits, hkey, m)
+        hits = _read(
+            np.concatenate([t for t, _, _ in found]),
+            np.concatenate([o + i * len(scan) for i, (_, o, _) in enumerate(found)]),
+            len(hypotheses) * len(scan),
+            bits,
+            hkey,
+            m,
+        )
         best = hypotheses[int(np.argmax(hits.reshape(len(hypotheses), len(scan)).sum(axis=1)))]
     else:
         best = hypotheses[0]
@@ -191,7 +207,9 @@ def _group_hits(new: Table, stored: Stored, gi: int, mapped: dict[int, int], key
     flip, ones = layout["flip"], float(bits.mean())
     pairs_new = new.n_rows * (new.n_rows - 1) / 2
     pairs_known = n_known * (n_known - 1) / 2
-    q = (groups.collision_rate(groups.row_keys(base)) * pairs_new + group["collide"] * pairs_known + 1) / (pairs_new + pairs_known)
+    q = (groups.collision_rate(groups.row_keys(base)) * pairs_new + group["collide"] * pairs_known + 1) / (
+        pairs_new + pairs_known
+    )
     kappa = np.minimum(1.0, n_probes * n_known * q)
     e0 = kappa * (1 - flip) + (1 - kappa) * (1 - (1 - ones) ** n_probes)
     own = (1 - flip) + flip * (1 - (1 - ones) ** (n_probes - 1))
@@ -205,8 +223,9 @@ def _probe_tuples(base: np.ndarray, probed, rows: np.ndarray):
     A row probes its own tuple, and for each continuous cell near a bin edge (at most ``MAX_PROBED`` of them)
     also the tuples with that cell in the neighbouring bin, in every combination."""
     alts = [(col, p.second[rows]) for col, p in probed]
-    differs = (np.column_stack([second != base[:, col] for col, second in alts]) if alts
-               else np.zeros((len(base), 0), bool))
+    differs = (
+        np.column_stack([second != base[:, col] for col, second in alts]) if alts else np.zeros((len(base), 0), bool)
+    )
     differs &= np.cumsum(differs, axis=1) <= MAX_PROBED  # further cells of a row are not probed
     tuples, owner = [base], [np.arange(len(base))]
     live = [i for i in range(len(alts)) if differs[:, i].any()]  # columns where some row probes
@@ -237,8 +256,11 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
     n_known = float(layout["n"])
     mapped = matching.correspond(new.views, layout["columns"])
     memo: dict = {}  # a column's codings, shared by the groups that hold it
-    parts = [r for gi in range(len(layout["groups"]))
-             if (r := _group_hits(new, stored, gi, mapped, key, n_known, memo)) is not None]
+    parts = [
+        r
+        for gi in range(len(layout["groups"]))
+        if (r := _group_hits(new, stored, gi, mapped, key, n_known, memo)) is not None
+    ]
     if not parts or new.n_rows == 0:
         return None
     hits, e0, e1, var0 = (np.concatenate([p[i] for p in parts]) for i in range(4))
@@ -257,8 +279,17 @@ def compare(new: Table, stored: Stored, key: bytes, *, source: str = "known sour
 
 def same_table(source: str) -> Overlap:
     """The overlap with a stored table of the same content fingerprint: the same rows."""
-    return Overlap(source, 1.0, 1.0, 0.0, math.inf, 0, 0, True,
-                   f"about 100% of these rows belong to source `{source}` (about 100% of it; the same table)")
+    return Overlap(
+        source,
+        1.0,
+        1.0,
+        0.0,
+        math.inf,
+        0,
+        0,
+        True,
+        f"about 100% of these rows belong to source `{source}` (about 100% of it; the same table)",
+    )
 
 
 def _about(share: float) -> str:
@@ -274,8 +305,10 @@ def _decide(source, share_new, share_known, se, z, n_columns, n_groups) -> Overl
     linked = z >= Z_LINK and max(share_new, share_known) >= MIN_SHARE
     how = f"matched by content on {n_columns} shared columns"
     if linked:
-        reason = (f"about {_about(share_new)} of these rows belong to source `{source}` "
-                  f"(about {_about(share_known)} of it; {how})")
+        reason = (
+            f"about {_about(share_new)} of these rows belong to source `{source}` "
+            f"(about {_about(share_known)} of it; {how})"
+        )
     else:
         reason = f"not linked to `{source}`: no significant share of these rows belongs to it ({how})"
     return Overlap(source, share_new, share_known, se, z, n_columns, n_groups, linked, reason)

@@ -20,7 +20,7 @@ def cumulative_pld(runs: list[compose.RunCharge], delta: float) -> list[tuple[in
     step = max(1, math.ceil(len(runs) / MAX_POINTS))
     points, infinite = [], False
     for start in range(0, len(runs), step):
-        chunk = runs[start:start + step]
+        chunk = runs[start : start + step]
         counts = compose.event_counts(r.events_json for r in chunk)
         if any('"NonPrivateDpEvent"' in k for k in counts):
             infinite = True
@@ -49,20 +49,29 @@ def plot(summary: SourceSummary, runs: list[compose.RunCharge], output: Path) ->
     if pld:
         ax.plot(*zip(*clip([(0, 0.0)] + pld)), marker="o", ms=3, label=f"spent, tight PLD (δ={delta:g})")
     if naive:
-        ax.plot(*zip(*clip([(0, 0.0)] + naive)), ls="--", color="grey",
-                label="naive sum of per-run ε (comparison)")
+        ax.plot(*zip(*clip([(0, 0.0)] + naive)), ls="--", color="grey", label="naive sum of per-run ε (comparison)")
     if summary.budget and runs:
         from privtrain.ledger import filter as rdp_filter
 
         spent_rdp, certified = tuple(0.0 for _ in summary.budget.orders), []
         for i, r in enumerate(runs, 1):
-            curve = r.rdp if r.rdp is not None and summary.budget.orders == rdp_filter.ORDERS else \
-                rdp_filter.rdp_curve(r.events_json, summary.budget.orders)
+            curve = (
+                r.rdp
+                if r.rdp is not None and summary.budget.orders == rdp_filter.ORDERS
+                else rdp_filter.rdp_curve(r.events_json, summary.budget.orders)
+            )
             spent_rdp = rdp_filter.add(spent_rdp, curve)
-            certified.append((i, rdp_filter.certified_epsilon(spent_rdp, budget_delta=summary.budget.delta,
-                                                              orders=summary.budget.orders)))
-        ax.plot(*zip(*clip([(0, 0.0)] + certified)), ls="-.", color="darkorange",
-                label="admission filter (RDP, adaptive)")
+            certified.append(
+                (
+                    i,
+                    rdp_filter.certified_epsilon(
+                        spent_rdp, budget_delta=summary.budget.delta, orders=summary.budget.orders
+                    ),
+                )
+            )
+        ax.plot(
+            *zip(*clip([(0, 0.0)] + certified)), ls="-.", color="darkorange", label="admission filter (RDP, adaptive)"
+        )
     if summary.budget:
         ax.axhline(summary.budget.epsilon, color="red", label=f"budget ε={summary.budget.epsilon:g}")
     ax.set_xlabel("runs charged (in ledger order)")

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from privtrain.ledger.model import Entry, Plan, SourceSummary
 
 NO_BUDGET = "no budget: tracked, not enforced"
-FIGURES = ("spent (PLD): the tight PLD composition of every charged event at the budget's δ (no budget: the runs' "
-           "largest δ), the best estimate of what was spent. filter: what the admission filter (RDP, valid for "
-           "adaptively chosen runs) certifies at the budget's δ; runs are admitted while it stays within the "
-           "budget, so remaining = budget - filter. The naive sum of per-run ε is for comparison only.")
+FIGURES = (
+    "spent (PLD): the tight PLD composition of every charged event at the budget's δ (no budget: the runs' "
+    "largest δ), the best estimate of what was spent. filter: what the admission filter (RDP, valid for "
+    "adaptively chosen runs) certifies at the budget's δ; runs are admitted while it stays within the "
+    "budget, so remaining = budget - filter. The naive sum of per-run ε is for comparison only."
+)
 
 
 def eps(x: float | None) -> str:
@@ -39,8 +41,7 @@ def source_label(s: SourceSummary) -> str:
 def render_show(summaries: Sequence[SourceSummary], path: str) -> str:
     if not summaries:
         return f"ledger {path}: empty (no runs, no budgets)"
-    header = ("SOURCE", "UNIT", "BUDGET ε", "δ", "SPENT ε (PLD)", "FILTER ε", "REMAINING ε", "NAIVE Σε", "RUNS",
-              "NOTE")
+    header = ("SOURCE", "UNIT", "BUDGET ε", "δ", "SPENT ε (PLD)", "FILTER ε", "REMAINING ε", "NAIVE Σε", "RUNS", "NOTE")
     rows = []
     notes: list[str] = []
     for s in summaries:
@@ -49,9 +50,20 @@ def render_show(summaries: Sequence[SourceSummary], path: str) -> str:
             note = (note + "; " if note else "") + f"derived: see note {len(notes) + 1}"
             notes.append(f"{len(notes) + 1}. {source_label(s)}: {s.lineage.describe()}")
         label = source_label(s) if not s.scope else f"  └ population {s.scope_label or s.scope[:12]} [{s.scope[:8]}]"
-        rows.append((label, s.unit, eps(s.budget.epsilon) if s.budget else "-",
-                     f"{s.budget.delta:g}" if s.budget else "-", eps(s.spent), eps(s.filter_epsilon),
-                     eps(s.remaining), eps(s.naive_sum), str(s.n_runs), note))
+        rows.append(
+            (
+                label,
+                s.unit,
+                eps(s.budget.epsilon) if s.budget else "-",
+                f"{s.budget.delta:g}" if s.budget else "-",
+                eps(s.spent),
+                eps(s.filter_epsilon),
+                eps(s.remaining),
+                eps(s.naive_sum),
+                str(s.n_runs),
+                note,
+            )
+        )
     return "\n".join([f"ledger {path}", table(header, rows), FIGURES, *notes])
 
 
@@ -67,9 +79,22 @@ def render_runs(entries: Sequence[Entry], title: str) -> str:
             note = f"approved by {detail.get('approver')} ({detail.get('identity')})"
         elif e.status == "registry":
             note = f"{detail.get('action')}: {detail.get('name')} version {detail.get('version')}"
-        rows.append((str(e.id), e.status, e.run_id or "-", e.time[:19], e.recipe or "-", e.unit,
-                     (e.scope_label or e.scope[:8]) if e.scope else "-", eps(e.epsilon), f"{e.delta:g}",
-                     e.user or "-", str(e.ref) if e.ref else "-", note))
+        rows.append(
+            (
+                str(e.id),
+                e.status,
+                e.run_id or "-",
+                e.time[:19],
+                e.recipe or "-",
+                e.unit,
+                (e.scope_label or e.scope[:8]) if e.scope else "-",
+                eps(e.epsilon),
+                f"{e.delta:g}",
+                e.user or "-",
+                str(e.ref) if e.ref else "-",
+                note,
+            )
+        )
     return f"{title}\n" + (table(header, rows) if rows else "(no entries)")
 
 
@@ -81,10 +106,23 @@ def render_stale(reservations, path: str) -> str:
     rows = []
     for r in reservations:
         e, where = r.entry, r.entry.detail.get("process", {})
-        rows.append((str(e.id), e.run_id or "-", e.time[:19], e.source_name or e.source[:12], e.unit, eps(e.epsilon),
-                     where.get("host", "?"), str(where.get("pid", "?")), r.state))
-    return (f"ledger {path}\n" + table(header, rows) + "\nEach stays charged at its reservation. Close the stale ones "
-            "as failed (still charged) with: privtrain ledger reconcile")
+        rows.append(
+            (
+                str(e.id),
+                e.run_id or "-",
+                e.time[:19],
+                e.source_name or e.source[:12],
+                e.unit,
+                eps(e.epsilon),
+                where.get("host", "?"),
+                str(where.get("pid", "?")),
+                r.state,
+            )
+        )
+    return (
+        f"ledger {path}\n" + table(header, rows) + "\nEach stays charged at its reservation. Close the stale ones "
+        "as failed (still charged) with: privtrain ledger reconcile"
+    )
 
 
 def render_plan(plan: Plan) -> str:
@@ -94,18 +132,24 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  linked:       {c.link}: charged to this source")
     if plan.lineage is not None:
         lines.append(f"  lineage:      {plan.lineage.describe()}")
-    lines.append(f"  this run:     ε={eps(c.epsilon)} at δ={c.delta:g} (its own accountant); "
-                 f"PLD ε={eps(plan.planned)} at δ={plan.delta:g}")
+    lines.append(
+        f"  this run:     ε={eps(c.epsilon)} at δ={c.delta:g} (its own accountant); "
+        f"PLD ε={eps(plan.planned)} at δ={plan.delta:g}"
+    )
     if plan.budget is None:
         lines.append(f"  budget:       none ({NO_BUDGET})")
     else:
         src = " (ledger.default_budget, set on first use)" if plan.budget_is_default else ""
         lines.append(f"  budget:       ε={plan.budget.epsilon:g} at δ={plan.budget.delta:g}{src}")
-    lines.append(f"  spent:        ε={eps(plan.spent)} over {plan.n_runs} runs (tight PLD estimate at δ={plan.delta:g})")
+    lines.append(
+        f"  spent:        ε={eps(plan.spent)} over {plan.n_runs} runs (tight PLD estimate at δ={plan.delta:g})"
+    )
     lines.append(f"  after run:    ε={eps(plan.after)} (PLD estimate)")
     if plan.budget is not None:
-        lines.append(f"  filter:       ε={eps(plan.filter_before)} -> {eps(plan.filter_after)} certified by the "
-                     f"admission filter (RDP, adaptive); remaining after: ε={eps(plan.remaining_after)}")
+        lines.append(
+            f"  filter:       ε={eps(plan.filter_before)} -> {eps(plan.filter_after)} certified by the "
+            f"admission filter (RDP, adaptive); remaining after: ε={eps(plan.remaining_after)}"
+        )
         lines.append(f"  largest ε this run could use: {eps(plan.max_epsilon)} at δ={c.delta:g}")
     if plan.fits:
         lines.append("  verdict:      fits" + ("" if plan.budget else " (not enforced)"))

@@ -56,8 +56,9 @@ def row_key(book) -> bytes:
         try:
             key = bytes.fromhex(env.strip())
         except ValueError:
-            raise UserError(f"{KEY_ENV} must be hex (e.g. from `python -c 'import secrets; "
-                            "print(secrets.token_hex(32))'`).") from None
+            raise UserError(
+                f"{KEY_ENV} must be hex (e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`)."
+            ) from None
         if len(key) < 16:
             raise UserError(f"{KEY_ENV} must hold at least 16 bytes (32 hex digits).")
         return key
@@ -65,8 +66,10 @@ def row_key(book) -> bytes:
     if path.is_file():
         return bytes.fromhex(path.read_text().strip())
     if _recorded_key_id(book) is not None:
-        raise UserError(f"the ledger {book.path} recognises tables by a row key that is missing ({path}); restore "
-                        f"that file or set {KEY_ENV}. Without it, overlap with known sources cannot be checked.")
+        raise UserError(
+            f"the ledger {book.path} recognises tables by a row key that is missing ({path}); restore "
+            f"that file or set {KEY_ENV}. Without it, overlap with known sources cannot be checked."
+        )
     key = secrets.token_bytes(32)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -81,8 +84,10 @@ def row_key(book) -> bytes:
 def _check_key(book, key: bytes) -> None:
     recorded = _recorded_key_id(book)
     if recorded is not None and recorded != key_id(key):
-        raise UserError(f"the row key in use (id {key_id(key)}) is not the one the ledger {book.path} was built "
-                        f"with (id {recorded}); restore {key_file(book.path)} or the right {KEY_ENV}.")
+        raise UserError(
+            f"the row key in use (id {key_id(key)}) is not the one the ledger {book.path} was built "
+            f"with (id {recorded}); restore {key_file(book.path)} or the right {KEY_ENV}."
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class TableRows:
     standing: str = "unregistered"
     known_share: float = 0.0  # the share of its rows the charged source already holds (estimated)
 
-    def with_standing(self, standing: str, known_share: float = 0.0) -> "TableRows":
+    def with_standing(self, standing: str, known_share: float = 0.0) -> TableRows:
         return replace(self, standing=standing, known_share=known_share)
 
 
@@ -146,8 +151,15 @@ def links(book, rows: TableRows, exclude: set[str]) -> list[Link]:
     out = []
     for o in ranked:
         name = book.name(o.source) or o.source[:12]
-        out.append(Link(o.source, name, o.reason.replace(f"`{o.source}`", f"`{name}`"),
-                        round(o.fraction_of_new, 1), round(o.fraction_of_known, 1)))
+        out.append(
+            Link(
+                o.source,
+                name,
+                o.reason.replace(f"`{o.source}`", f"`{name}`"),
+                round(o.fraction_of_new, 1),
+                round(o.fraction_of_known, 1),
+            )
+        )
     return out
 
 
@@ -183,17 +195,33 @@ def register(book, source: str, source_name: str, rows: TableRows) -> None:
     if (source, rows.fingerprint) in backend.sketch_keys():
         return
     if not backend.has_sketches():
-        raise UserError(f"the ledger {book.path} has no table for sketches (a ledger from before privtrain 0.3 "
-                        "on PostgreSQL): open it once as the database's owner, which creates it.")
+        raise UserError(
+            f"the ledger {book.path} has no table for sketches (a ledger from before privtrain 0.3 "
+            "on PostgreSQL): open it once as the database's owner, which creates it."
+        )
     stored = overlap.register(rows.table, row_key(book))
     layout, blob = stored.layout_json(), stored.blob()
     backend.add_sketch(source, rows.fingerprint, layout, blob)
-    book.append(status="rows", source=source, source_name=source_name, unit="example",
-            dataset_fingerprint=rows.fingerprint, epsilon=0.0, delta=0.0,
-            detail=json.dumps({"key_id": rows.key_id, "sketch": sketch.digest(layout, blob),
-                               "sketches": digest_of(backend.source_sketches(source)),
-                               "rows": stored.layout["n"], "columns": len(stored.layout["columns"]),
-                               "groups": len(stored.layout["groups"]), "eps_s": stored.layout["eps_s"]}))
+    book.append(
+        status="rows",
+        source=source,
+        source_name=source_name,
+        unit="example",
+        dataset_fingerprint=rows.fingerprint,
+        epsilon=0.0,
+        delta=0.0,
+        detail=json.dumps(
+            {
+                "key_id": rows.key_id,
+                "sketch": sketch.digest(layout, blob),
+                "sketches": digest_of(backend.source_sketches(source)),
+                "rows": stored.layout["n"],
+                "columns": len(stored.layout["columns"]),
+                "groups": len(stored.layout["groups"]),
+                "eps_s": stored.layout["eps_s"],
+            }
+        ),
+    )
 
 
 def digest_of(sketches) -> str:
@@ -217,9 +245,15 @@ def _recorded_key_id(core) -> str | None:
 
 def _record_probe(core, rows: TableRows, compared: list[str], linked: list[str]) -> None:
     """Chain a comparison of a table with registered tables (in the caller's transaction, or its own)."""
-    fields = dict(status="rows", source="ledger", unit="example", dataset_fingerprint=rows.fingerprint,
-                  epsilon=0.0, delta=0.0, detail=json.dumps({"key_id": rows.key_id, "probe": {
-                      "compared": compared, "linked": linked}}))
+    fields = dict(
+        status="rows",
+        source="ledger",
+        unit="example",
+        dataset_fingerprint=rows.fingerprint,
+        epsilon=0.0,
+        delta=0.0,
+        detail=json.dumps({"key_id": rows.key_id, "probe": {"compared": compared, "linked": linked}}),
+    )
     if core.backend.in_write:
         core.append(**fields)
         return

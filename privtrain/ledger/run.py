@@ -26,10 +26,23 @@ def entry_fields(charge: Charge, events, epsilon: float, *, where: dict | None =
         detail["process"] = where
     if charge.policy:
         detail["policy"] = charge.policy
-    return dict(run_id=charge.run_id, recipe=charge.recipe, config_hash=charge.config_hash, source=charge.source,
-                source_name=charge.source_name, scope=charge.scope, scope_label=charge.scope_label or None,
-                unit=charge.unit, dataset_fingerprint=charge.fingerprint, parent=charge.parent, events=text,
-                rdp=json.dumps(curve), epsilon=float(epsilon), delta=float(charge.delta), detail=json.dumps(detail))
+    return dict(
+        run_id=charge.run_id,
+        recipe=charge.recipe,
+        config_hash=charge.config_hash,
+        source=charge.source,
+        source_name=charge.source_name,
+        scope=charge.scope,
+        scope_label=charge.scope_label or None,
+        unit=charge.unit,
+        dataset_fingerprint=charge.fingerprint,
+        parent=charge.parent,
+        events=text,
+        rdp=json.dumps(curve),
+        epsilon=float(epsilon),
+        delta=float(charge.delta),
+        detail=json.dumps(detail),
+    )
 
 
 def _eps(x: float | None) -> str:
@@ -59,18 +72,40 @@ class Run:
         charges = []
         for c, p in zip(self.charges, self.plans):
             p = estimate(self._core, p) if p.after is None else p
-            charges.append({
-                "source": c.source, "name": c.source_name, "unit": c.unit, "scope": c.scope or None,
-                "population": c.scope_label or None, "link": c.link,
-                "budget": None if p.budget is None else {"epsilon": p.budget.epsilon, "delta": p.budget.delta},
-                "spent_after_run": p.after, "filter_after_run": p.filter_after, "remaining": p.remaining_after})
+            charges.append(
+                {
+                    "source": c.source,
+                    "name": c.source_name,
+                    "unit": c.unit,
+                    "scope": c.scope or None,
+                    "population": c.scope_label or None,
+                    "link": c.link,
+                    "budget": None if p.budget is None else {"epsilon": p.budget.epsilon, "delta": p.budget.delta},
+                    "spent_after_run": p.after,
+                    "filter_after_run": p.filter_after,
+                    "remaining": p.remaining_after,
+                }
+            )
         head = charges[0]
-        return {"path": str(self._core.path), "entry": self.run_id, "source": head["name"], "unit": head["unit"],
-                "remaining": head["remaining"], "spent_after_run": head["spent_after_run"],
-                "filter_after_run": head["filter_after_run"], "budget": head["budget"], "charges": charges}
+        return {
+            "path": str(self._core.path),
+            "entry": self.run_id,
+            "source": head["name"],
+            "unit": head["unit"],
+            "remaining": head["remaining"],
+            "spent_after_run": head["spent_after_run"],
+            "filter_after_run": head["filter_after_run"],
+            "budget": head["budget"],
+            "charges": charges,
+        }
 
-    def commit(self, events: Mapping[str, Sequence] | Sequence | None = None, artifacts: dict | None = None,
-               epsilon: Mapping[str, float] | float | None = None, derived: Lineage | None = None) -> tuple[Entry, ...]:
+    def commit(
+        self,
+        events: Mapping[str, Sequence] | Sequence | None = None,
+        artifacts: dict | None = None,
+        epsilon: Mapping[str, float] | float | None = None,
+        derived: Lineage | None = None,
+    ) -> tuple[Entry, ...]:
         """Append a 'committed' entry per charge: the events actually applied, and the artifacts' hashes.
 
         Args:
@@ -95,17 +130,32 @@ class Run:
                 eps = reservation.epsilon if same else ev.epsilon_pld(list(applied), charge.delta or 1e-5)
             eps = reported_epsilon(applied, charge.delta, eps)
             if eps > reservation.epsilon * (1 + 1e-6) + 1e-9:
-                warnings.warn(f"run {self.run_id} commits ε={_eps(eps)} on {charge.describe()}, more than it "
-                              f"reserved (ε={_eps(reservation.epsilon)}); the ledger records what was spent.",
-                              stacklevel=2)
-            rows.append(dict(status="committed", ref=reservation.id, artifacts=_artifacts(artifacts),
-                             **entry_fields(charge, applied, eps)))
+                warnings.warn(
+                    f"run {self.run_id} commits ε={_eps(eps)} on {charge.describe()}, more than it "
+                    f"reserved (ε={_eps(reservation.epsilon)}); the ledger records what was spent.",
+                    stacklevel=2,
+                )
+            rows.append(
+                dict(
+                    status="committed",
+                    ref=reservation.id,
+                    artifacts=_artifacts(artifacts),
+                    **entry_fields(charge, applied, eps),
+                )
+            )
         with self._core.transaction():
             self.committed = tuple(self._core.append(**r) for r in rows)
             if derived is not None:
-                self._core.append_derived(derived.child_fingerprint, derived.child_name, derived.parent,
-                                             self.run_id, derived.events, derived.epsilon, derived.delta,
-                                             derived.unit)
+                self._core.append_derived(
+                    derived.child_fingerprint,
+                    derived.child_name,
+                    derived.parent,
+                    self.run_id,
+                    derived.events,
+                    derived.epsilon,
+                    derived.delta,
+                    derived.unit,
+                )
         for charge in self.charges:
             self._core.warm(charge.source, charge.unit, charge.scope)
         return self.committed
@@ -116,16 +166,19 @@ class Run:
         try:
             with self._core.transaction():
                 for charge, reservation in zip(self.charges, self.reservations):
-                    self._core.append(status="failed", ref=reservation.id,
-                                         **entry_fields(charge, charge.events, charge.epsilon))
+                    self._core.append(
+                        status="failed", ref=reservation.id, **entry_fields(charge, charge.events, charge.epsilon)
+                    )
         except Exception:  # never hide the run's own error; the reservations still charge it
-            log.exception("could not record the failure of run %s; it stays charged at its reservation",
-                          self.run_id)
+            log.exception("could not record the failure of run %s; it stays charged at its reservation", self.run_id)
 
     def finish(self) -> None:
         if not self.committed:
-            warnings.warn(f"run {self.run_id} ended without commit(); it stays charged at its reservation "
-                          f"(entry {self.entry_id}).", stacklevel=3)
+            warnings.warn(
+                f"run {self.run_id} ended without commit(); it stays charged at its reservation "
+                f"(entry {self.entry_id}).",
+                stacklevel=3,
+            )
 
 
 def _for_unit(value, unit: str, default):

@@ -35,8 +35,8 @@ import secrets
 
 import numpy as np
 
-EPS_S = 2.0           # the bound above, for one registered table
-BITS_PER_CODE = 4     # array size per distinct code: about a fifth of true bits are set
+EPS_S = 2.0  # the bound above, for one registered table
+BITS_PER_CODE = 4  # array size per distinct code: about a fifth of true bits are set
 
 
 def flip_probability(eps_bit: float) -> float:
@@ -74,7 +74,7 @@ def siphash(words: np.ndarray, key: bytes) -> np.ndarray:
     """SipHash-2-4 of each row of ``words`` (n x k uint64, read as 8k little-endian bytes) under a 16-byte key,
     vectorised over the rows (the same function as the reference implementation)."""
     words = np.ascontiguousarray(words, dtype=np.uint64)
-    k0, k1 = (np.uint64(int.from_bytes(key[i:i + 8], "little")) for i in (0, 8))
+    k0, k1 = (np.uint64(int.from_bytes(key[i : i + 8], "little")) for i in (0, 8))
     n = len(words)
     v0 = np.full(n, k0 ^ np.uint64(0x736F6D6570736575))
     v1 = np.full(n, k1 ^ np.uint64(0x646F72616E646F6D))
@@ -122,7 +122,7 @@ def unpack(blob: bytes, sizes: list[int]) -> list[np.ndarray]:
     out, at = [], 0
     for m in sizes:
         nbytes = (m + 7) // 8
-        out.append(np.unpackbits(np.frombuffer(blob[at:at + nbytes], dtype=np.uint8))[:m].astype(bool))
+        out.append(np.unpackbits(np.frombuffer(blob[at : at + nbytes], dtype=np.uint8))[:m].astype(bool))
         at += nbytes
     if at != len(blob):
         raise ValueError("a stored sketch does not match its layout")

@@ -62,5 +62,8 @@ class Reservation:
 def open_reservations(entries) -> list[Reservation]:
     """Reservations (in chain order) that were neither committed nor marked failed."""
     closed = {e.ref for e in entries if e.status in ("committed", "failed")}
-    return [Reservation(e, alive(e.detail.get("process", {}))) for e in entries
-            if e.status == "reserved" and e.id not in closed]
+    return [
+        Reservation(e, alive(e.detail.get("process", {})))
+        for e in entries
+        if e.status == "reserved" and e.id not in closed
+    ]

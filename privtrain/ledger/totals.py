@@ -35,6 +35,7 @@ class Charged(Protocol):
     @property
     def events_json(self) -> str: ...
 
+
 MAGIC = b"privtrain-pld/1\n"
 KEEP = 3  # totals kept per key: older positions help when a later commit changed a run's events
 
@@ -51,8 +52,11 @@ def dumps(pld) -> bytes:
     header: dict = {"symmetric": bool(pld._symmetric), "pmfs": []}
     parts: list[bytes] = []
     for pmf in pmfs:
-        common = {"discretization": float(pmf._discretization), "infinity_mass": float(pmf._infinity_mass),
-                  "pessimistic": bool(pmf._pessimistic_estimate)}
+        common = {
+            "discretization": float(pmf._discretization),
+            "infinity_mass": float(pmf._infinity_mass),
+            "pessimistic": bool(pmf._pessimistic_estimate),
+        }
         if isinstance(pmf, pld_pmf.DensePLDPmf):
             probs = np.ascontiguousarray(pmf._probs, dtype="<f8")
             header["pmfs"].append({"kind": "dense", "lower_loss": int(pmf._lower_loss), "n": len(probs), **common})
@@ -75,8 +79,8 @@ def loads(blob: bytes):
     if not blob.startswith(MAGIC):
         raise ValueError("not a stored PLD total")
     at = len(MAGIC)
-    size = int.from_bytes(blob[at:at + 4], "little")
-    header = json.loads(blob[at + 4:at + 4 + size])
+    size = int.from_bytes(blob[at : at + 4], "little")
+    header = json.loads(blob[at + 4 : at + 4 + size])
     at += 4 + size
     pmfs = []
     for h in header["pmfs"]:
@@ -84,14 +88,23 @@ def loads(blob: bytes):
         if h["kind"] == "dense":
             probs = np.frombuffer(blob, dtype="<f8", count=n, offset=at).astype(np.float64)
             at += 8 * n
-            pmfs.append(pld_pmf.DensePLDPmf(h["discretization"], int(h["lower_loss"]), probs, h["infinity_mass"],
-                                            h["pessimistic"]))
+            pmfs.append(
+                pld_pmf.DensePLDPmf(
+                    h["discretization"], int(h["lower_loss"]), probs, h["infinity_mass"], h["pessimistic"]
+                )
+            )
         else:
             losses = np.frombuffer(blob, dtype="<i8", count=n, offset=at)
             probs = np.frombuffer(blob, dtype="<f8", count=n, offset=at + 8 * n)
             at += 16 * n
-            pmfs.append(pld_pmf.SparsePLDPmf(dict(zip((int(x) for x in losses), (float(p) for p in probs))),
-                                             h["discretization"], h["infinity_mass"], h["pessimistic"]))
+            pmfs.append(
+                pld_pmf.SparsePLDPmf(
+                    dict(zip((int(x) for x in losses), (float(p) for p in probs))),
+                    h["discretization"],
+                    h["infinity_mass"],
+                    h["pessimistic"],
+                )
+            )
     if at != len(blob):
         raise ValueError("a stored PLD total has trailing bytes")
     return PrivacyLossDistribution(pmfs[0], None if header["symmetric"] else pmfs[1])
@@ -179,15 +192,31 @@ class Totals:
         eps = _epsilon(pld, delta) if delta is not None else None
         if store and self._writable:
             if missing or base is None:
-                self._backend.put_total(*key, discretization, upto, len(runs), covered_digest(runs),
-                                        json.dumps({} if eps is None else {repr(delta): eps}), dumps(pld), KEEP)
+                self._backend.put_total(
+                    *key,
+                    discretization,
+                    upto,
+                    len(runs),
+                    covered_digest(runs),
+                    json.dumps({} if eps is None else {repr(delta): eps}),
+                    dumps(pld),
+                    KEEP,
+                )
             elif eps is not None:
                 epsilons[repr(delta)] = eps
                 self._backend.update_total_epsilons(*key, discretization, total["upto"], json.dumps(epsilons))
         return pld, eps
 
-    def spent(self, key: tuple[str, str, str], runs: Sequence[RunCharge], delta: float, upto: int, *,
-              discretization: float = PLD_DISCRETIZATION, store: bool = True) -> float:
+    def spent(
+        self,
+        key: tuple[str, str, str],
+        runs: Sequence[RunCharge],
+        delta: float,
+        upto: int,
+        *,
+        discretization: float = PLD_DISCRETIZATION,
+        store: bool = True,
+    ) -> float:
         """Tight (PLD) ε of every charge of ``key`` at ``delta``; ``upto`` is the newest entry of the key read."""
         if not runs:
             return 0.0
@@ -195,8 +224,16 @@ class Totals:
             return math.inf
         return self._pld(key, runs, upto, discretization, delta, store)[1]
 
-    def after(self, key: tuple[str, str, str], runs: Sequence[RunCharge], planned: Charged, delta: float,
-              upto: int, *, discretization: float = PLD_DISCRETIZATION) -> float:
+    def after(
+        self,
+        key: tuple[str, str, str],
+        runs: Sequence[RunCharge],
+        planned: Charged,
+        delta: float,
+        upto: int,
+        *,
+        discretization: float = PLD_DISCRETIZATION,
+    ) -> float:
         """Tight ε of every charge plus a planned run (composed onto the stored total, not stored)."""
         if any('"NonPrivateDpEvent"' in r.events_json for r in (*runs, planned)):
             return math.inf

@@ -60,12 +60,12 @@ def column_bins(column: Column, n_bins: int) -> ColumnBins:
         return ColumnBins(column, (*map(str, column.categories), OTHER), "categorical")
     if column.bins is not None:
         edges = column.bins
-        labels = tuple(f"[{a:g}, {b:g}{']' if i == len(edges) - 2 else ')'}"
-                       for i, (a, b) in enumerate(pairwise(edges)))
+        labels = tuple(
+            f"[{a:g}, {b:g}{']' if i == len(edges) - 2 else ')'}" for i, (a, b) in enumerate(pairwise(edges))
+        )
         return ColumnBins(column, (*labels, MISSING), "binned")
     edges = numeric_edges(column, n_bins)
-    labels = tuple(f"[{a:.4g}, {b:.4g}{']' if i == n_bins - 1 else ')'}"
-                   for i, (a, b) in enumerate(pairwise(edges)))
+    labels = tuple(f"[{a:.4g}, {b:.4g}{']' if i == n_bins - 1 else ')'}" for i, (a, b) in enumerate(pairwise(edges)))
     return ColumnBins(column, labels, "numeric")
 
 

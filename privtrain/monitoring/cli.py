@@ -21,8 +21,16 @@ from privtrain.errors import UserError, user_paths
 REPORT = "drift_report"
 
 
-def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = None, alert: float | None = None,
-            out: str | Path | None = None, ledger_path: str | None = None, policy_path: str | None = None) -> dict:
+def monitor(
+    run_dir: str | Path,
+    rows_path: str | Path,
+    *,
+    warn: float | None = None,
+    alert: float | None = None,
+    out: str | Path | None = None,
+    ledger_path: str | None = None,
+    policy_path: str | None = None,
+) -> dict:
     """Compare ``rows_path`` with the run's reference statistics and write the report.
 
     Returns:
@@ -50,21 +58,36 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
     doc = reference.read(run_dir)
     run_id, hashes, ledger = recorded_hashes(run_dir, ledger_path)
     if hashes.get(reference.FILE) != sha256_file(run_dir / reference.FILE):
-        raise UserError(f"monitor: {run_dir / reference.FILE} does not match the hash in the ledger {ledger}: it was "
-                        "edited or replaced; restore the run's own file (privtrain verify shows what changed).")
+        raise UserError(
+            f"monitor: {run_dir / reference.FILE} does not match the hash in the ledger {ledger}: it was "
+            "edited or replaced; restore the run's own file (privtrain verify shows what changed)."
+        )
     warn_v, alert_v, origin = drift.thresholds(_policy(policy_path, ledger, policy), warn, alert)
     rows = _rows(rows_path)
     schema = Schema.from_dict(record.schema)
     missing = [c.name for c in schema.features if c.name not in rows.columns]
     if missing:
-        raise UserError(f"monitor: {rows_path} lacks column(s) {missing[:5]} the run was trained on; pass rows with "
-                        "every feature column.")
+        raise UserError(
+            f"monitor: {rows_path} lacks column(s) {missing[:5]} the run was trained on; pass rows with "
+            "every feature column."
+        )
     sd, found = float(doc["mechanism"]["noise_sd"]), []
     for bins, ref in zip(schema_bins(schema, int(doc["mechanism"]["numeric_bins"])), doc["features"]):
         if list(bins.labels) != ref["bins"]:
-            raise UserError(f"monitor: {reference.FILE} of {run_dir} does not match the run's schema; restore the file.")
-        found.append(drift.compare(ref["name"], ref["bins"], ref["counts"], bins.counts(rows[bins.column.name]), sd,
-                                   warn=warn_v, alert=alert_v))
+            raise UserError(
+                f"monitor: {reference.FILE} of {run_dir} does not match the run's schema; restore the file."
+            )
+        found.append(
+            drift.compare(
+                ref["name"],
+                ref["bins"],
+                ref["counts"],
+                bins.counts(rows[bins.column.name]),
+                sd,
+                warn=warn_v,
+                alert=alert_v,
+            )
+        )
     model = inference.load(run_dir, ledger_path=ledger_path)
     import warnings
 
@@ -72,21 +95,46 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
         warnings.simplefilter("ignore", UserWarning)
         predicted = model.predict_proba(rows).argmax(1)
     label, reference_predictions = doc["label"], doc["predictions"]
-    found.append(drift.compare(drift.PREDICTED, reference_predictions["bins"], reference_predictions["counts"],
-                               np.bincount(predicted, minlength=len(label["bins"])), sd, warn=warn_v, alert=alert_v))
+    found.append(
+        drift.compare(
+            drift.PREDICTED,
+            reference_predictions["bins"],
+            reference_predictions["counts"],
+            np.bincount(predicted, minlength=len(label["bins"])),
+            sd,
+            warn=warn_v,
+            alert=alert_v,
+        )
+    )
     if label["name"] in rows.columns:  # observed labels, when the new rows have them
         codes = _label_codes(rows[label["name"]], schema.classes)
-        found.append(drift.compare(f"{label['name']} (observed label)", label["bins"], label["counts"],
-                                   np.bincount(codes[codes >= 0], minlength=len(label["bins"])), sd,
-                                   warn=warn_v, alert=alert_v))
+        found.append(
+            drift.compare(
+                f"{label['name']} (observed label)",
+                label["bins"],
+                label["counts"],
+                np.bincount(codes[codes >= 0], minlength=len(label["bins"])),
+                sd,
+                warn=warn_v,
+                alert=alert_v,
+            )
+        )
     out_dir = Path(out) if out else run_dir / "monitoring" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     report = {
-        "kind": "privtrain.drift_report", "run_id": run_id, "run_dir": str(run_dir), "rows": str(rows_path),
-        "n_rows": len(rows), "thresholds": {"psi_warn": warn_v, "psi_alert": alert_v, "from": origin},
-        "alert": any(d.level == "alert" for d in found), "warn": any(d.level == "warn" for d in found),
+        "kind": "privtrain.drift_report",
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "rows": str(rows_path),
+        "n_rows": len(rows),
+        "thresholds": {"psi_warn": warn_v, "psi_alert": alert_v, "from": origin},
+        "alert": any(d.level == "alert" for d in found),
+        "warn": any(d.level == "warn" for d in found),
         "features": [d.to_dict() for d in found],
-        "out_of_range": {c.name: out_of_range(rows[c.name], c.low, c.high) for c in schema.features
-                         if not c.is_categorical and out_of_range(rows[c.name], c.low, c.high)},
+        "out_of_range": {
+            c.name: out_of_range(rows[c.name], c.low, c.high)
+            for c in schema.features
+            if not c.is_categorical and out_of_range(rows[c.name], c.low, c.high)
+        },
         "guarantee": _guarantee(doc["guarantee"]),
     }
     _write(out_dir, report, found)
@@ -97,11 +145,15 @@ def monitor(run_dir: str | Path, rows_path: str | Path, *, warn: float | None = 
 def _guarantee(g: dict) -> dict:
     """The report's guarantee toward the training rows: that of what it reads from the run, the reference
     statistics and (through its predictions) the model, i.e. the run's charged composition; null when void."""
-    return {"epsilon": g.get("run_epsilon") if g.get("epsilon") is not None else None, "delta": g["delta"],
-            "unit": g["unit"], "reference_epsilon": g.get("epsilon"),
-            "note": "the new rows are the monitor's own data; toward the training rows this report is post-processing "
-                    "of the run's DP reference statistics and of its model's predictions, so its guarantee is that of "
-                    "both, the composition the ledger charged the run (the references alone: reference_epsilon)"}
+    return {
+        "epsilon": g.get("run_epsilon") if g.get("epsilon") is not None else None,
+        "delta": g["delta"],
+        "unit": g["unit"],
+        "reference_epsilon": g.get("epsilon"),
+        "note": "the new rows are the monitor's own data; toward the training rows this report is post-processing "
+        "of the run's DP reference statistics and of its model's predictions, so its guarantee is that of "
+        "both, the composition the ledger charged the run (the references alone: reference_epsilon)",
+    }
 
 
 def _policy(explicit: str | None, ledger: str, policy_mod):
@@ -129,20 +181,39 @@ def markdown(report: dict) -> str:
     """The report as a Markdown table, worst first."""
     t = report["thresholds"]
     g = report["guarantee"]
-    eps = "void (no guarantee)" if g["epsilon"] is None else \
-        f"ε = {g['epsilon']:.3g}, δ = {g['delta']:.3g} (the references alone: ε = {g['reference_epsilon']:g})"
-    lines = [f"# Drift report: run {report['run_id']}", "",
-             (f"{report['n_rows']} rows from `{report['rows']}` against the run's DP reference statistics. "
-             f"PSI thresholds: warn > {t['psi_warn']:g}, alert > {t['psi_alert']:g} ({t['from']})."), "",
-             "| Feature | PSI | Expected without drift | Level |", "|---|---|---|---|"]
+    eps = (
+        "void (no guarantee)"
+        if g["epsilon"] is None
+        else f"ε = {g['epsilon']:.3g}, δ = {g['delta']:.3g} (the references alone: ε = {g['reference_epsilon']:g})"
+    )
+    lines = [
+        f"# Drift report: run {report['run_id']}",
+        "",
+        (
+            f"{report['n_rows']} rows from `{report['rows']}` against the run's DP reference statistics. "
+            f"PSI thresholds: warn > {t['psi_warn']:g}, alert > {t['psi_alert']:g} ({t['from']})."
+        ),
+        "",
+        "| Feature | PSI | Expected without drift | Level |",
+        "|---|---|---|---|",
+    ]
     for f in sorted(report["features"], key=lambda f: -f["psi"]):
-        lines.append(f"| {f['name']} | {f['psi']:.4f} | {f['expected_without_drift']:.4f} | "
-                     f"{f['level'].upper() if f['level'] != 'ok' else 'ok'} |")
+        lines.append(
+            f"| {f['name']} | {f['psi']:.4f} | {f['expected_without_drift']:.4f} | "
+            f"{f['level'].upper() if f['level'] != 'ok' else 'ok'} |"
+        )
     if report["out_of_range"]:
-        lines += ["", "Values outside the declared bounds (clipped, as at training): "
-                  + ", ".join(f"{k} ({v})" for k, v in report["out_of_range"].items()) + "."]
-    lines += ["", f"Verdict: **{'ALERT' if report['alert'] else 'warn' if report['warn'] else 'ok'}**.",
-              f"Guarantee (toward the training rows): {eps}, per example; " + g["note"] + "."]
+        lines += [
+            "",
+            "Values outside the declared bounds (clipped, as at training): "
+            + ", ".join(f"{k} ({v})" for k, v in report["out_of_range"].items())
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Verdict: **{'ALERT' if report['alert'] else 'warn' if report['warn'] else 'ok'}**.",
+        f"Guarantee (toward the training rows): {eps}, per example; " + g["note"] + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -170,8 +241,15 @@ def _chart(path: Path, found, t: dict) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    report = monitor(args.run_dir, args.rows, warn=args.warn, alert=args.threshold, out=args.out,
-                     ledger_path=args.ledger, policy_path=args.policy)
+    report = monitor(
+        args.run_dir,
+        args.rows,
+        warn=args.warn,
+        alert=args.threshold,
+        out=args.out,
+        ledger_path=args.ledger,
+        policy_path=args.policy,
+    )
     print(markdown(report), end="")
     print(f"wrote {REPORT}.json, {REPORT}.md and drift.png to {report['out']}", file=sys.stderr)
     return 1 if report["alert"] else 0
@@ -179,17 +257,33 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "monitor", help="drift of new rows against a run's DP reference statistics (exit 1 on an alert)",
+        "monitor",
+        help="drift of new rows against a run's DP reference statistics (exit 1 on an alert)",
         description="Compare new rows, and the model's predictions on them, with the DP reference statistics a "
         "dp_sgd run released (monitor.reference=true): PSI per feature against the policy's thresholds. Exit 0: no "
-        "alert; 1: an alert (page someone); 2: bad input.")
+        "alert; 1: an alert (page someone); 2: bad input.",
+    )
     p.add_argument("run_dir", help="output directory of a dp_sgd run trained with monitor.reference=true")
     p.add_argument("rows", help="CSV or Parquet file of new rows with the training features")
-    p.add_argument("--threshold", type=float, default=None, metavar="PSI",
-                   help="alert above this PSI (default: the policy's monitoring.psi_alert, else 0.25; only tighter)")
-    p.add_argument("--warn", type=float, default=None, metavar="PSI",
-                   help="warn above this PSI (default: the policy's monitoring.psi_warn, else 0.1; only tighter)")
-    p.add_argument("--out", default=None, metavar="DIR", help="where to write the report (default RUN_DIR/monitoring/TIME)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="alert above this PSI (default: the policy's monitoring.psi_alert, else 0.25; only tighter)",
+    )
+    p.add_argument(
+        "--warn",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="warn above this PSI (default: the policy's monitoring.psi_warn, else 0.1; only tighter)",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="where to write the report (default RUN_DIR/monitoring/TIME)"
+    )
     p.add_argument("--ledger", default=None, metavar="PATH", help="the run's ledger (default: the one it used)")
-    p.add_argument("--policy", default=None, metavar="PATH", help="the policy (default: the project's, beside the ledger)")
+    p.add_argument(
+        "--policy", default=None, metavar="PATH", help="the policy (default: the project's, beside the ledger)"
+    )
     p.set_defaults(func=_cmd)

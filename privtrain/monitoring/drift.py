@@ -39,9 +39,15 @@ class Drift:
     bins: list[str]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "psi": round(self.psi, 6), "expected_without_drift": round(self.expected, 6),
-                "level": self.level, "bins": self.bins, "reference": [round(v, 6) for v in self.reference],
-                "observed": [round(v, 6) for v in self.observed]}
+        return {
+            "name": self.name,
+            "psi": round(self.psi, 6),
+            "expected_without_drift": round(self.expected, 6),
+            "level": self.level,
+            "bins": self.bins,
+            "reference": [round(v, 6) for v in self.reference],
+            "observed": [round(v, 6) for v in self.observed],
+        }
 
 
 def proportions(counts) -> np.ndarray:
@@ -78,14 +84,22 @@ def level(value: float, warn: float, alert: float) -> str:
     return "alert" if value > alert else "warn" if value > warn else "ok"
 
 
-def compare(name: str, bins: list[str], noisy_counts, observed_counts, noise_sd: float, *,
-            warn: float, alert: float) -> Drift:
+def compare(
+    name: str, bins: list[str], noisy_counts, observed_counts, noise_sd: float, *, warn: float, alert: float
+) -> Drift:
     """The drift of observed counts against the noisy reference counts over the same bins."""
     e, a = proportions(noisy_counts), proportions(observed_counts)
     value = psi(e, a)
     n_new = int(np.sum(observed_counts))
-    return Drift(name, value, expected_psi(noisy_counts, noise_sd, n_new), level(value, warn, alert),
-                 e.tolist(), a.tolist(), list(bins))
+    return Drift(
+        name,
+        value,
+        expected_psi(noisy_counts, noise_sd, n_new),
+        level(value, warn, alert),
+        e.tolist(),
+        a.tolist(),
+        list(bins),
+    )
 
 
 def thresholds(policy, warn: float | None, alert: float | None) -> tuple[float, float, str]:
@@ -107,8 +121,10 @@ def thresholds(policy, warn: float | None, alert: float | None) -> tuple[float, 
         if not (math.isfinite(value) and value > 0):
             raise UserError(f"monitor {flag}={value}: give a positive PSI, e.g. {flag} {base:g}.")
         if origin != "defaults" and value > base:
-            raise UserError(f"monitor {flag}={value:g} is looser than the {origin}'s {base:g}; a command line may only "
-                            "tighten the policy's thresholds (drop the flag or lower it).")
+            raise UserError(
+                f"monitor {flag}={value:g} is looser than the {origin}'s {base:g}; a command line may only "
+                "tighten the policy's thresholds (drop the flag or lower it)."
+            )
     warn_v = base_warn if warn is None else warn
     alert_v = base_alert if alert is None else alert
     if warn is not None or alert is not None:

@@ -41,12 +41,16 @@ def categories(sensitive: tuple[str, ...], declared: dict | None, frame_columns)
     out = {}
     for name in sensitive:
         if name not in frame_columns:
-            raise UserError(f"dataset.sensitive: {name!r} is not a column of the table; name columns of the file "
-                            "(e.g. dataset.sensitive=[sex,age_band]).")
+            raise UserError(
+                f"dataset.sensitive: {name!r} is not a column of the table; name columns of the file "
+                "(e.g. dataset.sensitive=[sex,age_band])."
+            )
         decl = (declared or {}).get(name)
         if not isinstance(decl, dict) or not decl.get("categories"):
-            raise UserError(f"dataset.sensitive: declare the categories of {name!r} in the schema, e.g. "
-                            f"+dataset.schema.{name}='{{categories: [a, b]}}' (groups come from public facts).")
+            raise UserError(
+                f"dataset.sensitive: declare the categories of {name!r} in the schema, e.g. "
+                f"+dataset.schema.{name}='{{categories: [a, b]}}' (groups come from public facts)."
+            )
         out[name] = tuple(decl["categories"])
     return out
 
@@ -79,8 +83,13 @@ def report(attributes: dict[str, tuple], frame, y_true: np.ndarray, y_pred: np.n
         accs = [g["accuracy"] for g in per.values() if "accuracy" in g]
         if len(accs) >= 2:
             gaps.append(max(accs) - min(accs))
-    return {"attributes": list(attributes), "groups": groups,
-            "max_gap": round(max(gaps), 4) if gaps else None, "evaluated_on": LABEL, "min_group": MIN_GROUP}
+    return {
+        "attributes": list(attributes),
+        "groups": groups,
+        "max_gap": round(max(gaps), 4) if gaps else None,
+        "evaluated_on": LABEL,
+        "min_group": MIN_GROUP,
+    }
 
 
 def comparable_hash(config_yaml: str) -> str:
@@ -121,17 +130,26 @@ def cost_of_privacy(private: dict, baseline: dict) -> dict:
     out: dict[str, dict] = {}
     for name, per in private["groups"].items():
         base = baseline.get("groups", {}).get(name, {})
-        out[name] = {cat: round(base[cat]["accuracy"] - g["accuracy"], 4)
-                     for cat, g in per.items() if "accuracy" in g and "accuracy" in base.get(cat, {})}
+        out[name] = {
+            cat: round(base[cat]["accuracy"] - g["accuracy"], 4)
+            for cat, g in per.items()
+            if "accuracy" in g and "accuracy" in base.get(cat, {})
+        }
     return {"baseline_run": baseline["run_id"], "accuracy_drop": out}
 
 
 def card_section(fair: dict) -> str:
     """The card's Fairness section (Markdown)."""
-    lines = ["## Fairness", "",
-             (f"Per-group accuracy on {fair['evaluated_on']}, for the declared sensitive attributes "
-             f"{', '.join(fair['attributes'])}. Group sizes are rounded to 10; groups under {fair['min_group']} "
-             "held-out rows are withheld."), ""]
+    lines = [
+        "## Fairness",
+        "",
+        (
+            f"Per-group accuracy on {fair['evaluated_on']}, for the declared sensitive attributes "
+            f"{', '.join(fair['attributes'])}. Group sizes are rounded to 10; groups under {fair['min_group']} "
+            "held-out rows are withheld."
+        ),
+        "",
+    ]
     cost = (fair.get("cost_of_privacy") or {}).get("accuracy_drop", {})
     head = "| Attribute | Group | Held-out rows | Accuracy |" + (" Cost of privacy |" if cost else "")
     lines += [head, "|---|---|---|---|" + ("---|" if cost else "")]
@@ -144,9 +162,15 @@ def card_section(fair: dict) -> str:
                 row += f" {drop:+.3f} |" if drop is not None else " – |"
             lines.append(row)
     gap = fair["max_gap"]
-    lines += ["", f"Largest accuracy gap between groups: **{gap:.3f}**." if gap is not None
-              else "Largest accuracy gap: not computed (fewer than two reported groups)."]
+    lines += [
+        "",
+        f"Largest accuracy gap between groups: **{gap:.3f}**."
+        if gap is not None
+        else "Largest accuracy gap: not computed (fewer than two reported groups).",
+    ]
     if cost:
-        lines.append(f"Cost of privacy: accuracy of the non-private baseline run {fair['cost_of_privacy']['baseline_run']} "
-                     "(same configuration, privacy=none) minus this run's, per group (positive: DP cost that group).")
+        lines.append(
+            f"Cost of privacy: accuracy of the non-private baseline run {fair['cost_of_privacy']['baseline_run']} "
+            "(same configuration, privacy=none) minus this run's, per group (positive: DP cost that group)."
+        )
     return "\n".join(lines) + "\n"

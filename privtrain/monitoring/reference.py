@@ -84,14 +84,17 @@ def plan(settings: MonitorSettings, dataset, delta: float) -> ReferencePlan | No
     if not settings.reference:
         return None
     if not getattr(dataset.schema, "features", None):  # image folders and custom datasets have no columns
-        raise UserError("monitor.reference=true needs a table with a schema (csv, parquet or a built-in table); "
-                        "images have no per-column bins: drop monitor.reference.")
+        raise UserError(
+            "monitor.reference=true needs a table with a schema (csv, parquet or a built-in table); "
+            "images have no per-column bins: drop monitor.reference."
+        )
     if not (math.isfinite(settings.epsilon) and settings.epsilon > 0):
         raise UserError(f"monitor.epsilon={settings.epsilon} must be a positive number, e.g. monitor.epsilon=0.5.")
     if not 1 <= settings.bins <= 1000:
         raise UserError(f"monitor.bins={settings.bins} must be between 1 and 1000, e.g. monitor.bins=10.")
-    return ReferencePlan(settings, dataset.schema, dataset.target, float(delta),
-                         noise_multiplier(settings.epsilon, delta))
+    return ReferencePlan(
+        settings, dataset.schema, dataset.target, float(delta), noise_multiplier(settings.epsilon, delta)
+    )
 
 
 def noise_multiplier(epsilon: float, delta: float) -> float:
@@ -101,8 +104,16 @@ def noise_multiplier(epsilon: float, delta: float) -> float:
     return float(accountant.get_smallest_gaussian_noise(common.DifferentialPrivacyParameters(epsilon, delta)))
 
 
-def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, predicted: np.ndarray, out: Path, *,
-            reproducible_from: int | None = None, composed_epsilon: float | None = None) -> Path:
+def release(
+    ref: ReferencePlan,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    predicted: np.ndarray,
+    out: Path,
+    *,
+    reproducible_from: int | None = None,
+    composed_epsilon: float | None = None,
+) -> Path:
     """Noise the training rows' histograms and write ``reference_stats.json`` in ``out``.
 
     Args:
@@ -122,32 +133,55 @@ def release(ref: ReferencePlan, x_train: np.ndarray, y_train: np.ndarray, predic
     rng = numpy_generator(reproducible_from, purpose="reference_stats")
     features, start = [], 0
     for bins in schema_bins(ref.schema, ref.settings.bins):
-        block = x_train[:, start:start + bins.column.width]
+        block = x_train[:, start : start + bins.column.width]
         start += bins.column.width
         counts = bins.counts_encoded(block)
-        features.append({"name": bins.column.name, "kind": bins.kind, "bins": list(bins.labels),
-                         "counts": _noisy(counts, ref.noise_sd, rng)})
+        features.append(
+            {
+                "name": bins.column.name,
+                "kind": bins.kind,
+                "bins": list(bins.labels),
+                "counts": _noisy(counts, ref.noise_sd, rng),
+            }
+        )
     k = len(ref.schema.classes)
     labels = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=k).astype(np.float64)
     predictions = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=k).astype(np.float64)
     doc = {
-        "kind": KIND, "version": 1,
+        "kind": KIND,
+        "version": 1,
         "rows": "the run's training rows",
-        "mechanism": {"kind": "gaussian", "adjacency": "add/remove one example", "histograms": ref.histograms,
-                      "l2_sensitivity": ref.sensitivity, "noise_multiplier": ref.noise_multiplier,
-                      "noise_sd": ref.noise_sd, "bins_from": "the declared schema (never the rows)",
-                      "numeric_bins": ref.settings.bins, "event": to_json(ref.event),
-                      "noise": "OS entropy" if reproducible_from is None else "reproducible (guarantee void)"},
-        "guarantee": {"epsilon": ref.settings.epsilon if reproducible_from is None else None,  # None: void
-                      "delta": ref.delta, "unit": "example",
-                      "run_epsilon": _finite(composed_epsilon),
-                      "note": "these statistics alone are (epsilon, delta)-DP; the ledger charges the run for their "
-                              "composition with training (run_epsilon)"},
+        "mechanism": {
+            "kind": "gaussian",
+            "adjacency": "add/remove one example",
+            "histograms": ref.histograms,
+            "l2_sensitivity": ref.sensitivity,
+            "noise_multiplier": ref.noise_multiplier,
+            "noise_sd": ref.noise_sd,
+            "bins_from": "the declared schema (never the rows)",
+            "numeric_bins": ref.settings.bins,
+            "event": to_json(ref.event),
+            "noise": "OS entropy" if reproducible_from is None else "reproducible (guarantee void)",
+        },
+        "guarantee": {
+            "epsilon": ref.settings.epsilon if reproducible_from is None else None,  # None: void
+            "delta": ref.delta,
+            "unit": "example",
+            "run_epsilon": _finite(composed_epsilon),
+            "note": "these statistics alone are (epsilon, delta)-DP; the ledger charges the run for their "
+            "composition with training (run_epsilon)",
+        },
         "features": features,
-        "label": {"name": ref.target, "bins": [str(c) for c in ref.schema.classes],
-                  "counts": _noisy(labels, ref.noise_sd, rng)},
-        "predictions": {"bins": [str(c) for c in ref.schema.classes], "counts": _noisy(predictions, ref.noise_sd, rng),
-                        "model": "the run's trained model, on its training rows"},
+        "label": {
+            "name": ref.target,
+            "bins": [str(c) for c in ref.schema.classes],
+            "counts": _noisy(labels, ref.noise_sd, rng),
+        },
+        "predictions": {
+            "bins": [str(c) for c in ref.schema.classes],
+            "counts": _noisy(predictions, ref.noise_sd, rng),
+            "model": "the run's trained model, on its training rows",
+        },
     }
     path = Path(out) / FILE
     path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
@@ -173,8 +207,10 @@ def read(run_dir: Path) -> dict:
     """
     path = Path(run_dir) / FILE
     if not path.is_file():
-        raise UserError(f"{run_dir}: no {FILE}; the run released no reference statistics (train it with "
-                        "monitor.reference=true to monitor it).")
+        raise UserError(
+            f"{run_dir}: no {FILE}; the run released no reference statistics (train it with "
+            "monitor.reference=true to monitor it)."
+        )
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):

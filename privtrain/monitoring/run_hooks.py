@@ -31,8 +31,10 @@ def plan(s, dataset, delta: float) -> Planned:
     sensitive = None
     if s.dataset.sensitive:
         if s.dataset.loader == "synthetic":  # scored on the parent's real rows, whose groups the run cannot see
-            raise UserError("dataset.sensitive: a model trained on synthetic rows is scored on its parent's real "
-                            "held-out rows, whose groups this run does not read; drop dataset.sensitive here.")
+            raise UserError(
+                "dataset.sensitive: a model trained on synthetic rows is scored on its parent's real "
+                "held-out rows, whose groups this run does not read; drop dataset.sensitive here."
+            )
         sensitive = fairness.categories(s.dataset.sensitive, s.dataset.schema, dataset.frame.columns)
     return Planned(ref, sensitive, fairness.comparable_hash(s.config_yaml) if sensitive else None)
 
@@ -59,8 +61,9 @@ class Finished:
             card.write_text(text.rstrip("\n") + "\n\n" + section)
 
 
-def finish(m: Planned, s, splits, held_out_frame, model, out: Path, run_events: tuple, own: dict | None,
-           delta: float) -> Finished:
+def finish(
+    m: Planned, s, splits, held_out_frame, model, out: Path, run_events: tuple, own: dict | None, delta: float
+) -> Finished:
     """Release the reference statistics (charged: their event joins the run's) and compute the fairness report."""
     done = Finished(tuple(run_events), own)
     if m.reference is not None:
@@ -69,13 +72,24 @@ def finish(m: Planned, s, splits, held_out_frame, model, out: Path, run_events: 
         events, eps = m.reference.compose(tuple(run_events), own["example"] if own else math.inf)
         done.events, done.own = events, ({"example": eps} if own else None)
         Path(out).mkdir(parents=True, exist_ok=True)
-        done.files.append(reference.release(m.reference, splits.x_train, splits.y_train,
-                                            _predict(model, splits.x_train), Path(out),
-                                            reproducible_from=s.seed if s.reproducible_noise else None,
-                                            composed_epsilon=eps if own else None))
-        done.metrics["monitoring"] = {"reference": reference.FILE, "epsilon": m.reference.settings.epsilon,
-                                      "delta": delta, "run_epsilon": eps if own else None,
-                                      "noise_sd": m.reference.noise_sd}
+        done.files.append(
+            reference.release(
+                m.reference,
+                splits.x_train,
+                splits.y_train,
+                _predict(model, splits.x_train),
+                Path(out),
+                reproducible_from=s.seed if s.reproducible_noise else None,
+                composed_epsilon=eps if own else None,
+            )
+        )
+        done.metrics["monitoring"] = {
+            "reference": reference.FILE,
+            "epsilon": m.reference.settings.epsilon,
+            "delta": delta,
+            "run_epsilon": eps if own else None,
+            "noise_sd": m.reference.noise_sd,
+        }
         done.sections.append(_monitoring_section(m.reference, eps if own else None))
     if m.sensitive and held_out_frame is not None:
         predicted = _predict(model, splits.x_test)
@@ -100,11 +114,13 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 def _monitoring_section(ref: reference.ReferencePlan, run_eps: float | None) -> str:
     charged = f"ε = {run_eps:.3g}" if run_eps is not None else "no finite ε"
-    return ("## Monitoring\n\n"
-            f"This run released DP reference statistics (`{reference.FILE}`): noisy histograms of its training rows, "
-            f"one per feature over the schema's public bins, one of the labels and one of the model's predicted classes "
-            f"({ref.histograms} histograms, "
-            f"Gaussian noise σ = {ref.noise_sd:.3g} per bin, add/remove adjacency, L2 sensitivity √{ref.histograms}). "
-            f"They alone are (ε = {ref.settings.epsilon:g}, δ = {ref.delta:.3g})-DP; the ledger charged the run for "
-            f"their composition with training: {charged}. `privtrain monitor` compares new rows with them; a drift "
-            "report's guarantee is theirs.\n")
+    return (
+        "## Monitoring\n\n"
+        f"This run released DP reference statistics (`{reference.FILE}`): noisy histograms of its training rows, "
+        f"one per feature over the schema's public bins, one of the labels and one of the model's predicted classes "
+        f"({ref.histograms} histograms, "
+        f"Gaussian noise σ = {ref.noise_sd:.3g} per bin, add/remove adjacency, L2 sensitivity √{ref.histograms}). "
+        f"They alone are (ε = {ref.settings.epsilon:g}, δ = {ref.delta:.3g})-DP; the ledger charged the run for "
+        f"their composition with training: {charged}. `privtrain monitor` compares new rows with them; a drift "
+        "report's guarantee is theirs.\n"
+    )

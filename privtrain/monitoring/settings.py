@@ -8,10 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class MonitorSettings:
     """Attributes:
-        reference: release noisy per-column histograms of the training rows (charged to the ledger).
-        epsilon: the ε of that release alone, at the run's δ (the ledger charges its composition with training).
-        bins: equal-width bins over a plain numeric column's declared range (declared bins and categories
-            are used as declared).
+    reference: release noisy per-column histograms of the training rows (charged to the ledger).
+    epsilon: the ε of that release alone, at the run's δ (the ledger charges its composition with training).
+    bins: equal-width bins over a plain numeric column's declared range (declared bins and categories
+        are used as declared).
     """
 
     reference: bool = False

@@ -8,10 +8,35 @@ entry, and a new or changed policy is itself a chained entry. See docs/policy.md
 """
 
 from privtrain.policy.check import (
-    Evaluation, Finding, RunFacts, check_charges, classify, check_ledger, check_run, ledger_problem, run_findings,
+    Evaluation,
+    Finding,
+    RunFacts,
+    check_charges,
+    check_ledger,
+    check_run,
+    classify,
+    ledger_problem,
+    run_findings,
 )
 from privtrain.policy.file import POLICY_NAME, Policy, Rule, beside, find, load
 from privtrain.policy.governing import evaluate, source_name
 
-__all__ = ["Evaluation", "Finding", "POLICY_NAME", "Policy", "Rule", "RunFacts", "beside", "check_charges",
-           "check_ledger", "classify", "check_run", "evaluate", "find", "ledger_problem", "load", "run_findings", "source_name"]
+__all__ = [
+    "Evaluation",
+    "Finding",
+    "POLICY_NAME",
+    "Policy",
+    "Rule",
+    "RunFacts",
+    "beside",
+    "check_charges",
+    "check_ledger",
+    "classify",
+    "check_run",
+    "evaluate",
+    "find",
+    "ledger_problem",
+    "load",
+    "run_findings",
+    "source_name",
+]

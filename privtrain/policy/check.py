@@ -84,23 +84,42 @@ def _class_demands(risk: Classification, f: RunFacts):
         return Finding(f"class {risk.name}", scope, demand, ok, why)
 
     if c.max_epsilon is not None or c.units is not None:
-        yield judge("a private run", f.private, "the run is differentially private" if f.private
-                    else "the run is not private (ε = ∞)")
+        yield judge(
+            "a private run",
+            f.private,
+            "the run is differentially private" if f.private else "the run is not private (ε = ∞)",
+        )
     if c.max_epsilon is not None and f.private and f.target_epsilon is not None:
-        yield judge(f"ε ≤ {c.max_epsilon:g} per run", f.target_epsilon <= c.max_epsilon,
-                    f"privacy target ε={f.target_epsilon:g}")
+        yield judge(
+            f"ε ≤ {c.max_epsilon:g} per run",
+            f.target_epsilon <= c.max_epsilon,
+            f"privacy target ε={f.target_epsilon:g}",
+        )
     if c.units is not None:
         bad = [u for u in f.units if u not in c.units]
         yield judge(f"units {', '.join(c.units)}", not bad, f"this run protects one {' and one '.join(f.units)}")
     if c.encryption:
-        yield judge("encrypted artifacts", f.encrypted, "a key is configured" if f.encrypted else
-                    "no artifact key is configured (docs/governance.md, \"Encrypted artifacts\")")
+        yield judge(
+            "encrypted artifacts",
+            f.encrypted,
+            "a key is configured"
+            if f.encrypted
+            else 'no artifact key is configured (docs/governance.md, "Encrypted artifacts")',
+        )
     if c.monitoring:
-        yield judge("drift monitoring", f.monitoring, "the run releases DP reference statistics" if f.monitoring
-                    else "the run releases no reference statistics (monitor.reference=true)")
+        yield judge(
+            "drift monitoring",
+            f.monitoring,
+            "the run releases DP reference statistics"
+            if f.monitoring
+            else "the run releases no reference statistics (monitor.reference=true)",
+        )
     if c.audit == "one_run":
-        yield judge("a one-run audit of the configuration", f.one_run_audit,
-                    "audit.one_run.enabled=true" if f.one_run_audit else "audit.one_run.enabled is false")
+        yield judge(
+            "a one-run audit of the configuration",
+            f.one_run_audit,
+            "audit.one_run.enabled=true" if f.one_run_audit else "audit.one_run.enabled is false",
+        )
     for demand in ("approvals", "audit", "max_fairness_gap"):
         if getattr(c, demand) not in (None, 0) and not (demand == "audit" and c.audit == "one_run"):
             yield judge(next(d for d in c.demands() if _names(d, demand)), True, "checked by privtrain release")
@@ -120,33 +139,57 @@ def _run_demands(rule: Rule, f: RunFacts):
         bad = [u for u in f.units if u not in rule.units]
         yield judge(f"units {', '.join(rule.units)}", not bad, f"this run protects one {' and one '.join(f.units)}")
     if rule.forbid_inferred_schema:
-        yield judge("no inferred schemas", not f.inferred_schema,
-                    "dataset.infer_schema=true reads bounds from the rows" if f.inferred_schema else "declared schema")
+        yield judge(
+            "no inferred schemas",
+            not f.inferred_schema,
+            "dataset.infer_schema=true reads bounds from the rows" if f.inferred_schema else "declared schema",
+        )
     if rule.forbid_non_private:
-        yield judge("no non-private runs", f.private, "the run is differentially private" if f.private
-                    else "the run is not private (ε = ∞)")
+        yield judge(
+            "no non-private runs",
+            f.private,
+            "the run is differentially private" if f.private else "the run is not private (ε = ∞)",
+        )
     if rule.require_pii_scan:
-        yield judge("a PII scan", f.pii_scan, "the dataset is scanned" if f.pii_scan
-                    else "this dataset is not scanned (not a table, or the scan is switched off)")
+        yield judge(
+            "a PII scan",
+            f.pii_scan,
+            "the dataset is scanned"
+            if f.pii_scan
+            else "this dataset is not scanned (not a table, or the scan is switched off)",
+        )
     if rule.dp_synthesizers_only and f.recipe == "synthetic":
-        yield judge("DP synthesizers only", bool(f.dp_synthesizer),
-                    "a DP synthesizer" if f.dp_synthesizer else "a non-DP synthesizer (ε = ∞)")
+        yield judge(
+            "DP synthesizers only",
+            bool(f.dp_synthesizer),
+            "a DP synthesizer" if f.dp_synthesizer else "a non-DP synthesizer (ε = ∞)",
+        )
     if rule.max_epsilon_per_run is not None and f.private and f.target_epsilon is not None:
-        yield judge(f"ε ≤ {rule.max_epsilon_per_run:g} per run", f.target_epsilon <= rule.max_epsilon_per_run,
-                    f"privacy target ε={f.target_epsilon:g}")
+        yield judge(
+            f"ε ≤ {rule.max_epsilon_per_run:g} per run",
+            f.target_epsilon <= rule.max_epsilon_per_run,
+            f"privacy target ε={f.target_epsilon:g}",
+        )
     if rule.max_delta_per_run is not None and f.private and f.delta is not None:
         yield judge(f"δ ≤ {rule.max_delta_per_run:g} per run", f.delta <= rule.max_delta_per_run, f"δ={f.delta:g}")
     if rule.require_audit:
         yield judge("an audit before release", True, "checked by privtrain release")
     if rule.require_one_run_audit:
-        yield judge("a one-run audit of the configuration", True, "checked by privtrain release "
-                    "(audit.one_run.enabled=true)")
+        yield judge(
+            "a one-run audit of the configuration", True, "checked by privtrain release (audit.one_run.enabled=true)"
+        )
     if rule.max_epsilon_total is not None:
-        yield judge(f"ε ≤ {rule.max_epsilon_total:g} in total", True,
-                    "enforced as the source's ledger budget when the run is admitted")
+        yield judge(
+            f"ε ≤ {rule.max_epsilon_total:g} in total",
+            True,
+            "enforced as the source's ledger budget when the run is admitted",
+        )
     if rule.require_registered_source:
-        yield judge("a registered or declared source", True,
-                    "checked when the ledger has compared the table with its registered sources")
+        yield judge(
+            "a registered or declared source",
+            True,
+            "checked when the ledger has compared the table with its registered sources",
+        )
 
 
 class Evaluation:
@@ -161,12 +204,19 @@ class Evaluation:
 
     def render(self) -> str:
         head = f"policy {self.policy.label} (sha256 {self.policy.sha256[:12]})"
-        return "\n".join([head, *(f"  {f.line()}" for f in self.findings)] if self.findings else
-                         [head + ": no rule covers this source"])
+        return "\n".join(
+            [head, *(f"  {f.line()}" for f in self.findings)]
+            if self.findings
+            else [head + ": no rule covers this source"]
+        )
 
     def card(self) -> dict:
-        return {"file": self.policy.label, "sha256": self.policy.sha256, "result": "passed",
-                "rules": [f.line() for f in self.findings]}
+        return {
+            "file": self.policy.label,
+            "sha256": self.policy.sha256,
+            "result": "passed",
+            "rules": [f.line() for f in self.findings],
+        }
 
     def tags(self) -> set[str]:
         return self.policy.tags_of(self.facts.source, self.facts.tags)
@@ -186,8 +236,9 @@ def check_run(policy: Policy | None, facts: RunFacts) -> None:
         raise UserError(_refusal(policy, failed, facts.source, "Nothing was read or charged"))
 
 
-def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: tuple[str, ...], budget_of,
-                  purpose: str | None = None) -> tuple:
+def check_charges(
+    policy: Policy | None, charges, *, run_source: str, run_tags: tuple[str, ...], budget_of, purpose: str | None = None
+) -> tuple:
     """Step 2: each charge against the rules of its source; returns the charges with the policy's hash and,
     where a rule caps the total, that cap as the default budget. ``budget_of(charge)`` is the ledger's budget
     for the charge's key (or None)."""
@@ -214,7 +265,8 @@ def check_charges(policy: Policy | None, charges, *, run_source: str, run_tags: 
                 raise UserError(
                     f"policy {policy.label}, rule {cap[2]!r}: {c.describe()} has a ledger budget of ε={budget.epsilon:g}, "
                     f"above the policy's total of ε={cap[0]:g}; lower it: privtrain ledger budget set "
-                    f"{c.source_name} --unit {c.unit} --epsilon {cap[0]:g} --delta {budget.delta:g}")
+                    f"{c.source_name} --unit {c.unit} --epsilon {cap[0]:g} --delta {budget.delta:g}"
+                )
             if budget is None:
                 default = c.default_budget
                 if default is None or default[0] > cap[0]:
@@ -248,11 +300,13 @@ def _charge_failure(rule: Rule, c) -> Finding | None:
 
     eps, private = float(c.epsilon), math.isfinite(float(c.epsilon))
     if rule.require_registered_source and getattr(c.rows, "standing", None) == "unregistered":
-        return fail("a registered or declared source",
-                    "this table is not a registered source, holds no known source's people by content, and declares "
-                    "no source; declare whose people these are (dataset.source=NAME, or dataset.derived_from=NAME for "
-                    "a table made from a known source), or register it first (privtrain ledger budget set FILE "
-                    "--source NAME ...)")
+        return fail(
+            "a registered or declared source",
+            "this table is not a registered source, holds no known source's people by content, and declares "
+            "no source; declare whose people these are (dataset.source=NAME, or dataset.derived_from=NAME for "
+            "a table made from a known source), or register it first (privtrain ledger budget set FILE "
+            "--source NAME ...)",
+        )
     if rule.units is not None and c.unit not in rule.units:
         return fail(f"units {', '.join(rule.units)}", f"the run charges the {c.unit} level")
     if rule.forbid_non_private and not private:
@@ -266,9 +320,11 @@ def _charge_failure(rule: Rule, c) -> Finding | None:
 
 def _refusal(policy: Policy, f: Finding, source: str, consequence: str, link: str | None = None) -> str:
     why = f" (charged because {link})" if link else ""
-    return (f"policy {policy.path}, rule {f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: "
-            f"{f.demand}, but {f.why}. {consequence}; change the run, or the policy "
-            f"(privtrain policy explain shows every rule).")
+    return (
+        f"policy {policy.path}, rule {f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: "
+        f"{f.demand}, but {f.why}. {consequence}; change the run, or the policy "
+        f"(privtrain policy explain shows every rule)."
+    )
 
 
 def ledger_problem(policy: Policy | None, book, *, anchor: bool = True) -> str | None:
@@ -284,13 +340,17 @@ def ledger_problem(policy: Policy | None, book, *, anchor: bool = True) -> str |
         return None
     here = book.identity()
     if here != policy.ledger_id:
-        return (f"policy {policy.label} pins the project's ledger (id {policy.ledger_id[:12]}), but the ledger "
-                f"{book.location} is {'empty' if here is None else 'another (id ' + here[:12] + ')'}")
+        return (
+            f"policy {policy.label} pins the project's ledger (id {policy.ledger_id[:12]}), but the ledger "
+            f"{book.location} is {'empty' if here is None else 'another (id ' + here[:12] + ')'}"
+        )
     if anchor and policy.ledger_anchor is not None:
         report = book.verify(head=policy.ledger_anchor)
         if not report.ok:
-            return (f"the ledger {book.location} does not extend the head {policy.ledger_anchor[:24]}… that policy "
-                    f"{policy.label} pins: {report.problem}")
+            return (
+                f"the ledger {book.location} does not extend the head {policy.ledger_anchor[:24]}… that policy "
+                f"{policy.label} pins: {report.problem}"
+            )
     return None
 
 
@@ -302,5 +362,7 @@ def check_ledger(policy: Policy | None, book) -> None:
     """
     problem = ledger_problem(policy, book, anchor=False)
     if problem is not None:
-        raise UserError(f"{problem}: run with the project's ledger (ledger.path, $PRIVTRAIN_LEDGER), or change the "
-                        "policy's `ledger:`. Nothing was read or charged.")
+        raise UserError(
+            f"{problem}: run with the project's ledger (ledger.path, $PRIVTRAIN_LEDGER), or change the "
+            "policy's `ledger:`. Nothing was read or charged."
+        )

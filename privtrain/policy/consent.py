@@ -19,13 +19,20 @@ from privtrain.ledger.consent import Provenance, judge
 from privtrain.policy.check import Finding, RunFacts
 from privtrain.policy.file import Policy
 
-FIX = ("state a consented purpose (run.purpose=...) and an allowed region (site.region=..., fl.regions=[...]), or "
-       "record a decision that changes the source's provenance (privtrain ledger provenance set SOURCE ... "
-       "--reason TEXT)")
+FIX = (
+    "state a consented purpose (run.purpose=...) and an allowed region (site.region=..., fl.regions=[...]), or "
+    "record a decision that changes the source's provenance (privtrain ledger provenance set SOURCE ... "
+    "--reason TEXT)"
+)
 
 
-def findings(policy: Policy | None, facts: RunFacts, prov: Provenance | None, source: str | None = None,
-             tags: tuple[str, ...] | None = None) -> list[Finding]:
+def findings(
+    policy: Policy | None,
+    facts: RunFacts,
+    prov: Provenance | None,
+    source: str | None = None,
+    tags: tuple[str, ...] | None = None,
+) -> list[Finding]:
     """Every provenance demand on a run charged to ``source`` (default: the run's own source).
 
     Args:
@@ -34,18 +41,43 @@ def findings(policy: Policy | None, facts: RunFacts, prov: Provenance | None, so
     """
     source = source or facts.source
     tags = facts.tags if tags is None else tags
-    scope = (f"declared in ledger entry {prov.entry}" + (f" by {prov.user}" if prov.user else "")
-             if prov is not None else "declared provenance")
-    out = [Finding(f"provenance of {source}", scope, v.demand, v.ok, v.why)
-           for v in judge(prov, purpose=facts.purpose, region=facts.region, node_regions=facts.node_regions,
-                          extra_regions=None if policy is None else policy.source_regions.get(source))]
+    scope = (
+        f"declared in ledger entry {prov.entry}" + (f" by {prov.user}" if prov.user else "")
+        if prov is not None
+        else "declared provenance"
+    )
+    out = [
+        Finding(f"provenance of {source}", scope, v.demand, v.ok, v.why)
+        for v in judge(
+            prov,
+            purpose=facts.purpose,
+            region=facts.region,
+            node_regions=facts.node_regions,
+            extra_regions=None if policy is None else policy.source_regions.get(source),
+        )
+    ]
     for rule in [] if policy is None else policy.rules_for(source, tags):
         if rule.require_provenance:
-            missing = [w for w, v in (("who collected it", prov and prov.collected_by), ("its legal basis or consent",
-                                      prov and prov.basis), ("its purposes", prov and prov.purposes)) if not v]
-            out.append(Finding(rule.name, rule.scope(), "declared provenance (collector, basis, purposes)", not missing,
-                               f"the ledger records {prov.describe()}" if not missing else
-                               f"the ledger records no {', no '.join(missing)} for source {source!r}"))
+            missing = [
+                w
+                for w, v in (
+                    ("who collected it", prov and prov.collected_by),
+                    ("its legal basis or consent", prov and prov.basis),
+                    ("its purposes", prov and prov.purposes),
+                )
+                if not v
+            ]
+            out.append(
+                Finding(
+                    rule.name,
+                    rule.scope(),
+                    "declared provenance (collector, basis, purposes)",
+                    not missing,
+                    f"the ledger records {prov.describe()}"
+                    if not missing
+                    else f"the ledger records no {', no '.join(missing)} for source {source!r}",
+                )
+            )
     return out
 
 
@@ -74,16 +106,19 @@ def check_charges(policy: Policy | None, charges, facts: RunFacts | None, proven
         if c.parent is not None:
             continue
         tags = facts.tags if c.source_name == facts.source else ()
-        failed = next((f for f in findings(policy, facts, provenance_of(c.source), c.source_name, tags) if not f.ok),
-                      None)
+        failed = next(
+            (f for f in findings(policy, facts, provenance_of(c.source), c.source_name, tags) if not f.ok), None
+        )
         if failed is not None:
             raise UserError(refusal(failed, c.source_name, "Nothing was charged", link=c.link))
 
 
 def refusal(f: Finding, source: str, consequence: str, link: str | None = None) -> str:
     why = f" (charged because {link})" if link else ""
-    return (f"{f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: {f.demand}, but {f.why}. "
-            f"{consequence}; {FIX}.")
+    return (
+        f"{f.rule!r} ({f.scope}) refuses this run on source {source!r}{why}: {f.demand}, but {f.why}. "
+        f"{consequence}; {FIX}."
+    )
 
 
 def summary(book, charges: list[dict], facts: RunFacts, policy: Policy | None) -> dict:
@@ -103,5 +138,9 @@ def summary(book, charges: list[dict], facts: RunFacts, policy: Policy | None) -
             allowed = where if allowed is None else tuple(r for r in allowed if r in where)
         if prov is not None:
             declared[c["name"] or c["source"][:12]] = prov.summary()
-    return {"purpose": facts.purpose, "region": facts.region, "provenance": declared,
-            "allowed_regions": None if allowed is None else list(allowed)}
+    return {
+        "purpose": facts.purpose,
+        "region": facts.region,
+        "provenance": declared,
+        "allowed_regions": None if allowed is None else list(allowed),
+    }

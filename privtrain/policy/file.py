@@ -47,8 +47,16 @@ POLICY_NAME = "policy.yaml"
 RECIPES = ("dp_sgd", "federated", "synthetic")
 UNITS = ("example", "client")
 _NUMBERS = ("max_epsilon_per_run", "max_delta_per_run", "max_epsilon_total", "total_delta")
-_FLAGS = ("forbid_non_private", "forbid_inferred_schema", "require_pii_scan", "require_audit", "dp_synthesizers_only",
-          "require_one_run_audit", "require_registered_source", "require_provenance")
+_FLAGS = (
+    "forbid_non_private",
+    "forbid_inferred_schema",
+    "require_pii_scan",
+    "require_audit",
+    "dp_synthesizers_only",
+    "require_one_run_audit",
+    "require_registered_source",
+    "require_provenance",
+)
 _LISTS = ("recipes", "units")
 
 
@@ -124,7 +132,9 @@ def find(explicit: str | None, ledger_location: str | Path | None) -> Path | Non
         with user_paths("ledger.policy"):
             found = path.is_file()
         if not found:
-            raise UserError(f"ledger.policy={named}: no such policy file; check the path (privtrain policy check PATH).")
+            raise UserError(
+                f"ledger.policy={named}: no such policy file; check the path (privtrain policy check PATH)."
+            )
         return path
     return beside(ledger_location)
 
@@ -143,8 +153,10 @@ def beside(ledger_location: str | Path | None) -> Path | None:
         if not path.exists():
             return None
         if not path.is_file():
-            raise UserError(f"the project's policy {path} is not a file (a folder?): no run goes ahead ungoverned; "
-                            "put the policy YAML there (one with `rules: []` lifts the rules, as a recorded change).")
+            raise UserError(
+                f"the project's policy {path} is not a file (a folder?): no run goes ahead ungoverned; "
+                "put the policy YAML there (one with `rules: []` lifts the rules, as a recorded change)."
+            )
     return path
 
 
@@ -163,7 +175,9 @@ def load(path: str | Path) -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path}).") from None
+        raise UserError(
+            f"policy {path}: not valid YAML{where}; fix the file (privtrain policy check {path})."
+        ) from None
     where = f"policy {path}"
     require(isinstance(data, dict), f"{where}: expected a mapping with `rules:`")
     _unknown(data, {"version", "ledger", "sources", "rules", "risk", "monitoring"}, where)
@@ -185,9 +199,18 @@ def load(path: str | Path) -> Policy:
     require(dup is None, f"{where}: two rules are named {dup!r}; give each rule its own name")
     ledger_id, anchor = _ledger_pin(data.get("ledger"), where)
     risk = parse_risk(data["risk"], where) if data.get("risk") is not None else None
-    return Policy(path.resolve(), hashlib.sha256(raw).hexdigest(), parsed, source_tags,
-                  raw.decode("utf-8", errors="replace"), ledger_id, anchor, risk, source_regions,
-                  _monitoring(data.get("monitoring"), where))
+    return Policy(
+        path.resolve(),
+        hashlib.sha256(raw).hexdigest(),
+        parsed,
+        source_tags,
+        raw.decode("utf-8", errors="replace"),
+        ledger_id,
+        anchor,
+        risk,
+        source_regions,
+        _monitoring(data.get("monitoring"), where),
+    )
 
 
 def _monitoring(spec, where: str) -> tuple[float, float] | None:
@@ -206,18 +229,25 @@ def _ledger_pin(pin, where: str) -> tuple[str | None, str | None]:
     """``ledger: {id: HASH, anchor: COUNT:HASH}``: the project's ledger, by identity (and a head it extends)."""
     if pin is None:
         return None, None
-    require(isinstance(pin, dict) and "id" in pin, f"{where}: `ledger` must be a mapping like {{id: HASH}} with the "
-            "project ledger's id (privtrain ledger id)")
+    require(
+        isinstance(pin, dict) and "id" in pin,
+        f"{where}: `ledger` must be a mapping like {{id: HASH}} with the project ledger's id (privtrain ledger id)",
+    )
     _unknown(pin, {"id", "anchor"}, f"{where}: ledger")
     ledger_id = str(pin["id"]).strip().lower()
-    require(_is_hash(ledger_id), f"{where}: ledger.id={pin['id']!r} is not a ledger id; paste the 64 hex digits "
-            "`privtrain ledger id` prints")
+    require(
+        _is_hash(ledger_id),
+        f"{where}: ledger.id={pin['id']!r} is not a ledger id; paste the 64 hex digits `privtrain ledger id` prints",
+    )
     anchor = pin.get("anchor")
     if anchor is not None:
         anchor = str(anchor).strip().lower()
         count, _, digest = anchor.rpartition(":")
-        require(_is_hash(digest) and (not count or count.isdigit()), f"{where}: ledger.anchor={pin['anchor']!r} is "
-                "not a head; paste what `privtrain ledger head` prints (COUNT:HASH)")
+        require(
+            _is_hash(digest) and (not count or count.isdigit()),
+            f"{where}: ledger.anchor={pin['anchor']!r} is "
+            "not a head; paste what `privtrain ledger head` prints (COUNT:HASH)",
+        )
     return ledger_id, anchor
 
 
@@ -233,8 +263,11 @@ def _rule(data, i: int, where: str) -> Rule:
     when = data.get("when") or {}
     require(isinstance(when, dict), f"{at}: `when` must be a mapping like {{tags: [health]}}")
     _unknown(when, {"tags", "sources"}, f"{at}: when")
-    out = dict(name=name, tags=tuple(map(str, _list(when.get("tags"), f"{at}: when.tags"))),
-               sources=tuple(map(str, _list(when.get("sources"), f"{at}: when.sources"))))
+    out = dict(
+        name=name,
+        tags=tuple(map(str, _list(when.get("tags"), f"{at}: when.tags"))),
+        sources=tuple(map(str, _list(when.get("sources"), f"{at}: when.sources"))),
+    )
     for key in _NUMBERS:
         if data.get(key) is not None:
             out[key] = _number(data[key], f"{at}: {key}", delta="delta" in key)

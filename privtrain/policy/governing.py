@@ -29,15 +29,19 @@ def evaluate(book, facts: RunFacts, explicit: str | None) -> Evaluation | None:
     location = None if book.backend != "sqlite" else book.location
     path, project = find(explicit, location), beside(location)
     if project is not None and path is not None and path.resolve() != project.resolve():
-        raise UserError(f"the project's policy {project} governs this ledger; another policy ({path}) cannot replace "
-                        "it for one run: change the project's policy instead (the change is recorded).")
+        raise UserError(
+            f"the project's policy {project} governs this ledger; another policy ({path}) cannot replace "
+            "it for one run: change the project's policy instead (the change is recorded)."
+        )
     if path is None:
         current = book.policy()
         if current is not None:  # a governed ledger stays governed: a run cannot shed its policy by not finding it
-            raise UserError(f"the ledger {book.location} is governed by policy {current.get('file')} (sha256 "
-                            f"{str(current.get('sha256'))[:12]}, entry {current['entry']}) but this run finds no "
-                            "policy: run it from the project, or name the policy with ledger.policy=PATH "
-                            "(a policy with no rules lifts them, as a recorded change).")
+            raise UserError(
+                f"the ledger {book.location} is governed by policy {current.get('file')} (sha256 "
+                f"{str(current.get('sha256'))[:12]}, entry {current['entry']}) but this run finds no "
+                "policy: run it from the project, or name the policy with ledger.policy=PATH "
+                "(a policy with no rules lifts them, as a recorded change)."
+            )
         consent.check_run(None, facts, recorded)
         return None
     rules = Evaluation(load(path), facts, recorded)

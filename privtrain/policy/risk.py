@@ -52,8 +52,14 @@ class Controls:
         if self.units is not None:
             out.append(f"units {', '.join(self.units)}")
         if self.audit is not None:
-            out.append({"one_run": "a one-run audit", "membership": "a membership audit",
-                        "any": "an audit (one-run or membership)"}[self.audit] + " before release")
+            out.append(
+                {
+                    "one_run": "a one-run audit",
+                    "membership": "a membership audit",
+                    "any": "an audit (one-run or membership)",
+                }[self.audit]
+                + " before release"
+            )
         if self.approvals:
             out.append(f"{self.approvals} approval{'s' if self.approvals > 1 else ''} before release")
         if self.encryption:
@@ -94,8 +100,10 @@ class Classification:
 
     def line(self) -> str:
         demands = self.controls.demands()
-        return (f"risk class {self.name} ({'; '.join(self.reasons)}): "
-                f"{', '.join(demands) if demands else 'no extra controls'}")
+        return (
+            f"risk class {self.name} ({'; '.join(self.reasons)}): "
+            f"{', '.join(demands) if demands else 'no extra controls'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,14 +146,19 @@ def parse(data, where: str) -> RiskPolicy:
         when = spec.get("when") or {}
         require(isinstance(when, dict), f"{at}.when must be a mapping like {{tags: [health]}}")
         _unknown(when, {"tags", "sources", "purposes"}, f"{at}.when")
-        parsed.append(RiskClass(str(name), *(tuple(map(str, _list(when.get(k), f"{at}.when.{k}")))
-                                             for k in ("tags", "sources", "purposes")),
-                                controls=_controls(spec.get("controls") or {}, f"{at}.controls", _number, _list,
-                                                   _unknown, UNITS)))
+        parsed.append(
+            RiskClass(
+                str(name),
+                *(tuple(map(str, _list(when.get(k), f"{at}.when.{k}"))) for k in ("tags", "sources", "purposes")),
+                controls=_controls(spec.get("controls") or {}, f"{at}.controls", _number, _list, _unknown, UNITS),
+            )
+        )
     default = data.get("default")
     names = [c.name for c in parsed]
-    require(default is None or str(default) in names,
-            f"{where}: risk.default={default!r} names no class; choose one of {', '.join(names) or '(none listed)'}")
+    require(
+        default is None or str(default) in names,
+        f"{where}: risk.default={default!r} names no class; choose one of {', '.join(names) or '(none listed)'}",
+    )
     return RiskPolicy(tuple(parsed), None if default is None else str(default))
 
 
@@ -165,8 +178,10 @@ def _controls(data, at: str, number, listed, unknown, units) -> Controls:
         out["audit"] = str(data["audit"])
     if data.get("approvals") is not None:
         n = data["approvals"]
-        require(isinstance(n, int) and not isinstance(n, bool) and n >= 0,
-                f"{at}.approvals must be a whole number of approvers, got {n!r}")
+        require(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+            f"{at}.approvals must be a whole number of approvers, got {n!r}",
+        )
         out["approvals"] = n
     for key in ("encryption", "monitoring"):
         if key in data:
@@ -174,7 +189,9 @@ def _controls(data, at: str, number, listed, unknown, units) -> Controls:
             out[key] = data[key]
     if data.get("max_fairness_gap") is not None:
         gap = data["max_fairness_gap"]
-        require(isinstance(gap, (int, float)) and not isinstance(gap, bool) and 0 <= gap <= 1,
-                f"{at}.max_fairness_gap must be an accuracy gap between 0 and 1, got {gap!r}")
+        require(
+            isinstance(gap, (int, float)) and not isinstance(gap, bool) and 0 <= gap <= 1,
+            f"{at}.max_fairness_gap must be an accuracy gap between 0 and 1, got {gap!r}",
+        )
         out["max_fairness_gap"] = float(gap)
     return Controls(**out)

@@ -26,6 +26,8 @@ from privtrain.pretrained.spec import PretrainedSpec
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 STATE_DICT_SUFFIXES = (".pt", ".pth")
+
+
 def local_path(spec: PretrainedSpec) -> Path:
     """The model's path, which must exist here: a directory with ``config.json`` or a ``.pt``/``.pth`` file.
 
@@ -36,14 +38,20 @@ def local_path(spec: PretrainedSpec) -> Path:
     with user_paths("model.path"):
         is_dir, is_file = path.is_dir(), path.is_file()
     if not (is_dir or is_file):
-        raise UserError(f"model.path: no such file or directory {str(path)!r}; point it at a local Hugging Face "
-                        "directory or a .pt state dict (nothing is downloaded).")
+        raise UserError(
+            f"model.path: no such file or directory {str(path)!r}; point it at a local Hugging Face "
+            "directory or a .pt state dict (nothing is downloaded)."
+        )
     if is_dir and not (path / "config.json").is_file():
-        raise UserError(f"model.path={str(path)!r} is a directory without config.json; give a Hugging Face model "
-                        "directory (save_pretrained) or a .pt state dict.")
+        raise UserError(
+            f"model.path={str(path)!r} is a directory without config.json; give a Hugging Face model "
+            "directory (save_pretrained) or a .pt state dict."
+        )
     if is_file and path.suffix not in STATE_DICT_SUFFIXES:
-        raise UserError(f"model.path={str(path)!r} is neither a Hugging Face directory nor a torch state dict "
-                        f"({', '.join(STATE_DICT_SUFFIXES)}).")
+        raise UserError(
+            f"model.path={str(path)!r} is neither a Hugging Face directory nor a torch state dict "
+            f"({', '.join(STATE_DICT_SUFFIXES)})."
+        )
     return path
 
 
@@ -117,17 +125,25 @@ def load_transformers(path: Path, n_classes: int) -> tuple[nn.Module, str]:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         config.num_labels = n_classes
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, local_files_only=True, trust_remote_code=False, ignore_mismatched_sizes=True,
-            dtype=torch.float32)  # Opacus clips in float32
+            path,
+            config=config,
+            local_files_only=True,
+            trust_remote_code=False,
+            ignore_mismatched_sizes=True,
+            dtype=torch.float32,
+        )  # Opacus clips in float32
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"model.path={str(path)!r} does not load as a Hugging Face sequence classifier "
-                        f"({first[:200]}); give a directory written by save_pretrained.") from None
+        raise UserError(
+            f"model.path={str(path)!r} does not load as a Hugging Face sequence classifier "
+            f"({first[:200]}); give a directory written by save_pretrained."
+        ) from None
     return model, type(config).__name__
 
 
-def load_state_dict_model(path: Path, arch: dict | None, *, n_inputs: int, n_classes: int,
-                          image_shape: tuple[int, ...] | None) -> tuple[nn.Module, str]:
+def load_state_dict_model(
+    path: Path, arch: dict | None, *, n_inputs: int, n_classes: int, image_shape: tuple[int, ...] | None
+) -> tuple[nn.Module, str]:
     """(the privtrain network ``arch`` with the file's weights, a note on what was re-initialised or "").
 
     A head whose shape differs (pretrained on other classes) is left at its fresh initialisation, as when
@@ -139,25 +155,32 @@ def load_state_dict_model(path: Path, arch: dict | None, *, n_inputs: int, n_cla
     from privtrain import models
 
     if not arch:
-        raise UserError("model.arch.name is required for a .pt state dict: the network it fits, e.g. "
-                        "model.arch.name=mlp model.arch.hidden=[128] (or custom with model.arch._target_).")
+        raise UserError(
+            "model.arch.name is required for a .pt state dict: the network it fits, e.g. "
+            "model.arch.name=mlp model.arch.hidden=[128] (or custom with model.arch._target_)."
+        )
     spec = _arch_spec(dict(arch))
     model = models.build(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is the user's to fix
-        raise UserError(f"model.path={str(path)!r} is not a torch state dict that loads safely "
-                        f"({type(exc).__name__}).") from None
+        raise UserError(
+            f"model.path={str(path)!r} is not a torch state dict that loads safely ({type(exc).__name__})."
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"model.path={str(path)!r} is not a plain state dict (name -> tensor); save one with "
-                        "torch.save(model.state_dict(), path).")
+        raise UserError(
+            f"model.path={str(path)!r} is not a plain state dict (name -> tensor); save one with "
+            "torch.save(model.state_dict(), path)."
+        )
     own = model.state_dict()
     head = _head_names(model)
     resized = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if any(k not in head for k in resized) or set(own) != set(state):
         wrong = sorted(set(own) ^ set(state)) or [k for k in resized if k not in head]
-        raise UserError(f"model.path={str(path)!r} does not fit model.arch ({spec.name}): tensor {wrong[0]!r} is missing, "
-                        "extra or of another shape; describe the network the weights came from in model.arch.*.")
+        raise UserError(
+            f"model.path={str(path)!r} does not fit model.arch ({spec.name}): tensor {wrong[0]!r} is missing, "
+            "extra or of another shape; describe the network the weights came from in model.arch.*."
+        )
     model.load_state_dict({k: v for k, v in state.items() if k not in resized}, strict=False)
     note = f"the head ({', '.join(resized)}) had another shape and was initialised afresh" if resized else ""
     return model, note
@@ -179,8 +202,10 @@ def _arch_spec(arch: dict):
         return models.ModelSpec(name=name, hidden=(), channels=(), target=target, kwargs=arch)
     unknown = sorted(set(arch) - ARCH_KEYS)
     if unknown or target is not None:
-        raise UserError(f"model.arch.{(unknown or ['_target_'])[0]} does not apply to model.arch.name={name}; it takes "
-                        f"{', '.join(sorted(ARCH_KEYS))} (or name=custom with _target_).")
+        raise UserError(
+            f"model.arch.{(unknown or ['_target_'])[0]} does not apply to model.arch.name={name}; it takes "
+            f"{', '.join(sorted(ARCH_KEYS))} (or name=custom with _target_)."
+        )
     return models.ModelSpec.from_dict({"name": name, **arch})
 
 

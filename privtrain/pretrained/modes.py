@@ -36,32 +36,46 @@ def apply(model: nn.Module, spec: PretrainedSpec, *, transformers: bool) -> nn.M
             p.requires_grad_(name in names)
         return model
     if not transformers:
-        raise UserError("model.finetune=lora applies to Hugging Face directories; for a .pt state dict use "
-                        "model.finetune=all or last_k.")
+        raise UserError(
+            "model.finetune=lora applies to Hugging Face directories; for a .pt state dict use "
+            "model.finetune=all or last_k."
+        )
     return _lora(model, spec)
 
 
 def _last_k_transformer(model: nn.Module, k: int) -> set[str]:
-    blocks_name, blocks = max(((n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList)),
-                              key=lambda item: len(item[1]), default=(None, None))
+    blocks_name, blocks = max(
+        ((n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList)),
+        key=lambda item: len(item[1]),
+        default=(None, None),
+    )
     if blocks is None:
-        raise UserError("model.finetune=last_k: this model has no list of layers (nn.ModuleList) to count from; "
-                        "use model.finetune=all or lora.")
+        raise UserError(
+            "model.finetune=last_k: this model has no list of layers (nn.ModuleList) to count from; "
+            "use model.finetune=all or lora."
+        )
     if k > len(blocks):
-        raise UserError(f"model.last_k={k}: the model has {len(blocks)} layers ({blocks_name}); choose 0..{len(blocks)}.")
+        raise UserError(
+            f"model.last_k={k}: the model has {len(blocks)} layers ({blocks_name}); choose 0..{len(blocks)}."
+        )
     names = [n for n, _ in model.named_parameters()]
     prefix = f"{blocks_name}."
     in_blocks = [i for i, n in enumerate(names) if n.startswith(prefix)]
-    start = in_blocks[-1] + 1 if k == 0 else next(
-        i for i, n in enumerate(names) if n.startswith(f"{prefix}{len(blocks) - k}."))
+    start = (
+        in_blocks[-1] + 1
+        if k == 0
+        else next(i for i, n in enumerate(names) if n.startswith(f"{prefix}{len(blocks) - k}."))
+    )
     return set(names[start:])
 
 
 def _last_k_layers(model: nn.Module, k: int) -> set[str]:
     layers = [(n, m) for n, m in model.named_modules() if list(m.parameters(recurse=False))]
     if not 1 <= k <= len(layers):
-        raise UserError(f"model.last_k={k}: the network has {len(layers)} layers with parameters; choose "
-                        f"1..{len(layers)} (1: the head only).")
+        raise UserError(
+            f"model.last_k={k}: the network has {len(layers)} layers with parameters; choose "
+            f"1..{len(layers)} (1: the head only)."
+        )
     return {f"{n}.{p}" if n else p for n, m in layers[-k:] for p, _ in m.named_parameters(recurse=False)}
 
 
@@ -70,15 +84,21 @@ def _lora(model: nn.Module, spec: PretrainedSpec) -> nn.Module:
 
     lora = spec.lora
     # peft types lora_alpha as int but scales by alpha / r: a float alpha works
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.r, lora_alpha=lora.alpha,  # type: ignore[arg-type]
-                        lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules) if lora.target_modules else None)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=lora.r,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules) if lora.target_modules else None,
+    )
     try:
         return get_peft_model(model, config)
     except ValueError as exc:  # peft: no default targets for this model type, or targets not found
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"model.lora.target_modules: peft cannot place LoRA adapters ({first[:200]}); name the "
-                        "linear layers to adapt, e.g. model.lora.target_modules=[query,value].") from None
+        raise UserError(
+            f"model.lora.target_modules: peft cannot place LoRA adapters ({first[:200]}); name the "
+            "linear layers to adapt, e.g. model.lora.target_modules=[query,value]."
+        ) from None
 
 
 def counts(model: nn.Module) -> tuple[int, int]:

@@ -54,7 +54,12 @@ def _int(value, key: str, minimum: int) -> int:
 
 
 def _num(value, key: str, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (high is not None and value >= high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value >= high)
+    ):
         bound = f"in [{low:g}, {high:g})" if high is not None else f">= {low:g}"
         raise UserError(f"{key}={value!r} must be a number {bound}.")
     return float(value)
@@ -68,12 +73,16 @@ def from_mapping(node: dict) -> PretrainedSpec:
     """
     unknown = sorted(set(node) - {"name", "path", "finetune", "last_k", "lora", "arch"})
     if unknown:
-        raise UserError(f"model.{unknown[0]} is unknown for model=pretrained; it takes path, finetune, last_k, "
-                        "lora.*, arch.* (docs/pretrained.md).")
+        raise UserError(
+            f"model.{unknown[0]} is unknown for model=pretrained; it takes path, finetune, last_k, "
+            "lora.*, arch.* (docs/pretrained.md)."
+        )
     path = node.get("path")
     if not path or not isinstance(path, str):
-        raise UserError("model.path is required for model=pretrained: a local Hugging Face directory or a .pt state "
-                        "dict, e.g. model.path=/models/bert-tiny (nothing is downloaded).")
+        raise UserError(
+            "model.path is required for model=pretrained: a local Hugging Face directory or a .pt state "
+            "dict, e.g. model.path=/models/bert-tiny (nothing is downloaded)."
+        )
     finetune = node.get("finetune", "lora")
     if finetune not in MODES:
         raise UserError(f"model.finetune={finetune!r} is unknown; choose one of {', '.join(MODES)}.")
@@ -82,21 +91,28 @@ def from_mapping(node: dict) -> PretrainedSpec:
     if unknown:
         raise UserError(f"model.lora.{unknown[0]} is unknown; model.lora takes r, alpha, dropout, target_modules.")
     targets = lora.get("target_modules")
-    if targets is not None and (not isinstance(targets, (list, tuple)) or not targets
-                                or not all(isinstance(t, str) for t in targets)):
+    if targets is not None and (
+        not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) for t in targets)
+    ):
         raise UserError(f"model.lora.target_modules={targets!r} must list module names, e.g. [query,value] (or null).")
-    lora_spec = LoraSpec(r=_int(lora.get("r", 8), "model.lora.r", 1), alpha=_num(lora.get("alpha", 16), "model.lora.alpha", 0),
-                         dropout=_num(lora.get("dropout", 0.0), "model.lora.dropout", 0.0, 1.0),
-                         target_modules=tuple(targets) if targets else None)
+    lora_spec = LoraSpec(
+        r=_int(lora.get("r", 8), "model.lora.r", 1),
+        alpha=_num(lora.get("alpha", 16), "model.lora.alpha", 0),
+        dropout=_num(lora.get("dropout", 0.0), "model.lora.dropout", 0.0, 1.0),
+        target_modules=tuple(targets) if targets else None,
+    )
     arch = node.get("arch")
     if arch is not None:
         if not isinstance(arch, dict) or arch.get("name") not in ARCHS:
-            raise UserError(f"model.arch.name={(arch or {}).get('name') if isinstance(arch, dict) else arch!r}: a "
-                            f"state dict's network is one of {', '.join(ARCHS)} (model.arch.name=mlp "
-                            "model.arch.hidden=[128]).")
+            raise UserError(
+                f"model.arch.name={(arch or {}).get('name') if isinstance(arch, dict) else arch!r}: a "
+                f"state dict's network is one of {', '.join(ARCHS)} (model.arch.name=mlp "
+                "model.arch.hidden=[128])."
+            )
         arch = dict(arch)
-    return PretrainedSpec(path=path, finetune=finetune, last_k=_int(node.get("last_k", 2), "model.last_k", 0),
-                          lora=lora_spec, arch=arch)
+    return PretrainedSpec(
+        path=path, finetune=finetune, last_k=_int(node.get("last_k", 2), "model.last_k", 0), lora=lora_spec, arch=arch
+    )
 
 
 def from_dict(d: dict) -> PretrainedSpec:

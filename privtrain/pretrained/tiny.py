@@ -14,9 +14,38 @@ import numpy as np
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 POSITIVE = ["good", "great", "fine", "happy", "bright", "calm", "kind", "warm", "clean", "fresh"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "dark", "angry", "cruel", "cold", "dirty", "stale"]
-NEUTRAL = ["the", "a", "room", "was", "day", "food", "service", "staff", "and", "very", "quite", "our", "stay",
-           "with", "view", "bed", "it", "of", "in", "on", "at", "this", "that", "hotel", "place", "time", "night",
-           "we", "they", "team"]
+NEUTRAL = [
+    "the",
+    "a",
+    "room",
+    "was",
+    "day",
+    "food",
+    "service",
+    "staff",
+    "and",
+    "very",
+    "quite",
+    "our",
+    "stay",
+    "with",
+    "view",
+    "bed",
+    "it",
+    "of",
+    "in",
+    "on",
+    "at",
+    "this",
+    "that",
+    "hotel",
+    "place",
+    "time",
+    "night",
+    "we",
+    "they",
+    "team",
+]
 WORDS = SPECIAL + POSITIVE + NEGATIVE + NEUTRAL
 
 
@@ -39,12 +68,26 @@ def build_tiny_bert(folder: str | Path, *, hidden: int = 32, layers: int = 2, he
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(WORDS), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=2)  # type: ignore[call-arg]
+    config = BertConfig(
+        vocab_size=len(WORDS),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=2,
+    )  # type: ignore[call-arg]
     BertForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder

@@ -81,15 +81,20 @@ def choose(requested: str, model: nn.Module, *, clipping: str, amp: bool) -> Cli
     if requested != AUTO:
         return ClippingMode(requested, f"recipe.grad_sample_mode={requested} as configured")
     if clipping != "flat":
-        return ClippingMode("hooks", f"auto: hooks, since ghost clipping supports flat clipping only "
-                                     f"(recipe.clipping={clipping})")
+        return ClippingMode(
+            "hooks", f"auto: hooks, since ghost clipping supports flat clipping only (recipe.clipping={clipping})"
+        )
     if amp:
-        return ClippingMode("hooks", "auto: hooks, since ghost clipping would take its norms in bfloat16 under "
-                                     "recipe.amp=true (hooks clip in float32)")
+        return ClippingMode(
+            "hooks",
+            "auto: hooks, since ghost clipping would take its norms in bfloat16 under "
+            "recipe.amp=true (hooks clip in float32)",
+        )
     counts, unsupported = ghost_layers(model)
     if unsupported:
         shown = ", ".join(unsupported[:3]) + (f" and {len(unsupported) - 3} more" if len(unsupported) > 3 else "")
         return ClippingMode("hooks", f"auto: hooks, since Opacus' ghost clipping cannot clip {shown}")
     parts = [f"{n} layer(s) by {how}" for how, n in counts.items() if n]
-    return ClippingMode("ghost", "auto: ghost clipping, since every trainable layer supports it ("
-                                 + "; ".join(parts) + ")")
+    return ClippingMode(
+        "ghost", "auto: ghost clipping, since every trainable layer supports it (" + "; ".join(parts) + ")"
+    )

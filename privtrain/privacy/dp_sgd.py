@@ -27,11 +27,15 @@ MAX_TARGET_EPSILON = 50.0
 MIN_NOISE_MULTIPLIER = 0.3
 GRAD_SAMPLE_MODES = ("auto", "hooks", "ghost", "functorch")  # auto: privtrain.privacy.clipping_mode
 CLIPPING = ("flat", "per_layer")
-AMP_GHOST = ("recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
-             "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
-             "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false.")
-GDP_NOTE = ("the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
-            "the ledger composes the same events with a tight PLD accountant")
+AMP_GHOST = (
+    "recipe.amp=true cannot be combined with recipe.grad_sample_mode=ghost under DP: ghost clipping takes its "
+    "norms and its clipped sum in bfloat16, so a clipped gradient can exceed privacy.max_grad_norm (by 1% "
+    "measured); use recipe.grad_sample_mode=hooks or functorch with amp (clipped in float32), or recipe.amp=false."
+)
+GDP_NOTE = (
+    "the gdp accountant is an approximation (central limit theorem) that can underestimate epsilon; "
+    "the ledger composes the same events with a tight PLD accountant"
+)
 
 
 @dataclass(frozen=True)
@@ -158,14 +162,18 @@ def check_target(target_epsilon: float, field: str = "privacy.target_epsilon") -
     if not target_epsilon > 0:
         raise UserError(f"{field}={target_epsilon} must be > 0; use e.g. {field}=3.")
     if target_epsilon > MAX_TARGET_EPSILON:
-        raise UserError(f"{field}={target_epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer "
-                        "says anything useful (and accounting explodes); use privacy=none for a non-private baseline.")
+        raise UserError(
+            f"{field}={target_epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer "
+            "says anything useful (and accounting explodes); use privacy=none for a non-private baseline."
+        )
 
 
 def check_noise(noise_multiplier: float, field: str = "privacy.noise_multiplier") -> None:
     if not noise_multiplier >= MIN_NOISE_MULTIPLIER:
-        raise UserError(f"{field}={noise_multiplier} is below {MIN_NOISE_MULTIPLIER}, where ε runs into the hundreds "
-                        "and accounting takes minutes; use a larger noise multiplier, or privacy=none.")
+        raise UserError(
+            f"{field}={noise_multiplier} is below {MIN_NOISE_MULTIPLIER}, where ε runs into the hundreds "
+            "and accounting takes minutes; use a larger noise multiplier, or privacy=none."
+        )
 
 
 def calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
@@ -179,12 +187,21 @@ def calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus' notes on alpha ranges and GDP; see GDP_NOTE
         try:
-            return float(get_noise_multiplier(
-                target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                steps=steps, accountant=accountant, epsilon_tolerance=0.005))
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=target_epsilon,
+                    target_delta=delta,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    accountant=accountant,
+                    epsilon_tolerance=0.005,
+                )
+            )
         except ValueError as exc:  # Opacus: "The privacy budget is too low."
-            raise UserError(f"privacy.target_epsilon={target_epsilon:g} cannot be reached with {steps} steps at "
-                            f"sampling rate {sample_rate:.3g} ({exc}); raise it, or train fewer steps.") from None
+            raise UserError(
+                f"privacy.target_epsilon={target_epsilon:g} cannot be reached with {steps} steps at "
+                f"sampling rate {sample_rate:.3g} ({exc}); raise it, or train fewer steps."
+            ) from None
 
 
 def make_accountant(accountant: str):

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 if TYPE_CHECKING:
     from opacus.accountants import IAccountant
@@ -82,8 +82,19 @@ class Private:
     accountant: IAccountant  # hooked to every optimizer step at the plan's rate
 
 
-def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, settings, *, resume: dict | None,
-                 reproducible_noise_from: int | None, device, world) -> Private:
+def make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x,
+    y,
+    dp,
+    settings,
+    *,
+    resume: dict | None,
+    reproducible_noise_from: int | None,
+    device,
+    world,
+) -> Private:
     """Wrap ``model`` and ``optimizer`` for DP-SGD as planned by ``dp`` (a ``DpSgdPlan``).
 
     Args:
@@ -100,21 +111,25 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
     Raises:
         UserError: mixed precision with ghost clipping (its norms would be bfloat16).
     """
+    from dataclasses import replace
+
     from opacus.accountants import create_accountant
     from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
     from opacus.grad_sample.utils import prepare_module
     from opacus.optimizers import get_optimizer_class
     from opacus.validators import ModuleValidator
 
-    from dataclasses import replace
-
     from privtrain.errors import UserError
     from privtrain.privacy.clipping_mode import AUTO, choose
     from privtrain.privacy.dp_sgd import AMP_GHOST
     from privtrain.privacy.randomness import torch_generator
 
-    if settings.grad_sample_mode == AUTO:  # callers that did not resolve it at plan time (e.g. fl.grad_sample_mode=auto)
-        settings = replace(settings, grad_sample_mode=choose(AUTO, model, clipping=settings.clipping, amp=settings.amp).mode)
+    if (
+        settings.grad_sample_mode == AUTO
+    ):  # callers that did not resolve it at plan time (e.g. fl.grad_sample_mode=auto)
+        settings = replace(
+            settings, grad_sample_mode=choose(AUTO, model, clipping=settings.clipping, amp=settings.amp).mode
+        )
     if settings.amp and settings.grad_sample_mode == "ghost":
         raise UserError(AMP_GHOST)
     accountant = create_accountant(mechanism=dp.accountant)
@@ -124,18 +139,25 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
     if world is not None:  # broadcasts rank 0's initial weights; each rank then clips its own share
         model = DPDDP(model)
     n_params = len([p for p in model.parameters() if p.requires_grad])
-    max_grad_norm = dp.max_grad_norm if settings.clipping == "flat" else [dp.max_grad_norm / math.sqrt(n_params)] * n_params
+    max_grad_norm = (
+        dp.max_grad_norm if settings.clipping == "flat" else [dp.max_grad_norm / math.sqrt(n_params)] * n_params
+    )
     extra = {"max_grad_norm": max_grad_norm} if settings.grad_sample_mode == "ghost" else {}
-    module = prepare_module(model, grad_sample_mode=settings.grad_sample_mode, batch_first=True, loss_reduction="mean",
-                            **extra)
+    module = prepare_module(
+        model, grad_sample_mode=settings.grad_sample_mode, batch_first=True, loss_reduction="mean", **extra
+    )
     module.forbid_grad_accumulation()  # Poisson batches: one backward per (physical) batch
     ranks = 1 if world is None else world.size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus' note on secure RNG: stated in the model card instead
         dp_optimizer = get_optimizer_class(settings.clipping, world is not None, settings.grad_sample_mode)(
-            optimizer, noise_multiplier=dp.noise_multiplier, max_grad_norm=max_grad_norm,
+            optimizer,
+            noise_multiplier=dp.noise_multiplier,
+            max_grad_norm=max_grad_norm,
             expected_batch_size=settings.batch_size / ranks,  # per rank: the ranks' sums are averaged
-            loss_reduction="mean", generator=torch_generator(reproducible_noise_from, "dp-sgd-noise", device=device))
+            loss_reduction="mean",
+            generator=torch_generator(reproducible_noise_from, "dp-sgd-noise", device=device),
+        )
     dp_optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=dp.sample_rate))
     criterion = nn.CrossEntropyLoss()
     if settings.grad_sample_mode == "ghost":
@@ -144,8 +166,12 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, dp, s
         criterion = DPLossFastGradientClipping(module, dp_optimizer, criterion, "mean")
     rank = "" if world is None else f"-rank{world.rank}"  # each rank samples its own share, independently
     share = torch.arange(len(y)) if world is None else torch.arange(world.rank, len(y), world.size)
-    batches = PoissonBatches(share, sample_rate=dp.sample_rate, steps=dp.steps,
-                             generator=torch_generator(reproducible_noise_from, f"poisson{rank}"))
+    batches = PoissonBatches(
+        share,
+        sample_rate=dp.sample_rate,
+        steps=dp.steps,
+        generator=torch_generator(reproducible_noise_from, f"poisson{rank}"),
+    )
     x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
     loader = DataLoader(TensorDataset(x_t, y_t), batch_sampler=batches, collate_fn=_Collate(x_t[:0], y_t[:0]))
     return Private(module, dp_optimizer, criterion, loader, accountant)
@@ -172,8 +198,9 @@ def physical_batches(private: Private, settings):
         from opacus.utils.batch_memory_manager import BatchMemoryManager
 
         optimizer = private.optimizer
-        with BatchMemoryManager(data_loader=private.loader, max_physical_batch_size=settings.max_physical_batch_size,
-                                optimizer=optimizer) as memory_safe:
+        with BatchMemoryManager(
+            data_loader=private.loader, max_physical_batch_size=settings.max_physical_batch_size, optimizer=optimizer
+        ) as memory_safe:
             for xb, yb in memory_safe:
                 yield xb, yb, lambda: not optimizer._is_last_step_skipped
         return

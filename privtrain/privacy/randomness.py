@@ -21,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-VOID_NOTE = ("reproducible_noise=true: the DP noise and sampling were derived from the public seed, so anyone "
-             "can replay them; the guarantee is void (epsilon = infinity) and the ledger charged it as non-private")
+VOID_NOTE = (
+    "reproducible_noise=true: the DP noise and sampling were derived from the public seed, so anyone "
+    "can replay them; the guarantee is void (epsilon = infinity) and the ledger charged it as non-private"
+)
 
 
 def secret_seed(reproducible_from: int | None = None, purpose: str = "noise") -> int:

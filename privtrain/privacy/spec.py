@@ -24,7 +24,7 @@ class PrivacySpec:
     accountant: str | None = None
     clipping_norm: float | None = None
     clipping_side: str | None = None
-    local: "PrivacySpec | None" = None
+    local: PrivacySpec | None = None
 
     @property
     def private(self) -> bool:

@@ -72,11 +72,16 @@ def plan(s: RunSettings) -> Planned:
     dataset = data.load(s.dataset)
     dataset.schema.encode_target(dataset.frame[dataset.target])  # a label outside the schema fails before any charge
     # Synthetic rows train whole and are scored on their parent's real held-out rows, when those are reachable.
-    evaluation = real_held_out(str(s.dataset.path), dataset.schema, dataset.target) if s.dataset.loader == "synthetic" \
-        else None
+    evaluation = (
+        real_held_out(str(s.dataset.path), dataset.schema, dataset.target) if s.dataset.loader == "synthetic" else None
+    )
     train = s.train
-    built = models.build(s.model, n_inputs=dataset.schema.n_inputs, n_classes=len(dataset.schema.classes),
-                         image_shape=dataset.image_shape)  # a model that cannot be built fails before any charge
+    built = models.build(
+        s.model,
+        n_inputs=dataset.schema.n_inputs,
+        n_classes=len(dataset.schema.classes),
+        image_shape=dataset.image_shape,
+    )  # a model that cannot be built fails before any charge
     clipping_mode = None
     if s.privacy.private:
         models.validate_for_dp(built)  # ... and so does one Opacus cannot train privately
@@ -94,12 +99,33 @@ def plan(s: RunSettings) -> Planned:
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
     access = Access(
-        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
-        table=dataset.identity_table, id_column=dataset.id_column)
-    info = {"name": dataset.name, "source": dataset.source.key, "fingerprint": dataset.fingerprint,
-            "n_rows": dataset.n_rows, "pii": dataset.pii}
-    return Planned(s, dataset, train, dp, resume, access, info, void, evaluation, n_train if dp else None, clipping_mode,
-                   monitoring)
+        source=dataset.source,
+        fingerprint=dataset.fingerprint,
+        mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
+        table=dataset.identity_table,
+        id_column=dataset.id_column,
+    )
+    info = {
+        "name": dataset.name,
+        "source": dataset.source.key,
+        "fingerprint": dataset.fingerprint,
+        "n_rows": dataset.n_rows,
+        "pii": dataset.pii,
+    }
+    return Planned(
+        s,
+        dataset,
+        train,
+        dp,
+        resume,
+        access,
+        info,
+        void,
+        evaluation,
+        n_train if dp else None,
+        clipping_mode,
+        monitoring,
+    )
 
 
 def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
@@ -110,38 +136,65 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
     assert s.model is not None  # dp_sgd's group: config.settings always sets it
     splits = _splits(p)
     models.seed_everything(s.seed)  # initialisation is public randomness: it follows `seed`
-    model = models.build(s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes),
-                         image_shape=dataset.image_shape)
+    model = models.build(
+        s.model, n_inputs=splits.x_train.shape[1], n_classes=len(splits.classes), image_shape=dataset.image_shape
+    )
     if p.resume is not None:
         model.load_state_dict(p.resume["model"])
     if dp is not None:
         models.validate_for_dp(model)
-    outcome = training.train(model, splits.x_train, splits.y_train, p.train, dp=dp, seed=s.seed, resume=p.resume,
-                             desc=f"dp_sgd {dataset.name}", device=s.device, report_epsilon=distributed.is_main(),
-                             reproducible_noise_from=s.seed if s.reproducible_noise else None)
+    outcome = training.train(
+        model,
+        splits.x_train,
+        splits.y_train,
+        p.train,
+        dp=dp,
+        seed=s.seed,
+        resume=p.resume,
+        desc=f"dp_sgd {dataset.name}",
+        device=s.device,
+        report_epsilon=distributed.is_main(),
+        reproducible_noise_from=s.seed if s.reproducible_noise else None,
+    )
     if not distributed.is_main():
         return None  # another torchrun rank: it trained its share; rank 0 evaluates, writes and commits
     metrics = training.evaluate(outcome.model, splits.x_test, splits.y_test, len(splits.classes))
-    run_events = (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier,
-                               steps=outcome.steps),) if dp and not p.void else (non_private_event(),)
+    run_events = (
+        (dp_sgd_event(sample_rate=dp.sample_rate, noise_multiplier=dp.noise_multiplier, steps=outcome.steps),)
+        if dp and not p.void
+        else (non_private_event(),)
+    )
     delta = p.access.mechanisms[0].delta
-    guarantees = [parts.guarantee(dp, outcome, p.resume, run_events, delta, dataset, p.void,
-                                  parts.fixed_note(dp, p.train, p.public_rows))]
+    guarantees = [
+        parts.guarantee(
+            dp, outcome, p.resume, run_events, delta, dataset, p.void, parts.fixed_note(dp, p.train, p.public_rows)
+        )
+    ]
     if reserved.lineage is not None:
         guarantees.insert(0, parts.inherited_guarantee(reserved.lineage))
-    info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=splits.n_train,
-                n_test=len(splits.y_test), schema=dataset.schema.source, evaluated_on=parts.evaluated_on(p.evaluation))
+    info = dict(
+        p.dataset_info,
+        name=reserved.source_name,
+        source=reserved.source,
+        n_train=splits.n_train,
+        n_test=len(splits.y_test),
+        schema=dataset.schema.source,
+        evaluated_on=parts.evaluated_on(p.evaluation),
+    )
     ledger_info = reserved.summary()
     metrics["steps"] = outcome.steps  # no training loss: a non-DP statistic of the training rows
     # The entry records this run's own ε for the steps it charged: after a resume, the guarantee covers all
     # steps but the new entry only the new ones (the reservation's ε when the steps went as planned).
     own = None if dp is None or p.void or p.resume is not None else {"example": guarantees[-1].epsilon}
-    held = parts.held_out_frame(dataset, p.evaluation, wanted=bool(p.monitoring.sensitive), seed=s.seed,
-                                test_size=s.dataset.test_size)
-    extra = run_hooks.finish(p.monitoring, s, splits, held, outcome.model, Path(output_dir), run_events, own,
-                             delta)  # DP reference statistics and per-group accuracy
-    files = run_files.write(Path(output_dir), _run_files(p, reserved, outcome, info, guarantees, metrics, ledger_info,
-                                                         extra.metrics))
+    held = parts.held_out_frame(
+        dataset, p.evaluation, wanted=bool(p.monitoring.sensitive), seed=s.seed, test_size=s.dataset.test_size
+    )
+    extra = run_hooks.finish(
+        p.monitoring, s, splits, held, outcome.model, Path(output_dir), run_events, own, delta
+    )  # DP reference statistics and per-group accuracy
+    files = run_files.write(
+        Path(output_dir), _run_files(p, reserved, outcome, info, guarantees, metrics, ledger_info, extra.metrics)
+    )
     extra.add_to_card(Path(output_dir) / "model_card.md")
     result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
     return Outcome(result, {"example": extra.events}, files + extra.files, epsilon=extra.own)
@@ -152,23 +205,55 @@ def _splits(p: Planned) -> data.Splits:
     return parts.splits(p.dataset, p.evaluation, seed=p.settings.seed, test_size=p.settings.dataset.test_size)
 
 
-def _run_files(p: Planned, reserved: Reserved, outcome: TrainOutcome, info: dict, guarantees: list, metrics: dict,
-               ledger_info: dict, extra_metrics: dict) -> run_files.RunFiles:
+def _run_files(
+    p: Planned,
+    reserved: Reserved,
+    outcome: TrainOutcome,
+    info: dict,
+    guarantees: list,
+    metrics: dict,
+    ledger_info: dict,
+    extra_metrics: dict,
+) -> run_files.RunFiles:
     """config.yaml, checkpoint.pt, run.json, metrics.json and the card of this run."""
     s, dp, dataset = p.settings, p.dp, p.dataset
     assert s.model is not None
-    state = parts.checkpoint_state(s, outcome, dp, guarantees[-1], dataset, resuming.prior_steps(p.resume),
-                                   checkpoint_ledger.stamp(s.ledger.path, reserved.run_id))  # a resume continues there
+    state = parts.checkpoint_state(
+        s,
+        outcome,
+        dp,
+        guarantees[-1],
+        dataset,
+        resuming.prior_steps(p.resume),
+        checkpoint_ledger.stamp(s.ledger.path, reserved.run_id),
+    )  # a resume continues there
     dp_info = parts.dp_info(dp, p.train, outcome.steps, p.public_rows, p.clipping_mode)
     described = models.describe(outcome.model, s.model)
     return run_files.RunFiles(
-        "dp_sgd", s, reserved, p.access, ledger_info, info, guarantees, metrics, checkpoint=state,
-        record={"model": models.record(outcome.model, s.model), "train": asdict(p.train), "dp": dp_info,
-                "outputs": {"checkpoint": "checkpoint.pt"}, "schema": run_files.schema_record(dataset)},
+        "dp_sgd",
+        s,
+        reserved,
+        p.access,
+        ledger_info,
+        info,
+        guarantees,
+        metrics,
+        checkpoint=state,
+        record={
+            "model": models.record(outcome.model, s.model),
+            "train": asdict(p.train),
+            "dp": dp_info,
+            "outputs": {"checkpoint": "checkpoint.pt"},
+            "schema": run_files.schema_record(dataset),
+        },
         metrics_json={"dp": dp_info, **extra_metrics},  # fairness (held-out split), the references' ε
-        card={"intended_use": INTENDED_USE,
-              "not_covered": model_card.OPACUS_NOT_COVERED + models.not_covered(outcome.model),
-              "lineage": reserved.lineage.describe() if reserved.lineage is not None else None,
-              "model": f"{described}; weights are the EMA of the DP iterates" if dp
-              else f"{described}, trained without DP",
-              "mechanism": parts.mechanism(dp, p.train, outcome.steps, p.clipping_mode)})
+        card={
+            "intended_use": INTENDED_USE,
+            "not_covered": model_card.OPACUS_NOT_COVERED + models.not_covered(outcome.model),
+            "lineage": reserved.lineage.describe() if reserved.lineage is not None else None,
+            "model": f"{described}; weights are the EMA of the DP iterates"
+            if dp
+            else f"{described}, trained without DP",
+            "mechanism": parts.mechanism(dp, p.train, outcome.steps, p.clipping_mode),
+        },
+    )

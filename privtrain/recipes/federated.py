@@ -67,8 +67,12 @@ def plan(s: RunSettings) -> Planned:
     example = next(m for m in mechanisms if m.unit == "example")
     dataset = population.dataset
     access = Access(
-        source=dataset.source, fingerprint=dataset.fingerprint, mechanisms=mechanisms, table=dataset.identity_table,
-        id_column=dataset.id_column)
+        source=dataset.source,
+        fingerprint=dataset.fingerprint,
+        mechanisms=mechanisms,
+        table=dataset.identity_table,
+        id_column=dataset.id_column,
+    )
     if fl.engine == "simulation" and not s.ledger.plan_only:
         from privtrain.federated import simulation
 
@@ -93,11 +97,25 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
     info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source)
     metrics = report.final_metrics(s.model, p.population, output_dir, history, wall)
     summary = report.partition_summary(p.population)
-    written = report.run_files_of(s, reserved, p.access, ledger_info, info, guarantees, metrics, p.population,
-                                  history, p.central, p.local, summary)
+    written = report.run_files_of(
+        s,
+        reserved,
+        p.access,
+        ledger_info,
+        info,
+        guarantees,
+        metrics,
+        p.population,
+        history,
+        p.central,
+        p.local,
+        summary,
+    )
     files = run_files.write(output_dir, written)
-    files += [sealed.seal_in_place(output_dir / "final_model.pt"),  # the ServerApp wrote it in the clear
-              *report.write_federated_files(output_dir, s, p.population, guarantees, history, summary)]
+    files += [
+        sealed.seal_in_place(output_dir / "final_model.pt"),  # the ServerApp wrote it in the clear
+        *report.write_federated_files(output_dir, s, p.population, guarantees, history, summary),
+    ]
     result = RunResult("federated", output_dir, metrics, guarantees, info, ledger_info)
     return Outcome(result, events, files, epsilon={g.unit: g.epsilon for g in guarantees})
 
@@ -108,8 +126,14 @@ def _track(history: dict) -> None:
     from privtrain import tracking
 
     for record in history.get("rounds", []):
-        tracking.report(int(record["round"]), **{k: record[k] for k in ("accuracy", "epsilon_client", "epsilon_example")
-                                                 if isinstance(record.get(k), (int, float))})
+        tracking.report(
+            int(record["round"]),
+            **{
+                k: record[k]
+                for k in ("accuracy", "epsilon_client", "epsilon_example")
+                if isinstance(record.get(k), (int, float))
+            },
+        )
 
 
 def _engine(settings):

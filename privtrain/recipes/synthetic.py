@@ -83,9 +83,14 @@ def plan(s: RunSettings) -> Planned:
 
         domain, notes = source_mod.dp_domain(real, syn.model, syn.metadata)
         delta = source_mod.dp_delta(syn.params.get("delta"), n_train)
-        dp = dp_copula.plan(epsilon=float(syn.params["epsilon"]), delta=delta, n_columns=len(domain),
-                            bins=int(syn.params["bins"]), marginal_share=float(syn.params["marginal_share"]),
-                            row_clip=float(syn.params["row_clip"]))
+        dp = dp_copula.plan(
+            epsilon=float(syn.params["epsilon"]),
+            delta=delta,
+            n_columns=len(domain),
+            bins=int(syn.params["bins"]),
+            marginal_share=float(syn.params["marginal_share"]),
+            row_clip=float(syn.params["row_clip"]),
+        )
         events, epsilon = tuple(dp.events), dp.epsilon
     else:
         delta, events, epsilon = default_delta(n_train), (non_private_event(),), math.inf
@@ -94,10 +99,19 @@ def plan(s: RunSettings) -> Planned:
         events, epsilon = (non_private_event(),), math.inf
     reviewed = parts.reviewed_metadata(syn, real) if not private else None  # a mismatch fails before any charge
     access = Access(
-        source=real.source, fingerprint=real.fingerprint, mechanisms=(Mechanism(UNIT, events, delta, epsilon),),
-        table=real.frame, id_column=s.dataset.id_column)
-    info = {"name": real.name, "source": real.source.key, "fingerprint": real.fingerprint, "n_rows": len(real.frame),
-            "pii": real.pii}
+        source=real.source,
+        fingerprint=real.fingerprint,
+        mechanisms=(Mechanism(UNIT, events, delta, epsilon),),
+        table=real.frame,
+        id_column=s.dataset.id_column,
+    )
+    info = {
+        "name": real.name,
+        "source": real.source.key,
+        "fingerprint": real.fingerprint,
+        "n_rows": len(real.frame),
+        "pii": real.pii,
+    }
     return Planned(s, real, domain, notes, dp, events, delta, epsilon, num_rows, reviewed, access, info, void)
 
 
@@ -109,37 +123,84 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
     train_rows, test = source_mod.split(real, seed=s.seed, test_size=s.dataset.test_size)
     output_dir.mkdir(parents=True, exist_ok=True)
     table = source_mod.table_name(real.name)
-    rows, meta, findings, replaced, saved_meta = parts.fit(s, p.domain, dp, p.reviewed, real, train_rows, table,
-                                                           p.num_rows, notes)
+    rows, meta, findings, replaced, saved_meta = parts.fit(
+        s, p.domain, dp, p.reviewed, real, train_rows, table, p.num_rows, notes
+    )
     from privtrain.synthetic import pii
 
     leaks = pii.verbatim_leaks(real.frame, rows, [f.column for f in findings])  # against every real row
-    guarantee = parts.guarantee(None if p.void else dp, p.delta, p.events, reserved.lineage, findings,
-                                notes + list(p.void))
-    files, child = parts.write_outputs(output_dir, syn, rows, saved_meta, real, p.domain, findings, guarantee,
-                                       reserved.run_id, held_out_reference(s.dataset, seed=s.seed))
+    guarantee = parts.guarantee(
+        None if p.void else dp, p.delta, p.events, reserved.lineage, findings, notes + list(p.void)
+    )
+    files, child = parts.write_outputs(
+        output_dir,
+        syn,
+        rows,
+        saved_meta,
+        real,
+        p.domain,
+        findings,
+        guarantee,
+        reserved.run_id,
+        held_out_reference(s.dataset, seed=s.seed),
+    )
     derived = parts.derived_lineage(child, reserved, reserved.lineage, p.events, p.epsilon, p.delta)
-    guarantee = dataclasses.replace(guarantee, notes=guarantee.notes + (
-        (f"synthetic rows: {files[0]} (fingerprint {child.fingerprint[:12]}), registered in the ledger as "
-         f"derived from source {derived.parent_name}; training on them charges nothing new to it"),))
+    guarantee = dataclasses.replace(
+        guarantee,
+        notes=guarantee.notes
+        + (
+            (
+                f"synthetic rows: {files[0]} (fingerprint {child.fingerprint[:12]}), registered in the ledger as "
+                f"derived from source {derived.parent_name}; training on them charges nothing new to it"
+            ),
+        ),
+    )
     metrics = parts.evaluate(syn, train_rows, test, rows, meta, table, real, findings, s.seed)
     metrics.update(pii_verbatim_values=sum(leaks.values()), pii_collisions_replaced=sum(replaced.values()))
     ledger_info = reserved.summary()
-    info = dict(p.dataset_info, name=reserved.source_name, source=reserved.source, n_train=len(train_rows),
-                n_test=len(test), schema=real.schema.source if real.schema is not None else "sdv-detected")
-    output_info = {"path": str(files[0]), "fingerprint": child.fingerprint, "n_rows": len(rows),
-                   "target": child.target, "metadata": str(files[1]), "schema": str(files[2]),
-                   "lineage": derived.describe()}
-    files += parts.write_report(output_dir, syn, real, guarantee, output_info, findings, leaks, replaced, metrics,
-                                len(train_rows), len(test))
+    info = dict(
+        p.dataset_info,
+        name=reserved.source_name,
+        source=reserved.source,
+        n_train=len(train_rows),
+        n_test=len(test),
+        schema=real.schema.source if real.schema is not None else "sdv-detected",
+    )
+    output_info = {
+        "path": str(files[0]),
+        "fingerprint": child.fingerprint,
+        "n_rows": len(rows),
+        "target": child.target,
+        "metadata": str(files[1]),
+        "schema": str(files[2]),
+        "lineage": derived.describe(),
+    }
+    files += parts.write_report(
+        output_dir, syn, real, guarantee, output_info, findings, leaks, replaced, metrics, len(train_rows), len(test)
+    )
     public = parts.public(metrics)
-    files += run_files.write(output_dir, run_files.RunFiles(
-        "synthetic", s, reserved, p.access, ledger_info, info, [guarantee], public,
-        record={"outputs": {"rows": Path(files[0]).name, "target": child.target}},
-        metrics_json={"synthesizer": syn.model, "output": output_info, "pii": [f.to_dict() for f in findings],
-                      "non_dp_releases": [k for k in ("quality", "privacy", "utility") if k in public],
-                      "dp": dataclasses.asdict(dp) if dp else None},
-        card=parts.card_args(syn, dp, guarantee, info, findings, public, output_info)))
+    files += run_files.write(
+        output_dir,
+        run_files.RunFiles(
+            "synthetic",
+            s,
+            reserved,
+            p.access,
+            ledger_info,
+            info,
+            [guarantee],
+            public,
+            record={"outputs": {"rows": Path(files[0]).name, "target": child.target}},
+            metrics_json={
+                "synthesizer": syn.model,
+                "output": output_info,
+                "pii": [f.to_dict() for f in findings],
+                "non_dp_releases": [k for k in ("quality", "privacy", "utility") if k in public],
+                "dp": dataclasses.asdict(dp) if dp else None,
+            },
+            card=parts.card_args(syn, dp, guarantee, info, findings, public, output_info),
+        ),
+    )
     result = RunResult("synthetic", output_dir, public, [guarantee], info, ledger_info)
     result.dataset["output"] = output_info
     return Outcome(result, {UNIT: p.events}, files, epsilon={UNIT: p.epsilon}, derived=derived)

@@ -48,15 +48,21 @@ def load(path: str | None, fingerprint: str, model_spec: ModelSpec, ledger_path:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file is the user's to fix
-        raise UserError(f"resume: {file} is not a privtrain checkpoint that loads safely "
-                        f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run.") from None
+        raise UserError(
+            f"resume: {file} is not a privtrain checkpoint that loads safely "
+            f"({type(exc).__name__}); pass the checkpoint.pt of a privtrain run."
+        ) from None
     checkpoint_ledger.require_same_ledger(file, meta, ledger_path)
     if meta.get("fingerprint") != fingerprint:
-        raise UserError(f"resume: {file} was trained on a different dataset; resume with the same dataset.* settings "
-                        "(or none: a resume reads its checkpoint's run's dataset).")
+        raise UserError(
+            f"resume: {file} was trained on a different dataset; resume with the same dataset.* settings "
+            "(or none: a resume reads its checkpoint's run's dataset)."
+        )
     if meta.get("model") != model_spec.to_dict():
-        raise UserError(f"resume: {file} holds a different model ({meta.get('model')}); resume with the same "
-                        "model.* settings (or none: a resume reads its checkpoint's run's model).")
+        raise UserError(
+            f"resume: {file} holds a different model ({meta.get('model')}); resume with the same "
+            "model.* settings (or none: a resume reads its checkpoint's run's model)."
+        )
     return ckpt
 
 

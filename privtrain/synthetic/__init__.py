@@ -18,8 +18,19 @@ SDV_MODELS = ("gaussian_copula", "ctgan", "tvae", "copulagan")
 DP_MODELS = ("dp_gaussian_copula",)
 MODELS = (*SDV_MODELS, *DP_MODELS)
 
-_CHATTY_LOGGERS = ("SingleTableSynthesizer", "MultiTableSynthesizer", "Metadata", "SingleTableMetadata",
-                   "MultiTableMetadata", "sdv", "copulas", "rdt", "sdmetrics", "ctgan", "faker")
+_CHATTY_LOGGERS = (
+    "SingleTableSynthesizer",
+    "MultiTableSynthesizer",
+    "Metadata",
+    "SingleTableMetadata",
+    "MultiTableMetadata",
+    "sdv",
+    "copulas",
+    "rdt",
+    "sdmetrics",
+    "ctgan",
+    "faker",
+)
 
 
 def quiet_logs() -> None:

@@ -70,20 +70,25 @@ class DpCopulaPlan:
     def events(self) -> tuple:
         import dp_accounting
 
-        return (dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(self.marginal_noise), self.n_columns),
-                dp_accounting.GaussianDpEvent(self.correlation_noise))
+        return (
+            dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(self.marginal_noise), self.n_columns),
+            dp_accounting.GaussianDpEvent(self.correlation_noise),
+        )
 
 
 def _events(sigma: float, d: int, share: float) -> tuple:
     import dp_accounting
 
     sigma_m, sigma_c = sigma * math.sqrt(d / share), sigma / math.sqrt(1.0 - share)
-    return (dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma_m), d),
-            dp_accounting.GaussianDpEvent(sigma_c))
+    return (
+        dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma_m), d),
+        dp_accounting.GaussianDpEvent(sigma_c),
+    )
 
 
-def plan(*, epsilon: float, delta: float, n_columns: int, bins: int = 16, marginal_share: float = 0.5,
-         row_clip: float = 1.0) -> DpCopulaPlan:
+def plan(
+    *, epsilon: float, delta: float, n_columns: int, bins: int = 16, marginal_share: float = 0.5, row_clip: float = 1.0
+) -> DpCopulaPlan:
     """Calibrate the noise for a target (ε, δ).
 
     Args:
@@ -101,8 +106,10 @@ def plan(*, epsilon: float, delta: float, n_columns: int, bins: int = 16, margin
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise UserError(f"{key}.epsilon={epsilon} must be > 0 and finite.")
     if epsilon > MAX_TARGET_EPSILON:  # as for DP-SGD: the calibration would overflow, and the guarantee say nothing
-        raise UserError(f"{key}.epsilon={epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer says "
-                        "anything useful; use synth=gaussian_copula for a non-private synthesizer.")
+        raise UserError(
+            f"{key}.epsilon={epsilon:g} is above {MAX_TARGET_EPSILON:g}, where a DP guarantee no longer says "
+            "anything useful; use synth=gaussian_copula for a non-private synthesizer."
+        )
     if not 0 < delta < 1:
         raise UserError(f"{key}.delta={delta} must lie in (0, 1).")
     if int(bins) < 2:
@@ -123,9 +130,15 @@ def plan(*, epsilon: float, delta: float, n_columns: int, bins: int = 16, margin
         sigma *= 1.0005
         events = _events(sigma, n_columns, marginal_share)
         reported = ev.epsilon_pld(events, delta)
-    return DpCopulaPlan(epsilon=reported, delta=float(delta), n_columns=n_columns,
-                        bins=int(bins), marginal_noise=events[0].event.noise_multiplier,
-                        correlation_noise=events[1].noise_multiplier, row_clip=float(row_clip) * math.sqrt(n_columns))
+    return DpCopulaPlan(
+        epsilon=reported,
+        delta=float(delta),
+        n_columns=n_columns,
+        bins=int(bins),
+        marginal_noise=events[0].event.noise_multiplier,
+        correlation_noise=events[1].noise_multiplier,
+        row_clip=float(row_clip) * math.sqrt(n_columns),
+    )
 
 
 def gaussian_sigma(epsilon: float, delta: float) -> float:
@@ -209,8 +222,7 @@ class DpCopula:
         from scipy.stats import norm
 
         rng = np.random.default_rng(seed)
-        z = rng.multivariate_normal(np.zeros(len(self.marginals)), self.correlation, size=int(num_rows),
-                                    method="eigh")
+        z = rng.multivariate_normal(np.zeros(len(self.marginals)), self.correlation, size=int(num_rows), method="eigh")
         u = norm.cdf(z)
         data = {}
         for j, m in enumerate(self.marginals):
@@ -266,7 +278,7 @@ def fit(frame: pd.DataFrame, domain: list[Column], p: DpCopulaPlan, *, rng: np.r
     s = z.T @ z
     upper = np.triu_indices(d)
     noise = np.zeros((d, d))
-    noise[upper] = rng.normal(0.0, p.correlation_noise * p.row_clip ** 2, size=len(upper[0]))
+    noise[upper] = rng.normal(0.0, p.correlation_noise * p.row_clip**2, size=len(upper[0]))
     s = s + noise + np.triu(noise, 1).T
     diag = np.clip(np.diag(s), 1e-6 * max(1.0, float(np.abs(s).max())), None)
     corr = np.clip(s / np.sqrt(np.outer(diag, diag)), -1.0, 1.0)

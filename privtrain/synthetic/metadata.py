@@ -29,7 +29,7 @@ _RANGE_KEYS = ("range_values", "range_min", "range_max", "regex_format", "decima
 MARK = "privtrain"  # privtrain's own top-level key in a metadata JSON it writes: where the bounds came from
 _ORIGINS = {
     "rows": "SDV detected these ranges and categories from the private rows: they are not a public domain, and "
-            "the DP synthesizer refuses this file as one",
+    "the DP synthesizer refuses this file as one",
     "reviewed": "copied from the reviewed synth.metadata file the run was given",
     "declared": "the DP synthesizer's declared public domain",
 }
@@ -55,8 +55,10 @@ def load(path: str, frame: pd.DataFrame, table: str):
 
     file = Path(str(path)).expanduser()
     if not file.is_file():
-        raise UserError(f"synth.metadata: no such file {str(file)!r}; pass a metadata JSON saved by SDV or a "
-                        "previous synthetic run, or synth.metadata=null to detect it.")
+        raise UserError(
+            f"synth.metadata: no such file {str(file)!r}; pass a metadata JSON saved by SDV or a "
+            "previous synthetic run, or synth.metadata=null to detect it."
+        )
     try:
         raw = json.loads(file.read_text())
         if isinstance(raw, dict):
@@ -68,16 +70,21 @@ def load(path: str, frame: pd.DataFrame, table: str):
         raise UserError(f"synth.metadata: cannot read {str(file)!r} as SDV metadata: {_one_line(exc)}") from None
     tables = list(metadata.tables)
     if len(tables) != 1:
-        raise UserError(f"synth.metadata: {str(file)!r} describes {len(tables)} tables {tables}; the synthetic "
-                        "recipe needs exactly one.")
+        raise UserError(
+            f"synth.metadata: {str(file)!r} describes {len(tables)} tables {tables}; the synthetic "
+            "recipe needs exactly one."
+        )
     described = list(metadata.tables[tables[0]].columns)
     extra = [c for c in described if c not in frame.columns]
     missing = [c for c in frame.columns if c not in described]
     if extra or missing:
-        parts = ([f"describes column(s) {extra[:5]} that the data lacks"] if extra else []) + \
-                ([f"does not describe column(s) {missing[:5]}"] if missing else [])
-        raise UserError(f"synth.metadata: {str(file)!r} does not match the data: {'; '.join(parts)}; fix the JSON "
-                        "or pass synth.metadata=null to detect it.")
+        parts = ([f"describes column(s) {extra[:5]} that the data lacks"] if extra else []) + (
+            [f"does not describe column(s) {missing[:5]}"] if missing else []
+        )
+        raise UserError(
+            f"synth.metadata: {str(file)!r} does not match the data: {'; '.join(parts)}; fix the JSON "
+            "or pass synth.metadata=null to detect it."
+        )
     metadata = _renamed(metadata, tables[0], table)
     try:
         with warnings.catch_warnings():

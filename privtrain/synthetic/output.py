@@ -52,8 +52,14 @@ def write_schema(rows: Path, *, columns: dict, target: str | None, note: str, pa
     """``<rows>.schema.json``: column bounds/categories, target and features, for ``dataset=synthetic``."""
     features = [c for c in columns if c != target]
     path = schema_path(rows)
-    path.write_text(json.dumps({"target": target, "features": features, "columns": columns, "note": note,
-                                "parent": parent}, indent=2, default=_json_default) + "\n")
+    path.write_text(
+        json.dumps(
+            {"target": target, "features": features, "columns": columns, "note": note, "parent": parent},
+            indent=2,
+            default=_json_default,
+        )
+        + "\n"
+    )
     return path
 
 

@@ -30,8 +30,9 @@ def verbatim_leaks(real: pd.DataFrame, synthetic: pd.DataFrame, columns) -> dict
     return {c: int(synthetic[c].dropna().astype(str).isin(seen).sum()) for c in columns if c in synthetic.columns}
 
 
-def scrub_collisions(real: pd.DataFrame, synthetic: pd.DataFrame, findings: list[Finding], *, seed: int,
-                     locales=("en_US",)) -> tuple[pd.DataFrame, dict[str, int]]:
+def scrub_collisions(
+    real: pd.DataFrame, synthetic: pd.DataFrame, findings: list[Finding], *, seed: int, locales=("en_US",)
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Replace any PII value that happens to equal a real one (Faker can draw a real name by chance).
 
     Returns the scrubbed frame and, per column, how many values were replaced. The replacement is

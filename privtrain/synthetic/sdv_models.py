@@ -48,8 +48,10 @@ def check_params(model: str, params: dict) -> None:
     allowed = hyperparameters(model)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise UserError(f"synth.{unknown[0]} is not a {CLASSES[model]} hyperparameter (synth={model}); choose from "
-                        f"{', '.join(allowed)}.")
+        raise UserError(
+            f"synth.{unknown[0]} is not a {CLASSES[model]} hyperparameter (synth={model}); choose from "
+            f"{', '.join(allowed)}."
+        )
 
 
 def build(model: str, metadata, *, params: dict | None = None, common: dict | None = None):

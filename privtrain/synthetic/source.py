@@ -35,8 +35,9 @@ class RealTable:
         return self.source.name
 
 
-def load_source(spec, *, need_target: bool,
-                pii_handling: str = "recorded: read by the synthetic recipe or its audit") -> RealTable:
+def load_source(
+    spec, *, need_target: bool, pii_handling: str = "recorded: read by the synthetic recipe or its audit"
+) -> RealTable:
     """Built-in and declared/inferred tables load as usual; an SDV synthesizer also takes a bare CSV.
 
     The PII gate scans the table but does not refuse: ``pii_handling`` (this recipe's treatment of
@@ -49,9 +50,11 @@ def load_source(spec, *, need_target: bool,
     if not 0.0 < spec.test_size < 1.0:
         raise UserError(f"dataset.test_size={spec.test_size} must lie in (0, 1).")
     if spec.drop:
-        raise UserError("dataset.drop is not supported by the synthetic recipe: every column of the table is "
-                        "synthesized and PII columns are anonymized (synth.pii_check); remove the columns from the "
-                        "file, or train with privtrain run dp_sgd.")
+        raise UserError(
+            "dataset.drop is not supported by the synthetic recipe: every column of the table is "
+            "synthesized and PII columns are anonymized (synth.pii_check); remove the columns from the "
+            "file, or train with privtrain run dp_sgd."
+        )
     if spec.loader in BUILTIN or spec.loader == "synthetic" or spec.schema or spec.infer_schema:
         if spec.loader not in BUILTIN and spec.loader != "synthetic":
             _check_target(read_table(spec.path, data.file_kind(spec)), spec, need_target)
@@ -61,17 +64,24 @@ def load_source(spec, *, need_target: bool,
         raise UserError(f"dataset={spec.loader!r} is unknown; choose one of {', '.join(data.LOADERS)}.")
     frame = read_table(spec.path, data.file_kind(spec))
     _check_target(frame, spec, need_target)
-    pii = pii_gate.check(frame, [c for c in frame.columns if c != spec.id_column], allow=spec.pii_allow,
-                         handling=pii_handling, where=f"dataset.path={spec.path}")
+    pii = pii_gate.check(
+        frame,
+        [c for c in frame.columns if c != spec.id_column],
+        allow=spec.pii_allow,
+        handling=pii_handling,
+        where=f"dataset.path={spec.path}",
+    )
     frame, fingerprint = canonicalize(frame)
     return RealTable(data.source_of(spec, fingerprint), frame, fingerprint, spec.target, None, pii)
 
 
 def _check_target(frame: pd.DataFrame, spec, need_target: bool) -> None:
     if need_target and spec.target not in frame.columns:
-        raise UserError(f"dataset.target={spec.target!r} is not a column of {spec.path}; utility (TSTR) needs the "
-                        f"label column: set dataset.target to one of {list(frame.columns)[:20]}, or "
-                        "synth.utility.enabled=false.")
+        raise UserError(
+            f"dataset.target={spec.target!r} is not a column of {spec.path}; utility (TSTR) needs the "
+            f"label column: set dataset.target to one of {list(frame.columns)[:20]}, or "
+            "synth.utility.enabled=false."
+        )
 
 
 def split(source: RealTable, *, seed: int, test_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -81,8 +91,10 @@ def split(source: RealTable, *, seed: int, test_size: float) -> tuple[pd.DataFra
     frame = source.frame
     test = held_out(frame, seed=seed, test_size=test_size)
     if test.all() or not test.any():
-        raise UserError(f"dataset.test_size={test_size}: the rows leave an empty "
-                        f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size.")
+        raise UserError(
+            f"dataset.test_size={test_size}: the rows leave an empty "
+            f"{'training' if test.all() else 'held-out'} split; use more rows or another test_size."
+        )
     return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 
 
@@ -96,15 +108,19 @@ def dp_domain(source: RealTable, model: str, metadata: str | None) -> tuple[list
     if schema is not None and schema.source in ("builtin", "declared"):
         target = Column(source.target, categories=tuple(schema.classes))
         origin = {"builtin": "the dataset's published ranges", "declared": "dataset.schema"}[schema.source]
-        return [*schema.features, target], [f"domain (bounds, categories) from {origin}: public, not read from the rows"]
+        return [*schema.features, target], [
+            f"domain (bounds, categories) from {origin}: public, not read from the rows"
+        ]
     if metadata:
         return domain_from_metadata(metadata), [
-            f"domain (bounds, categories) from synth.metadata={metadata}, declared public by the user"]
-    how = ("dataset.infer_schema=true reads it off the private rows" if schema is not None
-           else "none was declared")
-    raise UserError(f"synth={model} needs a declared domain ({how}): declare per-column min/max or "
-                    "categories in dataset.schema, or pass a reviewed synth.metadata JSON with range_min/range_max "
-                    "and range_values for every column.")
+            f"domain (bounds, categories) from synth.metadata={metadata}, declared public by the user"
+        ]
+    how = "dataset.infer_schema=true reads it off the private rows" if schema is not None else "none was declared"
+    raise UserError(
+        f"synth={model} needs a declared domain ({how}): declare per-column min/max or "
+        "categories in dataset.schema, or pass a reviewed synth.metadata JSON with range_min/range_max "
+        "and range_values for every column."
+    )
 
 
 def domain_from_metadata(path: str) -> list[Column]:
@@ -119,10 +135,12 @@ def domain_from_metadata(path: str) -> list[Column]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"synth.metadata: {str(file)!r} is not a one-table SDV metadata JSON; fix the path.") from None
     if bounds_origin(raw) == "rows":  # the data's own extremes: the guarantee would claim a finite ε it lacks
-        raise UserError(f"synth.metadata: {str(file)!r} holds bounds SDV read off the private rows ({MARK}.bounds "
-                        "is rows), not a public domain; declare public bounds in dataset.schema, or in a copy widen "
-                        f"range_min/range_max/range_values to public values and set {MARK}.bounds to declared. "
-                        "Nothing was charged.")
+        raise UserError(
+            f"synth.metadata: {str(file)!r} holds bounds SDV read off the private rows ({MARK}.bounds "
+            "is rows), not a public domain; declare public bounds in dataset.schema, or in a copy widen "
+            f"range_min/range_max/range_values to public values and set {MARK}.bounds to declared. "
+            "Nothing was charged."
+        )
     out = []
     for name, col in spec["columns"].items():
         sdtype = col.get("sdtype")
@@ -145,6 +163,8 @@ def dp_delta(delta, n: int) -> float:
         return default_delta(n)
     delta = float(delta)
     if not 0.0 < delta < 1.0 / n:
-        raise UserError(f"synth.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
-                        f"n={n} training rows; use e.g. {default_delta(n):.0e}.")
+        raise UserError(
+            f"synth.delta={delta:g} must lie in (0, 1/n) = (0, {1.0 / n:.2e}) for "
+            f"n={n} training rows; use e.g. {default_delta(n):.0e}."
+        )
     return delta

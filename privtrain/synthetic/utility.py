@@ -39,13 +39,21 @@ def _pipeline(name: str, numeric: list[str], categorical: list[str], seed: int):
 
     if name not in CLASSIFIERS:
         raise UserError(f"synth.utility.classifier={name!r} is unknown; choose one of {', '.join(CLASSIFIERS)}.")
-    pre = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
-         categorical),
-    ])
-    model = (LogisticRegression(max_iter=2000) if name == "logreg"
-             else RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1))
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                categorical,
+            ),
+        ]
+    )
+    model = (
+        LogisticRegression(max_iter=2000)
+        if name == "logreg"
+        else RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
+    )
     return make_pipeline(pre, model)
 
 
@@ -58,12 +66,22 @@ def _score(pipe, train: pd.DataFrame, test: pd.DataFrame, target: str, cols: lis
         pipe = DummyClassifier(strategy="most_frequent")
     pipe.fit(train[cols], y_train)
     pred = pipe.predict(test[cols])
-    return {"accuracy": float(accuracy_score(y_test, pred)),
-            "f1_macro": float(f1_score(y_test, pred, average="macro", zero_division=0))}
+    return {
+        "accuracy": float(accuracy_score(y_test, pred)),
+        "f1_macro": float(f1_score(y_test, pred, average="macro", zero_division=0)),
+    }
 
 
-def tstr_trtr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.DataFrame, *, target: str,
-              exclude=(), classifier: str = "random_forest", seed: int = 0) -> dict:
+def tstr_trtr(
+    real_train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    real_test: pd.DataFrame,
+    *,
+    target: str,
+    exclude=(),
+    classifier: str = "random_forest",
+    seed: int = 0,
+) -> dict:
     """TSTR and TRTR scores with one classifier on the real held-out split.
 
     Raises:
@@ -71,8 +89,10 @@ def tstr_trtr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.D
     """
     for name, table in (("the real data", real_train), ("the synthetic rows", synthetic)):
         if target not in table.columns:
-            raise UserError(f"dataset.target={target!r} is not a column of {name}; utility (TSTR) needs the label: "
-                            "set dataset.target=COLUMN or synth.utility.enabled=false.")
+            raise UserError(
+                f"dataset.target={target!r} is not a column of {name}; utility (TSTR) needs the label: "
+                "set dataset.target=COLUMN or synth.utility.enabled=false."
+            )
     numeric, categorical = usable_features(real_train, target, set(exclude))
     numeric = [c for c in numeric if c in synthetic.columns]
     categorical = [c for c in categorical if c in synthetic.columns]
@@ -81,6 +101,12 @@ def tstr_trtr(real_train: pd.DataFrame, synthetic: pd.DataFrame, real_test: pd.D
         return {"classifier": classifier, "features": [], "note": "no usable feature columns"}
     trtr = _score(_pipeline(classifier, numeric, categorical, seed), real_train, real_test, target, cols)
     tstr = _score(_pipeline(classifier, numeric, categorical, seed), synthetic, real_test, target, cols)
-    return {"classifier": classifier, "features": cols, "n_test": len(real_test),
-            "trtr_accuracy": trtr["accuracy"], "tstr_accuracy": tstr["accuracy"],
-            "trtr_f1_macro": trtr["f1_macro"], "tstr_f1_macro": tstr["f1_macro"]}
+    return {
+        "classifier": classifier,
+        "features": cols,
+        "n_test": len(real_test),
+        "trtr_accuracy": trtr["accuracy"],
+        "tstr_accuracy": tstr["accuracy"],
+        "trtr_f1_macro": trtr["f1_macro"],
+        "tstr_f1_macro": tstr["f1_macro"],
+    }

@@ -28,13 +28,33 @@ def sgd(q: float, sigma: float, steps: int) -> tuple:
     return (ev.dp_sgd_event(sample_rate=q, noise_multiplier=sigma, steps=steps),)
 
 
-def charge(run_id: str = "run-1", events: tuple | None = None, *, fp: str = FP, name: str = "patients",
-           unit: str = "example", delta: float = 1e-5, epsilon: float | None = None, **kw) -> ledger.Charge:
+def charge(
+    run_id: str = "run-1",
+    events: tuple | None = None,
+    *,
+    fp: str = FP,
+    name: str = "patients",
+    unit: str = "example",
+    delta: float = 1e-5,
+    epsilon: float | None = None,
+    **kw,
+) -> ledger.Charge:
     """A charge on source ``fp`` (a fake 64-hex key that is also the table's fingerprint)."""
     events = events if events is not None else gaussian(4.0)
     eps = epsilon if epsilon is not None else fresh_pld(list(events), delta)
-    return ledger.Charge(run_id=run_id, recipe="dp_sgd", source=fp, source_name=name, fingerprint=fp, unit=unit,
-                         events=tuple(events), delta=delta, epsilon=eps, config_hash="cfg-" + run_id, **kw)
+    return ledger.Charge(
+        run_id=run_id,
+        recipe="dp_sgd",
+        source=fp,
+        source_name=name,
+        fingerprint=fp,
+        unit=unit,
+        events=tuple(events),
+        delta=delta,
+        epsilon=eps,
+        config_hash="cfg-" + run_id,
+        **kw,
+    )
 
 
 def charging(led: ledger.Ledger, *charges: ledger.Charge):
@@ -89,15 +109,27 @@ def env() -> dict:
 
 def cli(*args: str, path: Path) -> subprocess.CompletedProcess:
     """``python -m privtrain.ledger ARGS --path PATH`` in a real process."""
-    return subprocess.run([sys.executable, "-m", "privtrain.ledger", *args, "--path", str(path)],
-                          capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "privtrain.ledger", *args, "--path", str(path)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def worker(*args: str, **popen) -> subprocess.Popen:
     """Start tests/ledger_helpers/worker.py in a separate process."""
-    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("worker.py")), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT,
-                            **popen)
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("worker.py")), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        **popen,
+    )
 
 
 def dumps(obj) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dp_accounting  # noqa: E402
-from ledger_helpers import ROOT, charging, env, plan_of  # noqa: E402
 
+from ledger_helpers import ROOT, charging, env, plan_of  # noqa: E402
 from privtrain import ledger  # noqa: E402
 from privtrain.privacy import events as ev  # noqa: E402
 
@@ -27,19 +27,37 @@ def calibrate(eps: float) -> float:
     return dp_accounting.calibrate_dp_mechanism(
         lambda: dp_accounting.pld.PLDAccountant(),
         lambda s: ev.dp_sgd_event(sample_rate=Q, noise_multiplier=s, steps=STEPS),
-        eps, DELTA, dp_accounting.ExplicitBracketInterval(0.3, 20.0), tol=1e-3)
+        eps,
+        DELTA,
+        dp_accounting.ExplicitBracketInterval(0.3, 20.0),
+        tol=1e-3,
+    )
 
 
 def charge(i: int, sigma: float, fp: str, name: str, eps: float) -> ledger.Charge:
-    return ledger.Charge(run_id=f"run-{i}", recipe="dp_sgd", dataset_fingerprint=fp, dataset_name=name,
-                         unit="example", events=(ev.dp_sgd_event(sample_rate=Q, noise_multiplier=sigma, steps=STEPS),),
-                         delta=DELTA, epsilon=eps, config_hash=f"c{i}")
+    return ledger.Charge(
+        run_id=f"run-{i}",
+        recipe="dp_sgd",
+        dataset_fingerprint=fp,
+        dataset_name=name,
+        unit="example",
+        events=(ev.dp_sgd_event(sample_rate=Q, noise_multiplier=sigma, steps=STEPS),),
+        delta=DELTA,
+        epsilon=eps,
+        config_hash=f"c{i}",
+    )
 
 
 def timed_show(path: Path) -> float:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "privtrain.ledger", "show", "--path", str(path)],
-                         capture_output=True, text=True, env=env(), cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "privtrain.ledger", "show", "--path", str(path)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        check=True,
+    )
     dt = time.perf_counter() - t
     assert "digits" in out.stdout
     return dt
@@ -63,7 +81,9 @@ def main() -> None:
         with charging(led, charge(i, sigma, fp, "digits", 1.0)) as run:
             run.commit(run.charge.events)
     (s,) = led.datasets()
-    print(f"10-run sweep at ε=1 each: tight PLD ε={s.spent:.3f}, RDP ε={s.spent_rdp:.3f}, naive sum ε={s.naive_sum:.3f}")
+    print(
+        f"10-run sweep at ε=1 each: tight PLD ε={s.spent:.3f}, RDP ε={s.spent_rdp:.3f}, naive sum ε={s.naive_sum:.3f}"
+    )
 
     # 2) 1,000 runs on one dataset (tracked while we fill it, then a budget)
     path = d / "big.db"
@@ -78,8 +98,10 @@ def main() -> None:
     led.close()
     cold = timed_show(path)
     warm = [timed_show(path) for _ in range(3)]
-    print(f"`ledger show`, {args.runs} runs: first (composes, fills cache) {cold:.2f}s; "
-          f"cached {min(warm):.2f}-{max(warm):.2f}s (whole process)")
+    print(
+        f"`ledger show`, {args.runs} runs: first (composes, fills cache) {cold:.2f}s; "
+        f"cached {min(warm):.2f}-{max(warm):.2f}s (whole process)"
+    )
 
     led = ledger.open(path)
     new = charge(args.runs, sigma * 1.1, fp, "digits", 0.9)  # a run not seen before: nothing cached
@@ -89,9 +111,11 @@ def main() -> None:
     t = time.perf_counter()
     plan_of(led, new)
     warm_plan = time.perf_counter() - t
-    print(f"pre-flight (plan) over {args.runs} runs: new event {cold_plan:.2f}s, repeated {warm_plan:.3f}s "
-          f"(in-process, dp-accounting imported); spent ε={plan.spent:.3f}, after ε={plan.after:.3f}, "
-          f"fits={plan.fits}")
+    print(
+        f"pre-flight (plan) over {args.runs} runs: new event {cold_plan:.2f}s, repeated {warm_plan:.3f}s "
+        f"(in-process, dp-accounting imported); spent ε={plan.spent:.3f}, after ε={plan.after:.3f}, "
+        f"fits={plan.fits}"
+    )
     same = charge(args.runs + 1, sigma, fp, "digits", 1.0)  # one more identical sweep trial
     t = time.perf_counter()
     plan_of(led, same)

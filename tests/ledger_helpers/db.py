@@ -57,12 +57,17 @@ def execute(location, *statements, params: tuple = ()) -> None:
 def tamper(location, *statements, params: tuple = ()) -> None:
     """An attacker with write access: switch the append-only triggers off, then edit rows directly."""
     if is_pg(location):
-        execute(location, "ALTER TABLE entries DISABLE TRIGGER USER", "ALTER TABLE source_sketches DISABLE TRIGGER USER")
+        execute(
+            location, "ALTER TABLE entries DISABLE TRIGGER USER", "ALTER TABLE source_sketches DISABLE TRIGGER USER"
+        )
     else:
-        execute(location, "DROP TRIGGER IF EXISTS entries_append_only_update",
-                "DROP TRIGGER IF EXISTS entries_append_only_delete",
-                "DROP TRIGGER IF EXISTS source_sketches_append_only_update",
-                "DROP TRIGGER IF EXISTS source_sketches_append_only_delete")
+        execute(
+            location,
+            "DROP TRIGGER IF EXISTS entries_append_only_update",
+            "DROP TRIGGER IF EXISTS entries_append_only_delete",
+            "DROP TRIGGER IF EXISTS source_sketches_append_only_update",
+            "DROP TRIGGER IF EXISTS source_sketches_append_only_delete",
+        )
     for sql in statements:
         execute(location, sql, params=params)
 

@@ -33,8 +33,9 @@ PRECISION = 0.9
 
 def _group_codes(views, group, rows=None) -> np.ndarray:
     take = (lambda a: a) if rows is None else (lambda a: a[rows])
-    return np.column_stack([take(views[j].grid if grid else views[j].codes)
-                            for j, grid in zip(group["cols"], group["grid"])])
+    return np.column_stack(
+        [take(views[j].grid if grid else views[j].codes) for j, grid in zip(group["cols"], group["grid"])]
+    )
 
 
 def _ratio(bit: np.ndarray, set_by_others: np.ndarray, flip: float) -> np.ndarray:
@@ -60,18 +61,25 @@ def rows_attack(members: pd.DataFrame, others: pd.DataFrame, stored: ov.Stored, 
         pos_o = sketch.positions(_group_codes(views_u, group, np.arange(n, n + len(others))), hkey, m)
         count = np.bincount(pos_m, minlength=m)
         bits = stored.bits[gi]
-        r = np.r_[_ratio(bits[pos_m], count[pos_m] >= 2, layout["flip"]),
-                  _ratio(bits[pos_o], count[pos_o] >= 1, layout["flip"])]
+        r = np.r_[
+            _ratio(bits[pos_m], count[pos_m] >= 2, layout["flip"]),
+            _ratio(bits[pos_o], count[pos_o] >= 1, layout["flip"]),
+        ]
         with np.errstate(divide="ignore"):
             log_lr += np.log(r)
     member = np.r_[np.ones(n, bool), np.zeros(len(others), bool)]
     posterior = 1 / (1 + np.exp(-log_lr))
     top = log_lr == log_lr.max()
     finite = log_lr[np.isfinite(log_lr)]
-    return {"rows": n, "pool": len(log_lr), "recovered": int((member & (posterior >= PRECISION)).sum()),
-            "max_ratio": float(np.exp(finite.max())) if len(finite) else math.inf,
-            "max_posterior": float(posterior.max()), "top_tier": int(top.sum()),
-            "top_tier_precision": float(member[top].mean())}
+    return {
+        "rows": n,
+        "pool": len(log_lr),
+        "recovered": int((member & (posterior >= PRECISION)).sum()),
+        "max_ratio": float(np.exp(finite.max())) if len(finite) else math.inf,
+        "max_posterior": float(posterior.max()),
+        "top_tier": int(top.sum()),
+        "top_tier_precision": float(member[top].mean()),
+    }
 
 
 def cells_attack(members: pd.DataFrame, stored: ov.Stored, key: bytes, n_rows: int = 150, seed: int = 0) -> dict:
@@ -101,7 +109,7 @@ def cells_attack(members: pd.DataFrame, stored: ov.Stored, key: bytes, n_rows: i
                 log_score = np.log(prior)
             for gi, at in member_of:
                 coded = v.grid if groups[gi]["grid"][at] else v.codes
-                cand = np.repeat(tuples[gi][r:r + 1], len(freq), axis=0)
+                cand = np.repeat(tuples[gi][r : r + 1], len(freq), axis=0)
                 cand[:, at] = coded[reps]
                 pos = sketch.positions(cand, hkeys[gi], groups[gi]["m"])
                 others = counts[gi][pos] - (pos == positions[gi][r])

@@ -31,13 +31,26 @@ def patients(n: int = 3000, seed: int = 0, *, older: float = 0.0) -> pd.DataFram
     region = r.choice(REGIONS, n, p=[0.3, 0.25, 0.2, 0.15, 0.1])
     visits = np.minimum(r.poisson(2.5 + 0.03 * (age - 50).clip(0), n), 20)
     risk = 0.02 * (age - 50) + 0.03 * (bmi - 27) + 0.02 * (sbp - 130) / 5 + (smoker == "current") * 0.5
-    diagnosis = np.where(r.random(n) < 1 / (1 + np.exp(-(risk - 1.2))), r.choice(DIAGNOSES[1:], n),
-                         "none")
+    diagnosis = np.where(r.random(n) < 1 / (1 + np.exp(-(risk - 1.2))), r.choice(DIAGNOSES[1:], n), "none")
     label = (r.random(n) < 1 / (1 + np.exp(-(risk + 0.3 * visits - 1.5)))).astype(int)
-    return pd.DataFrame({"age": age, "sex": sex, "height_cm": height, "weight_kg": weight, "bmi": bmi,
-                         "systolic_bp": sbp, "diastolic_bp": dbp, "cholesterol": chol, "glucose": glucose,
-                         "smoker": smoker, "region": region, "visits": visits, "diagnosis": diagnosis,
-                         "readmitted": label})
+    return pd.DataFrame(
+        {
+            "age": age,
+            "sex": sex,
+            "height_cm": height,
+            "weight_kg": weight,
+            "bmi": bmi,
+            "systolic_bp": sbp,
+            "diastolic_bp": dbp,
+            "cholesterol": chol,
+            "glucose": glucose,
+            "smoker": smoker,
+            "region": region,
+            "visits": visits,
+            "diagnosis": diagnosis,
+            "readmitted": label,
+        }
+    )
 
 
 NUMERIC = ["age", "height_cm", "weight_kg", "bmi", "systolic_bp", "diastolic_bp", "cholesterol", "glucose", "visits"]

@@ -47,8 +47,10 @@ def find_binaries() -> Path:
     for folder in candidates:
         if all((folder / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
             return folder
-    raise Unavailable("no PostgreSQL binaries: install the test extra (pgserver), or Debian's postgresql, "
-                      "or set PRIVTRAIN_TEST_PG_BIN or PRIVTRAIN_TEST_PG_URL")
+    raise Unavailable(
+        "no PostgreSQL binaries: install the test extra (pgserver), or Debian's postgresql, "
+        "or set PRIVTRAIN_TEST_PG_BIN or PRIVTRAIN_TEST_PG_URL"
+    )
 
 
 def _free_port() -> int:
@@ -68,7 +70,7 @@ class Server:
         self._run_as = None
 
     # --- start and stop ---
-    def start(self) -> "Server":
+    def start(self) -> Server:
         if self.admin_url:
             return self
         _exit_cleanly_on_sigterm()
@@ -82,15 +84,25 @@ class Server:
         self.bin = bin_dir
         data = self.root / "data"
         self._pg("initdb", "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync")
-        options = ["-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.root}",
-                   "-c max_connections=200"]
+        options = ["-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.root}", "-c max_connections=200"]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         for attempt in range(3):
             self.port = _free_port()
             try:
-                self._pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "log"),
-                         "-o", " ".join([*options, f"-c port={self.port}"]), "start")
+                self._pg(
+                    "pg_ctl",
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.root / "log"),
+                    "-o",
+                    " ".join([*options, f"-c port={self.port}"]),
+                    "start",
+                )
                 break
             except Unavailable:
                 if attempt == 2:
@@ -110,8 +122,14 @@ class Server:
             self.root = None
 
     def _pg(self, program: str, *args: str) -> str:
-        out = subprocess.run([str(self.bin / program), *args], capture_output=True, text=True, timeout=120,
-                             user=self._run_as, cwd=self.root)
+        out = subprocess.run(
+            [str(self.bin / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            user=self._run_as,
+            cwd=self.root,
+        )
         if out.returncode != 0:
             log = self.root / "log"
             tail = log.read_text()[-2000:] if log.is_file() else ""

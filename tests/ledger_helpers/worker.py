@@ -19,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for ledger_helpers
 from ledger_helpers import charge, charging, gaussian  # noqa: E402
-
 from privtrain import ledger
 from privtrain.errors import BudgetExceeded
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from privtrain.ledger.backends.base import is_url, redact, require_driver, url_file_name, user_data_dir
 
+
 class Backend(Protocol):
     """What the ledger needs from its storage. Rows are plain dicts keyed by column name."""
 
@@ -58,13 +59,28 @@ class Backend(Protocol):
     def entry_at(self, entry_id: int) -> dict | None: ...
 
     # --- the entries the Ledger reads ---
-    def entries(self, *, source: str | None = None, unit: str | None = None, scope: str | None = None,
-                statuses: Iterable[str] | None = None, fingerprint: str | None = None, after: int = 0) -> list[dict]:
+    def entries(
+        self,
+        *,
+        source: str | None = None,
+        unit: str | None = None,
+        scope: str | None = None,
+        statuses: Iterable[str] | None = None,
+        fingerprint: str | None = None,
+        after: int = 0,
+    ) -> list[dict]:
         """Every entry matching, in id order (``after``: only ids above it)."""
 
-    def latest(self, *, source: str | None = None, unit: str | None = None, scope: str | None = None,
-               statuses: Iterable[str] | None = None, fingerprint: str | None = None,
-               present: str | None = None) -> dict | None:
+    def latest(
+        self,
+        *,
+        source: str | None = None,
+        unit: str | None = None,
+        scope: str | None = None,
+        statuses: Iterable[str] | None = None,
+        fingerprint: str | None = None,
+        present: str | None = None,
+    ) -> dict | None:
         """The newest entry matching, where column ``present`` (if given) is not null."""
 
     def source_names(self) -> list[tuple[str, str | None, str | None]]:
@@ -89,17 +105,30 @@ class Backend(Protocol):
 
     # --- derived data, never chained nor read for admission (best effort: never waits for a writer) ---
     def cache_get(self, key: str) -> float | None: ...
-    def cache_put(self, key: str, fingerprint: str | None, unit: str | None, delta: float, accountant: str,
-                  value: float) -> None: ...
+    def cache_put(
+        self, key: str, fingerprint: str | None, unit: str | None, delta: float, accountant: str, value: float
+    ) -> None: ...
     def totals(self, source: str, unit: str, scope: str, discretization: float) -> Iterator[dict]:
         """Stored PLD totals of one key, newest chain position first; each dict has upto, runs, digest,
         epsilons (JSON text) and a ``load()`` returning the serialised PLD."""
 
-    def put_total(self, source: str, unit: str, scope: str, discretization: float, upto: int, runs: int,
-                  digest: str, epsilons: str, pld: bytes, keep: int) -> None: ...
+    def put_total(
+        self,
+        source: str,
+        unit: str,
+        scope: str,
+        discretization: float,
+        upto: int,
+        runs: int,
+        digest: str,
+        epsilons: str,
+        pld: bytes,
+        keep: int,
+    ) -> None: ...
 
-    def update_total_epsilons(self, source: str, unit: str, scope: str, discretization: float, upto: int,
-                              epsilons: str) -> None: ...
+    def update_total_epsilons(
+        self, source: str, unit: str, scope: str, discretization: float, upto: int, epsilons: str
+    ) -> None: ...
 
     # --- verification ---
     def integrity_check(self, full: bool = True) -> str | None:

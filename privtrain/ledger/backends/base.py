@@ -7,7 +7,6 @@ schema, best-effort writes, the storage engine's own check) live in :mod:`.sqlit
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -61,8 +60,10 @@ def require_driver() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise UserError("a PostgreSQL ledger needs the psycopg driver: pip install 'privtrain[postgres]' "
-                        "(or point PRIVTRAIN_LEDGER / ledger.path= at an SQLite file).") from None
+        raise UserError(
+            "a PostgreSQL ledger needs the psycopg driver: pip install 'privtrain[postgres]' "
+            "(or point PRIVTRAIN_LEDGER / ledger.path= at an SQLite file)."
+        ) from None
     return psycopg
 
 
@@ -124,14 +125,17 @@ class SqlBackend:
     def insert_entries(self, rows: list[dict]) -> None:
         if not rows:
             return
-        self._many(f"INSERT INTO entries ({_QUOTED}) VALUES ({', '.join('?' * len(_NAMES))})",
-                   ([r[k] for k in _NAMES] for r in rows))
+        self._many(
+            f"INSERT INTO entries ({_QUOTED}) VALUES ({', '.join('?' * len(_NAMES))})",
+            ([r[k] for k in _NAMES] for r in rows),
+        )
         self._exec("UPDATE meta SET value = ? WHERE key = 'head_id'", (str(rows[-1]["id"]),))
         self._exec("UPDATE meta SET value = ? WHERE key = 'head_hash'", (rows[-1]["hash"],))
 
     def head_record(self) -> tuple[int, str | None]:
-        meta = {r["key"]: r["value"] for r in self._all("SELECT key, value FROM meta WHERE key IN "
-                                                        "('head_id', 'head_hash')")}
+        meta = {
+            r["key"]: r["value"] for r in self._all("SELECT key, value FROM meta WHERE key IN ('head_id', 'head_hash')")
+        }
         return int(meta.get("head_id", -1)), meta.get("head_hash")
 
     def chain_rows(self, first_id: int = 1) -> list[dict]:
@@ -142,12 +146,14 @@ class SqlBackend:
 
     # --- entries ------------------------------------------------------------------------------
     def entries(self, *, source=None, unit=None, scope=None, statuses=None, fingerprint=None, after=0) -> list[dict]:
-        where, args = _where(source=source, unit=unit, scope=scope, statuses=statuses, fingerprint=fingerprint,
-                             after=after)
+        where, args = _where(
+            source=source, unit=unit, scope=scope, statuses=statuses, fingerprint=fingerprint, after=after
+        )
         return self._all(f"SELECT * FROM entries{where} ORDER BY id", args)
 
-    def latest(self, *, source=None, unit=None, scope=None, statuses=None, fingerprint=None,
-               present=None) -> dict | None:
+    def latest(
+        self, *, source=None, unit=None, scope=None, statuses=None, fingerprint=None, present=None
+    ) -> dict | None:
         where, args = _where(source=source, unit=unit, scope=scope, statuses=statuses, fingerprint=fingerprint)
         if present is not None:
             if present not in COLUMNS:
@@ -161,22 +167,30 @@ class SqlBackend:
 
     def budget_keys(self, exclude: Iterable[str]) -> list[tuple[str, str, str, int]]:
         exclude = list(exclude)
-        rows = self._all("SELECT source, unit, scope, MIN(id) AS first FROM entries WHERE status NOT IN "
-                         f"({', '.join('?' * len(exclude))}) GROUP BY source, unit, scope", exclude)
+        rows = self._all(
+            "SELECT source, unit, scope, MIN(id) AS first FROM entries WHERE status NOT IN "
+            f"({', '.join('?' * len(exclude))}) GROUP BY source, unit, scope",
+            exclude,
+        )
         return [(r["source"], r["unit"], r["scope"], int(r["first"])) for r in rows]
 
     # --- source sketches (noisy, see privtrain.ledger.sketch) ---------------------------------------
     def add_sketch(self, source: str, fingerprint: str, layout: str, blob: bytes) -> None:
-        self._exec("INSERT INTO source_sketches (source, fingerprint, layout, sketch) VALUES (?, ?, ?, ?)",
-                   (source, fingerprint, layout, bytes(blob)))
+        self._exec(
+            "INSERT INTO source_sketches (source, fingerprint, layout, sketch) VALUES (?, ?, ?, ?)",
+            (source, fingerprint, layout, bytes(blob)),
+        )
 
     def sketches(self) -> list[tuple[str, str, str, bytes]]:
         """(source, fingerprint, layout, sketch) of every registered table."""
         if not self.has_sketches():
             return []
-        return [(r["source"], r["fingerprint"], r["layout"], bytes(r["sketch"]))
-                for r in self._all("SELECT source, fingerprint, layout, sketch FROM source_sketches "
-                                   "ORDER BY source, fingerprint")]
+        return [
+            (r["source"], r["fingerprint"], r["layout"], bytes(r["sketch"]))
+            for r in self._all(
+                "SELECT source, fingerprint, layout, sketch FROM source_sketches ORDER BY source, fingerprint"
+            )
+        ]
 
     def sketch_keys(self) -> set[tuple[str, str]]:
         """(source, fingerprint) of every registered table (no bits read)."""
@@ -188,9 +202,13 @@ class SqlBackend:
         """(fingerprint, layout, sketch) of the tables registered under ``source``."""
         if not self.has_sketches():
             return []
-        return [(r["fingerprint"], r["layout"], bytes(r["sketch"]))
-                for r in self._all("SELECT fingerprint, layout, sketch FROM source_sketches WHERE source = ? "
-                                   "ORDER BY fingerprint", (source,))]
+        return [
+            (r["fingerprint"], r["layout"], bytes(r["sketch"]))
+            for r in self._all(
+                "SELECT fingerprint, layout, sketch FROM source_sketches WHERE source = ? ORDER BY fingerprint",
+                (source,),
+            )
+        ]
 
     def sources_with_rows(self) -> set[str]:
         if not self.has_sketches():
@@ -208,37 +226,58 @@ class SqlBackend:
     def cache_put(self, key, fingerprint, unit, delta, accountant, value) -> None:
         import time
 
-        self._best_effort("INSERT INTO cache (key, fingerprint, unit, delta, accountant, value, created) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                          (key, fingerprint, unit, delta, accountant, value,
-                           time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+        self._best_effort(
+            "INSERT INTO cache (key, fingerprint, unit, delta, accountant, value, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, fingerprint, unit, delta, accountant, value, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        )
 
     def totals(self, source: str, unit: str, scope: str, discretization: float) -> Iterator[dict]:
         key = (source, unit, scope, float(discretization))
-        rows = self._all("SELECT upto, runs, digest, epsilons FROM pld_totals WHERE source = ? AND unit = ? AND "
-                         "scope = ? AND discretization = ? ORDER BY upto DESC", key)
+        rows = self._all(
+            "SELECT upto, runs, digest, epsilons FROM pld_totals WHERE source = ? AND unit = ? AND "
+            "scope = ? AND discretization = ? ORDER BY upto DESC",
+            key,
+        )
         for row in rows:
             upto = int(row["upto"])
             yield {**row, "upto": upto, "load": lambda upto=upto: self._load_total(key, upto)}
 
     def _load_total(self, key: tuple, upto: int) -> bytes | None:
-        row = self._one("SELECT pld FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? AND "
-                        "discretization = ? AND upto = ?", (*key, upto))
+        row = self._one(
+            "SELECT pld FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? AND "
+            "discretization = ? AND upto = ?",
+            (*key, upto),
+        )
         return None if row is None else bytes(row["pld"])
 
     def put_total(self, source, unit, scope, discretization, upto, runs, digest, epsilons, pld, keep=4) -> None:
         import time
 
         key = (source, unit, scope, float(discretization))
-        self._best_effort("INSERT INTO pld_totals (source, unit, scope, discretization, upto, runs, digest, epsilons, "
-                          "pld, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                          (*key, int(upto), int(runs), digest, epsilons, bytes(pld),
-                           time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
-        self._best_effort("DELETE FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? AND discretization = ? "
-                          "AND upto NOT IN (SELECT upto FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? "
-                          "AND discretization = ? ORDER BY upto DESC LIMIT ?)", (*key, *key, int(keep)))
+        self._best_effort(
+            "INSERT INTO pld_totals (source, unit, scope, discretization, upto, runs, digest, epsilons, "
+            "pld, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                *key,
+                int(upto),
+                int(runs),
+                digest,
+                epsilons,
+                bytes(pld),
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            ),
+        )
+        self._best_effort(
+            "DELETE FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? AND discretization = ? "
+            "AND upto NOT IN (SELECT upto FROM pld_totals WHERE source = ? AND unit = ? AND scope = ? "
+            "AND discretization = ? ORDER BY upto DESC LIMIT ?)",
+            (*key, *key, int(keep)),
+        )
 
     def update_total_epsilons(self, source, unit, scope, discretization, upto, epsilons) -> None:
-        self._best_effort("UPDATE pld_totals SET epsilons = ? WHERE source = ? AND unit = ? AND scope = ? AND "
-                          "discretization = ? AND upto = ?",
-                          (epsilons, source, unit, scope, float(discretization), int(upto)))
+        self._best_effort(
+            "UPDATE pld_totals SET epsilons = ? WHERE source = ? AND unit = ? AND scope = ? AND "
+            "discretization = ? AND upto = ?",
+            (epsilons, source, unit, scope, float(discretization), int(upto)),
+        )

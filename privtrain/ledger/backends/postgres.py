@@ -12,7 +12,7 @@ database roles decide who may write at all (see docs/ledger.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from privtrain.errors import UserError
@@ -65,7 +65,7 @@ _LEGACY = ("source_rows", "source_samples")
 _LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))"
 
 
-def connect(url: str, *, create: bool = True) -> "PostgresBackend":
+def connect(url: str, *, create: bool = True) -> PostgresBackend:
     """Connect to the ledger at ``url``, creating its tables in an empty database (or schema) if ``create``.
 
     Raises:
@@ -77,11 +77,18 @@ def connect(url: str, *, create: bool = True) -> "PostgresBackend":
 
     shown = redact(url)
     try:
-        conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
-                               application_name="privtrain-ledger")
+        conn = psycopg.connect(
+            url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="privtrain-ledger",
+        )
     except psycopg.Error as exc:
-        raise UserError(f"cannot connect to the PostgreSQL ledger {shown}: {_first_line(exc)}; check the URL, the "
-                        "server, and the role's password (PGPASSWORD or ~/.pgpass).") from None
+        raise UserError(
+            f"cannot connect to the PostgreSQL ledger {shown}: {_first_line(exc)}; check the URL, the "
+            "server, and the role's password (PGPASSWORD or ~/.pgpass)."
+        ) from None
     backend = PostgresBackend(conn, shown)
     try:
         backend.prepare(create)
@@ -121,18 +128,24 @@ class PostgresBackend(SqlBackend):
         present = self._present_tables()
         if "meta" not in present:
             if not create:
-                raise UserError(f"no ledger at {self.location}; nothing was created. The first run (or `privtrain "
-                                "ledger budget set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger.")
+                raise UserError(
+                    f"no ledger at {self.location}; nothing was created. The first run (or `privtrain "
+                    "ledger budget set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger."
+                )
             self._create()
             present = self._present_tables()
         meta = {r["key"]: r["value"] for r in self._all("SELECT key, value FROM meta")}
         if meta.get("app") != "privtrain-ledger":
-            raise UserError(f"{self.location} is not a usable privtrain ledger (a foreign database with a table "
-                            "named meta); nothing was changed: use a dedicated database or schema.")
+            raise UserError(
+                f"{self.location} is not a usable privtrain ledger (a foreign database with a table "
+                "named meta); nothing was changed: use a dedicated database or schema."
+            )
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
-            raise UserError(f"the ledger {self.location} has schema version {version}, newer than this privtrain "
-                            f"supports ({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
+            raise UserError(
+                f"the ledger {self.location} has schema version {version}, newer than this privtrain "
+                f"supports ({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed."
+            )
         row = self._one("SELECT has_table_privilege('entries', 'INSERT') AS w")
         if row is None:  # a SELECT of a function returns one row
             raise RuntimeError(f"{self.location}: has_table_privilege returned no row")
@@ -144,8 +157,9 @@ class PostgresBackend(SqlBackend):
     def _upgrade_rows(self, present: set[str]) -> None:
         """A ledger from before sketches: create their table and drop the invertible row hashes and samples,
         when this role owns the schema (other roles go on; registering needs the table)."""
-        owner = self._one("SELECT pg_get_userbyid(nspowner) = current_user AS own FROM pg_namespace "
-                          "WHERE nspname = current_schema()")
+        owner = self._one(
+            "SELECT pg_get_userbyid(nspowner) = current_user AS own FROM pg_namespace WHERE nspname = current_schema()"
+        )
         if not owner or not owner["own"]:
             return
         with self.write():
@@ -165,13 +179,18 @@ class PostgresBackend(SqlBackend):
             if "meta" in present:
                 return  # another process created it while we waited for the lock
             if present:
-                raise UserError(f"{self.location} is not a usable privtrain ledger (a foreign database with tables "
-                                f"{', '.join(sorted(present)[:5])}); nothing was changed: use a dedicated database, "
-                                "or a schema of its own (?options=-csearch_path%3Dprivtrain).")
+                raise UserError(
+                    f"{self.location} is not a usable privtrain ledger (a foreign database with tables "
+                    f"{', '.join(sorted(present)[:5])}); nothing was changed: use a dedicated database, "
+                    "or a schema of its own (?options=-csearch_path%3Dprivtrain)."
+                )
             for statement in [*_SCHEMA, *_SKETCHES]:
                 self.conn.execute(statement)
-            self._exec("INSERT INTO meta (key, value) VALUES ('app', 'privtrain-ledger'), ('schema_version', ?), "
-                       "('head_id', '0'), ('head_hash', ?)", (str(SCHEMA_VERSION), GENESIS))
+            self._exec(
+                "INSERT INTO meta (key, value) VALUES ('app', 'privtrain-ledger'), ('schema_version', ?), "
+                "('head_id', '0'), ('head_hash', ?)",
+                (str(SCHEMA_VERSION), GENESIS),
+            )
 
     # --- driver hooks ---
     def _all(self, sql, args=()):
@@ -249,14 +268,20 @@ class PostgresBackend(SqlBackend):
         from psycopg import errors
 
         if isinstance(exc, (errors.DataCorrupted, errors.IndexCorrupted)):
-            return (f"the ledger {self.location} is damaged ({_first_line(exc)}); nothing was changed: run "
-                    "`privtrain ledger verify`, and restore the database from a backup.")
+            return (
+                f"the ledger {self.location} is damaged ({_first_line(exc)}); nothing was changed: run "
+                "`privtrain ledger verify`, and restore the database from a backup."
+            )
         if isinstance(exc, errors.InsufficientPrivilege):
-            return (f"the database role may not do this on the ledger {self.location} ({_first_line(exc)}); "
-                    "ask its owner for the right role (see docs/ledger.md, access control)")
+            return (
+                f"the database role may not do this on the ledger {self.location} ({_first_line(exc)}); "
+                "ask its owner for the right role (see docs/ledger.md, access control)"
+            )
         if isinstance(exc, psycopg.OperationalError):
-            return (f"lost the connection to the PostgreSQL ledger {self.location} ({_first_line(exc)}); what was not "
-                    "committed was rolled back: check the server and run the command again.")
+            return (
+                f"lost the connection to the PostgreSQL ledger {self.location} ({_first_line(exc)}); what was not "
+                "committed was rolled back: check the server and run the command again."
+            )
         return None
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,7 +46,8 @@ BEGIN SELECT RAISE(ABORT, 'privtrain ledger sketches are append-only'); END;
 # anyone holding the row key. A writable open deletes them (their sources must be registered again).
 _LEGACY = ("source_rows", "source_samples")
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE entries (
     id INTEGER PRIMARY KEY,
@@ -66,19 +67,24 @@ CREATE TABLE cache (
     key TEXT PRIMARY KEY, fingerprint TEXT, unit TEXT, delta REAL, accountant TEXT,
     value REAL NOT NULL, created TEXT NOT NULL
 );
-""" + _TOTALS + """
+"""
+    + _TOTALS
+    + """
 -- Append-only: stops accidents. A deliberate edit is caught by the hash chain.
 CREATE TRIGGER entries_append_only_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
 CREATE TRIGGER entries_append_only_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'privtrain ledger entries are append-only'); END;
-""" + _SKETCHES
+"""
+    + _SKETCHES
+)
 
 
 def _not_a_ledger(path: Path, why: str) -> UserError:
     return UserError(
         f"{path} is not a usable privtrain ledger ({why}); nothing was changed: move it aside "
-        "or point PRIVTRAIN_LEDGER / ledger.path= at another file.")
+        "or point PRIVTRAIN_LEDGER / ledger.path= at another file."
+    )
 
 
 def is_readonly_error(exc: Exception) -> bool:
@@ -86,7 +92,7 @@ def is_readonly_error(exc: Exception) -> bool:
     return "readonly" in text or "read-only" in text or "unable to open" in text
 
 
-def connect(path: Path, *, create: bool = True) -> "SqliteBackend":
+def connect(path: Path, *, create: bool = True) -> SqliteBackend:
     """Open (creating if new and ``create``) the ledger file at ``path``.
 
     Raises:
@@ -100,8 +106,10 @@ def connect(path: Path, *, create: bool = True) -> "SqliteBackend":
         raise UserError(f"ledger path {path} is a directory; give a file such as {path / 'ledger.db'}.")
     if not exists:
         if not create:
-            raise UserError(f"no ledger at {path}; nothing was created. The first run (or `privtrain ledger budget "
-                            "set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger.")
+            raise UserError(
+                f"no ledger at {path}; nothing was created. The first run (or `privtrain ledger budget "
+                "set`) creates it; point PRIVTRAIN_LEDGER or --path at an existing ledger."
+            )
         _create_private(path)
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -120,15 +128,19 @@ def _create_private(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:  # FileExistsError included: a file is in the way
-        raise UserError(f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
-                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
+        raise UserError(
+            f"cannot create the ledger directory {path.parent}: {exc.strerror}; "
+            "set PRIVTRAIN_LEDGER or ledger.path= to a writable location."
+        ) from None
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass  # another process created it meanwhile
     except OSError as exc:
-        raise UserError(f"cannot create the ledger {path}: {exc.strerror}; "
-                        "set PRIVTRAIN_LEDGER or ledger.path= to a writable location.") from None
+        raise UserError(
+            f"cannot create the ledger {path}: {exc.strerror}; "
+            "set PRIVTRAIN_LEDGER or ledger.path= to a writable location."
+        ) from None
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -139,8 +151,10 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         _check_identity(conn, path, write=False)
         return conn
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"the ledger {path} cannot be opened, even read-only ({exc}); fix its permissions or point "
-                        "PRIVTRAIN_LEDGER elsewhere.") from None
+        raise UserError(
+            f"the ledger {path} cannot be opened, even read-only ({exc}); fix its permissions or point "
+            "PRIVTRAIN_LEDGER elsewhere."
+        ) from None
 
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
@@ -208,20 +222,23 @@ def _check_identity(conn: sqlite3.Connection, path: Path, *, write: bool) -> Non
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute("INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', '0'), "
-                         "('head_hash', ?)", (GENESIS,))
+            conn.execute(
+                "INSERT INTO meta VALUES ('app', 'privtrain-ledger'), ('head_id', '0'), ('head_hash', ?)", (GENESIS,)
+            )
         return
     if app_id != APPLICATION_ID:
         raise _not_a_ledger(path, f"a foreign SQLite database with tables {', '.join(tables[:5]) or 'none'}")
     if version > SCHEMA_VERSION:
         raise UserError(
             f"the ledger {path} has schema version {version}, newer than this privtrain supports "
-            f"({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed.")
+            f"({SCHEMA_VERSION}); upgrade privtrain to read it. Nothing was changed."
+        )
     if version < SCHEMA_VERSION:
         raise UserError(
             f"the ledger {path} has schema version {version} (privtrain 0.1): its budgets were kept per file, "
             f"not per data source; run `privtrain ledger migrate --path {path}` to carry every entry over "
-            "(the old file is kept as a backup). Nothing was changed.")
+            "(the old file is kept as a backup). Nothing was changed."
+        )
 
 
 def _split(script: str) -> list[str]:
@@ -340,8 +357,10 @@ class SqliteBackend(SqlBackend):
             return None
         if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
             return None
-        return (f"the ledger {self.path} is damaged ({exc}); nothing was changed: run `privtrain ledger verify`, "
-                "and restore it from a backup.")
+        return (
+            f"the ledger {self.path} is damaged ({exc}); nothing was changed: run `privtrain ledger verify`, "
+            "and restore it from a backup."
+        )
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
