@@ -29,7 +29,9 @@ from privtrain.errors import UserError
 from privtrain.result import Reserved, RunResult
 
 
-def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None) -> RunResult:
+def run(
+    recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir: str | Path | None = None
+) -> RunResult | None:
     """Compose ``configs/<recipe>.yaml`` with Hydra overrides and run it.
 
     Args:
@@ -38,7 +40,7 @@ def run(recipe: str, overrides: list[str] | tuple[str, ...] = (), *, output_dir:
         output_dir: where artifacts go; default ``outputs/<recipe>/<time>-<id>``.
 
     Returns:
-        The run's :class:`~privtrain.result.RunResult`.
+        The run's :class:`~privtrain.result.RunResult` (None on torchrun's ranks other than 0, which only train).
 
     Raises:
         UserError: bad input (nothing is charged to the ledger).
@@ -89,8 +91,8 @@ def _progress(settings: config.RunSettings) -> bool:
     return bool(settings.train.progress if settings.train is not None else settings.fl is None or settings.fl.progress)
 
 
-def execute(recipe: str, cfg, output_dir: Path) -> RunResult:
-    """Run a composed config through the run protocol. Shared by the API and the CLI."""
+def execute(recipe: str, cfg, output_dir: Path | str) -> RunResult | None:
+    """Run a composed config through the run protocol. Shared by the API and the CLI. None: another torchrun rank."""
     return execute_settings(config.settings(recipe, cfg), Path(output_dir))
 
 
@@ -115,7 +117,8 @@ def execute_settings(settings: config.RunSettings, output_dir: Path) -> RunResul
     with distributed.process_group(devices.resolve(settings.device)):
         if world.main:
             return _protocol(settings, Path(output_dir), _Go(distributed.announce))
-        return _worker(settings, Path(output_dir))
+        _worker(settings, Path(output_dir))
+        return None
 
 
 class _Go:

@@ -118,7 +118,7 @@ def gates(run_dir: Path, book, record, rec, policy_path: Path | None) -> list[Ga
     if any(r.require_one_run_audit for r in rules):
         out.append(one_run_gate(run_dir, record, hashes))
     risk = release_gates.classification(current, record, run_dir)
-    if risk is not None:
+    if risk is not None and current is not None:
         out += release_gates.class_gates(run_dir, book, record, rec, risk, current.sha256)
     return out
 
@@ -185,7 +185,7 @@ def release(
         "released_by": getpass.getuser(),
         "artifacts": dict(sorted(hashes.items())),
         "ledger": {"file": Path(str(path)).name, "head_entry": head_id, "head_hash": head_hash},
-        "policy": None if current is None else {"file": found.name, "sha256": current.sha256},
+        "policy": None if current is None or found is None else {"file": found.name, "sha256": current.sha256},
         "gates": [{"name": g.name, "ok": g.ok, "detail": g.detail} for g in checks],
         "risk_class": None
         if risk is None

@@ -57,6 +57,7 @@ def rotate(run_dir: Path, new: Keyring, old: Keyring | None, ledger_path: str | 
         if header.key_id == new.current:
             continue  # already under the new key (a rotation that stopped half way, or run twice)
         plain, context = open_sealed(blob, str(run_dir / name), expect=run_context(rec.run_id, name), keyring=opening)
+        assert context is not None  # a sealed blob (its header was read above) was sealed for a context
         originals[name], sealed[name] = blob, seal_for(plain, new, context)
         old_ids.add(header.key_id)
     if not sealed:

@@ -154,7 +154,7 @@ def _complete(bom: dict) -> dict:
     """Add free-text licence names cyclonedx left out; drop local file:// references."""
     declared = {}
     for dist in metadata.distributions():
-        text = (dist.metadata.get("License") or "").strip()
+        text = (dist.metadata.get("License") or "").strip()  # type: ignore[attr-defined]  # an email.message.Message
         if text and "\n" not in text and len(text) <= 80:  # a name, not a licence's full text
             declared[(dist.metadata["Name"] or "").lower()] = text
     for c in bom.get("components", []):

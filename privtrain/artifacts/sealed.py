@@ -47,7 +47,7 @@ def seal_in_place(path: Path) -> Path:
     sealer = active()
     data = path.read_bytes()
     if sealer is not None and sealer.keyring is not None and not aead.is_sealed(data):
-        replace_private(path, seal_for(data, sealer.keyring, run_context(sealer.run_id, path.name)))
+        replace_private(path, seal_for(data, sealer.keyring, run_context(str(sealer.run_id), path.name)))
     else:
         path.chmod(FILE_MODE)
     return path

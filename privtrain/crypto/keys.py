@@ -126,7 +126,7 @@ def from_file(path: str | Path) -> Keyring:
     where = f"key file {file}"
     if isinstance(data, dict) and "keys" in data:
         keys, current = data.get("keys"), data.get("current")
-        if not isinstance(keys, dict) or not keys or current not in keys:
+        if not isinstance(keys, dict) or not keys or not isinstance(current, str) or current not in keys:
             raise UserError(f'{where}: a keyring needs "keys": {{id: key}} and a "current" id among them.')
         return Keyring(
             {_check_id(k, where): parse_secret(v, f"{where}, key {k!r}") for k, v in keys.items()}, current, str(file)

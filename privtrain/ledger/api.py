@@ -190,7 +190,7 @@ class Ledger:
         keys = self.core.backend.budget_keys(
             exclude=("rows", "migrated", "accepted", "artifacts", "policy", consent.STATUS, *DECISIONS)
         )
-        first = {}
+        first: dict[str, int] = {}
         for source, _unit, _scope, at in keys:
             first[source] = min(first.get(source, at), at)
         keys = sorted(keys, key=lambda k: (first[k[0]], k[0], k[2] != "", k[3]))
@@ -293,8 +293,8 @@ class Ledger:
         """Raise UserError when the chain does not verify (a damaged ledger admits no run)."""
         self.core.require_intact()
 
-    def head(self) -> tuple[int, str]:
-        """(entries, hash of the newest): publish it outside the file to pin the chain."""
+    def head(self) -> tuple[int, str | None]:
+        """(entries, hash of the newest; None for an empty ledger): publish it outside the file to pin the chain."""
         head_id, head_hash = self.core.backend.head_record()
         return head_id, head_hash
 
@@ -363,6 +363,7 @@ class Ledger:
             reservation = None
             for fields in damage.entries(assessment, accepted.id):
                 if fields["status"] == "committed":
+                    assert reservation is not None  # damage.entries yields each reservation before its commit
                     fields["ref"] = reservation.id
                 reservation = self.core.append(**fields)
         return accepted
@@ -412,8 +413,8 @@ class Ledger:
         self,
         source: str,
         unit: str = "example",
-        epsilon: float = None,
-        delta: float = None,
+        epsilon: float | None = None,
+        delta: float | None = None,
         *,
         scope: str = "",
         force: bool = False,
@@ -507,7 +508,9 @@ class Ledger:
         return source.key
 
     @guarded
-    def links(self, table, fingerprint: str, *, id_column: str | None = None, exclude: set[str] = frozenset()) -> list:
+    def links(
+        self, table, fingerprint: str, *, id_column: str | None = None, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> list:
         """Known sources whose people ``table`` holds (its rows hashed with the ledger's row key), strongest first."""
         return rows.links(self.core, rows.of_table(self.core, table, fingerprint, id_column), exclude=set(exclude))
 
@@ -592,7 +595,7 @@ class Ledger:
         return consent.current(self.core, key)
 
     @guarded
-    def provenances(self) -> dict[str, tuple[str | None, consent.Provenance]]:
+    def provenances(self) -> dict[str, tuple[str | None, consent.Provenance | None]]:
         """Every source with declared provenance: key -> (its name, the provenance in force)."""
         keys = dict.fromkeys(r["source"] for r in self.core.backend.entries(statuses=(consent.STATUS,)))
         return {k: (self.name(k), consent.current(self.core, k)) for k in keys}

@@ -231,7 +231,7 @@ def cmd_migrate(args) -> int:
     return 0
 
 
-def _default() -> Path:
+def _default() -> Path | str:
     from privtrain.ledger import default_path
 
     return default_path()

@@ -171,6 +171,7 @@ class Core:
         if row is None:
             return None
         e = store.to_entry(row)
+        assert e.dataset_fingerprint is not None and e.parent is not None  # a derived entry names both
         return Lineage(
             e.dataset_fingerprint,
             e.source_name,

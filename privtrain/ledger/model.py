@@ -26,9 +26,13 @@ def check_unit(unit: str) -> str:
     return unit
 
 
-def check_budget(epsilon: float, delta: float, n: int | None = None, *, what: str = "budget") -> tuple[float, float]:
+def check_budget(
+    epsilon: float | None, delta: float | None, n: int | None = None, *, what: str = "budget"
+) -> tuple[float, float]:
     """Validate a budget (ε_max, δ); returns it as floats. ``n``: the source's known row count, when known:
     a budget's δ then obeys a run's rule, δ < 1/n (see :mod:`privtrain.ledger.rowcount`)."""
+    if epsilon is None or delta is None:
+        raise UserError(f"Expected a numeric budget, got epsilon={epsilon!r}, delta={delta!r}.")
     try:
         epsilon, delta = float(epsilon), float(delta)
     except (TypeError, ValueError):

@@ -258,7 +258,7 @@ def check_charges(
                 raise UserError(_refusal(policy, failed, c.source_name, "Nothing was charged", link=c.link))
             if rule.max_epsilon_total is not None and (cap is None or rule.max_epsilon_total < cap[0]):
                 cap = (rule.max_epsilon_total, rule.total_delta, rule.name)
-        changes = {"policy": policy.sha256}
+        changes: dict[str, object] = {"policy": policy.sha256}
         if cap is not None:
             budget = budget_of(c)
             if budget is not None and budget.epsilon > cap[0] * (1 + 1e-9):

@@ -74,7 +74,7 @@ def findings(
                     "declared provenance (collector, basis, purposes)",
                     not missing,
                     f"the ledger records {prov.describe()}"
-                    if not missing
+                    if prov is not None and not missing
                     else f"the ledger records no {', no '.join(missing)} for source {source!r}",
                 )
             )

@@ -263,7 +263,7 @@ def _rule(data, i: int, where: str) -> Rule:
     when = data.get("when") or {}
     require(isinstance(when, dict), f"{at}: `when` must be a mapping like {{tags: [health]}}")
     _unknown(when, {"tags", "sources"}, f"{at}: when")
-    out = dict(
+    out: dict[str, object] = dict(
         name=name,
         tags=tuple(map(str, _list(when.get("tags"), f"{at}: when.tags"))),
         sources=tuple(map(str, _list(when.get("sources"), f"{at}: when.sources"))),
@@ -281,7 +281,7 @@ def _rule(data, i: int, where: str) -> Rule:
             bad = [v for v in values if v not in allowed]
             require(not bad, f"{at}: {key} has {bad[0]!r}; choose from {', '.join(allowed)}" if bad else "")
             out[key] = values
-    return Rule(**out)
+    return Rule(**out)  # type: ignore[arg-type]  # each key was checked and converted above
 
 
 def _number(value, what: str, *, delta: bool) -> float:

@@ -146,13 +146,11 @@ def parse(data, where: str) -> RiskPolicy:
         when = spec.get("when") or {}
         require(isinstance(when, dict), f"{at}.when must be a mapping like {{tags: [health]}}")
         _unknown(when, {"tags", "sources", "purposes"}, f"{at}.when")
-        parsed.append(
-            RiskClass(
-                str(name),
-                *(tuple(map(str, _list(when.get(k), f"{at}.when.{k}"))) for k in ("tags", "sources", "purposes")),
-                controls=_controls(spec.get("controls") or {}, f"{at}.controls", _number, _list, _unknown, UNITS),
-            )
+        tags, sources, purposes = (
+            tuple(map(str, _list(when.get(k), f"{at}.when.{k}"))) for k in ("tags", "sources", "purposes")
         )
+        controls = _controls(spec.get("controls") or {}, f"{at}.controls", _number, _list, _unknown, UNITS)
+        parsed.append(RiskClass(str(name), tags, sources, purposes, controls))
     default = data.get("default")
     names = [c.name for c in parsed]
     require(

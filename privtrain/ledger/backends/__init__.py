@@ -33,6 +33,9 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def role(self) -> str | None:
+        """The database role the server authenticated (PostgreSQL's ``current_user``); None for a file."""
+
     # --- transactions ---
     def write(self) -> AbstractContextManager[None]:
         """One write transaction that serialises every writer of this ledger; rolled back on error."""

@@ -121,7 +121,8 @@ class PostgresBackend(SqlBackend):
     def role(self) -> str | None:
         """``current_user``: the role the server authenticated (what its grants apply to), not a name the
         client chose to print."""
-        return self._one("SELECT current_user AS role")["role"]
+        row = self._one("SELECT current_user AS role")
+        return None if row is None else row["role"]
 
     # --- the schema ---
     def prepare(self, create: bool) -> None:
