@@ -22,12 +22,12 @@ ledger reserve it; :func:`train` then splits, trains, evaluates and writes the a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from privtrain import data, distributed, models
-from privtrain.artifacts import checkpoint_ledger, model_card, run_files
+from privtrain.artifacts import run_files
 from privtrain.data.synthetic import RealHeldOut, real_held_out
 from privtrain.ledger import Access, Mechanism
 from privtrain.monitoring import run_hooks
@@ -37,16 +37,12 @@ from privtrain.privacy.clipping_mode import choose as choose_clipping_mode
 from privtrain.privacy.events import dp_sgd_event, non_private_event
 from privtrain.result import Outcome, Reserved, RunResult
 from privtrain.runs import dp_sgd as parts
+from privtrain.runs import dp_sgd_files as files_of
 from privtrain.runs import resume as resuming
 
 if TYPE_CHECKING:
     from privtrain.config import RunSettings
-    from privtrain.training import TrainOutcome, TrainSettings
-
-INTENDED_USE = (
-    "A classifier trained with privtrain's `dp_sgd` recipe. Intended for research, benchmarking and "
-    "as a template for private training. Check the guarantee below before releasing the model."
-)
+    from privtrain.training import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -98,33 +94,12 @@ def plan(s: RunSettings) -> Planned:
         events, epsilon = monitoring.reference.compose(tuple(events), epsilon)
     if void:  # the training may still be DP-SGD (to debug it), but nothing is guaranteed: charge it as such
         events, epsilon = [non_private_event()], math.inf
-    access = Access(
-        source=dataset.source,
-        fingerprint=dataset.fingerprint,
-        mechanisms=(Mechanism("example", tuple(events), delta, epsilon),),
-        table=dataset.identity_table,
-        id_column=dataset.id_column,
-    )
-    info = {
-        "name": dataset.name,
-        "source": dataset.source.key,
-        "fingerprint": dataset.fingerprint,
-        "n_rows": dataset.n_rows,
-        "pii": dataset.pii,
-    }
+    mechanism = Mechanism("example", tuple(events), delta, epsilon)
+    access = Access(dataset.source, dataset.fingerprint, (mechanism,), dataset.identity_table, dataset.id_column)
+    public_rows = n_train if dp else None
+    info = files_of.dataset_info(dataset)
     return Planned(
-        s,
-        dataset,
-        train,
-        dp,
-        resume,
-        access,
-        info,
-        void,
-        evaluation,
-        n_train if dp else None,
-        clipping_mode,
-        monitoring,
+        s, dataset, train, dp, resume, access, info, void, evaluation, public_rows, clipping_mode, monitoring
     )
 
 
@@ -143,6 +118,7 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
         model.load_state_dict(p.resume["model"])
     if dp is not None:
         models.validate_for_dp(model)
+    replay = s.seed if s.reproducible_noise else None  # debugging only: the guarantee is void
     outcome = training.train(
         model,
         splits.x_train,
@@ -154,7 +130,7 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
         desc=f"dp_sgd {dataset.name}",
         device=s.device,
         report_epsilon=distributed.is_main(),
-        reproducible_noise_from=s.seed if s.reproducible_noise else None,
+        reproducible_noise_from=replay,
     )
     if not distributed.is_main():
         return None  # another torchrun rank: it trained its share; rank 0 evaluates, writes and commits
@@ -172,15 +148,7 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
     ]
     if reserved.lineage is not None:
         guarantees.insert(0, parts.inherited_guarantee(reserved.lineage))
-    info = dict(
-        p.dataset_info,
-        name=reserved.source_name,
-        source=reserved.source,
-        n_train=splits.n_train,
-        n_test=len(splits.y_test),
-        schema=dataset.schema.source,
-        evaluated_on=parts.evaluated_on(p.evaluation),
-    )
+    info = files_of.run_info(p.dataset_info, reserved, splits, dataset, p.evaluation)
     ledger_info = reserved.summary()
     metrics["steps"] = outcome.steps  # no training loss: a non-DP statistic of the training rows
     # The entry records this run's own ε for the steps it charged: after a resume, the guarantee covers all
@@ -192,9 +160,8 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
     extra = run_hooks.finish(
         p.monitoring, s, splits, held, outcome.model, Path(output_dir), run_events, own, delta
     )  # DP reference statistics and per-group accuracy
-    files = run_files.write(
-        Path(output_dir), _run_files(p, reserved, outcome, info, guarantees, metrics, ledger_info, extra.metrics)
-    )
+    written = files_of.run_files_of(p, reserved, outcome, info, guarantees, metrics, ledger_info, extra.metrics)
+    files = run_files.write(Path(output_dir), written)
     extra.add_to_card(Path(output_dir) / "model_card.md")
     result = RunResult("dp_sgd", Path(output_dir), metrics, guarantees, info, ledger_info)
     return Outcome(result, {"example": extra.events}, files + extra.files, epsilon=extra.own)
@@ -203,57 +170,3 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome | None:
 def _splits(p: Planned) -> data.Splits:
     """The training and evaluation rows: the keyed split, or all synthetic rows and the parent's real held-out."""
     return parts.splits(p.dataset, p.evaluation, seed=p.settings.seed, test_size=p.settings.dataset.test_size)
-
-
-def _run_files(
-    p: Planned,
-    reserved: Reserved,
-    outcome: TrainOutcome,
-    info: dict,
-    guarantees: list,
-    metrics: dict,
-    ledger_info: dict,
-    extra_metrics: dict,
-) -> run_files.RunFiles:
-    """config.yaml, checkpoint.pt, run.json, metrics.json and the card of this run."""
-    s, dp, dataset = p.settings, p.dp, p.dataset
-    assert s.model is not None
-    state = parts.checkpoint_state(
-        s,
-        outcome,
-        dp,
-        guarantees[-1],
-        dataset,
-        resuming.prior_steps(p.resume),
-        checkpoint_ledger.stamp(s.ledger.path, reserved.run_id),
-    )  # a resume continues there
-    dp_info = parts.dp_info(dp, p.train, outcome.steps, p.public_rows, p.clipping_mode)
-    described = models.describe(outcome.model, s.model)
-    return run_files.RunFiles(
-        "dp_sgd",
-        s,
-        reserved,
-        p.access,
-        ledger_info,
-        info,
-        guarantees,
-        metrics,
-        checkpoint=state,
-        record={
-            "model": models.record(outcome.model, s.model),
-            "train": asdict(p.train),
-            "dp": dp_info,
-            "outputs": {"checkpoint": "checkpoint.pt"},
-            "schema": run_files.schema_record(dataset),
-        },
-        metrics_json={"dp": dp_info, **extra_metrics},  # fairness (held-out split), the references' ε
-        card={
-            "intended_use": INTENDED_USE,
-            "not_covered": model_card.OPACUS_NOT_COVERED + models.not_covered(outcome.model),
-            "lineage": reserved.lineage.describe() if reserved.lineage is not None else None,
-            "model": f"{described}; weights are the EMA of the DP iterates"
-            if dp
-            else f"{described}, trained without DP",
-            "mechanism": parts.mechanism(dp, p.train, outcome.steps, p.clipping_mode),
-        },
-    )
