@@ -35,6 +35,7 @@ from privtrain.privacy.events import DpEvent, non_private_event
 from privtrain.privacy.randomness import VOID_NOTE
 from privtrain.result import Outcome, Reserved, RunResult
 from privtrain.runs import synthetic as parts
+from privtrain.runs import synthetic_files as files_of
 from privtrain.synthetic import DP_MODELS, quiet_logs
 from privtrain.synthetic import source as source_mod
 from privtrain.synthetic.source import RealTable
@@ -98,13 +99,8 @@ def plan(s: RunSettings) -> Planned:
     if void:  # the synthesizer still adds its noise (to debug it), but anyone with the seed can replay it
         events, epsilon = (non_private_event(),), math.inf
     reviewed = parts.reviewed_metadata(syn, real) if not private else None  # a mismatch fails before any charge
-    access = Access(
-        source=real.source,
-        fingerprint=real.fingerprint,
-        mechanisms=(Mechanism(UNIT, events, delta, epsilon),),
-        table=real.frame,
-        id_column=s.dataset.id_column,
-    )
+    mechanism = Mechanism(UNIT, events, delta, epsilon)
+    access = Access(real.source, real.fingerprint, (mechanism,), real.frame, s.dataset.id_column)
     info = {
         "name": real.name,
         "source": real.source.key,
@@ -145,16 +141,11 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
         held_out_reference(s.dataset, seed=s.seed),
     )
     derived = parts.derived_lineage(child, reserved, reserved.lineage, p.events, p.epsilon, p.delta)
-    guarantee = dataclasses.replace(
-        guarantee,
-        notes=guarantee.notes
-        + (
-            (
-                f"synthetic rows: {files[0]} (fingerprint {child.fingerprint[:12]}), registered in the ledger as "
-                f"derived from source {derived.parent_name}; training on them charges nothing new to it"
-            ),
-        ),
+    registered = (
+        f"synthetic rows: {files[0]} (fingerprint {child.fingerprint[:12]}), registered in the ledger as "
+        f"derived from source {derived.parent_name}; training on them charges nothing new to it"
     )
+    guarantee = dataclasses.replace(guarantee, notes=(*guarantee.notes, registered))
     metrics = parts.evaluate(syn, train_rows, test, rows, meta, table, real, findings, s.seed)
     metrics.update(pii_verbatim_values=sum(leaks.values()), pii_collisions_replaced=sum(replaced.values()))
     ledger_info = reserved.summary()
@@ -166,41 +157,15 @@ def train(p: Planned, reserved: Reserved, output_dir: Path) -> Outcome:
         n_test=len(test),
         schema=real.schema.source if real.schema is not None else "sdv-detected",
     )
-    output_info = {
-        "path": str(files[0]),
-        "fingerprint": child.fingerprint,
-        "n_rows": len(rows),
-        "target": child.target,
-        "metadata": str(files[1]),
-        "schema": str(files[2]),
-        "lineage": derived.describe(),
-    }
+    output_info = files_of.output_info(files, child, rows, derived)
     files += parts.write_report(
         output_dir, syn, real, guarantee, output_info, findings, leaks, replaced, metrics, len(train_rows), len(test)
     )
     public = parts.public(metrics)
-    files += run_files.write(
-        output_dir,
-        run_files.RunFiles(
-            "synthetic",
-            s,
-            reserved,
-            p.access,
-            ledger_info,
-            info,
-            [guarantee],
-            public,
-            record={"outputs": {"rows": Path(files[0]).name, "target": child.target}},
-            metrics_json={
-                "synthesizer": syn.model,
-                "output": output_info,
-                "pii": [f.to_dict() for f in findings],
-                "non_dp_releases": [k for k in ("quality", "privacy", "utility") if k in public],
-                "dp": dataclasses.asdict(dp) if dp else None,
-            },
-            card=parts.card_args(syn, dp, guarantee, info, findings, public, output_info),
-        ),
+    written = files_of.run_files_of(
+        s, reserved, p.access, ledger_info, info, guarantee, public, output_info, findings, dp
     )
+    files += run_files.write(output_dir, written)
     result = RunResult("synthetic", output_dir, public, [guarantee], info, ledger_info)
     result.dataset["output"] = output_info
     return Outcome(result, {UNIT: p.events}, files, epsilon={UNIT: p.epsilon}, derived=derived)
