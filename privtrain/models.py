@@ -60,7 +60,7 @@ def build(spec: ModelSpec, *, n_inputs: int, n_classes: int, image_shape: tuple[
             pretrained_spec.from_dict(spec.pretrained), n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape
         )
     if spec.target is not None:
-        return _custom(spec, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
+        return _custom(spec, spec.target, n_inputs=n_inputs, n_classes=n_classes, image_shape=image_shape)
     if spec.name not in MODELS:
         raise UserError(f"model={spec.name!r} is unknown; choose one of {', '.join(MODELS)}.")
     if spec.activation not in _ACTIVATIONS:
@@ -96,13 +96,13 @@ def _cnn(spec: ModelSpec, image_shape: tuple[int, ...], n_classes: int, act: typ
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels_in * height * width, n_classes))
 
 
-def _custom(spec: ModelSpec, **shape) -> nn.Module:
+def _custom(spec: ModelSpec, target: str, **shape) -> nn.Module:
     """A user's module from ``model._target_``; privtrain passes the data's shape when the constructor asks."""
     import inspect
 
     from privtrain.data.custom import import_object
 
-    factory = import_object(spec.target, "model._target_")
+    factory = import_object(target, "model._target_")
     kwargs = dict(spec.kwargs)
     try:
         params = inspect.signature(factory).parameters

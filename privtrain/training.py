@@ -197,6 +197,8 @@ def _train(
         # --- end of the one-run audit hooks ---
         batches = physical_batches(private, settings)
     else:
+        if settings.epochs is None:  # recipes resolve it from the training rows first
+            raise ValueError("non-private training needs settings.epochs: call TrainSettings.for_rows(n_train) first")
         criterion = nn.CrossEntropyLoss()
         loader = DataLoader(
             TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),

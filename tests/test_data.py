@@ -133,6 +133,9 @@ def test_missing_target_and_feature_columns_are_user_errors(tmp_path):
         data.load(DatasetSpec("csv", path=path, target="label", infer_schema=True))
     with pytest.raises(UserError, match=r"dataset.features: column\(s\) \['z'\]"):
         data.load(DatasetSpec("csv", path=path, target="y", features=("z",), infer_schema=True))
+    for loader in ("csv", "text"):  # a null target is named as such, for tables and for text alike
+        with pytest.raises(UserError, match="dataset.target is null; name the label column"):
+            data.load(DatasetSpec(loader, path=path, target=None, infer_schema=True))
 
 
 def test_declared_schema_must_cover_every_feature(tmp_path):

@@ -10,8 +10,12 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from privtrain.errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 GROUPS = ("recipe", "dataset", "model", "privacy", "ledger", "fl", "synth", "audit", "experiment")
 
@@ -182,10 +186,24 @@ def _keys(cfg, prefix: str = "") -> list[str]:
     return out
 
 
-def to_container(cfg) -> dict:
+def to_container(cfg: DictConfig) -> dict:
+    """The resolved config as plain dicts and lists (missing values left as ``"???"``).
+
+    Args:
+        cfg: a composed config (a mapping at the top).
+
+    Returns:
+        The config as a plain ``dict``.
+
+    Raises:
+        TypeError: ``cfg`` is not a mapping (a bug: composed configs always are).
+    """
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    if not isinstance(data, dict):
+        raise TypeError(f"a composed config is a mapping, not {type(data).__name__}")
+    return data
 
 
 def config_hash(cfg) -> str:

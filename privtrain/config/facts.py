@@ -13,6 +13,7 @@ def run_facts(s) -> RunFacts:
     spec = s.dataset
     source = source_name(spec)
     table = spec.loader not in ("image_folder", "custom", "synthetic")  # what the PII gate scans (docs/pii.md)
+    units: tuple[str, ...]  # the privacy units the run protects: examples, and for federated runs also clients
     if s.recipe == "synthetic":
         private, units = s.synth.private, ("example",)
         target = float(s.synth.params["epsilon"]) if private and s.synth.params.get("epsilon") is not None else None

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from privtrain.errors import UserError
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def _policy_path(explicit: str | None, overrides: list[str] = ()):
+
+def _policy_path(explicit: str | None, overrides: Sequence[str] = ()) -> Path:
     from privtrain import ledger, policy
 
     named = explicit or next((o.split("=", 1)[1] for o in overrides if o.startswith("ledger.policy=")), None)
-    location = next((o.split("=", 1)[1] for o in overrides if o.startswith("ledger.path=")), None)
-    location = location or ledger.default_path()
+    overridden = next((o.split("=", 1)[1] for o in overrides if o.startswith("ledger.path=")), None)
+    location = overridden or ledger.default_path()
     path = policy.find(named, location)
     if path is None:
         raise UserError(

@@ -7,9 +7,10 @@ with defaults). Nothing below the recipes imports this module or OmegaConf.
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from privtrain.audit.settings import AuditSettings, OneRunSettings
 from privtrain.errors import UserError
@@ -229,10 +230,11 @@ class _Reader:
             raise UserError(f"{key}={value!r} is unknown; choose one of {', '.join(options)}.")
         return value
 
-    def opt_str(self, key: str, options: tuple[str, ...] | None = None) -> str | None:
+    # below, the methods str, bool and list shadow the builtins in annotations: name the builtins
+    def opt_str(self, key: builtins.str, options: tuple[builtins.str, ...] | None = None) -> builtins.str | None:
         return None if self.raw(key) is None else self.str(key, options)
 
-    def list(self, key: str, *, optional: bool = False) -> list | None:
+    def list(self, key: builtins.str, *, optional: builtins.bool = False) -> builtins.list | None:
         value = self.raw(key)
         if value is None and optional:
             return None
@@ -267,6 +269,27 @@ def _leaves(d: dict, prefix: str = "") -> list[str]:
 # --- the groups --------------------------------------------------------------------------
 
 
+class _DatasetExtras(TypedDict, total=False):
+    """The :class:`DatasetSpec` fields some loaders have: left out, a field keeps its default."""
+
+    tags: tuple[str, ...]
+    image: dict | None
+    factory: str | None
+    size: int | None
+    classes: tuple | None
+    kwargs: dict
+    sensitive: tuple[str, ...]
+    text: dict
+    public_n: int | None
+    drop: tuple[str, ...]
+    pii_allow: tuple[str, ...]
+
+
+def _names(r: _Reader, key: str) -> tuple[str, ...]:
+    """A list of column names (null: none)."""
+    return tuple(map(str, r.list(key, optional=True) or ()))
+
+
 def _dataset(r: _Reader) -> DatasetSpec:
     from privtrain.data import LOADERS, DatasetSpec
     from privtrain.sources import check_name
@@ -280,11 +303,12 @@ def _dataset(r: _Reader) -> DatasetSpec:
         derived_from = check_name(derived_from, "dataset.derived_from")
     features = r.list("dataset.features", optional=True)
     tags = r.list("dataset.tags", optional=True) if r.has("dataset.tags") else None
-    extra = {"tags": tuple(str(t) for t in tags or ())}
+    extra: _DatasetExtras = {"tags": tuple(str(t) for t in tags or ())}
     if r.has("dataset.image"):
         extra["image"] = r.mapping("dataset.image")
     if r.has("dataset._target_"):  # dataset=custom: every other key is the factory's keyword argument
-        extra.update(factory=r.opt_str("dataset._target_"), size=r.int("dataset.size", optional=True, minimum=1))
+        extra["factory"] = r.opt_str("dataset._target_")
+        extra["size"] = r.int("dataset.size", optional=True, minimum=1)
         classes = r.list("dataset.classes", optional=True)
         extra["classes"] = tuple(classes) if classes else None
         known = {
@@ -309,7 +333,7 @@ def _dataset(r: _Reader) -> DatasetSpec:
         extra["kwargs"] = {k: r.raw(f"dataset.{k}") for k in r.raw("dataset") if k not in known}
         r.free.update(f"dataset.{k}" for k in extra["kwargs"])
     if r.has("dataset.sensitive"):  # fairness: per-group accuracy on the held-out split (privtrain.monitoring)
-        extra["sensitive"] = tuple(map(str, r.list("dataset.sensitive", optional=True) or ()))
+        extra["sensitive"] = _names(r, "dataset.sensitive")
         if extra["sensitive"] and r.recipe != "dp_sgd":
             raise UserError(
                 f"dataset.sensitive: per-group accuracy is reported by the dp_sgd recipe only; drop it "
@@ -323,9 +347,10 @@ def _dataset(r: _Reader) -> DatasetSpec:
         }
     if r.has("dataset.public_n"):  # the public size that fixes DP-SGD's sampling rate and steps
         extra["public_n"] = r.int("dataset.public_n", optional=True, minimum=1)
-    for field, key in (("drop", "dataset.drop"), ("pii_allow", "dataset.pii.allow")):  # csv and parquet only
-        if r.has(key):
-            extra[field] = tuple(map(str, r.list(key, optional=True) or ()))
+    if r.has("dataset.drop"):  # csv and parquet only
+        extra["drop"] = _names(r, "dataset.drop")
+    if r.has("dataset.pii.allow"):  # csv and parquet only
+        extra["pii_allow"] = _names(r, "dataset.pii.allow")
     return DatasetSpec(
         loader=loader,
         source=source,
@@ -426,11 +451,11 @@ def _privacy(r: _Reader, at: str) -> PrivacySpec:
     return PrivacySpec(**spec)
 
 
-def _governance(r: _Reader) -> dict:
+def _governance(r: _Reader) -> dict[str, str | None]:
     """``run.purpose`` and ``site.region`` (docs/governance/provenance.md)."""
     from privtrain.ledger.consent import check_words
 
-    out = {}
+    out: dict[str, str | None] = {}
     for key, name in (("run.purpose", "purpose"), ("site.region", "region")):
         value = r.opt_str(key) if r.has(key) else None
         out[name] = None if value is None else check_words([value], key)[0]

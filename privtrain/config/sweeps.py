@@ -29,9 +29,11 @@ COLUMNS = (
     "run",
     "warning",
 )
+# one cell of the summary table: text, trial number, a metric or ε (inf when non-private), or missing
+Cell = str | int | float | None
 
 
-def trials(sweep_dir: Path) -> list[dict]:
+def trials(sweep_dir: Path) -> list[dict[str, Cell]]:
     """One row per trial folder of a sweep (in trial order)."""
     import yaml
 
@@ -42,7 +44,7 @@ def trials(sweep_dir: Path) -> list[dict]:
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         shown = " ".join(o for o in overrides if not o.startswith("hydra."))
-        row = dict.fromkeys(COLUMNS, "")
+        row: dict[str, Cell] = dict.fromkeys(COLUMNS, "")
         row.update(trial=int(job.name), overrides=shown, status="no result (refused or failed: see its log)")
         metrics_file = job / "metrics.json"
         if metrics_file.is_file():

@@ -181,7 +181,7 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         from privtrain.data.text import text_pii, text_schema
 
         frame = read_table(spec.path, "csv")
-        target, image_shape = spec.target, None
+        target, image_shape = _target(spec), None
         schema = text_schema(frame, spec)
         pii = text_pii(frame, spec, schema)
     elif spec.loader == "synthetic":  # rows from `privtrain run synthetic`, with the schema written beside them
@@ -191,7 +191,7 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
         image_shape, pii = None, pii_gate.skipped(pii_gate.DERIVED)
     else:
         frame = read_table(spec.path, file_kind(spec))
-        target, image_shape = spec.target, None
+        target, image_shape = _target(spec), None
         features = _file_features(frame, spec)
         # The gate, before the schema (and so before any charge): identifiers are the first thing to fix.
         pii = pii_gate.check(
@@ -202,7 +202,7 @@ def load(spec: DatasetSpec, *, pii_handling: str | None = None) -> Dataset:
             handling=pii_handling,
             where=f"dataset.path={spec.path}",
         )
-        schema = _file_schema(frame, spec, features)
+        schema = _file_schema(frame, spec, features, target)
     _check_rows(frame, schema, target)
     # The whole table, dropped columns included, is fingerprinted and handed to the ledger: the source and its
     # overlap with other tables are recognised as without dataset.drop (the same people, the same budget).
@@ -222,7 +222,7 @@ def _check_rows(frame: pd.DataFrame, schema: Schema, target: str) -> None:
         )
     for col in schema.features:
         values = frame[col.name]
-        if col.is_categorical:  # wrong-case categories would be all-zero inputs: refused here, before the charge
+        if col.categories is not None:  # wrong-case categories would be all-zero inputs: refused before the charge
             category_codes(values, col.categories, f"dataset.schema.{col.name}")
             continue
         if (values.notna() & pd.to_numeric(values, errors="coerce").isna()).any():
@@ -250,6 +250,17 @@ def source_of(spec: DatasetSpec, fingerprint: str) -> Source:
         else spec.loader
     )
     return Source(fingerprint, stem, "derived" if spec.loader == "synthetic" else "content")
+
+
+def _target(spec: DatasetSpec) -> str:
+    """The label column of a user's table.
+
+    Raises:
+        UserError: ``dataset.target`` is null.
+    """
+    if spec.target is None:
+        raise UserError(f"dataset.target is null; name the label column of {spec.path}: dataset.target=COLUMN.")
+    return spec.target
 
 
 def file_kind(spec: DatasetSpec) -> str:
@@ -291,11 +302,11 @@ def _file_features(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
     return features
 
 
-def _file_schema(frame: pd.DataFrame, spec: DatasetSpec, features: list[str]) -> Schema:
+def _file_schema(frame: pd.DataFrame, spec: DatasetSpec, features: list[str], target: str) -> Schema:
     if spec.schema:
-        return declared_schema(dict(spec.schema), features, spec.target)
+        return declared_schema(dict(spec.schema), features, target)
     if spec.infer_schema:
-        return inferred_schema(frame, features, spec.target)
+        return inferred_schema(frame, features, target)
     raise UserError(
         "dataset.schema is not declared: preprocessing needs public bounds. Declare per-column "
         "min/max or categories in dataset.schema, or pass dataset.infer_schema=true to accept a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,8 @@ def read_table(path: str | None, kind: str) -> pd.DataFrame:
         found = file.is_file()
     if not found:
         raise UserError(f"dataset.path: no such file {str(file)!r}; check the path.")
-    source = file
+    source: Path | io.BytesIO = file
     if is_sealed_file(file):  # rows a run wrote encrypted (synthetic.csv): opened with the configured key
-        import io
-
         source = io.BytesIO(read_bytes(file))
     try:
         frame = pd.read_csv(source) if kind == "csv" else pd.read_parquet(source)

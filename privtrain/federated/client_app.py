@@ -17,6 +17,7 @@ from flwr.clientapp import ClientApp
 
 from privtrain.federated import residency
 from privtrain.federated.job import Job
+from privtrain.federated.records import scalar
 
 STATE_KEY = "privtrain"
 
@@ -51,10 +52,10 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
     residency.guard(context, settings, k)  # before a row is loaded
     client = job.client(k)
     model = build_model(job.model, job.shape)
-    sent = msg.content["arrays"].to_torch_state_dict()
+    sent = msg.content.array_records["arrays"].to_torch_state_dict()
     model.load_state_dict(sent)
-    cfg = msg.content["config"]
-    server_round = int(cfg["server-round"])
+    cfg = msg.content.config_records["config"]
+    server_round = int(scalar(cfg, "server-round"))
     metrics: dict = {"partition-id": k}
     if len(client.y_train) or job.local is not None:  # under local DP even without rows: its steps are public
         state = _state(context)
@@ -65,7 +66,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
             settings,
             dp=dp,
             accountant_state=state.get("accountant"),
-            proximal_mu=float(cfg.get("proximal-mu", 0.0)),
+            proximal_mu=float(scalar(cfg, "proximal-mu", default=0.0)),
             seed=round_seed(settings.seed, server_round, k),
         )
         model = outcome.model
@@ -75,7 +76,7 @@ def handle_train(msg: Message, context: Context, job: Job) -> Message:
             metrics["train-loss"] = float(sum(outcome.losses) / len(outcome.losses))
     new = model.state_dict()  # a client without training rows returns the model unchanged: update 0
     if "clipping-norm" in cfg:
-        new = clip_update(sent, new, float(cfg["clipping-norm"]))
+        new = clip_update(sent, new, float(scalar(cfg, "clipping-norm")))
     content = RecordDict({"arrays": ArrayRecord(new), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
@@ -86,7 +87,9 @@ def clip_update(sent: dict, new: dict, clipping_norm: float) -> dict:
 
     names = [k for k, v in new.items() if torch.is_floating_point(v)]
     deltas = {k: new[k].detach().double() - sent[k].double() for k in names}
-    norm = float(torch.sqrt(sum(torch.sum(d * d) for d in deltas.values()))) if deltas else 0.0
+    # summed in order from an exact zero, as Python's sum() would: a tensor start keeps the type a tensor
+    squares = sum((torch.sum(d * d) for d in deltas.values()), torch.zeros((), dtype=torch.float64))
+    norm = float(torch.sqrt(squares)) if deltas else 0.0
     scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
     out = dict(new)
     for k in names:
@@ -106,7 +109,7 @@ def handle_evaluate(msg: Message, context: Context, job: Job) -> Message:
     out = {"n": 0, "accuracy": 0.0, "loss": 0.0}
     if len(client.y_eval):  # a client without local evaluation rows takes no part
         model = build_model(job.model, job.shape)
-        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
         out = evaluate(model, client.x_eval, client.y_eval, job.shape["n_classes"])
     metrics = MetricRecord({"n": int(out["n"]), "accuracy": float(out["accuracy"]), "loss": float(out["loss"])})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

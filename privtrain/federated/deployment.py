@@ -93,8 +93,19 @@ class Deployment:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @property
+    def folder(self) -> Path:
+        """The deployment's temporary folder (homes, logs, the app copy), from ``__enter__`` to ``__exit__``.
+
+        Raises:
+            RuntimeError: the deployment is not entered (use it in a ``with`` statement).
+        """
+        if self.tmp is None:
+            raise RuntimeError("the deployment is not started: use it in a with statement")
+        return self.tmp
+
     def env(self, name: str) -> dict:
-        home = self.tmp / name
+        home = self.folder / name
         home.mkdir(parents=True, exist_ok=True)
         bin_dir = str(Path(sys.executable).parent)  # flower-superexec, flwr-serverapp, flwr-clientapp by bare name
         return {
@@ -110,13 +121,13 @@ class Deployment:
         }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "wb")
+        log = open(self.folder / f"{name}.log", "wb")
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / args[0]), *args[1:]],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env(name),
-            cwd=self.tmp,
+            cwd=self.folder,
             start_new_session=True,
         )  # its own process group: stop() ends its children too
         self.procs.append(proc)
@@ -157,7 +168,7 @@ class Deployment:
         time.sleep(0.5)
         for proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"a Flower process exited at start-up ({proc.args[0]}):\n{self.logs()}")
+                raise RuntimeError(f"a Flower process exited at start-up ({_program(proc)}):\n{self.logs()}")
 
     def _wait(self, ready, proc, what: str) -> None:
         deadline = time.monotonic() + self.settings.startup_timeout
@@ -176,7 +187,7 @@ class Deployment:
     # --- the flwr CLI ------------------------------------------------------------------
 
     def _write_cli_config(self) -> None:
-        home = self.tmp / "cli"
+        home = self.folder / "cli"
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
@@ -189,7 +200,7 @@ class Deployment:
             capture_output=True,
             text=True,
             env=self.env("cli"),
-            cwd=self.tmp,
+            cwd=self.folder,
             timeout=timeout,
         )
 
@@ -198,9 +209,9 @@ class Deployment:
 
         from privtrain.federated.server_app import postfix
 
-        app = self.tmp / "app"
+        app = self.folder / "app"
         shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))  # flwr may touch the app dir
-        run_config = self.tmp / "run_config.toml"
+        run_config = self.folder / "run_config.toml"
         run_config.write_text(f"job = {json.dumps(job.to_text())}\n")
         done = self.flwr("run", str(app), CONNECTION, "--run-config", str(run_config), "--format", "json")
         run_id = _json(done.stdout).get("run-id")
@@ -243,6 +254,12 @@ class Deployment:
         out = self.flwr("ls", CONNECTION, "--run-id", str(run_id), "--format", "json", timeout=60)
         runs = _json(out.stdout).get("runs") or [{}]
         return str(runs[0].get("status", ""))
+
+
+def _program(proc: subprocess.Popen) -> str:
+    """The program a spawned process runs (every one is spawned with a list of arguments, the program first)."""
+    args = proc.args
+    return str(args[0] if isinstance(args, (list, tuple)) else args)
 
 
 def _node_config(settings, k: int, num_clients: int) -> str:

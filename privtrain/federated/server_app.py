@@ -24,13 +24,14 @@ import math
 import time
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, ConfigRecordValues, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from privtrain.artifacts import checkpoint
 from privtrain.federated import residency
 from privtrain.federated import rounds as rnd
 from privtrain.federated.job import Job
+from privtrain.federated.records import scalar
 
 
 def make_server_app(job: Job, *, progress: bool = True) -> ServerApp:
@@ -115,7 +116,10 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
 
 def _train_config(job: Job, server_round: int) -> ConfigRecord:
     s, c = job.settings, job.central
-    config = {"server-round": server_round, "proximal-mu": float(s.proximal_mu if s.strategy == "fedprox" else 0.0)}
+    config: dict[str, ConfigRecordValues] = {
+        "server-round": server_round,
+        "proximal-mu": float(s.proximal_mu if s.strategy == "fedprox" else 0.0),
+    }
     if c is not None and c.clipping_side == "client":
         config["clipping-norm"] = float(c.clipping_norm)  # the client clips; the server re-clips (a no-op if honest)
     return ConfigRecord(config)
@@ -144,12 +148,12 @@ def _federated_evaluation(grid: Grid, nodes: list[int], arrays: dict, server_rou
     )
     total = acc = loss = 0.0
     for reply in replies:
-        if reply.has_error() or "metrics" not in reply.content:
+        if reply.has_error() or "metrics" not in reply.content.metric_records:
             continue
-        m = reply.content["metrics"]
-        n = float(m["n"])
+        m = reply.content.metric_records["metrics"]
+        n = float(scalar(m, "n"))
         if n > 0:
-            total, acc, loss = total + n, acc + n * float(m["accuracy"]), loss + n * float(m["loss"])
+            total, acc, loss = total + n, acc + n * float(scalar(m, "accuracy")), loss + n * float(scalar(m, "loss"))
     if not total:
         return {}
     return {"federated_accuracy": acc / total, "federated_loss": loss / total, "federated_eval_rows": int(total)}

@@ -16,7 +16,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from privtrain.data.encode import TRANSFORMS
+from privtrain.data.encode import TRANSFORMS, Transform
 from privtrain.data.schema import Column, Schema
 
 OTHER = "(undeclared)"  # a categorical value outside the declared categories: encoded as all zeros
@@ -59,9 +59,9 @@ def column_bins(column: Column, n_bins: int) -> ColumnBins:
     if column.categories is not None:
         return ColumnBins(column, (*map(str, column.categories), OTHER), "categorical")
     if column.bins is not None:
-        edges = column.bins
+        declared = column.bins
         labels = tuple(
-            f"[{a:g}, {b:g}{']' if i == len(edges) - 2 else ')'}" for i, (a, b) in enumerate(pairwise(edges))
+            f"[{a:g}, {b:g}{']' if i == len(declared) - 2 else ')'}" for i, (a, b) in enumerate(pairwise(declared))
         )
         return ColumnBins(column, (*labels, MISSING), "binned")
     edges = numeric_edges(column, n_bins)
@@ -71,9 +71,11 @@ def column_bins(column: Column, n_bins: int) -> ColumnBins:
 
 def numeric_edges(column: Column, n_bins: int) -> list[float]:
     """The edges, in the column's own units, of ``n_bins`` equal-width bins in its transformed space."""
-    inverse = {"none": lambda v: v, "log1p": np.expm1, "log": np.exp, "sqrt": np.square}[column.transform]
+    inverses: dict[str, Transform] = {"none": lambda v: v, "log1p": np.expm1, "log": np.exp, "sqrt": np.square}
+    inverse = inverses[column.transform]
     fn = TRANSFORMS[column.transform]
-    lo, hi = float(fn(column.low)), float(fn(column.high))
+    low, high = column.bounds
+    lo, hi = float(fn(low)), float(fn(high))
     return [float(inverse(lo + (hi - lo) * i / n_bins)) for i in range(n_bins + 1)]
 
 

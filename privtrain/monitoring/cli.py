@@ -64,6 +64,11 @@ def monitor(
         )
     warn_v, alert_v, origin = drift.thresholds(_policy(policy_path, ledger, policy), warn, alert)
     rows = _rows(rows_path)
+    if record.schema is None:
+        raise UserError(
+            f"monitor: {run_dir / 'run.json'} records no schema, so new rows cannot be binned; monitor a run "
+            "trained on a table with monitor.reference=true."
+        )
     schema = Schema.from_dict(record.schema)
     missing = [c.name for c in schema.features if c.name not in rows.columns]
     if missing:
@@ -131,9 +136,9 @@ def monitor(
         "warn": any(d.level == "warn" for d in found),
         "features": [d.to_dict() for d in found],
         "out_of_range": {
-            c.name: out_of_range(rows[c.name], c.low, c.high)
+            c.name: out_of_range(rows[c.name], *c.bounds)
             for c in schema.features
-            if not c.is_categorical and out_of_range(rows[c.name], c.low, c.high)
+            if not c.is_categorical and out_of_range(rows[c.name], *c.bounds)
         },
         "guarantee": _guarantee(doc["guarantee"]),
     }

@@ -69,18 +69,18 @@ def report(attributes: dict[str, tuple], frame, y_true: np.ndarray, y_pred: np.n
     gaps = []
     for name, cats in attributes.items():
         codes = category_codes(frame[name], cats, f"column {name!r}")
-        per = {}
+        per: dict[str, dict[str, int | float | str]] = {}
         for i, cat in enumerate(cats):
             mask = codes == i
             n = int(mask.sum())
-            entry = {"n": round(n, -1)}
+            entry: dict[str, int | float | str] = {"n": round(n, -1)}
             if n >= MIN_GROUP:
                 entry["accuracy"] = round(float(correct[mask].mean()), 4)
             else:
                 entry["withheld"] = f"fewer than {MIN_GROUP} held-out rows"
             per[str(cat)] = entry
         groups[name] = per
-        accs = [g["accuracy"] for g in per.values() if "accuracy" in g]
+        accs = [a for g in per.values() if isinstance(a := g.get("accuracy"), float)]
         if len(accs) >= 2:
             gaps.append(max(accs) - min(accs))
     return {

@@ -27,12 +27,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from privtrain.errors import UserError
 from privtrain.monitoring.bins import schema_bins
 from privtrain.monitoring.settings import MonitorSettings
+
+if TYPE_CHECKING:
+    from privtrain.data.schema import Schema
 
 FILE = "reference_stats.json"
 KIND = "privtrain.reference_stats"
@@ -43,7 +47,7 @@ class ReferencePlan:
     """The release, fixed from public facts: bins, the noise multiplier and its event."""
 
     settings: MonitorSettings
-    schema: object  # privtrain.data.schema.Schema
+    schema: Schema
     target: str
     delta: float
     noise_multiplier: float

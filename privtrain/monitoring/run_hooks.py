@@ -94,6 +94,8 @@ def finish(
     if m.sensitive and held_out_frame is not None:
         predicted = _predict(model, splits.x_test)
         fair = fairness.report(m.sensitive, held_out_frame, splits.y_test, predicted)
+        if m.comparable is None:  # plan() sets it whenever there are sensitive attributes
+            raise ValueError("a plan with sensitive attributes has no comparable hash")
         fair["comparable"] = m.comparable
         baseline = fairness.find_baseline(Path(out), m.comparable, s.ledger.path) if s.privacy.private else None
         if baseline is not None:

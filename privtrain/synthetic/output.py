@@ -32,7 +32,7 @@ def declared_columns(domain: list[Column], frame: pd.DataFrame) -> dict:
 
 def columns_from_rows(frame: pd.DataFrame, skip, target: str | None) -> dict:
     """Bounds read off the *synthetic* rows (post-processing: free toward the parent dataset)."""
-    out = {}
+    out: dict[str, dict[str, list | float]] = {}  # a column's categories, or its min and max
     for name in frame.columns:
         if name in skip:
             continue
