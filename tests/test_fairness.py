@@ -51,7 +51,8 @@ def test_card_and_metrics_report_the_planted_gap_and_the_cost_of_privacy(tmp_pat
     baseline = privtrain.run("dp_sgd", [*common, "privacy=none"], output_dir=tmp_path / "runs" / "base")
     base = json.loads((baseline.output_dir / "metrics.json").read_text())["fairness"]
     assert base["groups"]["sex"]["F"]["accuracy"] + 0.1 < base["groups"]["sex"]["M"]["accuracy"]  # the planted effect
-    private = privtrain.run("dp_sgd", [*common, "privacy.target_epsilon=1"], output_dir=tmp_path / "runs" / "dp")
+    # ε = 3: a model good enough on group M that the planted gap shows through the noise (at ε = 1 it may not)
+    private = privtrain.run("dp_sgd", [*common, "privacy.target_epsilon=3"], output_dir=tmp_path / "runs" / "dp")
     fair = json.loads((private.output_dir / "metrics.json").read_text())["fairness"]
     sex = fair["groups"]["sex"]
     assert fair["max_gap"] == pytest.approx(

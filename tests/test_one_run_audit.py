@@ -208,7 +208,7 @@ def test_a_policy_can_require_a_one_run_audit_of_the_same_configuration_before_r
 def test_the_release_gate_refuses_an_audit_of_another_configuration_or_one_not_chained(tmp_path):
     from types import SimpleNamespace
 
-    from privtrain.artifacts.release import _one_run_gate
+    from privtrain.artifacts.release_gates import one_run_gate as _one_run_gate
 
     report = tmp_path / "one_run_audit" / "one_run_audit.json"
     report.parent.mkdir()
