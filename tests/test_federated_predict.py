@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_federated_e2e import TINY as SIMULATION
 
 import privtrain
 from privtrain import config, data
@@ -18,19 +19,9 @@ from privtrain.errors import UserError
 
 pytestmark = pytest.mark.slow
 
-# The smallest simulation the end-to-end tests use: 3 clients, all sampled, 2 rounds, one CPU for Ray; without
-# noise, so the model is a learnt one (central DP at this size can leave it near chance, which proves nothing here).
-TINY = [
-    "fl.num_clients=3",
-    "fl.fraction=1.0",
-    "fl.rounds=2",
-    "fl.local_epochs=1",
-    "recipe.progress=false",
-    "fl.simulation.num_cpus=1",
-    "fl.simulation.cpus_per_client=0.5",
-    "privacy=none",
-    "ledger.allow_non_private=true",
-]
+# The smallest simulation the end-to-end tests use, without noise, so the model is a learnt one (central DP at this
+# size can leave it near chance, which proves nothing here).
+TINY = [*SIMULATION, "privacy=none", "ledger.allow_non_private=true"]
 
 
 def test_a_federated_run_loads_and_predicts_what_it_evaluated(tmp_path, ledger_path, cli):
