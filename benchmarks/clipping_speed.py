@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -171,15 +170,10 @@ def measure(name: str, modes: list[str], device: str, rounds: int, steps: int) -
     factory, x, y = models(device)[name]
     x, y = x.to(device), y.to(device)
 
+    from common import seconds_per_step
+
     def timed(fn) -> float:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / steps
+        return seconds_per_step(fn, steps, device)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus/torch notes on secure RNG and full backward hooks

@@ -136,3 +136,19 @@ def plain_opacus_model(splits, eps: float | None, seed: int, epochs: int = 30, d
                     nn.functional.cross_entropy(model(xb), yb).backward()
                     opt.step()
     return model.eval()
+
+
+def seconds_per_step(fn, steps: int, device: str) -> float:
+    """Mean wall seconds of ``steps`` calls of ``fn``, with CUDA synchronised on both sides (timing benchmarks)."""
+    import time
+
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps

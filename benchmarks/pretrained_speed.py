@@ -70,17 +70,12 @@ def speed(folder: Path, mode: str, device: str, rounds: int, steps: int, batch: 
         }
         for fn in fns.values():
             fn()
+        from common import seconds_per_step
+
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(rounds):
             for k, fn in fns.items():
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(steps):
-                    fn()
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                times[k].append((time.perf_counter() - start) / steps)
+                times[k].append(seconds_per_step(fn, steps, device))
     record = info(make())
     plain = float(np.median(times["non-private"]))
     return [

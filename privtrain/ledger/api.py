@@ -531,21 +531,13 @@ class Ledger:
         """
         from privtrain.ledger.run import _artifacts
 
-        runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
-        require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
-        with self.core.transaction():
-            return self.core.append(
-                status="artifacts",
-                run_id=run_id,
-                recipe=runs[0].recipe,
-                source=runs[0].source,
-                source_name=runs[0].source_name,
-                unit=runs[0].unit,
-                epsilon=0.0,
-                delta=0.0,
-                artifacts=_artifacts(artifacts),
-                detail=json.dumps({**(detail or {}), "why": why, "replaces": dict(sorted((replaces or {}).items()))}),
-            )
+        replaced = dict(sorted((replaces or {}).items()))
+        return self._append_for_run(
+            run_id,
+            "artifacts",
+            artifacts=_artifacts(artifacts),
+            detail=json.dumps({**(detail or {}), "why": why, "replaces": replaced}),
+        )
 
     @guarded
     def record_decision(self, run_id: str, status: str, detail: dict) -> Entry:
@@ -559,19 +551,28 @@ class Ledger:
             UserError: the run has no committed entry here, or the ledger is read-only.
         """
         require(status in DECISIONS, f"Expected a decision status in {', '.join(DECISIONS)}, got {status!r}.")
+        return self._append_for_run(run_id, status, detail=json.dumps(detail, sort_keys=True))
+
+    def _append_for_run(self, run_id: str, status: str, **fields) -> Entry:
+        """Chain an entry about a finished run (charging nothing), filed under the run's committed source and unit.
+
+        Raises:
+            UserError: the run has no committed entry here.
+        """
         runs = [e for e in self.entries() if e.run_id == run_id and e.status == "committed"]
         require(bool(runs), f"run {run_id} has no committed entry in the ledger {self.path}.")
+        first = runs[0]
         with self.core.transaction():
             return self.core.append(
                 status=status,
                 run_id=run_id,
-                recipe=runs[0].recipe,
-                source=runs[0].source,
-                source_name=runs[0].source_name,
-                unit=runs[0].unit,
+                recipe=first.recipe,
+                source=first.source,
+                source_name=first.source_name,
+                unit=first.unit,
                 epsilon=0.0,
                 delta=0.0,
-                detail=json.dumps(detail, sort_keys=True),
+                **fields,
             )
 
     @guarded
