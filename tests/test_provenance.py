@@ -194,13 +194,8 @@ def test_the_card_and_run_json_state_the_provenance_and_the_purpose(ledger_path,
     assert all(hashes[n] == h for n, h in now.items())
 
 
-def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(ledger_path, tmp_path):
-    _declare("scans", regions="eu-west")
-    privtrain.run(
-        "dp_sgd",
-        [*TINY, *_csv(_digits(), tmp_path / "scans.csv"), "dataset.source=scans", *OK],
-        output_dir=tmp_path / "first",
-    )
+def rescaled_copy(tmp_path) -> list[str]:
+    """The overrides of a shuffled copy of digits under other column names, rescaled to [0, 1] (copy.csv)."""
     copy = _digits().sample(frac=1.0, random_state=1)
     pixels = [c for c in copy.columns if c != "target"]
     copy[pixels] = copy[pixels] / 16.0  # rescaled to [0, 1]
@@ -210,13 +205,23 @@ def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(l
         ", ".join(f"px{i}: {{min: 0, max: 1}}" for i in range(len(pixels)))
         + ", target: {categories: [0,1,2,3,4,5,6,7,8,9]}"
     )
-    overrides = [
+    return [
         "dataset=csv",
         f"dataset.path={tmp_path / 'copy.csv'}",
         "dataset.target=target",
         f"dataset.schema={{{schema}}}",
         f"dataset.public_n={len(copy)}",
     ]
+
+
+def test_a_renamed_rescaled_copy_of_the_source_gets_the_sources_consent_checks(ledger_path, tmp_path):
+    _declare("scans", regions="eu-west")
+    privtrain.run(
+        "dp_sgd",
+        [*TINY, *_csv(_digits(), tmp_path / "scans.csv"), "dataset.source=scans", *OK],
+        output_dir=tmp_path / "first",
+    )
+    overrides = rescaled_copy(tmp_path)
     book = ledger.open()
     charged = len(_charged(book))
     message = _refused([*overrides, "run.purpose=marketing", "site.region=eu-west"], tmp_path)

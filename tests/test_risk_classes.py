@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY
+from test_provenance import rescaled_copy
+from test_sources import _csv, _digits
 
+import privtrain
+from privtrain import ledger
 from privtrain.errors import UserError
 from privtrain.policy import Evaluation, RunFacts, check_run, load
 
@@ -69,3 +74,26 @@ def test_high_class_refuses_a_run_missing_its_controls_in_one_line(tmp_path):
 def test_a_mistake_in_the_risk_section_is_one_line(tmp_path, risk, message):
     with pytest.raises(UserError, match=message):
         _policy(tmp_path, f"version: 1\nrisk: {risk}\n")
+
+
+def test_a_renamed_rescaled_copy_of_a_high_risk_source_is_held_to_its_classs_cap(ledger_path, tmp_path):
+    """The copy's own name matches no class, so the config check passes it; the charge to the source whose people
+    it holds meets that source's class, with the exact planned ε, and nothing is charged."""
+    (ledger_path.parent / "policy.yaml").write_text(
+        "version: 1\nsources:\n  scans: {tags: [health]}\n"
+        "risk:\n  classes:\n    high: {when: {tags: [health]}, controls: {max_epsilon: 3}}\n"
+    )
+    scans = [*TINY, *_csv(_digits(), tmp_path / "scans.csv"), "dataset.source=scans"]
+    privtrain.run("dp_sgd", [*scans, "privacy.target_epsilon=2"], output_dir=tmp_path / "first")
+    with pytest.raises(UserError, match="class high.*ε ≤ 3 per run, but privacy target ε=5. Nothing was read"):
+        privtrain.run("dp_sgd", [*scans, "privacy.target_epsilon=5"], output_dir=tmp_path / "direct")
+    charged = [e.hash for e in ledger.open().entries()]
+    with pytest.raises(UserError) as refused:
+        privtrain.run(
+            "dp_sgd", [*TINY, *rescaled_copy(tmp_path), "privacy.target_epsilon=5"], output_dir=tmp_path / "copy"
+        )
+    message = str(refused.value)
+    assert "class high" in message and "source 'scans' (charged because" in message and "ε ≤ 3" in message
+    assert "Nothing was charged" in message and "\n" not in message
+    assert [e.hash for e in ledger.open().entries()][: len(charged)] == charged
+    assert not [e for e in ledger.open().entries()[len(charged) :] if e.status in ("reserved", "committed")]
